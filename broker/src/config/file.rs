@@ -1,0 +1,331 @@
+//! The configuration file as operators write it (TOML). Every key is documented in the
+//! README and in `config/broker.example.toml`. Unknown keys are errors, so a typo never
+//! silently falls back to a default.
+
+use std::collections::BTreeMap;
+
+use connectors::Assurance;
+use serde::Deserialize;
+
+use crate::keys::SigningAlg;
+
+/// Text in several languages: `{ en = "...", vi = "...", zh = "...", es = "..." }`.
+pub type LocalizedText = BTreeMap<String, String>;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The issuer URL (`https://id.example.gov`); every endpoint hangs below it.
+    pub issuer: String,
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Where state lives.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Signing keys; the first key of an algorithm signs, all are published.
+    pub keys: Vec<KeyConfig>,
+    /// Secret for pairwise subject identifiers (at least 32 bytes).
+    pub pairwise_secret: SecretRef,
+    /// Token lifetimes.
+    #[serde(default)]
+    pub tokens: TokenConfig,
+    /// Browser sessions.
+    #[serde(default)]
+    pub session: SessionConfig,
+    /// Require PKCE from confidential clients too (always required from public ones).
+    #[serde(default = "yes")]
+    pub require_pkce: bool,
+    /// Allow the `test-citizens` connector in `serve` (never in production).
+    #[serde(default)]
+    pub allow_test_citizens: bool,
+    /// `acr` values of the assurance levels.
+    #[serde(default)]
+    pub acr: AcrConfig,
+    /// Identity sources.
+    #[serde(default)]
+    pub connectors: Vec<ConnectorConfig>,
+    /// Relying parties.
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Store selection.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum StoreConfig {
+    /// Embedded single-node store in a file.
+    Embedded {
+        /// Database file.
+        path: String,
+    },
+    /// Redis, shared by several broker instances.
+    Redis {
+        /// `redis://host:port/db` (or `rediss://`); may come from an environment variable.
+        url: SecretRef,
+        /// Prefix of every key.
+        #[serde(default = "default_prefix")]
+        prefix: String,
+        /// Timeout of one store operation, in milliseconds.
+        #[serde(default = "default_op_timeout")]
+        timeout_ms: u64,
+    },
+}
+
+fn default_prefix() -> String {
+    "broker:".into()
+}
+
+fn default_op_timeout() -> u64 {
+    2000
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig::Embedded {
+            path: "data/broker.redb".into(),
+        }
+    }
+}
+
+/// A signing key file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Key id.
+    pub kid: String,
+    /// `RS256`, `ES256` or `EdDSA`.
+    pub alg: SigningAlg,
+    /// PKCS#8 PEM private key file (relative to the configuration file).
+    pub file: String,
+}
+
+/// A secret value, never written inline: from an environment variable or a file. Client
+/// secrets may instead be given as their SHA-256 digest (hex).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, untagged)]
+pub enum SecretRef {
+    /// `{ env = "NAME" }`
+    Env {
+        /// Variable name.
+        env: String,
+    },
+    /// `{ file = "path" }` (trailing newline trimmed)
+    File {
+        /// File path, relative to the configuration file.
+        file: String,
+    },
+    /// `{ sha256 = "hex" }` (client secrets only)
+    Sha256 {
+        /// Hex digest of the secret.
+        sha256: String,
+    },
+}
+
+/// Token lifetimes in seconds.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    /// Authorization code lifetime.
+    pub code_ttl: u64,
+    /// Access token lifetime.
+    pub access_token_ttl: u64,
+    /// ID token lifetime.
+    pub id_token_ttl: u64,
+    /// Refresh token lifetime (each rotation starts it again).
+    pub refresh_token_ttl: u64,
+    /// Algorithm of access tokens (RFC 9068 JWTs).
+    pub access_token_alg: SigningAlg,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig {
+            code_ttl: 60,
+            access_token_ttl: 300,
+            id_token_ttl: 300,
+            refresh_token_ttl: 8 * 3600,
+            access_token_alg: SigningAlg::ES256,
+        }
+    }
+}
+
+/// Browser session settings in seconds.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Longest life of an SSO session.
+    pub lifetime: u64,
+    /// A session unused for this long ends.
+    pub idle_timeout: u64,
+    /// How long a citizen may take to complete a login.
+    pub login_timeout: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            lifetime: 8 * 3600,
+            idle_timeout: 30 * 60,
+            login_timeout: 15 * 60,
+        }
+    }
+}
+
+/// `acr` values per assurance level (eIDAS by default).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcrConfig {
+    /// `acr` of `low`.
+    pub low: String,
+    /// `acr` of `substantial`.
+    pub substantial: String,
+    /// `acr` of `high`.
+    pub high: String,
+}
+
+impl Default for AcrConfig {
+    fn default() -> Self {
+        AcrConfig {
+            low: "http://eidas.europa.eu/LoA/low".into(),
+            substantial: "http://eidas.europa.eu/LoA/substantial".into(),
+            high: "http://eidas.europa.eu/LoA/high".into(),
+        }
+    }
+}
+
+/// Whether an identity source is offered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectorStatus {
+    /// Offered.
+    #[default]
+    Enabled,
+    /// Not offered.
+    Disabled,
+    /// Shown with its maintenance message, not usable.
+    Maintenance,
+}
+
+/// One identity source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// Stable id (used in URLs and in the `amr`/audit records).
+    pub id: String,
+    /// Connector type (`test-citizens`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Name on the choice page, per language.
+    pub name: LocalizedText,
+    /// Enabled, disabled or in maintenance.
+    #[serde(default)]
+    pub status: ConnectorStatus,
+    /// Shown while in maintenance, per language.
+    #[serde(default)]
+    pub maintenance_message: LocalizedText,
+    /// Type-specific settings.
+    #[serde(default)]
+    pub settings: toml::Table,
+}
+
+/// How a client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// HTTP Basic with id and secret.
+    #[default]
+    ClientSecretBasic,
+    /// Id and secret in the form body.
+    ClientSecretPost,
+    /// A JWT signed with the client's key (RFC 7523).
+    PrivateKeyJwt,
+    /// A public client (PKCE required).
+    None,
+}
+
+impl AuthMethod {
+    /// The registered name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::None => "none",
+        }
+    }
+}
+
+/// Subject identifier type (OpenID Connect Core 8).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubjectType {
+    /// Different per sector: platforms cannot correlate citizens.
+    #[default]
+    Pairwise,
+    /// The same for every platform.
+    Public,
+}
+
+/// One relying party.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// `client_id`.
+    pub id: String,
+    /// Name shown to citizens.
+    pub name: String,
+    /// Exact redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Exact post-logout redirect URIs.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Token endpoint authentication.
+    #[serde(default)]
+    pub auth_method: AuthMethod,
+    /// Client secret (for the `client_secret_*` methods).
+    #[serde(default)]
+    pub secret: Option<SecretRef>,
+    /// JWKS (JSON text) with the client's public keys, for `private_key_jwt`.
+    #[serde(default)]
+    pub jwks: Option<String>,
+    /// Scopes this client may receive.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// `pairwise` (default) or `public`.
+    #[serde(default)]
+    pub subject_type: SubjectType,
+    /// Sector of pairwise subjects; defaults to the host of the redirect URIs.
+    #[serde(default)]
+    pub sector_identifier: Option<String>,
+    /// ID token signing algorithm.
+    #[serde(default = "default_id_alg")]
+    pub id_token_signed_response_alg: SigningAlg,
+    /// Lowest assurance this platform accepts.
+    #[serde(default = "default_min_assurance")]
+    pub min_assurance: Assurance,
+    /// Ask the citizen's consent before the first login to this platform.
+    #[serde(default)]
+    pub require_consent: bool,
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["openid".into(), "profile".into()]
+}
+
+fn default_id_alg() -> SigningAlg {
+    SigningAlg::RS256
+}
+
+fn default_min_assurance() -> Assurance {
+    Assurance::Low
+}

@@ -1,0 +1,677 @@
+//! Configuration: the file format ([`file`]), and its validation into the [`Settings`] the
+//! running broker uses. Validation collects every problem with the file, the key path and
+//! the reason, so `broker check-config` shows them all at once.
+
+pub mod file;
+mod registry;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use connectors::{Assurance, Connector};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use sha2::{Digest, Sha256};
+
+pub use file::{
+    AcrConfig, AuthMethod, ConnectorStatus, FileConfig, LocalizedText, SecretRef, SessionConfig,
+    StoreConfig, SubjectType, TokenConfig,
+};
+
+use crate::keys::{KeySet, SigningAlg, SigningKey};
+
+/// Scopes the broker knows, with the claims each releases.
+pub const SCOPES: &[(&str, &[&str])] = &[
+    ("openid", &[]),
+    ("offline_access", &[]),
+    (
+        "profile",
+        &[
+            "name",
+            "given_name",
+            "family_name",
+            "middle_name",
+            "birthdate",
+            "gender",
+        ],
+    ),
+    ("email", &["email", "email_verified"]),
+    ("phone", &["phone_number", "phone_number_verified"]),
+    ("address", &["address"]),
+    ("citizen_id", &["citizen_id"]),
+];
+
+/// One configuration problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file.
+    pub file: String,
+    /// The key path (`clients[2].redirect_uris[0]`), empty for the whole file.
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file, self.reason)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.key, self.reason)
+        }
+    }
+}
+
+/// How the configuration will be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `broker serve`: test-only connectors need `allow_test_citizens`.
+    Serve,
+    /// `broker demo`: everything allowed.
+    Demo,
+}
+
+/// How a client proves who it is at the token endpoint.
+pub enum ClientAuth {
+    /// `client_secret_basic` with the SHA-256 of the secret.
+    SecretBasic([u8; 32]),
+    /// `client_secret_post` with the SHA-256 of the secret.
+    SecretPost([u8; 32]),
+    /// `private_key_jwt` with the client's public keys.
+    PrivateKeyJwt(Vec<ClientKey>),
+    /// A public client.
+    None,
+}
+
+/// A public key of a client.
+pub struct ClientKey {
+    /// Its `kid`, if the JWKS names one.
+    pub kid: Option<String>,
+    /// The key.
+    pub key: DecodingKey,
+    /// The algorithm it is used with.
+    pub alg: Algorithm,
+}
+
+/// A relying party, validated.
+pub struct Client {
+    /// `client_id`.
+    pub id: String,
+    /// Name shown to citizens.
+    pub name: String,
+    /// Exact redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Exact post-logout redirect URIs.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Authentication at the token endpoint.
+    pub auth: ClientAuth,
+    /// Scopes it may receive.
+    pub scopes: HashSet<String>,
+    /// Pairwise or public `sub`.
+    pub subject_type: SubjectType,
+    /// Sector of its pairwise subjects.
+    pub sector: String,
+    /// ID token algorithm.
+    pub id_token_alg: SigningAlg,
+    /// Lowest accepted assurance.
+    pub min_assurance: Assurance,
+    /// Consent needed before the first login.
+    pub require_consent: bool,
+}
+
+impl Client {
+    /// Whether this is a public client.
+    pub fn is_public(&self) -> bool {
+        matches!(self.auth, ClientAuth::None)
+    }
+}
+
+/// An identity source, opened.
+pub struct ConnectorEntry {
+    /// Its id.
+    pub id: String,
+    /// Its type.
+    pub kind: String,
+    /// Name per language.
+    pub name: LocalizedText,
+    /// Enabled, disabled, maintenance.
+    pub status: ConnectorStatus,
+    /// Maintenance message per language.
+    pub maintenance_message: LocalizedText,
+    /// The connector.
+    pub connector: Arc<dyn Connector>,
+}
+
+/// The validated configuration the broker runs with.
+pub struct Settings {
+    /// Where it came from.
+    pub source: PathBuf,
+    /// Issuer URL without a trailing slash.
+    pub issuer: String,
+    /// Listen address.
+    pub listen: String,
+    /// Store selection (opened by the server).
+    pub store: StoreConfig,
+    /// Resolved Redis URL, when the store is Redis.
+    pub redis_url: Option<String>,
+    /// Signing keys.
+    pub keys: KeySet,
+    /// Secret of pairwise subjects.
+    pub pairwise_secret: Vec<u8>,
+    /// Token lifetimes.
+    pub tokens: TokenConfig,
+    /// Session settings.
+    pub session: SessionConfig,
+    /// PKCE for confidential clients too.
+    pub require_pkce: bool,
+    /// `acr` values.
+    pub acr: AcrConfig,
+    /// Identity sources, in the order of the choice page.
+    pub connectors: Vec<ConnectorEntry>,
+    /// Relying parties by `client_id`.
+    pub clients: HashMap<String, Client>,
+    /// Cookies get `Secure` and the `__Host-` prefix (issuer on https).
+    pub secure_cookies: bool,
+}
+
+impl Settings {
+    /// The `acr` value of a level.
+    pub fn acr_of(&self, level: Assurance) -> &str {
+        match level {
+            Assurance::Low => &self.acr.low,
+            Assurance::Substantial => &self.acr.substantial,
+            Assurance::High => &self.acr.high,
+        }
+    }
+
+    /// The level of an `acr` value (the configured URI or the bare level name).
+    pub fn level_of(&self, acr: &str) -> Option<Assurance> {
+        Assurance::ALL
+            .into_iter()
+            .find(|l| self.acr_of(*l) == acr || l.as_str() == acr)
+    }
+
+    /// The connector with this id.
+    pub fn connector(&self, id: &str) -> Option<&ConnectorEntry> {
+        self.connectors.iter().find(|c| c.id == id)
+    }
+
+    /// The highest level any enabled connector reaches.
+    pub fn best_assurance(&self) -> Option<Assurance> {
+        self.connectors
+            .iter()
+            .filter(|c| c.status == ConnectorStatus::Enabled)
+            .map(|c| c.connector.assurance())
+            .max()
+    }
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path, mode: Mode) -> Result<Settings, Vec<Problem>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Problem {
+            file: path.display().to_string(),
+            key: String::new(),
+            reason: format!("cannot read: {e}"),
+        }]
+    })?;
+    load_str(&text, path, mode)
+}
+
+/// Validates configuration text; `path` names the file in problems and anchors relative
+/// paths.
+pub fn load_str(text: &str, path: &Path, mode: Mode) -> Result<Settings, Vec<Problem>> {
+    let mut v = Validator {
+        file: path.display().to_string(),
+        base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        problems: Vec::new(),
+    };
+    let table: toml::Table = toml::from_str(text).map_err(|e| vec![v.problem("", e.to_string())])?;
+    let raw: FileConfig =
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let key = e.path().to_string();
+            vec![v.problem(if key == "." { "" } else { &key }, e.into_inner().to_string())]
+        })?;
+    let settings = v.validate(raw, mode);
+    match settings {
+        Some(s) if v.problems.is_empty() => Ok(s),
+        _ => Err(v.problems),
+    }
+}
+
+struct Validator {
+    file: String,
+    base: PathBuf,
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn problem(&self, key: &str, reason: impl Into<String>) -> Problem {
+        Problem {
+            file: self.file.clone(),
+            key: key.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn report(&mut self, key: &str, reason: impl Into<String>) {
+        let p = self.problem(key, reason);
+        self.problems.push(p);
+    }
+
+    fn resolve_path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn secret(&mut self, key: &str, r: &SecretRef) -> Option<Vec<u8>> {
+        match r {
+            SecretRef::Env { env } => match std::env::var(env) {
+                Ok(v) if !v.is_empty() => Some(v.into_bytes()),
+                _ => {
+                    self.report(key, format!("environment variable `{env}` is not set"));
+                    None
+                }
+            },
+            SecretRef::File { file } => match std::fs::read_to_string(self.resolve_path(file)) {
+                Ok(v) => Some(v.trim_end_matches(['\n', '\r']).as_bytes().to_vec()),
+                Err(e) => {
+                    self.report(key, format!("cannot read secret file `{file}`: {e}"));
+                    None
+                }
+            },
+            SecretRef::Sha256 { .. } => {
+                self.report(key, "a digest is only accepted for client secrets");
+                None
+            }
+        }
+    }
+
+    fn validate(&mut self, raw: FileConfig, mode: Mode) -> Option<Settings> {
+        let issuer = raw.issuer.trim_end_matches('/').to_string();
+        let secure_cookies = match url::Url::parse(&issuer) {
+            Ok(u) if u.scheme() == "https" => u.query().is_none() && u.fragment().is_none(),
+            Ok(u) if u.scheme() == "http" && is_loopback(&u) => false,
+            Ok(_) => {
+                self.report(
+                    "issuer",
+                    "must be an https URL (plain http only on localhost)",
+                );
+                false
+            }
+            Err(e) => {
+                self.report("issuer", format!("is not a URL: {e}"));
+                false
+            }
+        };
+
+        // Keys.
+        let mut keys = Vec::new();
+        let mut kids = HashSet::new();
+        for (i, k) in raw.keys.iter().enumerate() {
+            if !kids.insert(k.kid.clone()) {
+                self.report(&format!("keys[{i}].kid"), format!("`{}` is used twice", k.kid));
+            }
+            match SigningKey::from_pem_file(&k.kid, k.alg, &self.resolve_path(&k.file)) {
+                Ok(key) => keys.push(key),
+                Err(e) => self.report(&format!("keys[{i}].file"), e.to_string()),
+            }
+        }
+        let keys = KeySet::new(keys);
+        let algs = keys.algorithms();
+        if !raw.keys.iter().any(|k| k.alg == SigningAlg::RS256) {
+            self.report("keys", "needs an RS256 key (mandatory for OpenID Connect)");
+        }
+        if !raw.keys.iter().any(|k| k.alg == raw.tokens.access_token_alg) {
+            self.report(
+                "tokens.access_token_alg",
+                format!("no key in `keys` has algorithm {}", raw.tokens.access_token_alg.as_str()),
+            );
+        }
+
+        let pairwise_secret = self.secret("pairwise_secret", &raw.pairwise_secret);
+        if let Some(s) = &pairwise_secret {
+            if s.len() < 32 {
+                self.report("pairwise_secret", "must be at least 32 bytes long");
+            }
+        }
+
+        let redis_url = match &raw.store {
+            StoreConfig::Redis { url, .. } => self
+                .secret("store.url", url)
+                .and_then(|u| String::from_utf8(u).ok()),
+            StoreConfig::Embedded { .. } => None,
+        };
+
+        for (key, value) in [
+            ("tokens.code_ttl", raw.tokens.code_ttl),
+            ("tokens.access_token_ttl", raw.tokens.access_token_ttl),
+            ("tokens.id_token_ttl", raw.tokens.id_token_ttl),
+            ("tokens.refresh_token_ttl", raw.tokens.refresh_token_ttl),
+            ("session.lifetime", raw.session.lifetime),
+            ("session.idle_timeout", raw.session.idle_timeout),
+            ("session.login_timeout", raw.session.login_timeout),
+        ] {
+            if value == 0 {
+                self.report(key, "must be more than 0 seconds");
+            }
+        }
+        if raw.tokens.code_ttl > 600 {
+            self.report("tokens.code_ttl", "must be at most 600 seconds (RFC 6749 4.1.2)");
+        }
+
+        let connectors = self.connectors(&raw, mode);
+        let clients = self.clients(&raw, &algs, &connectors);
+
+        Some(Settings {
+            source: self.base.join(Path::new(&self.file).file_name().unwrap_or_default()),
+            issuer,
+            listen: raw.listen,
+            store: raw.store,
+            redis_url,
+            keys,
+            pairwise_secret: pairwise_secret.unwrap_or_default(),
+            tokens: raw.tokens,
+            session: raw.session,
+            require_pkce: raw.require_pkce,
+            acr: raw.acr,
+            connectors,
+            clients,
+            secure_cookies,
+        })
+    }
+
+    fn connectors(&mut self, raw: &FileConfig, mode: Mode) -> Vec<ConnectorEntry> {
+        let mut out = Vec::new();
+        let mut ids = HashSet::new();
+        for (i, c) in raw.connectors.iter().enumerate() {
+            let key = format!("connectors[{i}]");
+            if !ids.insert(c.id.clone()) {
+                self.report(&format!("{key}.id"), format!("`{}` is used twice", c.id));
+            }
+            if c.id.is_empty() || !c.id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+                self.report(&format!("{key}.id"), "use letters, digits, `-` and `_` only");
+            }
+            if !c.name.contains_key("en") {
+                self.report(&format!("{key}.name"), "needs at least an English (`en`) name");
+            }
+            if c.status == ConnectorStatus::Maintenance && c.maintenance_message.is_empty() {
+                self.report(
+                    &format!("{key}.maintenance_message"),
+                    "a connector in maintenance needs a message for citizens",
+                );
+            }
+            if c.kind == registry::TEST_CITIZENS
+                && mode == Mode::Serve
+                && !raw.allow_test_citizens
+                && c.status != ConnectorStatus::Disabled
+            {
+                self.report(
+                    &format!("{key}.type"),
+                    "`test-citizens` is for demos and tests; set `allow_test_citizens = true` to use it in `serve`",
+                );
+            }
+            match registry::open(&c.kind, &c.settings) {
+                Ok(connector) => out.push(ConnectorEntry {
+                    id: c.id.clone(),
+                    kind: c.kind.clone(),
+                    name: c.name.clone(),
+                    status: c.status,
+                    maintenance_message: c.maintenance_message.clone(),
+                    connector,
+                }),
+                Err(registry::OpenError::UnknownType) => self.report(
+                    &format!("{key}.type"),
+                    format!(
+                        "unknown connector type `{}` (known: {})",
+                        c.kind,
+                        registry::TYPES.join(", ")
+                    ),
+                ),
+                Err(registry::OpenError::Settings(problems)) => {
+                    for (k, reason) in problems {
+                        let path = if k.is_empty() || k == "." {
+                            format!("{key}.settings")
+                        } else {
+                            format!("{key}.settings.{k}")
+                        };
+                        self.report(&path, reason);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn clients(
+        &mut self,
+        raw: &FileConfig,
+        algs: &[SigningAlg],
+        connectors: &[ConnectorEntry],
+    ) -> HashMap<String, Client> {
+        let best = connectors
+            .iter()
+            .filter(|c| c.status != ConnectorStatus::Disabled)
+            .map(|c| c.connector.assurance())
+            .max();
+        let mut out = HashMap::new();
+        for (i, c) in raw.clients.iter().enumerate() {
+            let key = format!("clients[{i}]");
+            if c.id.is_empty() {
+                self.report(&format!("{key}.id"), "is empty");
+            }
+            if out.contains_key(&c.id) {
+                self.report(&format!("{key}.id"), format!("`{}` is used twice", c.id));
+            }
+            if c.redirect_uris.is_empty() {
+                self.report(&format!("{key}.redirect_uris"), "lists no redirect URI");
+            }
+            let mut hosts = HashSet::new();
+            for (j, uri) in c.redirect_uris.iter().enumerate() {
+                match check_redirect_uri(uri) {
+                    Ok(host) => {
+                        hosts.insert(host);
+                    }
+                    Err(reason) => self.report(&format!("{key}.redirect_uris[{j}]"), reason),
+                }
+            }
+            for (j, uri) in c.post_logout_redirect_uris.iter().enumerate() {
+                if let Err(reason) = check_redirect_uri(uri) {
+                    self.report(&format!("{key}.post_logout_redirect_uris[{j}]"), reason);
+                }
+            }
+            for (j, s) in c.scopes.iter().enumerate() {
+                if !SCOPES.iter().any(|(name, _)| name == s) {
+                    self.report(
+                        &format!("{key}.scopes[{j}]"),
+                        format!("unknown scope `{s}`"),
+                    );
+                }
+            }
+            if !c.scopes.iter().any(|s| s == "openid") {
+                self.report(&format!("{key}.scopes"), "must include `openid`");
+            }
+            if !algs.contains(&c.id_token_signed_response_alg) {
+                self.report(
+                    &format!("{key}.id_token_signed_response_alg"),
+                    format!(
+                        "no key in `keys` has algorithm {}",
+                        c.id_token_signed_response_alg.as_str()
+                    ),
+                );
+            }
+            if let Some(best) = best {
+                if c.min_assurance > best {
+                    self.report(
+                        &format!("{key}.min_assurance"),
+                        format!(
+                            "no enabled connector reaches `{}` (the best is `{best}`)",
+                            c.min_assurance
+                        ),
+                    );
+                }
+            }
+            let auth = self.client_auth(&key, c);
+            let sector = match &c.sector_identifier {
+                Some(s) => s.clone(),
+                None if hosts.len() <= 1 => hosts.into_iter().next().unwrap_or_default(),
+                None => {
+                    self.report(
+                        &format!("{key}.sector_identifier"),
+                        "redirect URIs are on several hosts: name the sector of pairwise subjects",
+                    );
+                    String::new()
+                }
+            };
+            let Some(auth) = auth else { continue };
+            out.insert(
+                c.id.clone(),
+                Client {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    redirect_uris: c.redirect_uris.clone(),
+                    post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+                    auth,
+                    scopes: c.scopes.iter().cloned().collect(),
+                    subject_type: c.subject_type,
+                    sector,
+                    id_token_alg: c.id_token_signed_response_alg,
+                    min_assurance: c.min_assurance,
+                    require_consent: c.require_consent,
+                },
+            );
+        }
+        out
+    }
+
+    fn client_auth(&mut self, key: &str, c: &file::ClientConfig) -> Option<ClientAuth> {
+        let digest = |v: &mut Validator| -> Option<[u8; 32]> {
+            match &c.secret {
+                None => {
+                    v.report(
+                        &format!("{key}.secret"),
+                        format!("`{}` needs a secret", c.auth_method.as_str()),
+                    );
+                    None
+                }
+                Some(SecretRef::Sha256 { sha256 }) => {
+                    let bytes = hex_decode(sha256);
+                    match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+                        Some(d) => Some(d),
+                        None => {
+                            v.report(
+                                &format!("{key}.secret.sha256"),
+                                "must be 64 hexadecimal digits",
+                            );
+                            None
+                        }
+                    }
+                }
+                Some(r) => {
+                    let s = v.secret(&format!("{key}.secret"), r)?;
+                    if s.len() < 16 {
+                        v.report(&format!("{key}.secret"), "must be at least 16 bytes long");
+                    }
+                    Some(Sha256::digest(&s).into())
+                }
+            }
+        };
+        match c.auth_method {
+            AuthMethod::ClientSecretBasic => digest(self).map(ClientAuth::SecretBasic),
+            AuthMethod::ClientSecretPost => digest(self).map(ClientAuth::SecretPost),
+            AuthMethod::None => {
+                if c.secret.is_some() {
+                    self.report(&format!("{key}.secret"), "a public client (`none`) has no secret");
+                }
+                Some(ClientAuth::None)
+            }
+            AuthMethod::PrivateKeyJwt => {
+                let Some(text) = &c.jwks else {
+                    self.report(&format!("{key}.jwks"), "`private_key_jwt` needs the client's JWKS");
+                    return None;
+                };
+                let set: JwkSet = match serde_json::from_str(text) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.report(&format!("{key}.jwks"), format!("is not a JWKS: {e}"));
+                        return None;
+                    }
+                };
+                let mut keys = Vec::new();
+                for (j, jwk) in set.keys.iter().enumerate() {
+                    let alg = jwk
+                        .common
+                        .key_algorithm
+                        .and_then(|a| a.to_string().parse::<Algorithm>().ok());
+                    let alg = match (alg, &jwk.algorithm) {
+                        (Some(a), _) => a,
+                        (None, jsonwebtoken::jwk::AlgorithmParameters::RSA(_)) => Algorithm::RS256,
+                        (None, jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_)) => {
+                            Algorithm::ES256
+                        }
+                        (None, jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_)) => {
+                            Algorithm::EdDSA
+                        }
+                        (None, _) => {
+                            self.report(&format!("{key}.jwks.keys[{j}]"), "symmetric keys are not accepted");
+                            continue;
+                        }
+                    };
+                    if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+                        self.report(&format!("{key}.jwks.keys[{j}]"), "symmetric keys are not accepted");
+                        continue;
+                    }
+                    match DecodingKey::from_jwk(jwk) {
+                        Ok(k) => keys.push(ClientKey {
+                            kid: jwk.common.key_id.clone(),
+                            key: k,
+                            alg,
+                        }),
+                        Err(e) => self.report(&format!("{key}.jwks.keys[{j}]"), e.to_string()),
+                    }
+                }
+                if keys.is_empty() {
+                    self.report(&format!("{key}.jwks"), "holds no usable public key");
+                    return None;
+                }
+                Some(ClientAuth::PrivateKeyJwt(keys))
+            }
+        }
+    }
+}
+
+fn is_loopback(u: &url::Url) -> bool {
+    matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+}
+
+/// Checks a redirect URI (absolute, no fragment, https except on loopback) and returns its
+/// host.
+fn check_redirect_uri(uri: &str) -> Result<String, String> {
+    let u = url::Url::parse(uri).map_err(|e| format!("`{uri}` is not a URL: {e}"))?;
+    if u.fragment().is_some() {
+        return Err(format!("`{uri}` must not have a fragment"));
+    }
+    match u.scheme() {
+        "https" => {}
+        "http" if is_loopback(&u) => {}
+        "http" => return Err(format!("`{uri}` must use https (plain http only on localhost)")),
+        s => return Err(format!("`{uri}` has an unsupported scheme `{s}`")),
+    }
+    Ok(u.host_str().unwrap_or_default().to_string())
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}

@@ -1,0 +1,266 @@
+//! `broker demo`: the broker with the embedded store and test citizens, plus a small demo
+//! relying party (a real OpenID Connect client built with the `openidconnect` crate) that
+//! shows the claims it received.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use actix_web::http::header;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::{
+    AuthenticationContextClass, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl,
+    Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    TokenResponse,
+};
+
+use crate::config::{self, Mode};
+use crate::keys::{SigningAlg, SigningKey};
+
+/// The demo configuration, written to the data folder at each start.
+pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
+
+/// The demo relying party's client secret (its SHA-256 is in the demo configuration).
+pub const DEMO_RP_SECRET: &str = "demo-rp-secret-change-me";
+
+/// Prepares the data folder (keys, pairwise secret, configuration) and returns the
+/// configuration path. Existing keys and secrets are kept, so tokens survive restarts.
+pub fn prepare(dir: &Path) -> Result<PathBuf, String> {
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).map_err(|e| format!("{}: {e}", keys.display()))?;
+    for (file, alg) in [
+        ("rs256.pem", SigningAlg::RS256),
+        ("es256.pem", SigningAlg::ES256),
+        ("eddsa.pem", SigningAlg::EdDSA),
+    ] {
+        let path = keys.join(file);
+        if !path.exists() {
+            let (_, pem) = SigningKey::generate("demo", alg)?;
+            write_private(&path, pem.as_bytes())?;
+        }
+    }
+    let secret = dir.join("pairwise.secret");
+    if !secret.exists() {
+        write_private(&secret, crate::util::random_token(32).as_bytes())?;
+    }
+    let config = dir.join("broker.toml");
+    std::fs::write(&config, DEMO_CONFIG).map_err(|e| format!("{}: {e}", config.display()))?;
+    Ok(config)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(())
+}
+
+/// Runs the broker and the demo relying party until interrupted.
+pub async fn run(dir: &Path, rp_port: u16) -> std::io::Result<()> {
+    let config_path = prepare(dir).map_err(std::io::Error::other)?;
+    let settings = config::load(&config_path, Mode::Demo).map_err(|problems| {
+        std::io::Error::other(
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
+    let issuer = settings.issuer.clone();
+    println!();
+    println!("  Broker:                {issuer}");
+    println!("  Demo relying party:    http://localhost:{rp_port}/");
+    println!("  Test citizens:         an / demo, lan / demo, wei / demo");
+    println!();
+    let rp = RelyingParty {
+        issuer: issuer.clone(),
+        redirect: format!("http://localhost:{rp_port}/callback"),
+        pending: Mutex::new(HashMap::new()),
+        http: openidconnect::reqwest::Client::builder()
+            .redirect(openidconnect::reqwest::redirect::Policy::none())
+            .build()
+            .map_err(std::io::Error::other)?,
+    };
+    let rp = web::Data::new(rp);
+    let rp_server = HttpServer::new(move || {
+        App::new()
+            .app_data(rp.clone())
+            .route("/", web::get().to(home))
+            .route("/login", web::get().to(login))
+            .route("/callback", web::get().to(callback))
+    })
+    .workers(1)
+    .bind(("127.0.0.1", rp_port))?
+    .run();
+    let broker = crate::server::run(settings, None);
+    tokio::try_join!(broker, rp_server).map(|_| ())
+}
+
+struct RelyingParty {
+    issuer: String,
+    redirect: String,
+    pending: Mutex<HashMap<String, (String, String)>>,
+    http: openidconnect::reqwest::Client,
+}
+
+fn page(title: &str, body: &str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(format!(
+            "<!doctype html><html lang=en><head><meta charset=utf-8><title>{title}</title>\
+             <style>body{{font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem}}\
+             pre{{background:#f6f8fa;padding:1rem;overflow:auto}}a.b{{background:#1f6feb;color:#fff;padding:.5rem 1rem;border-radius:6px;text-decoration:none;margin-right:.5rem}}</style>\
+             </head><body><h1>{title}</h1>{body}</body></html>"
+        ))
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+async fn home() -> HttpResponse {
+    page(
+        "Demo regional platform",
+        "<p>This platform is an ordinary OpenID Connect relying party of the broker.</p>\
+         <p><a class=b id=login href=/login>Log in with the national identity broker</a>\
+         <a class=b id=login-vi href=\"/login?lang=vi\">Đăng nhập (tiếng Việt)</a>\
+         <a class=b id=login-zh href=\"/login?lang=zh\">登录（中文）</a></p>",
+    )
+}
+
+async fn client(rp: &RelyingParty) -> Result<CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>, String> {
+    let issuer = IssuerUrl::new(rp.issuer.clone()).map_err(|e| e.to_string())?;
+    let metadata = CoreProviderMetadata::discover_async(issuer, &rp.http)
+        .await
+        .map_err(|e| format!("discovery failed: {e}"))?;
+    let redirect = RedirectUrl::new(rp.redirect.clone()).map_err(|e| e.to_string())?;
+    Ok(CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new("demo-rp".into()),
+        Some(ClientSecret::new(DEMO_RP_SECRET.into())),
+    )
+    .set_redirect_uri(redirect))
+}
+
+async fn login(rp: web::Data<RelyingParty>, q: web::Query<HashMap<String, String>>) -> HttpResponse {
+    let client = match client(&rp).await {
+        Ok(c) => c,
+        Err(e) => return page("Demo error", &format!("<p>{}</p>", escape(&e))),
+    };
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut req = client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("profile".into()))
+        .add_scope(Scope::new("phone".into()))
+        .add_scope(Scope::new("citizen_id".into()))
+        .set_pkce_challenge(challenge);
+    if let Some(lang) = q.get("lang") {
+        req = req.add_extra_param("ui_locales", lang.clone());
+    }
+    if let Some(acr) = q.get("acr") {
+        req = req.add_auth_context_value(AuthenticationContextClass::new(acr.clone()));
+    }
+    let (url, state, nonce) = req.url();
+    if let Ok(mut pending) = rp.pending.lock() {
+        pending.insert(
+            state.secret().clone(),
+            (verifier.secret().clone(), nonce.secret().clone()),
+        );
+    }
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, url.to_string()))
+        .finish()
+}
+
+async fn callback(rp: web::Data<RelyingParty>, q: web::Query<HashMap<String, String>>) -> HttpResponse {
+    if let Some(err) = q.get("error") {
+        let desc = q.get("error_description").cloned().unwrap_or_default();
+        return page(
+            "Login not completed",
+            &format!(
+                "<p id=error>{}: {}</p><p><a class=b href=/>Back</a></p>",
+                escape(err),
+                escape(&desc)
+            ),
+        );
+    }
+    let (Some(code), Some(state)) = (q.get("code"), q.get("state")) else {
+        return page("Demo error", "<p>code or state missing</p>");
+    };
+    let pending = rp.pending.lock().ok().and_then(|mut p| p.remove(state));
+    let Some((verifier, nonce)) = pending else {
+        return page("Demo error", "<p>unknown state (already used?)</p>");
+    };
+    let client = match client(&rp).await {
+        Ok(c) => c,
+        Err(e) => return page("Demo error", &format!("<p>{}</p>", escape(&e))),
+    };
+    let exchange = match client.exchange_code(AuthorizationCode::new(code.clone())) {
+        Ok(x) => x,
+        Err(e) => return page("Demo error", &format!("<p>{}</p>", escape(&e.to_string()))),
+    };
+    let tokens = match exchange
+        .set_pkce_verifier(PkceCodeVerifier::new(verifier))
+        .request_async(&rp.http)
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => return page("Demo error", &format!("<p>token request failed: {}</p>", escape(&e.to_string()))),
+    };
+    let Some(id_token) = tokens.id_token() else {
+        return page("Demo error", "<p>no ID token</p>");
+    };
+    if let Err(e) = id_token.claims(&client.id_token_verifier(), &Nonce::new(nonce)) {
+        return page("Demo error", &format!("<p>ID token rejected: {}</p>", escape(&e.to_string())));
+    }
+    let payload = id_token
+        .to_string()
+        .split('.')
+        .nth(1)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .unwrap_or_default();
+    let userinfo = rp
+        .http
+        .get(format!("{}/userinfo", rp.issuer))
+        .bearer_auth(tokens.access_token().secret())
+        .send()
+        .await;
+    let userinfo = match userinfo {
+        Ok(r) => r.json::<serde_json::Value>().await.unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    };
+    let pretty = |v: &serde_json::Value| escape(&serde_json::to_string_pretty(v).unwrap_or_default());
+    page(
+        "Logged in",
+        &format!(
+            "<p>The broker's ID token was verified with its published keys.</p>\
+             <h2>ID token claims</h2><pre id=claims>{}</pre>\
+             <h2>UserInfo</h2><pre id=userinfo>{}</pre><p><a class=b href=/>Back</a></p>",
+            pretty(&payload),
+            pretty(&userinfo)
+        ),
+    )
+}

@@ -1,0 +1,222 @@
+//! The login flow: from an authorization request to a code, through the citizen's choice of
+//! identity source and that connector's steps.
+//!
+//! A login transaction (`tx:{id}`) lives in the store, so a login started on one broker
+//! instance completes on any other. It is bound to the browser that started it (a random
+//! `broker_browser` cookie, SameSite=Lax) and every form carries its CSRF token.
+
+mod complete;
+pub mod routes;
+
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse};
+use connectors::{Assurance, Form, Message, StepState};
+use serde::{Deserialize, Serialize};
+
+pub use complete::{consent_needed, issue_code_response};
+
+use crate::config::Client;
+use crate::oidc::authorize::{error_to_client, AuthRequest};
+use crate::oidc::OAuthError;
+use crate::pages;
+use crate::session::{self, Session};
+use crate::state::AppState;
+use crate::util::{now_millis, random_token, sha256_b64};
+
+/// Where a login stands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum Stage {
+    /// Choosing an identity source.
+    Choose,
+    /// In a connector's steps.
+    Step {
+        /// Connector id.
+        connector: String,
+        /// The connector's state.
+        state: StepState,
+        /// What to show.
+        view: View,
+    },
+    /// Authenticated; asking for consent.
+    Consent,
+    /// A session exists; asking whether to continue with it.
+    SelectAccount,
+}
+
+/// What a connector step shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum View {
+    /// A form.
+    Form {
+        /// The form.
+        form: Form,
+    },
+    /// A waiting page.
+    Wait {
+        /// What to do.
+        instruction: Message,
+        /// QR code content.
+        qr: Option<String>,
+        /// App link.
+        app_link: Option<String>,
+        /// Seconds between polls.
+        poll_seconds: u32,
+    },
+    /// Gone to an upstream page.
+    Redirect,
+}
+
+/// The outcome of an authentication, kept while consent is asked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Authenticated {
+    /// The person.
+    pub person_id: String,
+}
+
+/// A login transaction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginTx {
+    /// Id (in URLs).
+    pub id: String,
+    /// Digest of the browser-binding cookie.
+    pub browser: String,
+    /// CSRF token of this login's forms.
+    pub csrf: String,
+    /// The authorization request.
+    pub request: AuthRequest,
+    /// Where the login stands.
+    pub stage: Stage,
+    /// Wrong answers so far.
+    pub attempts: u32,
+}
+
+/// Most wrong answers in one login before it must start again.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// Store key of a transaction.
+pub fn tx_key(id: &str) -> String {
+    format!("tx:{id}")
+}
+
+/// Saves a transaction.
+pub async fn save_tx(state: &AppState, tx: &LoginTx) -> Result<(), crate::store::StoreError> {
+    let bytes = serde_json::to_vec(tx).unwrap_or_default();
+    state
+        .store
+        .put(
+            &tx_key(&tx.id),
+            &bytes,
+            Some(Duration::from_secs(state.settings.session.login_timeout)),
+            now_millis(),
+        )
+        .await
+}
+
+/// The URL of a login page.
+pub fn login_url(state: &AppState, tx: &str) -> String {
+    format!("{}/login/{tx}", state.settings.issuer)
+}
+
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location.to_string()))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+/// Whether a session satisfies the request without a new authentication.
+pub fn session_satisfies(request: &AuthRequest, session: &Session, now_s: u64) -> bool {
+    if request.prompts("login") || session.level < request.min_level {
+        return false;
+    }
+    match request.max_age {
+        Some(max) => now_s.saturating_sub(session.auth_time) <= max,
+        None => true,
+    }
+}
+
+/// Answers a validated authorization request: silently from the SSO session when it is
+/// enough, with `prompt=none` errors, or by starting a login.
+pub async fn begin(
+    req: &HttpRequest,
+    state: &AppState,
+    client: &Client,
+    request: AuthRequest,
+    current: Option<(String, Session)>,
+) -> HttpResponse {
+    let settings = &state.settings;
+    let now_s = now_millis() / 1000;
+    let usable = current
+        .as_ref()
+        .filter(|(_, s)| session_satisfies(&request, s, now_s));
+    let consent = match usable {
+        Some((_, s)) => match consent_needed(state, client, &request, &s.person_id).await {
+            Ok(c) => c,
+            Err(e) => return pages::unavailable_page(&request.lang, &e),
+        },
+        None => false,
+    };
+
+    if request.prompts("none") {
+        let error = match usable {
+            None => OAuthError::new("login_required", "the citizen must log in"),
+            Some(_) if consent => OAuthError::new("consent_required", "the citizen must consent"),
+            Some((secret, s)) => {
+                return issue_code_response(state, client, &request, secret, s.clone()).await
+            }
+        };
+        return error_to_client(settings, &request, &error);
+    }
+    if let Some((secret, s)) = usable {
+        if !consent && !request.prompts("select_account") {
+            return issue_code_response(state, client, &request, secret, s.clone()).await;
+        }
+    }
+
+    let stage = match usable {
+        Some(_) if request.prompts("select_account") => Stage::SelectAccount,
+        Some(_) => Stage::Consent,
+        None => Stage::Choose,
+    };
+    let (browser_secret, new_cookie) = match req.cookie(session::browser_cookie_name(settings)) {
+        Some(c) if c.value().len() >= 32 => (c.value().to_string(), false),
+        _ => (random_token(32), true),
+    };
+    let tx = LoginTx {
+        id: random_token(24),
+        browser: sha256_b64(browser_secret.as_bytes()),
+        csrf: random_token(24),
+        request,
+        stage,
+        attempts: 0,
+    };
+    if let Err(e) = save_tx(state, &tx).await {
+        return pages::unavailable_page(&tx.request.lang, &e);
+    }
+    let mut resp = see_other(&login_url(state, &tx.id));
+    if new_cookie {
+        let cookie = session::secure_cookie(
+            settings,
+            session::browser_cookie_name(settings),
+            browser_secret,
+        );
+        let _ = resp.add_cookie(&cookie);
+    }
+    resp
+}
+
+/// Connectors a request may use: enabled (or in maintenance, shown greyed) and strong
+/// enough.
+pub fn eligible(state: &AppState, min: Assurance) -> Vec<&crate::config::ConnectorEntry> {
+    state
+        .settings
+        .connectors
+        .iter()
+        .filter(|c| c.status != crate::config::ConnectorStatus::Disabled)
+        .filter(|c| c.connector.assurance() >= min)
+        .collect()
+}

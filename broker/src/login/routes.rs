@@ -1,0 +1,419 @@
+//! HTTP handlers of the login pages and of upstream callbacks.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use connectors::{ConnectorError, Context, Input, Message, Step};
+
+use super::complete::{authenticated, issue_code_response, record_consent};
+use super::{eligible, save_tx, see_other, login_url, tx_key, LoginTx, Stage, View, MAX_ATTEMPTS};
+use crate::oidc::authorize::error_to_client;
+use crate::oidc::OAuthError;
+use crate::pages::{self, Page};
+use crate::session;
+use crate::state::AppState;
+use crate::util::{ct_eq, now_millis, random_token, sha256_b64};
+
+/// Form submissions per address and connector in five minutes (password guessing).
+const STEP_LIMIT_PER_ADDRESS: u64 = 30;
+
+fn lang_of(req: &HttpRequest) -> &'static str {
+    crate::i18n::negotiate(
+        None,
+        req.headers()
+            .get(actix_web::http::header::ACCEPT_LANGUAGE)
+            .and_then(|h| h.to_str().ok()),
+    )
+}
+
+/// Loads a transaction and checks that this browser started it.
+async fn load(req: &HttpRequest, state: &AppState, id: &str) -> Result<LoginTx, HttpResponse> {
+    let lang = lang_of(req);
+    let bytes = state
+        .store
+        .get(&tx_key(id), now_millis())
+        .await
+        .map_err(|e| pages::unavailable_page(lang, &e))?;
+    let Some(tx) = bytes.and_then(|b| serde_json::from_slice::<LoginTx>(&b).ok()) else {
+        return Err(pages::error_page(lang, 400, "error-login-expired", "unknown or expired login"));
+    };
+    let bound = req
+        .cookie(session::browser_cookie_name(&state.settings))
+        .is_some_and(|c| ct_eq(sha256_b64(c.value().as_bytes()).as_bytes(), tx.browser.as_bytes()));
+    if !bound {
+        return Err(pages::error_page(
+            &tx.request.lang,
+            400,
+            "error-other-browser",
+            "the login was started in another browser",
+        ));
+    }
+    Ok(tx)
+}
+
+fn form_fields(body: &[u8]) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// Loads the transaction of a form post and checks its CSRF token.
+async fn load_post(
+    req: &HttpRequest,
+    state: &AppState,
+    id: &str,
+    fields: &BTreeMap<String, String>,
+) -> Result<LoginTx, HttpResponse> {
+    let tx = load(req, state, id).await?;
+    let csrf_ok = fields
+        .get("csrf")
+        .is_some_and(|c| ct_eq(c.as_bytes(), tx.csrf.as_bytes()));
+    if !csrf_ok {
+        return Err(pages::error_page(
+            &tx.request.lang,
+            400,
+            "error-form-expired",
+            "missing or wrong CSRF token",
+        ));
+    }
+    Ok(tx)
+}
+
+/// `GET /login/{tx}`: the page of the current stage.
+pub async fn show(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+    let tx = match load(&req, &state, &path).await {
+        Ok(tx) => tx,
+        Err(page) => return page,
+    };
+    let page = Page::new(&state, &tx);
+    match &tx.stage {
+        Stage::Choose => page.choose(&eligible(&state, tx.request.min_level)),
+        Stage::Step { connector, view, .. } => page.step(connector, view),
+        Stage::Consent => page.consent(),
+        Stage::SelectAccount => {
+            let name = session::current(&req, &state.settings, state.store.as_ref())
+                .await
+                .ok()
+                .flatten()
+                .map(|(_, s)| s.display_name)
+                .unwrap_or_default();
+            page.select_account(&name)
+        }
+    }
+}
+
+fn context(state: &AppState, tx: &LoginTx, connector: &str, cb_state: &str) -> Context {
+    Context {
+        callback_url: format!("{}/callback/{connector}", state.settings.issuer),
+        state: cb_state.to_string(),
+        nonce: random_token(24),
+        languages: vec![tx.request.lang.clone()],
+        login_hint: tx.request.login_hint.clone(),
+        min_assurance: tx.request.min_level,
+        now: now_millis() / 1000,
+    }
+}
+
+/// `POST /login/{tx}/start`: the citizen chose an identity source.
+pub async fn start(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let fields = form_fields(&body);
+    let mut tx = match load_post(&req, &state, &path, &fields).await {
+        Ok(tx) => tx,
+        Err(page) => return page,
+    };
+    let chosen = fields.get("connector").map(String::as_str).unwrap_or("");
+    let allowed = eligible(&state, tx.request.min_level);
+    let Some(entry) = allowed.iter().find(|c| c.id == chosen) else {
+        return pages::error_page(&tx.request.lang, 400, "error-bad-request", "unknown connector");
+    };
+    if entry.status != crate::config::ConnectorStatus::Enabled {
+        return see_other(&login_url(&state, &tx.id));
+    }
+    let cb_state = random_token(24);
+    let ctx = context(&state, &tx, &entry.id, &cb_state);
+    let result = entry.connector.start(&ctx).await;
+    let connector_id = entry.id.clone();
+    tx.attempts = 0;
+    advance(&req, &state, tx, &connector_id, &cb_state, result).await
+}
+
+/// `POST /login/{tx}/step`: the answer to a connector's form (or a poll of a wait step).
+pub async fn step(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let mut fields = form_fields(&body);
+    let tx = match load_post(&req, &state, &path, &fields).await {
+        Ok(tx) => tx,
+        Err(page) => return page,
+    };
+    fields.remove("csrf");
+    let Stage::Step { connector, state: step_state, view } = tx.stage.clone() else {
+        return see_other(&login_url(&state, &tx.id));
+    };
+    let Some(entry) = state.settings.connector(&connector) else {
+        return pages::error_page(&tx.request.lang, 400, "error-bad-request", "unknown connector");
+    };
+    let address = req
+        .connection_info()
+        .realip_remote_addr()
+        .unwrap_or("unknown")
+        .to_string();
+    let limit = state
+        .store
+        .hit_rate_limit(
+            &format!("rl:step:{connector}:{address}"),
+            STEP_LIMIT_PER_ADDRESS,
+            Duration::from_secs(300),
+            now_millis(),
+        )
+        .await;
+    match limit {
+        Ok(d) if !d.allowed => {
+            return pages::too_many_requests(&tx.request.lang, d.retry_after.as_secs().max(1))
+        }
+        Ok(_) => {}
+        Err(e) => return pages::unavailable_page(&tx.request.lang, &e),
+    }
+    let input = match view {
+        View::Wait { .. } => Input::Poll,
+        _ => Input::Form(fields),
+    };
+    let cb_state = random_token(24);
+    let ctx = context(&state, &tx, &connector, &cb_state);
+    let result = entry.connector.resume(&ctx, step_state, input).await;
+    advance(&req, &state, tx, &connector, &cb_state, result).await
+}
+
+/// `GET /callback/{connector}`: an upstream identity provider sends the citizen back.
+pub async fn callback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let lang = lang_of(&req);
+    let params = form_fields(req.query_string().as_bytes());
+    let Some(cb_state) = params.get("state") else {
+        return pages::error_page(lang, 400, "error-bad-request", "callback without state");
+    };
+    // Single use: a replayed callback finds nothing.
+    let tx_id = match state.store.take(&format!("cb:{cb_state}"), now_millis()).await {
+        Ok(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
+        Ok(None) => {
+            return pages::error_page(lang, 400, "error-login-expired", "unknown or used callback state")
+        }
+        Err(e) => return pages::unavailable_page(lang, &e),
+    };
+    let tx = match load(&req, &state, &tx_id).await {
+        Ok(tx) => tx,
+        Err(page) => return page,
+    };
+    let Stage::Step { connector, state: step_state, .. } = tx.stage.clone() else {
+        return pages::error_page(&tx.request.lang, 400, "error-login-expired", "login not waiting for a callback");
+    };
+    if connector != *path {
+        return pages::error_page(&tx.request.lang, 400, "error-bad-request", "callback for another connector");
+    }
+    let Some(entry) = state.settings.connector(&connector) else {
+        return pages::error_page(&tx.request.lang, 400, "error-bad-request", "unknown connector");
+    };
+    let next_state = random_token(24);
+    let ctx = context(&state, &tx, &connector, cb_state);
+    let result = entry.connector.resume(&ctx, step_state, Input::Callback(params.clone())).await;
+    advance(&req, &state, tx, &connector, &next_state, result).await
+}
+
+/// Moves the login on after a connector answered.
+async fn advance(
+    req: &HttpRequest,
+    state: &AppState,
+    mut tx: LoginTx,
+    connector: &str,
+    cb_state: &str,
+    result: Result<Step, ConnectorError>,
+) -> HttpResponse {
+    let lang = tx.request.lang.clone();
+    let (step, problem) = match result {
+        Ok(step) => (step, None),
+        Err(ConnectorError::Retry { message, step }) => {
+            tx.attempts += 1;
+            if tx.attempts >= MAX_ATTEMPTS {
+                let _ = state.store.delete(&tx_key(&tx.id), now_millis()).await;
+                tracing::warn!(connector, "login abandoned after too many wrong answers");
+                return pages::failure_page(&lang, 429, &Message::new("error-too-many-attempts"), None);
+            }
+            (*step, Some(message))
+        }
+        Err(ConnectorError::Failed { message, detail }) => {
+            let reference = random_token(6);
+            tracing::warn!(connector, reference = %reference, detail = %detail, "login failed at the identity source");
+            return back_to_choice(state, tx, &message, &reference).await;
+        }
+        Err(ConnectorError::Unavailable(detail)) => {
+            let reference = random_token(6);
+            tracing::error!(connector, reference = %reference, detail = %detail, "identity source unavailable");
+            return back_to_choice(state, tx, &Message::new("error-source-unavailable"), &reference).await;
+        }
+        Err(ConnectorError::InvalidState(detail)) => {
+            let reference = random_token(6);
+            tracing::error!(connector, reference = %reference, detail = %detail, "connector state invalid");
+            return back_to_choice(state, tx, &Message::new("error-generic"), &reference).await;
+        }
+    };
+    match step {
+        Step::Done(identity) => {
+            let current = session::current(req, &state.settings, state.store.as_ref())
+                .await
+                .ok()
+                .flatten();
+            authenticated(state, tx, connector, identity, current).await
+        }
+        Step::Redirect { url, state: s } => {
+            tx.stage = Stage::Step { connector: connector.into(), state: s, view: View::Redirect };
+            let now = now_millis();
+            let ttl = Some(Duration::from_secs(state.settings.session.login_timeout));
+            if let Err(e) = state.store.put(&format!("cb:{cb_state}"), tx.id.as_bytes(), ttl, now).await {
+                return pages::unavailable_page(&lang, &e);
+            }
+            if let Err(e) = save_tx(state, &tx).await {
+                return pages::unavailable_page(&lang, &e);
+            }
+            see_other(&url)
+        }
+        Step::Form { mut form, state: s } => {
+            if problem.is_some() {
+                form.problem = problem;
+            }
+            tx.stage = Stage::Step { connector: connector.into(), state: s, view: View::Form { form } };
+            match save_tx(state, &tx).await {
+                Ok(()) => see_other(&login_url(state, &tx.id)),
+                Err(e) => pages::unavailable_page(&lang, &e),
+            }
+        }
+        Step::Wait { instruction, qr, app_link, poll_seconds, state: s } => {
+            tx.stage = Stage::Step {
+                connector: connector.into(),
+                state: s,
+                view: View::Wait { instruction, qr, app_link, poll_seconds },
+            };
+            match save_tx(state, &tx).await {
+                Ok(()) => see_other(&login_url(state, &tx.id)),
+                Err(e) => pages::unavailable_page(&lang, &e),
+            }
+        }
+    }
+}
+
+/// Shows a failure with a way back to the choice of identity sources.
+async fn back_to_choice(state: &AppState, mut tx: LoginTx, message: &Message, reference: &str) -> HttpResponse {
+    tx.stage = Stage::Choose;
+    if let Err(e) = save_tx(state, &tx).await {
+        return pages::unavailable_page(&tx.request.lang, &e);
+    }
+    let message = message.clone().arg("reference", reference);
+    pages::failure_page(&tx.request.lang, 502, &message, Some(&login_url(state, &tx.id)))
+}
+
+/// `POST /login/{tx}/consent`
+pub async fn consent(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let fields = form_fields(&body);
+    let tx = match load_post(&req, &state, &path, &fields).await {
+        Ok(tx) => tx,
+        Err(page) => return page,
+    };
+    if !matches!(tx.stage, Stage::Consent) {
+        return see_other(&login_url(&state, &tx.id));
+    }
+    let settings = &state.settings;
+    let Some(client) = settings.clients.get(&tx.request.client_id) else {
+        return pages::error_page(&tx.request.lang, 400, "error-unknown-client", "client gone");
+    };
+    let _ = state.store.delete(&tx_key(&tx.id), now_millis()).await;
+    if fields.get("decision").map(String::as_str) != Some("allow") {
+        let e = OAuthError::new("access_denied", "the citizen declined");
+        return error_to_client(settings, &tx.request, &e);
+    }
+    let Some((secret, s)) = session::current(&req, settings, state.store.as_ref()).await.ok().flatten() else {
+        return pages::error_page(&tx.request.lang, 400, "error-login-expired", "session ended");
+    };
+    if let Err(e) = record_consent(&state, client, &tx.request, &s.person_id).await {
+        return pages::unavailable_page(&tx.request.lang, &e);
+    }
+    issue_code_response(&state, client, &tx.request, &secret, s).await
+}
+
+/// `POST /login/{tx}/account`: continue with the current session, or use another account.
+pub async fn account(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let fields = form_fields(&body);
+    let mut tx = match load_post(&req, &state, &path, &fields).await {
+        Ok(tx) => tx,
+        Err(page) => return page,
+    };
+    if !matches!(tx.stage, Stage::SelectAccount) {
+        return see_other(&login_url(&state, &tx.id));
+    }
+    let settings = &state.settings;
+    let Some(client) = settings.clients.get(&tx.request.client_id) else {
+        return pages::error_page(&tx.request.lang, 400, "error-unknown-client", "client gone");
+    };
+    let current = session::current(&req, settings, state.store.as_ref()).await.ok().flatten();
+    match (fields.get("choice").map(String::as_str), current) {
+        (Some("continue"), Some((secret, s))) => {
+            let consent = match super::consent_needed(&state, client, &tx.request, &s.person_id).await {
+                Ok(c) => c,
+                Err(e) => return pages::unavailable_page(&tx.request.lang, &e),
+            };
+            if consent {
+                tx.stage = Stage::Consent;
+                return match save_tx(&state, &tx).await {
+                    Ok(()) => see_other(&login_url(&state, &tx.id)),
+                    Err(e) => pages::unavailable_page(&tx.request.lang, &e),
+                };
+            }
+            let _ = state.store.delete(&tx_key(&tx.id), now_millis()).await;
+            issue_code_response(&state, client, &tx.request, &secret, s).await
+        }
+        _ => {
+            tx.stage = Stage::Choose;
+            match save_tx(&state, &tx).await {
+                Ok(()) => see_other(&login_url(&state, &tx.id)),
+                Err(e) => pages::unavailable_page(&tx.request.lang, &e),
+            }
+        }
+    }
+}
+
+/// `POST /login/{tx}/cancel`: the citizen gives up; the platform gets `access_denied`.
+pub async fn cancel(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let fields = form_fields(&body);
+    let tx = match load_post(&req, &state, &path, &fields).await {
+        Ok(tx) => tx,
+        Err(page) => return page,
+    };
+    let _ = state.store.delete(&tx_key(&tx.id), now_millis()).await;
+    let e = OAuthError::new("access_denied", "the citizen cancelled the login");
+    error_to_client(&state.settings, &tx.request, &e)
+}

@@ -1,0 +1,165 @@
+//! The `broker` command: `serve`, `check-config`, `demo`, `keygen`.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use broker::config::{self, Mode};
+use broker::keys::{SigningAlg, SigningKey};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "broker", version, about = "OpenID Connect federation broker")]
+struct Cli {
+    /// Log format: `text` (readable) or `json` (production).
+    #[arg(long, global = true, env = "BROKER_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker with a configuration file.
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(long, short, env = "BROKER_CONFIG")]
+        config: PathBuf,
+        /// Override the listen address of the configuration.
+        #[arg(long, env = "BROKER_LISTEN")]
+        listen: Option<String>,
+        /// Number of HTTP worker threads (default: one per core).
+        #[arg(long, env = "BROKER_WORKERS")]
+        workers: Option<usize>,
+    },
+    /// Validate a configuration file: prints every problem with file, key and reason.
+    CheckConfig {
+        /// Configuration file (TOML).
+        config: PathBuf,
+    },
+    /// Run a self-contained demo: broker on :8080, demo relying party on :8081.
+    Demo {
+        /// Folder for the demo's keys, secrets and store.
+        #[arg(long, default_value = "demo-data")]
+        data: PathBuf,
+        /// Port of the demo relying party.
+        #[arg(long, default_value_t = 8081)]
+        rp_port: u16,
+    },
+    /// Generate a signing key (PKCS#8 PEM) for the `keys` section.
+    Keygen {
+        /// Algorithm.
+        #[arg(long, value_parser = ["RS256", "ES256", "EdDSA"])]
+        alg: String,
+        /// Output file (created with mode 0600; never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BROKER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn print_problems(problems: &[config::Problem]) {
+    for p in problems {
+        eprintln!("{p}");
+    }
+    eprintln!(
+        "{} problem{} found",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => match config::load(&config, Mode::Serve) {
+            Ok(s) => {
+                println!(
+                    "{}: configuration is valid ({} connectors, {} clients)",
+                    config.display(),
+                    s.connectors.len(),
+                    s.clients.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                print_problems(&problems);
+                ExitCode::from(2)
+            }
+        },
+        Command::Keygen { alg, out } => {
+            let alg = match alg.as_str() {
+                "RS256" => SigningAlg::RS256,
+                "ES256" => SigningAlg::ES256,
+                _ => SigningAlg::EdDSA,
+            };
+            if out.exists() {
+                eprintln!("{}: already exists, not overwritten", out.display());
+                return ExitCode::from(2);
+            }
+            match SigningKey::generate("new", alg).and_then(|(_, pem)| {
+                std::fs::write(&out, pem).map_err(|e| e.to_string())?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o600))
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{}: {e}", out.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Serve {
+            config,
+            listen,
+            workers,
+        } => {
+            init_logging(cli.log_format);
+            let mut settings = match config::load(&config, Mode::Serve) {
+                Ok(s) => s,
+                Err(problems) => {
+                    print_problems(&problems);
+                    return ExitCode::from(2);
+                }
+            };
+            if let Some(l) = listen {
+                settings.listen = l;
+            }
+            run(broker::server::run(settings, workers))
+        }
+        Command::Demo { data, rp_port } => {
+            init_logging(cli.log_format);
+            run(broker::demo::run(&data, rp_port))
+        }
+    }
+}
+
+fn run(fut: impl std::future::Future<Output = std::io::Result<()>>) -> ExitCode {
+    match actix_web::rt::System::new().block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("broker stopped: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The authorization endpoint (OIDC Core 3.1.2, RFC 9700): validates the request, then
+//! either answers from the citizen's SSO session or starts a login.
+//!
+//! An unknown client or an unregistered `redirect_uri` gets an error page and is never
+//! redirected to; every later error goes back to the client with `error`, `state` and `iss`.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use connectors::Assurance;
+use serde::{Deserialize, Serialize};
+
+use super::{parse_params, OAuthError, Params};
+use crate::config::{Client, Settings};
+use crate::i18n;
+use crate::login;
+use crate::pages;
+use crate::session;
+use crate::state::AppState;
+
+/// A validated authorization request, kept with the login transaction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthRequest {
+    /// The client.
+    pub client_id: String,
+    /// Exact registered redirect URI.
+    pub redirect_uri: String,
+    /// Scopes granted (requested ∩ allowed).
+    pub scopes: Vec<String>,
+    /// Client `state`.
+    pub state: Option<String>,
+    /// Client `nonce`.
+    pub nonce: Option<String>,
+    /// PKCE S256 challenge.
+    pub code_challenge: Option<String>,
+    /// `prompt` values.
+    pub prompt: Vec<String>,
+    /// `max_age` in seconds.
+    pub max_age: Option<u64>,
+    /// `login_hint`.
+    pub login_hint: Option<String>,
+    /// Citizen's language.
+    pub lang: String,
+    /// Lowest assurance accepted.
+    pub min_level: Assurance,
+}
+
+impl AuthRequest {
+    /// Whether `prompt` has a value.
+    pub fn prompts(&self, value: &str) -> bool {
+        self.prompt.iter().any(|p| p == value)
+    }
+}
+
+/// Builds the redirect back to the client with response parameters, `state` and `iss`.
+pub fn redirect_to_client(
+    settings: &Settings,
+    redirect_uri: &str,
+    state: Option<&str>,
+    params: &[(&str, &str)],
+) -> HttpResponse {
+    let mut url = match url::Url::parse(redirect_uri) {
+        Ok(u) => u,
+        Err(_) => return HttpResponse::BadRequest().finish(),
+    };
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in params {
+            q.append_pair(k, v);
+        }
+        if let Some(s) = state {
+            q.append_pair("state", s);
+        }
+        q.append_pair("iss", &settings.issuer);
+    }
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, url.to_string()))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+/// Sends an OAuth error back to the client.
+pub fn error_to_client(settings: &Settings, req: &AuthRequest, e: &OAuthError) -> HttpResponse {
+    redirect_to_client(
+        settings,
+        &req.redirect_uri,
+        req.state.as_deref(),
+        &[("error", e.error), ("error_description", &e.error_description)],
+    )
+}
+
+/// `GET|POST /authorize`
+pub async fn authorize(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let settings = &state.settings;
+    let accept = req
+        .headers()
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|h| h.to_str().ok());
+    let raw = if req.method() == actix_web::http::Method::POST {
+        body.to_vec()
+    } else {
+        req.query_string().as_bytes().to_vec()
+    };
+    let params = match parse_params(&raw) {
+        Ok(p) => p,
+        Err(e) => {
+            let lang = i18n::negotiate(None, accept);
+            return pages::error_page(lang, 400, "error-bad-request", &e.error_description);
+        }
+    };
+    let lang = i18n::negotiate(params.get("ui_locales").map(String::as_str), accept);
+
+    // Until the client and redirect URI are known good, errors stay on our own page.
+    let Some(client) = params.get("client_id").and_then(|id| settings.clients.get(id)) else {
+        return pages::error_page(lang, 400, "error-unknown-client", "unknown client_id");
+    };
+    let Some(redirect_uri) = params.get("redirect_uri") else {
+        return pages::error_page(lang, 400, "error-bad-redirect", "redirect_uri is missing");
+    };
+    if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
+        return pages::error_page(
+            lang,
+            400,
+            "error-bad-redirect",
+            "redirect_uri is not registered for this client",
+        );
+    }
+
+    let request = match validate(settings, client, &params, redirect_uri, lang) {
+        Ok(r) => r,
+        Err(e) => {
+            let partial = AuthRequest {
+                client_id: client.id.clone(),
+                redirect_uri: redirect_uri.clone(),
+                scopes: vec![],
+                state: params.get("state").cloned(),
+                nonce: None,
+                code_challenge: None,
+                prompt: vec![],
+                max_age: None,
+                login_hint: None,
+                lang: lang.to_string(),
+                min_level: Assurance::Low,
+            };
+            return error_to_client(settings, &partial, &e);
+        }
+    };
+
+    let current = match session::current(&req, settings, state.store.as_ref()).await {
+        Ok(s) => s,
+        Err(e) => return pages::unavailable_page(lang, &e),
+    };
+    login::begin(&req, &state, client, request, current).await
+}
+
+fn validate(
+    settings: &Settings,
+    client: &Client,
+    params: &Params,
+    redirect_uri: &str,
+    lang: &str,
+) -> Result<AuthRequest, OAuthError> {
+    let get = |k: &str| params.get(k).map(String::as_str);
+    if get("request").is_some() {
+        return Err(OAuthError::new(
+            "request_not_supported",
+            "request objects are not supported",
+        ));
+    }
+    if get("request_uri").is_some() {
+        return Err(OAuthError::new(
+            "request_uri_not_supported",
+            "request_uri is not supported",
+        ));
+    }
+    match get("response_type") {
+        Some("code") => {}
+        Some(_) => {
+            return Err(OAuthError::new(
+                "unsupported_response_type",
+                "only response_type=code is supported",
+            ))
+        }
+        None => return Err(OAuthError::invalid_request("response_type is missing")),
+    }
+    if let Some(mode) = get("response_mode") {
+        if mode != "query" {
+            return Err(OAuthError::invalid_request("only response_mode=query is supported"));
+        }
+    }
+    let requested: Vec<&str> = get("scope").unwrap_or("").split_whitespace().collect();
+    if !requested.contains(&"openid") {
+        return Err(OAuthError::new("invalid_scope", "the openid scope is required"));
+    }
+    let mut scopes: Vec<String> = Vec::new();
+    for s in requested {
+        if client.scopes.contains(s) && !scopes.iter().any(|x| x == s) {
+            scopes.push(s.to_string());
+        }
+    }
+
+    let code_challenge = match (get("code_challenge"), get("code_challenge_method")) {
+        (Some(c), Some("S256")) => {
+            let ok = c.len() == 43
+                && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                return Err(OAuthError::invalid_request(
+                    "code_challenge must be a base64url SHA-256 digest",
+                ));
+            }
+            Some(c.to_string())
+        }
+        (Some(_), None) | (Some(_), Some(_)) | (None, Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "code_challenge_method must be S256 and sent with code_challenge",
+            ))
+        }
+        (None, None) => None,
+    };
+    if code_challenge.is_none() && (client.is_public() || settings.require_pkce) {
+        return Err(OAuthError::invalid_request(
+            "PKCE is required: send code_challenge with code_challenge_method=S256",
+        ));
+    }
+
+    let prompt: Vec<String> = get("prompt")
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    for p in &prompt {
+        if !matches!(p.as_str(), "none" | "login" | "consent" | "select_account") {
+            return Err(OAuthError::invalid_request(format!("unknown prompt value `{p}`")));
+        }
+    }
+    if prompt.iter().any(|p| p == "none") && prompt.len() > 1 {
+        return Err(OAuthError::invalid_request(
+            "prompt=none cannot be combined with other values",
+        ));
+    }
+    let max_age = match get("max_age") {
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| OAuthError::invalid_request("max_age must be a number of seconds"))?,
+        ),
+        None => None,
+    };
+
+    // acr_values is a list of acceptable levels: the weakest known one is the minimum.
+    let asked = get("acr_values")
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|a| settings.level_of(a))
+        .min();
+    let min_level = asked.map_or(client.min_assurance, |a| a.max(client.min_assurance));
+    if settings.best_assurance().is_none_or(|best| best < min_level) {
+        return Err(OAuthError::new(
+            "unmet_authentication_requirements",
+            format!("no available identity source reaches the `{min_level}` level"),
+        ));
+    }
+
+    Ok(AuthRequest {
+        client_id: client.id.clone(),
+        redirect_uri: redirect_uri.to_string(),
+        scopes,
+        state: get("state").map(str::to_string),
+        nonce: get("nonce").map(str::to_string),
+        code_challenge,
+        prompt,
+        max_age,
+        login_hint: get("login_hint").map(str::to_string),
+        lang: lang.to_string(),
+        min_level,
+    })
+}

@@ -1,0 +1,72 @@
+//! OpenID Provider metadata (Discovery 1.0, RFC 8414) and the JWKS.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+
+use crate::config::{Settings, SCOPES};
+use crate::state::AppState;
+
+/// Builds the metadata document once per configuration.
+pub fn metadata(s: &Settings) -> serde_json::Value {
+    let iss = &s.issuer;
+    let algs: Vec<&str> = s.keys.algorithms().iter().map(|a| a.as_str()).collect();
+    let claims: Vec<&str> = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid"]
+        .into_iter()
+        .chain(SCOPES.iter().flat_map(|(_, c)| c.iter().copied()))
+        .collect();
+    let acrs: Vec<&str> = connectors::Assurance::ALL
+        .iter()
+        .map(|l| s.acr_of(*l))
+        .collect();
+    serde_json::json!({
+        "issuer": iss,
+        "authorization_endpoint": format!("{iss}/authorize"),
+        "token_endpoint": format!("{iss}/token"),
+        "userinfo_endpoint": format!("{iss}/userinfo"),
+        "jwks_uri": format!("{iss}/jwks"),
+        "revocation_endpoint": format!("{iss}/revoke"),
+        "introspection_endpoint": format!("{iss}/introspect"),
+        "scopes_supported": SCOPES.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "subject_types_supported": ["pairwise", "public"],
+        "id_token_signing_alg_values_supported": algs,
+        "userinfo_signing_alg_values_supported": ["none"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "EdDSA", "PS256"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": claims,
+        "acr_values_supported": acrs,
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "ui_locales_supported": crate::i18n::LANGUAGES,
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "authorization_response_iss_parameter_supported": true,
+    })
+}
+
+/// `GET /.well-known/openid-configuration`
+pub async fn configuration(state: web::Data<AppState>, doc: web::Data<Metadata>) -> HttpResponse {
+    let _ = state;
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .content_type("application/json")
+        .body(doc.0.clone())
+}
+
+/// `GET /jwks`
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .content_type("application/jwk-set+json")
+        .body(state.settings.keys.jwks_json().to_vec())
+}
+
+/// The serialised metadata, built at start-up.
+pub struct Metadata(pub web::Bytes);

@@ -1,0 +1,237 @@
+//! What codes and tokens stand for, and how they are minted.
+//!
+//! A code and every token issued from it belong to one *family*. The family record
+//! (`fam:{id}`) lives as long as the family may be refreshed; deleting it revokes every
+//! refresh and access token of the family at once (code replay, refresh-token reuse,
+//! revocation). The family id of a code is derived from the code, so a replayed code can
+//! revoke what its first redemption issued without any lookup table.
+//!
+//! Store keys of one family share the Redis hash tag `{family}`, so the rotation script
+//! works on a Redis Cluster too.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Client, Settings};
+use crate::keys::KeyError;
+use crate::store::{Store, StoreResult};
+use crate::util::{now_millis, random_token, sha256_b64};
+
+/// What a citizen granted a client in one login.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Grant {
+    /// The client.
+    pub client_id: String,
+    /// The `sub` the client sees.
+    pub sub: String,
+    /// The person.
+    pub person_id: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Claims released to the client (snapshot at login).
+    pub claims: BTreeMap<String, serde_json::Value>,
+    /// Time of authentication (Unix seconds).
+    pub auth_time: u64,
+    /// `acr` reached.
+    pub acr: String,
+    /// `amr` values.
+    pub amr: Vec<String>,
+    /// Browser session id.
+    pub sid: String,
+}
+
+impl Grant {
+    /// Whether the grant includes `offline_access`.
+    pub fn offline(&self) -> bool {
+        self.scopes.iter().any(|s| s == "offline_access")
+    }
+}
+
+/// The record behind an authorization code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CodeRecord {
+    /// The grant.
+    pub grant: Grant,
+    /// The redirect URI the code was sent to.
+    pub redirect_uri: String,
+    /// PKCE S256 challenge.
+    pub code_challenge: Option<String>,
+    /// `nonce` to put in the ID token.
+    pub nonce: Option<String>,
+}
+
+/// The record behind a refresh token (and, as `fam:{id}`, behind a family).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FamilyRecord {
+    /// The grant.
+    pub grant: Grant,
+    /// When the family ends, whatever the rotations (Unix ms).
+    pub expires: u64,
+}
+
+/// The value a used code or rotated refresh token is replaced with.
+pub const TOMBSTONE: &[u8] = b"\"used\"";
+
+/// Store key of a code.
+pub fn code_key(code: &str) -> String {
+    format!("code:{}", sha256_b64(code.as_bytes()))
+}
+
+/// Family id of a code.
+pub fn family_of_code(code: &str) -> String {
+    sha256_b64(format!("family:{code}").as_bytes())[..22].to_string()
+}
+
+/// Store key of a family.
+pub fn family_key(fid: &str) -> String {
+    format!("fam:{{{fid}}}")
+}
+
+/// Store key of a refresh token `{fid}.{secret}`; `None` when malformed.
+pub fn refresh_key(token: &str) -> Option<(String, String)> {
+    let (fid, secret) = token.split_once('.')?;
+    if fid.len() != 22 || secret.len() < 32 {
+        return None;
+    }
+    Some((
+        fid.to_string(),
+        format!("rt:{{{fid}}}:{}", sha256_b64(secret.as_bytes())),
+    ))
+}
+
+/// A new refresh token of a family.
+pub fn new_refresh_token(fid: &str) -> String {
+    format!("{fid}.{}", random_token(32))
+}
+
+/// Stores a code record and returns the code.
+pub async fn issue_code(
+    settings: &Settings,
+    store: &dyn Store,
+    record: &CodeRecord,
+) -> StoreResult<String> {
+    let code = random_token(32);
+    let bytes = serde_json::to_vec(record).unwrap_or_default();
+    store
+        .put(
+            &code_key(&code),
+            &bytes,
+            Some(Duration::from_secs(settings.tokens.code_ttl)),
+            now_millis(),
+        )
+        .await?;
+    Ok(code)
+}
+
+/// The JSON body of a successful token response.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    /// RFC 9068 access token.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Lifetime of the access token in seconds.
+    pub expires_in: u64,
+    /// OpenID Connect ID token.
+    pub id_token: String,
+    /// Refresh token, rotated at each use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Granted scopes.
+    pub scope: String,
+}
+
+/// Claims of an access token (RFC 9068).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer.
+    pub iss: String,
+    /// Subject.
+    pub sub: String,
+    /// Audience: the client.
+    pub aud: String,
+    /// The client.
+    pub client_id: String,
+    /// Expiry.
+    pub exp: u64,
+    /// Issued at.
+    pub iat: u64,
+    /// Token id.
+    pub jti: String,
+    /// Scopes, space separated.
+    pub scope: String,
+    /// Authentication time.
+    pub auth_time: u64,
+    /// `acr`.
+    pub acr: String,
+    /// Session id.
+    pub sid: String,
+    /// Family id, for revocation checks.
+    pub fam: String,
+}
+
+/// Mints the access token and ID token of a grant.
+pub fn mint(
+    settings: &Settings,
+    client: &Client,
+    grant: &Grant,
+    fid: &str,
+    nonce: Option<&str>,
+    refresh_token: Option<String>,
+) -> Result<TokenResponse, KeyError> {
+    let now = now_millis() / 1000;
+    let scope = grant.scopes.join(" ");
+    let at_key = settings
+        .keys
+        .signer(settings.tokens.access_token_alg)
+        .ok_or(KeyError::Sign)?;
+    let access = AccessClaims {
+        iss: settings.issuer.clone(),
+        sub: grant.sub.clone(),
+        aud: client.id.clone(),
+        client_id: client.id.clone(),
+        exp: now + settings.tokens.access_token_ttl,
+        iat: now,
+        jti: random_token(16),
+        scope: scope.clone(),
+        auth_time: grant.auth_time,
+        acr: grant.acr.clone(),
+        sid: grant.sid.clone(),
+        fam: fid.to_string(),
+    };
+    let access_token = at_key.sign("at+jwt", &access)?;
+
+    let mut id = serde_json::Map::new();
+    for (k, v) in &grant.claims {
+        id.insert(k.clone(), v.clone());
+    }
+    id.insert("iss".into(), settings.issuer.clone().into());
+    id.insert("sub".into(), grant.sub.clone().into());
+    id.insert("aud".into(), client.id.clone().into());
+    id.insert("azp".into(), client.id.clone().into());
+    id.insert("exp".into(), (now + settings.tokens.id_token_ttl).into());
+    id.insert("iat".into(), now.into());
+    id.insert("auth_time".into(), grant.auth_time.into());
+    id.insert("acr".into(), grant.acr.clone().into());
+    id.insert("amr".into(), grant.amr.clone().into());
+    id.insert("sid".into(), grant.sid.clone().into());
+    if let Some(n) = nonce {
+        id.insert("nonce".into(), n.into());
+    }
+    let id_key = settings
+        .keys
+        .signer(client.id_token_alg)
+        .ok_or(KeyError::Sign)?;
+    let id_token = id_key.sign("JWT", &id)?;
+
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: settings.tokens.access_token_ttl,
+        id_token,
+        refresh_token,
+        scope,
+    })
+}

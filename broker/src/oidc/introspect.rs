@@ -1,0 +1,111 @@
+//! Revocation (RFC 7009) and introspection (RFC 7662) for relying parties' APIs.
+
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::grants::{family_key, refresh_key, FamilyRecord, TOMBSTONE};
+use super::userinfo::{check_access_token, revoked_key};
+use super::{client_auth, no_store_json, parse_params, OAuthError};
+use crate::state::AppState;
+use crate::util::now_millis;
+
+/// `POST /revoke`
+pub async fn revoke(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, OAuthError> {
+    let params = parse_params(&body)?;
+    let settings = &state.settings;
+    let store = state.store.as_ref();
+    let client = client_auth::authenticate(settings, store, &req, &params).await?;
+    let token = params
+        .get("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+    let now = now_millis();
+    // A refresh token revokes its whole family (and so every access token of it).
+    if let Some((fid, key)) = refresh_key(token) {
+        if let Some(bytes) = store.get(&key, now).await? {
+            if bytes != TOMBSTONE {
+                if let Ok(f) = serde_json::from_slice::<FamilyRecord>(&bytes) {
+                    if f.grant.client_id == client.id {
+                        store.delete(&family_key(&fid), now).await?;
+                        tracing::info!(client = %client.id, "refresh token revoked");
+                    }
+                }
+            }
+        }
+    } else if let Some((claims, _)) = check_access_token(settings, store, token).await? {
+        if claims.client_id == client.id {
+            let ttl = claims.exp.saturating_sub(now / 1000) + 1;
+            store
+                .put(&revoked_key(&claims.jti), b"1", Some(Duration::from_secs(ttl)), now)
+                .await?;
+            tracing::info!(client = %client.id, "access token revoked");
+        }
+    }
+    // RFC 7009 2.2: unknown and already invalid tokens get 200 too.
+    Ok(HttpResponse::Ok().finish())
+}
+
+/// `POST /introspect`
+pub async fn introspect(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, OAuthError> {
+    let params = parse_params(&body)?;
+    let settings = &state.settings;
+    let store = state.store.as_ref();
+    let client = client_auth::authenticate(settings, store, &req, &params).await?;
+    if client.is_public() {
+        return Err(OAuthError::invalid_client(
+            "public clients may not introspect tokens",
+            false,
+        ));
+    }
+    let token = params
+        .get("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+    let inactive = serde_json::json!({"active": false});
+    let now = now_millis();
+    if let Some((fid, key)) = refresh_key(token) {
+        let live = store.get(&key, now).await?.filter(|b| b != TOMBSTONE);
+        let family_live = store.get(&family_key(&fid), now).await?.is_some();
+        let Some(bytes) = live.filter(|_| family_live) else {
+            return Ok(no_store_json(&inactive));
+        };
+        let Ok(f) = serde_json::from_slice::<FamilyRecord>(&bytes) else {
+            return Ok(no_store_json(&inactive));
+        };
+        return Ok(no_store_json(&serde_json::json!({
+            "active": true,
+            "token_type": "refresh_token",
+            "client_id": f.grant.client_id,
+            "sub": f.grant.sub,
+            "scope": f.grant.scopes.join(" "),
+            "exp": f.expires / 1000,
+            "iss": settings.issuer,
+            "sid": f.grant.sid,
+        })));
+    }
+    match check_access_token(settings, store, token).await? {
+        Some((c, _)) => Ok(no_store_json(&serde_json::json!({
+            "active": true,
+            "token_type": "Bearer",
+            "client_id": c.client_id,
+            "sub": c.sub,
+            "aud": c.aud,
+            "scope": c.scope,
+            "exp": c.exp,
+            "iat": c.iat,
+            "iss": c.iss,
+            "jti": c.jti,
+            "auth_time": c.auth_time,
+            "acr": c.acr,
+            "sid": c.sid,
+        }))),
+        None => Ok(no_store_json(&inactive)),
+    }
+}

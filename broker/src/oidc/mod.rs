@@ -1,0 +1,163 @@
+//! The OpenID Provider: discovery, authorization, token, UserInfo, revocation and
+//! introspection endpoints, and the records behind codes and tokens.
+
+pub mod authorize;
+pub mod client_auth;
+pub mod discovery;
+pub mod grants;
+pub mod introspect;
+pub mod token;
+pub mod userinfo;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+/// An OAuth 2.0 error as sent to clients (RFC 6749 5.2, OIDC Core 3.1.2.6).
+#[derive(Debug, Clone, Serialize)]
+pub struct OAuthError {
+    /// The error code.
+    pub error: &'static str,
+    /// A human-readable explanation for developers.
+    pub error_description: String,
+    #[serde(skip)]
+    status: u16,
+    #[serde(skip)]
+    www_authenticate: Option<String>,
+}
+
+impl OAuthError {
+    /// An error with status 400.
+    pub fn new(error: &'static str, description: impl Into<String>) -> Self {
+        OAuthError {
+            error,
+            error_description: description.into(),
+            status: 400,
+            www_authenticate: None,
+        }
+    }
+
+    /// `invalid_request`.
+    pub fn invalid_request(d: impl Into<String>) -> Self {
+        Self::new("invalid_request", d)
+    }
+
+    /// `invalid_grant`.
+    pub fn invalid_grant(d: impl Into<String>) -> Self {
+        Self::new("invalid_grant", d)
+    }
+
+    /// `invalid_client` with status 401 and a challenge for the scheme the client used.
+    pub fn invalid_client(d: impl Into<String>, basic: bool) -> Self {
+        let mut e = Self::new("invalid_client", d);
+        e.status = 401;
+        if basic {
+            e.www_authenticate = Some("Basic realm=\"broker\"".into());
+        }
+        e
+    }
+
+    /// A bearer-token error for UserInfo (RFC 6750 3.1).
+    pub fn bearer(error: &'static str, d: impl Into<String>, status: u16) -> Self {
+        let d = d.into();
+        let challenge = if error == "invalid_request" && d.is_empty() {
+            "Bearer realm=\"broker\"".to_string()
+        } else {
+            format!(
+                "Bearer realm=\"broker\", error=\"{error}\", error_description=\"{}\"",
+                d.replace('"', "'")
+            )
+        };
+        OAuthError {
+            error,
+            error_description: d,
+            status,
+            www_authenticate: Some(challenge),
+        }
+    }
+
+    /// A store failure: 503, the client may retry.
+    pub fn unavailable(e: &StoreError) -> Self {
+        tracing::error!(error = %e, "store failure");
+        let mut err = Self::new(
+            "temporarily_unavailable",
+            "the service is temporarily unavailable, try again shortly",
+        );
+        err.status = 503;
+        err
+    }
+
+    /// `server_error` (500).
+    pub fn server_error(d: impl Into<String>) -> Self {
+        let mut err = Self::new("server_error", d);
+        err.status = 500;
+        err
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(e: StoreError) -> Self {
+        OAuthError::unavailable(&e)
+    }
+}
+
+impl std::fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.error, self.error_description)
+    }
+}
+
+impl ResponseError for OAuthError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut r = HttpResponse::build(self.status_code());
+        r.insert_header((header::CACHE_CONTROL, "no-store"));
+        if self.status == 503 {
+            r.insert_header((header::RETRY_AFTER, "5"));
+        }
+        if let Some(c) = &self.www_authenticate {
+            r.insert_header((header::WWW_AUTHENTICATE, c.clone()));
+        }
+        if self.www_authenticate.as_deref().is_some_and(|c| c.starts_with("Bearer"))
+            && self.error == "invalid_request"
+            && self.error_description.is_empty()
+        {
+            // No token at all: RFC 6750 says no error code in the body either.
+            return r.finish();
+        }
+        r.json(self)
+    }
+}
+
+/// A JSON response that must not be cached (tokens, introspection).
+pub fn no_store_json<T: Serialize>(body: &T) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(body)
+}
+
+/// Request parameters; each may appear once (RFC 6749 3.1).
+pub type Params = std::collections::BTreeMap<String, String>;
+
+/// Parses `application/x-www-form-urlencoded` text, refusing repeated parameters. Empty
+/// values count as absent (RFC 6749 3.1).
+pub fn parse_params(text: &[u8]) -> Result<Params, OAuthError> {
+    let mut out = Params::new();
+    for (k, v) in url::form_urlencoded::parse(text) {
+        if v.is_empty() {
+            continue;
+        }
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter `{k}` is repeated"
+            )));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,180 @@
+//! The token endpoint: `authorization_code` and `refresh_token` grants.
+
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::grants::{
+    code_key, family_key, family_of_code, mint, new_refresh_token, refresh_key, CodeRecord,
+    FamilyRecord, TOMBSTONE,
+};
+use super::{client_auth, no_store_json, parse_params, OAuthError, Params};
+use crate::config::Client;
+use crate::state::AppState;
+use crate::store::Rotation;
+use crate::util::{ct_eq, now_millis, sha256_b64};
+
+/// `POST /token`
+pub async fn token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, OAuthError> {
+    let params = parse_params(&body)?;
+    let settings = &state.settings;
+    let client = client_auth::authenticate(settings, state.store.as_ref(), &req, &params).await?;
+    match params.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => authorization_code(&state, client, &params).await,
+        Some("refresh_token") => refresh(&state, client, &params).await,
+        Some(other) => Err(OAuthError::new(
+            "unsupported_grant_type",
+            format!("grant_type `{other}` is not supported"),
+        )),
+        None => Err(OAuthError::invalid_request("grant_type is missing")),
+    }
+}
+
+async fn authorization_code(
+    state: &AppState,
+    client: &Client,
+    params: &Params,
+) -> Result<HttpResponse, OAuthError> {
+    let settings = &state.settings;
+    let store = state.store.as_ref();
+    let code = params
+        .get("code")
+        .ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
+    let now = now_millis();
+    let fid = family_of_code(code);
+    let old = store.swap(&code_key(code), TOMBSTONE, now).await?;
+    let record: CodeRecord = match old {
+        None => return Err(OAuthError::invalid_grant("the code is invalid or expired")),
+        Some(v) if v == TOMBSTONE => {
+            // RFC 6749 4.1.2: a code used twice revokes what it issued.
+            store.delete(&family_key(&fid), now).await?;
+            tracing::warn!(client = %client.id, "authorization code replayed; its tokens are revoked");
+            return Err(OAuthError::invalid_grant("the code was already used"));
+        }
+        Some(v) => serde_json::from_slice(&v)
+            .map_err(|_| OAuthError::server_error("stored code is unreadable"))?,
+    };
+    if record.grant.client_id != client.id {
+        return Err(OAuthError::invalid_grant("the code was issued to another client"));
+    }
+    if params.get("redirect_uri") != Some(&record.redirect_uri) {
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    match (&record.code_challenge, params.get("code_verifier")) {
+        (Some(challenge), Some(verifier)) => {
+            if !valid_verifier(verifier) {
+                return Err(OAuthError::invalid_grant("code_verifier is malformed"));
+            }
+            if !ct_eq(sha256_b64(verifier.as_bytes()).as_bytes(), challenge.as_bytes()) {
+                return Err(OAuthError::invalid_grant("PKCE verification failed"));
+            }
+        }
+        (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is missing")),
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier given but no code_challenge was sent",
+            ))
+        }
+        (None, None) => {}
+    }
+
+    let expires = now + settings.tokens.refresh_token_ttl * 1000;
+    let family = FamilyRecord {
+        grant: record.grant.clone(),
+        expires,
+    };
+    let family_bytes = serde_json::to_vec(&family).unwrap_or_default();
+    let ttl = Duration::from_secs(settings.tokens.refresh_token_ttl);
+    store.put(&family_key(&fid), &family_bytes, Some(ttl), now).await?;
+    let refresh_token = new_refresh_token(&fid);
+    if let Some((_, key)) = refresh_key(&refresh_token) {
+        store.put(&key, &family_bytes, Some(ttl), now).await?;
+    }
+    let response = mint(
+        settings,
+        client,
+        &record.grant,
+        &fid,
+        record.nonce.as_deref(),
+        Some(refresh_token),
+    )
+    .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    tracing::info!(client = %client.id, grant = "authorization_code", "tokens issued");
+    Ok(no_store_json(&response))
+}
+
+async fn refresh(
+    state: &AppState,
+    client: &Client,
+    params: &Params,
+) -> Result<HttpResponse, OAuthError> {
+    let settings = &state.settings;
+    let store = state.store.as_ref();
+    let token = params
+        .get("refresh_token")
+        .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
+    let Some((fid, old_key)) = refresh_key(token) else {
+        return Err(OAuthError::invalid_grant("the refresh token is invalid"));
+    };
+    let now = now_millis();
+    let new_token = new_refresh_token(&fid);
+    let Some((_, new_key)) = refresh_key(&new_token) else {
+        return Err(OAuthError::server_error("cannot make a refresh token"));
+    };
+    // One atomic store operation: the new token inherits the old one's record and the
+    // family's absolute expiry.
+    let outcome = store
+        .rotate(&family_key(&fid), &old_key, TOMBSTONE, &new_key, now)
+        .await?;
+    let family: FamilyRecord = match outcome {
+        Rotation::Rotated(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|_| OAuthError::server_error("stored token is unreadable"))?,
+        Rotation::Reused(_) => {
+            // RFC 9700 4.14.2: reuse of a rotated token revokes the whole family.
+            store.delete(&family_key(&fid), now).await?;
+            tracing::warn!(client = %client.id, "refresh token reused; its family is revoked");
+            return Err(OAuthError::invalid_grant("the refresh token was already used"));
+        }
+        Rotation::Missing => {
+            return Err(OAuthError::invalid_grant("the refresh token is invalid or revoked"))
+        }
+    };
+    if family.grant.client_id != client.id {
+        store.delete(&family_key(&fid), now).await?;
+        return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
+    }
+    let mut grant = family.grant;
+    if let Some(scope) = params.get("scope") {
+        let asked: Vec<String> = scope.split_whitespace().map(str::to_string).collect();
+        if asked.iter().any(|s| !grant.scopes.contains(s)) {
+            return Err(OAuthError::new(
+                "invalid_scope",
+                "a refresh may only narrow the granted scopes",
+            ));
+        }
+        grant.claims.retain(|name, _| {
+            crate::config::SCOPES
+                .iter()
+                .any(|(s, names)| asked.contains(&s.to_string()) && names.contains(&name.as_str()))
+        });
+        grant.scopes = asked;
+    }
+    let response = mint(settings, client, &grant, &fid, None, Some(new_token))
+        .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    tracing::info!(client = %client.id, grant = "refresh_token", "tokens issued");
+    Ok(no_store_json(&response))
+}
+
+/// RFC 7636 4.1: 43 to 128 unreserved characters.
+fn valid_verifier(v: &str) -> bool {
+    (43..=128).contains(&v.len())
+        && v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}

@@ -1,0 +1,333 @@
+//! Citizen-facing pages (askama templates in `broker/templates/`, HTML-escaped), in the
+//! citizen's language, with what to do next on every failure.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::HttpResponse;
+use askama::Template;
+use connectors::Message;
+
+use crate::config::ConnectorEntry;
+use crate::i18n::Tr;
+use crate::login::{LoginTx, View};
+use crate::state::AppState;
+use crate::store::StoreError;
+
+/// Wraps rendered HTML with the headers every page carries.
+pub fn html(status: u16, body: String) -> HttpResponse {
+    HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::OK))
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(body)
+}
+
+fn render<T: Template>(status: u16, page: &T) -> HttpResponse {
+    match page.render() {
+        Ok(body) => html(status, body),
+        Err(e) => {
+            tracing::error!(error = %e, "page rendering failed");
+            HttpResponse::InternalServerError()
+                .content_type("text/plain; charset=utf-8")
+                .body("Internal error")
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage {
+    t: Tr,
+    title: String,
+    message: String,
+    hint: String,
+    action: Option<(String, String)>,
+    detail: String,
+}
+
+/// An error page: `key` names the message (its `-title` and `-hint` variants are used
+/// too); `detail` is a short technical note for the platform's developers.
+pub fn error_page(lang: &str, status: u16, key: &str, detail: &str) -> HttpResponse {
+    let t = Tr::new(lang);
+    let page = MessagePage {
+        title: t.get("error-title"),
+        message: t.get(key),
+        hint: t.get(&format!("{key}-hint")),
+        action: None,
+        detail: detail.to_string(),
+        t,
+    };
+    render(status, &page)
+}
+
+/// A failure at an identity source, with a link back to the choice page.
+pub fn failure_page(lang: &str, status: u16, message: &Message, back: Option<&str>) -> HttpResponse {
+    let t = Tr::new(lang);
+    let page = MessagePage {
+        title: t.get("error-title"),
+        message: t.with(&message.key, &message.args),
+        hint: t.with(&format!("{}-hint", message.key), &message.args),
+        action: back.map(|b| (b.to_string(), t.get("button-other-way"))),
+        detail: message
+            .args
+            .get("reference")
+            .map(|r| format!("{}: {r}", t.get("label-reference")))
+            .unwrap_or_default(),
+        t,
+    };
+    render(status, &page)
+}
+
+/// The store is unreachable: 503 with "try again shortly".
+pub fn unavailable_page(lang: &str, e: &StoreError) -> HttpResponse {
+    tracing::error!(error = %e, "store failure during a login");
+    let mut r = error_page(lang, 503, "error-unavailable", "");
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from_static("5"),
+    );
+    r
+}
+
+/// Too many attempts: 429 with `Retry-After`.
+pub fn too_many_requests(lang: &str, retry_after: u64) -> HttpResponse {
+    let msg = Message::new("error-rate-limited").arg("minutes", retry_after.div_ceil(60));
+    let mut r = failure_page(lang, 429, &msg, None);
+    if let Ok(v) = header::HeaderValue::from_str(&retry_after.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+struct Choice {
+    id: String,
+    name: String,
+    level: String,
+    enabled: bool,
+    notice: String,
+}
+
+#[derive(Template)]
+#[template(path = "choose.html")]
+struct ChoosePage {
+    t: Tr,
+    client_name: String,
+    tx: String,
+    csrf: String,
+    choices: Vec<Choice>,
+    step_up: bool,
+}
+
+struct FieldView {
+    name: String,
+    label: String,
+    input_type: String,
+    autocomplete: String,
+    value: String,
+}
+
+#[derive(Template)]
+#[template(path = "form.html")]
+struct FormPage {
+    t: Tr,
+    source: String,
+    tx: String,
+    csrf: String,
+    title: String,
+    intro: String,
+    fields: Vec<FieldView>,
+    submit: String,
+    problem: String,
+}
+
+#[derive(Template)]
+#[template(path = "wait.html")]
+struct WaitPage {
+    t: Tr,
+    source: String,
+    tx: String,
+    csrf: String,
+    instruction: String,
+    qr: String,
+    app_link: String,
+    poll_seconds: u32,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+struct ConsentPage {
+    t: Tr,
+    client_name: String,
+    tx: String,
+    csrf: String,
+    scopes: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "select_account.html")]
+struct SelectAccountPage {
+    t: Tr,
+    client_name: String,
+    tx: String,
+    csrf: String,
+    name: String,
+}
+
+/// The pages of one login transaction.
+pub struct Page<'a> {
+    state: &'a AppState,
+    tx: &'a LoginTx,
+    t: Tr,
+}
+
+impl<'a> Page<'a> {
+    /// Pages for a transaction, in its language.
+    pub fn new(state: &'a AppState, tx: &'a LoginTx) -> Self {
+        Page {
+            state,
+            tx,
+            t: Tr::new(&tx.request.lang),
+        }
+    }
+
+    fn client_name(&self) -> String {
+        self.state
+            .settings
+            .clients
+            .get(&self.tx.request.client_id)
+            .map(|c| c.name.clone())
+            .unwrap_or_default()
+    }
+
+    /// The choice of identity sources.
+    pub fn choose(&self, entries: &[&ConnectorEntry]) -> HttpResponse {
+        let choices = entries
+            .iter()
+            .map(|c| Choice {
+                id: c.id.clone(),
+                name: self.t.pick(&c.name).to_string(),
+                level: self
+                    .t
+                    .get(&format!("level-{}", c.connector.assurance().as_str())),
+                enabled: c.status == crate::config::ConnectorStatus::Enabled,
+                notice: self.t.pick(&c.maintenance_message).to_string(),
+            })
+            .collect();
+        render(
+            200,
+            &ChoosePage {
+                t: self.t.clone(),
+                client_name: self.client_name(),
+                tx: self.tx.id.clone(),
+                csrf: self.tx.csrf.clone(),
+                choices,
+                step_up: self.tx.request.min_level > connectors::Assurance::Low,
+            },
+        )
+    }
+
+    /// A connector's step.
+    pub fn step(&self, connector: &str, view: &View) -> HttpResponse {
+        let source = self
+            .state
+            .settings
+            .connector(connector)
+            .map(|c| self.t.pick(&c.name).to_string())
+            .unwrap_or_default();
+        match view {
+            View::Form { form } => render(
+                200,
+                &FormPage {
+                    source,
+                    tx: self.tx.id.clone(),
+                    csrf: self.tx.csrf.clone(),
+                    title: self.t.get(&form.title),
+                    intro: form.intro.as_deref().map(|k| self.t.get(k)).unwrap_or_default(),
+                    fields: form
+                        .fields
+                        .iter()
+                        .map(|f| FieldView {
+                            name: f.name.clone(),
+                            label: self.t.get(&f.label),
+                            input_type: f.input_type.clone(),
+                            autocomplete: f.autocomplete.clone(),
+                            value: f.value.clone(),
+                        })
+                        .collect(),
+                    submit: self.t.get(&form.submit),
+                    problem: form
+                        .problem
+                        .as_ref()
+                        .map(|m| self.t.with(&m.key, &m.args))
+                        .unwrap_or_default(),
+                    t: self.t.clone(),
+                },
+            ),
+            View::Wait {
+                instruction,
+                qr,
+                app_link,
+                poll_seconds,
+            } => render(
+                200,
+                &WaitPage {
+                    source,
+                    tx: self.tx.id.clone(),
+                    csrf: self.tx.csrf.clone(),
+                    instruction: self.t.with(&instruction.key, &instruction.args),
+                    qr: qr.clone().unwrap_or_default(),
+                    app_link: app_link.clone().unwrap_or_default(),
+                    poll_seconds: *poll_seconds,
+                    t: self.t.clone(),
+                },
+            ),
+            View::Redirect => error_page(
+                &self.tx.request.lang,
+                400,
+                "error-login-expired",
+                "the login is waiting for the identity source",
+            ),
+        }
+    }
+
+    /// The consent page.
+    pub fn consent(&self) -> HttpResponse {
+        let scopes = self
+            .tx
+            .request
+            .scopes
+            .iter()
+            .filter(|s| *s != "openid")
+            .map(|s| self.t.get(&format!("scope-{}", s.replace('_', "-"))))
+            .collect();
+        render(
+            200,
+            &ConsentPage {
+                t: self.t.clone(),
+                client_name: self.client_name(),
+                tx: self.tx.id.clone(),
+                csrf: self.tx.csrf.clone(),
+                scopes,
+            },
+        )
+    }
+
+    /// "Continue as ..." page.
+    pub fn select_account(&self, name: &str) -> HttpResponse {
+        render(
+            200,
+            &SelectAccountPage {
+                t: self.t.clone(),
+                client_name: self.client_name(),
+                tx: self.tx.id.clone(),
+                csrf: self.tx.csrf.clone(),
+                name: name.to_string(),
+            },
+        )
+    }
+}

@@ -1,0 +1,149 @@
+//! HTTP wiring: routes, request logging without personal data, health endpoints, and the
+//! background jobs of one broker process.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::{web, App, HttpResponse, HttpServer};
+
+use crate::config::Settings;
+use crate::oidc::{authorize, discovery, introspect, token, userinfo};
+use crate::state::AppState;
+use crate::store::embedded::EmbeddedStore;
+use crate::{login, pages, util};
+
+/// Registers every route of the broker.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/.well-known/openid-configuration",
+        web::get().to(discovery::configuration),
+    )
+    .route("/jwks", web::get().to(discovery::jwks))
+    .route("/authorize", web::get().to(authorize::authorize))
+    .route("/authorize", web::post().to(authorize::authorize))
+    .route("/token", web::post().to(token::token))
+    .route("/userinfo", web::get().to(userinfo::userinfo))
+    .route("/userinfo", web::post().to(userinfo::userinfo))
+    .route("/revoke", web::post().to(introspect::revoke))
+    .route("/introspect", web::post().to(introspect::introspect))
+    .route("/login/{tx}", web::get().to(login::routes::show))
+    .route("/login/{tx}/start", web::post().to(login::routes::start))
+    .route("/login/{tx}/step", web::post().to(login::routes::step))
+    .route("/login/{tx}/consent", web::post().to(login::routes::consent))
+    .route("/login/{tx}/account", web::post().to(login::routes::account))
+    .route("/login/{tx}/cancel", web::post().to(login::routes::cancel))
+    .route("/callback/{connector}", web::get().to(login::routes::callback))
+    .route("/healthz", web::get().to(healthz))
+    .route("/readyz", web::get().to(readyz))
+    .default_service(web::to(not_found));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "alive"}))
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match state.store.ping().await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        Err(e) => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"status": "unavailable", "store": e.to_string()})),
+    }
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    let lang = crate::i18n::negotiate(
+        None,
+        req.headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|h| h.to_str().ok()),
+    );
+    pages::error_page(lang, 404, "error-bad-request", "no such page")
+}
+
+/// Logs each request with its route pattern only: query strings carry codes, states and
+/// hints that must not reach logs.
+async fn log_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "<unmatched>".to_string());
+    let request_id = util::random_token(9);
+    let span = tracing::info_span!("request", id = %request_id);
+    let _enter = span.enter();
+    drop(_enter);
+    let res = next.call(req).await?;
+    let status = res.status().as_u16();
+    span.in_scope(|| {
+        tracing::info!(
+            method = %method,
+            route = %route,
+            status,
+            ms = started.elapsed().as_millis() as u64,
+            "request"
+        )
+    });
+    Ok(res)
+}
+
+/// Starts the broker's HTTP server and background jobs; returns when it stops.
+pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<()> {
+    let settings = Arc::new(settings);
+    let (store, embedded) = match crate::state::open_store(&settings).await {
+        Ok(s) => s,
+        Err(e) => {
+            return Err(std::io::Error::other(format!(
+                "{}: store: {e}",
+                settings.source.display()
+            )))
+        }
+    };
+    if let Some(db) = embedded {
+        tokio::spawn(sweep_job(db));
+    }
+    let metadata = web::Data::new(discovery::Metadata(web::Bytes::from(
+        serde_json::to_vec(&discovery::metadata(&settings)).unwrap_or_default(),
+    )));
+    let state = web::Data::new(AppState {
+        settings: settings.clone(),
+        store,
+    });
+    let listen = settings.listen.clone();
+    let issuer = settings.issuer.clone();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(metadata.clone())
+            .app_data(web::PayloadConfig::new(64 * 1024))
+            .wrap(actix_web::middleware::from_fn(log_requests))
+            .configure(routes)
+    })
+    .shutdown_timeout(5);
+    if let Some(n) = workers {
+        server = server.workers(n);
+    }
+    let server = server.bind(&listen)?;
+    // Tests and operators wait for this line: the port is bound when it is printed.
+    tracing::info!(issuer = %issuer, listen = %listen, "broker listening");
+    server.run().await
+}
+
+/// Deletes expired records of the embedded store once a minute.
+async fn sweep_job(db: Arc<EmbeddedStore>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        match db.sweep(util::now_millis()) {
+            Ok(n) if n > 0 => tracing::debug!(removed = n, "store swept"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "store sweep failed"),
+        }
+    }
+}

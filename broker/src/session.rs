@@ -1,0 +1,125 @@
+//! Browser sessions: a secure, HttpOnly, SameSite cookie holding a random secret, bound to a
+//! server-side record in the store (keyed by the secret's digest, so the store never holds
+//! a usable cookie). A session is what makes a second platform's login silent (SSO).
+
+use std::time::Duration;
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::HttpRequest;
+use connectors::Assurance;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Settings;
+use crate::store::{Store, StoreResult};
+use crate::util::{now_millis, random_token, sha256_b64};
+
+/// A citizen's SSO session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    /// Public session id (`sid` claim); not the cookie secret.
+    pub sid: String,
+    /// The person logged in.
+    pub person_id: String,
+    /// Name to show on "continue as" pages.
+    pub display_name: String,
+    /// When the citizen last authenticated (Unix seconds).
+    pub auth_time: u64,
+    /// Assurance reached.
+    pub level: Assurance,
+    /// Methods used.
+    pub amr: Vec<String>,
+    /// Connector used last.
+    pub connector: String,
+    /// Created (Unix ms).
+    pub created: u64,
+    /// Last use (Unix ms).
+    pub last_seen: u64,
+    /// Relying parties logged in to during this session.
+    pub clients: Vec<String>,
+}
+
+/// Name of the session cookie.
+pub fn cookie_name(settings: &Settings) -> &'static str {
+    if settings.secure_cookies {
+        "__Host-broker_session"
+    } else {
+        "broker_session"
+    }
+}
+
+/// Name of the cookie that binds login transactions to one browser.
+pub fn browser_cookie_name(settings: &Settings) -> &'static str {
+    if settings.secure_cookies {
+        "__Host-broker_browser"
+    } else {
+        "broker_browser"
+    }
+}
+
+/// A cookie with the broker's security attributes.
+pub fn secure_cookie<'a>(settings: &Settings, name: &'a str, value: String) -> Cookie<'a> {
+    Cookie::build(name, value)
+        .path("/")
+        .http_only(true)
+        .secure(settings.secure_cookies)
+        .same_site(SameSite::Lax)
+        .finish()
+}
+
+fn key(secret: &str) -> String {
+    format!("sess:{}", sha256_b64(secret.as_bytes()))
+}
+
+/// Loads the live session of this browser, if any, and marks it used.
+pub async fn current(
+    req: &HttpRequest,
+    settings: &Settings,
+    store: &dyn Store,
+) -> StoreResult<Option<(String, Session)>> {
+    let Some(cookie) = req.cookie(cookie_name(settings)) else {
+        return Ok(None);
+    };
+    let secret = cookie.value().to_string();
+    let now = now_millis();
+    let Some(bytes) = store.get(&key(&secret), now).await? else {
+        return Ok(None);
+    };
+    let Ok(session) = serde_json::from_slice::<Session>(&bytes) else {
+        return Ok(None);
+    };
+    let idle_end = session.last_seen + settings.session.idle_timeout * 1000;
+    let life_end = session.created + settings.session.lifetime * 1000;
+    if now >= idle_end || now >= life_end {
+        store.delete(&key(&secret), now).await?;
+        return Ok(None);
+    }
+    Ok(Some((secret, session)))
+}
+
+/// Writes a session (new or updated) and returns the cookie secret to set.
+pub async fn save(
+    settings: &Settings,
+    store: &dyn Store,
+    secret: Option<String>,
+    mut session: Session,
+) -> StoreResult<String> {
+    let now = now_millis();
+    session.last_seen = now;
+    let secret = secret.unwrap_or_else(|| random_token(32));
+    let remaining = (session.created + settings.session.lifetime * 1000).saturating_sub(now);
+    let bytes = serde_json::to_vec(&session).unwrap_or_default();
+    store
+        .put(
+            &key(&secret),
+            &bytes,
+            Some(Duration::from_millis(remaining.max(1))),
+            now,
+        )
+        .await?;
+    Ok(secret)
+}
+
+/// Ends a session.
+pub async fn end(store: &dyn Store, secret: &str) -> StoreResult<()> {
+    store.delete(&key(secret), now_millis()).await.map(|_| ())
+}

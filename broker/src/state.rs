@@ -1,0 +1,42 @@
+//! What every request handler shares: the configuration and the store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Settings, StoreConfig};
+use crate::store::{embedded::EmbeddedStore, redis::RedisStore, SharedStore, StoreError};
+
+/// Shared state of the running broker.
+#[derive(Clone)]
+pub struct AppState {
+    /// The validated configuration.
+    pub settings: Arc<Settings>,
+    /// The store.
+    pub store: SharedStore,
+}
+
+/// Opens the store the configuration names; the embedded one is also returned as itself so
+/// its sweeping job can run.
+pub async fn open_store(
+    settings: &Settings,
+) -> Result<(SharedStore, Option<Arc<EmbeddedStore>>), StoreError> {
+    match &settings.store {
+        StoreConfig::Embedded { path } => {
+            let path = settings
+                .source
+                .parent()
+                .map(|dir| dir.join(path))
+                .unwrap_or_else(|| path.into());
+            let db = Arc::new(EmbeddedStore::open(&path)?);
+            Ok((db.clone(), Some(db)))
+        }
+        StoreConfig::Redis {
+            prefix, timeout_ms, ..
+        } => {
+            let url = settings.redis_url.as_deref().unwrap_or_default();
+            let store =
+                RedisStore::connect(url, prefix, Duration::from_millis(*timeout_ms)).await?;
+            Ok((Arc::new(store), None))
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! Single-node store on an embedded redb file.
+//!
+//! One table maps the key to `expiry (u64 big-endian, Unix millis, 0 = durable) ++ value`.
+//! Expired records stay in the file until [`EmbeddedStore::sweep`] removes them; every read
+//! compares the expiry with `now`, so they are never returned meanwhile.
+//!
+//! Durability: a commit that only adds records with a TTL (or counts a rate-limit hit) uses
+//! [`Durability::None`]: it is visible at once, survives a clean shutdown, and is only lost
+//! on a crash before the next durable commit, which costs a re-login at worst. Everything
+//! else commits with [`Durability::Immediate`]: durable records, and every commit that
+//! consumes or revokes a live record (`take`, `swap`, `delete`, `rotate`), since losing
+//! those on a crash would re-arm a used code or token. [`EmbeddedStore::sweep`] commits
+//! durably too, which bounds how much a crash can lose to one sweep interval.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition};
+
+use super::{expiry, Millis, RateDecision, Rotation, Store, StoreError, StoreResult};
+
+const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+
+/// Length of the expiry prefix of every stored value.
+const PREFIX: usize = 8;
+
+/// The redb-backed store. Cheap to clone; all clones share one open database.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore").finish_non_exhaustive()
+    }
+}
+
+/// How a write transaction ends.
+enum Commit {
+    /// Nothing changed: roll back, no disk write.
+    Abort,
+    /// Only TTL records were added: may be lost on a crash.
+    Fast,
+    /// Must be on disk before the caller sees the result.
+    Durable,
+}
+
+/// Failure inside a blocking closure, turned into a [`StoreError`] with the operation name.
+enum Fail {
+    Db(redb::Error),
+    Corrupt(String),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Fail {
+            fn from(e: $t) -> Self {
+                Fail::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+impl Fail {
+    fn into_store_error(self, op: &str) -> StoreError {
+        match self {
+            Fail::Corrupt(msg) => StoreError::Corrupt(format!("redb {op}: {msg}")),
+            Fail::Db(e) => match e {
+                redb::Error::Corrupted(_)
+                | redb::Error::UpgradeRequired(_)
+                | redb::Error::TableTypeMismatch { .. }
+                | redb::Error::TypeDefinitionChanged { .. }
+                | redb::Error::TableIsMultimap(_)
+                | redb::Error::TableIsNotMultimap(_) => {
+                    StoreError::Corrupt(format!("redb {op}: {e}"))
+                }
+                // How redb reports a file that is not a redb database.
+                redb::Error::Io(ref io) if io.kind() == std::io::ErrorKind::InvalidData => {
+                    StoreError::Corrupt(format!("redb {op}: {e}"))
+                }
+                redb::Error::DatabaseAlreadyOpen => StoreError::Unavailable(format!(
+                    "redb {op}: the database file is locked by another process"
+                )),
+                // I/O errors, a failed commit (the database then refuses writes until it is
+                // reopened), closed database, poisoned lock, ...
+                _ => StoreError::Unavailable(format!("redb {op}: {e}")),
+            },
+        }
+    }
+}
+
+/// Splits a stored value into its expiry and payload.
+fn decode(raw: &[u8]) -> Result<(Millis, &[u8]), Fail> {
+    match raw.split_first_chunk::<PREFIX>() {
+        Some((exp, value)) => Ok((u64::from_be_bytes(*exp), value)),
+        None => Err(Fail::Corrupt(format!(
+            "record of {} bytes is shorter than its expiry prefix",
+            raw.len()
+        ))),
+    }
+}
+
+fn encode(expires: Millis, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PREFIX + value.len());
+    out.extend_from_slice(&expires.to_be_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+fn is_live(expires: Millis, now: Millis) -> bool {
+    expires == 0 || now < expires
+}
+
+/// Stored expiry for a TTL; never 0, which would mean durable.
+fn stored_expiry(ttl: Option<Duration>, now: Millis) -> Millis {
+    expiry(ttl, now).map_or(0, |e| e.max(1))
+}
+
+/// The live payload of `key`, if any.
+fn live_value(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+    now: Millis,
+) -> Result<Option<(Millis, Vec<u8>)>, Fail> {
+    match table.get(key)? {
+        Some(guard) => {
+            let (expires, value) = decode(guard.value())?;
+            Ok(is_live(expires, now).then(|| (expires, value.to_vec())))
+        }
+        None => Ok(None),
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the database file, creating its parent directory if missing.
+    /// Blocking; call it at startup, before serving.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot create store directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        let open = || -> Result<Database, Fail> {
+            let db = Database::create(path)?;
+            // Create the table up front so read transactions can always open it.
+            let txn = db.begin_write()?;
+            txn.open_table(RECORDS)?;
+            txn.commit()?;
+            Ok(db)
+        };
+        let db = open().map_err(|f| f.into_store_error(&format!("open {}", path.display())))?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Deletes every expired record and returns how many. The commit is durable, which also
+    /// makes earlier fast commits durable, so run it periodically.
+    ///
+    /// Blocking (it scans the whole table): from async code use [`Self::sweep_async`].
+    pub fn sweep(&self, now: Millis) -> StoreResult<usize> {
+        sweep_db(&self.db, now).map_err(|f| f.into_store_error("sweep"))
+    }
+
+    /// [`Self::sweep`] on the blocking thread pool.
+    pub async fn sweep_async(&self, now: Millis) -> StoreResult<usize> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || sweep_db(&db, now))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("redb sweep task failed: {e}")))?
+            .map_err(|f| f.into_store_error("sweep"))
+    }
+
+    /// Runs `f` in one read transaction on the blocking pool.
+    async fn read<T, F>(&self, op: &'static str, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::ReadOnlyTable<&'static str, &'static [u8]>) -> Result<T, Fail>
+            + Send
+            + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || -> Result<T, Fail> {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(RECORDS)?;
+            f(&table)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("redb {op} task failed: {e}")))?
+        .map_err(|f| f.into_store_error(op))
+    }
+
+    /// Runs `f` in one write transaction on the blocking pool and ends it as `f` says.
+    async fn write<T, F>(&self, op: &'static str, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Table<&'static str, &'static [u8]>) -> Result<(T, Commit), Fail>
+            + Send
+            + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || -> Result<T, Fail> {
+            let mut txn = db.begin_write()?;
+            let (out, commit) = {
+                let mut table = txn.open_table(RECORDS)?;
+                f(&mut table)?
+            };
+            match commit {
+                Commit::Abort => txn.abort()?,
+                Commit::Fast => {
+                    txn.set_durability(Durability::None)?;
+                    txn.commit()?;
+                }
+                Commit::Durable => txn.commit()?,
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("redb {op} task failed: {e}")))?
+        .map_err(|f| f.into_store_error(op))
+    }
+}
+
+fn sweep_db(db: &Database, now: Millis) -> Result<usize, Fail> {
+    let txn = db.begin_write()?;
+    let mut removed = 0usize;
+    {
+        let mut table = txn.open_table(RECORDS)?;
+        table.retain(|_, raw| {
+            // Keep undecodable records: reads report them as corrupt instead of losing them.
+            let keep = decode(raw).map_or(true, |(expires, _)| is_live(expires, now));
+            if !keep {
+                removed += 1;
+            }
+            keep
+        })?;
+    }
+    txn.commit()?;
+    Ok(removed)
+}
+
+/// Commit level for writing a record with this TTL.
+fn commit_for(ttl: Option<Duration>) -> Commit {
+    if ttl.is_some() {
+        Commit::Fast
+    } else {
+        Commit::Durable
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for EmbeddedStore {
+    async fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let key = key.to_owned();
+        let raw = encode(stored_expiry(ttl, now), value);
+        self.write("put", move |t| {
+            t.insert(key.as_str(), raw.as_slice())?;
+            Ok(((), commit_for(ttl)))
+        })
+        .await
+    }
+
+    async fn put_new(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let key = key.to_owned();
+        let raw = encode(stored_expiry(ttl, now), value);
+        self.write("put_new", move |t| {
+            if live_value(t, &key, now)?.is_some() {
+                return Ok((false, Commit::Abort));
+            }
+            t.insert(key.as_str(), raw.as_slice())?;
+            Ok((true, commit_for(ttl)))
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str, now: Millis) -> StoreResult<Option<Vec<u8>>> {
+        let key = key.to_owned();
+        self.read(
+            "get",
+            move |t| Ok(live_value(t, &key, now)?.map(|(_, v)| v)),
+        )
+        .await
+    }
+
+    async fn take(&self, key: &str, now: Millis) -> StoreResult<Option<Vec<u8>>> {
+        let key = key.to_owned();
+        self.write("take", move |t| match live_value(t, &key, now)? {
+            Some((_, value)) => {
+                t.remove(key.as_str())?;
+                Ok((Some(value), Commit::Durable))
+            }
+            None => Ok((None, Commit::Abort)),
+        })
+        .await
+    }
+
+    async fn swap(&self, key: &str, tombstone: &[u8], now: Millis) -> StoreResult<Option<Vec<u8>>> {
+        let key = key.to_owned();
+        let tombstone = tombstone.to_vec();
+        self.write("swap", move |t| match live_value(t, &key, now)? {
+            Some((expires, old)) => {
+                t.insert(key.as_str(), encode(expires, &tombstone).as_slice())?;
+                Ok((Some(old), Commit::Durable))
+            }
+            None => Ok((None, Commit::Abort)),
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str, now: Millis) -> StoreResult<bool> {
+        let key = key.to_owned();
+        self.write("delete", move |t| {
+            let was_live = match t.remove(key.as_str())? {
+                Some(guard) => {
+                    let (expires, _) = decode(guard.value())?;
+                    Some(is_live(expires, now))
+                }
+                None => None,
+            };
+            Ok(match was_live {
+                Some(true) => (true, Commit::Durable),
+                // Dropping an already expired record: losing that on a crash is harmless.
+                Some(false) => (false, Commit::Fast),
+                None => (false, Commit::Abort),
+            })
+        })
+        .await
+    }
+
+    async fn rotate(
+        &self,
+        guard: &str,
+        old: &str,
+        tombstone: &[u8],
+        new: &str,
+        now: Millis,
+    ) -> StoreResult<Rotation> {
+        let guard = guard.to_owned();
+        let old = old.to_owned();
+        let new = new.to_owned();
+        let tombstone = tombstone.to_vec();
+        self.write("rotate", move |t| {
+            if live_value(t, &guard, now)?.is_none() {
+                return Ok((Rotation::Missing, Commit::Abort));
+            }
+            let Some((expires, value)) = live_value(t, &old, now)? else {
+                return Ok((Rotation::Missing, Commit::Abort));
+            };
+            if value == tombstone {
+                return Ok((Rotation::Reused(value), Commit::Abort));
+            }
+            t.insert(old.as_str(), encode(expires, &tombstone).as_slice())?;
+            // The new key inherits the old value and its absolute expiry (0 stays durable).
+            t.insert(new.as_str(), encode(expires, &value).as_slice())?;
+            Ok((Rotation::Rotated(value), Commit::Durable))
+        })
+        .await
+    }
+
+    async fn hit_rate_limit(
+        &self,
+        key: &str,
+        limit: u64,
+        window: Duration,
+        now: Millis,
+    ) -> StoreResult<RateDecision> {
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let window_end = (now / window_ms)
+            .saturating_add(1)
+            .saturating_mul(window_ms);
+        let key = format!("{key}:{}", now / window_ms);
+        self.write("hit_rate_limit", move |t| {
+            let previous = match live_value(t, &key, now)? {
+                Some((_, raw)) => {
+                    let bytes: [u8; 8] = raw.as_slice().try_into().map_err(|_| {
+                        Fail::Corrupt(format!("rate counter of {} bytes", raw.len()))
+                    })?;
+                    u64::from_be_bytes(bytes)
+                }
+                None => 0,
+            };
+            let count = previous.saturating_add(1);
+            t.insert(
+                key.as_str(),
+                encode(window_end, &count.to_be_bytes()).as_slice(),
+            )?;
+            let decision = RateDecision {
+                allowed: count <= limit,
+                count,
+                retry_after: Duration::from_millis(window_end.saturating_sub(now)),
+            };
+            Ok((decision, Commit::Fast))
+        })
+        .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read("ping", |_| Ok(())).await
+    }
+}

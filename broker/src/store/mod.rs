@@ -1,0 +1,128 @@
+//! One store for everything with a lifetime (login transactions, codes, sessions, refresh
+//! tokens, replay caches, rate-limit counters) and for durable records.
+//!
+//! Two implementations pass the same conformance suite ([`conformance`]): [`embedded`]
+//! (redb, a single node, survives restarts) and [`redis`] (several broker instances).
+//! Every single-use or check-and-set operation is one atomic method here, never a read
+//! followed by a write in the caller. Time is a parameter (`now`, Unix milliseconds) so
+//! expiry is testable without sleeping.
+
+pub mod conformance;
+pub mod embedded;
+pub mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Unix time in milliseconds.
+pub type Millis = u64;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached or timed out; the request gets a 503.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend answered something this code cannot read.
+    #[error("store data corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Result of [`Store::rotate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The old value was live; it is now replaced by the tombstone and the new key holds the
+    /// old value with the old key's expiry. Carries the old value.
+    Rotated(Vec<u8>),
+    /// The old key held a tombstone already: the token was used before (replay).
+    Reused(Vec<u8>),
+    /// The old key does not exist or expired, or the guard key is gone (family revoked).
+    Missing,
+}
+
+/// What [`Store::hit_rate_limit`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateDecision {
+    /// Whether this hit is within the limit.
+    pub allowed: bool,
+    /// Hits counted in the current window, this one included.
+    pub count: u64,
+    /// When the current window ends, from `now`.
+    pub retry_after: Duration,
+}
+
+/// The store interface. Keys are plain strings made by the callers; values are bytes
+/// (JSON in practice). A `ttl` of `None` means the record is durable.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync {
+    /// Writes a value, replacing any previous one.
+    async fn put(&self, key: &str, value: &[u8], ttl: Option<Duration>, now: Millis)
+        -> StoreResult<()>;
+
+    /// Writes a value only if the key holds nothing live. Returns whether it was written.
+    async fn put_new(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        now: Millis,
+    ) -> StoreResult<bool>;
+
+    /// Reads a live value.
+    async fn get(&self, key: &str, now: Millis) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Reads and deletes a live value in one atomic step (single-use records).
+    async fn take(&self, key: &str, now: Millis) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Replaces a live value with `tombstone`, keeping its expiry, and returns the old value
+    /// in one atomic step. A missing or expired key stays missing and gives `None`.
+    /// Used for authorization codes: the tombstone lets a second redemption be detected.
+    async fn swap(&self, key: &str, tombstone: &[u8], now: Millis) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Deletes a key. Returns whether something live was deleted.
+    async fn delete(&self, key: &str, now: Millis) -> StoreResult<bool>;
+
+    /// Refresh-token rotation in one atomic step.
+    ///
+    /// - If `guard` holds a live value and `old` holds a live value that is not `tombstone`:
+    ///   `old` becomes `tombstone` (keeping its expiry), and `new` is written with the old
+    ///   value and the old key's expiry (the same absolute expiry; none if `old` had none),
+    ///   so a refresh-token family keeps its absolute lifetime and the caller needs no extra
+    ///   read. Returns [`Rotation::Rotated`] with the old value.
+    /// - If `old` holds `tombstone`: returns [`Rotation::Reused`] with the tombstone and
+    ///   changes nothing.
+    /// - Otherwise (`guard` or `old` missing or expired): returns [`Rotation::Missing`] and
+    ///   writes nothing.
+    async fn rotate(
+        &self,
+        guard: &str,
+        old: &str,
+        tombstone: &[u8],
+        new: &str,
+        now: Millis,
+    ) -> StoreResult<Rotation>;
+
+    /// Counts a hit against `key` in a fixed window of `window` and tells whether it is
+    /// within `limit` hits.
+    async fn hit_rate_limit(
+        &self,
+        key: &str,
+        limit: u64,
+        window: Duration,
+        now: Millis,
+    ) -> StoreResult<RateDecision>;
+
+    /// Whether the backend answers (for `/readyz`).
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// A shared store handle.
+pub type SharedStore = Arc<dyn Store>;
+
+/// Expiry time for a TTL, in Unix milliseconds.
+pub fn expiry(ttl: Option<Duration>, now: Millis) -> Option<Millis> {
+    ttl.map(|t| now.saturating_add(t.as_millis() as u64))
+}

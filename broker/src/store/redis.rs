@@ -1,0 +1,329 @@
+//! Store on Redis, shared by several broker instances.
+//!
+//! Expiry is absolute (`PXAT now+ttl`) so the caller's `now` is honoured the same way as by
+//! the embedded store; a `PXAT` in the past makes the record vanish at once. Reads rely on
+//! Redis' own clock. Multi-key operations (`rotate`) run as one Lua script, so their keys
+//! must share a `{hash-tag}` on Redis Cluster; the callers build them that way.
+//!
+//! Needs Redis 7.0 or later (`SET ... XX GET`, `GETDEL`, `PXAT`, `KEEPTTL`, `PEXPIRETIME`).
+//!
+//! Every call is bounded by `op_timeout`. A call that times out may still have been applied
+//! by Redis (for instance a `take`): the caller sees `Unavailable` and the record is consumed,
+//! which fails closed.
+
+use std::future::Future;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Cmd, ErrorKind, RedisError, RedisResult, Script, Value};
+
+use super::{expiry, Millis, RateDecision, Rotation, Store, StoreError, StoreResult};
+
+/// KEYS: guard, old, new. ARGV: tombstone.
+/// Returns {0} missing, {1, old value} rotated, {2, old value} reused.
+/// `new` gets the old value and the old key's absolute expiry (`PEXPIRETIME`, exact; time
+/// is frozen while a script runs), or no expiry if the old key has none. A plain `SET`
+/// drops any expiry a previous `new` record had.
+const ROTATE_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
+local old = redis.call('GET', KEYS[2])
+if not old then return {0} end
+if old == ARGV[1] then return {2, old} end
+local at = redis.call('PEXPIRETIME', KEYS[2])
+redis.call('SET', KEYS[2], ARGV[1], 'KEEPTTL')
+if at > 0 then
+  redis.call('SET', KEYS[3], old, 'PXAT', at)
+else
+  redis.call('SET', KEYS[3], old)
+end
+return {1, old}
+";
+
+/// KEYS: window counter. ARGV: window end (PEXPIREAT millis). Returns the count.
+/// The expiry is set on every hit so a counter can never be left without one.
+const RATE_LUA: &str = r"
+local count = redis.call('INCR', KEYS[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+return count
+";
+
+/// The Redis-backed store. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    con: ConnectionManager,
+    prefix: String,
+    op_timeout: Duration,
+    rotate: Script,
+    rate: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("op_timeout", &self.op_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Maps a Redis error without its detail text, which could echo data; I/O errors are the
+/// exception since they only describe the socket.
+fn map_err(op: &str, e: &RedisError) -> StoreError {
+    let code = e.code().unwrap_or_default();
+    if code == "WRONGTYPE" || e.kind() == ErrorKind::UnexpectedReturnType {
+        return StoreError::Corrupt(format!("redis {op}: {} {code}", e.category()));
+    }
+    if e.kind() == ErrorKind::Io {
+        return StoreError::Unavailable(format!("redis {op}: {e}"));
+    }
+    // Server errors (LOADING, READONLY, OOM, NOPERM, ...), auth and client errors: the
+    // backend cannot serve us right now.
+    StoreError::Unavailable(
+        format!("redis {op}: {} {code}", e.category())
+            .trim_end()
+            .to_owned(),
+    )
+}
+
+fn corrupt(op: &str, what: &str) -> StoreError {
+    StoreError::Corrupt(format!("redis {op}: unexpected reply, {what}"))
+}
+
+/// A bulk string or nil.
+fn bytes_opt(op: &str, v: Value) -> StoreResult<Option<Vec<u8>>> {
+    match v {
+        Value::Nil => Ok(None),
+        Value::BulkString(b) => Ok(Some(b)),
+        Value::SimpleString(s) => Ok(Some(s.into_bytes())),
+        _ => Err(corrupt(op, "expected a string or nil")),
+    }
+}
+
+fn int(op: &str, v: &Value) -> StoreResult<i64> {
+    match v {
+        Value::Int(i) => Ok(*i),
+        _ => Err(corrupt(op, "expected an integer")),
+    }
+}
+
+/// `OK` (written) or nil (condition not met).
+fn ok_or_nil(op: &str, v: Value) -> StoreResult<bool> {
+    match v {
+        Value::Okay => Ok(true),
+        Value::SimpleString(s) if s == "OK" => Ok(true),
+        Value::Nil => Ok(false),
+        _ => Err(corrupt(op, "expected OK or nil")),
+    }
+}
+
+/// `PXAT` argument for a TTL, never 0 (Redis rejects non-positive expiries).
+fn pxat(ttl: Duration, now: Millis) -> Millis {
+    expiry(Some(ttl), now).unwrap_or(now).max(1)
+}
+
+impl RedisStore {
+    /// Connects to Redis. Fails with `Unavailable` if it cannot be reached within
+    /// `op_timeout`; later outages are retried in the background by the connection manager.
+    pub async fn connect(url: &str, prefix: &str, op_timeout: Duration) -> StoreResult<Self> {
+        // The URL may carry a password: never put it, or the client's text about it, in errors.
+        let client = ::redis::Client::open(url).map_err(|e| {
+            StoreError::Unavailable(format!("invalid Redis URL ({})", e.category()))
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(op_timeout))
+            .set_response_timeout(Some(op_timeout))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_secs(1));
+        let con = match tokio::time::timeout(
+            op_timeout,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        {
+            Ok(Ok(con)) => con,
+            Ok(Err(e)) => return Err(map_err("connect", &e)),
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "redis connect: no connection within {op_timeout:?}"
+                )))
+            }
+        };
+        Ok(Self {
+            con,
+            prefix: prefix.to_owned(),
+            op_timeout,
+            rotate: Script::new(ROTATE_LUA),
+            rate: Script::new(RATE_LUA),
+        })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// Runs one Redis call under the operation timeout.
+    async fn timed<T>(
+        &self,
+        op: &str,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> StoreResult<T> {
+        match tokio::time::timeout(self.op_timeout, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(map_err(op, &e)),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "redis {op}: no answer within {:?}",
+                self.op_timeout
+            ))),
+        }
+    }
+
+    async fn query(&self, op: &str, cmd: &Cmd) -> StoreResult<Value> {
+        let mut con = self.con.clone();
+        self.timed(op, cmd.query_async::<Value>(&mut con)).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for RedisStore {
+    async fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let mut cmd = ::redis::cmd("SET");
+        cmd.arg(self.key(key)).arg(value);
+        if let Some(ttl) = ttl {
+            cmd.arg("PXAT").arg(pxat(ttl, now));
+        }
+        let reply = self.query("put", &cmd).await?;
+        if ok_or_nil("put", reply)? {
+            Ok(())
+        } else {
+            Err(corrupt("put", "SET answered nil"))
+        }
+    }
+
+    async fn put_new(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let mut cmd = ::redis::cmd("SET");
+        cmd.arg(self.key(key)).arg(value).arg("NX");
+        if let Some(ttl) = ttl {
+            cmd.arg("PXAT").arg(pxat(ttl, now));
+        }
+        let reply = self.query("put_new", &cmd).await?;
+        ok_or_nil("put_new", reply)
+    }
+
+    async fn get(&self, key: &str, _now: Millis) -> StoreResult<Option<Vec<u8>>> {
+        let mut cmd = ::redis::cmd("GET");
+        cmd.arg(self.key(key));
+        bytes_opt("get", self.query("get", &cmd).await?)
+    }
+
+    async fn take(&self, key: &str, _now: Millis) -> StoreResult<Option<Vec<u8>>> {
+        let mut cmd = ::redis::cmd("GETDEL");
+        cmd.arg(self.key(key));
+        bytes_opt("take", self.query("take", &cmd).await?)
+    }
+
+    async fn swap(
+        &self,
+        key: &str,
+        tombstone: &[u8],
+        _now: Millis,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        // XX: a missing key stays missing; GET returns the previous value (or nil).
+        let mut cmd = ::redis::cmd("SET");
+        cmd.arg(self.key(key))
+            .arg(tombstone)
+            .arg("XX")
+            .arg("GET")
+            .arg("KEEPTTL");
+        bytes_opt("swap", self.query("swap", &cmd).await?)
+    }
+
+    async fn delete(&self, key: &str, _now: Millis) -> StoreResult<bool> {
+        let mut cmd = ::redis::cmd("DEL");
+        cmd.arg(self.key(key));
+        Ok(int("delete", &self.query("delete", &cmd).await?)? > 0)
+    }
+
+    async fn rotate(
+        &self,
+        guard: &str,
+        old: &str,
+        tombstone: &[u8],
+        new: &str,
+        _now: Millis,
+    ) -> StoreResult<Rotation> {
+        let mut con = self.con.clone();
+        let mut call = self.rotate.prepare_invoke();
+        call.key(self.key(guard))
+            .key(self.key(old))
+            .key(self.key(new))
+            .arg(tombstone);
+        let reply = self
+            .timed("rotate", call.invoke_async::<Value>(&mut con))
+            .await?;
+        let Value::Array(items) = reply else {
+            return Err(corrupt("rotate", "expected an array"));
+        };
+        let mut items = items.into_iter();
+        let status = match items.next() {
+            Some(v) => int("rotate", &v)?,
+            None => return Err(corrupt("rotate", "empty array")),
+        };
+        let mut old_value = || match items.next().map(|v| bytes_opt("rotate", v)) {
+            Some(Ok(Some(b))) => Ok(b),
+            Some(Err(e)) => Err(e),
+            _ => Err(corrupt("rotate", "missing old value")),
+        };
+        match status {
+            0 => Ok(Rotation::Missing),
+            1 => Ok(Rotation::Rotated(old_value()?)),
+            2 => Ok(Rotation::Reused(old_value()?)),
+            _ => Err(corrupt("rotate", "unknown status")),
+        }
+    }
+
+    async fn hit_rate_limit(
+        &self,
+        key: &str,
+        limit: u64,
+        window: Duration,
+        now: Millis,
+    ) -> StoreResult<RateDecision> {
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let index = now / window_ms;
+        let window_end = index.saturating_add(1).saturating_mul(window_ms);
+        let mut con = self.con.clone();
+        let mut call = self.rate.prepare_invoke();
+        call.key(self.key(&format!("{key}:{index}")))
+            .arg(window_end);
+        let reply = self
+            .timed("hit_rate_limit", call.invoke_async::<Value>(&mut con))
+            .await?;
+        let count = u64::try_from(int("hit_rate_limit", &reply)?)
+            .map_err(|_| corrupt("hit_rate_limit", "negative count"))?;
+        Ok(RateDecision {
+            allowed: count <= limit,
+            count,
+            retry_after: Duration::from_millis(window_end.saturating_sub(now)),
+        })
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        match self.query("ping", &::redis::cmd("PING")).await? {
+            Value::SimpleString(s) if s == "PONG" => Ok(()),
+            Value::BulkString(b) if b == b"PONG" => Ok(()),
+            _ => Err(corrupt("ping", "expected PONG")),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Small helpers shared by the flows: random tokens, digests, time.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// A random URL-safe token with `bytes` bytes of entropy.
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// Base64url SHA-256 of a value (store keys of secrets, PKCE).
+pub fn sha256_b64(value: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(value))
+}
+
+/// Base64url HMAC-SHA256 (pairwise subjects, keyed hashes of personal identifiers).
+pub fn hmac_b64(secret: &[u8], parts: &[&[u8]]) -> String {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            mac.update(b"\x1f");
+        }
+        mac.update(p);
+    }
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+/// Constant-time comparison of two byte strings.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// Unix time in milliseconds.
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Unix time in seconds.
+pub fn now_secs() -> u64 {
+    now_millis() / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_unique_and_long() {
+        let a = random_token(32);
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, random_token(32));
+    }
+
+    #[test]
+    fn hmac_separates_parts() {
+        assert_ne!(hmac_b64(b"k", &[b"ab", b"c"]), hmac_b64(b"k", &[b"a", b"bc"]));
+    }
+}

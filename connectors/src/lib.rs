@@ -1,0 +1,340 @@
+//! The connector interface of the broker, and its identity sources.
+//!
+//! A connector turns one identity source (a national identity app, a bank, CTID, an old
+//! portal's accounts, or the test citizens of a demo) into a verified [`Identity`]. The
+//! broker drives it as a small state machine: [`Connector::start`] returns the first
+//! [`Step`], and [`Connector::resume`] takes the citizen's answer to that step (a form, an
+//! upstream callback, a poll) and returns the next one, until [`Step::Done`].
+//!
+//! Connectors know nothing of HTTP frameworks, sessions or tokens: they get plain parameter
+//! structs and return plain values, so each can be tested alone and a new source is one
+//! file here plus one configuration `type` in the broker. Texts shown to citizens are
+//! message keys that the broker translates; a connector never builds HTML.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod test_citizens;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// How strongly a source proves who the citizen is (eIDAS levels of assurance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Assurance {
+    /// Something the citizen knows, such as a password.
+    Low,
+    /// A verified attribute plus possession, such as a bank card and an SMS code.
+    Substantial,
+    /// A state-issued credential with face or chip verification.
+    High,
+}
+
+impl Assurance {
+    /// All levels, weakest first.
+    pub const ALL: [Assurance; 3] = [Assurance::Low, Assurance::Substantial, Assurance::High];
+
+    /// The lowercase name used in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Assurance::Low => "low",
+            Assurance::Substantial => "substantial",
+            Assurance::High => "high",
+        }
+    }
+}
+
+impl fmt::Display for Assurance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A citizen ID number as a source reported it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CitizenId {
+    /// The number, normalised (digits and letters only).
+    pub value: String,
+    /// Whether the source proves that this number belongs to the citizen (a bank or a state
+    /// credential does; a self-declared number on an old account does not).
+    pub proven: bool,
+}
+
+impl fmt::Debug for CitizenId {
+    // ID numbers never reach logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CitizenId")
+            .field("value", &"[redacted]")
+            .field("proven", &self.proven)
+            .finish()
+    }
+}
+
+/// A verified identity, the result of a completed login through a connector.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Identity {
+    /// The citizen's stable identifier at this source.
+    pub subject: String,
+    /// The citizen ID number, when the source knows one.
+    pub citizen_id: Option<CitizenId>,
+    /// Standard OpenID Connect claims (`name`, `given_name`, `family_name`, `birthdate`,
+    /// `phone_number`, `address`, ...), fresh from the source.
+    pub claims: BTreeMap<String, serde_json::Value>,
+    /// The assurance this login reached.
+    pub assurance: Assurance,
+    /// Authentication method references (RFC 8176), e.g. `pwd`, `otp`, `face`.
+    pub amr: Vec<String>,
+}
+
+impl fmt::Debug for Identity {
+    // Claims hold personal data: only their names are printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("subject", &self.subject)
+            .field("citizen_id", &self.citizen_id)
+            .field("claims", &self.claims.keys().collect::<Vec<_>>())
+            .field("assurance", &self.assurance)
+            .field("amr", &self.amr)
+            .finish()
+    }
+}
+
+/// Opaque state a connector keeps between steps; the broker stores it with the login.
+pub type StepState = serde_json::Value;
+
+/// One input field of a form step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Field {
+    /// The form field name.
+    pub name: String,
+    /// Message key of the label.
+    pub label: String,
+    /// HTML input type (`text`, `password`, `tel`, `date`, ...).
+    pub input_type: String,
+    /// HTML `autocomplete` hint.
+    pub autocomplete: String,
+    /// Value to show again (never for secrets).
+    pub value: String,
+}
+
+impl Field {
+    /// A field with an empty value.
+    pub fn new(name: &str, label: &str, input_type: &str, autocomplete: &str) -> Self {
+        Field {
+            name: name.into(),
+            label: label.into(),
+            input_type: input_type.into(),
+            autocomplete: autocomplete.into(),
+            value: String::new(),
+        }
+    }
+}
+
+/// A form the broker renders in the citizen's language.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Form {
+    /// Message key of the title.
+    pub title: String,
+    /// Message key of an explanation shown above the fields, if any.
+    pub intro: Option<String>,
+    /// Fields, in order.
+    pub fields: Vec<Field>,
+    /// Message key of the submit button.
+    pub submit: String,
+    /// A problem with the previous answer, to show above the form.
+    pub problem: Option<Message>,
+}
+
+/// A translatable message: a key and its arguments.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Message {
+    /// Message key.
+    pub key: String,
+    /// Named arguments.
+    pub args: BTreeMap<String, String>,
+}
+
+impl Message {
+    /// A message without arguments.
+    pub fn new(key: &str) -> Self {
+        Message {
+            key: key.into(),
+            args: BTreeMap::new(),
+        }
+    }
+
+    /// Adds an argument.
+    pub fn arg(mut self, name: &str, value: impl fmt::Display) -> Self {
+        self.args.insert(name.into(), value.to_string());
+        self
+    }
+}
+
+/// What the broker does next for the citizen.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Send the browser to an upstream page; the upstream returns to the callback URL.
+    Redirect {
+        /// The upstream URL.
+        url: String,
+        /// State to keep for the callback.
+        state: StepState,
+    },
+    /// Show a form; its answer comes back as [`Input::Form`].
+    Form {
+        /// The form.
+        form: Form,
+        /// State to keep for the answer.
+        state: StepState,
+    },
+    /// Show a waiting page (QR code, app link) and poll with [`Input::Poll`].
+    Wait {
+        /// Message key of what the citizen should do.
+        instruction: Message,
+        /// Content of the QR code to show, if any.
+        qr: Option<String>,
+        /// Link that opens the app on a phone, if any.
+        app_link: Option<String>,
+        /// Seconds between polls.
+        poll_seconds: u32,
+        /// State to keep for the poll.
+        state: StepState,
+    },
+    /// The login is complete.
+    Done(Identity),
+}
+
+/// The citizen's answer to a step.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// Fields of a submitted form.
+    Form(BTreeMap<String, String>),
+    /// Query parameters of an upstream callback (the broker has already checked `state`).
+    Callback(BTreeMap<String, String>),
+    /// A poll of a waiting step.
+    Poll,
+}
+
+/// Facts about the login a connector may use.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The broker's callback URL for this connector (for redirect steps).
+    pub callback_url: String,
+    /// The `state` value the broker bound to this login, for upstream redirects.
+    pub state: String,
+    /// A fresh random value for upstream `nonce`s and PKCE verifiers.
+    pub nonce: String,
+    /// The citizen's languages, preferred first.
+    pub languages: Vec<String>,
+    /// `login_hint` from the relying party, if any.
+    pub login_hint: Option<String>,
+    /// The lowest assurance the relying party accepts.
+    pub min_assurance: Assurance,
+    /// Unix time in seconds.
+    pub now: u64,
+}
+
+/// Why a step failed. The broker shows citizens the message in their language; operators
+/// see the detail in the logs (which must hold no personal data).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// The citizen's answer was wrong; show the message with the same step again.
+    #[error("rejected input: {}", .message.key)]
+    Retry {
+        /// What to tell the citizen.
+        message: Message,
+        /// The step to show again.
+        step: Box<Step>,
+    },
+    /// The login through this source cannot go on; the citizen may choose another way.
+    #[error("login failed: {} ({detail})", .message.key)]
+    Failed {
+        /// What to tell the citizen.
+        message: Message,
+        /// What operators need to know.
+        detail: String,
+    },
+    /// The source cannot be reached or is overloaded.
+    #[error("identity source unavailable: {0}")]
+    Unavailable(String),
+    /// The stored step state does not fit this connector (a bug or a stale login).
+    #[error("invalid step state: {0}")]
+    InvalidState(String),
+}
+
+/// Whether a source can be used right now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Health {
+    /// Working.
+    Up,
+    /// Working, but slow or failing sometimes.
+    Degraded {
+        /// Why, for operators.
+        reason: String,
+    },
+    /// Not working.
+    Down {
+        /// Why, for operators.
+        reason: String,
+    },
+}
+
+/// An identity source.
+#[async_trait::async_trait]
+pub trait Connector: Send + Sync {
+    /// The highest assurance this connector can reach.
+    fn assurance(&self) -> Assurance;
+
+    /// Starts a login.
+    async fn start(&self, ctx: &Context) -> Result<Step, ConnectorError>;
+
+    /// Takes the answer to the step that produced `state` and returns the next step.
+    async fn resume(
+        &self,
+        ctx: &Context,
+        state: StepState,
+        input: Input,
+    ) -> Result<Step, ConnectorError>;
+
+    /// Probes the source. The default says it is up.
+    async fn health(&self) -> Health {
+        Health::Up
+    }
+}
+
+/// Keeps only the digits and ASCII letters of an identifier, upper-cased.
+pub fn normalise_id(raw: &str) -> String {
+    raw.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assurance_orders_weakest_first() {
+        assert!(Assurance::Low < Assurance::Substantial);
+        assert!(Assurance::Substantial < Assurance::High);
+    }
+
+    #[test]
+    fn id_numbers_are_redacted_in_debug() {
+        let id = CitizenId {
+            value: "079201001234".into(),
+            proven: true,
+        };
+        assert!(!format!("{id:?}").contains("0792"));
+    }
+
+    #[test]
+    fn normalise_keeps_digits_and_letters() {
+        assert_eq!(normalise_id(" 079 201-001.234 "), "079201001234");
+        assert_eq!(normalise_id("ab12"), "AB12");
+    }
+}

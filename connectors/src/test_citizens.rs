@@ -1,0 +1,239 @@
+//! Test citizens listed in the configuration, for demos and tests.
+//!
+//! It goes through the same code path as every real source (a form step, then an
+//! [`Identity`]), so the whole login works end to end before any real source is connected.
+//! The broker refuses it in `serve` unless the operator enables it explicitly.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::{
+    normalise_id, Assurance, CitizenId, Connector, ConnectorError, Context, Field, Form, Identity,
+    Input, Message, Step, StepState,
+};
+
+/// Configuration of the test-citizens connector.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The citizens who can log in.
+    pub citizens: Vec<Citizen>,
+    /// The assurance a login through this source reaches.
+    #[serde(default = "default_assurance")]
+    pub assurance: Assurance,
+}
+
+fn default_assurance() -> Assurance {
+    Assurance::Substantial
+}
+
+/// One test citizen.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Citizen {
+    /// Login name.
+    pub username: String,
+    /// Password (test data only, kept in clear in the configuration).
+    pub password: String,
+    /// Citizen ID number, if the citizen has one.
+    #[serde(default)]
+    pub citizen_id: Option<String>,
+    /// OpenID Connect claims (`name`, `given_name`, `family_name`, `birthdate`, ...).
+    #[serde(default)]
+    pub claims: BTreeMap<String, serde_json::Value>,
+}
+
+impl std::fmt::Debug for Citizen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Citizen")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The connector.
+pub struct TestCitizens {
+    config: Config,
+}
+
+impl TestCitizens {
+    /// Checks the configuration and builds the connector. Errors name the key at fault.
+    pub fn open(config: Config) -> Result<Self, Vec<(String, String)>> {
+        let mut problems = Vec::new();
+        if config.citizens.is_empty() {
+            problems.push(("citizens".into(), "lists no citizen".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, c) in config.citizens.iter().enumerate() {
+            if c.username.trim().is_empty() {
+                problems.push((format!("citizens[{i}].username"), "is empty".into()));
+            }
+            if !seen.insert(c.username.as_str()) {
+                problems.push((
+                    format!("citizens[{i}].username"),
+                    format!("`{}` is listed twice", c.username),
+                ));
+            }
+            if c.password.is_empty() {
+                problems.push((format!("citizens[{i}].password"), "is empty".into()));
+            }
+        }
+        if problems.is_empty() {
+            Ok(TestCitizens { config })
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn form(&self, username: &str, problem: Option<Message>) -> Step {
+        let mut user = Field::new("username", "field-username", "text", "username");
+        user.value = username.to_string();
+        Step::Form {
+            form: Form {
+                title: "test-citizens-title".into(),
+                intro: Some("test-citizens-intro".into()),
+                fields: vec![
+                    user,
+                    Field::new("password", "field-password", "password", "current-password"),
+                ],
+                submit: "button-log-in".into(),
+                problem,
+            },
+            state: StepState::Null,
+        }
+    }
+
+    fn find(&self, username: &str, password: &str) -> Option<&Citizen> {
+        // Compare every password so the time taken does not tell which usernames exist.
+        let mut found = None;
+        for c in &self.config.citizens {
+            let pw_ok: bool = c.password.as_bytes().ct_eq(password.as_bytes()).into();
+            if pw_ok && c.username == username {
+                found = Some(c);
+            }
+        }
+        found
+    }
+}
+
+#[async_trait::async_trait]
+impl Connector for TestCitizens {
+    fn assurance(&self) -> Assurance {
+        self.config.assurance
+    }
+
+    async fn start(&self, ctx: &Context) -> Result<Step, ConnectorError> {
+        Ok(self.form(ctx.login_hint.as_deref().unwrap_or(""), None))
+    }
+
+    async fn resume(
+        &self,
+        _ctx: &Context,
+        _state: StepState,
+        input: Input,
+    ) -> Result<Step, ConnectorError> {
+        let Input::Form(fields) = input else {
+            return Err(ConnectorError::InvalidState("expected a form".into()));
+        };
+        let username = fields.get("username").map(|s| s.trim()).unwrap_or("");
+        let password = fields.get("password").map(String::as_str).unwrap_or("");
+        match self.find(username, password) {
+            Some(c) => Ok(Step::Done(Identity {
+                subject: c.username.clone(),
+                citizen_id: c.citizen_id.as_deref().map(|v| CitizenId {
+                    value: normalise_id(v),
+                    proven: true,
+                }),
+                claims: c.claims.clone(),
+                assurance: self.config.assurance,
+                amr: vec!["pwd".into()],
+            })),
+            None => Err(ConnectorError::Retry {
+                message: Message::new("error-wrong-password"),
+                step: Box::new(self.form(username, None)),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connector() -> TestCitizens {
+        TestCitizens::open(Config {
+            citizens: vec![Citizen {
+                username: "an".into(),
+                password: "pw".into(),
+                citizen_id: Some("0792 0100 1234".into()),
+                claims: BTreeMap::from([("name".into(), "Nguyễn Văn An".into())]),
+            }],
+            assurance: Assurance::Substantial,
+        })
+        .expect("valid config")
+    }
+
+    fn ctx() -> Context {
+        Context {
+            callback_url: String::new(),
+            state: String::new(),
+            nonce: String::new(),
+            languages: vec![],
+            login_hint: None,
+            min_assurance: Assurance::Low,
+            now: 0,
+        }
+    }
+
+    fn answer(u: &str, p: &str) -> Input {
+        Input::Form(BTreeMap::from([
+            ("username".into(), u.into()),
+            ("password".into(), p.into()),
+        ]))
+    }
+
+    #[tokio::test]
+    async fn right_password_gives_identity() {
+        let c = connector();
+        let step = c
+            .resume(&ctx(), StepState::Null, answer("an", "pw"))
+            .await
+            .expect("login");
+        let Step::Done(id) = step else {
+            panic!("expected done")
+        };
+        assert_eq!(id.subject, "an");
+        assert_eq!(id.citizen_id.map(|c| c.value).as_deref(), Some("079201001234"));
+    }
+
+    #[tokio::test]
+    async fn wrong_password_asks_again() {
+        let c = connector();
+        let err = c
+            .resume(&ctx(), StepState::Null, answer("an", "nope"))
+            .await
+            .expect_err("must fail");
+        assert!(
+            matches!(err, ConnectorError::Retry { ref message, .. } if message.key == "error-wrong-password")
+        );
+    }
+
+    #[test]
+    fn duplicate_usernames_are_rejected_with_their_key() {
+        let c = Citizen {
+            username: "x".into(),
+            password: "p".into(),
+            citizen_id: None,
+            claims: BTreeMap::new(),
+        };
+        let Err(problems) = TestCitizens::open(Config {
+            citizens: vec![c.clone(), c],
+            assurance: Assurance::Low,
+        }) else {
+            panic!("expected problems")
+        };
+        assert_eq!(problems[0].0, "citizens[1].username");
+    }
+}

@@ -1,0 +1,97 @@
+//! `broker check-config`: every problem at once, each with file, key and reason.
+
+use std::process::Command;
+
+use crate::harness::*;
+
+fn check(config: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("broker.toml");
+    std::fs::write(&path, config).expect("write");
+    for name in ["rs.pem", "es.pem", "ed.pem"] {
+        let alg = match name {
+            "rs.pem" => broker::keys::SigningAlg::RS256,
+            "es.pem" => broker::keys::SigningAlg::ES256,
+            _ => broker::keys::SigningAlg::EdDSA,
+        };
+        let (_, pem) = broker::keys::SigningKey::generate("k", alg).expect("key");
+        std::fs::write(dir.path().join(name), pem).expect("key file");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_broker"))
+        .arg("check-config")
+        .arg(&path)
+        .env("TEST_PAIRWISE", PAIRWISE)
+        .env("TEST_RP_SECRET", RP_SECRET)
+        .env("TEST_POST_SECRET", POST_SECRET)
+        .output()
+        .expect("run check-config");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn jwks() -> String {
+    let (k, _) = broker::keys::SigningKey::generate("c", broker::keys::SigningAlg::ES256).expect("key");
+    serde_json::json!({"keys": [k.jwk()]}).to_string()
+}
+
+#[test]
+fn a_valid_configuration_passes() {
+    let store = "[store]\nkind = \"embedded\"\npath = \"b.redb\"\n";
+    let (ok, text) = check(&base_config(1, store, &jwks(), ""));
+    assert!(ok, "{text}");
+    assert!(text.contains("configuration is valid"));
+}
+
+#[test]
+fn every_problem_is_reported_with_file_key_and_reason() {
+    let store = "[store]\nkind = \"embedded\"\npath = \"b.redb\"\n";
+    let config = base_config(1, store, &jwks(), "")
+        .replace("redirect_uris = [\"http://127.0.0.1:9/cb\"]", "redirect_uris = [\"http://platform.example/cb\"]")
+        .replace("id = \"rp-post\"", "id = \"rp-basic\"")
+        .replace("type = \"test-citizens\"\nname = { en = \"Closed bank\" }", "type = \"carrier-pigeon\"\nname = { en = \"Closed bank\" }")
+        + "\n[[clients]]\nid = \"rp-high\"\nname = \"E-signature\"\nredirect_uris = [\"https://sign.example/cb\"]\nsecret = { env = \"NOT_SET_ANYWHERE\" }\nmin_assurance = \"high\"\n";
+    let (ok, text) = check(&config);
+    assert!(!ok, "must fail");
+    for expected in [
+        "clients[1].redirect_uris[0]: `http://platform.example/cb` must use https",
+        "clients[3].id: `rp-basic` is used twice",
+        "connectors[1].type: unknown connector type `carrier-pigeon`",
+        "clients[6].secret: environment variable `NOT_SET_ANYWHERE` is not set",
+        "clients[6].min_assurance: no enabled connector reaches `high`",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+    assert!(text.contains("broker.toml: "), "names the file");
+}
+
+#[test]
+fn unknown_keys_and_wrong_types_name_the_key() {
+    let store = "[store]\nkind = \"embedded\"\npath = \"b.redb\"\n";
+    let typo = base_config(1, store, &jwks(), "").replace("allow_test_citizens = true", "allow_test_citizens = true\nrequire_pkec = true");
+    let (ok, text) = check(&typo);
+    assert!(!ok);
+    assert!(text.contains("unknown field `require_pkec`"), "{text}");
+
+    let wrong_type = base_config(1, store, &jwks(), "").replace("[tokens]", "").replace("allow_test_citizens = true", "allow_test_citizens = true\n[tokens]\ncode_ttl = \"sixty\"\n");
+    let (ok, text) = check(&wrong_type);
+    assert!(!ok);
+    assert!(text.contains("tokens.code_ttl"), "{text}");
+
+    let bad_settings = base_config(1, store, &jwks(), "").replace("username = \"lan\"", "user = \"lan\"");
+    let (ok, text) = check(&bad_settings);
+    assert!(!ok);
+    assert!(text.contains("connectors[0].settings.citizens"), "{text}");
+}
+
+#[test]
+fn test_citizens_are_refused_in_serve_unless_allowed() {
+    let store = "[store]\nkind = \"embedded\"\npath = \"b.redb\"\n";
+    let config = base_config(1, store, &jwks(), "").replace("allow_test_citizens = true", "");
+    let (ok, text) = check(&config);
+    assert!(!ok);
+    assert!(text.contains("connectors[0].type: `test-citizens` is for demos and tests"), "{text}");
+}

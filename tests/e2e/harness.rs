@@ -1,0 +1,498 @@
+//! Starts the real `broker` binary on a free port with a configuration made for one test,
+//! and plays the citizen's browser with a cookie-keeping HTTP client.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use broker::keys::{SigningAlg, SigningKey};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+pub const RP_SECRET: &str = "rp-basic-secret-0123456789";
+pub const POST_SECRET: &str = "rp-post-secret-0123456789";
+pub const PAIRWISE: &str = "pairwise-secret-for-tests-0123456789abcdef";
+
+/// A running broker; killed on drop.
+pub struct Broker {
+    child: Child,
+    pub issuer: String,
+    _dir: tempfile::TempDir,
+    /// Private key (PEM) of the `rp-jwt` client, for `private_key_jwt`.
+    pub client_key_pem: String,
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How to start a broker.
+#[derive(Default, Clone)]
+pub struct Options {
+    /// Use Redis with this key prefix instead of the embedded store.
+    pub redis_prefix: Option<String>,
+    /// Extra TOML appended to the configuration.
+    pub extra: String,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn write_key(dir: &std::path::Path, name: &str, alg: SigningAlg) -> PathBuf {
+    let (_, pem) = SigningKey::generate("k", alg).expect("key generation");
+    let path = dir.join(name);
+    std::fs::write(&path, pem).expect("write key");
+    path
+}
+
+/// The configuration every test starts from.
+pub fn base_config(port: u16, store: &str, client_jwks: &str, extra: &str) -> String {
+    format!(
+        r#"
+issuer = "http://127.0.0.1:{port}"
+listen = "127.0.0.1:{port}"
+pairwise_secret = {{ env = "TEST_PAIRWISE" }}
+allow_test_citizens = true
+{store}
+
+[[keys]]
+kid = "rs-1"
+alg = "RS256"
+file = "rs.pem"
+
+[[keys]]
+kid = "es-1"
+alg = "ES256"
+file = "es.pem"
+
+[[keys]]
+kid = "ed-1"
+alg = "EdDSA"
+file = "ed.pem"
+
+[[connectors]]
+id = "test-citizens"
+type = "test-citizens"
+name = {{ en = "Test citizens", vi = "Công dân thử nghiệm" }}
+
+[connectors.settings]
+assurance = "substantial"
+
+[[connectors.settings.citizens]]
+username = "an"
+password = "demo"
+citizen_id = "079201001234"
+claims = {{ name = "Nguyễn Văn An", birthdate = "1990-03-15", phone_number = "+84901234567" }}
+
+[[connectors.settings.citizens]]
+username = "lan"
+password = "demo"
+claims = {{ name = "Trần Thị Lan" }}
+
+[[connectors]]
+id = "closed-bank"
+type = "test-citizens"
+name = {{ en = "Closed bank" }}
+status = "maintenance"
+maintenance_message = {{ en = "Being upgraded until Monday", vi = "Đang nâng cấp đến thứ Hai" }}
+
+[connectors.settings]
+citizens = [{{ username = "x", password = "y" }}]
+
+[[clients]]
+id = "rp-basic"
+name = "Basic platform"
+redirect_uris = ["http://localhost:9/cb"]
+secret = {{ env = "TEST_RP_SECRET" }}
+scopes = ["openid", "profile", "phone", "citizen_id", "offline_access"]
+
+[[clients]]
+id = "rp-other"
+name = "Other platform"
+redirect_uris = ["http://127.0.0.1:9/cb"]
+secret = {{ env = "TEST_RP_SECRET" }}
+scopes = ["openid", "profile"]
+
+[[clients]]
+id = "rp-public"
+name = "Public app"
+redirect_uris = ["http://localhost:9/public-cb"]
+auth_method = "none"
+subject_type = "public"
+scopes = ["openid", "profile"]
+
+[[clients]]
+id = "rp-post"
+name = "Post platform"
+redirect_uris = ["http://localhost:9/post-cb"]
+auth_method = "client_secret_post"
+secret = {{ env = "TEST_POST_SECRET" }}
+id_token_signed_response_alg = "ES256"
+
+[[clients]]
+id = "rp-jwt"
+name = "JWT platform"
+redirect_uris = ["http://localhost:9/jwt-cb"]
+auth_method = "private_key_jwt"
+jwks = '{client_jwks}'
+id_token_signed_response_alg = "EdDSA"
+
+[[clients]]
+id = "rp-consent"
+name = "Consent platform"
+redirect_uris = ["http://localhost:9/consent-cb"]
+secret = {{ env = "TEST_RP_SECRET" }}
+require_consent = true
+scopes = ["openid", "profile", "phone"]
+{extra}
+"#
+    )
+}
+
+impl Broker {
+    pub fn start(opts: Options) -> Broker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_key(dir.path(), "rs.pem", SigningAlg::RS256);
+        write_key(dir.path(), "es.pem", SigningAlg::ES256);
+        write_key(dir.path(), "ed.pem", SigningAlg::EdDSA);
+        let (client_key, client_key_pem) =
+            SigningKey::generate("client-key-1", SigningAlg::ES256).expect("client key");
+        let jwks = serde_json::json!({ "keys": [client_key.jwk()] }).to_string();
+        let port = free_port();
+        let store = match &opts.redis_prefix {
+            Some(prefix) => format!(
+                "[store]\nkind = \"redis\"\nurl = {{ env = \"TEST_REDIS_URL\" }}\nprefix = \"{prefix}\"\n"
+            ),
+            None => "[store]\nkind = \"embedded\"\npath = \"broker.redb\"\n".to_string(),
+        };
+        let config = base_config(port, &store, &jwks, &opts.extra);
+        let config_path = dir.path().join("broker.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        Self::spawn(dir, &config_path, port, client_key_pem)
+    }
+
+    fn spawn(dir: tempfile::TempDir, config: &std::path::Path, port: u16, client_key_pem: String) -> Broker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_broker"))
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .env("TEST_PAIRWISE", PAIRWISE)
+            .env("TEST_RP_SECRET", RP_SECRET)
+            .env("TEST_POST_SECRET", POST_SECRET)
+            .env("TEST_REDIS_URL", redis_url())
+            .env("BROKER_LOG", "info")
+            .env("BROKER_WORKERS", "2")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start the broker binary");
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("broker listening") {
+                    let _ = tx.send(());
+                }
+                if let Ok(mut l) = sink.lock() {
+                    l.push(line);
+                }
+            }
+        });
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut l) = sink.lock() {
+                    l.push(line);
+                }
+            }
+        });
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = child.kill();
+            let logs = logs.lock().map(|l| l.join("\n")).unwrap_or_default();
+            panic!("the broker did not start within 60 s; its output:\n{logs}");
+        }
+        Broker {
+            child,
+            issuer: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+            client_key_pem,
+            logs,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+
+    pub fn log_text(&self) -> String {
+        self.logs.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+}
+
+/// A PKCE verifier and its S256 challenge.
+pub fn pkce() -> (String, String) {
+    let mut b = [0u8; 32];
+    rand::rng().fill_bytes(&mut b);
+    let verifier = URL_SAFE_NO_PAD.encode(b);
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+/// The citizen's browser: keeps cookies, does not follow redirects.
+pub struct Browser {
+    pub http: reqwest::Client,
+    pub issuer: String,
+}
+
+/// What came back to the relying party.
+#[derive(Debug)]
+pub struct Callback {
+    pub url: url::Url,
+}
+
+impl Callback {
+    pub fn param(&self, name: &str) -> Option<String> {
+        self.url
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+}
+
+/// Extracts the value of a hidden form field.
+pub fn hidden(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')?;
+    Some(html[start..start + end].to_string())
+}
+
+/// The login transaction path in a form's action.
+pub fn tx_path(html: &str) -> Option<String> {
+    let start = html.find("action=\"/login/")? + "action=\"".len();
+    let rest = &html[start..];
+    let end = rest.find('"')?;
+    let action = &rest[..end];
+    let parts: Vec<&str> = action.split('/').collect();
+    Some(format!("/login/{}", parts.get(2)?))
+}
+
+impl Browser {
+    pub fn new(broker: &Broker) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            issuer: broker.issuer.clone(),
+        }
+    }
+
+    pub async fn get(&self, url: &str) -> reqwest::Response {
+        self.http.get(url).send().await.expect("GET")
+    }
+
+    pub async fn post(&self, url: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http.post(url).form(form).send().await.expect("POST")
+    }
+
+    /// Sends an authorization request and returns the response.
+    pub async fn authorize(&self, params: &[(&str, &str)]) -> reqwest::Response {
+        let mut url = url::Url::parse(&format!("{}/authorize", self.issuer)).expect("url");
+        url.query_pairs_mut().extend_pairs(params);
+        self.get(url.as_str()).await
+    }
+
+    /// Follows one redirect and returns (status, location, body).
+    pub async fn follow(&self, resp: reqwest::Response) -> (u16, Option<String>, String) {
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
+        let body = resp.text().await.unwrap_or_default();
+        (status, location, body)
+    }
+
+    /// From a response that should be the redirect to the login page, to the page's HTML.
+    pub async fn login_page(&self, resp: reqwest::Response) -> String {
+        let (status, location, body) = self.follow(resp).await;
+        assert_eq!(status, 303, "expected a redirect to the login page, got {status}: {body}");
+        let location = location.expect("location");
+        assert!(location.contains("/login/"), "unexpected redirect to {location}");
+        self.get(&location).await.text().await.expect("page")
+    }
+
+    /// Chooses the test-citizens connector on the choice page; returns the form page.
+    pub async fn choose(&self, choice_html: &str, connector: &str) -> String {
+        let csrf = hidden(choice_html, "csrf").expect("csrf on choice page");
+        let tx = tx_path(choice_html).expect("tx in form");
+        let resp = self
+            .post(
+                &format!("{}{tx}/start", self.issuer),
+                &[("csrf", &csrf), ("connector", connector)],
+            )
+            .await;
+        assert_eq!(resp.status().as_u16(), 303, "start must redirect");
+        self.get(&format!("{}{tx}", self.issuer))
+            .await
+            .text()
+            .await
+            .expect("form page")
+    }
+
+    /// Submits the username/password form; returns the response.
+    pub async fn submit_password(&self, form_html: &str, user: &str, password: &str) -> reqwest::Response {
+        let csrf = hidden(form_html, "csrf").expect("csrf on form page");
+        let tx = tx_path(form_html).expect("tx in form");
+        self.post(
+            &format!("{}{tx}/step", self.issuer),
+            &[("csrf", &csrf), ("username", user), ("password", password)],
+        )
+        .await
+    }
+
+    /// A whole interactive login; returns the redirect back to the client.
+    pub async fn login(&self, params: &[(&str, &str)], user: &str, password: &str) -> Callback {
+        let resp = self.authorize(params).await;
+        let choice = self.login_page(resp).await;
+        let form = self.choose(&choice, "test-citizens").await;
+        let resp = self.submit_password(&form, user, password).await;
+        let (status, location, body) = self.follow(resp).await;
+        assert_eq!(status, 303, "login must redirect to the client: {body}");
+        Callback {
+            url: url::Url::parse(&location.expect("location")).expect("callback url"),
+        }
+    }
+}
+
+/// Standard authorization parameters for a client with PKCE.
+pub fn auth_params<'a>(
+    client_id: &'a str,
+    redirect_uri: &'a str,
+    scope: &'a str,
+    challenge: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", redirect_uri),
+        ("scope", scope),
+        ("state", "st-123"),
+        ("nonce", "n-456"),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ]
+}
+
+/// Posts to the token endpoint with HTTP Basic; returns (status, body, www-authenticate).
+pub async fn token_basic(
+    broker: &Broker,
+    client: &str,
+    secret: &str,
+    form: &[(&str, &str)],
+) -> (u16, serde_json::Value, Option<String>) {
+    let resp = reqwest::Client::new()
+        .post(broker.url("/token"))
+        .basic_auth(client, Some(secret))
+        .form(form)
+        .send()
+        .await
+        .expect("token request");
+    let status = resp.status().as_u16();
+    let www = resp
+        .headers()
+        .get("www-authenticate")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+    (status, body, www)
+}
+
+/// Posts a form to an endpoint without client authentication headers.
+pub async fn post_form(broker: &Broker, path: &str, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    let resp = reqwest::Client::new()
+        .post(broker.url(path))
+        .form(form)
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// Decodes a JWT's payload without checking it (tests verify signatures separately).
+pub fn payload(jwt: &str) -> serde_json::Value {
+    let part = jwt.split('.').nth(1).expect("jwt payload");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64")).expect("json")
+}
+
+/// Decodes a JWT's header.
+pub fn jwt_header(jwt: &str) -> serde_json::Value {
+    let part = jwt.split('.').next().expect("jwt header");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64")).expect("json")
+}
+
+/// Verifies a JWT with the broker's published JWKS; returns its claims.
+pub async fn verify_with_jwks(broker: &Broker, jwt: &str, audience: &str) -> serde_json::Value {
+    let jwks: jsonwebtoken::jwk::JwkSet = reqwest::get(broker.url("/jwks"))
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("jwks json");
+    let header = jsonwebtoken::decode_header(jwt).expect("header");
+    let kid = header.kid.clone().expect("kid");
+    let jwk = jwks.find(&kid).expect("kid published in JWKS");
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).expect("decoding key");
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.set_audience(&[audience]);
+    v.set_issuer(&[&broker.issuer]);
+    jsonwebtoken::decode::<serde_json::Value>(jwt, &key, &v)
+        .expect("signature and claims verify with the published JWKS")
+        .claims
+}
+
+/// Logs `an` in at a client and redeems the code; returns the token response.
+pub async fn tokens_for(broker: &Broker, browser: &Browser, client: &str, redirect: &str, scope: &str) -> serde_json::Value {
+    let (verifier, challenge) = pkce();
+    let cb = browser
+        .login(&auth_params(client, redirect, scope, &challenge), "an", "demo")
+        .await;
+    let code = cb.param("code").expect("code");
+    let (status, body, _) = token_basic(
+        broker,
+        client,
+        RP_SECRET,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "token response: {body}");
+    body
+}

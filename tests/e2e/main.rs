@@ -1,0 +1,9 @@
+//! End-to-end tests against the real `broker` binary. Each test starts its own broker on a
+//! free port with its own store, so no test depends on another's order or leftovers.
+
+mod check_config;
+mod harness;
+mod interop;
+mod login_pages;
+mod protocol;
+mod tokens;
