@@ -13,7 +13,10 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
+use aws_lc_rs::signature::KeyPair;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, RSAKeyParameters, RSAKeyType,
+};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde::{Deserialize, Serialize};
 
@@ -137,8 +140,21 @@ impl SigningKey {
                 (Signer::Ed(kp), EncodingKey::from_ed_der(der))
             }
         };
-        let mut jwk =
-            Jwk::from_encoding_key(&encoding, alg.jwt_alg()).map_err(|e| e.to_string())?;
+        let mut jwk = match &signer {
+            // jsonwebtoken reads RSA components from PKCS#1 only; take them from aws-lc.
+            Signer::Rsa(kp) => {
+                let public = kp.public_key();
+                Jwk {
+                    common: Default::default(),
+                    algorithm: AlgorithmParameters::RSA(RSAKeyParameters {
+                        key_type: RSAKeyType::RSA,
+                        n: URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
+                        e: URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
+                    }),
+                }
+            }
+            _ => Jwk::from_encoding_key(&encoding, alg.jwt_alg()).map_err(|e| e.to_string())?,
+        };
         jwk.common.key_id = Some(kid.to_string());
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         jwk.common.key_algorithm = Some(match alg {
