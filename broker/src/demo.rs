@@ -139,14 +139,19 @@ async fn home() -> HttpResponse {
     )
 }
 
-async fn client(rp: &RelyingParty) -> Result<CoreClient<
-    openidconnect::EndpointSet,
-    openidconnect::EndpointNotSet,
-    openidconnect::EndpointNotSet,
-    openidconnect::EndpointNotSet,
-    openidconnect::EndpointMaybeSet,
-    openidconnect::EndpointMaybeSet,
->, String> {
+async fn client(
+    rp: &RelyingParty,
+) -> Result<
+    CoreClient<
+        openidconnect::EndpointSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointMaybeSet,
+        openidconnect::EndpointMaybeSet,
+    >,
+    String,
+> {
     let issuer = IssuerUrl::new(rp.issuer.clone()).map_err(|e| e.to_string())?;
     let metadata = CoreProviderMetadata::discover_async(issuer, &rp.http)
         .await
@@ -160,7 +165,10 @@ async fn client(rp: &RelyingParty) -> Result<CoreClient<
     .set_redirect_uri(redirect))
 }
 
-async fn login(rp: web::Data<RelyingParty>, q: web::Query<HashMap<String, String>>) -> HttpResponse {
+async fn login(
+    rp: web::Data<RelyingParty>,
+    q: web::Query<HashMap<String, String>>,
+) -> HttpResponse {
     let client = match client(&rp).await {
         Ok(c) => c,
         Err(e) => return page("Demo error", &format!("<p>{}</p>", escape(&e))),
@@ -194,7 +202,10 @@ async fn login(rp: web::Data<RelyingParty>, q: web::Query<HashMap<String, String
         .finish()
 }
 
-async fn callback(rp: web::Data<RelyingParty>, q: web::Query<HashMap<String, String>>) -> HttpResponse {
+async fn callback(
+    rp: web::Data<RelyingParty>,
+    q: web::Query<HashMap<String, String>>,
+) -> HttpResponse {
     if let Some(err) = q.get("error") {
         let desc = q.get("error_description").cloned().unwrap_or_default();
         return page(
@@ -227,13 +238,21 @@ async fn callback(rp: web::Data<RelyingParty>, q: web::Query<HashMap<String, Str
         .await
     {
         Ok(t) => t,
-        Err(e) => return page("Demo error", &format!("<p>token request failed: {}</p>", escape(&e.to_string()))),
+        Err(e) => {
+            return page(
+                "Demo error",
+                &format!("<p>token request failed: {}</p>", escape(&e.to_string())),
+            )
+        }
     };
     let Some(id_token) = tokens.id_token() else {
         return page("Demo error", "<p>no ID token</p>");
     };
     if let Err(e) = id_token.claims(&client.id_token_verifier(), &Nonce::new(nonce)) {
-        return page("Demo error", &format!("<p>ID token rejected: {}</p>", escape(&e.to_string())));
+        return page(
+            "Demo error",
+            &format!("<p>ID token rejected: {}</p>", escape(&e.to_string())),
+        );
     }
     let payload = id_token
         .to_string()
@@ -252,7 +271,8 @@ async fn callback(rp: web::Data<RelyingParty>, q: web::Query<HashMap<String, Str
         Ok(r) => r.json::<serde_json::Value>().await.unwrap_or_default(),
         Err(_) => serde_json::Value::Null,
     };
-    let pretty = |v: &serde_json::Value| escape(&serde_json::to_string_pretty(v).unwrap_or_default());
+    let pretty =
+        |v: &serde_json::Value| escape(&serde_json::to_string_pretty(v).unwrap_or_default());
     page(
         "Logged in",
         &format!(

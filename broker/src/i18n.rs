@@ -99,7 +99,10 @@ mod tests {
     #[test]
     fn ui_locales_win_over_accept_language() {
         assert_eq!(negotiate(Some("fr vi-VN"), Some("es")), "vi");
-        assert_eq!(negotiate(None, Some("fr;q=0.9, zh-CN;q=0.8, en;q=0.1")), "zh");
+        assert_eq!(
+            negotiate(None, Some("fr;q=0.9, zh-CN;q=0.8, en;q=0.1")),
+            "zh"
+        );
         assert_eq!(negotiate(None, None), "en");
     }
 

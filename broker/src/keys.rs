@@ -10,10 +10,10 @@ use std::path::Path;
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::KeyPair;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use aws_lc_rs::signature::KeyPair;
 use jsonwebtoken::jwk::{
     AlgorithmParameters, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, RSAKeyParameters, RSAKeyType,
 };
@@ -130,9 +130,8 @@ impl SigningKey {
                 (Signer::Rsa(kp), EncodingKey::from_rsa_der(der))
             }
             SigningAlg::ES256 => {
-                let kp =
-                    EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der)
-                        .map_err(|e| e.to_string())?;
+                let kp = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der)
+                    .map_err(|e| e.to_string())?;
                 (Signer::Ec(kp), EncodingKey::from_ec_der(der))
             }
             SigningAlg::EdDSA => {
@@ -148,8 +147,10 @@ impl SigningKey {
                     common: Default::default(),
                     algorithm: AlgorithmParameters::RSA(RSAKeyParameters {
                         key_type: RSAKeyType::RSA,
-                        n: URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
-                        e: URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
+                        n: URL_SAFE_NO_PAD
+                            .encode(public.modulus().big_endian_without_leading_zero()),
+                        e: URL_SAFE_NO_PAD
+                            .encode(public.exponent().big_endian_without_leading_zero()),
                     }),
                 }
             }
@@ -183,11 +184,17 @@ impl SigningKey {
             SigningAlg::ES256 => {
                 let kp = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
                     .map_err(|e| e.to_string())?;
-                kp.to_pkcs8v1().map_err(|e| e.to_string())?.as_ref().to_vec()
+                kp.to_pkcs8v1()
+                    .map_err(|e| e.to_string())?
+                    .as_ref()
+                    .to_vec()
             }
             SigningAlg::EdDSA => {
                 let kp = Ed25519KeyPair::generate().map_err(|e| e.to_string())?;
-                kp.to_pkcs8v1().map_err(|e| e.to_string())?.as_ref().to_vec()
+                kp.to_pkcs8v1()
+                    .map_err(|e| e.to_string())?
+                    .as_ref()
+                    .to_vec()
             }
         };
         let pem_text = pem::encode(&pem::Pem::new("PRIVATE KEY", der.clone()));
@@ -318,7 +325,10 @@ mod tests {
             let reloaded = SigningKey::from_pem("k1", alg, pem_text.as_bytes()).expect("reload");
             let set = KeySet::new(vec![reloaded]);
             let token = key
-                .sign("JWT", &serde_json::json!({"sub": "x", "exp": 4_000_000_000u64}))
+                .sign(
+                    "JWT",
+                    &serde_json::json!({"sub": "x", "exp": 4_000_000_000u64}),
+                )
                 .expect("sign");
             let mut v = jsonwebtoken::Validation::new(key.jwt_alg());
             v.validate_aud = false;

@@ -66,7 +66,12 @@ pub fn error_page(lang: &str, status: u16, key: &str, detail: &str) -> HttpRespo
 }
 
 /// A failure at an identity source, with a link back to the choice page.
-pub fn failure_page(lang: &str, status: u16, message: &Message, back: Option<&str>) -> HttpResponse {
+pub fn failure_page(
+    lang: &str,
+    status: u16,
+    message: &Message,
+    back: Option<&str>,
+) -> HttpResponse {
     let t = Tr::new(lang);
     let page = MessagePage {
         title: t.get("error-title"),
@@ -87,10 +92,8 @@ pub fn failure_page(lang: &str, status: u16, message: &Message, back: Option<&st
 pub fn unavailable_page(lang: &str, e: &StoreError) -> HttpResponse {
     tracing::error!(error = %e, "store failure during a login");
     let mut r = error_page(lang, 503, "error-unavailable", "");
-    r.headers_mut().insert(
-        header::RETRY_AFTER,
-        header::HeaderValue::from_static("5"),
-    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
     r
 }
 
@@ -247,7 +250,11 @@ impl<'a> Page<'a> {
                     tx: self.tx.id.clone(),
                     csrf: self.tx.csrf.clone(),
                     title: self.t.get(&form.title),
-                    intro: form.intro.as_deref().map(|k| self.t.get(k)).unwrap_or_default(),
+                    intro: form
+                        .intro
+                        .as_deref()
+                        .map(|k| self.t.get(k))
+                        .unwrap_or_default(),
                     fields: form
                         .fields
                         .iter()

@@ -68,7 +68,10 @@ pub async fn resolve(
     let index = index_key(settings, connector, identity);
     let fresh_id = random_token(16);
     // put_new makes two simultaneous first logins agree on one person.
-    let id = if store.put_new(&index, fresh_id.as_bytes(), None, now).await? {
+    let id = if store
+        .put_new(&index, fresh_id.as_bytes(), None, now)
+        .await?
+    {
         fresh_id
     } else {
         match store.get(&index, now).await? {
@@ -127,10 +130,7 @@ pub fn subject(settings: &Settings, client: &Client, person_id: &str) -> String 
 }
 
 /// The claims a client may see, for the scopes granted.
-pub fn released_claims(
-    person: &Person,
-    scopes: &[String],
-) -> BTreeMap<String, serde_json::Value> {
+pub fn released_claims(person: &Person, scopes: &[String]) -> BTreeMap<String, serde_json::Value> {
     let mut out = BTreeMap::new();
     for (scope, names) in crate::config::SCOPES {
         if !scopes.iter().any(|s| s == scope) {

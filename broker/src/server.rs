@@ -33,10 +33,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/login/{tx}", web::get().to(login::routes::show))
     .route("/login/{tx}/start", web::post().to(login::routes::start))
     .route("/login/{tx}/step", web::post().to(login::routes::step))
-    .route("/login/{tx}/consent", web::post().to(login::routes::consent))
-    .route("/login/{tx}/account", web::post().to(login::routes::account))
+    .route(
+        "/login/{tx}/consent",
+        web::post().to(login::routes::consent),
+    )
+    .route(
+        "/login/{tx}/account",
+        web::post().to(login::routes::account),
+    )
     .route("/login/{tx}/cancel", web::post().to(login::routes::cancel))
-    .route("/callback/{connector}", web::get().to(login::routes::callback))
+    .route(
+        "/callback/{connector}",
+        web::get().to(login::routes::callback),
+    )
     .route("/healthz", web::get().to(healthz))
     .route("/readyz", web::get().to(readyz))
     .default_service(web::to(not_found));

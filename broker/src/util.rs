@@ -66,6 +66,9 @@ mod tests {
 
     #[test]
     fn hmac_separates_parts() {
-        assert_ne!(hmac_b64(b"k", &[b"ab", b"c"]), hmac_b64(b"k", &[b"a", b"bc"]));
+        assert_ne!(
+            hmac_b64(b"k", &[b"ab", b"c"]),
+            hmac_b64(b"k", &[b"a", b"bc"])
+        );
     }
 }

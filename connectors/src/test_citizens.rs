@@ -205,7 +205,10 @@ mod tests {
             panic!("expected done")
         };
         assert_eq!(id.subject, "an");
-        assert_eq!(id.citizen_id.map(|c| c.value).as_deref(), Some("079201001234"));
+        assert_eq!(
+            id.citizen_id.map(|c| c.value).as_deref(),
+            Some("079201001234")
+        );
     }
 
     #[tokio::test]

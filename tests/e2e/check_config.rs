@@ -34,7 +34,8 @@ fn check(config: &str) -> (bool, String) {
 }
 
 fn jwks() -> String {
-    let (k, _) = broker::keys::SigningKey::generate("c", broker::keys::SigningAlg::ES256).expect("key");
+    let (k, _) =
+        broker::keys::SigningKey::generate("c", broker::keys::SigningAlg::ES256).expect("key");
     serde_json::json!({"keys": [k.jwk()]}).to_string()
 }
 
@@ -71,17 +72,26 @@ fn every_problem_is_reported_with_file_key_and_reason() {
 #[test]
 fn unknown_keys_and_wrong_types_name_the_key() {
     let store = "[store]\nkind = \"embedded\"\npath = \"b.redb\"\n";
-    let typo = base_config(1, store, &jwks(), "").replace("allow_test_citizens = true", "allow_test_citizens = true\nrequire_pkec = true");
+    let typo = base_config(1, store, &jwks(), "").replace(
+        "allow_test_citizens = true",
+        "allow_test_citizens = true\nrequire_pkec = true",
+    );
     let (ok, text) = check(&typo);
     assert!(!ok);
     assert!(text.contains("unknown field `require_pkec`"), "{text}");
 
-    let wrong_type = base_config(1, store, &jwks(), "").replace("[tokens]", "").replace("allow_test_citizens = true", "allow_test_citizens = true\n[tokens]\ncode_ttl = \"sixty\"\n");
+    let wrong_type = base_config(1, store, &jwks(), "")
+        .replace("[tokens]", "")
+        .replace(
+            "allow_test_citizens = true",
+            "allow_test_citizens = true\n[tokens]\ncode_ttl = \"sixty\"\n",
+        );
     let (ok, text) = check(&wrong_type);
     assert!(!ok);
     assert!(text.contains("tokens.code_ttl"), "{text}");
 
-    let bad_settings = base_config(1, store, &jwks(), "").replace("username = \"lan\"", "user = \"lan\"");
+    let bad_settings =
+        base_config(1, store, &jwks(), "").replace("username = \"lan\"", "user = \"lan\"");
     let (ok, text) = check(&bad_settings);
     assert!(!ok);
     assert!(text.contains("connectors[0].settings.citizens"), "{text}");
@@ -93,5 +103,8 @@ fn test_citizens_are_refused_in_serve_unless_allowed() {
     let config = base_config(1, store, &jwks(), "").replace("allow_test_citizens = true", "");
     let (ok, text) = check(&config);
     assert!(!ok);
-    assert!(text.contains("connectors[0].type: `test-citizens` is for demos and tests"), "{text}");
+    assert!(
+        text.contains("connectors[0].type: `test-citizens` is for demos and tests"),
+        "{text}"
+    );
 }

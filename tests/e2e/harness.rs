@@ -187,7 +187,12 @@ impl Broker {
         Self::spawn(dir, &config_path, port, client_key_pem)
     }
 
-    fn spawn(dir: tempfile::TempDir, config: &std::path::Path, port: u16, client_key_pem: String) -> Broker {
+    fn spawn(
+        dir: tempfile::TempDir,
+        config: &std::path::Path,
+        port: u16,
+        client_key_pem: String,
+    ) -> Broker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_broker"))
             .arg("serve")
             .arg("--config")
@@ -338,9 +343,15 @@ impl Browser {
     /// From a response that should be the redirect to the login page, to the page's HTML.
     pub async fn login_page(&self, resp: reqwest::Response) -> String {
         let (status, location, body) = self.follow(resp).await;
-        assert_eq!(status, 303, "expected a redirect to the login page, got {status}: {body}");
+        assert_eq!(
+            status, 303,
+            "expected a redirect to the login page, got {status}: {body}"
+        );
         let location = location.expect("location");
-        assert!(location.contains("/login/"), "unexpected redirect to {location}");
+        assert!(
+            location.contains("/login/"),
+            "unexpected redirect to {location}"
+        );
         self.get(&location).await.text().await.expect("page")
     }
 
@@ -363,7 +374,12 @@ impl Browser {
     }
 
     /// Submits the username/password form; returns the response.
-    pub async fn submit_password(&self, form_html: &str, user: &str, password: &str) -> reqwest::Response {
+    pub async fn submit_password(
+        &self,
+        form_html: &str,
+        user: &str,
+        password: &str,
+    ) -> reqwest::Response {
         let csrf = hidden(form_html, "csrf").expect("csrf on form page");
         let tx = tx_path(form_html).expect("tx in form");
         self.post(
@@ -431,7 +447,11 @@ pub async fn token_basic(
 }
 
 /// Posts a form to an endpoint without client authentication headers.
-pub async fn post_form(broker: &Broker, path: &str, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
+pub async fn post_form(
+    broker: &Broker,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
     let resp = reqwest::Client::new()
         .post(broker.url(path))
         .form(form)
@@ -475,10 +495,20 @@ pub async fn verify_with_jwks(broker: &Broker, jwt: &str, audience: &str) -> ser
 }
 
 /// Logs `an` in at a client and redeems the code; returns the token response.
-pub async fn tokens_for(broker: &Broker, browser: &Browser, client: &str, redirect: &str, scope: &str) -> serde_json::Value {
+pub async fn tokens_for(
+    broker: &Broker,
+    browser: &Browser,
+    client: &str,
+    redirect: &str,
+    scope: &str,
+) -> serde_json::Value {
     let (verifier, challenge) = pkce();
     let cb = browser
-        .login(&auth_params(client, redirect, scope, &challenge), "an", "demo")
+        .login(
+            &auth_params(client, redirect, scope, &challenge),
+            "an",
+            "demo",
+        )
         .await;
     let code = cb.param("code").expect("code");
     let (status, body, _) = token_basic(

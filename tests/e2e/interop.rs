@@ -8,17 +8,46 @@ use crate::harness::*;
 async fn redis_backed_broker_runs_the_whole_flow() {
     // Fails (never skips) when Redis is not reachable.
     let url = redis_url();
-    let probe = std::net::TcpStream::connect(url.trim_start_matches("redis://").trim_end_matches('/'));
-    assert!(probe.is_ok(), "Redis is needed at {url}: start redis-server or set REDIS_URL");
+    let probe =
+        std::net::TcpStream::connect(url.trim_start_matches("redis://").trim_end_matches('/'));
+    assert!(
+        probe.is_ok(),
+        "Redis is needed at {url}: start redis-server or set REDIS_URL"
+    );
     let prefix = format!("e2e-{}:", rand::random::<u64>());
-    let broker = Broker::start(Options { redis_prefix: Some(prefix), ..Options::default() });
+    let broker = Broker::start(Options {
+        redis_prefix: Some(prefix),
+        ..Options::default()
+    });
     let browser = Browser::new(&broker);
-    let first = tokens_for(&broker, &browser, "rp-basic", "http://localhost:9/cb", "openid profile").await;
+    let first = tokens_for(
+        &broker,
+        &browser,
+        "rp-basic",
+        "http://localhost:9/cb",
+        "openid profile",
+    )
+    .await;
     let rt = first["refresh_token"].as_str().expect("rt");
-    let (status, second, _) = token_basic(&broker, "rp-basic", RP_SECRET, &[("grant_type", "refresh_token"), ("refresh_token", rt)]).await;
+    let (status, second, _) = token_basic(
+        &broker,
+        "rp-basic",
+        RP_SECRET,
+        &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+    )
+    .await;
     assert_eq!(status, 200, "{second}");
-    let (status, again, _) = token_basic(&broker, "rp-basic", RP_SECRET, &[("grant_type", "refresh_token"), ("refresh_token", rt)]).await;
-    assert_eq!((status, again["error"].as_str()), (400, Some("invalid_grant")));
+    let (status, again, _) = token_basic(
+        &broker,
+        "rp-basic",
+        RP_SECRET,
+        &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+    )
+    .await;
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
     let ready = reqwest::get(broker.url("/readyz")).await.expect("readyz");
     assert_eq!(ready.status().as_u16(), 200);
 }
@@ -29,15 +58,22 @@ async fn redis_backed_broker_runs_the_whole_flow() {
 async fn openid_client_in_headless_chromium() {
     let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/js");
     assert!(
-        js.join("node_modules/openid-client").exists() && js.join("node_modules/playwright-core").exists(),
+        js.join("node_modules/openid-client").exists()
+            && js.join("node_modules/playwright-core").exists(),
         "run `npm ci` in tests/js first (.ci/run does it)"
     );
-    assert!(std::path::Path::new("/usr/bin/chromium").exists(), "install Debian's chromium (.ci/run does it)");
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "install Debian's chromium (.ci/run does it)"
+    );
     let rp_port = free_port();
     let extra = format!(
         "\n[[clients]]\nid = \"js-rp\"\nname = \"openid-client platform\"\nredirect_uris = [\"http://127.0.0.1:{rp_port}/callback\"]\nsecret = {{ env = \"TEST_RP_SECRET\" }}\nscopes = [\"openid\", \"profile\"]\n"
     );
-    let broker = Broker::start(Options { extra, ..Options::default() });
+    let broker = Broker::start(Options {
+        extra,
+        ..Options::default()
+    });
     let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
     let out = tokio::task::spawn_blocking({
         let issuer = broker.issuer.clone();

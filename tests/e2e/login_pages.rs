@@ -9,7 +9,11 @@ async fn sso_answers_prompt_none_and_prompt_login_forces_a_new_login() {
     let browser = Browser::new(&broker);
     let (_, challenge) = pkce();
     let first = browser
-        .login(&auth_params("rp-basic", "http://localhost:9/cb", "openid", &challenge), "an", "demo")
+        .login(
+            &auth_params("rp-basic", "http://localhost:9/cb", "openid", &challenge),
+            "an",
+            "demo",
+        )
         .await;
     assert!(first.param("code").is_some());
 
@@ -19,8 +23,14 @@ async fn sso_answers_prompt_none_and_prompt_login_forces_a_new_login() {
         params.extend(extra);
         let (status, location, _) = browser.follow(browser.authorize(&params).await).await;
         assert_eq!(status, 303);
-        let cb = Callback { url: url::Url::parse(&location.expect("location")).expect("url") };
-        assert!(cb.url.as_str().starts_with("http://127.0.0.1:9/cb"), "silent SSO: {}", cb.url);
+        let cb = Callback {
+            url: url::Url::parse(&location.expect("location")).expect("url"),
+        };
+        assert!(
+            cb.url.as_str().starts_with("http://127.0.0.1:9/cb"),
+            "silent SSO: {}",
+            cb.url
+        );
         assert!(cb.param("code").is_some());
     }
 
@@ -37,10 +47,17 @@ async fn sso_answers_prompt_none_and_prompt_login_forces_a_new_login() {
     assert!(html.contains("Nguyễn Văn An"), "shows who is signed in");
     let csrf = hidden(&html, "csrf").expect("csrf");
     let tx = tx_path(&html).expect("tx");
-    let resp = browser.post(&broker.url(&format!("{tx}/account")), &[("csrf", &csrf), ("choice", "continue")]).await;
+    let resp = browser
+        .post(
+            &broker.url(&format!("{tx}/account")),
+            &[("csrf", &csrf), ("choice", "continue")],
+        )
+        .await;
     let (status, location, _) = browser.follow(resp).await;
     assert_eq!(status, 303);
-    assert!(location.expect("location").starts_with("http://localhost:9/cb?code="));
+    assert!(location
+        .expect("location")
+        .starts_with("http://localhost:9/cb?code="));
 }
 
 #[tokio::test]
@@ -51,7 +68,9 @@ async fn prompt_none_without_session_and_a_fresh_browser() {
     let mut params = auth_params("rp-basic", "http://localhost:9/cb", "openid", &challenge);
     params.push(("prompt", "none"));
     let (_, location, _) = browser.follow(browser.authorize(&params).await).await;
-    let cb = Callback { url: url::Url::parse(&location.expect("location")).expect("url") };
+    let cb = Callback {
+        url: url::Url::parse(&location.expect("location")).expect("url"),
+    };
     assert_eq!(cb.param("error").as_deref(), Some("login_required"));
 }
 
@@ -60,36 +79,68 @@ async fn consent_is_asked_once_and_denial_returns_access_denied() {
     let broker = Broker::start(Options::default());
     let browser = Browser::new(&broker);
     let (_, challenge) = pkce();
-    let params = auth_params("rp-consent", "http://localhost:9/consent-cb", "openid phone", &challenge);
+    let params = auth_params(
+        "rp-consent",
+        "http://localhost:9/consent-cb",
+        "openid phone",
+        &challenge,
+    );
     let choice = browser.login_page(browser.authorize(&params).await).await;
     let form = browser.choose(&choice, "test-citizens").await;
-    let (status, location, _) = browser.follow(browser.submit_password(&form, "an", "demo").await).await;
+    let (status, location, _) = browser
+        .follow(browser.submit_password(&form, "an", "demo").await)
+        .await;
     assert_eq!(status, 303);
-    let consent = browser.get(&location.expect("consent page")).await.text().await.expect("page");
-    assert!(consent.contains("Consent platform") && consent.contains("phone number"), "{consent}");
+    let consent = browser
+        .get(&location.expect("consent page"))
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(
+        consent.contains("Consent platform") && consent.contains("phone number"),
+        "{consent}"
+    );
     let csrf = hidden(&consent, "csrf").expect("csrf");
     let tx = tx_path(&consent).expect("tx");
-    let resp = browser.post(&broker.url(&format!("{tx}/consent")), &[("csrf", &csrf), ("decision", "deny")]).await;
+    let resp = browser
+        .post(
+            &broker.url(&format!("{tx}/consent")),
+            &[("csrf", &csrf), ("decision", "deny")],
+        )
+        .await;
     let (_, location, _) = browser.follow(resp).await;
-    let cb = Callback { url: url::Url::parse(&location.expect("location")).expect("url") };
+    let cb = Callback {
+        url: url::Url::parse(&location.expect("location")).expect("url"),
+    };
     assert_eq!(cb.param("error").as_deref(), Some("access_denied"));
 
     // prompt=none now needs consent.
     let mut none = params.clone();
     none.push(("prompt", "none"));
     let (_, location, _) = browser.follow(browser.authorize(&none).await).await;
-    let cb = Callback { url: url::Url::parse(&location.expect("location")).expect("url") };
+    let cb = Callback {
+        url: url::Url::parse(&location.expect("location")).expect("url"),
+    };
     assert_eq!(cb.param("error").as_deref(), Some("consent_required"));
 
     // Allow, then the next login is silent.
     let page = browser.login_page(browser.authorize(&params).await).await;
     let csrf = hidden(&page, "csrf").expect("csrf");
     let tx = tx_path(&page).expect("tx");
-    let resp = browser.post(&broker.url(&format!("{tx}/consent")), &[("csrf", &csrf), ("decision", "allow")]).await;
+    let resp = browser
+        .post(
+            &broker.url(&format!("{tx}/consent")),
+            &[("csrf", &csrf), ("decision", "allow")],
+        )
+        .await;
     let (_, location, _) = browser.follow(resp).await;
     assert!(location.expect("location").contains("code="));
     let (_, location, _) = browser.follow(browser.authorize(&none).await).await;
-    assert!(location.expect("location").contains("code="), "consent remembered");
+    assert!(
+        location.expect("location").contains("code="),
+        "consent remembered"
+    );
 }
 
 #[tokio::test]
@@ -98,7 +149,16 @@ async fn wrong_passwords_are_counted_and_end_the_login() {
     let browser = Browser::new(&broker);
     let (_, challenge) = pkce();
     let choice = browser
-        .login_page(browser.authorize(&auth_params("rp-basic", "http://localhost:9/cb", "openid", &challenge)).await)
+        .login_page(
+            browser
+                .authorize(&auth_params(
+                    "rp-basic",
+                    "http://localhost:9/cb",
+                    "openid",
+                    &challenge,
+                ))
+                .await,
+        )
         .await;
     let mut form = browser.choose(&choice, "test-citizens").await;
     for attempt in 1..=5 {
@@ -106,8 +166,16 @@ async fn wrong_passwords_are_counted_and_end_the_login() {
         let (status, location, body) = browser.follow(resp).await;
         if attempt < 5 {
             assert_eq!(status, 303);
-            form = browser.get(&location.expect("location")).await.text().await.expect("form");
-            assert!(form.contains("id=\"problem\""), "the form shows the problem");
+            form = browser
+                .get(&location.expect("location"))
+                .await
+                .text()
+                .await
+                .expect("form");
+            assert!(
+                form.contains("id=\"problem\""),
+                "the form shows the problem"
+            );
             assert!(form.contains("The username or password is not correct."));
         } else {
             assert_eq!(status, 429, "{body}");
@@ -122,20 +190,39 @@ async fn forms_need_the_csrf_token_and_the_same_browser() {
     let browser = Browser::new(&broker);
     let (_, challenge) = pkce();
     let choice = browser
-        .login_page(browser.authorize(&auth_params("rp-basic", "http://localhost:9/cb", "openid", &challenge)).await)
+        .login_page(
+            browser
+                .authorize(&auth_params(
+                    "rp-basic",
+                    "http://localhost:9/cb",
+                    "openid",
+                    &challenge,
+                ))
+                .await,
+        )
         .await;
     let tx = tx_path(&choice).expect("tx");
     let resp = browser
-        .post(&broker.url(&format!("{tx}/start")), &[("csrf", "forged"), ("connector", "test-citizens")])
+        .post(
+            &broker.url(&format!("{tx}/start")),
+            &[("csrf", "forged"), ("connector", "test-citizens")],
+        )
         .await;
     assert_eq!(resp.status().as_u16(), 400);
-    assert!(resp.text().await.expect("page").contains("The form has expired."));
+    assert!(resp
+        .text()
+        .await
+        .expect("page")
+        .contains("The form has expired."));
 
     // Another browser (no binding cookie) cannot use the transaction, even with its token.
     let other = Browser::new(&broker);
     let csrf = hidden(&choice, "csrf").expect("csrf");
     let resp = other
-        .post(&broker.url(&format!("{tx}/start")), &[("csrf", &csrf), ("connector", "test-citizens")])
+        .post(
+            &broker.url(&format!("{tx}/start")),
+            &[("csrf", &csrf), ("connector", "test-citizens")],
+        )
         .await;
     assert_eq!(resp.status().as_u16(), 400);
     assert!(resp.text().await.expect("page").contains("another browser"));
@@ -151,8 +238,14 @@ async fn pages_speak_the_citizens_language_and_show_maintenance() {
     let html = browser.login_page(browser.authorize(&params).await).await;
     assert!(html.contains("<html lang=\"vi\">"));
     assert!(html.contains("Chọn cách đăng nhập"));
-    assert!(html.contains("Công dân thử nghiệm"), "connector name in Vietnamese");
-    assert!(html.contains("Đang nâng cấp đến thứ Hai"), "maintenance notice in Vietnamese");
+    assert!(
+        html.contains("Công dân thử nghiệm"),
+        "connector name in Vietnamese"
+    );
+    assert!(
+        html.contains("Đang nâng cấp đến thứ Hai"),
+        "maintenance notice in Vietnamese"
+    );
 
     // Accept-Language when the platform sends no ui_locales; Chinese error page.
     let resp = reqwest::Client::new()
@@ -168,10 +261,18 @@ async fn pages_speak_the_citizens_language_and_show_maintenance() {
     // A connector in maintenance cannot be started.
     let csrf = hidden(&html, "csrf").expect("csrf");
     let tx = tx_path(&html).expect("tx");
-    let resp = browser.post(&broker.url(&format!("{tx}/start")), &[("csrf", &csrf), ("connector", "closed-bank")]).await;
+    let resp = browser
+        .post(
+            &broker.url(&format!("{tx}/start")),
+            &[("csrf", &csrf), ("connector", "closed-bank")],
+        )
+        .await;
     let (status, location, _) = browser.follow(resp).await;
     assert_eq!(status, 303);
-    assert!(location.expect("location").ends_with(&tx), "back to the choice page");
+    assert!(
+        location.expect("location").ends_with(&tx),
+        "back to the choice page"
+    );
 }
 
 #[tokio::test]
@@ -180,12 +281,29 @@ async fn cancel_returns_access_denied() {
     let browser = Browser::new(&broker);
     let (_, challenge) = pkce();
     let html = browser
-        .login_page(browser.authorize(&auth_params("rp-basic", "http://localhost:9/cb", "openid", &challenge)).await)
+        .login_page(
+            browser
+                .authorize(&auth_params(
+                    "rp-basic",
+                    "http://localhost:9/cb",
+                    "openid",
+                    &challenge,
+                ))
+                .await,
+        )
         .await;
     let csrf = hidden(&html, "csrf").expect("csrf");
     let tx = tx_path(&html).expect("tx");
-    let (_, location, _) = browser.follow(browser.post(&broker.url(&format!("{tx}/cancel")), &[("csrf", &csrf)]).await).await;
-    let cb = Callback { url: url::Url::parse(&location.expect("location")).expect("url") };
+    let (_, location, _) = browser
+        .follow(
+            browser
+                .post(&broker.url(&format!("{tx}/cancel")), &[("csrf", &csrf)])
+                .await,
+        )
+        .await;
+    let cb = Callback {
+        url: url::Url::parse(&location.expect("location")).expect("url"),
+    };
     assert_eq!(cb.param("error").as_deref(), Some("access_denied"));
     assert_eq!(cb.param("state").as_deref(), Some("st-123"));
 }
@@ -194,7 +312,14 @@ async fn cancel_returns_access_denied() {
 async fn secrets_codes_and_id_numbers_stay_out_of_the_logs() {
     let broker = Broker::start(Options::default());
     let browser = Browser::new(&broker);
-    let t = tokens_for(&broker, &browser, "rp-basic", "http://localhost:9/cb", "openid citizen_id phone").await;
+    let t = tokens_for(
+        &broker,
+        &browser,
+        "rp-basic",
+        "http://localhost:9/cb",
+        "openid citizen_id phone",
+    )
+    .await;
     let logs = broker.log_text();
     assert!(logs.contains("tokens issued"), "logging works: {logs}");
     for secret in [

@@ -1,7 +1,9 @@
 //! The OpenID Provider's protocol surface: discovery, JWKS, the code flow with a real
 //! relying-party library, authorization errors, subjects, claims and algorithms.
 
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims};
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims,
+};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
     PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
@@ -20,18 +22,40 @@ async fn discovery_and_jwks_describe_the_provider() {
         .expect("json");
     assert_eq!(meta["issuer"], broker.issuer);
     assert_eq!(meta["token_endpoint"], broker.url("/token"));
-    assert_eq!(meta["response_types_supported"], serde_json::json!(["code"]));
-    assert_eq!(meta["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(
+        meta["response_types_supported"],
+        serde_json::json!(["code"])
+    );
+    assert_eq!(
+        meta["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
     assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
-    let algs = meta["id_token_signing_alg_values_supported"].as_array().expect("algs");
+    let algs = meta["id_token_signing_alg_values_supported"]
+        .as_array()
+        .expect("algs");
     for alg in ["RS256", "ES256", "EdDSA"] {
         assert!(algs.iter().any(|a| a == alg), "{alg} missing from {algs:?}");
     }
-    let jwks: serde_json::Value = reqwest::get(broker.url("/jwks")).await.expect("jwks").json().await.expect("json");
-    let kids: Vec<&str> = jwks["keys"].as_array().expect("keys").iter().filter_map(|k| k["kid"].as_str()).collect();
+    let jwks: serde_json::Value = reqwest::get(broker.url("/jwks"))
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
     assert_eq!(kids, vec!["rs-1", "es-1", "ed-1"]);
     // Public keys only.
-    assert!(jwks["keys"].as_array().expect("keys").iter().all(|k| k.get("d").is_none()));
+    assert!(jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .all(|k| k.get("d").is_none()));
 }
 
 #[tokio::test]
@@ -41,9 +65,12 @@ async fn code_flow_with_the_openidconnect_crate() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(broker.issuer.clone()).expect("issuer"), &http)
-        .await
-        .expect("the openidconnect crate accepts our discovery document");
+    let metadata = CoreProviderMetadata::discover_async(
+        IssuerUrl::new(broker.issuer.clone()).expect("issuer"),
+        &http,
+    )
+    .await
+    .expect("the openidconnect crate accepts our discovery document");
     let client = CoreClient::from_provider_metadata(
         metadata,
         ClientId::new("rp-basic".into()),
@@ -52,21 +79,38 @@ async fn code_flow_with_the_openidconnect_crate() {
     .set_redirect_uri(RedirectUrl::new("http://localhost:9/cb".into()).expect("redirect"));
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (auth_url, state, nonce) = client
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
         .add_scope(Scope::new("profile".into()))
         .add_scope(Scope::new("citizen_id".into()))
         .set_pkce_challenge(challenge)
         .url();
 
     let browser = Browser::new(&broker);
-    let choice = browser.login_page(browser.get(auth_url.as_str()).await).await;
-    assert!(choice.contains("Basic platform"), "choice page names the platform");
+    let choice = browser
+        .login_page(browser.get(auth_url.as_str()).await)
+        .await;
+    assert!(
+        choice.contains("Basic platform"),
+        "choice page names the platform"
+    );
     let form = browser.choose(&choice, "test-citizens").await;
-    let (status, location, _) = browser.follow(browser.submit_password(&form, "an", "demo").await).await;
+    let (status, location, _) = browser
+        .follow(browser.submit_password(&form, "an", "demo").await)
+        .await;
     assert_eq!(status, 303);
-    let cb = Callback { url: url::Url::parse(&location.expect("location")).expect("url") };
+    let cb = Callback {
+        url: url::Url::parse(&location.expect("location")).expect("url"),
+    };
     assert_eq!(cb.param("state").as_deref(), Some(state.secret().as_str()));
-    assert_eq!(cb.param("iss").as_deref(), Some(broker.issuer.as_str()), "RFC 9207 iss");
+    assert_eq!(
+        cb.param("iss").as_deref(),
+        Some(broker.issuer.as_str()),
+        "RFC 9207 iss"
+    );
 
     let tokens = client
         .exchange_code(AuthorizationCode::new(cb.param("code").expect("code")))
@@ -86,7 +130,10 @@ async fn code_flow_with_the_openidconnect_crate() {
     assert!(raw["sid"].as_str().is_some_and(|s| !s.is_empty()));
     assert_eq!(raw["name"], "Nguyễn Văn An");
     assert_eq!(raw["citizen_id"], "079201001234");
-    assert!(raw.get("phone_number").is_none(), "phone scope was not requested");
+    assert!(
+        raw.get("phone_number").is_none(),
+        "phone scope was not requested"
+    );
     assert!(tokens.refresh_token().is_some());
 
     let userinfo: CoreUserInfoClaims = client
@@ -115,7 +162,9 @@ async fn unknown_client_or_redirect_gets_a_page_never_a_redirect() {
         ("rp-basic", "http://localhost:9/evil"),
         ("rp-basic", "http://localhost:9/cb/"),
     ] {
-        let resp = browser.authorize(&auth_params(client, redirect, "openid", &challenge)).await;
+        let resp = browser
+            .authorize(&auth_params(client, redirect, "openid", &challenge))
+            .await;
         assert_eq!(resp.status().as_u16(), 400, "{client} {redirect}");
         assert!(resp.headers().get("location").is_none(), "never redirected");
         let body = resp.text().await.expect("body");
@@ -143,13 +192,18 @@ async fn authorization_errors_go_back_with_state_and_iss() {
         (with("prompt", "none login"), "invalid_request"),
         (with("max_age", "soon"), "invalid_request"),
         (with("request", "eyJ.x.y"), "request_not_supported"),
-        (with("acr_values", "http://eidas.europa.eu/LoA/high"), "unmet_authentication_requirements"),
+        (
+            with("acr_values", "http://eidas.europa.eu/LoA/high"),
+            "unmet_authentication_requirements",
+        ),
         (with("prompt", "none"), "login_required"),
     ];
     for (params, expected) in cases {
         let (status, location, _) = browser.follow(browser.authorize(&params).await).await;
         assert_eq!(status, 303, "{expected}");
-        let cb = Callback { url: url::Url::parse(&location.expect("location")).expect("url") };
+        let cb = Callback {
+            url: url::Url::parse(&location.expect("location")).expect("url"),
+        };
         assert!(cb.url.as_str().starts_with("http://localhost:9/cb?"));
         assert_eq!(cb.param("error").as_deref(), Some(expected));
         assert!(cb.param("error_description").is_some());
@@ -171,17 +225,41 @@ async fn authorization_errors_go_back_with_state_and_iss() {
         ("state", "s"),
     ];
     let (_, location, _) = browser.follow(browser.authorize(&no_pkce).await).await;
-    let cb = Callback { url: url::Url::parse(&location.expect("location")).expect("url") };
+    let cb = Callback {
+        url: url::Url::parse(&location.expect("location")).expect("url"),
+    };
     assert_eq!(cb.param("error").as_deref(), Some("invalid_request"));
 }
 
 #[tokio::test]
 async fn subjects_are_pairwise_per_sector_and_stable() {
     let broker = Broker::start(Options::default());
-    let a = tokens_for(&broker, &Browser::new(&broker), "rp-basic", "http://localhost:9/cb", "openid").await;
-    let a2 = tokens_for(&broker, &Browser::new(&broker), "rp-basic", "http://localhost:9/cb", "openid").await;
-    let b = tokens_for(&broker, &Browser::new(&broker), "rp-other", "http://127.0.0.1:9/cb", "openid").await;
-    let sub = |t: &serde_json::Value| payload(t["id_token"].as_str().expect("id_token"))["sub"].clone();
+    let a = tokens_for(
+        &broker,
+        &Browser::new(&broker),
+        "rp-basic",
+        "http://localhost:9/cb",
+        "openid",
+    )
+    .await;
+    let a2 = tokens_for(
+        &broker,
+        &Browser::new(&broker),
+        "rp-basic",
+        "http://localhost:9/cb",
+        "openid",
+    )
+    .await;
+    let b = tokens_for(
+        &broker,
+        &Browser::new(&broker),
+        "rp-other",
+        "http://127.0.0.1:9/cb",
+        "openid",
+    )
+    .await;
+    let sub =
+        |t: &serde_json::Value| payload(t["id_token"].as_str().expect("id_token"))["sub"].clone();
     assert_eq!(sub(&a), sub(&a2), "same person, same platform, same sub");
     assert_ne!(sub(&a), sub(&b), "two platforms cannot correlate a citizen");
 
@@ -189,7 +267,16 @@ async fn subjects_are_pairwise_per_sector_and_stable() {
     let browser = Browser::new(&broker);
     let (verifier, challenge) = pkce();
     let cb = browser
-        .login(&auth_params("rp-public", "http://localhost:9/public-cb", "openid", &challenge), "an", "demo")
+        .login(
+            &auth_params(
+                "rp-public",
+                "http://localhost:9/public-cb",
+                "openid",
+                &challenge,
+            ),
+            "an",
+            "demo",
+        )
         .await;
     let (status, body) = post_form(
         &broker,
@@ -213,14 +300,28 @@ async fn subjects_are_pairwise_per_sector_and_stable() {
 async fn claims_follow_the_clients_scopes() {
     let broker = Broker::start(Options::default());
     // rp-other may only get openid and profile: asking for phone gives nothing more.
-    let t = tokens_for(&broker, &Browser::new(&broker), "rp-other", "http://127.0.0.1:9/cb", "openid profile phone citizen_id").await;
+    let t = tokens_for(
+        &broker,
+        &Browser::new(&broker),
+        "rp-other",
+        "http://127.0.0.1:9/cb",
+        "openid profile phone citizen_id",
+    )
+    .await;
     let claims = payload(t["id_token"].as_str().expect("id_token"));
     assert_eq!(claims["name"], "Nguyễn Văn An");
     assert!(claims.get("phone_number").is_none());
     assert!(claims.get("citizen_id").is_none());
     assert_eq!(t["scope"], "openid profile");
     // rp-basic may.
-    let t = tokens_for(&broker, &Browser::new(&broker), "rp-basic", "http://localhost:9/cb", "openid phone citizen_id").await;
+    let t = tokens_for(
+        &broker,
+        &Browser::new(&broker),
+        "rp-basic",
+        "http://localhost:9/cb",
+        "openid phone citizen_id",
+    )
+    .await;
     let claims = payload(t["id_token"].as_str().expect("id_token"));
     assert_eq!(claims["phone_number"], "+84901234567");
     assert_eq!(claims["citizen_id"], "079201001234");
@@ -234,7 +335,16 @@ async fn id_token_algorithm_per_client() {
     let browser = Browser::new(&broker);
     let (verifier, challenge) = pkce();
     let cb = browser
-        .login(&auth_params("rp-post", "http://localhost:9/post-cb", "openid", &challenge), "an", "demo")
+        .login(
+            &auth_params(
+                "rp-post",
+                "http://localhost:9/post-cb",
+                "openid",
+                &challenge,
+            ),
+            "an",
+            "demo",
+        )
         .await;
     let (status, body) = post_form(
         &broker,
@@ -257,7 +367,14 @@ async fn id_token_algorithm_per_client() {
     assert_eq!(claims["nonce"], "n-456");
 
     // rp-basic: RS256 by default.
-    let t = tokens_for(&broker, &Browser::new(&broker), "rp-basic", "http://localhost:9/cb", "openid").await;
+    let t = tokens_for(
+        &broker,
+        &Browser::new(&broker),
+        "rp-basic",
+        "http://localhost:9/cb",
+        "openid",
+    )
+    .await;
     let id = t["id_token"].as_str().expect("id_token");
     assert_eq!(jwt_header(id)["alg"], "RS256");
     verify_with_jwks(&broker, id, "rp-basic").await;

@@ -179,6 +179,7 @@ function startRp() {
 // The browser side.
 
 let step = 'starting';
+let aborted = false; // set by the global timeout: later outcomes are not reported
 const passed = [];
 const failed = [];
 
@@ -241,11 +242,13 @@ async function scenario(name, fn, ctx) {
   step = name;
   try {
     await fn();
+    if (aborted) return false;
     passed.push(name);
     console.log(`ok - ${name}`);
     return true;
   } catch (e) {
-    const msg = e instanceof Failure ? e.message : describeError(e);
+    if (aborted) throw e;
+    const msg = (e instanceof Failure ? e.message : describeError(e)).replace(/\x1b\[[0-9;]*m/g, '');
     const place = ctx?.p ? await where(ctx.p) : '';
     failed.push(name);
     console.log(`not ok - ${name}\n    ${msg.replace(/\n/g, '\n    ')}${place ? `\n    browser ${place}` : ''}`);
@@ -378,13 +381,18 @@ async function main() {
   const state = { server: null, browser: null };
   let timer;
   const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`TIMEOUT after ${TIMEOUT_MS / 1000} s while: ${step}`)), TIMEOUT_MS);
+    timer = setTimeout(() => {
+      aborted = true;
+      reject(new Failure(`timed out after ${TIMEOUT_MS / 1000} s (E2E_TIMEOUT_MS)`));
+    }, TIMEOUT_MS);
   });
   let fatal = null;
   try {
-    await Promise.race([run(state), timeout]);
+    const running = run(state);
+    running.catch(() => {}); // after a timeout its outcome no longer matters
+    await Promise.race([running, timeout]);
   } catch (e) {
-    fatal = e instanceof Failure ? e.message : describeError(e);
+    fatal = (e instanceof Failure ? e.message : describeError(e)).replace(/\x1b\[[0-9;]*m/g, '');
   } finally {
     clearTimeout(timer);
     if (state.browser) await state.browser.close().catch(() => {});

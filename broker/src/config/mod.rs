@@ -228,11 +228,15 @@ pub fn load_str(text: &str, path: &Path, mode: Mode) -> Result<Settings, Vec<Pro
         base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         problems: Vec::new(),
     };
-    let table: toml::Table = toml::from_str(text).map_err(|e| vec![v.problem("", e.to_string())])?;
+    let table: toml::Table =
+        toml::from_str(text).map_err(|e| vec![v.problem("", e.to_string())])?;
     let raw: FileConfig =
         serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
             let key = e.path().to_string();
-            vec![v.problem(if key == "." { "" } else { &key }, e.into_inner().to_string())]
+            vec![v.problem(
+                if key == "." { "" } else { &key },
+                e.into_inner().to_string(),
+            )]
         })?;
     let settings = v.validate(raw, mode);
     match settings {
@@ -316,7 +320,10 @@ impl Validator {
         let mut kids = HashSet::new();
         for (i, k) in raw.keys.iter().enumerate() {
             if !kids.insert(k.kid.clone()) {
-                self.report(&format!("keys[{i}].kid"), format!("`{}` is used twice", k.kid));
+                self.report(
+                    &format!("keys[{i}].kid"),
+                    format!("`{}` is used twice", k.kid),
+                );
             }
             match SigningKey::from_pem_file(&k.kid, k.alg, &self.resolve_path(&k.file)) {
                 Ok(key) => keys.push(key),
@@ -328,10 +335,17 @@ impl Validator {
         if !raw.keys.iter().any(|k| k.alg == SigningAlg::RS256) {
             self.report("keys", "needs an RS256 key (mandatory for OpenID Connect)");
         }
-        if !raw.keys.iter().any(|k| k.alg == raw.tokens.access_token_alg) {
+        if !raw
+            .keys
+            .iter()
+            .any(|k| k.alg == raw.tokens.access_token_alg)
+        {
             self.report(
                 "tokens.access_token_alg",
-                format!("no key in `keys` has algorithm {}", raw.tokens.access_token_alg.as_str()),
+                format!(
+                    "no key in `keys` has algorithm {}",
+                    raw.tokens.access_token_alg.as_str()
+                ),
             );
         }
 
@@ -363,14 +377,19 @@ impl Validator {
             }
         }
         if raw.tokens.code_ttl > 600 {
-            self.report("tokens.code_ttl", "must be at most 600 seconds (RFC 6749 4.1.2)");
+            self.report(
+                "tokens.code_ttl",
+                "must be at most 600 seconds (RFC 6749 4.1.2)",
+            );
         }
 
         let connectors = self.connectors(&raw, mode);
         let clients = self.clients(&raw, &algs, &connectors);
 
         Some(Settings {
-            source: self.base.join(Path::new(&self.file).file_name().unwrap_or_default()),
+            source: self
+                .base
+                .join(Path::new(&self.file).file_name().unwrap_or_default()),
             issuer,
             listen: raw.listen,
             store: raw.store,
@@ -395,11 +414,22 @@ impl Validator {
             if !ids.insert(c.id.clone()) {
                 self.report(&format!("{key}.id"), format!("`{}` is used twice", c.id));
             }
-            if c.id.is_empty() || !c.id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
-                self.report(&format!("{key}.id"), "use letters, digits, `-` and `_` only");
+            if c.id.is_empty()
+                || !c
+                    .id
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+            {
+                self.report(
+                    &format!("{key}.id"),
+                    "use letters, digits, `-` and `_` only",
+                );
             }
             if !c.name.contains_key("en") {
-                self.report(&format!("{key}.name"), "needs at least an English (`en`) name");
+                self.report(
+                    &format!("{key}.name"),
+                    "needs at least an English (`en`) name",
+                );
             }
             if c.status == ConnectorStatus::Maintenance && c.maintenance_message.is_empty() {
                 self.report(
@@ -587,13 +617,19 @@ impl Validator {
             AuthMethod::ClientSecretPost => digest(self).map(ClientAuth::SecretPost),
             AuthMethod::None => {
                 if c.secret.is_some() {
-                    self.report(&format!("{key}.secret"), "a public client (`none`) has no secret");
+                    self.report(
+                        &format!("{key}.secret"),
+                        "a public client (`none`) has no secret",
+                    );
                 }
                 Some(ClientAuth::None)
             }
             AuthMethod::PrivateKeyJwt => {
                 let Some(text) = &c.jwks else {
-                    self.report(&format!("{key}.jwks"), "`private_key_jwt` needs the client's JWKS");
+                    self.report(
+                        &format!("{key}.jwks"),
+                        "`private_key_jwt` needs the client's JWKS",
+                    );
                     return None;
                 };
                 let set: JwkSet = match serde_json::from_str(text) {
@@ -619,12 +655,18 @@ impl Validator {
                             Algorithm::EdDSA
                         }
                         (None, _) => {
-                            self.report(&format!("{key}.jwks.keys[{j}]"), "symmetric keys are not accepted");
+                            self.report(
+                                &format!("{key}.jwks.keys[{j}]"),
+                                "symmetric keys are not accepted",
+                            );
                             continue;
                         }
                     };
                     if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
-                        self.report(&format!("{key}.jwks.keys[{j}]"), "symmetric keys are not accepted");
+                        self.report(
+                            &format!("{key}.jwks.keys[{j}]"),
+                            "symmetric keys are not accepted",
+                        );
                         continue;
                     }
                     match DecodingKey::from_jwk(jwk) {
@@ -660,14 +702,18 @@ fn check_redirect_uri(uri: &str) -> Result<String, String> {
     match u.scheme() {
         "https" => {}
         "http" if is_loopback(&u) => {}
-        "http" => return Err(format!("`{uri}` must use https (plain http only on localhost)")),
+        "http" => {
+            return Err(format!(
+                "`{uri}` must use https (plain http only on localhost)"
+            ))
+        }
         s => return Err(format!("`{uri}` has an unsupported scheme `{s}`")),
     }
     Ok(u.host_str().unwrap_or_default().to_string())
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

@@ -3,7 +3,7 @@
 use actix_web::HttpResponse;
 use connectors::Identity;
 
-use super::{save_tx, see_other, login_url, LoginTx, Stage};
+use super::{login_url, save_tx, see_other, LoginTx, Stage};
 use crate::config::Client;
 use crate::oidc::authorize::{redirect_to_client, AuthRequest};
 use crate::oidc::grants::{issue_code, CodeRecord, Grant};
@@ -51,7 +51,12 @@ pub async fn record_consent(
     let bytes = serde_json::to_vec(&request.scopes).unwrap_or_default();
     state
         .store
-        .put(&consent_key(person_id, &client.id), &bytes, None, now_millis())
+        .put(
+            &consent_key(person_id, &client.id),
+            &bytes,
+            None,
+            now_millis(),
+        )
         .await
 }
 
@@ -122,7 +127,12 @@ pub async fn authenticated(
     let store = state.store.as_ref();
     let lang = tx.request.lang.clone();
     let Some(client) = settings.clients.get(&tx.request.client_id) else {
-        return pages::error_page(&lang, 400, "error-unknown-client", "client no longer configured");
+        return pages::error_page(
+            &lang,
+            400,
+            "error-unknown-client",
+            "client no longer configured",
+        );
     };
     if identity.assurance < tx.request.min_level {
         return pages::error_page(

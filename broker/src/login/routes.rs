@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use connectors::{ConnectorError, Context, Input, Message, Step};
 
 use super::complete::{authenticated, issue_code_response, record_consent};
-use super::{eligible, save_tx, see_other, login_url, tx_key, LoginTx, Stage, View, MAX_ATTEMPTS};
+use super::{eligible, login_url, save_tx, see_other, tx_key, LoginTx, Stage, View, MAX_ATTEMPTS};
 use crate::oidc::authorize::error_to_client;
 use crate::oidc::OAuthError;
 use crate::pages::{self, Page};
@@ -36,11 +36,21 @@ async fn load(req: &HttpRequest, state: &AppState, id: &str) -> Result<LoginTx, 
         .await
         .map_err(|e| pages::unavailable_page(lang, &e))?;
     let Some(tx) = bytes.and_then(|b| serde_json::from_slice::<LoginTx>(&b).ok()) else {
-        return Err(pages::error_page(lang, 400, "error-login-expired", "unknown or expired login"));
+        return Err(pages::error_page(
+            lang,
+            400,
+            "error-login-expired",
+            "unknown or expired login",
+        ));
     };
     let bound = req
         .cookie(session::browser_cookie_name(&state.settings))
-        .is_some_and(|c| ct_eq(sha256_b64(c.value().as_bytes()).as_bytes(), tx.browser.as_bytes()));
+        .is_some_and(|c| {
+            ct_eq(
+                sha256_b64(c.value().as_bytes()).as_bytes(),
+                tx.browser.as_bytes(),
+            )
+        });
     if !bound {
         return Err(pages::error_page(
             &tx.request.lang,
@@ -81,7 +91,11 @@ async fn load_post(
 }
 
 /// `GET /login/{tx}`: the page of the current stage.
-pub async fn show(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+pub async fn show(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> HttpResponse {
     let tx = match load(&req, &state, &path).await {
         Ok(tx) => tx,
         Err(page) => return page,
@@ -89,7 +103,9 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>, path: web::Path<
     let page = Page::new(&state, &tx);
     match &tx.stage {
         Stage::Choose => page.choose(&eligible(&state, tx.request.min_level)),
-        Stage::Step { connector, view, .. } => page.step(connector, view),
+        Stage::Step {
+            connector, view, ..
+        } => page.step(connector, view),
         Stage::Consent => page.consent(),
         Stage::SelectAccount => {
             let name = session::current(&req, &state.settings, state.store.as_ref())
@@ -130,7 +146,12 @@ pub async fn start(
     let chosen = fields.get("connector").map(String::as_str).unwrap_or("");
     let allowed = eligible(&state, tx.request.min_level);
     let Some(entry) = allowed.iter().find(|c| c.id == chosen) else {
-        return pages::error_page(&tx.request.lang, 400, "error-bad-request", "unknown connector");
+        return pages::error_page(
+            &tx.request.lang,
+            400,
+            "error-bad-request",
+            "unknown connector",
+        );
     };
     if entry.status != crate::config::ConnectorStatus::Enabled {
         return see_other(&login_url(&state, &tx.id));
@@ -156,11 +177,21 @@ pub async fn step(
         Err(page) => return page,
     };
     fields.remove("csrf");
-    let Stage::Step { connector, state: step_state, view } = tx.stage.clone() else {
+    let Stage::Step {
+        connector,
+        state: step_state,
+        view,
+    } = tx.stage.clone()
+    else {
         return see_other(&login_url(&state, &tx.id));
     };
     let Some(entry) = state.settings.connector(&connector) else {
-        return pages::error_page(&tx.request.lang, 400, "error-bad-request", "unknown connector");
+        return pages::error_page(
+            &tx.request.lang,
+            400,
+            "error-bad-request",
+            "unknown connector",
+        );
     };
     let address = req
         .connection_info()
@@ -205,10 +236,19 @@ pub async fn callback(
         return pages::error_page(lang, 400, "error-bad-request", "callback without state");
     };
     // Single use: a replayed callback finds nothing.
-    let tx_id = match state.store.take(&format!("cb:{cb_state}"), now_millis()).await {
+    let tx_id = match state
+        .store
+        .take(&format!("cb:{cb_state}"), now_millis())
+        .await
+    {
         Ok(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
         Ok(None) => {
-            return pages::error_page(lang, 400, "error-login-expired", "unknown or used callback state")
+            return pages::error_page(
+                lang,
+                400,
+                "error-login-expired",
+                "unknown or used callback state",
+            )
         }
         Err(e) => return pages::unavailable_page(lang, &e),
     };
@@ -216,18 +256,41 @@ pub async fn callback(
         Ok(tx) => tx,
         Err(page) => return page,
     };
-    let Stage::Step { connector, state: step_state, .. } = tx.stage.clone() else {
-        return pages::error_page(&tx.request.lang, 400, "error-login-expired", "login not waiting for a callback");
+    let Stage::Step {
+        connector,
+        state: step_state,
+        ..
+    } = tx.stage.clone()
+    else {
+        return pages::error_page(
+            &tx.request.lang,
+            400,
+            "error-login-expired",
+            "login not waiting for a callback",
+        );
     };
     if connector != *path {
-        return pages::error_page(&tx.request.lang, 400, "error-bad-request", "callback for another connector");
+        return pages::error_page(
+            &tx.request.lang,
+            400,
+            "error-bad-request",
+            "callback for another connector",
+        );
     }
     let Some(entry) = state.settings.connector(&connector) else {
-        return pages::error_page(&tx.request.lang, 400, "error-bad-request", "unknown connector");
+        return pages::error_page(
+            &tx.request.lang,
+            400,
+            "error-bad-request",
+            "unknown connector",
+        );
     };
     let next_state = random_token(24);
     let ctx = context(&state, &tx, &connector, cb_state);
-    let result = entry.connector.resume(&ctx, step_state, Input::Callback(params.clone())).await;
+    let result = entry
+        .connector
+        .resume(&ctx, step_state, Input::Callback(params.clone()))
+        .await;
     advance(&req, &state, tx, &connector, &next_state, result).await
 }
 
@@ -248,7 +311,12 @@ async fn advance(
             if tx.attempts >= MAX_ATTEMPTS {
                 let _ = state.store.delete(&tx_key(&tx.id), now_millis()).await;
                 tracing::warn!(connector, "login abandoned after too many wrong answers");
-                return pages::failure_page(&lang, 429, &Message::new("error-too-many-attempts"), None);
+                return pages::failure_page(
+                    &lang,
+                    429,
+                    &Message::new("error-too-many-attempts"),
+                    None,
+                );
             }
             (*step, Some(message))
         }
@@ -260,7 +328,13 @@ async fn advance(
         Err(ConnectorError::Unavailable(detail)) => {
             let reference = random_token(6);
             tracing::error!(connector, reference = %reference, detail = %detail, "identity source unavailable");
-            return back_to_choice(state, tx, &Message::new("error-source-unavailable"), &reference).await;
+            return back_to_choice(
+                state,
+                tx,
+                &Message::new("error-source-unavailable"),
+                &reference,
+            )
+            .await;
         }
         Err(ConnectorError::InvalidState(detail)) => {
             let reference = random_token(6);
@@ -277,10 +351,18 @@ async fn advance(
             authenticated(state, tx, connector, identity, current).await
         }
         Step::Redirect { url, state: s } => {
-            tx.stage = Stage::Step { connector: connector.into(), state: s, view: View::Redirect };
+            tx.stage = Stage::Step {
+                connector: connector.into(),
+                state: s,
+                view: View::Redirect,
+            };
             let now = now_millis();
             let ttl = Some(Duration::from_secs(state.settings.session.login_timeout));
-            if let Err(e) = state.store.put(&format!("cb:{cb_state}"), tx.id.as_bytes(), ttl, now).await {
+            if let Err(e) = state
+                .store
+                .put(&format!("cb:{cb_state}"), tx.id.as_bytes(), ttl, now)
+                .await
+            {
                 return pages::unavailable_page(&lang, &e);
             }
             if let Err(e) = save_tx(state, &tx).await {
@@ -292,17 +374,32 @@ async fn advance(
             if problem.is_some() {
                 form.problem = problem;
             }
-            tx.stage = Stage::Step { connector: connector.into(), state: s, view: View::Form { form } };
+            tx.stage = Stage::Step {
+                connector: connector.into(),
+                state: s,
+                view: View::Form { form },
+            };
             match save_tx(state, &tx).await {
                 Ok(()) => see_other(&login_url(state, &tx.id)),
                 Err(e) => pages::unavailable_page(&lang, &e),
             }
         }
-        Step::Wait { instruction, qr, app_link, poll_seconds, state: s } => {
+        Step::Wait {
+            instruction,
+            qr,
+            app_link,
+            poll_seconds,
+            state: s,
+        } => {
             tx.stage = Stage::Step {
                 connector: connector.into(),
                 state: s,
-                view: View::Wait { instruction, qr, app_link, poll_seconds },
+                view: View::Wait {
+                    instruction,
+                    qr,
+                    app_link,
+                    poll_seconds,
+                },
             };
             match save_tx(state, &tx).await {
                 Ok(()) => see_other(&login_url(state, &tx.id)),
@@ -313,13 +410,23 @@ async fn advance(
 }
 
 /// Shows a failure with a way back to the choice of identity sources.
-async fn back_to_choice(state: &AppState, mut tx: LoginTx, message: &Message, reference: &str) -> HttpResponse {
+async fn back_to_choice(
+    state: &AppState,
+    mut tx: LoginTx,
+    message: &Message,
+    reference: &str,
+) -> HttpResponse {
     tx.stage = Stage::Choose;
     if let Err(e) = save_tx(state, &tx).await {
         return pages::unavailable_page(&tx.request.lang, &e);
     }
     let message = message.clone().arg("reference", reference);
-    pages::failure_page(&tx.request.lang, 502, &message, Some(&login_url(state, &tx.id)))
+    pages::failure_page(
+        &tx.request.lang,
+        502,
+        &message,
+        Some(&login_url(state, &tx.id)),
+    )
 }
 
 /// `POST /login/{tx}/consent`
@@ -346,8 +453,17 @@ pub async fn consent(
         let e = OAuthError::new("access_denied", "the citizen declined");
         return error_to_client(settings, &tx.request, &e);
     }
-    let Some((secret, s)) = session::current(&req, settings, state.store.as_ref()).await.ok().flatten() else {
-        return pages::error_page(&tx.request.lang, 400, "error-login-expired", "session ended");
+    let Some((secret, s)) = session::current(&req, settings, state.store.as_ref())
+        .await
+        .ok()
+        .flatten()
+    else {
+        return pages::error_page(
+            &tx.request.lang,
+            400,
+            "error-login-expired",
+            "session ended",
+        );
     };
     if let Err(e) = record_consent(&state, client, &tx.request, &s.person_id).await {
         return pages::unavailable_page(&tx.request.lang, &e);
@@ -374,13 +490,17 @@ pub async fn account(
     let Some(client) = settings.clients.get(&tx.request.client_id) else {
         return pages::error_page(&tx.request.lang, 400, "error-unknown-client", "client gone");
     };
-    let current = session::current(&req, settings, state.store.as_ref()).await.ok().flatten();
+    let current = session::current(&req, settings, state.store.as_ref())
+        .await
+        .ok()
+        .flatten();
     match (fields.get("choice").map(String::as_str), current) {
         (Some("continue"), Some((secret, s))) => {
-            let consent = match super::consent_needed(&state, client, &tx.request, &s.person_id).await {
-                Ok(c) => c,
-                Err(e) => return pages::unavailable_page(&tx.request.lang, &e),
-            };
+            let consent =
+                match super::consent_needed(&state, client, &tx.request, &s.person_id).await {
+                    Ok(c) => c,
+                    Err(e) => return pages::unavailable_page(&tx.request.lang, &e),
+                };
             if consent {
                 tx.stage = Stage::Consent;
                 return match save_tx(&state, &tx).await {

@@ -84,7 +84,10 @@ pub fn error_to_client(settings: &Settings, req: &AuthRequest, e: &OAuthError) -
         settings,
         &req.redirect_uri,
         req.state.as_deref(),
-        &[("error", e.error), ("error_description", &e.error_description)],
+        &[
+            ("error", e.error),
+            ("error_description", &e.error_description),
+        ],
     )
 }
 
@@ -114,7 +117,10 @@ pub async fn authorize(
     let lang = i18n::negotiate(params.get("ui_locales").map(String::as_str), accept);
 
     // Until the client and redirect URI are known good, errors stay on our own page.
-    let Some(client) = params.get("client_id").and_then(|id| settings.clients.get(id)) else {
+    let Some(client) = params
+        .get("client_id")
+        .and_then(|id| settings.clients.get(id))
+    else {
         return pages::error_page(lang, 400, "error-unknown-client", "unknown client_id");
     };
     let Some(redirect_uri) = params.get("redirect_uri") else {
@@ -188,12 +194,17 @@ fn validate(
     }
     if let Some(mode) = get("response_mode") {
         if mode != "query" {
-            return Err(OAuthError::invalid_request("only response_mode=query is supported"));
+            return Err(OAuthError::invalid_request(
+                "only response_mode=query is supported",
+            ));
         }
     }
     let requested: Vec<&str> = get("scope").unwrap_or("").split_whitespace().collect();
     if !requested.contains(&"openid") {
-        return Err(OAuthError::new("invalid_scope", "the openid scope is required"));
+        return Err(OAuthError::new(
+            "invalid_scope",
+            "the openid scope is required",
+        ));
     }
     let mut scopes: Vec<String> = Vec::new();
     for s in requested {
@@ -205,7 +216,8 @@ fn validate(
     let code_challenge = match (get("code_challenge"), get("code_challenge_method")) {
         (Some(c), Some("S256")) => {
             let ok = c.len() == 43
-                && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !ok {
                 return Err(OAuthError::invalid_request(
                     "code_challenge must be a base64url SHA-256 digest",
@@ -233,7 +245,9 @@ fn validate(
         .collect();
     for p in &prompt {
         if !matches!(p.as_str(), "none" | "login" | "consent" | "select_account") {
-            return Err(OAuthError::invalid_request(format!("unknown prompt value `{p}`")));
+            return Err(OAuthError::invalid_request(format!(
+                "unknown prompt value `{p}`"
+            )));
         }
     }
     if prompt.iter().any(|p| p == "none") && prompt.len() > 1 {
@@ -256,7 +270,10 @@ fn validate(
         .filter_map(|a| settings.level_of(a))
         .min();
     let min_level = asked.map_or(client.min_assurance, |a| a.max(client.min_assurance));
-    if settings.best_assurance().is_none_or(|best| best < min_level) {
+    if settings
+        .best_assurance()
+        .is_none_or(|best| best < min_level)
+    {
         return Err(OAuthError::new(
             "unmet_authentication_requirements",
             format!("no available identity source reaches the `{min_level}` level"),

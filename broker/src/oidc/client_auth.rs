@@ -32,7 +32,9 @@ struct AssertionClaims {
 
 fn basic_credentials(req: &HttpRequest) -> Option<Result<(String, String), OAuthError>> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
     let bad = || OAuthError::invalid_client("malformed Basic credentials", true);
     let parse = || -> Option<(String, String)> {
         let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
@@ -78,11 +80,16 @@ pub async fn authenticate<'a>(
     };
     if let (Some((id, _)), Some(body_id)) = (&basic, params.get("client_id")) {
         if id != body_id {
-            return Err(OAuthError::invalid_request("client_id does not match the credentials"));
+            return Err(OAuthError::invalid_request(
+                "client_id does not match the credentials",
+            ));
         }
     }
     let Some(client) = settings.clients.get(&client_id) else {
-        return Err(OAuthError::invalid_client("unknown client", basic.is_some()));
+        return Err(OAuthError::invalid_client(
+            "unknown client",
+            basic.is_some(),
+        ));
     };
     let fail = |why: &str| Err(OAuthError::invalid_client(why.to_string(), basic.is_some()));
     match &client.auth {
@@ -138,7 +145,9 @@ pub async fn authenticate<'a>(
                 }
             }
             let Some(claims) = claims else {
-                return fail("client assertion is invalid, expired or not signed by a registered key");
+                return fail(
+                    "client assertion is invalid, expired or not signed by a registered key",
+                );
             };
             debug_assert!(claims.iss == claims.sub);
             let now = now_millis();

@@ -10,10 +10,21 @@ use crate::state::AppState;
 pub fn metadata(s: &Settings) -> serde_json::Value {
     let iss = &s.issuer;
     let algs: Vec<&str> = s.keys.algorithms().iter().map(|a| a.as_str()).collect();
-    let claims: Vec<&str> = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid"]
-        .into_iter()
-        .chain(SCOPES.iter().flat_map(|(_, c)| c.iter().copied()))
-        .collect();
+    let claims: Vec<&str> = [
+        "sub",
+        "iss",
+        "aud",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "acr",
+        "amr",
+        "sid",
+    ]
+    .into_iter()
+    .chain(SCOPES.iter().flat_map(|(_, c)| c.iter().copied()))
+    .collect();
     let acrs: Vec<&str> = connectors::Assurance::ALL
         .iter()
         .map(|l| s.acr_of(*l))

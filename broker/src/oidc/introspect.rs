@@ -40,7 +40,12 @@ pub async fn revoke(
         if claims.client_id == client.id {
             let ttl = claims.exp.saturating_sub(now / 1000) + 1;
             store
-                .put(&revoked_key(&claims.jti), b"1", Some(Duration::from_secs(ttl)), now)
+                .put(
+                    &revoked_key(&claims.jti),
+                    b"1",
+                    Some(Duration::from_secs(ttl)),
+                    now,
+                )
                 .await?;
             tracing::info!(client = %client.id, "access token revoked");
         }

@@ -123,7 +123,10 @@ impl ResponseError for OAuthError {
         if let Some(c) = &self.www_authenticate {
             r.insert_header((header::WWW_AUTHENTICATE, c.clone()));
         }
-        if self.www_authenticate.as_deref().is_some_and(|c| c.starts_with("Bearer"))
+        if self
+            .www_authenticate
+            .as_deref()
+            .is_some_and(|c| c.starts_with("Bearer"))
             && self.error == "invalid_request"
             && self.error_description.is_empty()
         {

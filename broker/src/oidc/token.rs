@@ -59,7 +59,9 @@ async fn authorization_code(
             .map_err(|_| OAuthError::server_error("stored code is unreadable"))?,
     };
     if record.grant.client_id != client.id {
-        return Err(OAuthError::invalid_grant("the code was issued to another client"));
+        return Err(OAuthError::invalid_grant(
+            "the code was issued to another client",
+        ));
     }
     if params.get("redirect_uri") != Some(&record.redirect_uri) {
         return Err(OAuthError::invalid_grant(
@@ -71,7 +73,10 @@ async fn authorization_code(
             if !valid_verifier(verifier) {
                 return Err(OAuthError::invalid_grant("code_verifier is malformed"));
             }
-            if !ct_eq(sha256_b64(verifier.as_bytes()).as_bytes(), challenge.as_bytes()) {
+            if !ct_eq(
+                sha256_b64(verifier.as_bytes()).as_bytes(),
+                challenge.as_bytes(),
+            ) {
                 return Err(OAuthError::invalid_grant("PKCE verification failed"));
             }
         }
@@ -91,7 +96,9 @@ async fn authorization_code(
     };
     let family_bytes = serde_json::to_vec(&family).unwrap_or_default();
     let ttl = Duration::from_secs(settings.tokens.refresh_token_ttl);
-    store.put(&family_key(&fid), &family_bytes, Some(ttl), now).await?;
+    store
+        .put(&family_key(&fid), &family_bytes, Some(ttl), now)
+        .await?;
     let refresh_token = new_refresh_token(&fid);
     if let Some((_, key)) = refresh_key(&refresh_token) {
         store.put(&key, &family_bytes, Some(ttl), now).await?;
@@ -139,15 +146,21 @@ async fn refresh(
             // RFC 9700 4.14.2: reuse of a rotated token revokes the whole family.
             store.delete(&family_key(&fid), now).await?;
             tracing::warn!(client = %client.id, "refresh token reused; its family is revoked");
-            return Err(OAuthError::invalid_grant("the refresh token was already used"));
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used",
+            ));
         }
         Rotation::Missing => {
-            return Err(OAuthError::invalid_grant("the refresh token is invalid or revoked"))
+            return Err(OAuthError::invalid_grant(
+                "the refresh token is invalid or revoked",
+            ))
         }
     };
     if family.grant.client_id != client.id {
         store.delete(&family_key(&fid), now).await?;
-        return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
+        return Err(OAuthError::invalid_grant(
+            "the refresh token was issued to another client",
+        ));
     }
     let mut grant = family.grant;
     if let Some(scope) = params.get("scope") {
@@ -174,7 +187,6 @@ async fn refresh(
 /// RFC 7636 4.1: 43 to 128 unreserved characters.
 fn valid_verifier(v: &str) -> bool {
     (43..=128).contains(&v.len())
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }

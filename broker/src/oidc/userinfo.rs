@@ -54,7 +54,10 @@ fn bearer_token(req: &HttpRequest, body: &[u8]) -> Result<String, OAuthError> {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
         .map(|t| t.trim().to_string());
     let from_body = if body.is_empty() {
         None

@@ -366,7 +366,13 @@ async fn delete(store: &dyn Store, keys: &Keys) {
     );
 }
 
-async fn rotate_once(store: &dyn Store, guard: &str, old: &str, new: &str, now: Millis) -> Rotation {
+async fn rotate_once(
+    store: &dyn Store,
+    guard: &str,
+    old: &str,
+    new: &str,
+    now: Millis,
+) -> Rotation {
     ok(
         "rotate",
         store.rotate(guard, old, TOMBSTONE, new, now).await,
@@ -549,11 +555,7 @@ async fn keeps_expiry(store: &dyn Store, keys: &Keys) {
                 some(b"token"),
             );
         } else {
-            expect_eq(
-                "rotated new key once the old key expired",
-                new_after,
-                None,
-            );
+            expect_eq("rotated new key once the old key expired", new_after, None);
         }
         if left == (false, false) {
             break;

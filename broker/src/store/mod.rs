@@ -59,8 +59,13 @@ pub struct RateDecision {
 #[async_trait::async_trait]
 pub trait Store: Send + Sync {
     /// Writes a value, replacing any previous one.
-    async fn put(&self, key: &str, value: &[u8], ttl: Option<Duration>, now: Millis)
-        -> StoreResult<()>;
+    async fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        now: Millis,
+    ) -> StoreResult<()>;
 
     /// Writes a value only if the key holds nothing live. Returns whether it was written.
     async fn put_new(
