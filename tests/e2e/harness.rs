@@ -39,6 +39,8 @@ impl Drop for Broker {
 pub struct Options {
     /// Use Redis with this key prefix instead of the embedded store.
     pub redis_prefix: Option<String>,
+    /// Redis URL when not the default one.
+    pub redis_url: Option<String>,
     /// Extra TOML appended to the configuration.
     pub extra: String,
 }
@@ -184,7 +186,8 @@ impl Broker {
         let config = base_config(port, &store, &jwks, &opts.extra);
         let config_path = dir.path().join("broker.toml");
         std::fs::write(&config_path, config).expect("write config");
-        Self::spawn(dir, &config_path, port, client_key_pem)
+        let redis = opts.redis_url.clone().unwrap_or_else(redis_url);
+        Self::spawn(dir, &config_path, port, client_key_pem, &redis)
     }
 
     fn spawn(
@@ -192,6 +195,7 @@ impl Broker {
         config: &std::path::Path,
         port: u16,
         client_key_pem: String,
+        redis: &str,
     ) -> Broker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_broker"))
             .arg("serve")
@@ -200,7 +204,7 @@ impl Broker {
             .env("TEST_PAIRWISE", PAIRWISE)
             .env("TEST_RP_SECRET", RP_SECRET)
             .env("TEST_POST_SECRET", POST_SECRET)
-            .env("TEST_REDIS_URL", redis_url())
+            .env("TEST_REDIS_URL", redis)
             .env("BROKER_LOG", "info")
             .env("BROKER_WORKERS", "2")
             .stdout(Stdio::piped())

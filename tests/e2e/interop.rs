@@ -103,3 +103,109 @@ async fn openid_client_in_headless_chromium() {
     );
     assert!(stdout.contains("passed, 0 failed"), "{stdout}");
 }
+
+/// A Redis of the test's own, killed on drop.
+struct OwnRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl OwnRedis {
+    fn start() -> OwnRedis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        // Bounded readiness poll: the server answers PING once it listens.
+        let ready = (0..100).any(|_| {
+            let ok = Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "ping"])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"));
+            if !ok {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            ok
+        });
+        assert!(ready, "own redis-server did not answer PING");
+        OwnRedis { child, port }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_redis_outage_gives_503s_not_crashes() {
+    let mut redis = OwnRedis::start();
+    let broker = Broker::start(Options {
+        redis_prefix: Some("outage:".into()),
+        redis_url: Some(format!("redis://127.0.0.1:{}", redis.port)),
+        ..Options::default()
+    });
+    let browser = Browser::new(&broker);
+    let tokens = tokens_for(
+        &broker,
+        &browser,
+        "rp-basic",
+        "http://localhost:9/cb",
+        "openid",
+    )
+    .await;
+    let _ = redis.child.kill();
+    let _ = redis.child.wait();
+
+    let (status, body, _) = token_basic(
+        &broker,
+        "rp-basic",
+        RP_SECRET,
+        &[
+            ("grant_type", "refresh_token"),
+            (
+                "refresh_token",
+                tokens["refresh_token"].as_str().expect("rt"),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable");
+
+    let (_, challenge) = pkce();
+    let resp = Browser::new(&broker)
+        .authorize(&auth_params(
+            "rp-basic",
+            "http://localhost:9/cb",
+            "openid",
+            &challenge,
+        ))
+        .await;
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.headers().get("retry-after").is_some());
+    let page = resp.text().await.expect("page");
+    assert!(
+        page.contains("temporarily unavailable"),
+        "a citizen page: {page}"
+    );
+
+    let ready = reqwest::get(broker.url("/readyz")).await.expect("readyz");
+    assert_eq!(ready.status().as_u16(), 503);
+    // The broker is still alive.
+    let alive = reqwest::get(broker.url("/healthz")).await.expect("healthz");
+    assert_eq!(alive.status().as_u16(), 200);
+}
