@@ -12,15 +12,18 @@ use crate::login::{LoginTx, View};
 use crate::state::AppState;
 use crate::store::StoreError;
 
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 /// Wraps rendered HTML with the headers every page carries.
 pub fn html(status: u16, body: String) -> HttpResponse {
+    html_with_csp(status, body, CSP.to_string())
+}
+
+fn html_with_csp(status: u16, body: String, csp: String) -> HttpResponse {
     HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::OK))
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ))
+        .insert_header((header::CONTENT_SECURITY_POLICY, csp))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
@@ -105,6 +108,67 @@ pub fn too_many_requests(lang: &str, retry_after: u64) -> HttpResponse {
         r.headers_mut().insert(header::RETRY_AFTER, v);
     }
     r
+}
+
+#[derive(Template)]
+#[template(path = "logout_confirm.html")]
+struct LogoutConfirmPage {
+    t: Tr,
+    id: String,
+    csrf: String,
+    name: String,
+    client_name: String,
+}
+
+/// "Do you want to log out?" for a logout request that cannot be trusted.
+pub fn logout_confirm(
+    lang: &str,
+    id: &str,
+    csrf: &str,
+    name: &str,
+    client_name: &str,
+) -> HttpResponse {
+    render(
+        200,
+        &LogoutConfirmPage {
+            t: Tr::new(lang),
+            id: id.to_string(),
+            csrf: csrf.to_string(),
+            name: name.to_string(),
+            client_name: client_name.to_string(),
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "logged_out.html")]
+struct LoggedOutPage {
+    t: Tr,
+    frames: Vec<String>,
+    next: String,
+}
+
+/// "You are logged out", loading the platforms' front-channel logout pages in iframes.
+pub fn logged_out(lang: &str, frames: &[String], next: Option<&str>) -> HttpResponse {
+    let origins: Vec<String> = frames
+        .iter()
+        .filter_map(|f| url::Url::parse(f).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .collect();
+    let csp = if origins.is_empty() {
+        CSP.to_string()
+    } else {
+        format!("{CSP}; frame-src {}", origins.join(" "))
+    };
+    let page = LoggedOutPage {
+        t: Tr::new(lang),
+        frames: frames.to_vec(),
+        next: next.unwrap_or_default().to_string(),
+    };
+    match page.render() {
+        Ok(body) => html_with_csp(200, body, csp),
+        Err(_) => error_page(lang, 500, "error-generic", ""),
+    }
 }
 
 struct Choice {

@@ -11,7 +11,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, App, HttpResponse, HttpServer};
 
 use crate::config::Settings;
-use crate::oidc::{authorize, discovery, introspect, token, userinfo};
+use crate::oidc::{authorize, discovery, introspect, logout, token, userinfo};
 use crate::state::AppState;
 use crate::store::embedded::EmbeddedStore;
 use crate::{login, pages, util};
@@ -46,6 +46,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/callback/{connector}",
         web::get().to(login::routes::callback),
     )
+    .route("/logout", web::get().to(logout::end_session))
+    .route("/logout", web::post().to(logout::end_session))
+    .route("/logout/{id}", web::post().to(logout::confirm))
     .route("/healthz", web::get().to(healthz))
     .route("/readyz", web::get().to(readyz))
     .default_service(web::to(not_found));
@@ -123,6 +126,7 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
     let state = web::Data::new(AppState {
         settings: settings.clone(),
         store,
+        http: crate::state::http_client(),
     });
     let listen = settings.listen.clone();
     let issuer = settings.issuer.clone();
@@ -149,7 +153,7 @@ async fn sweep_job(db: Arc<EmbeddedStore>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
-        match db.sweep(util::now_millis()) {
+        match db.sweep_async(util::now_millis()).await {
             Ok(n) if n > 0 => tracing::debug!(removed = n, "store swept"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "store sweep failed"),

@@ -13,6 +13,19 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The store.
     pub store: SharedStore,
+    /// Outgoing HTTP (back-channel logout); redirects off.
+    pub http: reqwest::Client,
+}
+
+/// The client for calls the broker makes to relying parties: no redirects (SSRF), short
+/// timeouts.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_default()
 }
 
 /// Opens the store the configuration names; the embedded one is also returned as itself so

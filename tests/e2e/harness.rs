@@ -21,7 +21,11 @@ pub const PAIRWISE: &str = "pairwise-secret-for-tests-0123456789abcdef";
 pub struct Broker {
     child: Child,
     pub issuer: String,
-    _dir: tempfile::TempDir,
+    /// Where this process listens (differs from the issuer for a twin instance).
+    pub base: String,
+    config: PathBuf,
+    redis: String,
+    _dir: Option<tempfile::TempDir>,
     /// Private key (PEM) of the `rp-jwt` client, for `private_key_jwt`.
     pub client_key_pem: String,
     pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -187,13 +191,33 @@ impl Broker {
         let config_path = dir.path().join("broker.toml");
         std::fs::write(&config_path, config).expect("write config");
         let redis = opts.redis_url.clone().unwrap_or_else(redis_url);
-        Self::spawn(dir, &config_path, port, client_key_pem, &redis)
+        Self::spawn(Some(dir), &config_path, port, port, client_key_pem, &redis)
+    }
+
+    /// A second broker process with the same configuration, keys and store, on another
+    /// port: together they must behave as one broker.
+    pub fn twin(&self) -> Broker {
+        let issuer_port = self
+            .issuer
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("issuer port");
+        Self::spawn(
+            None,
+            &self.config,
+            issuer_port,
+            free_port(),
+            self.client_key_pem.clone(),
+            &self.redis,
+        )
     }
 
     fn spawn(
-        dir: tempfile::TempDir,
+        dir: Option<tempfile::TempDir>,
         config: &std::path::Path,
-        port: u16,
+        issuer_port: u16,
+        listen_port: u16,
         client_key_pem: String,
         redis: &str,
     ) -> Broker {
@@ -201,6 +225,8 @@ impl Broker {
             .arg("serve")
             .arg("--config")
             .arg(config)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{listen_port}"))
             .env("TEST_PAIRWISE", PAIRWISE)
             .env("TEST_RP_SECRET", RP_SECRET)
             .env("TEST_POST_SECRET", POST_SECRET)
@@ -241,7 +267,10 @@ impl Broker {
         }
         Broker {
             child,
-            issuer: format!("http://127.0.0.1:{port}"),
+            issuer: format!("http://127.0.0.1:{issuer_port}"),
+            base: format!("http://127.0.0.1:{listen_port}"),
+            config: config.to_path_buf(),
+            redis: redis.to_string(),
             _dir: dir,
             client_key_pem,
             logs,
@@ -249,7 +278,13 @@ impl Broker {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.issuer)
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops this process (as a crash would).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn log_text(&self) -> String {
@@ -313,7 +348,7 @@ impl Browser {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("client"),
-            issuer: broker.issuer.clone(),
+            issuer: broker.base.clone(),
         }
     }
 

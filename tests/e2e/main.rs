@@ -5,5 +5,6 @@ mod check_config;
 mod harness;
 mod interop;
 mod login_pages;
+mod logout;
 mod protocol;
 mod tokens;

@@ -316,6 +316,13 @@ pub struct ClientConfig {
     /// Ask the citizen's consent before the first login to this platform.
     #[serde(default)]
     pub require_consent: bool,
+    /// Back-Channel Logout 1.0: where logout tokens are POSTed when a session ends.
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+    /// Front-Channel Logout 1.0: loaded in an iframe (with `iss` and `sid`) when a session
+    /// ends, for platforms without a back channel.
+    #[serde(default)]
+    pub frontchannel_logout_uri: Option<String>,
 }
 
 fn default_scopes() -> Vec<String> {

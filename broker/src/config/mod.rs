@@ -119,6 +119,10 @@ pub struct Client {
     pub min_assurance: Assurance,
     /// Consent needed before the first login.
     pub require_consent: bool,
+    /// Back-channel logout endpoint.
+    pub backchannel_logout_uri: Option<String>,
+    /// Front-channel logout page.
+    pub frontchannel_logout_uri: Option<String>,
 }
 
 impl Client {
@@ -511,6 +515,14 @@ impl Validator {
                     Err(reason) => self.report(&format!("{key}.redirect_uris[{j}]"), reason),
                 }
             }
+            for (name, uri) in [
+                ("backchannel_logout_uri", &c.backchannel_logout_uri),
+                ("frontchannel_logout_uri", &c.frontchannel_logout_uri),
+            ] {
+                if let Some(Err(reason)) = uri.as_deref().map(check_redirect_uri) {
+                    self.report(&format!("{key}.{name}"), reason);
+                }
+            }
             for (j, uri) in c.post_logout_redirect_uris.iter().enumerate() {
                 if let Err(reason) = check_redirect_uri(uri) {
                     self.report(&format!("{key}.post_logout_redirect_uris[{j}]"), reason);
@@ -574,6 +586,8 @@ impl Validator {
                     id_token_alg: c.id_token_signed_response_alg,
                     min_assurance: c.min_assurance,
                     require_consent: c.require_consent,
+                    backchannel_logout_uri: c.backchannel_logout_uri.clone(),
+                    frontchannel_logout_uri: c.frontchannel_logout_uri.clone(),
                 },
             );
         }

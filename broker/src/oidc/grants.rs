@@ -89,6 +89,11 @@ pub fn family_key(fid: &str) -> String {
     format!("fam:{{{fid}}}")
 }
 
+/// Store key of the set of families a session's logout revokes.
+pub fn session_families_key(sid: &str) -> String {
+    format!("sfam:{sid}")
+}
+
 /// Store key of a refresh token `{fid}.{secret}`; `None` when malformed.
 pub fn refresh_key(token: &str) -> Option<(String, String)> {
     let (fid, secret) = token.split_once('.')?;

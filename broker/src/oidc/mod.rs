@@ -6,6 +6,7 @@ pub mod client_auth;
 pub mod discovery;
 pub mod grants;
 pub mod introspect;
+pub mod logout;
 pub mod token;
 pub mod userinfo;
 

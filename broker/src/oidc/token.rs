@@ -5,8 +5,8 @@ use std::time::Duration;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::grants::{
-    code_key, family_key, family_of_code, mint, new_refresh_token, refresh_key, CodeRecord,
-    FamilyRecord, TOMBSTONE,
+    code_key, family_key, family_of_code, mint, new_refresh_token, refresh_key,
+    session_families_key, CodeRecord, FamilyRecord, TOMBSTONE,
 };
 use super::{client_auth, no_store_json, parse_params, OAuthError, Params};
 use crate::config::Client;
@@ -99,6 +99,18 @@ async fn authorization_code(
     store
         .put(&family_key(&fid), &family_bytes, Some(ttl), now)
         .await?;
+    if !record.grant.offline() {
+        // Logout of the session revokes this family; `offline_access` outlives the session.
+        let lifetime = Duration::from_secs(settings.session.lifetime);
+        store
+            .add_member(
+                &session_families_key(&record.grant.sid),
+                &fid,
+                lifetime,
+                now,
+            )
+            .await?;
+    }
     let refresh_token = new_refresh_token(&fid);
     if let Some((_, key)) = refresh_key(&refresh_token) {
         store.put(&key, &family_bytes, Some(ttl), now).await?;

@@ -27,6 +27,7 @@ pub async fn run_all(store: &dyn Store) {
     rotate(store, &keys).await;
     keeps_expiry(store, &keys).await;
     rate_limit(store, &keys).await;
+    sets(store, &keys).await;
     concurrent_take(store, &keys).await;
     concurrent_rotate(store, &keys).await;
     cleanup(store, &keys).await;
@@ -224,6 +225,45 @@ async fn put_new(store: &dyn Store, keys: &Keys) {
         "durable put_new value",
         ok("get", store.get(&durable, now).await),
         some(b"d"),
+    );
+}
+
+async fn sets(store: &dyn Store, keys: &Keys) {
+    let k = keys.key("set");
+    let now = real_now();
+    expect_eq(
+        "members of a missing set",
+        ok("members", store.members(&k, now).await),
+        Vec::<String>::new(),
+    );
+    for m in ["a", "b", "a"] {
+        ok("add_member", store.add_member(&k, m, TTL, now).await);
+    }
+    let mut members = ok("members", store.members(&k, now).await);
+    members.sort();
+    expect_eq(
+        "members, each once",
+        members,
+        vec!["a".to_string(), "b".to_string()],
+    );
+
+    let expired = keys.key("set-expired");
+    ok(
+        "add_member",
+        store
+            .add_member(&expired, "x", Duration::from_secs(1), now - 60_000)
+            .await,
+    );
+    expect_eq(
+        "members of an expired set",
+        ok("members", store.members(&expired, now).await),
+        Vec::<String>::new(),
+    );
+    ok("delete", store.delete(&k, now).await);
+    expect_eq(
+        "members after delete",
+        ok("members", store.members(&k, now).await),
+        Vec::<String>::new(),
     );
 }
 

@@ -418,6 +418,43 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn add_member(
+        &self,
+        key: &str,
+        member: &str,
+        ttl: Duration,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let key = key.to_owned();
+        let member = member.to_owned();
+        let expires = stored_expiry(Some(ttl), now);
+        self.write("add_member", move |t| {
+            let mut set: Vec<String> = match live_value(t, &key, now)? {
+                Some((_, raw)) => serde_json::from_slice(&raw)
+                    .map_err(|e| Fail::Corrupt(format!("set is not a JSON list: {e}")))?,
+                None => Vec::new(),
+            };
+            if !set.contains(&member) {
+                set.push(member);
+            }
+            let raw = serde_json::to_vec(&set).map_err(|e| Fail::Corrupt(e.to_string()))?;
+            t.insert(key.as_str(), encode(expires, &raw).as_slice())?;
+            // What a logout must revoke is worth an fsync.
+            Ok(((), Commit::Durable))
+        })
+        .await
+    }
+
+    async fn members(&self, key: &str, now: Millis) -> StoreResult<Vec<String>> {
+        let key = key.to_owned();
+        self.read("members", move |t| match live_value(t, &key, now)? {
+            Some((_, raw)) => serde_json::from_slice(&raw)
+                .map_err(|e| Fail::Corrupt(format!("set is not a JSON list: {e}"))),
+            None => Ok(Vec::new()),
+        })
+        .await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.read("ping", |_| Ok(())).await
     }

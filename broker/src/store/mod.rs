@@ -120,6 +120,19 @@ pub trait Store: Send + Sync {
         now: Millis,
     ) -> StoreResult<RateDecision>;
 
+    /// Adds `member` to the set at `key` (created if missing) and sets the set's expiry to
+    /// `now + ttl`, in one atomic step. Used to index what a session must revoke at logout.
+    async fn add_member(
+        &self,
+        key: &str,
+        member: &str,
+        ttl: Duration,
+        now: Millis,
+    ) -> StoreResult<()>;
+
+    /// The members of a live set (empty when missing).
+    async fn members(&self, key: &str, now: Millis) -> StoreResult<Vec<String>>;
+
     /// Whether the backend answers (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;
 }

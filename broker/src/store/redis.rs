@@ -47,6 +47,13 @@ redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 return count
 ";
 
+/// KEYS: set. ARGV: member, expiry (PEXPIREAT millis).
+const ADD_MEMBER_LUA: &str = r"
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return 1
+";
+
 /// The Redis-backed store. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -55,6 +62,7 @@ pub struct RedisStore {
     op_timeout: Duration,
     rotate: Script,
     rate: Script,
+    add_member: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -154,6 +162,7 @@ impl RedisStore {
             op_timeout,
             rotate: Script::new(ROTATE_LUA),
             rate: Script::new(RATE_LUA),
+            add_member: Script::new(ADD_MEMBER_LUA),
         })
     }
 
@@ -317,6 +326,37 @@ impl Store for RedisStore {
             count,
             retry_after: Duration::from_millis(window_end.saturating_sub(now)),
         })
+    }
+
+    async fn add_member(
+        &self,
+        key: &str,
+        member: &str,
+        ttl: Duration,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let mut con = self.con.clone();
+        let mut call = self.add_member.prepare_invoke();
+        call.key(self.key(key)).arg(member).arg(pxat(ttl, now));
+        self.timed("add_member", call.invoke_async::<Value>(&mut con))
+            .await
+            .map(|_| ())
+    }
+
+    async fn members(&self, key: &str, _now: Millis) -> StoreResult<Vec<String>> {
+        let mut cmd = ::redis::cmd("SMEMBERS");
+        cmd.arg(self.key(key));
+        match self.query("members", &cmd).await? {
+            Value::Array(items) | Value::Set(items) => items
+                .into_iter()
+                .map(|v| match bytes_opt("members", v)? {
+                    Some(b) => String::from_utf8(b).map_err(|_| corrupt("members", "not UTF-8")),
+                    None => Err(corrupt("members", "nil member")),
+                })
+                .collect(),
+            Value::Nil => Ok(Vec::new()),
+            _ => Err(corrupt("members", "expected a set")),
+        }
     }
 
     async fn ping(&self) -> StoreResult<()> {
