@@ -11,6 +11,7 @@
 pub mod config;
 pub mod demo;
 pub mod i18n;
+pub mod jobs;
 pub mod keys;
 pub mod login;
 pub mod oidc;

@@ -247,7 +247,7 @@ struct SelectAccountPage {
 
 /// The pages of one login transaction.
 pub struct Page<'a> {
-    state: &'a AppState,
+    settings: std::sync::Arc<crate::config::Settings>,
     tx: &'a LoginTx,
     t: Tr,
 }
@@ -256,15 +256,14 @@ impl<'a> Page<'a> {
     /// Pages for a transaction, in its language.
     pub fn new(state: &'a AppState, tx: &'a LoginTx) -> Self {
         Page {
-            state,
+            settings: state.settings(),
             tx,
             t: Tr::new(&tx.request.lang),
         }
     }
 
     fn client_name(&self) -> String {
-        self.state
-            .settings
+        self.settings
             .clients
             .get(&self.tx.request.client_id)
             .map(|c| c.name.clone())
@@ -301,7 +300,6 @@ impl<'a> Page<'a> {
     /// A connector's step.
     pub fn step(&self, connector: &str, view: &View) -> HttpResponse {
         let source = self
-            .state
             .settings
             .connector(connector)
             .map(|c| self.t.pick(&c.name).to_string())

@@ -2,7 +2,7 @@
 //! background jobs of one broker process.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -13,8 +13,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use crate::config::Settings;
 use crate::oidc::{authorize, discovery, introspect, logout, token, userinfo};
 use crate::state::AppState;
-use crate::store::embedded::EmbeddedStore;
-use crate::{login, pages, util};
+use crate::{jobs, login, pages, util};
 
 /// Registers every route of the broker.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -118,22 +117,21 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
         }
     };
     if let Some(db) = embedded {
-        tokio::spawn(sweep_job(db));
+        tokio::spawn(jobs::sweep(db));
     }
-    let metadata = web::Data::new(discovery::Metadata(web::Bytes::from(
-        serde_json::to_vec(&discovery::metadata(&settings)).unwrap_or_default(),
-    )));
+    let listen = settings.listen.clone();
+    let issuer = settings.issuer.clone();
     let state = web::Data::new(AppState {
-        settings: settings.clone(),
+        live: Arc::new(arc_swap::ArcSwap::from_pointee(crate::state::Live::new(
+            settings,
+        ))),
         store,
         http: crate::state::http_client(),
     });
-    let listen = settings.listen.clone();
-    let issuer = settings.issuer.clone();
+    tokio::spawn(jobs::reload(state.clone()));
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .app_data(metadata.clone())
             .app_data(web::PayloadConfig::new(64 * 1024))
             .wrap(actix_web::middleware::from_fn(log_requests))
             .configure(routes)
@@ -146,17 +144,4 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
     // Tests and operators wait for this line: the port is bound when it is printed.
     tracing::info!(issuer = %issuer, listen = %listen, "broker listening");
     server.run().await
-}
-
-/// Deletes expired records of the embedded store once a minute.
-async fn sweep_job(db: Arc<EmbeddedStore>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tick.tick().await;
-        match db.sweep_async(util::now_millis()).await {
-            Ok(n) if n > 0 => tracing::debug!(removed = n, "store swept"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "store sweep failed"),
-        }
-    }
 }

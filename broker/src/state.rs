@@ -6,15 +6,44 @@ use std::time::Duration;
 use crate::config::{Settings, StoreConfig};
 use crate::store::{embedded::EmbeddedStore, redis::RedisStore, SharedStore, StoreError};
 
+/// The configuration in force and what is derived from it; swapped whole on reload.
+pub struct Live {
+    /// The validated configuration.
+    pub settings: Arc<Settings>,
+    /// The discovery document, serialised once per configuration.
+    pub discovery: actix_web::web::Bytes,
+}
+
+impl Live {
+    /// Derives what the handlers need from a configuration.
+    pub fn new(settings: Arc<Settings>) -> Live {
+        let discovery = serde_json::to_vec(&crate::oidc::discovery::metadata(&settings))
+            .unwrap_or_default()
+            .into();
+        Live {
+            settings,
+            discovery,
+        }
+    }
+}
+
 /// Shared state of the running broker.
 #[derive(Clone)]
 pub struct AppState {
-    /// The validated configuration.
-    pub settings: Arc<Settings>,
+    /// The configuration in force (live reload swaps it atomically; requests in flight keep
+    /// the one they started with).
+    pub live: Arc<arc_swap::ArcSwap<Live>>,
     /// The store.
     pub store: SharedStore,
     /// Outgoing HTTP (back-channel logout); redirects off.
     pub http: reqwest::Client,
+}
+
+impl AppState {
+    /// The configuration in force.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.live.load().settings.clone()
+    }
 }
 
 /// The client for calls the broker makes to relying parties: no redirects (SSRF), short

@@ -281,6 +281,32 @@ impl Broker {
         format!("{}{path}", self.base)
     }
 
+    /// The configuration file.
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config
+    }
+
+    /// Process id (to send signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (bounded) until a log line contains `needle`; returns whether it did.
+    pub fn wait_for_log(&self, needle: &str, occurrences: usize) -> bool {
+        for _ in 0..300 {
+            let n = self
+                .logs
+                .lock()
+                .map(|l| l.iter().filter(|line| line.contains(needle)).count())
+                .unwrap_or(0);
+            if n >= occurrences {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     /// Stops this process (as a crash would).
     pub fn kill(&mut self) {
         let _ = self.child.kill();

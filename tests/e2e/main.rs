@@ -6,5 +6,6 @@ mod harness;
 mod interop;
 mod login_pages;
 mod logout;
+mod operators;
 mod protocol;
 mod tokens;

@@ -178,6 +178,8 @@ pub struct Settings {
     pub clients: HashMap<String, Client>,
     /// Cookies get `Secure` and the `__Host-` prefix (issuer on https).
     pub secure_cookies: bool,
+    /// How the configuration was loaded (kept for reloads).
+    pub mode: Mode,
 }
 
 impl Settings {
@@ -407,6 +409,7 @@ impl Validator {
             connectors,
             clients,
             secure_cookies,
+            mode,
         })
     }
 

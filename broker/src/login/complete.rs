@@ -68,7 +68,7 @@ pub async fn issue_code_response(
     session_secret: &str,
     mut session: Session,
 ) -> HttpResponse {
-    let settings = &state.settings;
+    let settings = &state.settings();
     let store = state.store.as_ref();
     let result = async {
         let person = person::load(store, &session.person_id).await?;
@@ -123,7 +123,7 @@ pub async fn authenticated(
     identity: Identity,
     current: Option<(String, Session)>,
 ) -> HttpResponse {
-    let settings = &state.settings;
+    let settings = &state.settings();
     let store = state.store.as_ref();
     let lang = tx.request.lang.clone();
     let Some(client) = settings.clients.get(&tx.request.client_id) else {

@@ -110,7 +110,7 @@ pub async fn save_tx(state: &AppState, tx: &LoginTx) -> Result<(), crate::store:
         .put(
             &tx_key(&tx.id),
             &bytes,
-            Some(Duration::from_secs(state.settings.session.login_timeout)),
+            Some(Duration::from_secs(state.settings().session.login_timeout)),
             now_millis(),
         )
         .await
@@ -118,7 +118,7 @@ pub async fn save_tx(state: &AppState, tx: &LoginTx) -> Result<(), crate::store:
 
 /// The URL of a login page.
 pub fn login_url(state: &AppState, tx: &str) -> String {
-    format!("{}/login/{tx}", state.settings.issuer)
+    format!("{}/login/{tx}", state.settings().issuer)
 }
 
 fn see_other(location: &str) -> HttpResponse {
@@ -148,7 +148,7 @@ pub async fn begin(
     request: AuthRequest,
     current: Option<(String, Session)>,
 ) -> HttpResponse {
-    let settings = &state.settings;
+    let settings = &state.settings();
     let now_s = now_millis() / 1000;
     let usable = current
         .as_ref()
@@ -211,9 +211,11 @@ pub async fn begin(
 
 /// Connectors a request may use: enabled (or in maintenance, shown greyed) and strong
 /// enough.
-pub fn eligible(state: &AppState, min: Assurance) -> Vec<&crate::config::ConnectorEntry> {
-    state
-        .settings
+pub fn eligible(
+    settings: &crate::config::Settings,
+    min: Assurance,
+) -> Vec<&crate::config::ConnectorEntry> {
+    settings
         .connectors
         .iter()
         .filter(|c| c.status != crate::config::ConnectorStatus::Disabled)

@@ -44,7 +44,7 @@ async fn load(req: &HttpRequest, state: &AppState, id: &str) -> Result<LoginTx, 
         ));
     };
     let bound = req
-        .cookie(session::browser_cookie_name(&state.settings))
+        .cookie(session::browser_cookie_name(&state.settings()))
         .is_some_and(|c| {
             ct_eq(
                 sha256_b64(c.value().as_bytes()).as_bytes(),
@@ -102,13 +102,13 @@ pub async fn show(
     };
     let page = Page::new(&state, &tx);
     match &tx.stage {
-        Stage::Choose => page.choose(&eligible(&state, tx.request.min_level)),
+        Stage::Choose => page.choose(&eligible(&state.settings(), tx.request.min_level)),
         Stage::Step {
             connector, view, ..
         } => page.step(connector, view),
         Stage::Consent => page.consent(),
         Stage::SelectAccount => {
-            let name = session::current(&req, &state.settings, state.store.as_ref())
+            let name = session::current(&req, &state.settings(), state.store.as_ref())
                 .await
                 .ok()
                 .flatten()
@@ -121,7 +121,7 @@ pub async fn show(
 
 fn context(state: &AppState, tx: &LoginTx, connector: &str, cb_state: &str) -> Context {
     Context {
-        callback_url: format!("{}/callback/{connector}", state.settings.issuer),
+        callback_url: format!("{}/callback/{connector}", state.settings().issuer),
         state: cb_state.to_string(),
         nonce: random_token(24),
         languages: vec![tx.request.lang.clone()],
@@ -144,7 +144,8 @@ pub async fn start(
         Err(page) => return page,
     };
     let chosen = fields.get("connector").map(String::as_str).unwrap_or("");
-    let allowed = eligible(&state, tx.request.min_level);
+    let settings = state.settings();
+    let allowed = eligible(&settings, tx.request.min_level);
     let Some(entry) = allowed.iter().find(|c| c.id == chosen) else {
         return pages::error_page(
             &tx.request.lang,
@@ -185,7 +186,8 @@ pub async fn step(
     else {
         return see_other(&login_url(&state, &tx.id));
     };
-    let Some(entry) = state.settings.connector(&connector) else {
+    let settings = state.settings();
+    let Some(entry) = settings.connector(&connector) else {
         return pages::error_page(
             &tx.request.lang,
             400,
@@ -277,7 +279,8 @@ pub async fn callback(
             "callback for another connector",
         );
     }
-    let Some(entry) = state.settings.connector(&connector) else {
+    let settings = state.settings();
+    let Some(entry) = settings.connector(&connector) else {
         return pages::error_page(
             &tx.request.lang,
             400,
@@ -344,7 +347,7 @@ async fn advance(
     };
     match step {
         Step::Done(identity) => {
-            let current = session::current(req, &state.settings, state.store.as_ref())
+            let current = session::current(req, &state.settings(), state.store.as_ref())
                 .await
                 .ok()
                 .flatten();
@@ -357,7 +360,7 @@ async fn advance(
                 view: View::Redirect,
             };
             let now = now_millis();
-            let ttl = Some(Duration::from_secs(state.settings.session.login_timeout));
+            let ttl = Some(Duration::from_secs(state.settings().session.login_timeout));
             if let Err(e) = state
                 .store
                 .put(&format!("cb:{cb_state}"), tx.id.as_bytes(), ttl, now)
@@ -444,7 +447,7 @@ pub async fn consent(
     if !matches!(tx.stage, Stage::Consent) {
         return see_other(&login_url(&state, &tx.id));
     }
-    let settings = &state.settings;
+    let settings = &state.settings();
     let Some(client) = settings.clients.get(&tx.request.client_id) else {
         return pages::error_page(&tx.request.lang, 400, "error-unknown-client", "client gone");
     };
@@ -486,7 +489,7 @@ pub async fn account(
     if !matches!(tx.stage, Stage::SelectAccount) {
         return see_other(&login_url(&state, &tx.id));
     }
-    let settings = &state.settings;
+    let settings = &state.settings();
     let Some(client) = settings.clients.get(&tx.request.client_id) else {
         return pages::error_page(&tx.request.lang, 400, "error-unknown-client", "client gone");
     };
@@ -535,5 +538,5 @@ pub async fn cancel(
     };
     let _ = state.store.delete(&tx_key(&tx.id), now_millis()).await;
     let e = OAuthError::new("access_denied", "the citizen cancelled the login");
-    error_to_client(&state.settings, &tx.request, &e)
+    error_to_client(&state.settings(), &tx.request, &e)
 }

@@ -97,7 +97,7 @@ pub async fn authorize(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let settings = &state.settings;
+    let settings = &state.settings();
     let accept = req
         .headers()
         .get(header::ACCEPT_LANGUAGE)

@@ -66,13 +66,13 @@ pub fn metadata(s: &Settings) -> serde_json::Value {
 }
 
 /// `GET /.well-known/openid-configuration`
-pub async fn configuration(state: web::Data<AppState>, doc: web::Data<Metadata>) -> HttpResponse {
-    let _ = state;
+pub async fn configuration(state: web::Data<AppState>) -> HttpResponse {
+    let doc = state.live.load().discovery.clone();
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
         .content_type("application/json")
-        .body(doc.0.clone())
+        .body(doc)
 }
 
 /// `GET /jwks`
@@ -81,8 +81,5 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
         .content_type("application/jwk-set+json")
-        .body(state.settings.keys.jwks_json().to_vec())
+        .body(state.settings().keys.jwks_json().to_vec())
 }
-
-/// The serialised metadata, built at start-up.
-pub struct Metadata(pub web::Bytes);

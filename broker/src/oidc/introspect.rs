@@ -17,7 +17,7 @@ pub async fn revoke(
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
     let params = parse_params(&body)?;
-    let settings = &state.settings;
+    let settings = &state.settings();
     let store = state.store.as_ref();
     let client = client_auth::authenticate(settings, store, &req, &params).await?;
     let token = params
@@ -61,7 +61,7 @@ pub async fn introspect(
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
     let params = parse_params(&body)?;
-    let settings = &state.settings;
+    let settings = &state.settings();
     let store = state.store.as_ref();
     let client = client_auth::authenticate(settings, store, &req, &params).await?;
     if client.is_public() {

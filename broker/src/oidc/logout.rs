@@ -54,7 +54,7 @@ pub async fn end_session(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let settings = &state.settings;
+    let settings = &state.settings();
     let accept = req
         .headers()
         .get(header::ACCEPT_LANGUAGE)
@@ -220,7 +220,7 @@ pub async fn confirm(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let settings = &state.settings;
+    let settings = &state.settings();
     let fields: std::collections::BTreeMap<String, String> = url::form_urlencoded::parse(&body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
@@ -298,7 +298,7 @@ async fn log_out(
     redirect: Option<&str>,
     logout_state: Option<&str>,
 ) -> HttpResponse {
-    let settings = &state.settings;
+    let settings = &state.settings();
     let store = state.store.as_ref();
     let now = now_millis();
     if let Err(e) = session::end(store, secret).await {

@@ -21,7 +21,7 @@ pub async fn token(
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
     let params = parse_params(&body)?;
-    let settings = &state.settings;
+    let settings = &state.settings();
     let client = client_auth::authenticate(settings, state.store.as_ref(), &req, &params).await?;
     match params.get("grant_type").map(String::as_str) {
         Some("authorization_code") => authorization_code(&state, client, &params).await,
@@ -39,7 +39,7 @@ async fn authorization_code(
     client: &Client,
     params: &Params,
 ) -> Result<HttpResponse, OAuthError> {
-    let settings = &state.settings;
+    let settings = &state.settings();
     let store = state.store.as_ref();
     let code = params
         .get("code")
@@ -133,7 +133,7 @@ async fn refresh(
     client: &Client,
     params: &Params,
 ) -> Result<HttpResponse, OAuthError> {
-    let settings = &state.settings;
+    let settings = &state.settings();
     let store = state.store.as_ref();
     let token = params
         .get("refresh_token")

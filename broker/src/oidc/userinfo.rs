@@ -85,7 +85,7 @@ pub async fn userinfo(
 ) -> Result<HttpResponse, OAuthError> {
     let token = bearer_token(&req, &body)?;
     let Some((claims, family)) =
-        check_access_token(&state.settings, state.store.as_ref(), &token).await?
+        check_access_token(&state.settings(), state.store.as_ref(), &token).await?
     else {
         return Err(OAuthError::bearer(
             "invalid_token",
