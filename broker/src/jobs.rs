@@ -77,7 +77,7 @@ pub fn apply(state: &AppState, why: &str) -> bool {
                 tracing::warn!("`store` changed: it takes effect at the next restart");
             }
             state.live.store(Arc::new(Live::new(Arc::new(new))));
-            tracing::info!(trigger = why, "configuration reloaded");
+            tracing::info!(target: "audit", event = "config.reloaded", trigger = why, "configuration reloaded");
             true
         }
         Err(problems) => {
@@ -85,6 +85,8 @@ pub fn apply(state: &AppState, why: &str) -> bool {
                 tracing::error!(problem = %p, "configuration rejected");
             }
             tracing::error!(
+                target: "audit",
+                event = "config.rejected",
                 trigger = why,
                 problems = problems.len(),
                 "configuration rejected; the last good configuration keeps running"

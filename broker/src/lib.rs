@@ -8,12 +8,15 @@
 //! 4. foundations: the `connectors` crate, [`store`], [`keys`], [`pages`] and [`i18n`].
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod i18n;
 pub mod jobs;
 pub mod keys;
 pub mod login;
+pub mod maintenance;
+pub mod observe;
 pub mod oidc;
 pub mod pages;
 pub mod person;

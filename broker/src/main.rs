@@ -63,15 +63,17 @@ enum Command {
     },
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BROKER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+fn init_logging(format: LogFormat, audit: Option<&std::path::Path>) -> bool {
+    let format = match format {
+        LogFormat::Json => broker::observe::LogFormat::Json,
+        LogFormat::Text => broker::observe::LogFormat::Text,
+    };
+    match broker::observe::init_logging(format, audit) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("cannot start logging: {e}");
+            false
+        }
     }
 }
 
@@ -136,7 +138,6 @@ fn main() -> ExitCode {
             listen,
             workers,
         } => {
-            init_logging(cli.log_format);
             let mut settings = match config::load(&config, Mode::Serve) {
                 Ok(s) => s,
                 Err(problems) => {
@@ -144,13 +145,18 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            if !init_logging(cli.log_format, settings.audit_log.as_deref()) {
+                return ExitCode::FAILURE;
+            }
             if let Some(l) = listen {
                 settings.listen = l;
             }
             run(broker::server::run(settings, workers))
         }
         Command::Demo { data, rp_port } => {
-            init_logging(cli.log_format);
+            if !init_logging(cli.log_format, None) {
+                return ExitCode::FAILURE;
+            }
             run(broker::demo::run(&data, rp_port))
         }
     }

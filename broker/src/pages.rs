@@ -271,17 +271,22 @@ impl<'a> Page<'a> {
     }
 
     /// The choice of identity sources.
-    pub fn choose(&self, entries: &[&ConnectorEntry]) -> HttpResponse {
+    pub fn choose(
+        &self,
+        entries: &[&ConnectorEntry],
+        maintenance: &crate::maintenance::Maintenance,
+    ) -> HttpResponse {
         let choices = entries
             .iter()
-            .map(|c| Choice {
+            .map(|c| (c, maintenance.effective(c)))
+            .map(|(c, (status, message))| Choice {
                 id: c.id.clone(),
                 name: self.t.pick(&c.name).to_string(),
                 level: self
                     .t
                     .get(&format!("level-{}", c.connector.assurance().as_str())),
-                enabled: c.status == crate::config::ConnectorStatus::Enabled,
-                notice: self.t.pick(&c.maintenance_message).to_string(),
+                enabled: status == crate::config::ConnectorStatus::Enabled,
+                notice: self.t.pick(message).to_string(),
             })
             .collect();
         render(

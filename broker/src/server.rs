@@ -9,6 +9,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{web, App, HttpResponse, HttpServer};
+use tracing::Instrument;
 
 use crate::config::Settings;
 use crate::oidc::{authorize, discovery, introspect, logout, token, userinfo};
@@ -48,6 +49,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/logout", web::get().to(logout::end_session))
     .route("/logout", web::post().to(logout::end_session))
     .route("/logout/{id}", web::post().to(logout::confirm))
+    .route("/metrics", web::get().to(crate::observe::metrics_endpoint))
+    .configure(crate::admin::routes)
     .route("/healthz", web::get().to(healthz))
     .route("/readyz", web::get().to(readyz))
     .default_service(web::to(not_found));
@@ -75,8 +78,10 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
     pages::error_page(lang, 404, "error-bad-request", "no such page")
 }
 
-/// Logs each request with its route pattern only: query strings carry codes, states and
-/// hints that must not reach logs.
+/// Gives each request an id (the caller's `X-Request-Id` when it is sane) carried by every
+/// log line of the request and returned in the response, logs the request with its route
+/// pattern only (query strings carry codes, states and hints that must not reach logs),
+/// and counts it.
 async fn log_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -86,18 +91,36 @@ async fn log_requests(
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "<unmatched>".to_string());
-    let request_id = util::random_token(9);
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|h| h.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| util::random_token(9));
     let span = tracing::info_span!("request", id = %request_id);
-    let _enter = span.enter();
-    drop(_enter);
-    let res = next.call(req).await?;
+    let mut res = next.call(req).instrument(span.clone()).await?;
     let status = res.status().as_u16();
+    let elapsed = started.elapsed();
+    if let Ok(v) = header::HeaderValue::from_str(&request_id) {
+        res.headers_mut()
+            .insert(header::HeaderName::from_static("x-request-id"), v);
+    }
+    metrics::counter!("broker_http_requests_total", "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("broker_http_request_seconds", "route" => route.clone())
+        .record(elapsed.as_secs_f64());
     span.in_scope(|| {
         tracing::info!(
             method = %method,
             route = %route,
             status,
-            ms = started.elapsed().as_millis() as u64,
+            ms = elapsed.as_millis() as u64,
             "request"
         )
     });
@@ -119,6 +142,9 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
     if let Some(db) = embedded {
         tokio::spawn(jobs::sweep(db));
     }
+    crate::observe::install_metrics();
+    let store: crate::store::SharedStore =
+        Arc::new(crate::store::metered::MeteredStore::new(store));
     let listen = settings.listen.clone();
     let issuer = settings.issuer.clone();
     let state = web::Data::new(AppState {

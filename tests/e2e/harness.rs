@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 pub const RP_SECRET: &str = "rp-basic-secret-0123456789";
 pub const POST_SECRET: &str = "rp-post-secret-0123456789";
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789abcdef";
 pub const PAIRWISE: &str = "pairwise-secret-for-tests-0123456789abcdef";
 
 /// A running broker; killed on drop.
@@ -43,6 +44,8 @@ impl Drop for Broker {
 pub struct Options {
     /// Use Redis with this key prefix instead of the embedded store.
     pub redis_prefix: Option<String>,
+    /// TOML inserted among the top-level keys.
+    pub top: String,
     /// Redis URL when not the default one.
     pub redis_url: Option<String>,
     /// Extra TOML appended to the configuration.
@@ -187,7 +190,7 @@ impl Broker {
             ),
             None => "[store]\nkind = \"embedded\"\npath = \"broker.redb\"\n".to_string(),
         };
-        let config = base_config(port, &store, &jwks, &opts.extra);
+        let config = base_config(port, &format!("{}\n{store}", opts.top), &jwks, &opts.extra);
         let config_path = dir.path().join("broker.toml");
         std::fs::write(&config_path, config).expect("write config");
         let redis = opts.redis_url.clone().unwrap_or_else(redis_url);
@@ -231,6 +234,7 @@ impl Broker {
             .env("TEST_RP_SECRET", RP_SECRET)
             .env("TEST_POST_SECRET", POST_SECRET)
             .env("TEST_REDIS_URL", redis)
+            .env("TEST_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("BROKER_LOG", "info")
             .env("BROKER_WORKERS", "2")
             .stdout(Stdio::piped())

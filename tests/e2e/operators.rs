@@ -66,3 +66,142 @@ async fn reload_applies_a_good_configuration_and_keeps_the_last_good_one() {
         "the last good configuration still serves"
     );
 }
+
+#[tokio::test]
+async fn admin_api_is_off_by_default() {
+    let broker = Broker::start(Options::default());
+    let resp = reqwest::Client::new()
+        .get(broker.url("/admin/connectors"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("admin");
+    assert_eq!(resp.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn maintenance_through_the_admin_api_reaches_citizens_and_the_audit_log() {
+    let broker = Broker::start(Options {
+        top: "audit_log = \"audit.log\"\n[admin]\ntoken = { env = \"TEST_ADMIN_TOKEN\" }\n".into(),
+        ..Options::default()
+    });
+    let http = reqwest::Client::new();
+    let resp = http
+        .get(broker.url("/admin/connectors"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .expect("admin");
+    assert_eq!(resp.status().as_u16(), 401);
+
+    let list: serde_json::Value = http
+        .get(broker.url("/admin/connectors"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("admin")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list[0]["id"], "test-citizens");
+    assert_eq!(list[0]["status"], "enabled");
+    assert_eq!(list[0]["health"]["status"], "up");
+    let clients = http
+        .get(broker.url("/admin/clients"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("admin")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        clients.contains("rp-basic") && !clients.contains(RP_SECRET),
+        "no secrets: {clients}"
+    );
+
+    let resp = http
+        .put(broker.url("/admin/connectors/test-citizens/maintenance"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"message": {"en": "Bank being upgraded", "vi": "Ngân hàng đang nâng cấp"}}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(resp.status().as_u16(), 204);
+
+    let browser = Browser::new(&broker);
+    let (_, challenge) = pkce();
+    let mut params = auth_params("rp-basic", "http://localhost:9/cb", "openid", &challenge);
+    params.push(("ui_locales", "vi"));
+    let html = browser.login_page(browser.authorize(&params).await).await;
+    assert!(html.contains("Ngân hàng đang nâng cấp"), "{html}");
+    assert!(
+        !html.contains("id=\"use-test-citizens\""),
+        "not usable while in maintenance"
+    );
+
+    let resp = http
+        .delete(broker.url("/admin/connectors/test-citizens/maintenance"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(resp.status().as_u16(), 204);
+    let html = browser.login_page(browser.authorize(&params).await).await;
+    assert!(html.contains("id=\"use-test-citizens\""));
+
+    let audit_path = broker.config_path().with_file_name("audit.log");
+    let audit = std::fs::read_to_string(&audit_path).expect("audit log written");
+    assert!(
+        audit.contains("admin.maintenance_on") && audit.contains("admin.maintenance_off"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("admin.denied"),
+        "failed admin calls are audited"
+    );
+    for line in audit.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("JSON lines");
+    }
+}
+
+#[tokio::test]
+async fn metrics_and_request_ids() {
+    let broker = Broker::start(Options::default());
+    let browser = Browser::new(&broker);
+    tokens_for(
+        &broker,
+        &browser,
+        "rp-basic",
+        "http://localhost:9/cb",
+        "openid",
+    )
+    .await;
+    let resp = reqwest::Client::new()
+        .get(broker.url("/metrics"))
+        .header("x-request-id", "trace-42")
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(
+        resp.headers()
+            .get("x-request-id")
+            .and_then(|h| h.to_str().ok()),
+        Some("trace-42")
+    );
+    let text = resp.text().await.expect("text");
+    for needle in [
+        "broker_logins_total{connector=\"test-citizens\",outcome=\"success\"} 1",
+        "broker_logins_started_total{client=\"rp-basic\"} 1",
+        "broker_tokens_issued_total{grant=\"authorization_code\"} 1",
+        "broker_store_seconds",
+        "broker_connector_seconds",
+        "broker_http_requests_total",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+    assert!(
+        broker.log_text().contains("trace-42"),
+        "the request id is on the log lines"
+    );
+}

@@ -43,6 +43,13 @@ pub struct FileConfig {
     /// `acr` values of the assurance levels.
     #[serde(default)]
     pub acr: AcrConfig,
+    /// Append-only audit log of security events (JSON lines); without it, audit events go
+    /// to the main log with `target = "audit"`.
+    #[serde(default)]
+    pub audit_log: Option<String>,
+    /// The admin API (off unless a token is configured).
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
     /// Identity sources.
     #[serde(default)]
     pub connectors: Vec<ConnectorConfig>,
@@ -57,6 +64,15 @@ fn default_listen() -> String {
 
 fn yes() -> bool {
     true
+}
+
+/// The admin API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer token of the admin API (at least 32 bytes), from an environment variable or a
+    /// file.
+    pub token: SecretRef,
 }
 
 /// Store selection.

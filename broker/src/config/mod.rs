@@ -180,6 +180,10 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// How the configuration was loaded (kept for reloads).
     pub mode: Mode,
+    /// Audit log file.
+    pub audit_log: Option<PathBuf>,
+    /// SHA-256 of the admin API token; `None` keeps the admin API off.
+    pub admin_token: Option<[u8; 32]>,
 }
 
 impl Settings {
@@ -389,6 +393,15 @@ impl Validator {
             );
         }
 
+        let admin_token = raw.admin.as_ref().and_then(|a| {
+            let token = self.secret("admin.token", &a.token)?;
+            if token.len() < 32 {
+                self.report("admin.token", "must be at least 32 bytes long");
+            }
+            Some(Sha256::digest(&token).into())
+        });
+        let audit_log = raw.audit_log.as_deref().map(|p| self.resolve_path(p));
+
         let connectors = self.connectors(&raw, mode);
         let clients = self.clients(&raw, &algs, &connectors);
 
@@ -410,6 +423,8 @@ impl Validator {
             clients,
             secure_cookies,
             mode,
+            audit_log,
+            admin_token,
         })
     }
 
@@ -454,7 +469,7 @@ impl Validator {
                     "`test-citizens` is for demos and tests; set `allow_test_citizens = true` to use it in `serve`",
                 );
             }
-            match registry::open(&c.kind, &c.settings) {
+            match registry::open(&c.kind, &c.settings, &self.base) {
                 Ok(connector) => out.push(ConnectorEntry {
                     id: c.id.clone(),
                     kind: c.kind.clone(),

@@ -2,15 +2,19 @@
 //! `ConnectorsConfig` + `Open`). Opening validates the settings, which is also what
 //! `check-config` does, so a connector that opens here will start.
 
+use std::path::Path;
 use std::sync::Arc;
 
-use connectors::{test_citizens, Connector};
+use connectors::{oidc, test_citizens, Connector};
 
 /// The type of the test-citizens connector.
 pub const TEST_CITIZENS: &str = "test-citizens";
 
+/// The type of an upstream OpenID Provider (a national identity app such as VNeID).
+pub const OIDC: &str = "oidc";
+
 /// Every known connector type.
-pub const TYPES: &[&str] = &[TEST_CITIZENS];
+pub const TYPES: &[&str] = &[TEST_CITIZENS, OIDC];
 
 /// Why a connector did not open.
 pub enum OpenError {
@@ -20,12 +24,22 @@ pub enum OpenError {
     Settings(Vec<(String, String)>),
 }
 
-/// Opens a connector of `kind` with its `settings` table.
-pub fn open(kind: &str, settings: &toml::Table) -> Result<Arc<dyn Connector>, OpenError> {
+/// Opens a connector of `kind` with its `settings` table; relative paths in the settings
+/// (secret files) are relative to `base_dir`, the configuration file's folder.
+pub fn open(
+    kind: &str,
+    settings: &toml::Table,
+    base_dir: &Path,
+) -> Result<Arc<dyn Connector>, OpenError> {
     match kind {
         TEST_CITIZENS => {
             let config: test_citizens::Config = parse(settings)?;
             let c = test_citizens::TestCitizens::open(config).map_err(OpenError::Settings)?;
+            Ok(Arc::new(c))
+        }
+        OIDC => {
+            let config: oidc::Config = parse(settings)?;
+            let c = oidc::OidcConnector::open(config, base_dir).map_err(OpenError::Settings)?;
             Ok(Arc::new(c))
         }
         _ => Err(OpenError::UnknownType),

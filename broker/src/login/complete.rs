@@ -150,6 +150,9 @@ pub async fn authenticated(
     // The same person keeps their session (and `sid`); anyone else gets a new one.
     let (secret, session) = match current {
         Some((secret, mut s)) if s.person_id == person.id => {
+            if identity.assurance > s.level {
+                tracing::info!(target: "audit", event = "login.step_up", sid = %s.sid, from = %s.level, to = %identity.assurance, connector = connector_id, "session stepped up");
+            }
             s.auth_time = now / 1000;
             s.level = identity.assurance;
             s.amr = identity.amr.clone();
@@ -173,10 +176,15 @@ pub async fn authenticated(
             },
         ),
     };
+    metrics::counter!("broker_logins_total", "connector" => connector_id.to_string(), "outcome" => "success").increment(1);
     tracing::info!(
+        target: "audit",
+        event = "login.succeeded",
         connector = connector_id,
         client = %client.id,
         level = %identity.assurance,
+        person = %person.id,
+        sid = %session.sid,
         "citizen authenticated"
     );
     let secret = match session::save(settings, store, secret, session.clone()).await {

@@ -197,6 +197,7 @@ pub async fn begin(
     if let Err(e) = save_tx(state, &tx).await {
         return pages::unavailable_page(&tx.request.lang, &e);
     }
+    metrics::counter!("broker_logins_started_total", "client" => client.id.clone()).increment(1);
     let mut resp = see_other(&login_url(state, &tx.id));
     if new_cookie {
         let cookie = session::secure_cookie(

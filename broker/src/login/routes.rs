@@ -27,6 +27,15 @@ fn lang_of(req: &HttpRequest) -> &'static str {
     )
 }
 
+/// Runs a connector call and records its latency (`broker_connector_seconds`).
+async fn timed<T>(connector: &str, call: impl std::future::Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let out = call.await;
+    metrics::histogram!("broker_connector_seconds", "connector" => connector.to_string())
+        .record(started.elapsed().as_secs_f64());
+    out
+}
+
 /// Loads a transaction and checks that this browser started it.
 async fn load(req: &HttpRequest, state: &AppState, id: &str) -> Result<LoginTx, HttpResponse> {
     let lang = lang_of(req);
@@ -102,7 +111,10 @@ pub async fn show(
     };
     let page = Page::new(&state, &tx);
     match &tx.stage {
-        Stage::Choose => page.choose(&eligible(&state.settings(), tx.request.min_level)),
+        Stage::Choose => match crate::maintenance::load(state.store.as_ref()).await {
+            Ok(m) => page.choose(&eligible(&state.settings(), tx.request.min_level), &m),
+            Err(e) => pages::unavailable_page(&tx.request.lang, &e),
+        },
         Stage::Step {
             connector, view, ..
         } => page.step(connector, view),
@@ -154,12 +166,16 @@ pub async fn start(
             "unknown connector",
         );
     };
-    if entry.status != crate::config::ConnectorStatus::Enabled {
+    let maintenance = match crate::maintenance::load(state.store.as_ref()).await {
+        Ok(m) => m,
+        Err(e) => return pages::unavailable_page(&tx.request.lang, &e),
+    };
+    if maintenance.effective(entry).0 != crate::config::ConnectorStatus::Enabled {
         return see_other(&login_url(&state, &tx.id));
     }
     let cb_state = random_token(24);
     let ctx = context(&state, &tx, &entry.id, &cb_state);
-    let result = entry.connector.start(&ctx).await;
+    let result = timed(&entry.id, entry.connector.start(&ctx)).await;
     let connector_id = entry.id.clone();
     tx.attempts = 0;
     advance(&req, &state, tx, &connector_id, &cb_state, result).await
@@ -211,7 +227,8 @@ pub async fn step(
         .await;
     match limit {
         Ok(d) if !d.allowed => {
-            return pages::too_many_requests(&tx.request.lang, d.retry_after.as_secs().max(1))
+            metrics::counter!("broker_rate_limited_total", "scope" => "login_step").increment(1);
+            return pages::too_many_requests(&tx.request.lang, d.retry_after.as_secs().max(1));
         }
         Ok(_) => {}
         Err(e) => return pages::unavailable_page(&tx.request.lang, &e),
@@ -222,7 +239,7 @@ pub async fn step(
     };
     let cb_state = random_token(24);
     let ctx = context(&state, &tx, &connector, &cb_state);
-    let result = entry.connector.resume(&ctx, step_state, input).await;
+    let result = timed(&entry.id, entry.connector.resume(&ctx, step_state, input)).await;
     advance(&req, &state, tx, &connector, &cb_state, result).await
 }
 
@@ -290,10 +307,13 @@ pub async fn callback(
     };
     let next_state = random_token(24);
     let ctx = context(&state, &tx, &connector, cb_state);
-    let result = entry
-        .connector
-        .resume(&ctx, step_state, Input::Callback(params.clone()))
-        .await;
+    let result = timed(
+        &entry.id,
+        entry
+            .connector
+            .resume(&ctx, step_state, Input::Callback(params.clone())),
+    )
+    .await;
     advance(&req, &state, tx, &connector, &next_state, result).await
 }
 
@@ -313,7 +333,8 @@ async fn advance(
             tx.attempts += 1;
             if tx.attempts >= MAX_ATTEMPTS {
                 let _ = state.store.delete(&tx_key(&tx.id), now_millis()).await;
-                tracing::warn!(connector, "login abandoned after too many wrong answers");
+                metrics::counter!("broker_logins_total", "connector" => connector.to_string(), "outcome" => "too_many_attempts").increment(1);
+                tracing::warn!(target: "audit", event = "login.failed", connector, client = %tx.request.client_id, reason = "too_many_attempts", "login abandoned after too many wrong answers");
                 return pages::failure_page(
                     &lang,
                     429,
@@ -325,12 +346,15 @@ async fn advance(
         }
         Err(ConnectorError::Failed { message, detail }) => {
             let reference = random_token(6);
-            tracing::warn!(connector, reference = %reference, detail = %detail, "login failed at the identity source");
+            metrics::counter!("broker_logins_total", "connector" => connector.to_string(), "outcome" => "failed").increment(1);
+            tracing::warn!(target: "audit", event = "login.failed", connector, client = %tx.request.client_id, reason = %message.key, reference = %reference, detail = %detail, "login failed at the identity source");
             return back_to_choice(state, tx, &message, &reference).await;
         }
         Err(ConnectorError::Unavailable(detail)) => {
             let reference = random_token(6);
-            tracing::error!(connector, reference = %reference, detail = %detail, "identity source unavailable");
+            metrics::counter!("broker_logins_total", "connector" => connector.to_string(), "outcome" => "unavailable").increment(1);
+            metrics::counter!("broker_connector_errors_total", "connector" => connector.to_string()).increment(1);
+            tracing::error!(target: "audit", event = "login.failed", connector, client = %tx.request.client_id, reason = "source_unavailable", reference = %reference, detail = %detail, "identity source unavailable");
             return back_to_choice(
                 state,
                 tx,
@@ -341,6 +365,7 @@ async fn advance(
         }
         Err(ConnectorError::InvalidState(detail)) => {
             let reference = random_token(6);
+            metrics::counter!("broker_logins_total", "connector" => connector.to_string(), "outcome" => "error").increment(1);
             tracing::error!(connector, reference = %reference, detail = %detail, "connector state invalid");
             return back_to_choice(state, tx, &Message::new("error-generic"), &reference).await;
         }

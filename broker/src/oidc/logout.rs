@@ -317,7 +317,7 @@ async fn log_out(
         }
         Err(e) => tracing::error!(error = %e, "could not list the token families of a session"),
     }
-    tracing::info!(clients = session.clients.len(), "session ended");
+    tracing::info!(target: "audit", event = "logout", sid = %session.sid, clients = session.clients.len(), "session ended");
 
     let mut front = Vec::new();
     for client in session

@@ -52,7 +52,7 @@ async fn authorization_code(
         Some(v) if v == TOMBSTONE => {
             // RFC 6749 4.1.2: a code used twice revokes what it issued.
             store.delete(&family_key(&fid), now).await?;
-            tracing::warn!(client = %client.id, "authorization code replayed; its tokens are revoked");
+            tracing::warn!(target: "audit", event = "code.replayed", client = %client.id, "authorization code replayed; its tokens are revoked");
             return Err(OAuthError::invalid_grant("the code was already used"));
         }
         Some(v) => serde_json::from_slice(&v)
@@ -124,6 +124,7 @@ async fn authorization_code(
         Some(refresh_token),
     )
     .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    metrics::counter!("broker_tokens_issued_total", "grant" => "authorization_code").increment(1);
     tracing::info!(client = %client.id, grant = "authorization_code", "tokens issued");
     Ok(no_store_json(&response))
 }
@@ -157,7 +158,7 @@ async fn refresh(
         Rotation::Reused(_) => {
             // RFC 9700 4.14.2: reuse of a rotated token revokes the whole family.
             store.delete(&family_key(&fid), now).await?;
-            tracing::warn!(client = %client.id, "refresh token reused; its family is revoked");
+            tracing::warn!(target: "audit", event = "refresh.reused", client = %client.id, "refresh token reused; its family is revoked");
             return Err(OAuthError::invalid_grant(
                 "the refresh token was already used",
             ));
@@ -192,7 +193,8 @@ async fn refresh(
     }
     let response = mint(settings, client, &grant, &fid, None, Some(new_token))
         .map_err(|e| OAuthError::server_error(e.to_string()))?;
-    tracing::info!(client = %client.id, grant = "refresh_token", "tokens issued");
+    metrics::counter!("broker_tokens_issued_total", "grant" => "refresh_token").increment(1);
+    tracing::debug!(client = %client.id, grant = "refresh_token", "tokens issued");
     Ok(no_store_json(&response))
 }
 

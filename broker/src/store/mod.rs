@@ -9,6 +9,7 @@
 
 pub mod conformance;
 pub mod embedded;
+pub mod metered;
 pub mod redis;
 
 use std::sync::Arc;

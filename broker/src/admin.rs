@@ -1,0 +1,167 @@
+//! The admin API (off unless `admin.token` is configured): connectors and clients with
+//! their health, and maintenance switches. Bearer-token protected; every change is written
+//! to the audit log; responses never hold secrets.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{ClientAuth, LocalizedText};
+use crate::maintenance;
+use crate::state::AppState;
+use crate::util::ct_eq;
+
+/// Registers the admin routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin/connectors", web::get().to(connectors))
+        .route("/admin/clients", web::get().to(clients))
+        .route(
+            "/admin/connectors/{id}/maintenance",
+            web::put().to(put_maintenance),
+        )
+        .route(
+            "/admin/connectors/{id}/maintenance",
+            web::delete().to(end_maintenance),
+        );
+}
+
+/// Checks the bearer token; a broker without an admin token has no admin API at all.
+fn check(req: &HttpRequest, state: &AppState) -> Result<(), HttpResponse> {
+    let Some(expected) = state.settings().admin_token else {
+        return Err(HttpResponse::NotFound().finish());
+    };
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    match presented {
+        Some(t) if ct_eq(&Sha256::digest(t.as_bytes()), &expected) => Ok(()),
+        _ => {
+            tracing::warn!(target: "audit", event = "admin.denied", "admin API call with a wrong or missing token");
+            Err(HttpResponse::Unauthorized()
+                .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"broker-admin\""))
+                .json(serde_json::json!({"error": "invalid_token"})))
+        }
+    }
+}
+
+async fn connectors(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Err(r) = check(&req, &state) {
+        return r;
+    }
+    let settings = state.settings();
+    let m = match maintenance::load(state.store.as_ref()).await {
+        Ok(m) => m,
+        Err(e) => {
+            return HttpResponse::ServiceUnavailable()
+                .json(serde_json::json!({"error": e.to_string()}))
+        }
+    };
+    let mut out = Vec::new();
+    for c in &settings.connectors {
+        let (status, message) = m.effective(c);
+        out.push(serde_json::json!({
+            "id": c.id,
+            "type": c.kind,
+            "name": c.name,
+            "status": status,
+            "maintenance_message": message,
+            "assurance": c.connector.assurance(),
+            "health": c.connector.health().await,
+        }));
+    }
+    HttpResponse::Ok().json(out)
+}
+
+async fn clients(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Err(r) = check(&req, &state) {
+        return r;
+    }
+    let settings = state.settings();
+    let mut out: Vec<_> = settings
+        .clients
+        .values()
+        .map(|c| {
+            serde_json::json!({
+                "id": c.id,
+                "name": c.name,
+                "auth_method": match c.auth {
+                    ClientAuth::SecretBasic(_) => "client_secret_basic",
+                    ClientAuth::SecretPost(_) => "client_secret_post",
+                    ClientAuth::PrivateKeyJwt(_) => "private_key_jwt",
+                    ClientAuth::None => "none",
+                },
+                "redirect_uris": c.redirect_uris,
+                "scopes": c.scopes,
+                "min_assurance": c.min_assurance,
+                "id_token_signed_response_alg": c.id_token_alg.as_str(),
+                "backchannel_logout": c.backchannel_logout_uri.is_some(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    HttpResponse::Ok().json(out)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaintenanceBody {
+    message: LocalizedText,
+}
+
+async fn put_maintenance(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    if let Err(r) = check(&req, &state) {
+        return r;
+    }
+    if state.settings().connector(&path).is_none() {
+        return HttpResponse::NotFound().json(serde_json::json!({"error": "unknown connector"}));
+    }
+    let body: MaintenanceBody =
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => return HttpResponse::BadRequest().json(
+                serde_json::json!({"error": "invalid_request", "error_description": e.to_string()}),
+            ),
+        };
+    if !body.message.contains_key("en") {
+        return HttpResponse::BadRequest().json(serde_json::json!({
+            "error": "invalid_request",
+            "error_description": "message needs at least an English (`en`) text"
+        }));
+    }
+    match maintenance::set(state.store.as_ref(), &path, Some(body.message)).await {
+        Ok(()) => {
+            tracing::info!(target: "audit", event = "admin.maintenance_on", connector = %path, "connector put into maintenance");
+            HttpResponse::NoContent().finish()
+        }
+        Err(e) => {
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({"error": e.to_string()}))
+        }
+    }
+}
+
+async fn end_maintenance(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    if let Err(r) = check(&req, &state) {
+        return r;
+    }
+    match maintenance::set(state.store.as_ref(), &path, None).await {
+        Ok(()) => {
+            tracing::info!(target: "audit", event = "admin.maintenance_off", connector = %path, "connector taken out of maintenance");
+            HttpResponse::NoContent().finish()
+        }
+        Err(e) => {
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({"error": e.to_string()}))
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! A store decorator that records the latency and failures of every operation
+//! (`broker_store_seconds{op}`, `broker_store_errors_total{op}`).
+
+use std::time::{Duration, Instant};
+
+use super::{Millis, RateDecision, Rotation, SharedStore, Store, StoreResult};
+
+/// Wraps a store with metrics.
+pub struct MeteredStore {
+    inner: SharedStore,
+}
+
+impl MeteredStore {
+    /// Wraps `inner`.
+    pub fn new(inner: SharedStore) -> Self {
+        MeteredStore { inner }
+    }
+}
+
+async fn timed<T>(
+    op: &'static str,
+    fut: impl std::future::Future<Output = StoreResult<T>>,
+) -> StoreResult<T> {
+    let started = Instant::now();
+    let out = fut.await;
+    metrics::histogram!("broker_store_seconds", "op" => op).record(started.elapsed().as_secs_f64());
+    if out.is_err() {
+        metrics::counter!("broker_store_errors_total", "op" => op).increment(1);
+    }
+    out
+}
+
+#[async_trait::async_trait]
+impl Store for MeteredStore {
+    async fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        now: Millis,
+    ) -> StoreResult<()> {
+        timed("put", self.inner.put(key, value, ttl, now)).await
+    }
+
+    async fn put_new(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        timed("put_new", self.inner.put_new(key, value, ttl, now)).await
+    }
+
+    async fn get(&self, key: &str, now: Millis) -> StoreResult<Option<Vec<u8>>> {
+        timed("get", self.inner.get(key, now)).await
+    }
+
+    async fn take(&self, key: &str, now: Millis) -> StoreResult<Option<Vec<u8>>> {
+        timed("take", self.inner.take(key, now)).await
+    }
+
+    async fn swap(&self, key: &str, tombstone: &[u8], now: Millis) -> StoreResult<Option<Vec<u8>>> {
+        timed("swap", self.inner.swap(key, tombstone, now)).await
+    }
+
+    async fn delete(&self, key: &str, now: Millis) -> StoreResult<bool> {
+        timed("delete", self.inner.delete(key, now)).await
+    }
+
+    async fn rotate(
+        &self,
+        guard: &str,
+        old: &str,
+        tombstone: &[u8],
+        new: &str,
+        now: Millis,
+    ) -> StoreResult<Rotation> {
+        timed("rotate", self.inner.rotate(guard, old, tombstone, new, now)).await
+    }
+
+    async fn hit_rate_limit(
+        &self,
+        key: &str,
+        limit: u64,
+        window: Duration,
+        now: Millis,
+    ) -> StoreResult<RateDecision> {
+        timed(
+            "hit_rate_limit",
+            self.inner.hit_rate_limit(key, limit, window, now),
+        )
+        .await
+    }
+
+    async fn add_member(
+        &self,
+        key: &str,
+        member: &str,
+        ttl: Duration,
+        now: Millis,
+    ) -> StoreResult<()> {
+        timed("add_member", self.inner.add_member(key, member, ttl, now)).await
+    }
+
+    async fn members(&self, key: &str, now: Millis) -> StoreResult<Vec<String>> {
+        timed("members", self.inner.members(key, now)).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        timed("ping", self.inner.ping()).await
+    }
+}
