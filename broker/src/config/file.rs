@@ -37,6 +37,10 @@ pub struct FileConfig {
     /// Require PKCE from confidential clients too (always required from public ones).
     #[serde(default = "yes")]
     pub require_pkce: bool,
+    /// Take the client address from `X-Forwarded-For` / `Forwarded` (only behind a reverse
+    /// proxy that overwrites them; otherwise anyone could dodge per-address rate limits).
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
     /// Allow the `test-citizens` connector in `serve` (never in production).
     #[serde(default)]
     pub allow_test_citizens: bool,
@@ -157,7 +161,8 @@ pub struct TokenConfig {
     pub access_token_ttl: u64,
     /// ID token lifetime.
     pub id_token_ttl: u64,
-    /// Refresh token lifetime (each rotation starts it again).
+    /// Longest life of a refresh-token family, counted from the code exchange; rotations do
+    /// not extend it.
     pub refresh_token_ttl: u64,
     /// Algorithm of access tokens (RFC 9068 JWTs).
     pub access_token_alg: SigningAlg,

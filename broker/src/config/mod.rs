@@ -170,6 +170,8 @@ pub struct Settings {
     pub session: SessionConfig,
     /// PKCE for confidential clients too.
     pub require_pkce: bool,
+    /// Client addresses come from forwarding headers.
+    pub trust_forwarded_for: bool,
     /// `acr` values.
     pub acr: AcrConfig,
     /// Identity sources, in the order of the choice page.
@@ -418,6 +420,7 @@ impl Validator {
             tokens: raw.tokens,
             session: raw.session,
             require_pkce: raw.require_pkce,
+            trust_forwarded_for: raw.trust_forwarded_for,
             acr: raw.acr,
             connectors,
             clients,

@@ -27,6 +27,18 @@ fn lang_of(req: &HttpRequest) -> &'static str {
     )
 }
 
+/// The client's address for rate limits: the peer, or the forwarding headers when the
+/// operator says a proxy sets them.
+pub fn client_address(req: &HttpRequest, settings: &crate::config::Settings) -> String {
+    let forwarded = settings
+        .trust_forwarded_for
+        .then(|| req.connection_info().realip_remote_addr().map(str::to_string))
+        .flatten();
+    forwarded
+        .or_else(|| req.peer_addr().map(|a| a.ip().to_string()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// Runs a connector call and records its latency (`broker_connector_seconds`).
 async fn timed<T>(connector: &str, call: impl std::future::Future<Output = T>) -> T {
     let started = std::time::Instant::now();
@@ -211,11 +223,7 @@ pub async fn step(
             "unknown connector",
         );
     };
-    let address = req
-        .connection_info()
-        .realip_remote_addr()
-        .unwrap_or("unknown")
-        .to_string();
+    let address = client_address(&req, &settings);
     let limit = state
         .store
         .hit_rate_limit(

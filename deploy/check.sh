@@ -1,0 +1,298 @@
+#!/usr/bin/env bash
+# Validates the deployment files as far as this machine can, without a container engine or
+# a cluster:
+#   * YAML syntax and basic structure of deploy/compose.yaml and deploy/k8s/*.yaml (PyYAML,
+#     installed with pip if missing);
+#   * their schemas: the Compose Specification (check-jsonschema) and the Kubernetes API
+#     (kubernetes-validate), in a virtualenv under target/; skipped if it cannot be set up;
+#   * `docker compose config -q`, if the docker CLI has the compose plugin (no engine needed);
+#   * `kubectl kustomize deploy/k8s`, if kubectl is installed (no cluster needed);
+#   * `broker check-config` of deploy/broker.compose.toml, of the ConfigMap's broker.toml and
+#     of config/broker.example.toml, with keys made by `broker keygen` in a temporary folder
+#     and exactly the environment variables compose.yaml and the k8s Secret provide.
+# Exits non-zero if any check fails; skipped checks are named.
+#
+# Usage: deploy/check.sh            (BROKER_BIN=path to use a built broker binary)
+set -uo pipefail
+
+cd "$(dirname "$0")/.." || exit 2
+ROOT=$(pwd)
+
+failures=0
+skips=0
+ok() { printf 'ok    %s\n' "$1"; }
+fail() { printf 'FAIL  %s\n' "$1"; failures=$((failures + 1)); }
+skip() { printf 'skip  %s\n' "$1"; skips=$((skips + 1)); }
+
+# run NAME COMMAND...: one check; its output is shown only when it fails.
+run() {
+    local name=$1 out
+    shift
+    if out=$("$@" 2>&1); then
+        ok "$name"
+    else
+        fail "$name"
+        printf '%s\n' "$out" | sed 's/^/      /'
+    fi
+}
+
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+# ---- PyYAML ------------------------------------------------------------------------------
+PY=python3
+if ! command -v "$PY" >/dev/null; then
+    fail "python3 is needed for the YAML checks"
+    PY=""
+elif ! "$PY" -c 'import yaml' 2>/dev/null; then
+    echo "PyYAML missing: installing it with pip"
+    "$PY" -m pip install --quiet --user pyyaml >/dev/null 2>&1 ||
+        "$PY" -m pip install --quiet --user --break-system-packages pyyaml >/dev/null 2>&1 ||
+        "$PY" -m pip install --quiet pyyaml >/dev/null 2>&1
+    if ! "$PY" -c 'import yaml' 2>/dev/null; then
+        fail "PyYAML could not be installed (python3 -m pip install pyyaml)"
+        PY=""
+    fi
+fi
+
+# ---- YAML syntax and structure -----------------------------------------------------------
+yaml_checks() {
+    "$PY" - <<'EOF'
+import glob, sys, yaml
+sys.excepthook = lambda t, v, tb: print(f"{t.__name__}: {v}", file=sys.stderr)
+
+problems = []
+
+with open("deploy/compose.yaml") as f:
+    compose = yaml.safe_load(f)
+services = compose.get("services", {})
+for name in ("broker1", "broker2", "redis", "nginx"):
+    if name not in services:
+        problems.append(f"compose.yaml: no service {name}")
+b1, b2 = services.get("broker1", {}), services.get("broker2", {})
+for key in ("image", "volumes", "environment", "command"):
+    if b1.get(key) != b2.get(key):
+        problems.append(f"compose.yaml: broker1 and broker2 differ in {key}")
+for v in b1.get("volumes", []):
+    if not v.endswith(":ro"):
+        problems.append(f"compose.yaml: broker volume {v} is not read-only")
+if "appendonly" not in " ".join(map(str, services.get("redis", {}).get("command", []))):
+    problems.append("compose.yaml: redis runs without appendonly persistence")
+nginx = open("deploy/nginx.conf").read()
+for upstream in ("broker1:8080", "broker2:8080"):
+    if upstream not in nginx:
+        problems.append(f"nginx.conf: {upstream} is not an upstream")
+if nginx.count("{") != nginx.count("}"):
+    problems.append("nginx.conf: unbalanced braces")
+
+kinds = {}
+for path in sorted(glob.glob("deploy/k8s/*.yaml")):
+    with open(path) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d is not None]
+    if not docs:
+        problems.append(f"{path}: no document")
+    for d in docs:
+        if path.endswith("kustomization.yaml"):
+            for r in d.get("resources", []):
+                if not glob.glob(f"deploy/k8s/{r}"):
+                    problems.append(f"{path}: lists missing {r}")
+            continue
+        for key in ("apiVersion", "kind"):
+            if key not in d:
+                problems.append(f"{path}: a document has no {key}")
+        if not d.get("metadata", {}).get("name"):
+            problems.append(f"{path}: a {d.get('kind')} has no metadata.name")
+        kinds[(d.get("kind"), d.get("metadata", {}).get("name"))] = d
+
+dep = kinds.get(("Deployment", "broker"))
+if dep is None:
+    problems.append("k8s: no Deployment broker")
+else:
+    spec = dep["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    if dep["spec"].get("replicas") != 3:
+        problems.append("k8s: the broker Deployment should have 3 replicas")
+    if c.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/readyz":
+        problems.append("k8s: readiness probe is not /readyz")
+    if c.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/healthz":
+        problems.append("k8s: liveness probe is not /healthz")
+    sc = c.get("securityContext", {})
+    if not (sc.get("runAsNonRoot") or spec.get("securityContext", {}).get("runAsNonRoot")):
+        problems.append("k8s: runAsNonRoot is not set")
+    if not sc.get("readOnlyRootFilesystem"):
+        problems.append("k8s: readOnlyRootFilesystem is not set")
+    res = c.get("resources", {})
+    if not res.get("requests") or not res.get("limits"):
+        problems.append("k8s: resources need requests and limits")
+for needed in (("Service", "broker"), ("ConfigMap", "broker-config"),
+               ("Secret", "broker-env"), ("Secret", "broker-keys")):
+    if needed not in kinds:
+        problems.append(f"k8s: no {needed[0]} {needed[1]}")
+
+for p in problems:
+    print(p)
+sys.exit(1 if problems else 0)
+EOF
+}
+
+if [ -n "$PY" ]; then
+    run "YAML syntax and structure (compose.yaml, nginx.conf, k8s/*.yaml)" yaml_checks
+fi
+
+# ---- Schemas (check-jsonschema, kubernetes-validate) -------------------------------------
+VENV=${BROKER_CHECK_VENV:-$ROOT/target/deploy-check-venv}
+schema_tools() {
+    [ -x "$VENV/bin/check-jsonschema" ] && [ -x "$VENV/bin/kubernetes-validate" ] && return 0
+    python3 -m venv "$VENV" >/dev/null 2>&1 &&
+        "$VENV/bin/pip" install --quiet check-jsonschema kubernetes-validate >/dev/null 2>&1
+}
+if [ -n "$PY" ] && schema_tools; then
+    run "compose.yaml against the Compose Specification" \
+        "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec deploy/compose.yaml
+    run "k8s/*.yaml against the Kubernetes API schemas" \
+        "$VENV/bin/kubernetes-validate" --strict --quiet \
+        deploy/k8s/configmap.yaml deploy/k8s/deployment.yaml deploy/k8s/service.yaml \
+        deploy/k8s/secret.yaml deploy/k8s/redis.yaml
+else
+    skip "schema checks: no virtualenv with check-jsonschema and kubernetes-validate ($VENV)"
+fi
+
+# ---- docker compose config ---------------------------------------------------------------
+rand_hex() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+# Values for the variables compose.yaml requires (its ${VAR:?} references).
+export BROKER_PAIRWISE_SECRET BROKER_REDIS_PASSWORD BROKER_CLIENT_SECRET_LOCAL_RP
+BROKER_PAIRWISE_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n')
+BROKER_REDIS_PASSWORD=$(rand_hex)
+BROKER_CLIENT_SECRET_LOCAL_RP=$(rand_hex)
+
+COMPOSE=()
+if docker compose version >/dev/null 2>&1; then
+    COMPOSE=(docker compose)
+elif command -v docker-compose >/dev/null && docker-compose version --short 2>/dev/null | grep -q '^v\?2'; then
+    COMPOSE=(docker-compose)
+fi
+if [ ${#COMPOSE[@]} -gt 0 ]; then
+    # --env-file /dev/null: validate with the variables above, not a local deploy/.env.
+    run "${COMPOSE[*]} config -q" "${COMPOSE[@]}" --env-file /dev/null -f deploy/compose.yaml config -q
+else
+    skip "docker compose config: the docker CLI has no compose plugin here (docker compose version fails)"
+fi
+
+# ---- kubectl kustomize -------------------------------------------------------------------
+if command -v kubectl >/dev/null; then
+    run "kubectl kustomize deploy/k8s" kubectl kustomize deploy/k8s
+else
+    skip "kubectl kustomize: kubectl is not installed"
+fi
+
+# ---- broker check-config -----------------------------------------------------------------
+BROKER=${BROKER_BIN:-}
+if [ -z "$BROKER" ]; then
+    if cargo build --quiet -p broker; then
+        BROKER=${CARGO_TARGET_DIR:-$ROOT/target}/debug/broker
+    else
+        fail "cargo build -p broker"
+    fi
+fi
+
+# prepare DIR: keys made by `broker keygen` (and a client secret file) below DIR.
+prepare() {
+    mkdir -p "$1/keys" "$1/secrets" &&
+        "$BROKER" keygen --alg RS256 --out "$1/keys/rs256.pem" &&
+        "$BROKER" keygen --alg ES256 --out "$1/keys/es256.pem" &&
+        "$BROKER" keygen --alg EdDSA --out "$1/keys/eddsa.pem" &&
+        rand_hex >"$1/secrets/tax-portal.secret"
+}
+
+# The environment a broker of compose.yaml gets: broker1's `environment`, interpolated.
+compose_env() {
+    "$PY" - <<'EOF'
+import os, re, sys, yaml
+sys.excepthook = lambda t, v, tb: print(f"{t.__name__}: {v}", file=sys.stderr)
+env = yaml.safe_load(open("deploy/compose.yaml"))["services"]["broker1"]["environment"]
+def sub(m):
+    name = m.group(1)
+    if name not in os.environ:
+        sys.exit(f"compose.yaml uses ${{{name}}}, which check.sh does not provide")
+    return os.environ[name]
+for k, v in env.items():
+    print(f"{k}={re.sub(r'[$][{]([A-Za-z_][A-Za-z0-9_]*)[^}]*[}]', sub, str(v))}")
+EOF
+}
+
+# The k8s ConfigMap's broker.toml, and the variable names of the broker-env Secret.
+k8s_config() {
+    "$PY" - "$1" <<'EOF'
+import sys, yaml
+sys.excepthook = lambda t, v, tb: print(f"{t.__name__}: {v}", file=sys.stderr)
+for d in yaml.safe_load_all(open("deploy/k8s/configmap.yaml")):
+    if d and d.get("kind") == "ConfigMap":
+        open(sys.argv[1], "w").write(d["data"]["broker.toml"])
+EOF
+}
+k8s_env_names() {
+    "$PY" - <<'EOF'
+import sys, yaml
+sys.excepthook = lambda t, v, tb: print(f"{t.__name__}: {v}", file=sys.stderr)
+for d in yaml.safe_load_all(open("deploy/k8s/secret.yaml")):
+    if d and d["metadata"]["name"] == "broker-env":
+        print("\n".join(d["stringData"]))
+EOF
+}
+
+# check_config NAME CONFIG ENV_FILE: `broker check-config CONFIG` with exactly the variables
+# of ENV_FILE (NAME=VALUE lines) besides PATH and HOME.
+check_config() {
+    local vars=()
+    while IFS= read -r line; do [ -n "$line" ] && vars+=("$line"); done <"$3"
+    run "$1" env -i PATH="$PATH" HOME="${HOME:-/}" "${vars[@]}" "$BROKER" check-config "$2"
+}
+
+if [ -n "$BROKER" ] && [ -x "$BROKER" ] && [ -n "$PY" ]; then
+    # compose: the key paths of broker.compose.toml, moved to the temporary folder.
+    if prepare "$TMP/compose" && compose_env >"$TMP/compose.env"; then
+        sed "s#/etc/broker/keys/#$TMP/compose/keys/#g" deploy/broker.compose.toml >"$TMP/compose/broker.toml"
+        check_config "broker check-config deploy/broker.compose.toml (compose environment)" \
+            "$TMP/compose/broker.toml" "$TMP/compose.env"
+    else
+        fail "preparing keys and environment for deploy/broker.compose.toml"
+    fi
+
+    # k8s: the ConfigMap with the variables of the broker-env Secret.
+    if prepare "$TMP/k8s" && k8s_config "$TMP/k8s/broker.toml" && k8s_env_names >"$TMP/k8s.names"; then
+        sed -i "s#/etc/broker/#$TMP/k8s/#g" "$TMP/k8s/broker.toml"
+        while IFS= read -r name; do
+            case $name in
+            BROKER_REDIS_URL) echo "$name=redis://:$BROKER_REDIS_PASSWORD@redis:6379/0" ;;
+            *) echo "$name=$(rand_hex)" ;;
+            esac
+        done <"$TMP/k8s.names" >"$TMP/k8s.env"
+        check_config "broker check-config of the k8s ConfigMap (broker-env variables)" \
+            "$TMP/k8s/broker.toml" "$TMP/k8s.env"
+    else
+        fail "preparing keys and environment for the k8s ConfigMap"
+    fi
+
+    # The annotated example, with the variables its header lists.
+    if prepare "$TMP/example"; then
+        sed "s#/etc/broker/#$TMP/example/#g" config/broker.example.toml >"$TMP/example/broker.toml"
+        {
+            echo "BROKER_REDIS_URL=redis://127.0.0.1:6379/0"
+            echo "BROKER_PAIRWISE_SECRET=$BROKER_PAIRWISE_SECRET"
+            echo "BROKER_SECRET_HANOI_PORTAL=$(rand_hex)"
+        } >"$TMP/example.env"
+        check_config "broker check-config config/broker.example.toml" \
+            "$TMP/example/broker.toml" "$TMP/example.env"
+    else
+        fail "preparing keys for config/broker.example.toml"
+    fi
+elif [ -z "$PY" ]; then
+    fail "broker check-config: needs python3 with PyYAML"
+fi
+
+echo
+if [ "$failures" -gt 0 ]; then
+    echo "deploy/check.sh: $failures check(s) failed, $skips skipped"
+    exit 1
+fi
+echo "deploy/check.sh: all checks passed, $skips skipped"
