@@ -1,6 +1,7 @@
 //! `broker demo`: the broker with the embedded store and test citizens, plus a small demo
 //! relying party (a real OpenID Connect client built with the `openidconnect` crate) that
-//! shows the claims it received.
+//! shows the claims it received, and a simulated VNeID (the `simulators` crate) as an
+//! upstream OpenID Provider behind the `oidc` connector.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,15 @@ pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
 /// The demo relying party's client secret (its SHA-256 is in the demo configuration).
 pub const DEMO_RP_SECRET: &str = "demo-rp-secret-change-me";
 
+/// Where the simulated VNeID listens, and its issuer (as in the demo configuration).
+pub const VNEID_LISTEN: &str = "127.0.0.1:8082";
+/// The simulated VNeID's issuer.
+pub const VNEID_ISSUER: &str = "http://localhost:8082";
+/// The broker's client id at the simulated VNeID.
+pub const VNEID_CLIENT_ID: &str = "broker-demo";
+/// File (in the data folder) of the broker's client secret at the simulated VNeID.
+pub const VNEID_SECRET_FILE: &str = "vneid-client.secret";
+
 /// Prepares the data folder (keys, pairwise secret, configuration) and returns the
 /// configuration path. Existing keys and secrets are kept, so tokens survive restarts.
 pub fn prepare(dir: &Path) -> Result<PathBuf, String> {
@@ -45,6 +55,10 @@ pub fn prepare(dir: &Path) -> Result<PathBuf, String> {
     let secret = dir.join("pairwise.secret");
     if !secret.exists() {
         write_private(&secret, crate::util::random_token(32).as_bytes())?;
+    }
+    let vneid_secret = dir.join(VNEID_SECRET_FILE);
+    if !vneid_secret.exists() {
+        write_private(&vneid_secret, crate::util::random_token(32).as_bytes())?;
     }
     let config = dir.join("broker.toml");
     std::fs::write(&config, DEMO_CONFIG).map_err(|e| format!("{}: {e}", config.display()))?;
@@ -74,10 +88,22 @@ pub async fn run(dir: &Path, rp_port: u16) -> std::io::Result<()> {
         )
     })?;
     let issuer = settings.issuer.clone();
+    let vneid_secret = std::fs::read_to_string(dir.join(VNEID_SECRET_FILE))
+        .map_err(|e| std::io::Error::other(format!("{VNEID_SECRET_FILE}: {e}")))?;
+    let vneid = simulators::vneid::serve(
+        VNEID_LISTEN,
+        VNEID_ISSUER,
+        vec![simulators::vneid::Client {
+            id: VNEID_CLIENT_ID.into(),
+            secret: vneid_secret.trim_end_matches(['\n', '\r']).to_string(),
+            redirect_uris: vec![format!("{issuer}/callback/vneid")],
+        }],
+    )?;
     println!();
     println!("  Broker:                {issuer}");
     println!("  Demo relying party:    http://localhost:{rp_port}/");
     println!("  Test citizens:         an / demo, lan / demo, wei / demo");
+    println!("  VNeID (simulated):     {VNEID_ISSUER}  (an / demo, lan / demo: level 2; binh / demo: level 1)");
     println!();
     let rp = RelyingParty {
         issuer: issuer.clone(),
@@ -100,7 +126,7 @@ pub async fn run(dir: &Path, rp_port: u16) -> std::io::Result<()> {
     .bind(("127.0.0.1", rp_port))?
     .run();
     let broker = crate::server::run(settings, None);
-    tokio::try_join!(broker, rp_server).map(|_| ())
+    tokio::try_join!(broker, rp_server, vneid).map(|_| ())
 }
 
 struct RelyingParty {

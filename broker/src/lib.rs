@@ -8,6 +8,7 @@
 //! 4. foundations: the `connectors` crate, [`store`], [`keys`], [`pages`] and [`i18n`].
 #![forbid(unsafe_code)]
 
+pub mod account;
 pub mod admin;
 pub mod config;
 pub mod demo;

@@ -210,6 +210,8 @@ struct FormPage {
     fields: Vec<FieldView>,
     submit: String,
     problem: String,
+    notice: String,
+    secondary: Option<(String, String)>,
 }
 
 #[derive(Template)]
@@ -243,6 +245,38 @@ struct SelectAccountPage {
     tx: String,
     csrf: String,
     name: String,
+}
+
+#[derive(Template)]
+#[template(path = "claim.html")]
+struct ClaimPage {
+    t: Tr,
+    intro: String,
+    problem: String,
+    tx: String,
+    csrf: String,
+}
+
+#[derive(Template)]
+#[template(path = "link.html")]
+struct LinkPage {
+    t: Tr,
+    problem: String,
+    name: String,
+    birthdate: String,
+    can_skip: bool,
+    client_name: String,
+    tx: String,
+    csrf: String,
+}
+
+#[derive(Template)]
+#[template(path = "notice.html")]
+struct NoticePage {
+    t: Tr,
+    message: String,
+    tx: String,
+    csrf: String,
 }
 
 /// The pages of one login transaction.
@@ -339,6 +373,15 @@ impl<'a> Page<'a> {
                         .as_ref()
                         .map(|m| self.t.with(&m.key, &m.args))
                         .unwrap_or_default(),
+                    notice: form
+                        .notice
+                        .as_ref()
+                        .map(|m| self.t.with(&m.key, &m.args))
+                        .unwrap_or_default(),
+                    secondary: form
+                        .secondary
+                        .as_ref()
+                        .map(|a| (a.name.clone(), self.t.get(&a.label))),
                     t: self.t.clone(),
                 },
             ),
@@ -387,6 +430,51 @@ impl<'a> Page<'a> {
                 tx: self.tx.id.clone(),
                 csrf: self.tx.csrf.clone(),
                 scopes,
+            },
+        )
+    }
+
+    /// "Is this older account yours?"
+    pub fn claim(&self, source: &str, problem: Option<&str>) -> HttpResponse {
+        let args = std::collections::BTreeMap::from([("source".to_string(), source.to_string())]);
+        render(
+            200,
+            &ClaimPage {
+                intro: self.t.with("claim-intro", &args),
+                problem: problem.map(|k| self.t.get(k)).unwrap_or_default(),
+                tx: self.tx.id.clone(),
+                csrf: self.tx.csrf.clone(),
+                t: self.t.clone(),
+            },
+        )
+    }
+
+    /// The citizen ID number form (checked at the population registry).
+    pub fn link(&self, problem: Option<&Message>, name: &str, birthdate: &str, can_skip: bool) -> HttpResponse {
+        render(
+            200,
+            &LinkPage {
+                problem: problem.map(|m| self.t.with(&m.key, &m.args)).unwrap_or_default(),
+                name: name.to_string(),
+                birthdate: birthdate.to_string(),
+                can_skip,
+                client_name: self.client_name(),
+                tx: self.tx.id.clone(),
+                csrf: self.tx.csrf.clone(),
+                t: self.t.clone(),
+            },
+        )
+    }
+
+    /// A notice before going on.
+    pub fn notice(&self, key: &str) -> HttpResponse {
+        render(
+            200,
+            &NoticePage {
+                message: self.t.get(key),
+                tx: self.tx.id.clone(),
+                csrf: self.tx.csrf.clone(),
+                t: self.t.clone(),
             },
         )
     }

@@ -42,6 +42,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::post().to(login::routes::account),
     )
     .route("/login/{tx}/cancel", web::post().to(login::routes::cancel))
+    .route("/login/{tx}/claim", web::post().to(login::routes::claim))
+    .route("/login/{tx}/link", web::post().to(login::routes::link))
+    .route("/login/{tx}/continue", web::post().to(login::routes::continue_login))
     .route(
         "/callback/{connector}",
         web::get().to(login::routes::callback),
@@ -51,6 +54,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/logout/{id}", web::post().to(logout::confirm))
     .route("/metrics", web::get().to(crate::observe::metrics_endpoint))
     .configure(crate::admin::routes)
+    .route("/account", web::get().to(crate::account::show))
+    .route("/account/link", web::post().to(crate::account::update))
     .route("/healthz", web::get().to(healthz))
     .route("/readyz", web::get().to(readyz))
     .default_service(web::to(not_found));

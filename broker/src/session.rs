@@ -36,6 +36,9 @@ pub struct Session {
     pub last_seen: u64,
     /// Relying parties logged in to during this session.
     pub clients: Vec<String>,
+    /// The citizen chose "Skip" when asked to link a citizen ID number.
+    #[serde(default)]
+    pub link_skipped: bool,
 }
 
 /// Name of the session cookie.

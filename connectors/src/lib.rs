@@ -13,6 +13,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bank_card;
+pub mod http;
+pub mod kv;
+pub mod oidc;
+pub mod otp;
+pub mod registry;
+pub mod secret;
+pub mod sms;
 pub mod test_citizens;
 
 use std::collections::BTreeMap;
@@ -145,6 +153,22 @@ pub struct Form {
     pub submit: String,
     /// A problem with the previous answer, to show above the form.
     pub problem: Option<Message>,
+    /// Information with arguments, shown above the fields (e.g. where a code was sent).
+    #[serde(default)]
+    pub notice: Option<Message>,
+    /// A second button (e.g. "send a new code"): submits the form without checking the
+    /// fields, with `name=1` added to the answer.
+    #[serde(default)]
+    pub secondary: Option<FormAction>,
+}
+
+/// A second button of a form.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FormAction {
+    /// The field name the button sends (with value `1`).
+    pub name: String,
+    /// Message key of its label.
+    pub label: String,
 }
 
 /// A translatable message: a key and its arguments.
@@ -234,6 +258,11 @@ pub struct Context {
     pub min_assurance: Assurance,
     /// Unix time in seconds.
     pub now: u64,
+    /// The citizen's network address, for per-address rate limits (never logged).
+    pub client_address: String,
+    /// Shared short-lived state (one-time codes, counters, rate limits), the same for every
+    /// broker instance.
+    pub kv: std::sync::Arc<dyn kv::KeyValue>,
 }
 
 /// Why a step failed. The broker shows citizens the message in their language; operators

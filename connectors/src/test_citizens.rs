@@ -23,6 +23,21 @@ pub struct Config {
     /// The assurance a login through this source reaches.
     #[serde(default = "default_assurance")]
     pub assurance: Assurance,
+    /// Whether this source proves the citizen ID numbers it reports (an old portal that
+    /// only stored what citizens typed does not).
+    #[serde(default = "proven_by_default")]
+    pub citizen_id_proven: bool,
+    /// Authentication method reference of a login (`pwd`, `otp`, `face`, ...).
+    #[serde(default = "default_amr")]
+    pub amr: String,
+}
+
+fn proven_by_default() -> bool {
+    true
+}
+
+fn default_amr() -> String {
+    "pwd".into()
 }
 
 fn default_assurance() -> Assurance {
@@ -100,6 +115,8 @@ impl TestCitizens {
                 ],
                 submit: "button-log-in".into(),
                 problem,
+                notice: None,
+                secondary: None,
             },
             state: StepState::Null,
         }
@@ -144,11 +161,11 @@ impl Connector for TestCitizens {
                 subject: c.username.clone(),
                 citizen_id: c.citizen_id.as_deref().map(|v| CitizenId {
                     value: normalise_id(v),
-                    proven: true,
+                    proven: self.config.citizen_id_proven,
                 }),
                 claims: c.claims.clone(),
                 assurance: self.config.assurance,
-                amr: vec!["pwd".into()],
+                amr: vec![self.config.amr.clone()],
             })),
             None => Err(ConnectorError::Retry {
                 message: Message::new("error-wrong-password"),
@@ -171,6 +188,8 @@ mod tests {
                 claims: BTreeMap::from([("name".into(), "Nguyễn Văn An".into())]),
             }],
             assurance: Assurance::Substantial,
+            citizen_id_proven: true,
+            amr: "pwd".into(),
         })
         .expect("valid config")
     }
@@ -184,6 +203,8 @@ mod tests {
             login_hint: None,
             min_assurance: Assurance::Low,
             now: 0,
+            client_address: "127.0.0.1".into(),
+            kv: std::sync::Arc::new(crate::kv::MemoryKv::default()),
         }
     }
 
@@ -234,6 +255,8 @@ mod tests {
         let Err(problems) = TestCitizens::open(Config {
             citizens: vec![c.clone(), c],
             assurance: Assurance::Low,
+            citizen_id_proven: true,
+            amr: "pwd".into(),
         }) else {
             panic!("expected problems")
         };

@@ -50,6 +50,9 @@ pub struct Options {
     pub redis_url: Option<String>,
     /// Extra TOML appended to the configuration.
     pub extra: String,
+    /// Listen on this port instead of a free one (when the port must be known before the
+    /// broker starts, e.g. for an upstream provider's redirect URI).
+    pub port: Option<u16>,
 }
 
 pub fn free_port() -> u16 {
@@ -183,7 +186,7 @@ impl Broker {
         let (client_key, client_key_pem) =
             SigningKey::generate("client-key-1", SigningAlg::ES256).expect("client key");
         let jwks = serde_json::json!({ "keys": [client_key.jwk()] }).to_string();
-        let port = free_port();
+        let port = opts.port.unwrap_or_else(free_port);
         let store = match &opts.redis_prefix {
             Some(prefix) => format!(
                 "[store]\nkind = \"redis\"\nurl = {{ env = \"TEST_REDIS_URL\" }}\nprefix = \"{prefix}\"\n"

@@ -9,3 +9,4 @@ mod logout;
 mod operators;
 mod protocol;
 mod tokens;
+mod upstream_oidc;

@@ -51,6 +51,9 @@ pub struct FileConfig {
     /// to the main log with `target = "audit"`.
     #[serde(default)]
     pub audit_log: Option<String>,
+    /// The population registry used to link accounts to citizen ID numbers.
+    #[serde(default)]
+    pub registry: Option<RegistryConfig>,
     /// The admin API (off unless a token is configured).
     #[serde(default)]
     pub admin: Option<AdminConfig>,
@@ -68,6 +71,21 @@ fn default_listen() -> String {
 
 fn yes() -> bool {
     true
+}
+
+/// The population registry (HTTP contract in the README).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Base URL.
+    pub url: String,
+    /// Timeout of one request, in milliseconds.
+    #[serde(default = "default_registry_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_registry_timeout() -> u64 {
+    3000
 }
 
 /// The admin API.
@@ -337,6 +355,10 @@ pub struct ClientConfig {
     /// Ask the citizen's consent before the first login to this platform.
     #[serde(default)]
     pub require_consent: bool,
+    /// The platform needs a linked citizen ID number: a citizen without one must link it
+    /// (no "Skip") before the platform gets a login.
+    #[serde(default)]
+    pub require_citizen_id: bool,
     /// Back-Channel Logout 1.0: where logout tokens are POSTed when a session ends.
     #[serde(default)]
     pub backchannel_logout_uri: Option<String>,

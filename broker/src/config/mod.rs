@@ -119,6 +119,8 @@ pub struct Client {
     pub min_assurance: Assurance,
     /// Consent needed before the first login.
     pub require_consent: bool,
+    /// A linked citizen ID number is needed (no "Skip").
+    pub require_citizen_id: bool,
     /// Back-channel logout endpoint.
     pub backchannel_logout_uri: Option<String>,
     /// Front-channel logout page.
@@ -184,6 +186,8 @@ pub struct Settings {
     pub mode: Mode,
     /// Audit log file.
     pub audit_log: Option<PathBuf>,
+    /// The population registry, when configured.
+    pub registry: Option<Arc<dyn connectors::registry::PopulationRegistry>>,
     /// SHA-256 of the admin API token; `None` keeps the admin API off.
     pub admin_token: Option<[u8; 32]>,
 }
@@ -403,6 +407,20 @@ impl Validator {
             Some(Sha256::digest(&token).into())
         });
         let audit_log = raw.audit_log.as_deref().map(|p| self.resolve_path(p));
+        let registry = raw.registry.as_ref().and_then(|r| {
+            if url::Url::parse(&r.url).is_err() {
+                self.report("registry.url", format!("`{}` is not a URL", r.url));
+                return None;
+            }
+            let timeout = std::time::Duration::from_millis(r.timeout_ms);
+            match connectors::registry::HttpRegistry::new(&r.url, timeout) {
+                Ok(h) => Some(Arc::new(h) as Arc<dyn connectors::registry::PopulationRegistry>),
+                Err(e) => {
+                    self.report("registry", e);
+                    None
+                }
+            }
+        });
 
         let connectors = self.connectors(&raw, mode);
         let clients = self.clients(&raw, &algs, &connectors);
@@ -427,6 +445,7 @@ impl Validator {
             secure_cookies,
             mode,
             audit_log,
+            registry,
             admin_token,
         })
     }
@@ -607,6 +626,7 @@ impl Validator {
                     id_token_alg: c.id_token_signed_response_alg,
                     min_assurance: c.min_assurance,
                     require_consent: c.require_consent,
+                    require_citizen_id: c.require_citizen_id,
                     backchannel_logout_uri: c.backchannel_logout_uri.clone(),
                     frontchannel_logout_uri: c.frontchannel_logout_uri.clone(),
                 },

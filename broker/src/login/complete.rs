@@ -3,12 +3,12 @@
 use actix_web::HttpResponse;
 use connectors::Identity;
 
-use super::{login_url, save_tx, see_other, LoginTx, Stage};
+use super::{login_url, save_tx, see_other, LoginTx, PendingClaim, Stage};
 use crate::config::Client;
 use crate::oidc::authorize::{redirect_to_client, AuthRequest};
 use crate::oidc::grants::{issue_code, CodeRecord, Grant};
 use crate::pages;
-use crate::person;
+use crate::person::{self, resolve::Claim, Resolution};
 use crate::session::{self, Session};
 use crate::state::AppState;
 use crate::store::StoreError;
@@ -114,26 +114,49 @@ pub async fn issue_code_response(
     }
 }
 
-/// A connector finished: resolve the person, open or raise the session, then consent or
-/// code.
+/// A connector finished: resolve the person (asking about an older account when the
+/// binding rules need it), open or raise the session, then go on with [`proceed`].
 pub async fn authenticated(
     state: &AppState,
-    tx: LoginTx,
+    mut tx: LoginTx,
     connector_id: &str,
     identity: Identity,
     current: Option<(String, Session)>,
+    decision: Claim,
 ) -> HttpResponse {
     let settings = &state.settings();
     let store = state.store.as_ref();
     let lang = tx.request.lang.clone();
     let Some(client) = settings.clients.get(&tx.request.client_id) else {
-        return pages::error_page(
-            &lang,
-            400,
-            "error-unknown-client",
-            "client no longer configured",
-        );
+        return pages::error_page(&lang, 400, "error-unknown-client", "client no longer configured");
     };
+
+    // Proving an older account during a claim: that login must lead to the weak binding's
+    // person; then the strong identity joins it.
+    let (connector_id, identity, claim) = match tx.pending.take() {
+        Some(pending) => {
+            let proved = match person::resolve(settings, store, connector_id, &identity, Claim::Ask).await {
+                Ok(Resolution::Found { person, .. }) => person.id == pending.weak.person,
+                Ok(Resolution::Claim { .. }) => false,
+                Err(e) => return pages::unavailable_page(&lang, &e),
+            };
+            if !proved {
+                tracing::warn!(target: "audit", event = "claim.failed", connector = connector_id, "the account signed in to is not the one linked to the number");
+                tx.pending = Some(pending);
+                tx.stage = Stage::Claim;
+                tx.notice = Some("claim-wrong-account".into());
+                return match save_tx(state, &tx).await {
+                    Ok(()) => see_other(&login_url(state, &tx.id)),
+                    Err(e) => pages::unavailable_page(&lang, &e),
+                };
+            }
+            tracing::info!(target: "audit", event = "claim.merged", connector = %pending.connector, "a stronger proof joined the older account the citizen proved to hold");
+            let merge = Claim::Merge(pending.weak.person.clone());
+            (pending.connector, pending.identity, merge)
+        }
+        None => (connector_id.to_string(), identity, decision),
+    };
+    let connector_id = connector_id.as_str();
     if identity.assurance < tx.request.min_level {
         return pages::error_page(
             &lang,
@@ -142,8 +165,25 @@ pub async fn authenticated(
             "the identity source did not reach the requested level",
         );
     }
-    let person = match person::resolve(settings, store, connector_id, &identity).await {
-        Ok(p) => p,
+    let person = match person::resolve(settings, store, connector_id, &identity, claim).await {
+        Ok(Resolution::Found { person, suspended_other }) => {
+            if suspended_other {
+                tx.notice = Some("notice-binding-suspended".into());
+            }
+            person
+        }
+        Ok(Resolution::Claim { weak }) => {
+            tx.pending = Some(PendingClaim {
+                connector: connector_id.to_string(),
+                identity,
+                weak,
+            });
+            tx.stage = Stage::Claim;
+            return match save_tx(state, &tx).await {
+                Ok(()) => see_other(&login_url(state, &tx.id)),
+                Err(e) => pages::unavailable_page(&lang, &e),
+            };
+        }
         Err(e) => return pages::unavailable_page(&lang, &e),
     };
     let now = now_millis();
@@ -173,6 +213,7 @@ pub async fn authenticated(
                 created: now,
                 last_seen: now,
                 clients: Vec::new(),
+                link_skipped: false,
             },
         ),
     };
@@ -192,24 +233,79 @@ pub async fn authenticated(
         Err(e) => return pages::unavailable_page(&lang, &e),
     };
     let cookie = session::secure_cookie(settings, session::cookie_name(settings), secret.clone());
-
-    let consent = match consent_needed(state, client, &tx.request, &person.id).await {
-        Ok(c) => c,
-        Err(e) => return pages::unavailable_page(&lang, &e),
-    };
-    let mut resp = if consent {
-        let mut tx = tx;
-        tx.stage = Stage::Consent;
-        if let Err(e) = save_tx(state, &tx).await {
-            return pages::unavailable_page(&lang, &e);
-        }
-        see_other(&login_url(state, &tx.id))
-    } else {
-        if let Err(e) = store.delete(&super::tx_key(&tx.id), now).await {
-            return pages::unavailable_page(&lang, &e);
-        }
-        issue_code_response(state, client, &tx.request, &secret, session).await
-    };
+    let mut resp = proceed(state, tx, &secret, session).await;
     let _ = resp.add_cookie(&cookie);
     resp
+}
+
+/// After authentication: a notice, the citizen ID link, consent, then the code — each step
+/// shown only when needed.
+pub async fn proceed(state: &AppState, mut tx: LoginTx, secret: &str, session: Session) -> HttpResponse {
+    let settings = state.settings();
+    let store = state.store.as_ref();
+    let lang = tx.request.lang.clone();
+    let Some(client) = settings.clients.get(&tx.request.client_id) else {
+        return pages::error_page(&lang, 400, "error-unknown-client", "client no longer configured");
+    };
+    let next = async {
+        if let Some(key) = tx.notice.take() {
+            return Ok(Some(Stage::Notice { key }));
+        }
+        if link_needed(state, client, &session, tx.link_skipped).await? {
+            let person = person::load(store, &session.person_id).await?;
+            let claim = |k: &str| {
+                person
+                    .as_ref()
+                    .and_then(|p| p.claims.get(k))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            return Ok(Some(Stage::Link {
+                problem: None,
+                name: claim("name"),
+                birthdate: claim("birthdate"),
+            }));
+        }
+        if consent_needed(state, client, &tx.request, &session.person_id).await? {
+            return Ok(Some(Stage::Consent));
+        }
+        Ok::<_, StoreError>(None)
+    }
+    .await;
+    match next {
+        Ok(Some(stage)) => {
+            tx.stage = stage;
+            match save_tx(state, &tx).await {
+                Ok(()) => see_other(&login_url(state, &tx.id)),
+                Err(e) => pages::unavailable_page(&lang, &e),
+            }
+        }
+        Ok(None) => {
+            if let Err(e) = store.delete(&super::tx_key(&tx.id), now_millis()).await {
+                return pages::unavailable_page(&lang, &e);
+            }
+            issue_code_response(state, client, &tx.request, secret, session).await
+        }
+        Err(e) => pages::unavailable_page(&lang, &e),
+    }
+}
+
+/// Whether the citizen must be asked for a citizen ID number: the person has none, a
+/// registry can check one, and the platform requires it or the citizen has not skipped.
+pub async fn link_needed(
+    state: &AppState,
+    client: &Client,
+    session: &Session,
+    skipped_now: bool,
+) -> Result<bool, StoreError> {
+    let settings = state.settings();
+    if settings.registry.is_none() && !client.require_citizen_id {
+        return Ok(false);
+    }
+    if !client.require_citizen_id && (skipped_now || session.link_skipped) {
+        return Ok(false);
+    }
+    let person = person::load(state.store.as_ref(), &session.person_id).await?;
+    Ok(person.as_ref().and_then(|p| p.citizen_id()).is_none())
 }

@@ -15,7 +15,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use connectors::{Assurance, Form, Message, StepState};
 use serde::{Deserialize, Serialize};
 
-pub use complete::{consent_needed, issue_code_response};
+pub use complete::{consent_needed, issue_code_response, proceed};
 
 use crate::config::Client;
 use crate::oidc::authorize::{error_to_client, AuthRequest};
@@ -44,6 +44,34 @@ pub enum Stage {
     Consent,
     /// A session exists; asking whether to continue with it.
     SelectAccount,
+    /// A stronger proof found a number bound to an older account through a weaker source:
+    /// is that account the citizen's?
+    Claim,
+    /// Asking for a citizen ID number to check at the population registry.
+    Link {
+        /// What was wrong with the last answer.
+        problem: Option<Message>,
+        /// Values to show again (never the number).
+        name: String,
+        /// Birth date to show again.
+        birthdate: String,
+    },
+    /// Telling the citizen something before going on (a suspended binding).
+    Notice {
+        /// Message key.
+        key: String,
+    },
+}
+
+/// A strong identity waiting for the citizen to prove (or disown) an older account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingClaim {
+    /// Connector of the strong identity.
+    pub connector: String,
+    /// The strong identity.
+    pub identity: connectors::Identity,
+    /// The older account's binding.
+    pub weak: crate::person::Binding,
 }
 
 /// What a connector step shows.
@@ -70,13 +98,6 @@ pub enum View {
     Redirect,
 }
 
-/// The outcome of an authentication, kept while consent is asked.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Authenticated {
-    /// The person.
-    pub person_id: String,
-}
-
 /// A login transaction.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoginTx {
@@ -92,6 +113,15 @@ pub struct LoginTx {
     pub stage: Stage,
     /// Wrong answers so far.
     pub attempts: u32,
+    /// A claim in progress.
+    #[serde(default)]
+    pub pending: Option<PendingClaim>,
+    /// A notice to show once authenticated.
+    #[serde(default)]
+    pub notice: Option<String>,
+    /// The citizen chose to link a citizen ID number later.
+    #[serde(default)]
+    pub link_skipped: bool,
 }
 
 /// Most wrong answers in one login before it must start again.
@@ -153,17 +183,30 @@ pub async fn begin(
     let usable = current
         .as_ref()
         .filter(|(_, s)| session_satisfies(&request, s, now_s));
-    let consent = match usable {
-        Some((_, s)) => match consent_needed(state, client, &request, &s.person_id).await {
-            Ok(c) => c,
-            Err(e) => return pages::unavailable_page(&request.lang, &e),
-        },
-        None => false,
+    // What a usable session still needs before a code: consent, or a linked number.
+    let (consent, link) = match usable {
+        Some((_, s)) => {
+            let needs = async {
+                let consent = consent_needed(state, client, &request, &s.person_id).await?;
+                let link = client.require_citizen_id
+                    && complete::link_needed(state, client, s, false).await?;
+                Ok::<_, crate::store::StoreError>((consent, link))
+            };
+            match needs.await {
+                Ok(c) => c,
+                Err(e) => return pages::unavailable_page(&request.lang, &e),
+            }
+        }
+        None => (false, false),
     };
 
     if request.prompts("none") {
         let error = match usable {
             None => OAuthError::new("login_required", "the citizen must log in"),
+            Some(_) if link => OAuthError::new(
+                "interaction_required",
+                "the citizen must link a citizen ID number",
+            ),
             Some(_) if consent => OAuthError::new("consent_required", "the citizen must consent"),
             Some((secret, s)) => {
                 return issue_code_response(state, client, &request, secret, s.clone()).await
@@ -172,15 +215,14 @@ pub async fn begin(
         return error_to_client(settings, &request, &error);
     }
     if let Some((secret, s)) = usable {
-        if !consent && !request.prompts("select_account") {
+        if !consent && !link && !request.prompts("select_account") {
             return issue_code_response(state, client, &request, secret, s.clone()).await;
         }
     }
 
     let stage = match usable {
         Some(_) if request.prompts("select_account") => Stage::SelectAccount,
-        Some(_) => Stage::Consent,
-        None => Stage::Choose,
+        _ => Stage::Choose,
     };
     let (browser_secret, new_cookie) = match req.cookie(session::browser_cookie_name(settings)) {
         Some(c) if c.value().len() >= 32 => (c.value().to_string(), false),
@@ -193,12 +235,21 @@ pub async fn begin(
         request,
         stage,
         attempts: 0,
+        pending: None,
+        notice: None,
+        link_skipped: false,
     };
-    if let Err(e) = save_tx(state, &tx).await {
-        return pages::unavailable_page(&tx.request.lang, &e);
-    }
     metrics::counter!("broker_logins_started_total", "client" => client.id.clone()).increment(1);
-    let mut resp = see_other(&login_url(state, &tx.id));
+    let mut resp = match usable {
+        // Signed in, but consent or a linked number is missing: straight to that step.
+        Some((secret, s)) if !request_prompts_select(&tx) => {
+            proceed(state, tx, secret, s.clone()).await
+        }
+        _ => match save_tx(state, &tx).await {
+            Ok(()) => see_other(&login_url(state, &tx.id)),
+            Err(e) => return pages::unavailable_page(&tx.request.lang, &e),
+        },
+    };
     if new_cookie {
         let cookie = session::secure_cookie(
             settings,
@@ -208,6 +259,10 @@ pub async fn begin(
         let _ = resp.add_cookie(&cookie);
     }
     resp
+}
+
+fn request_prompts_select(tx: &LoginTx) -> bool {
+    tx.request.prompts("select_account")
 }
 
 /// Connectors a request may use: enabled (or in maintenance, shown greyed) and strong

@@ -6,7 +6,8 @@ use std::time::Duration;
 use actix_web::{web, HttpRequest, HttpResponse};
 use connectors::{ConnectorError, Context, Input, Message, Step};
 
-use super::complete::{authenticated, issue_code_response, record_consent};
+use super::complete::{authenticated, issue_code_response, proceed, record_consent};
+use crate::person::resolve::Claim;
 use super::{eligible, login_url, save_tx, see_other, tx_key, LoginTx, Stage, View, MAX_ATTEMPTS};
 use crate::oidc::authorize::error_to_client;
 use crate::oidc::OAuthError;
@@ -131,6 +132,25 @@ pub async fn show(
             connector, view, ..
         } => page.step(connector, view),
         Stage::Consent => page.consent(),
+        Stage::Claim => {
+            let source = match &tx.pending {
+                Some(p) => weak_connector(&state, &p.weak).await,
+                None => None,
+            };
+            let name = source
+                .and_then(|id| state.settings().connector(&id).map(|c| crate::i18n::Tr::new(&tx.request.lang).pick(&c.name).to_string()))
+                .unwrap_or_default();
+            page.claim(&name, tx.notice.as_deref())
+        }
+        Stage::Link { problem, name, birthdate } => {
+            let settings = state.settings();
+            let required = settings
+                .clients
+                .get(&tx.request.client_id)
+                .is_some_and(|c| c.require_citizen_id);
+            page.link(problem.as_ref(), name, birthdate, !required)
+        }
+        Stage::Notice { key } => page.notice(key),
         Stage::SelectAccount => {
             let name = session::current(&req, &state.settings(), state.store.as_ref())
                 .await
@@ -143,7 +163,13 @@ pub async fn show(
     }
 }
 
-fn context(state: &AppState, tx: &LoginTx, connector: &str, cb_state: &str) -> Context {
+fn context(
+    req: &HttpRequest,
+    state: &AppState,
+    tx: &LoginTx,
+    connector: &str,
+    cb_state: &str,
+) -> Context {
     Context {
         callback_url: format!("{}/callback/{connector}", state.settings().issuer),
         state: cb_state.to_string(),
@@ -152,6 +178,8 @@ fn context(state: &AppState, tx: &LoginTx, connector: &str, cb_state: &str) -> C
         login_hint: tx.request.login_hint.clone(),
         min_assurance: tx.request.min_level,
         now: now_millis() / 1000,
+        client_address: client_address(req, &state.settings()),
+        kv: std::sync::Arc::new(crate::store::kv::StoreKv(state.store.clone())),
     }
 }
 
@@ -186,7 +214,7 @@ pub async fn start(
         return see_other(&login_url(&state, &tx.id));
     }
     let cb_state = random_token(24);
-    let ctx = context(&state, &tx, &entry.id, &cb_state);
+    let ctx = context(&req, &state, &tx, &entry.id, &cb_state);
     let result = timed(&entry.id, entry.connector.start(&ctx)).await;
     let connector_id = entry.id.clone();
     tx.attempts = 0;
@@ -246,7 +274,7 @@ pub async fn step(
         _ => Input::Form(fields),
     };
     let cb_state = random_token(24);
-    let ctx = context(&state, &tx, &connector, &cb_state);
+    let ctx = context(&req, &state, &tx, &connector, &cb_state);
     let result = timed(&entry.id, entry.connector.resume(&ctx, step_state, input)).await;
     advance(&req, &state, tx, &connector, &cb_state, result).await
 }
@@ -314,7 +342,7 @@ pub async fn callback(
         );
     };
     let next_state = random_token(24);
-    let ctx = context(&state, &tx, &connector, cb_state);
+    let ctx = context(&req, &state, &tx, &connector, cb_state);
     let result = timed(
         &entry.id,
         entry
@@ -384,7 +412,7 @@ async fn advance(
                 .await
                 .ok()
                 .flatten();
-            authenticated(state, tx, connector, identity, current).await
+            authenticated(state, tx, connector, identity, current, Claim::Ask).await
         }
         Step::Redirect { url, state: s } => {
             tx.stage = Stage::Step {
@@ -532,20 +560,8 @@ pub async fn account(
         .flatten();
     match (fields.get("choice").map(String::as_str), current) {
         (Some("continue"), Some((secret, s))) => {
-            let consent =
-                match super::consent_needed(&state, client, &tx.request, &s.person_id).await {
-                    Ok(c) => c,
-                    Err(e) => return pages::unavailable_page(&tx.request.lang, &e),
-                };
-            if consent {
-                tx.stage = Stage::Consent;
-                return match save_tx(&state, &tx).await {
-                    Ok(()) => see_other(&login_url(&state, &tx.id)),
-                    Err(e) => pages::unavailable_page(&tx.request.lang, &e),
-                };
-            }
-            let _ = state.store.delete(&tx_key(&tx.id), now_millis()).await;
-            issue_code_response(&state, client, &tx.request, &secret, s).await
+            let _ = client;
+            proceed(&state, tx, &secret, s).await
         }
         _ => {
             tx.stage = Stage::Choose;
@@ -572,4 +588,151 @@ pub async fn cancel(
     let _ = state.store.delete(&tx_key(&tx.id), now_millis()).await;
     let e = OAuthError::new("access_denied", "the citizen cancelled the login");
     error_to_client(&state.settings(), &tx.request, &e)
+}
+
+
+/// The connector through which the older account of a weak binding can prove itself.
+async fn weak_connector(state: &AppState, weak: &crate::person::Binding) -> Option<String> {
+    let settings = state.settings();
+    if settings.connector(&weak.source).is_some() {
+        return Some(weak.source.clone());
+    }
+    let person = crate::person::load(state.store.as_ref(), &weak.person).await.ok().flatten()?;
+    person
+        .links
+        .iter()
+        .map(|l| l.connector.clone())
+        .find(|c| settings.connector(c).is_some())
+}
+
+/// The current session of a login's browser, or the "expired" page.
+async fn session_of(req: &HttpRequest, state: &AppState, lang: &str) -> Result<(String, crate::session::Session), HttpResponse> {
+    match session::current(req, &state.settings(), state.store.as_ref()).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(pages::error_page(lang, 400, "error-login-expired", "session ended")),
+        Err(e) => Err(pages::unavailable_page(lang, &e)),
+    }
+}
+
+/// `POST /login/{tx}/claim`: the citizen proves the older account (`prove`) or disowns it
+/// (`not_mine`).
+pub async fn claim(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let fields = form_fields(&body);
+    let mut tx = match load_post(&req, &state, &path, &fields).await {
+        Ok(tx) => tx,
+        Err(page) => return page,
+    };
+    let (Stage::Claim, Some(pending)) = (&tx.stage, tx.pending.clone()) else {
+        return see_other(&login_url(&state, &tx.id));
+    };
+    tx.notice = None;
+    if fields.get("choice").map(String::as_str) == Some("not_mine") {
+        tx.pending = None;
+        let current = session::current(&req, &state.settings(), state.store.as_ref()).await.ok().flatten();
+        return authenticated(&state, tx, &pending.connector, pending.identity, current, Claim::TakeOver).await;
+    }
+    let Some(connector) = weak_connector(&state, &pending.weak).await else {
+        return pages::failure_page(&tx.request.lang, 409, &Message::new("claim-no-way"), None);
+    };
+    let settings = state.settings();
+    let Some(entry) = settings.connector(&connector) else {
+        return pages::failure_page(&tx.request.lang, 409, &Message::new("claim-no-way"), None);
+    };
+    let cb_state = random_token(24);
+    let ctx = context(&req, &state, &tx, &entry.id, &cb_state);
+    let result = timed(&entry.id, entry.connector.start(&ctx)).await;
+    tx.attempts = 0;
+    advance(&req, &state, tx, &connector, &cb_state, result).await
+}
+
+/// Most registry checks in one login.
+const MAX_LINK_ATTEMPTS: u32 = 3;
+
+/// `POST /login/{tx}/link`: a citizen ID number to check at the registry, or "Skip".
+pub async fn link(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let fields = form_fields(&body);
+    let mut tx = match load_post(&req, &state, &path, &fields).await {
+        Ok(tx) => tx,
+        Err(page) => return page,
+    };
+    if !matches!(tx.stage, Stage::Link { .. }) {
+        return see_other(&login_url(&state, &tx.id));
+    }
+    let lang = tx.request.lang.clone();
+    let (secret, mut session) = match session_of(&req, &state, &lang).await {
+        Ok(s) => s,
+        Err(page) => return page,
+    };
+    let settings = state.settings();
+    let required = settings
+        .clients
+        .get(&tx.request.client_id)
+        .is_some_and(|c| c.require_citizen_id);
+    if fields.get("action").map(String::as_str) == Some("skip") {
+        if required {
+            return see_other(&login_url(&state, &tx.id));
+        }
+        tx.link_skipped = true;
+        session.link_skipped = true;
+        if let Err(e) = session::save(&settings, state.store.as_ref(), Some(secret.clone()), session.clone()).await {
+            return pages::unavailable_page(&lang, &e);
+        }
+        tracing::info!(target: "audit", event = "link.skipped", sid = %session.sid, "citizen chose to link a citizen ID number later");
+        return proceed(&state, tx, &secret, session).await;
+    }
+    let field = |k: &str| fields.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
+    let (citizen_id, name, birthdate) = (field("citizen_id"), field("name"), field("birthdate"));
+    let outcome = crate::person::link::link(&settings, state.store.as_ref(), &session.person_id, &citizen_id, &name, &birthdate).await;
+    use crate::person::link::LinkOutcome;
+    let problem = match outcome {
+        Ok(LinkOutcome::Linked) => return proceed(&state, tx, &secret, session).await,
+        Ok(LinkOutcome::Mismatch) => "link-mismatch",
+        Ok(LinkOutcome::NotFound) => "link-not-found",
+        Ok(LinkOutcome::TakenByAnother) => "link-taken",
+        Ok(LinkOutcome::Unavailable) => "link-unavailable",
+        Err(e) => return pages::unavailable_page(&lang, &e),
+    };
+    tx.attempts += 1;
+    if tx.attempts >= MAX_LINK_ATTEMPTS && problem != "link-unavailable" {
+        let _ = state.store.delete(&tx_key(&tx.id), now_millis()).await;
+        tracing::warn!(target: "audit", event = "link.failed", sid = %session.sid, reason = problem, "registry link abandoned after too many attempts");
+        return pages::failure_page(&lang, 429, &Message::new("link-too-many"), None);
+    }
+    tx.stage = Stage::Link { problem: Some(Message::new(problem)), name, birthdate };
+    match save_tx(&state, &tx).await {
+        Ok(()) => see_other(&login_url(&state, &tx.id)),
+        Err(e) => pages::unavailable_page(&lang, &e),
+    }
+}
+
+/// `POST /login/{tx}/continue`: go on after a notice.
+pub async fn continue_login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let fields = form_fields(&body);
+    let tx = match load_post(&req, &state, &path, &fields).await {
+        Ok(tx) => tx,
+        Err(page) => return page,
+    };
+    if !matches!(tx.stage, Stage::Notice { .. }) {
+        return see_other(&login_url(&state, &tx.id));
+    }
+    let (secret, session) = match session_of(&req, &state, &tx.request.lang).await {
+        Ok(s) => s,
+        Err(page) => return page,
+    };
+    proceed(&state, tx, &secret, session).await
 }

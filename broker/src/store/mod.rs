@@ -9,6 +9,7 @@
 
 pub mod conformance;
 pub mod embedded;
+pub mod kv;
 pub mod metered;
 pub mod redis;
 

@@ -1,0 +1,643 @@
+//! The load generator: many tokio tasks, each looping over one kind of request until a
+//! deadline, on keep-alive HTTP connections to 127.0.0.1.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use reqwest::header::{HeaderMap, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{Client, RequestBuilder, StatusCode};
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+
+use crate::instance::{CITIZENS, REDIRECT_URI, SCOPE};
+
+/// Error bodies kept per task (the report prints the first few of a scenario).
+const SAMPLES_PER_TASK: usize = 2;
+
+/// The broker limits password submissions to 30 per address and connector in five
+/// minutes; simulated browsers change their source address before reaching it.
+const LOGINS_PER_ADDRESS: u32 = 25;
+
+/// Where the requests go and how the relying parties authenticate.
+#[derive(Clone)]
+pub struct Target {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// Secret of the benchmark clients.
+    pub secret: String,
+    /// Source addresses for simulated browsers.
+    pub addrs: Arc<SourceAddrs>,
+}
+
+/// Latencies and errors of one scenario.
+#[derive(Default)]
+pub struct Stats {
+    /// Latency of each successful request (or flow), in microseconds.
+    pub lat_us: Vec<u32>,
+    /// Failed requests (non-2xx where 2xx was expected, unexpected status, transport error).
+    pub errors: u64,
+    /// First error descriptions.
+    pub samples: Vec<String>,
+}
+
+impl Stats {
+    fn ok(&mut self, started: Instant) {
+        let us = started.elapsed().as_micros();
+        self.lat_us.push(u32::try_from(us).unwrap_or(u32::MAX));
+    }
+
+    fn err(&mut self, what: String) {
+        self.errors += 1;
+        if self.samples.len() < SAMPLES_PER_TASK {
+            self.samples.push(what);
+        }
+    }
+
+    fn merge(&mut self, other: Stats) {
+        self.lat_us.extend(other.lat_us);
+        self.errors += other.errors;
+        self.samples.extend(other.samples);
+    }
+
+    /// The `p`-th percentile in milliseconds (sorts the latencies).
+    pub fn percentile_ms(&mut self, p: f64) -> f64 {
+        if self.lat_us.is_empty() {
+            return 0.0;
+        }
+        self.lat_us.sort_unstable();
+        let rank = ((p / 100.0) * (self.lat_us.len() - 1) as f64).round() as usize;
+        f64::from(self.lat_us[rank.min(self.lat_us.len() - 1)]) / 1000.0
+    }
+}
+
+/// The result of a scenario.
+pub struct Outcome {
+    /// Wall time from the first request to the end of the last one.
+    pub elapsed: Duration,
+    /// The scenario's unit (request or flow).
+    pub main: Stats,
+    /// Token-endpoint part of a login flow.
+    pub token: Option<Stats>,
+}
+
+/// Loopback source addresses `127.x.y.z` (all of 127/8 reaches the loopback interface),
+/// handed out in order from a random start.
+pub struct SourceAddrs {
+    next: AtomicU32,
+    usable: bool,
+}
+
+impl SourceAddrs {
+    /// Checks that this machine lets sockets bind to other loopback addresses.
+    pub fn new() -> SourceAddrs {
+        let start = rand::rng().next_u32() % (254 * 256 * 254);
+        let usable = std::net::UdpSocket::bind((Self::addr(start), 0)).is_ok();
+        SourceAddrs {
+            next: AtomicU32::new(start),
+            usable,
+        }
+    }
+
+    /// Whether distinct source addresses are in use.
+    pub fn usable(&self) -> bool {
+        self.usable
+    }
+
+    fn addr(n: u32) -> Ipv4Addr {
+        let n = n % (254 * 256 * 254);
+        let x = 1 + n / (256 * 254);
+        let y = (n / 254) % 256;
+        let z = 1 + n % 254;
+        Ipv4Addr::new(127, x as u8, y as u8, z as u8)
+    }
+
+    fn take(&self) -> Option<IpAddr> {
+        self.usable
+            .then(|| IpAddr::V4(Self::addr(self.next.fetch_add(1, Ordering::Relaxed))))
+    }
+}
+
+/// A keep-alive client for the relying party's back-channel calls (`/token`) and the
+/// public GET endpoints.
+pub fn rp_client() -> Result<Client, String> {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))
+}
+
+/// A simulated browser's connection pool, moved to a new source address every
+/// `LOGINS_PER_ADDRESS` logins. Cookies are kept per login ([`Jar`]), so each login is a
+/// fresh browser while connections are reused.
+struct Browser {
+    http: Client,
+    used: u32,
+    addrs: Arc<SourceAddrs>,
+}
+
+impl Browser {
+    fn new(addrs: Arc<SourceAddrs>) -> Result<Browser, String> {
+        Ok(Browser {
+            http: Self::client(&addrs)?,
+            used: 0,
+            addrs,
+        })
+    }
+
+    fn client(addrs: &SourceAddrs) -> Result<Client, String> {
+        Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .tcp_nodelay(true)
+            .timeout(Duration::from_secs(10))
+            .local_address(addrs.take())
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))
+    }
+
+    fn next(&mut self) -> Result<&Client, String> {
+        if self.used >= LOGINS_PER_ADDRESS && self.addrs.usable() {
+            self.http = Self::client(&self.addrs)?;
+            self.used = 0;
+        }
+        self.used += 1;
+        Ok(&self.http)
+    }
+}
+
+/// The cookies of one browser session.
+#[derive(Default)]
+struct Jar(Vec<(String, String)>);
+
+impl Jar {
+    fn absorb(&mut self, headers: &HeaderMap) {
+        for value in headers.get_all(SET_COOKIE) {
+            let Ok(text) = value.to_str() else { continue };
+            let pair = text.split(';').next().unwrap_or_default();
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            let (name, value) = (name.trim(), value.trim());
+            let removed = value.is_empty()
+                || text
+                    .to_ascii_lowercase()
+                    .split(';')
+                    .any(|a| a.trim() == "max-age=0");
+            self.0.retain(|(n, _)| n != name);
+            if !removed {
+                self.0.push((name.to_string(), value.to_string()));
+            }
+        }
+    }
+
+    fn apply(&self, rb: RequestBuilder) -> RequestBuilder {
+        if self.0.is_empty() {
+            return rb;
+        }
+        let header = self
+            .0
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        rb.header(COOKIE, header)
+    }
+}
+
+fn snippet(body: &str) -> String {
+    let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &one_line[..i]),
+        None => one_line,
+    }
+}
+
+/// Sends a browser request with the jar's cookies; expects `expect` and returns the
+/// `Location` header and the body.
+async fn browse(
+    rb: RequestBuilder,
+    jar: &mut Jar,
+    step: &str,
+    expect: StatusCode,
+) -> Result<(Option<String>, String), String> {
+    let resp = jar
+        .apply(rb)
+        .send()
+        .await
+        .map_err(|e| format!("{step}: {e}"))?;
+    jar.absorb(resp.headers());
+    let status = resp.status();
+    let location = resp
+        .headers()
+        .get(LOCATION)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    let body = resp.text().await.map_err(|e| format!("{step}: {e}"))?;
+    if status != expect {
+        return Err(format!("{step}: HTTP {status}: {}", snippet(&body)));
+    }
+    Ok((location, body))
+}
+
+/// Extracts the value of a hidden form field.
+fn hidden(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')?;
+    Some(html[start..start + end].to_string())
+}
+
+/// The login transaction path (`/login/{tx}`) in a form's action.
+fn tx_path(html: &str) -> Option<String> {
+    let start = html.find("action=\"/login/")? + "action=\"".len();
+    let rest = &html[start..];
+    let action = &rest[..rest.find('"')?];
+    let tx = action.split('/').nth(2)?;
+    Some(format!("/login/{tx}"))
+}
+
+fn absolute(base: &str, location: &str) -> String {
+    if location.starts_with('/') {
+        format!("{base}{location}")
+    } else {
+        location.to_string()
+    }
+}
+
+/// A PKCE verifier and its S256 challenge.
+fn pkce() -> (String, String) {
+    let mut b = [0u8; 32];
+    rand::rng().fill_bytes(&mut b);
+    let verifier = URL_SAFE_NO_PAD.encode(b);
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+/// One interactive login with a fresh cookie jar: authorize, choice page, connector
+/// start, form page, password step. Returns the code and the PKCE verifier.
+async fn login(http: &Client, base: &str, client_id: &str) -> Result<(String, String), String> {
+    let (verifier, challenge) = pkce();
+    let (user, password) = CITIZENS[(rand::rng().next_u32() as usize) % CITIZENS.len()];
+    let mut jar = Jar::default();
+    let mut authorize =
+        url::Url::parse(&format!("{base}/authorize")).map_err(|e| format!("url: {e}"))?;
+    authorize.query_pairs_mut().extend_pairs([
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", REDIRECT_URI),
+        ("scope", SCOPE),
+        ("state", "bench-state"),
+        ("nonce", "bench-nonce"),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ]);
+    let see_other = StatusCode::SEE_OTHER;
+    let (location, _) = browse(http.get(authorize), &mut jar, "authorize", see_other).await?;
+    let location = location.ok_or("authorize: 303 without Location")?;
+    let (_, choice) = browse(
+        http.get(absolute(base, &location)),
+        &mut jar,
+        "choice page",
+        StatusCode::OK,
+    )
+    .await?;
+    let csrf = hidden(&choice, "csrf").ok_or("choice page: no csrf field")?;
+    let tx = tx_path(&choice).ok_or("choice page: no login form")?;
+    let start = http
+        .post(format!("{base}{tx}/start"))
+        .form(&[("csrf", csrf.as_str()), ("connector", "test-citizens")]);
+    browse(start, &mut jar, "start", see_other).await?;
+    let (_, form) = browse(
+        http.get(format!("{base}{tx}")),
+        &mut jar,
+        "form page",
+        StatusCode::OK,
+    )
+    .await?;
+    let csrf = hidden(&form, "csrf").ok_or("form page: no csrf field")?;
+    let tx = tx_path(&form).ok_or("form page: no login form")?;
+    let step = http.post(format!("{base}{tx}/step")).form(&[
+        ("csrf", csrf.as_str()),
+        ("username", user),
+        ("password", password),
+    ]);
+    let (location, _) = browse(step, &mut jar, "step", see_other).await?;
+    let location = location.ok_or("step: 303 without Location")?;
+    let callback = url::Url::parse(&location).map_err(|e| format!("callback {location}: {e}"))?;
+    let param = |name: &str| {
+        callback
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    match param("code") {
+        Some(code) => Ok((code, verifier)),
+        None => Err(format!(
+            "step: redirect without code: {}",
+            param("error_description")
+                .or_else(|| param("error"))
+                .unwrap_or(location)
+        )),
+    }
+}
+
+/// Posts a grant to `/token` with HTTP Basic; returns the next refresh token.
+async fn token(
+    rp: &Client,
+    target: &Target,
+    client_id: &str,
+    form: &[(&str, &str)],
+) -> Result<String, String> {
+    let grant = form.first().map(|(_, g)| *g).unwrap_or("token");
+    let resp = rp
+        .post(format!("{}/token", target.base))
+        .basic_auth(client_id, Some(&target.secret))
+        .form(form)
+        .send()
+        .await
+        .map_err(|e| format!("token ({grant}): {e}"))?;
+    let status = resp.status();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("token ({grant}): {e}"))?;
+    if !status.is_success() {
+        return Err(format!(
+            "token ({grant}): HTTP {status}: {}",
+            snippet(&String::from_utf8_lossy(&body))
+        ));
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| format!("token ({grant}): bad JSON: {e}"))?;
+    json["refresh_token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("token ({grant}): no refresh_token"))
+}
+
+async fn redeem(
+    rp: &Client,
+    target: &Target,
+    client_id: &str,
+    code: &str,
+    verifier: &str,
+) -> Result<String, String> {
+    token(
+        rp,
+        target,
+        client_id,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT_URI),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await
+}
+
+/// Runs `concurrency` tasks made by `task(i)` and merges what they measured.
+async fn run<F, Fut>(concurrency: usize, mut task: F) -> Result<Outcome, String>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = (Stats, Option<Stats>)> + Send + 'static,
+{
+    let started = Instant::now();
+    let mut set = JoinSet::new();
+    for i in 0..concurrency {
+        set.spawn(task(i));
+    }
+    let mut main = Stats::default();
+    let mut token: Option<Stats> = None;
+    while let Some(done) = set.join_next().await {
+        let (m, t) = done.map_err(|e| format!("a load task failed: {e}"))?;
+        main.merge(m);
+        if let Some(t) = t {
+            token.get_or_insert_with(Stats::default).merge(t);
+        }
+    }
+    Ok(Outcome {
+        elapsed: started.elapsed(),
+        main,
+        token,
+    })
+}
+
+/// GETs `path` in a loop until `deadline`.
+pub async fn get(
+    target: &Target,
+    path: &str,
+    concurrency: usize,
+    duration: Duration,
+) -> Result<Outcome, String> {
+    let http = rp_client()?;
+    let url = format!("{}{path}", target.base);
+    let deadline = Instant::now() + duration;
+    run(concurrency, |_| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let mut stats = Stats::default();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match http.get(&url).send().await {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        match resp.bytes().await {
+                            Ok(_) if status.is_success() => stats.ok(t),
+                            Ok(body) => stats.err(format!(
+                                "GET {url}: HTTP {status}: {}",
+                                snippet(&String::from_utf8_lossy(&body))
+                            )),
+                            Err(e) => stats.err(format!("GET {url}: {e}")),
+                        }
+                    }
+                    Err(e) => stats.err(format!("GET {url}: {e}")),
+                }
+            }
+            (stats, None)
+        }
+    })
+    .await
+}
+
+/// A login and code redemption: the first refresh token of a chain.
+async fn new_chain(
+    browser: &mut Browser,
+    rp: &Client,
+    target: &Target,
+    client_id: &str,
+) -> Result<String, String> {
+    let (code, verifier) = login(browser.next()?, &target.base, client_id).await?;
+    redeem(rp, target, client_id, &code, &verifier).await
+}
+
+/// Refresh-token grants: each task logs in once, then rotates its own token chain until
+/// `deadline` (each response carries the next refresh token).
+pub async fn refresh(
+    target: &Target,
+    client_id: &'static str,
+    concurrency: usize,
+    duration: Duration,
+) -> Result<Outcome, String> {
+    let rp = rp_client()?;
+    // First one chain per task, untimed.
+    let mut set = JoinSet::new();
+    for _ in 0..concurrency {
+        let (rp, target) = (rp.clone(), target.clone());
+        set.spawn(async move {
+            let mut browser = Browser::new(target.addrs.clone())?;
+            let chain = new_chain(&mut browser, &rp, &target, client_id).await?;
+            Ok::<_, String>((browser, chain))
+        });
+    }
+    let mut chains = Vec::with_capacity(concurrency);
+    while let Some(done) = set.join_next().await {
+        let chain = done.map_err(|e| format!("a login task failed: {e}"))?;
+        chains.push(chain.map_err(|e| format!("cannot obtain refresh tokens: {e}"))?);
+    }
+    let deadline = Instant::now() + duration;
+    run(concurrency, |_| {
+        let (rp, target) = (rp.clone(), target.clone());
+        let chain = chains.pop();
+        async move {
+            let mut stats = Stats::default();
+            let Some((mut browser, mut current)) = chain else {
+                return (stats, None);
+            };
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let form = [
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", current.as_str()),
+                ];
+                match token(&rp, &target, client_id, &form).await {
+                    Ok(next) => {
+                        stats.ok(t);
+                        current = next;
+                    }
+                    Err(e) => {
+                        // The chain may be broken: start a new one (untimed).
+                        stats.err(e);
+                        match new_chain(&mut browser, &rp, &target, client_id).await {
+                            Ok(next) => current = next,
+                            Err(e) => {
+                                stats.err(e);
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        }
+                    }
+                }
+            }
+            (stats, None)
+        }
+    })
+    .await
+}
+
+/// Whole logins with a fresh cookie jar each (authorize, choice, start, form, step, token);
+/// the token-endpoint part (code redemption) is also measured on its own.
+pub async fn logins(
+    target: &Target,
+    client_id: &'static str,
+    concurrency: usize,
+    duration: Duration,
+) -> Result<Outcome, String> {
+    let rp = rp_client()?;
+    let deadline = Instant::now() + duration;
+    run(concurrency, |_| {
+        let (rp, target) = (rp.clone(), target.clone());
+        async move {
+            let mut flows = Stats::default();
+            let mut tokens = Stats::default();
+            let mut browser = match Browser::new(target.addrs.clone()) {
+                Ok(b) => b,
+                Err(e) => {
+                    flows.err(e);
+                    return (flows, Some(tokens));
+                }
+            };
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let http = match browser.next() {
+                    Ok(h) => h,
+                    Err(e) => {
+                        flows.err(e);
+                        break;
+                    }
+                };
+                let (code, verifier) = match login(http, &target.base, client_id).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        flows.err(e);
+                        continue;
+                    }
+                };
+                let tt = Instant::now();
+                match redeem(&rp, &target, client_id, &code, &verifier).await {
+                    Ok(_) => {
+                        tokens.ok(tt);
+                        flows.ok(t);
+                    }
+                    Err(e) => {
+                        tokens.err(e.clone());
+                        flows.err(e);
+                    }
+                }
+            }
+            (flows, Some(tokens))
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_addresses_stay_in_loopback() {
+        for n in [0, 1, 253, 254, 255, 65_000, 254 * 256 * 254 - 1, u32::MAX] {
+            let a = SourceAddrs::addr(n);
+            assert_eq!(a.octets()[0], 127);
+            assert_ne!(a.octets()[1], 0);
+            assert!((1..=254).contains(&a.octets()[3]), "{a}");
+        }
+    }
+
+    #[test]
+    fn percentiles() {
+        let mut s = Stats {
+            lat_us: (1..=100).rev().map(|ms| ms * 1000).collect(),
+            ..Stats::default()
+        };
+        assert_eq!(s.percentile_ms(50.0), 51.0);
+        assert_eq!(s.percentile_ms(99.0), 99.0);
+        assert_eq!(s.percentile_ms(100.0), 100.0);
+    }
+
+    #[test]
+    fn cookies() {
+        let mut headers = HeaderMap::new();
+        headers.append(SET_COOKIE, "a=1; Path=/; HttpOnly".parse().unwrap());
+        headers.append(SET_COOKIE, "b=2; Path=/".parse().unwrap());
+        let mut jar = Jar::default();
+        jar.absorb(&headers);
+        let mut gone = HeaderMap::new();
+        gone.append(SET_COOKIE, "a=x; Max-Age=0".parse().unwrap());
+        jar.absorb(&gone);
+        assert_eq!(jar.0, vec![("b".to_string(), "2".to_string())]);
+    }
+
+    #[test]
+    fn forms() {
+        let html = r#"<form action="/login/abc123/step" method="post"><input type="hidden" name="csrf" value="xyz">"#;
+        assert_eq!(hidden(html, "csrf").as_deref(), Some("xyz"));
+        assert_eq!(tx_path(html).as_deref(), Some("/login/abc123"));
+    }
+}

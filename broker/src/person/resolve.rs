@@ -1,0 +1,190 @@
+//! From a verified identity to its person, with the binding rules of citizen ID numbers.
+
+use connectors::{Assurance, Identity};
+
+use super::{binding, id_key, link_key, load, save, Binding, IdStatus, Person};
+use crate::config::Settings;
+use crate::store::{Store, StoreResult};
+use crate::util::{now_millis, random_token};
+
+/// What to do when the identity proves a number bound to another person through a weaker
+/// source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Stop and ask the citizen ([`Resolution::Claim`]).
+    Ask,
+    /// The citizen proved the older account is theirs: join it.
+    Merge(String),
+    /// The citizen says the older account is not theirs: suspend its binding.
+    TakeOver,
+}
+
+/// The outcome of a resolution.
+#[derive(Debug)]
+pub enum Resolution {
+    /// The person, and whether a weaker binding of someone else was suspended for it.
+    Found {
+        /// The person.
+        person: Person,
+        /// A weaker binding of the same number to another person was suspended.
+        suspended_other: bool,
+    },
+    /// The number is bound to another person through a weaker source: the citizen must say
+    /// whether that account is theirs.
+    Claim {
+        /// The weak binding.
+        weak: Binding,
+    },
+}
+
+/// Finds or creates the person of a verified identity, applies the binding rules, and
+/// refreshes the person's attributes from the source.
+pub async fn resolve(
+    settings: &Settings,
+    store: &dyn Store,
+    connector: &str,
+    identity: &Identity,
+    claim: Claim,
+) -> StoreResult<Resolution> {
+    let now = now_millis();
+    let ext_key = link_key(settings, connector, &identity.subject);
+    let ext_person = store
+        .get(&ext_key, now)
+        .await?
+        .map(|v| String::from_utf8_lossy(&v).into_owned());
+    let proven = identity
+        .citizen_id
+        .as_ref()
+        .filter(|c| c.proven && !c.value.is_empty())
+        .map(|c| c.value.clone());
+    let level = identity.assurance;
+
+    let mut suspended_other = false;
+    let mut bind = false;
+    let target: Option<String> = match &proven {
+        None => ext_person.clone(),
+        Some(value) => match binding(settings, store, value).await? {
+            None => {
+                bind = true;
+                ext_person.clone()
+            }
+            Some(b) if Some(&b.person) == ext_person.as_ref() => {
+                bind = level > b.level;
+                ext_person.clone()
+            }
+            Some(b) if b.level >= level => match &ext_person {
+                // Proven at least as strongly before: the same citizen.
+                None => Some(b.person),
+                Some(p) => {
+                    // Two accounts both proven: never move a binding to an equal or weaker
+                    // proof. Operators review the pair.
+                    tracing::warn!(target: "audit", event = "binding.refused", connector, level = %level, bound_level = %b.level, "a number already bound at an equal or stronger level was proven again for another account");
+                    Some(p.clone())
+                }
+            },
+            Some(b) => match claim {
+                Claim::Ask => return Ok(Resolution::Claim { weak: b }),
+                Claim::Merge(ref id) if *id == b.person => {
+                    bind = true;
+                    Some(b.person)
+                }
+                Claim::Merge(_) => return Ok(Resolution::Claim { weak: b }),
+                Claim::TakeOver => {
+                    suspend(store, &b.person, value, now).await?;
+                    tracing::warn!(target: "audit", event = "binding.suspended", connector, level = %level, bound_level = %b.level, bound_source = %b.source, suspended_person = %b.person, "a weaker binding of a citizen ID number was suspended by a stronger proof");
+                    suspended_other = true;
+                    bind = true;
+                    ext_person.clone()
+                }
+            },
+        },
+    };
+
+    // Find or create the person; two first logins at once agree through put_new.
+    let id = match target {
+        Some(id) => id,
+        None => {
+            let fresh = random_token(16);
+            if store.put_new(&ext_key, fresh.as_bytes(), None, now).await? {
+                fresh
+            } else {
+                store
+                    .get(&ext_key, now)
+                    .await?
+                    .map(|v| String::from_utf8_lossy(&v).into_owned())
+                    .unwrap_or(fresh)
+            }
+        }
+    };
+    if ext_person.as_deref() != Some(id.as_str()) {
+        store.put(&ext_key, id.as_bytes(), None, now).await?;
+    }
+    let mut person = load(store, &id).await?.unwrap_or_else(|| Person::new(&id));
+    person.add_link(connector, &identity.subject, now);
+    if let (true, Some(value)) = (bind, &proven) {
+        bind_id(settings, store, &mut person, value, level, connector, now).await?;
+    }
+    for (k, v) in &identity.claims {
+        person.claims.insert(k.clone(), v.clone());
+    }
+    person.updated = now;
+    save(store, &person).await?;
+    Ok(Resolution::Found {
+        person,
+        suspended_other,
+    })
+}
+
+/// Binds a number (and the current number the registry maps it to) to a person.
+pub async fn bind_id(
+    settings: &Settings,
+    store: &dyn Store,
+    person: &mut Person,
+    value: &str,
+    level: Assurance,
+    source: &str,
+    now: u64,
+) -> StoreResult<()> {
+    let mut values = vec![value.to_string()];
+    if let Some(registry) = &settings.registry {
+        match registry.current_id(value).await {
+            Ok(Some(current)) => values.push(current),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "registry lookup of a current ID number failed"),
+        }
+    }
+    for v in values {
+        match binding(settings, store, &v).await? {
+            Some(b) if b.person != person.id && b.level >= level => {
+                tracing::warn!(target: "audit", event = "binding.refused", source, "a mapped ID number is bound to another account at an equal or stronger level");
+                continue;
+            }
+            Some(b) if b.person != person.id => {
+                suspend(store, &b.person, &v, now).await?;
+                tracing::warn!(target: "audit", event = "binding.suspended", source, suspended_person = %b.person, "a weaker binding of a mapped ID number was suspended");
+            }
+            _ => {}
+        }
+        let b = Binding {
+            person: person.id.clone(),
+            level: person.id_level(&v).map_or(level, |l| l.max(level)),
+            source: source.to_string(),
+        };
+        let bytes = serde_json::to_vec(&b).unwrap_or_default();
+        store.put(&id_key(settings, &v), &bytes, None, now).await?;
+        person.add_id(&v, level, source, now);
+    }
+    Ok(())
+}
+
+async fn suspend(store: &dyn Store, person_id: &str, value: &str, now: u64) -> StoreResult<()> {
+    if let Some(mut p) = load(store, person_id).await? {
+        for c in p.citizen_ids.iter_mut().filter(|c| c.value == value) {
+            c.status = IdStatus::Suspended;
+            c.at = now;
+        }
+        p.updated = now;
+        save(store, &p).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! The JSON-over-HTTP client of the connectors that speak a documented contract (bank
+//! verification, SMS gateway, CTID, an old portal's accounts API, the population registry).
+//!
+//! Every call has a timeout, follows no redirects (an upstream must not send the broker
+//! elsewhere), reads a bounded body, and turns "down, slow or overloaded" (connection
+//! errors, timeouts, 429 and 5xx) into [`CallError::Outage`], which connectors show as
+//! "try later or another way". Request and response bodies are never logged: they carry
+//! personal data.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::{self, SecretSource};
+
+/// Largest response body read.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Where a service is and how to reach it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// Base URL (`https://…`; plain `http` only on localhost).
+    pub url: String,
+    /// Timeout of one call, in milliseconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    /// Bearer token sent as `Authorization: Bearer …` (`{ env }` or `{ file }`).
+    #[serde(default)]
+    pub api_key: Option<SecretSource>,
+}
+
+fn default_timeout() -> u64 {
+    5000
+}
+
+/// Why a call gave no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Unreachable, slow or overloaded (timeout, connection refused, 429, 5xx).
+    #[error("service unavailable: {0}")]
+    Outage(String),
+    /// It answered something that is not the contract.
+    #[error("invalid answer: {0}")]
+    Invalid(String),
+}
+
+/// A JSON client for one [`Endpoint`].
+#[derive(Clone)]
+pub struct JsonClient {
+    http: reqwest::Client,
+    base: url::Url,
+    bearer: Option<String>,
+}
+
+impl std::fmt::Debug for JsonClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonClient")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a URL is on this machine (plain http is accepted there only).
+pub fn is_loopback(u: &url::Url) -> bool {
+    matches!(
+        u.host_str(),
+        Some("localhost" | "127.0.0.1" | "[::1]" | "::1")
+    )
+}
+
+/// Checks a service URL: absolute, https (http only on localhost), no fragment.
+pub fn check_url(raw: &str) -> Result<url::Url, String> {
+    let u = url::Url::parse(raw).map_err(|e| format!("`{raw}` is not a URL: {e}"))?;
+    if u.fragment().is_some() {
+        return Err(format!("`{raw}` must not have a fragment"));
+    }
+    match u.scheme() {
+        "https" => Ok(u),
+        "http" if is_loopback(&u) => Ok(u),
+        _ => Err(format!(
+            "`{raw}` must use https (plain http only on localhost)"
+        )),
+    }
+}
+
+impl JsonClient {
+    /// Validates an endpoint (problems get `key` as prefix) and builds its client.
+    pub fn open(
+        endpoint: &Endpoint,
+        base_dir: &Path,
+        key: &str,
+        problems: &mut Vec<(String, String)>,
+    ) -> Option<JsonClient> {
+        let join = |k: &str| {
+            if key.is_empty() {
+                k.to_string()
+            } else {
+                format!("{key}.{k}")
+            }
+        };
+        let base = match check_url(&endpoint.url) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                problems.push((join("url"), e));
+                None
+            }
+        };
+        if endpoint.timeout_ms == 0 || endpoint.timeout_ms > 60_000 {
+            problems.push((
+                join("timeout_ms"),
+                "must be between 1 and 60000 milliseconds".into(),
+            ));
+        }
+        let bearer = match &endpoint.api_key {
+            Some(s) => Some(
+                secret::resolve(s, base_dir, &join("api_key"), problems)
+                    .and_then(|b| String::from_utf8(b).ok())?,
+            ),
+            None => None,
+        };
+        let timeout = Duration::from_millis(endpoint.timeout_ms.clamp(1, 60_000));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("national-identity-broker/", env!("CARGO_PKG_VERSION")))
+            .build();
+        let http = match http {
+            Ok(h) => h,
+            Err(e) => {
+                problems.push((join("url"), format!("cannot build the HTTP client: {e}")));
+                return None;
+            }
+        };
+        Some(JsonClient {
+            http,
+            base: base?,
+            bearer,
+        })
+    }
+
+    /// The URL of `path` below the base URL (`path` without a leading slash).
+    pub fn url(&self, path: &str) -> Result<url::Url, CallError> {
+        let mut base = self.base.clone();
+        if !base.path().ends_with('/') {
+            let p = format!("{}/", base.path());
+            base.set_path(&p);
+        }
+        base.join(path)
+            .map_err(|e| CallError::Invalid(format!("bad path: {e}")))
+    }
+
+    /// POSTs JSON to `path` and reads a JSON answer of status 2xx or 4xx.
+    pub async fn post<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<(u16, serde_json::Value), CallError> {
+        let req = self.http.post(self.url(path)?).json(body);
+        self.send(req).await
+    }
+
+    /// GETs `path` and reads a JSON answer of status 2xx or 4xx.
+    pub async fn get(&self, path: &str) -> Result<(u16, serde_json::Value), CallError> {
+        let req = self.http.get(self.url(path)?);
+        self.send(req).await
+    }
+
+    /// GETs an absolute URL (not below the base), e.g. a JWKS.
+    pub async fn get_absolute(
+        &self,
+        url: &url::Url,
+    ) -> Result<(u16, serde_json::Value), CallError> {
+        self.send(self.http.get(url.clone())).await
+    }
+
+    async fn send(
+        &self,
+        mut req: reqwest::RequestBuilder,
+    ) -> Result<(u16, serde_json::Value), CallError> {
+        if let Some(b) = &self.bearer {
+            req = req.bearer_auth(b);
+        }
+        let mut resp = req.header("accept", "application/json").send().await.map_err(|e| {
+            if e.is_timeout() {
+                CallError::Outage("timeout".into())
+            } else {
+                CallError::Outage(e.without_url().to_string())
+            }
+        })?;
+        let status = resp.status().as_u16();
+        if status == 429 || status >= 500 {
+            return Err(CallError::Outage(format!("status {status}")));
+        }
+        if !(200..500).contains(&status) || (300..400).contains(&status) {
+            return Err(CallError::Invalid(format!("status {status}")));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| CallError::Outage(e.without_url().to_string()))?
+        {
+            if bytes.len() + chunk.len() > MAX_BODY {
+                return Err(CallError::Invalid("answer too large".into()));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let value = serde_json::from_slice(&bytes)
+            .map_err(|e| CallError::Invalid(format!("not JSON (status {status}): {e}")))?;
+        Ok((status, value))
+    }
+}
+
+/// The `result` string of a contract answer, if any.
+pub fn result_of(v: &serde_json::Value) -> Option<&str> {
+    v.get("result").and_then(serde_json::Value::as_str)
+}

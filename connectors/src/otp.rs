@@ -1,0 +1,399 @@
+//! One-time codes and the rate limits around them, on the shared [`KeyValue`] state.
+//!
+//! * A code is 6 random digits, lives a short time, is stored only as a keyed hash (bound
+//!   to its flow and to a per-code nonce), allows a limited number of attempts (counted
+//!   atomically before the comparison, so parallel guesses cannot exceed it) and is
+//!   single use. A new code may be sent only after a cooldown.
+//! * A [`Guard`] counts each action (a verification at the bank, an SMS, a wrong code)
+//!   against every dimension at once: the citizen ID number, the phone number and the
+//!   client address. When one dimension goes over its limit it is locked for the rest of
+//!   the window, and a lock on any dimension blocks every action that involves it, so an
+//!   attacker cannot get round a limit by switching the phone, the ID number or the
+//!   address. Keys hold only keyed hashes.
+
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::kv::{KeyValue, KvError};
+use crate::secret::KeyedHash;
+
+/// Digits of a code.
+pub const CODE_DIGITS: usize = 6;
+
+/// A fresh code: 6 uniformly random digits.
+pub fn generate_code() -> String {
+    let n: u32 = rand::rng().random_range(0..1_000_000);
+    format!("{n:06}")
+}
+
+/// Random bytes as hex (flow ids, nonces).
+pub fn random_id() -> String {
+    let b: [u8; 16] = rand::rng().random();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// How codes behave.
+#[derive(Debug, Clone, Copy)]
+pub struct CodePolicy {
+    /// Lifetime of a code.
+    pub ttl: Duration,
+    /// Attempts per code.
+    pub max_attempts: u64,
+    /// Time before a new code may be sent.
+    pub resend_cooldown: Duration,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CodeRecord {
+    mac: String,
+    nonce: String,
+}
+
+/// What checking a code found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeCheck {
+    /// Right code; it is used up.
+    Right,
+    /// Wrong code; `remaining` attempts are left for this code.
+    Wrong {
+        /// Attempts left.
+        remaining: u64,
+    },
+    /// No attempts left: the code is gone, a new one is needed.
+    Exhausted,
+    /// No live code (expired, already used, or never sent).
+    Expired,
+}
+
+/// One-time codes of one connector.
+#[derive(Debug, Clone)]
+pub struct Codes {
+    hasher: KeyedHash,
+    prefix: String,
+    /// The policy.
+    pub policy: CodePolicy,
+}
+
+impl Codes {
+    /// Codes stored under `prefix`, hashed with `hasher`.
+    pub fn new(hasher: KeyedHash, prefix: &str, policy: CodePolicy) -> Self {
+        Codes {
+            hasher,
+            prefix: prefix.into(),
+            policy,
+        }
+    }
+
+    fn mac(&self, flow: &str, nonce: &str, code: &str) -> String {
+        let mac = self
+            .hasher
+            .mac(&[b"otp", flow.as_bytes(), nonce.as_bytes(), code.as_bytes()]);
+        mac.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn key(&self, flow: &str) -> String {
+        format!("{}:otp:{flow}", self.prefix)
+    }
+
+    /// Starts the resend cooldown of a flow. `None` when a code may be sent now (and the
+    /// cooldown has started); otherwise the time left.
+    pub async fn start_cooldown(
+        &self,
+        kv: &dyn KeyValue,
+        flow: &str,
+        now: u64,
+    ) -> Result<Option<Duration>, KvError> {
+        let key = format!("{}:cool:{flow}", self.prefix);
+        let until = now.saturating_add(ms(self.policy.resend_cooldown));
+        if self.policy.resend_cooldown.is_zero()
+            || kv
+                .put_new(&key, until.to_string().as_bytes(), self.policy.resend_cooldown, now)
+                .await?
+        {
+            return Ok(None);
+        }
+        let left = kv
+            .get(&key, now)
+            .await?
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|u| u.saturating_sub(now))
+            .unwrap_or(1000);
+        Ok(Some(Duration::from_millis(left.max(1000))))
+    }
+
+    /// Makes a new code for a flow (replacing any earlier one) and returns it in clear, to
+    /// be sent; only its keyed hash is stored.
+    pub async fn issue(&self, kv: &dyn KeyValue, flow: &str, now: u64) -> Result<String, KvError> {
+        let code = generate_code();
+        let nonce = random_id();
+        let record = CodeRecord {
+            mac: self.mac(flow, &nonce, &code),
+            nonce,
+        };
+        let bytes = serde_json::to_vec(&record).map_err(|e| KvError(e.to_string()))?;
+        kv.put(&self.key(flow), &bytes, self.policy.ttl, now).await?;
+        Ok(code)
+    }
+
+    /// Checks a code: counts the attempt first, then compares in constant time; a right
+    /// code is consumed atomically (two parallel right answers: one wins).
+    pub async fn check(
+        &self,
+        kv: &dyn KeyValue,
+        flow: &str,
+        code: &str,
+        now: u64,
+    ) -> Result<CodeCheck, KvError> {
+        let key = self.key(flow);
+        let Some(record) = kv
+            .get(&key, now)
+            .await?
+            .and_then(|b| serde_json::from_slice::<CodeRecord>(&b).ok())
+        else {
+            return Ok(CodeCheck::Expired);
+        };
+        let attempts = kv
+            .hit(
+                &format!("{}:att:{flow}:{}", self.prefix, record.nonce),
+                self.policy.max_attempts,
+                self.policy.ttl,
+                now,
+            )
+            .await?;
+        if !attempts.allowed {
+            kv.delete(&key, now).await?;
+            return Ok(CodeCheck::Exhausted);
+        }
+        let given = self.mac(flow, &record.nonce, code.trim());
+        if bool::from(given.as_bytes().ct_eq(record.mac.as_bytes())) {
+            // Single use: only the request that removes the record wins.
+            return Ok(match kv.take(&key, now).await? {
+                Some(_) => CodeCheck::Right,
+                None => CodeCheck::Expired,
+            });
+        }
+        let remaining = self.policy.max_attempts.saturating_sub(attempts.count);
+        if remaining == 0 {
+            kv.delete(&key, now).await?;
+        }
+        Ok(CodeCheck::Wrong { remaining })
+    }
+}
+
+/// Limits of one action, per dimension, in one window (0 = no limit on that dimension).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PerDimension {
+    /// Per citizen ID number.
+    pub per_id: u64,
+    /// Per phone number.
+    pub per_phone: u64,
+    /// Per client address.
+    pub per_address: u64,
+}
+
+/// The dimensions one request touches, as keyed-hash tags.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    prefix: String,
+    dims: Vec<(&'static str, String)>,
+}
+
+impl Guard {
+    /// A guard over the given (dimension, value) pairs; values are hashed here. Empty values
+    /// are left out.
+    pub fn new(hasher: &KeyedHash, prefix: &str, dims: &[(&'static str, &str)]) -> Self {
+        Guard {
+            prefix: prefix.into(),
+            dims: dims
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(d, v)| (*d, hasher.tag(d, v)))
+                .collect(),
+        }
+    }
+
+    fn lock_key(&self, dim: &str, tag: &str) -> String {
+        format!("{}:lock:{dim}:{tag}", self.prefix)
+    }
+
+    /// The time left on the longest lock of any dimension, if one is locked.
+    pub async fn locked(&self, kv: &dyn KeyValue, now: u64) -> Result<Option<Duration>, KvError> {
+        let mut longest: Option<u64> = None;
+        for (dim, tag) in &self.dims {
+            let until = kv
+                .get(&self.lock_key(dim, tag), now)
+                .await?
+                .and_then(|v| String::from_utf8(v).ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if let Some(u) = until.filter(|u| *u > now) {
+                longest = Some(longest.map_or(u, |l| l.max(u)));
+            }
+        }
+        Ok(longest.map(|u| Duration::from_millis(u.saturating_sub(now))))
+    }
+
+    /// Counts one `action` against every dimension. A dimension over its limit is locked
+    /// until its window ends; returns the longest such time, if any went over.
+    pub async fn count(
+        &self,
+        kv: &dyn KeyValue,
+        action: &str,
+        limits: PerDimension,
+        window: Duration,
+        now: u64,
+    ) -> Result<Option<Duration>, KvError> {
+        let mut longest: Option<Duration> = None;
+        for (dim, tag) in &self.dims {
+            let limit = match *dim {
+                "id" => limits.per_id,
+                "phone" => limits.per_phone,
+                "address" => limits.per_address,
+                _ => 0,
+            };
+            if limit == 0 {
+                continue;
+            }
+            let hit = kv
+                .hit(&format!("{}:rl:{action}:{dim}:{tag}", self.prefix), limit, window, now)
+                .await?;
+            if !hit.allowed {
+                let wait = hit.retry_after.max(Duration::from_secs(1));
+                let until = now.saturating_add(ms(wait));
+                kv.put(&self.lock_key(dim, tag), until.to_string().as_bytes(), wait, now)
+                    .await?;
+                longest = Some(longest.map_or(wait, |l| l.max(wait)));
+            }
+        }
+        Ok(longest)
+    }
+}
+
+/// Whole minutes, rounded up (for "try again in N minutes").
+pub fn minutes(d: Duration) -> u64 {
+    d.as_secs().div_ceil(60).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::MemoryKv;
+
+    fn codes(attempts: u64, cooldown: u64) -> Codes {
+        Codes::new(
+            KeyedHash::new(b"k"),
+            "t",
+            CodePolicy {
+                ttl: Duration::from_secs(300),
+                max_attempts: attempts,
+                resend_cooldown: Duration::from_secs(cooldown),
+            },
+        )
+    }
+
+    #[test]
+    fn codes_are_six_digits() {
+        for _ in 0..100 {
+            let c = generate_code();
+            assert_eq!(c.len(), CODE_DIGITS);
+            assert!(c.bytes().all(|b| b.is_ascii_digit()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_code_is_single_use_hashed_and_expires() {
+        let kv = MemoryKv::default();
+        let c = codes(3, 60);
+        let code = c.issue(&kv, "f", 0).await.expect("issue");
+        let stored = kv.get("t:otp:f", 0).await.expect("get").expect("stored");
+        assert!(!String::from_utf8_lossy(&stored).contains(&code), "stored in clear");
+        assert_eq!(c.check(&kv, "f", &code, 1).await.ok(), Some(CodeCheck::Right));
+        assert_eq!(c.check(&kv, "f", &code, 2).await.ok(), Some(CodeCheck::Expired));
+        let code = c.issue(&kv, "g", 0).await.expect("issue");
+        assert_eq!(
+            c.check(&kv, "g", &code, 300_001).await.ok(),
+            Some(CodeCheck::Expired)
+        );
+    }
+
+    #[tokio::test]
+    async fn attempts_are_limited_per_code() {
+        let kv = MemoryKv::default();
+        let c = codes(3, 60);
+        let code = c.issue(&kv, "f", 0).await.expect("issue");
+        let wrong = if code == "000000" { "111111" } else { "000000" };
+        assert_eq!(
+            c.check(&kv, "f", wrong, 1).await.ok(),
+            Some(CodeCheck::Wrong { remaining: 2 })
+        );
+        assert_eq!(
+            c.check(&kv, "f", wrong, 2).await.ok(),
+            Some(CodeCheck::Wrong { remaining: 1 })
+        );
+        assert_eq!(
+            c.check(&kv, "f", wrong, 3).await.ok(),
+            Some(CodeCheck::Wrong { remaining: 0 })
+        );
+        // The right code no longer works once the attempts are used up.
+        assert_eq!(c.check(&kv, "f", &code, 4).await.ok(), Some(CodeCheck::Expired));
+        // A new code has fresh attempts.
+        let code = c.issue(&kv, "f", 5).await.expect("issue");
+        assert_eq!(c.check(&kv, "f", &code, 6).await.ok(), Some(CodeCheck::Right));
+    }
+
+    #[tokio::test]
+    async fn resend_waits_for_the_cooldown() {
+        let kv = MemoryKv::default();
+        let c = codes(3, 60);
+        assert_eq!(c.start_cooldown(&kv, "f", 0).await.ok(), Some(None));
+        assert_eq!(
+            c.start_cooldown(&kv, "f", 15_000).await.ok(),
+            Some(Some(Duration::from_secs(45)))
+        );
+        assert_eq!(c.start_cooldown(&kv, "f", 60_000).await.ok(), Some(None));
+    }
+
+    #[tokio::test]
+    async fn switching_one_dimension_does_not_escape_a_limit() {
+        let kv = MemoryKv::default();
+        let h = KeyedHash::new(b"k");
+        let limits = PerDimension {
+            per_id: 3,
+            per_phone: 3,
+            per_address: 10,
+        };
+        let w = Duration::from_secs(3600);
+        // The same ID number with a new phone each time, from new addresses.
+        for i in 0..3 {
+            let g = Guard::new(
+                &h,
+                "t",
+                &[("id", "ID1"), ("phone", &format!("P{i}")), ("address", &format!("A{i}"))],
+            );
+            assert_eq!(g.locked(&kv, 0).await.ok(), Some(None));
+            assert_eq!(g.count(&kv, "verify", limits, w, 0).await.ok(), Some(None));
+        }
+        let g = Guard::new(&h, "t", &[("id", "ID1"), ("phone", "P9"), ("address", "A9")]);
+        assert!(g.count(&kv, "verify", limits, w, 0).await.ok().flatten().is_some());
+        // Now the ID number is locked, whatever phone or address comes with it.
+        let g = Guard::new(&h, "t", &[("id", "ID1"), ("phone", "P10"), ("address", "A10")]);
+        assert_eq!(
+            g.locked(&kv, 1000).await.ok(),
+            Some(Some(Duration::from_millis(3_599_000)))
+        );
+        // Another ID number with fresh phone and address is not.
+        let g = Guard::new(&h, "t", &[("id", "ID2"), ("phone", "P11"), ("address", "A11")]);
+        assert_eq!(g.locked(&kv, 1000).await.ok(), Some(None));
+        // After the window the lock is gone.
+        let g = Guard::new(&h, "t", &[("id", "ID1")]);
+        assert_eq!(g.locked(&kv, 3_600_000).await.ok(), Some(None));
+    }
+}
