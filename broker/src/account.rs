@@ -40,15 +40,13 @@ fn lang_of(req: &HttpRequest) -> &'static str {
 }
 
 fn csrf_for(state: &AppState, secret: &str) -> String {
-    hmac_b64(&state.settings().pairwise_secret, &[b"account-csrf", secret.as_bytes()])
+    hmac_b64(
+        &state.settings().pairwise_secret,
+        &[b"account-csrf", secret.as_bytes()],
+    )
 }
 
-async fn render(
-    req: &HttpRequest,
-    state: &AppState,
-    message: &str,
-    problem: &str,
-) -> HttpResponse {
+async fn render(req: &HttpRequest, state: &AppState, message: &str, problem: &str) -> HttpResponse {
     let lang = lang_of(req);
     let t = Tr::new(lang);
     let settings = state.settings();
@@ -64,7 +62,14 @@ async fn render(
     };
     let (id_status, linked) = match person.as_ref().and_then(|p| p.citizen_id()) {
         Some(id) => {
-            let last: String = id.chars().rev().take(3).collect::<Vec<_>>().into_iter().rev().collect();
+            let last: String = id
+                .chars()
+                .rev()
+                .take(3)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
             let args = std::collections::BTreeMap::from([("last".to_string(), last)]);
             (t.with("account-id-linked", &args), true)
         }
@@ -96,8 +101,16 @@ async fn render(
         ways,
         linked,
         csrf: csrf_for(state, &secret),
-        message: if message.is_empty() { String::new() } else { t.get(message) },
-        problem: if problem.is_empty() { String::new() } else { t.get(problem) },
+        message: if message.is_empty() {
+            String::new()
+        } else {
+            t.get(message)
+        },
+        problem: if problem.is_empty() {
+            String::new()
+        } else {
+            t.get(problem)
+        },
         birthdate,
         t,
     };
@@ -113,7 +126,11 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
 }
 
 /// `POST /account/link`: "Update from the population registry".
-pub async fn update(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+pub async fn update(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
     let lang = lang_of(&req);
     let fields: std::collections::BTreeMap<String, String> = url::form_urlencoded::parse(&body)
         .map(|(k, v)| (k.into_owned(), v.trim().to_string()))
@@ -128,16 +145,28 @@ pub async fn update(req: HttpRequest, state: web::Data<AppState>, body: web::Byt
         .get("csrf")
         .is_some_and(|c| ct_eq(c.as_bytes(), csrf_for(&state, &secret).as_bytes()));
     if !csrf_ok {
-        return pages::error_page(lang, 400, "error-form-expired", "missing or wrong CSRF token");
+        return pages::error_page(
+            lang,
+            400,
+            "error-form-expired",
+            "missing or wrong CSRF token",
+        );
     }
     // Same limit as in a login: registry checks are guessable.
     let key = format!("rl:link:{}", session.sid);
     match state
         .store
-        .hit_rate_limit(&key, 5, std::time::Duration::from_secs(3600), crate::util::now_millis())
+        .hit_rate_limit(
+            &key,
+            5,
+            std::time::Duration::from_secs(3600),
+            crate::util::now_millis(),
+        )
         .await
     {
-        Ok(d) if !d.allowed => return pages::too_many_requests(lang, d.retry_after.as_secs().max(1)),
+        Ok(d) if !d.allowed => {
+            return pages::too_many_requests(lang, d.retry_after.as_secs().max(1))
+        }
         Ok(_) => {}
         Err(e) => return pages::unavailable_page(lang, &e),
     }

@@ -7,6 +7,7 @@ mod interop;
 mod login_pages;
 mod logout;
 mod operators;
+mod persons;
 mod protocol;
 mod tokens;
 mod upstream_oidc;

@@ -128,18 +128,24 @@ pub async fn authenticated(
     let store = state.store.as_ref();
     let lang = tx.request.lang.clone();
     let Some(client) = settings.clients.get(&tx.request.client_id) else {
-        return pages::error_page(&lang, 400, "error-unknown-client", "client no longer configured");
+        return pages::error_page(
+            &lang,
+            400,
+            "error-unknown-client",
+            "client no longer configured",
+        );
     };
 
     // Proving an older account during a claim: that login must lead to the weak binding's
     // person; then the strong identity joins it.
     let (connector_id, identity, claim) = match tx.pending.take() {
         Some(pending) => {
-            let proved = match person::resolve(settings, store, connector_id, &identity, Claim::Ask).await {
-                Ok(Resolution::Found { person, .. }) => person.id == pending.weak.person,
-                Ok(Resolution::Claim { .. }) => false,
-                Err(e) => return pages::unavailable_page(&lang, &e),
-            };
+            let proved =
+                match person::resolve(settings, store, connector_id, &identity, Claim::Ask).await {
+                    Ok(Resolution::Found { person, .. }) => person.id == pending.weak.person,
+                    Ok(Resolution::Claim { .. }) => false,
+                    Err(e) => return pages::unavailable_page(&lang, &e),
+                };
             if !proved {
                 tracing::warn!(target: "audit", event = "claim.failed", connector = connector_id, "the account signed in to is not the one linked to the number");
                 tx.pending = Some(pending);
@@ -166,7 +172,10 @@ pub async fn authenticated(
         );
     }
     let person = match person::resolve(settings, store, connector_id, &identity, claim).await {
-        Ok(Resolution::Found { person, suspended_other }) => {
+        Ok(Resolution::Found {
+            person,
+            suspended_other,
+        }) => {
             if suspended_other {
                 tx.notice = Some("notice-binding-suspended".into());
             }
@@ -240,12 +249,22 @@ pub async fn authenticated(
 
 /// After authentication: a notice, the citizen ID link, consent, then the code — each step
 /// shown only when needed.
-pub async fn proceed(state: &AppState, mut tx: LoginTx, secret: &str, session: Session) -> HttpResponse {
+pub async fn proceed(
+    state: &AppState,
+    mut tx: LoginTx,
+    secret: &str,
+    session: Session,
+) -> HttpResponse {
     let settings = state.settings();
     let store = state.store.as_ref();
     let lang = tx.request.lang.clone();
     let Some(client) = settings.clients.get(&tx.request.client_id) else {
-        return pages::error_page(&lang, 400, "error-unknown-client", "client no longer configured");
+        return pages::error_page(
+            &lang,
+            400,
+            "error-unknown-client",
+            "client no longer configured",
+        );
     };
     let next = async {
         if let Some(key) = tx.notice.take() {

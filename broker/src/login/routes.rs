@@ -7,11 +7,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use connectors::{ConnectorError, Context, Input, Message, Step};
 
 use super::complete::{authenticated, issue_code_response, proceed, record_consent};
-use crate::person::resolve::Claim;
 use super::{eligible, login_url, save_tx, see_other, tx_key, LoginTx, Stage, View, MAX_ATTEMPTS};
 use crate::oidc::authorize::error_to_client;
 use crate::oidc::OAuthError;
 use crate::pages::{self, Page};
+use crate::person::resolve::Claim;
 use crate::session;
 use crate::state::AppState;
 use crate::util::{ct_eq, now_millis, random_token, sha256_b64};
@@ -33,7 +33,11 @@ fn lang_of(req: &HttpRequest) -> &'static str {
 pub fn client_address(req: &HttpRequest, settings: &crate::config::Settings) -> String {
     let forwarded = settings
         .trust_forwarded_for
-        .then(|| req.connection_info().realip_remote_addr().map(str::to_string))
+        .then(|| {
+            req.connection_info()
+                .realip_remote_addr()
+                .map(str::to_string)
+        })
         .flatten();
     forwarded
         .or_else(|| req.peer_addr().map(|a| a.ip().to_string()))
@@ -138,11 +142,21 @@ pub async fn show(
                 None => None,
             };
             let name = source
-                .and_then(|id| state.settings().connector(&id).map(|c| crate::i18n::Tr::new(&tx.request.lang).pick(&c.name).to_string()))
+                .and_then(|id| {
+                    state.settings().connector(&id).map(|c| {
+                        crate::i18n::Tr::new(&tx.request.lang)
+                            .pick(&c.name)
+                            .to_string()
+                    })
+                })
                 .unwrap_or_default();
             page.claim(&name, tx.notice.as_deref())
         }
-        Stage::Link { problem, name, birthdate } => {
+        Stage::Link {
+            problem,
+            name,
+            birthdate,
+        } => {
             let settings = state.settings();
             let required = settings
                 .clients
@@ -590,14 +604,16 @@ pub async fn cancel(
     error_to_client(&state.settings(), &tx.request, &e)
 }
 
-
 /// The connector through which the older account of a weak binding can prove itself.
 async fn weak_connector(state: &AppState, weak: &crate::person::Binding) -> Option<String> {
     let settings = state.settings();
     if settings.connector(&weak.source).is_some() {
         return Some(weak.source.clone());
     }
-    let person = crate::person::load(state.store.as_ref(), &weak.person).await.ok().flatten()?;
+    let person = crate::person::load(state.store.as_ref(), &weak.person)
+        .await
+        .ok()
+        .flatten()?;
     person
         .links
         .iter()
@@ -606,10 +622,19 @@ async fn weak_connector(state: &AppState, weak: &crate::person::Binding) -> Opti
 }
 
 /// The current session of a login's browser, or the "expired" page.
-async fn session_of(req: &HttpRequest, state: &AppState, lang: &str) -> Result<(String, crate::session::Session), HttpResponse> {
+async fn session_of(
+    req: &HttpRequest,
+    state: &AppState,
+    lang: &str,
+) -> Result<(String, crate::session::Session), HttpResponse> {
     match session::current(req, &state.settings(), state.store.as_ref()).await {
         Ok(Some(s)) => Ok(s),
-        Ok(None) => Err(pages::error_page(lang, 400, "error-login-expired", "session ended")),
+        Ok(None) => Err(pages::error_page(
+            lang,
+            400,
+            "error-login-expired",
+            "session ended",
+        )),
         Err(e) => Err(pages::unavailable_page(lang, &e)),
     }
 }
@@ -633,8 +658,19 @@ pub async fn claim(
     tx.notice = None;
     if fields.get("choice").map(String::as_str) == Some("not_mine") {
         tx.pending = None;
-        let current = session::current(&req, &state.settings(), state.store.as_ref()).await.ok().flatten();
-        return authenticated(&state, tx, &pending.connector, pending.identity, current, Claim::TakeOver).await;
+        let current = session::current(&req, &state.settings(), state.store.as_ref())
+            .await
+            .ok()
+            .flatten();
+        return authenticated(
+            &state,
+            tx,
+            &pending.connector,
+            pending.identity,
+            current,
+            Claim::TakeOver,
+        )
+        .await;
     }
     let Some(connector) = weak_connector(&state, &pending.weak).await else {
         return pages::failure_page(&tx.request.lang, 409, &Message::new("claim-no-way"), None);
@@ -684,15 +720,35 @@ pub async fn link(
         }
         tx.link_skipped = true;
         session.link_skipped = true;
-        if let Err(e) = session::save(&settings, state.store.as_ref(), Some(secret.clone()), session.clone()).await {
+        if let Err(e) = session::save(
+            &settings,
+            state.store.as_ref(),
+            Some(secret.clone()),
+            session.clone(),
+        )
+        .await
+        {
             return pages::unavailable_page(&lang, &e);
         }
         tracing::info!(target: "audit", event = "link.skipped", sid = %session.sid, "citizen chose to link a citizen ID number later");
         return proceed(&state, tx, &secret, session).await;
     }
-    let field = |k: &str| fields.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
+    let field = |k: &str| {
+        fields
+            .get(k)
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
     let (citizen_id, name, birthdate) = (field("citizen_id"), field("name"), field("birthdate"));
-    let outcome = crate::person::link::link(&settings, state.store.as_ref(), &session.person_id, &citizen_id, &name, &birthdate).await;
+    let outcome = crate::person::link::link(
+        &settings,
+        state.store.as_ref(),
+        &session.person_id,
+        &citizen_id,
+        &name,
+        &birthdate,
+    )
+    .await;
     use crate::person::link::LinkOutcome;
     let problem = match outcome {
         Ok(LinkOutcome::Linked) => return proceed(&state, tx, &secret, session).await,
@@ -708,7 +764,11 @@ pub async fn link(
         tracing::warn!(target: "audit", event = "link.failed", sid = %session.sid, reason = problem, "registry link abandoned after too many attempts");
         return pages::failure_page(&lang, 429, &Message::new("link-too-many"), None);
     }
-    tx.stage = Stage::Link { problem: Some(Message::new(problem)), name, birthdate };
+    tx.stage = Stage::Link {
+        problem: Some(Message::new(problem)),
+        name,
+        birthdate,
+    };
     match save_tx(&state, &tx).await {
         Ok(()) => see_other(&login_url(&state, &tx.id)),
         Err(e) => pages::unavailable_page(&lang, &e),

@@ -64,7 +64,16 @@ pub async fn link(
     let mut person = load(store, person_id)
         .await?
         .unwrap_or_else(|| super::Person::new(person_id));
-    bind_id(settings, store, &mut person, &value, Assurance::Low, REGISTRY_SOURCE, now).await?;
+    bind_id(
+        settings,
+        store,
+        &mut person,
+        &value,
+        Assurance::Low,
+        REGISTRY_SOURCE,
+        now,
+    )
+    .await?;
     person.updated = now;
     save(store, &person).await?;
     tracing::info!(target: "audit", event = "link.created", person = %person_id, "account linked to a citizen ID number checked at the registry");

@@ -136,11 +136,7 @@ impl Person {
     }
 
     fn add_id(&mut self, value: &str, level: Assurance, source: &str, now: u64) {
-        match self
-            .citizen_ids
-            .iter_mut()
-            .find(|c| c.value == value)
-        {
+        match self.citizen_ids.iter_mut().find(|c| c.value == value) {
             Some(c) => {
                 if c.status == IdStatus::Suspended || level > c.level {
                     c.level = level;
@@ -219,7 +215,9 @@ pub async fn load(store: &dyn Store, id: &str) -> StoreResult<Option<Person>> {
 /// Saves a person.
 pub async fn save(store: &dyn Store, person: &Person) -> StoreResult<()> {
     let bytes = serde_json::to_vec(person).unwrap_or_default();
-    store.put(&person_key(&person.id), &bytes, None, now_millis()).await
+    store
+        .put(&person_key(&person.id), &bytes, None, now_millis())
+        .await
 }
 
 /// Reads the binding of a citizen ID number.

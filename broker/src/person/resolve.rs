@@ -7,8 +7,9 @@ use crate::config::Settings;
 use crate::store::{Store, StoreResult};
 use crate::util::{now_millis, random_token};
 
-/// What to do when the identity proves a number bound to another person through a weaker
-/// source.
+/// What to do when the identity proves a number bound to another person through a weak
+/// source: a `low` binding, such as an old account linked after a registry check, which
+/// shows knowledge of the number, not possession of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// Stop and ask the citizen ([`Resolution::Claim`]).
@@ -72,8 +73,9 @@ pub async fn resolve(
                 bind = level > b.level;
                 ext_person.clone()
             }
-            Some(b) if b.level >= level => match &ext_person {
-                // Proven at least as strongly before: the same citizen.
+            Some(b) if b.level >= level || b.level > Assurance::Low => match &ext_person {
+                // Proven before by a source that proves possession (a bank, a state
+                // credential), or at least as strongly: the same citizen.
                 None => Some(b.person),
                 Some(p) => {
                     // Two accounts both proven: never move a binding to an equal or weaker

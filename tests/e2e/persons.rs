@@ -1,0 +1,798 @@
+//! One person across every way in: bindings of citizen ID numbers, linking of legacy
+//! accounts through the population registry, conflicts, ID number changes, step-up.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+
+use crate::harness::*;
+
+const AN_CCCD: &str = "079201001234";
+const AN_CMND: &str = "123456789";
+
+/// A population registry speaking the broker's HTTP contract, with two citizens and one
+/// CMND → CCCD mapping.
+fn registry() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let mut reader = BufReader::new(stream);
+            let mut request_line = String::new();
+            let _ = reader.read_line(&mut request_line);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_string();
+            let (status, reply) = if path == "/check" {
+                let q: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let known = [
+                    (AN_CCCD, "Nguyễn Văn An", "1990-03-15"),
+                    ("001195006789", "Trần Thị Lan", "1995-11-02"),
+                ];
+                let result = match known.iter().find(|(id, _, _)| q["citizen_id"] == *id) {
+                    Some((_, name, birth)) if q["name"] == *name && q["birthdate"] == *birth => {
+                        "match"
+                    }
+                    Some(_) => "mismatch",
+                    None => "not_found",
+                };
+                (
+                    "200 OK",
+                    serde_json::json!({ "result": result }).to_string(),
+                )
+            } else if path == format!("/current/{AN_CMND}") {
+                (
+                    "200 OK",
+                    serde_json::json!({ "current": AN_CCCD }).to_string(),
+                )
+            } else {
+                ("404 Not Found", "{}".to_string())
+            };
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+        }
+    });
+    port
+}
+
+fn options(registry_port: u16) -> Options {
+    let citizen = |user: &str, cid: Option<&str>| {
+        let cid = cid
+            .map(|c| format!("citizen_id = \"{c}\", "))
+            .unwrap_or_default();
+        format!(
+            "{{ username = \"{user}\", password = \"pw\", {cid}claims = {{ name = \"Nguyễn Văn An\", birthdate = \"1990-03-15\" }} }}"
+        )
+    };
+    let extra = format!(
+        r#"
+[[connectors]]
+id = "bank"
+type = "test-citizens"
+name = {{ en = "Bank card" }}
+[connectors.settings]
+assurance = "substantial"
+amr = "otp"
+citizens = [{an}, {an_cmnd}]
+
+[[connectors]]
+id = "vneid"
+type = "test-citizens"
+name = {{ en = "VNeID" }}
+[connectors.settings]
+assurance = "high"
+amr = "face"
+citizens = [{an}]
+
+[[connectors]]
+id = "legacy"
+type = "test-citizens"
+name = {{ en = "Old portal account" }}
+[connectors.settings]
+assurance = "low"
+citizen_id_proven = false
+citizens = [{an_old}, {mallory}, {lan_old}]
+
+[[clients]]
+id = "rp-high"
+name = "E-signature"
+redirect_uris = ["http://localhost:9/high-cb"]
+secret = {{ env = "TEST_RP_SECRET" }}
+min_assurance = "high"
+
+[[clients]]
+id = "rp-needs-id"
+name = "Social insurance"
+redirect_uris = ["http://localhost:9/id-cb"]
+secret = {{ env = "TEST_RP_SECRET" }}
+require_citizen_id = true
+"#,
+        an = citizen("an", Some(AN_CCCD)),
+        an_cmnd = citizen("an-cmnd", Some(AN_CMND)),
+        an_old = citizen("an-old", None),
+        mallory = "{ username = \"mallory\", password = \"pw\", claims = { name = \"Mallory\" } }",
+        lan_old = "{ username = \"lan-old\", password = \"pw\", claims = { name = \"Trần Thị Lan\", birthdate = \"1995-11-02\" } }",
+    );
+    Options {
+        top: format!(
+            "audit_log = \"audit.log\"\n[registry]\nurl = \"http://127.0.0.1:{registry_port}\"\n"
+        ),
+        extra,
+        ..Options::default()
+    }
+}
+
+/// Starts a login at `client` and signs in through `connector`; returns the page or
+/// redirect that follows the password form.
+async fn sign_in(
+    browser: &Browser,
+    client: &str,
+    redirect: &str,
+    connector: &str,
+    user: &str,
+) -> (u16, Option<String>, String) {
+    let (_, challenge) = pkce();
+    let choice = browser
+        .login_page(
+            browser
+                .authorize(&auth_params(
+                    client,
+                    redirect,
+                    "openid profile citizen_id",
+                    &challenge,
+                ))
+                .await,
+        )
+        .await;
+    let form = browser.choose(&choice, connector).await;
+    browser
+        .follow(browser.submit_password(&form, user, "pw").await)
+        .await
+}
+
+/// The code in a redirect to the platform.
+async fn code_of(_browser: &Browser, location: Option<String>) -> String {
+    let location = location.expect("a redirect");
+    let cb = Callback {
+        url: url::Url::parse(&location).expect("url"),
+    };
+    cb.param("code")
+        .unwrap_or_else(|| panic!("expected a code at {location}"))
+}
+
+/// A whole login through `connector` with PKCE; returns the ID token claims.
+async fn login_claims(
+    broker: &Broker,
+    browser: &Browser,
+    client: &str,
+    redirect: &str,
+    connector: &str,
+    user: &str,
+) -> serde_json::Value {
+    let (verifier, challenge) = pkce();
+    let choice = browser
+        .login_page(
+            browser
+                .authorize(&auth_params(
+                    client,
+                    redirect,
+                    "openid profile citizen_id",
+                    &challenge,
+                ))
+                .await,
+        )
+        .await;
+    let form = browser.choose(&choice, connector).await;
+    let (_, location, body) = browser
+        .follow(browser.submit_password(&form, user, "pw").await)
+        .await;
+    let location = location.unwrap_or_else(|| panic!("no redirect after sign-in: {body}"));
+    assert!(
+        location.starts_with("http://localhost:9/") || location.starts_with("http://127.0.0.1:9/"),
+        "expected the platform, got {location}"
+    );
+    redeem(broker, client, redirect, &location, &verifier).await
+}
+
+async fn redeem(
+    broker: &Broker,
+    client: &str,
+    redirect: &str,
+    location: &str,
+    verifier: &str,
+) -> serde_json::Value {
+    let code = code_of_location(location);
+    let (status, body, _) = token_basic(
+        broker,
+        client,
+        RP_SECRET,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    payload(body["id_token"].as_str().expect("id_token"))
+}
+
+fn code_of_location(location: &str) -> String {
+    let cb = Callback {
+        url: url::Url::parse(location).expect("url"),
+    };
+    cb.param("code")
+        .unwrap_or_else(|| panic!("expected a code at {location}"))
+}
+
+fn form_action(html: &str, suffix: &str) -> String {
+    let tx = tx_path(html).expect("tx");
+    format!("{tx}/{suffix}")
+}
+
+#[tokio::test]
+async fn one_sub_per_platform_whichever_connector_proves_the_number() {
+    let broker = Broker::start(options(registry()));
+    let mut subs_basic = Vec::new();
+    let mut subs_other = Vec::new();
+    for connector in ["test-citizens", "bank", "vneid"] {
+        // test-citizens' `an` has the password `demo` (through the harness); the others `pw`.
+        let claims = if connector == "test-citizens" {
+            let t = tokens_for(
+                &broker,
+                &Browser::new(&broker),
+                "rp-basic",
+                "http://localhost:9/cb",
+                "openid",
+            )
+            .await;
+            payload(t["id_token"].as_str().expect("id"))
+        } else {
+            login_claims(
+                &broker,
+                &Browser::new(&broker),
+                "rp-basic",
+                "http://localhost:9/cb",
+                connector,
+                "an",
+            )
+            .await
+        };
+        subs_basic.push(claims["sub"].clone());
+        let other = if connector == "test-citizens" {
+            let t = tokens_for(
+                &broker,
+                &Browser::new(&broker),
+                "rp-other",
+                "http://127.0.0.1:9/cb",
+                "openid",
+            )
+            .await;
+            payload(t["id_token"].as_str().expect("id"))
+        } else {
+            login_claims(
+                &broker,
+                &Browser::new(&broker),
+                "rp-other",
+                "http://127.0.0.1:9/cb",
+                connector,
+                "an",
+            )
+            .await
+        };
+        subs_other.push(other["sub"].clone());
+    }
+    assert!(
+        subs_basic.iter().all(|s| *s == subs_basic[0]),
+        "one sub at rp-basic: {subs_basic:?}"
+    );
+    assert!(
+        subs_other.iter().all(|s| *s == subs_other[0]),
+        "one sub at rp-other: {subs_other:?}"
+    );
+    assert_ne!(
+        subs_basic[0], subs_other[0],
+        "different platforms, different subs"
+    );
+}
+
+#[tokio::test]
+async fn a_changed_id_number_keeps_the_sub() {
+    let broker = Broker::start(options(registry()));
+    // The bank still knows the old 9-digit CMND; the registry maps it to the CCCD.
+    let old = login_claims(
+        &broker,
+        &Browser::new(&broker),
+        "rp-basic",
+        "http://localhost:9/cb",
+        "bank",
+        "an-cmnd",
+    )
+    .await;
+    assert_eq!(old["citizen_id"], AN_CCCD, "the current number is released");
+    let new = login_claims(
+        &broker,
+        &Browser::new(&broker),
+        "rp-basic",
+        "http://localhost:9/cb",
+        "vneid",
+        "an",
+    )
+    .await;
+    assert_eq!(old["sub"], new["sub"]);
+}
+
+#[tokio::test]
+async fn a_legacy_account_is_linked_skipped_and_linked_later() {
+    let broker = Broker::start(options(registry()));
+
+    // First visit: skip.
+    let browser = Browser::new(&broker);
+    let (verifier, challenge) = pkce();
+    let choice = browser
+        .login_page(
+            browser
+                .authorize(&auth_params(
+                    "rp-basic",
+                    "http://localhost:9/cb",
+                    "openid profile citizen_id",
+                    &challenge,
+                ))
+                .await,
+        )
+        .await;
+    let form = browser.choose(&choice, "legacy").await;
+    let (_, location, _) = browser
+        .follow(browser.submit_password(&form, "an-old", "pw").await)
+        .await;
+    let page = browser
+        .get(&location.expect("link page"))
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(page.contains("id=\"skip\""), "Skip offered: {page}");
+    let csrf = hidden(&page, "csrf").expect("csrf");
+    let resp = browser
+        .post(
+            &broker.url(&form_action(&page, "link")),
+            &[("csrf", &csrf), ("action", "skip")],
+        )
+        .await;
+    let (_, location, _) = browser.follow(resp).await;
+    let legacy = redeem(
+        &broker,
+        "rp-basic",
+        "http://localhost:9/cb",
+        &location.expect("code"),
+        &verifier,
+    )
+    .await;
+    assert!(legacy.get("citizen_id").is_none());
+
+    // Later, from the account page: a mismatch, then the right details.
+    let account = browser
+        .get(&broker.url("/account"))
+        .await
+        .text()
+        .await
+        .expect("account");
+    assert!(account.contains("No citizen ID number"), "{account}");
+    let csrf = hidden(&account, "csrf").expect("csrf");
+    let wrong = browser
+        .post(
+            &broker.url("/account/link"),
+            &[
+                ("csrf", &csrf),
+                ("citizen_id", AN_CCCD),
+                ("name", "Nguyễn Văn An"),
+                ("birthdate", "1991-01-01"),
+            ],
+        )
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(
+        wrong.contains("does not match the population database"),
+        "{wrong}"
+    );
+    let right = browser
+        .post(
+            &broker.url("/account/link"),
+            &[
+                ("csrf", &csrf),
+                ("citizen_id", AN_CCCD),
+                ("name", "Nguyễn Văn An"),
+                ("birthdate", "1990-03-15"),
+            ],
+        )
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(right.contains("ending in 234"), "{right}");
+
+    // VNeID proves the number the old account holds through a weaker check: the citizen
+    // proves the old account once and keeps its sub.
+    let browser = Browser::new(&broker);
+    let (verifier, challenge) = pkce();
+    let choice = browser
+        .login_page(
+            browser
+                .authorize(&auth_params(
+                    "rp-basic",
+                    "http://localhost:9/cb",
+                    "openid profile citizen_id",
+                    &challenge,
+                ))
+                .await,
+        )
+        .await;
+    let form = browser.choose(&choice, "vneid").await;
+    let (_, location, _) = browser
+        .follow(browser.submit_password(&form, "an", "pw").await)
+        .await;
+    let claim = browser
+        .get(&location.expect("claim page"))
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(
+        claim.contains("Old portal account"),
+        "names the older account's source: {claim}"
+    );
+    let csrf = hidden(&claim, "csrf").expect("csrf");
+    let resp = browser
+        .post(
+            &broker.url(&form_action(&claim, "claim")),
+            &[("csrf", &csrf), ("choice", "prove")],
+        )
+        .await;
+    let (_, location, _) = browser.follow(resp).await;
+    let form = browser
+        .get(&location.expect("legacy form"))
+        .await
+        .text()
+        .await
+        .expect("form");
+    let (_, location, _) = browser
+        .follow(browser.submit_password(&form, "an-old", "pw").await)
+        .await;
+    let merged = redeem(
+        &broker,
+        "rp-basic",
+        "http://localhost:9/cb",
+        &location.expect("code"),
+        &verifier,
+    )
+    .await;
+    assert_eq!(
+        merged["sub"], legacy["sub"],
+        "the old account's records stay reachable"
+    );
+    assert_eq!(merged["acr"], "http://eidas.europa.eu/LoA/high");
+    assert_eq!(merged["citizen_id"], AN_CCCD);
+
+    // From now on VNeID goes straight to the same person.
+    let again = login_claims(
+        &broker,
+        &Browser::new(&broker),
+        "rp-basic",
+        "http://localhost:9/cb",
+        "vneid",
+        "an",
+    )
+    .await;
+    assert_eq!(again["sub"], legacy["sub"]);
+    let audit =
+        std::fs::read_to_string(broker.config_path().with_file_name("audit.log")).expect("audit");
+    assert!(
+        audit.contains("link.skipped")
+            && audit.contains("link.created")
+            && audit.contains("claim.merged"),
+        "{audit}"
+    );
+}
+
+#[tokio::test]
+async fn a_strong_proof_suspends_a_weak_binding_and_never_the_reverse() {
+    let broker = Broker::start(options(registry()));
+    // Mallory knows An's number, name and birth date and links them to her old account.
+    let mallory = Browser::new(&broker);
+    let (_, location, _) = sign_in(
+        &mallory,
+        "rp-basic",
+        "http://localhost:9/cb",
+        "legacy",
+        "mallory",
+    )
+    .await;
+    let page = mallory
+        .get(&location.expect("link page"))
+        .await
+        .text()
+        .await
+        .expect("page");
+    let csrf = hidden(&page, "csrf").expect("csrf");
+    let resp = mallory
+        .post(
+            &broker.url(&form_action(&page, "link")),
+            &[
+                ("csrf", &csrf),
+                ("action", "link"),
+                ("citizen_id", AN_CCCD),
+                ("name", "Nguyễn Văn An"),
+                ("birthdate", "1990-03-15"),
+            ],
+        )
+        .await;
+    let (_, location, _) = mallory.follow(resp).await;
+    let mallory_code = code_of(&mallory, location).await;
+    assert!(!mallory_code.is_empty());
+
+    // An proves the number with her bank card and says the old account is not hers.
+    let an = Browser::new(&broker);
+    let (verifier, challenge) = pkce();
+    let choice = an
+        .login_page(
+            an.authorize(&auth_params(
+                "rp-basic",
+                "http://localhost:9/cb",
+                "openid profile citizen_id",
+                &challenge,
+            ))
+            .await,
+        )
+        .await;
+    let form = an.choose(&choice, "bank").await;
+    let (_, location, _) = an.follow(an.submit_password(&form, "an", "pw").await).await;
+    let claim = an
+        .get(&location.expect("claim page"))
+        .await
+        .text()
+        .await
+        .expect("page");
+    let csrf = hidden(&claim, "csrf").expect("csrf");
+    let resp = an
+        .post(
+            &broker.url(&form_action(&claim, "claim")),
+            &[("csrf", &csrf), ("choice", "not_mine")],
+        )
+        .await;
+    let (_, location, _) = an.follow(resp).await;
+    let notice = an
+        .get(&location.expect("notice"))
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(
+        notice.contains("That link has been suspended"),
+        "the citizen is told: {notice}"
+    );
+    let csrf = hidden(&notice, "csrf").expect("csrf");
+    let resp = an
+        .post(
+            &broker.url(&form_action(&notice, "continue")),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    let (_, location, _) = an.follow(resp).await;
+    let an_claims = redeem(
+        &broker,
+        "rp-basic",
+        "http://localhost:9/cb",
+        &location.expect("code"),
+        &verifier,
+    )
+    .await;
+    assert_eq!(an_claims["citizen_id"], AN_CCCD);
+
+    // Mallory's old account lost the number, and a weaker check cannot take it back.
+    let mallory = Browser::new(&broker);
+    let (_, location, _) = sign_in(
+        &mallory,
+        "rp-basic",
+        "http://localhost:9/cb",
+        "legacy",
+        "mallory",
+    )
+    .await;
+    let page = mallory
+        .get(&location.expect("link page again"))
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(page.contains("f-citizen_id"), "no number any more: {page}");
+    let csrf = hidden(&page, "csrf").expect("csrf");
+    let resp = mallory
+        .post(
+            &broker.url(&form_action(&page, "link")),
+            &[
+                ("csrf", &csrf),
+                ("action", "link"),
+                ("citizen_id", AN_CCCD),
+                ("name", "Nguyễn Văn An"),
+                ("birthdate", "1990-03-15"),
+            ],
+        )
+        .await;
+    let (_, location, _) = mallory.follow(resp).await;
+    let page = mallory
+        .get(&location.expect("link page"))
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(page.contains("already linked to another account"), "{page}");
+
+    let audit =
+        std::fs::read_to_string(broker.config_path().with_file_name("audit.log")).expect("audit");
+    assert!(
+        audit.contains("binding.suspended") && audit.contains("link.refused"),
+        "{audit}"
+    );
+}
+
+#[tokio::test]
+async fn a_weaker_session_is_stepped_up_for_a_platform_that_needs_high() {
+    let broker = Broker::start(options(registry()));
+    let browser = Browser::new(&broker);
+    let first = login_claims(
+        &broker,
+        &browser,
+        "rp-basic",
+        "http://localhost:9/cb",
+        "bank",
+        "an",
+    )
+    .await;
+    assert_eq!(first["acr"], "http://eidas.europa.eu/LoA/substantial");
+
+    let (verifier, challenge) = pkce();
+    let choice = browser
+        .login_page(
+            browser
+                .authorize(&auth_params(
+                    "rp-high",
+                    "http://localhost:9/high-cb",
+                    "openid",
+                    &challenge,
+                ))
+                .await,
+        )
+        .await;
+    assert!(choice.contains("use-vneid"), "VNeID offered");
+    assert!(
+        !choice.contains("use-bank") && !choice.contains("use-test-citizens"),
+        "weaker ways hidden: {choice}"
+    );
+    assert!(choice.contains("stronger proof of identity"));
+    let form = browser.choose(&choice, "vneid").await;
+    let (_, location, _) = browser
+        .follow(browser.submit_password(&form, "an", "pw").await)
+        .await;
+    let high = redeem(
+        &broker,
+        "rp-high",
+        "http://localhost:9/high-cb",
+        &location.expect("code"),
+        &verifier,
+    )
+    .await;
+    assert_eq!(high["acr"], "http://eidas.europa.eu/LoA/high");
+    assert_eq!(high["amr"], serde_json::json!(["face"]));
+    assert_eq!(high["sid"], first["sid"], "the same session, raised");
+    assert!(high["auth_time"].as_u64() >= first["auth_time"].as_u64());
+
+    // prompt=none at a high platform with only a substantial session cannot be silent.
+    let other = Browser::new(&broker);
+    login_claims(
+        &broker,
+        &other,
+        "rp-basic",
+        "http://localhost:9/cb",
+        "bank",
+        "an",
+    )
+    .await;
+    let mut params = auth_params(
+        "rp-high",
+        "http://localhost:9/high-cb",
+        "openid",
+        &challenge,
+    );
+    params.push(("prompt", "none"));
+    let (_, location, _) = other.follow(other.authorize(&params).await).await;
+    let cb = Callback {
+        url: url::Url::parse(&location.expect("location")).expect("url"),
+    };
+    assert_eq!(cb.param("error").as_deref(), Some("login_required"));
+}
+
+#[tokio::test]
+async fn a_platform_that_requires_a_number_gets_no_login_without_one() {
+    let broker = Broker::start(options(registry()));
+    let browser = Browser::new(&broker);
+    let (_, location, _) = sign_in(
+        &browser,
+        "rp-needs-id",
+        "http://localhost:9/id-cb",
+        "legacy",
+        "lan-old",
+    )
+    .await;
+    let page = browser
+        .get(&location.expect("link page"))
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(page.contains("f-citizen_id"));
+    assert!(!page.contains("id=\"skip\""), "no Skip for this platform");
+    // Even a forged skip does not get through.
+    let csrf = hidden(&page, "csrf").expect("csrf");
+    let resp = browser
+        .post(
+            &broker.url(&form_action(&page, "link")),
+            &[("csrf", &csrf), ("action", "skip")],
+        )
+        .await;
+    let (_, location, _) = browser.follow(resp).await;
+    assert!(
+        location.expect("location").contains("/login/"),
+        "back to the link page, no code"
+    );
+    // Silent SSO cannot skip it either.
+    let (_, challenge) = pkce();
+    let mut params = auth_params(
+        "rp-needs-id",
+        "http://localhost:9/id-cb",
+        "openid",
+        &challenge,
+    );
+    params.push(("prompt", "none"));
+    let (_, location, _) = browser.follow(browser.authorize(&params).await).await;
+    let cb = Callback {
+        url: url::Url::parse(&location.expect("location")).expect("url"),
+    };
+    assert_eq!(cb.param("error").as_deref(), Some("interaction_required"));
+    // Linking lets the login through.
+    let resp = browser
+        .post(
+            &broker.url(&form_action(&page, "link")),
+            &[
+                ("csrf", &csrf),
+                ("action", "link"),
+                ("citizen_id", "001195006789"),
+                ("name", "Trần Thị Lan"),
+                ("birthdate", "1995-11-02"),
+            ],
+        )
+        .await;
+    let (_, location, _) = browser.follow(resp).await;
+    assert!(location
+        .expect("location")
+        .starts_with("http://localhost:9/id-cb?code="));
+}
