@@ -796,3 +796,20 @@ async fn a_platform_that_requires_a_number_gets_no_login_without_one() {
         .expect("location")
         .starts_with("http://localhost:9/id-cb?code="));
 }
+
+#[tokio::test]
+async fn an_essential_acr_claim_asks_for_the_level_too() {
+    let broker = Broker::start(options(registry()));
+    let browser = Browser::new(&broker);
+    let (_, challenge) = pkce();
+    let mut params = auth_params("rp-basic", "http://localhost:9/cb", "openid", &challenge);
+    let claims = r#"{"id_token":{"acr":{"essential":true,"values":["http://eidas.europa.eu/LoA/high"]}}}"#;
+    params.push(("claims", claims));
+    let choice = browser.login_page(browser.authorize(&params).await).await;
+    assert!(choice.contains("use-vneid") && !choice.contains("use-bank"), "{choice}");
+    params.retain(|(k, _)| *k != "claims");
+    params.push(("claims", "not json"));
+    let (_, location, _) = browser.follow(browser.authorize(&params).await).await;
+    let cb = Callback { url: url::Url::parse(&location.expect("location")).expect("url") };
+    assert_eq!(cb.param("error").as_deref(), Some("invalid_request"));
+}

@@ -263,12 +263,30 @@ fn validate(
         None => None,
     };
 
-    // acr_values is a list of acceptable levels: the weakest known one is the minimum.
-    let asked = get("acr_values")
+    // acr_values, or an `acr` claim in the `claims` parameter (OIDC Core 5.5.1.1), list
+    // acceptable levels: the weakest known one is the minimum.
+    let mut acrs: Vec<String> = get("acr_values")
         .unwrap_or("")
         .split_whitespace()
-        .filter_map(|a| settings.level_of(a))
-        .min();
+        .map(str::to_string)
+        .collect();
+    if let Some(claims) = get("claims") {
+        let parsed: serde_json::Value = serde_json::from_str(claims)
+            .map_err(|_| OAuthError::invalid_request("claims is not a JSON object"))?;
+        if !parsed.is_object() {
+            return Err(OAuthError::invalid_request("claims is not a JSON object"));
+        }
+        for member in ["id_token", "userinfo"] {
+            let acr = &parsed[member]["acr"];
+            if let Some(v) = acr["value"].as_str() {
+                acrs.push(v.to_string());
+            }
+            if let Some(values) = acr["values"].as_array() {
+                acrs.extend(values.iter().filter_map(|v| v.as_str()).map(str::to_string));
+            }
+        }
+    }
+    let asked = acrs.iter().filter_map(|a| settings.level_of(a)).min();
     let min_level = asked.map_or(client.min_assurance, |a| a.max(client.min_assurance));
     if settings
         .best_assurance()

@@ -58,7 +58,7 @@ pub fn metadata(s: &Settings) -> serde_json::Value {
         "acr_values_supported": acrs,
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "ui_locales_supported": crate::i18n::LANGUAGES,
-        "claims_parameter_supported": false,
+        "claims_parameter_supported": true,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,
