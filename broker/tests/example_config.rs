@@ -260,16 +260,9 @@ fn example_config_documents_every_key() {
 #[test]
 fn demo_config_is_accepted_in_demo_mode() {
     let dir = tempfile::tempdir().expect("temp dir");
-    // What `broker demo` writes beside its configuration.
-    for (file, alg) in [
-        ("keys/rs256.pem", SigningAlg::RS256),
-        ("keys/es256.pem", SigningAlg::ES256),
-        ("keys/eddsa.pem", SigningAlg::EdDSA),
-    ] {
-        write_key(&dir.path().join(file), alg);
-    }
-    std::fs::write(dir.path().join("pairwise.secret"), "d".repeat(43)).expect("secret");
-    let path = dir.path().join("broker.toml");
+    // What `broker demo` writes beside its configuration: keys, secrets, the file itself.
+    let path = broker::demo::prepare(dir.path()).expect("demo data folder");
+    assert_eq!(std::fs::read_to_string(&path).expect("written"), DEMO);
     let settings = match config::load_str(DEMO, &path, Mode::Demo) {
         Ok(s) => s,
         Err(problems) => panic!(
