@@ -78,7 +78,10 @@ fn unknown_keys_and_wrong_types_name_the_key() {
     );
     let (ok, text) = check(&typo);
     assert!(!ok);
-    assert!(text.contains("unknown field `require_pkec`"), "{text}");
+    assert!(
+        text.contains("require_pkec: unknown key `require_pkec`"),
+        "{text}"
+    );
 
     let wrong_type = base_config(1, store, &jwks(), "")
         .replace("[tokens]", "")
@@ -107,4 +110,27 @@ fn test_citizens_are_refused_in_serve_unless_allowed() {
         text.contains("connectors[0].type: `test-citizens` is for demos and tests"),
         "{text}"
     );
+}
+
+#[test]
+fn shape_problems_in_several_sections_are_all_reported() {
+    let store = "[store]\nkind = \"embedded\"\npath = \"b.redb\"\n";
+    let config = base_config(1, store, &jwks(), "")
+        .replace(
+            "allow_test_citizens = true",
+            "allow_test_citizens = \"yes\"\nrequire_pkec = true",
+        )
+        .replace(
+            "id = \"rp-other\"\nname = \"Other platform\"",
+            "id = \"rp-other\"\nname = \"Other platform\"\nredirect_url = \"x\"",
+        );
+    let (ok, text) = check(&config);
+    assert!(!ok);
+    for expected in [
+        "allow_test_citizens: invalid type",
+        "require_pkec: unknown key `require_pkec`",
+        "clients[1].redirect_url: unknown field `redirect_url`",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
 }

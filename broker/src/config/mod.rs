@@ -246,19 +246,84 @@ pub fn load_str(text: &str, path: &Path, mode: Mode) -> Result<Settings, Vec<Pro
     };
     let table: toml::Table =
         toml::from_str(text).map_err(|e| vec![v.problem("", e.to_string())])?;
-    let raw: FileConfig =
-        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-            let key = e.path().to_string();
-            vec![v.problem(
-                if key == "." { "" } else { &key },
-                e.into_inner().to_string(),
-            )]
-        })?;
+    let raw: FileConfig = match serde_path_to_error::deserialize(toml::Value::Table(table.clone()))
+    {
+        Ok(raw) => raw,
+        // serde stops at the first problem: look at each section alone to report them all.
+        Err(_) => return Err(shape_problems(&v, &table)),
+    };
     let settings = v.validate(raw, mode);
     match settings {
         Some(s) if v.problems.is_empty() => Ok(s),
         _ => Err(v.problems),
     }
+}
+
+/// Every problem of shape (unknown key, wrong type, missing key), section by section, so
+/// one mistake does not hide the next.
+fn shape_problems(v: &Validator, table: &toml::Table) -> Vec<Problem> {
+    fn check<T: serde::de::DeserializeOwned>(
+        v: &Validator,
+        key: &str,
+        value: &toml::Value,
+        out: &mut Vec<Problem>,
+    ) {
+        if let Err(e) = serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            let inner = e.path().to_string();
+            let path = if inner == "." || inner.is_empty() {
+                key.to_string()
+            } else if inner.starts_with('[') {
+                format!("{key}{inner}")
+            } else {
+                format!("{key}.{inner}")
+            };
+            out.push(v.problem(&path, e.into_inner().to_string()));
+        }
+    }
+    fn each<T: serde::de::DeserializeOwned>(
+        v: &Validator,
+        key: &str,
+        value: &toml::Value,
+        out: &mut Vec<Problem>,
+    ) {
+        match value.as_array() {
+            Some(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    check::<T>(v, &format!("{key}[{i}]"), item, out);
+                }
+            }
+            None => out.push(v.problem(key, "must be a list of tables ([[...]])")),
+        }
+    }
+    let mut out = Vec::new();
+    for (key, value) in table {
+        match key.as_str() {
+            "issuer" | "listen" | "audit_log" => check::<String>(v, key, value, &mut out),
+            "require_pkce" | "allow_test_citizens" | "trust_forwarded_for" => {
+                check::<bool>(v, key, value, &mut out)
+            }
+            "pairwise_secret" => check::<SecretRef>(v, key, value, &mut out),
+            "store" => check::<StoreConfig>(v, key, value, &mut out),
+            "tokens" => check::<TokenConfig>(v, key, value, &mut out),
+            "session" => check::<SessionConfig>(v, key, value, &mut out),
+            "acr" => check::<AcrConfig>(v, key, value, &mut out),
+            "admin" => check::<file::AdminConfig>(v, key, value, &mut out),
+            "registry" => check::<file::RegistryConfig>(v, key, value, &mut out),
+            "keys" => each::<file::KeyConfig>(v, key, value, &mut out),
+            "connectors" => each::<file::ConnectorConfig>(v, key, value, &mut out),
+            "clients" => each::<file::ClientConfig>(v, key, value, &mut out),
+            other => out.push(v.problem(other, format!("unknown key `{other}`"))),
+        }
+    }
+    for required in ["issuer", "keys", "pairwise_secret"] {
+        if !table.contains_key(required) {
+            out.push(v.problem(required, "is missing"));
+        }
+    }
+    if out.is_empty() {
+        out.push(v.problem("", "the configuration does not have the expected shape"));
+    }
+    out
 }
 
 struct Validator {
@@ -272,7 +337,7 @@ impl Validator {
         Problem {
             file: self.file.clone(),
             key: key.to_string(),
-            reason: reason.into(),
+            reason: reason.into().trim_end().to_string(),
         }
     }
 
@@ -490,6 +555,14 @@ impl Validator {
                     &format!("{key}.type"),
                     "`test-citizens` is for demos and tests; set `allow_test_citizens = true` to use it in `serve`",
                 );
+            }
+            if let Some((k, reason)) = registry::demo_only(&c.kind, &c.settings) {
+                if mode == Mode::Serve
+                    && !raw.allow_test_citizens
+                    && c.status != ConnectorStatus::Disabled
+                {
+                    self.report(&format!("{key}.settings.{k}"), reason);
+                }
             }
             match registry::open(&c.kind, &c.settings, &self.base) {
                 Ok(connector) => out.push(ConnectorEntry {
