@@ -36,6 +36,21 @@ pub const VNEID_CLIENT_ID: &str = "broker-demo";
 /// File (in the data folder) of the broker's client secret at the simulated VNeID.
 pub const VNEID_SECRET_FILE: &str = "vneid-client.secret";
 
+/// Where the simulated banks listen (bank verification contract of `bank-card`).
+pub const BANKS_LISTEN: &str = "127.0.0.1:8083";
+/// Where the simulated SMS gateway listens; its inbox page is `/inbox`.
+pub const SMS_LISTEN: &str = "127.0.0.1:8084";
+/// Files (in the data folder) of the connectors' hash keys.
+pub const HASH_KEY_FILES: &[&str] = &["bank-card.key", "legacy.key"];
+/// Where the simulated CTID service listens, and its public URL (the `iss` of its results).
+pub const CTID_LISTEN: &str = "127.0.0.1:8085";
+/// The simulated CTID service's public URL.
+pub const CTID_URL: &str = "http://localhost:8085";
+/// Where the simulated old portal's accounts API listens.
+pub const LEGACY_LISTEN: &str = "127.0.0.1:8086";
+/// Where the simulated population registry listens.
+pub const REGISTRY_LISTEN: &str = "127.0.0.1:8087";
+
 /// Prepares the data folder (keys, pairwise secret, configuration) and returns the
 /// configuration path. Existing keys and secrets are kept, so tokens survive restarts.
 pub fn prepare(dir: &Path) -> Result<PathBuf, String> {
@@ -59,6 +74,12 @@ pub fn prepare(dir: &Path) -> Result<PathBuf, String> {
     let vneid_secret = dir.join(VNEID_SECRET_FILE);
     if !vneid_secret.exists() {
         write_private(&vneid_secret, crate::util::random_token(32).as_bytes())?;
+    }
+    for file in HASH_KEY_FILES {
+        let path = dir.join(file);
+        if !path.exists() {
+            write_private(&path, crate::util::random_token(32).as_bytes())?;
+        }
     }
     let config = dir.join("broker.toml");
     std::fs::write(&config, DEMO_CONFIG).map_err(|e| format!("{}: {e}", config.display()))?;
@@ -104,6 +125,19 @@ pub async fn run(dir: &Path, rp_port: u16) -> std::io::Result<()> {
     println!("  Demo relying party:    http://localhost:{rp_port}/");
     println!("  Test citizens:         an / demo, lan / demo, wei / demo");
     println!("  VNeID (simulated):     {VNEID_ISSUER}  (an / demo, lan / demo: level 2; binh / demo: level 1)");
+    let services = vec![
+        simulators::bank::serve(BANKS_LISTEN, None)?,
+        simulators::sms::serve(SMS_LISTEN, None)?,
+        simulators::ctid::serve(CTID_LISTEN, CTID_URL, None)?,
+        simulators::legacy::serve(LEGACY_LISTEN, None)?,
+        simulators::registry::serve(REGISTRY_LISTEN)?,
+    ];
+    println!("  Bank card + SMS:       wei: 王伟, 110101199003074517, card 6222020200112345679, phone 13800138000");
+    println!("                         an: Nguyễn Văn An, 079201001234, card 6217000010012345677, phone +84901234567");
+    println!("  SMS inbox (simulated): http://localhost:8084/inbox");
+    println!("  CTID (simulated):      scan the QR code or open the app link, then choose a citizen and approve");
+    println!("  Old portal accounts:   nguyenvanan, tranthilan, levanbinh / matkhau-cu (until 2027-06-30)");
+    println!("  Population registry:   http://localhost:8087 (lan's old CMND 012345678 became 001195006789)");
     println!();
     let rp = RelyingParty {
         issuer: issuer.clone(),
@@ -126,7 +160,8 @@ pub async fn run(dir: &Path, rp_port: u16) -> std::io::Result<()> {
     .bind(("127.0.0.1", rp_port))?
     .run();
     let broker = crate::server::run(settings, None);
-    tokio::try_join!(broker, rp_server, vneid).map(|_| ())
+    let services = futures_util::future::try_join_all(services);
+    tokio::try_join!(broker, rp_server, vneid, services).map(|_| ())
 }
 
 struct RelyingParty {

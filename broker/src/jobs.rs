@@ -27,22 +27,38 @@ fn modified(path: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
+/// The SIGHUP stream.
+#[cfg(unix)]
+pub type Hangup = tokio::signal::unix::Signal;
+/// The SIGHUP stream (none off Unix).
+#[cfg(not(unix))]
+pub type Hangup = ();
+
+/// Installs the SIGHUP handler. Call it before the port is announced: until a handler is
+/// installed, SIGHUP's default action ends the process.
+pub fn hangup_handler() -> Option<Hangup> {
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "no SIGHUP handler; reload on file change only");
+                None
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    None
+}
+
 /// Reloads the configuration on SIGHUP or when its file changes. A new configuration is
 /// validated first and swapped in whole; requests in flight finish with the one they
 /// started with. An invalid one is logged problem by problem and the last good one keeps
 /// running.
-pub async fn reload(state: web::Data<AppState>) {
+pub async fn reload(state: web::Data<AppState>, mut hangup: Option<Hangup>) {
     let path = state.settings().source.clone();
     let mut last = modified(&path);
     let mut tick = tokio::time::interval(Duration::from_secs(2));
-    #[cfg(unix)]
-    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "no SIGHUP handler; reload on file change only");
-            None
-        }
-    };
     loop {
         #[cfg(unix)]
         let why = tokio::select! {
@@ -51,6 +67,7 @@ pub async fn reload(state: web::Data<AppState>) {
         };
         #[cfg(not(unix))]
         let why = {
+            let _ = &mut hangup;
             tick.tick().await;
             "file change"
         };

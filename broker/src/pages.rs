@@ -223,8 +223,40 @@ struct WaitPage {
     csrf: String,
     instruction: String,
     qr: String,
+    qr_svg: String,
     app_link: String,
     poll_seconds: u32,
+}
+
+/// A QR code as an SVG `data:` URI (the pages' CSP allows `data:` images), or nothing when
+/// the content does not fit in a QR code.
+fn qr_data_uri(content: &str) -> String {
+    use base64::Engine;
+    let Ok(code) = qrcode::QrCode::new(content.as_bytes()) else {
+        return String::new();
+    };
+    let svg = code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(220, 220)
+        .quiet_zone(true)
+        .build();
+    format!(
+        "data:image/svg+xml;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(svg)
+    )
+}
+
+/// The script of waiting pages: checks again after the step's poll interval by submitting
+/// the page's "check" form (the page works without it: the button does the same).
+const WAIT_SCRIPT: &str = "(function () {\n  var b = document.getElementById('check');\n  if (!b || !b.form) return;\n  var s = parseInt(b.getAttribute('data-poll'), 10);\n  if (!(s > 0)) s = 3;\n  window.setTimeout(function () { b.form.submit(); }, s * 1000);\n})();\n";
+
+/// `GET /assets/wait.js`
+pub async fn wait_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(WAIT_SCRIPT)
 }
 
 #[derive(Template)]
@@ -398,6 +430,7 @@ impl<'a> Page<'a> {
                     csrf: self.tx.csrf.clone(),
                     instruction: self.t.with(&instruction.key, &instruction.args),
                     qr: qr.clone().unwrap_or_default(),
+                    qr_svg: qr.as_deref().map(qr_data_uri).unwrap_or_default(),
                     app_link: app_link.clone().unwrap_or_default(),
                     poll_seconds: *poll_seconds,
                     t: self.t.clone(),

@@ -52,6 +52,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/logout", web::get().to(logout::end_session))
     .route("/logout", web::post().to(logout::end_session))
     .route("/logout/{id}", web::post().to(logout::confirm))
+    .route("/assets/wait.js", web::get().to(pages::wait_script))
     .route("/metrics", web::get().to(crate::observe::metrics_endpoint))
     .configure(crate::admin::routes)
     .route("/account", web::get().to(crate::account::show))
@@ -159,7 +160,7 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
         store,
         http: crate::state::http_client(),
     });
-    tokio::spawn(jobs::reload(state.clone()));
+    tokio::spawn(jobs::reload(state.clone(), jobs::hangup_handler()));
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Settings, StoreConfig};
-use crate::store::{embedded::EmbeddedStore, redis::RedisStore, SharedStore, StoreError};
+use crate::store::embedded::EmbeddedStore;
+use crate::store::redis::{ClusterOptions, RedisStore, SentinelOptions};
+use crate::store::{SharedStore, StoreError};
 
 /// The configuration in force and what is derived from it; swapped whole on reload.
 pub struct Live {
@@ -78,6 +80,45 @@ pub async fn open_store(
             let url = settings.redis_url.as_deref().unwrap_or_default();
             let store =
                 RedisStore::connect(url, prefix, Duration::from_millis(*timeout_ms)).await?;
+            Ok((Arc::new(store), None))
+        }
+        StoreConfig::RedisSentinel {
+            sentinels,
+            master_name,
+            username,
+            db,
+            prefix,
+            timeout_ms,
+            ..
+        } => {
+            let options = SentinelOptions {
+                sentinels: sentinels.clone(),
+                master_name: master_name.clone(),
+                username: username.clone(),
+                password: settings.redis_password.clone(),
+                sentinel_password: settings.redis_sentinel_password.clone(),
+                db: *db,
+            };
+            let store =
+                RedisStore::connect_sentinel(&options, prefix, Duration::from_millis(*timeout_ms))
+                    .await?;
+            Ok((Arc::new(store), None))
+        }
+        StoreConfig::RedisCluster {
+            nodes,
+            username,
+            prefix,
+            timeout_ms,
+            ..
+        } => {
+            let options = ClusterOptions {
+                nodes: nodes.clone(),
+                username: username.clone(),
+                password: settings.redis_password.clone(),
+            };
+            let store =
+                RedisStore::connect_cluster(&options, prefix, Duration::from_millis(*timeout_ms))
+                    .await?;
             Ok((Arc::new(store), None))
         }
     }

@@ -381,7 +381,7 @@ impl BankCard {
     fn details_form(&self, ctx: &Context, values: &State, problem: Option<Message>) -> Step {
         let mut name = Field::new("name", "field-full-name", "text", "name");
         name.value = values.name.clone();
-        let mut id = Field::new("id_number", "field-id-number", "text", "off");
+        let mut id = Field::new("id_number", "field-citizen-id", "text", "off");
         id.value = values.id_number.clone();
         // The card number is never filled in again: it would be kept with the login.
         let card = Field::new("card_number", "field-card-number", "text", "cc-number");

@@ -141,8 +141,12 @@ impl JsonClient {
         })
     }
 
-    /// The URL of `path` below the base URL (`path` without a leading slash).
+    /// The URL of `path` below the base URL (`path` without a leading slash; empty for the
+    /// base URL itself).
     pub fn url(&self, path: &str) -> Result<url::Url, CallError> {
+        if path.is_empty() {
+            return Ok(self.base.clone());
+        }
         let mut base = self.base.clone();
         if !base.path().ends_with('/') {
             let p = format!("{}/", base.path());

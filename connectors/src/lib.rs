@@ -14,8 +14,10 @@
 #![warn(missing_docs)]
 
 pub mod bank_card;
+pub mod ctid;
 pub mod http;
 pub mod kv;
+pub mod legacy;
 pub mod oidc;
 pub mod otp;
 pub mod registry;

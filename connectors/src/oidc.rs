@@ -32,16 +32,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
-    CoreClientAuthMethod, CoreGrantType, CoreIdToken, CoreIdTokenVerifier,
-    CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
-    CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+    CoreClientAuthMethod, CoreGrantType, CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKey,
+    CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm,
+    CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
 };
 use openidconnect::{
-    AccessToken, AccessTokenHash, AdditionalProviderMetadata, AuthType,
-    AuthenticationContextClass, AuthorizationCode, ClaimsVerificationError, ClientId,
-    ClientSecret, CsrfToken, DiscoveryError, IssuerUrl, LanguageTag, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl, RequestTokenError, Scope,
-    SignatureVerificationError, TokenResponse,
+    AccessToken, AccessTokenHash, AdditionalProviderMetadata, AuthType, AuthenticationContextClass,
+    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, DiscoveryError,
+    IssuerUrl, LanguageTag, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    ProviderMetadata, RedirectUrl, RequestTokenError, Scope, SignatureVerificationError,
+    TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -208,7 +208,9 @@ fn yes() -> bool {
 }
 
 fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
 }
 
 fn unix_now() -> u64 {
@@ -552,7 +554,10 @@ impl OidcConnector {
             .redirect(openidconnect::reqwest::redirect::Policy::none())
             .timeout(Duration::from_millis(config.timeout_ms))
             .connect_timeout(Duration::from_millis(config.timeout_ms))
-            .user_agent(concat!("national-identity-broker/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!(
+                "national-identity-broker/",
+                env!("CARGO_PKG_VERSION")
+            ))
             .build();
         let http = match http {
             Ok(h) => Some(h),
@@ -646,7 +651,10 @@ impl OidcConnector {
                 "discovery: use_userinfo is set but the provider has no userinfo_endpoint".into(),
             ));
         }
-        if let Some(methods) = &metadata.additional_metadata().code_challenge_methods_supported {
+        if let Some(methods) = &metadata
+            .additional_metadata()
+            .code_challenge_methods_supported
+        {
             if !methods.iter().any(|m| m == "S256") {
                 return Err(Fail::Outage(
                     "discovery: the provider does not support PKCE S256".into(),
@@ -942,9 +950,9 @@ impl OidcConnector {
             Some(azp) if azp != self.config.client_id => Err(invalid(format!(
                 "ID token `azp` is `{azp}`, not the broker's client id"
             ))),
-            None if several_audiences => Err(invalid(
-                "ID token has several audiences but no `azp`",
-            )),
+            None if several_audiences => {
+                Err(invalid("ID token has several audiences but no `azp`"))
+            }
             _ => Ok(()),
         }
     }
@@ -1002,8 +1010,8 @@ impl OidcConnector {
         id_token: &Map<String, Value>,
         merged: &Map<String, Value>,
     ) -> Result<Identity, Fail> {
-        let mapped = claims::map_claims(&self.config.claims, merged)
-            .map_err(|e| invalid(e.to_string()))?;
+        let mapped =
+            claims::map_claims(&self.config.claims, merged).map_err(|e| invalid(e.to_string()))?;
         if !mapped.dropped.is_empty() {
             tracing::warn!(
                 issuer = %self.config.issuer,
@@ -1085,7 +1093,9 @@ fn check_at_hash(
     if actual.as_str().as_bytes().ct_eq(expected.as_bytes()).into() {
         Ok(())
     } else {
-        Err(invalid("ID token `at_hash` does not match the access token"))
+        Err(invalid(
+            "ID token `at_hash` does not match the access token",
+        ))
     }
 }
 
@@ -1131,9 +1141,7 @@ impl Connector for OidcConnector {
         match self.metadata().await {
             Ok(_) => Health::Up,
             Err(Fail::Outage(reason)) | Err(Fail::Invalid(reason)) => Health::Down { reason },
-            Err(Fail::Cancelled(reason)) | Err(Fail::Refused(reason)) => {
-                Health::Down { reason }
-            }
+            Err(Fail::Cancelled(reason)) | Err(Fail::Refused(reason)) => Health::Down { reason },
         }
     }
 }
@@ -1235,10 +1243,9 @@ mod tests {
         assert_eq!(c.level_of(Some("urn:other")), Assurance::Substantial);
         assert_eq!(c.level_of(None), Assurance::Substantial);
 
-        let capped = open(
-            "max_assurance = \"substantial\"\n[acr_levels]\n\"urn:x\" = \"substantial\"\n",
-        )
-        .expect("opens");
+        let capped =
+            open("max_assurance = \"substantial\"\n[acr_levels]\n\"urn:x\" = \"substantial\"\n")
+                .expect("opens");
         assert_eq!(capped.assurance(), Assurance::Substantial);
         let too_high = keys(open(
             "max_assurance = \"substantial\"\n[acr_levels]\n\"urn:x\" = \"high\"\n",
@@ -1271,8 +1278,7 @@ mod tests {
         let text = format!(
             "issuer = \"{issuer}\"\nclient_id = \"broker\"\nclient_secret = {{ env = \"OIDC_TEST_SECRET\" }}\ntimeout_ms = {timeout_ms}\nscopes = [\"openid\", \"profile\", \"cccd\"]\nacr_values = [\"urn:vneid:level2\"]\n"
         );
-        OidcConnector::open(toml::from_str(&text).expect("parses"), Path::new("."))
-            .expect("opens")
+        OidcConnector::open(toml::from_str(&text).expect("parses"), Path::new(".")).expect("opens")
     }
 
     fn metadata(issuer: &str) -> Value {
@@ -1316,7 +1322,9 @@ mod tests {
         };
         let url = url::Url::parse(&url).expect("url");
         let q: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
-        assert!(url.as_str().starts_with(&format!("{}/authorize?", server.uri())));
+        assert!(url
+            .as_str()
+            .starts_with(&format!("{}/authorize?", server.uri())));
         assert_eq!(q["response_type"], "code");
         assert_eq!(q["client_id"], "broker");
         assert_eq!(q["state"], "state-0123456789abcdef");

@@ -172,14 +172,35 @@ mod tests {
     #[test]
     fn the_four_elements() {
         let wei = ("王伟", "110101199003074517", "+8613800138000");
-        assert_eq!(check(&req("icbc", wei.0, wei.1, "6222020200112345679", wei.2)), "match");
-        assert_eq!(check(&req("icbc", "王五", wei.1, "6222020200112345679", wei.2)), "mismatch");
-        assert_eq!(check(&req("cmb", wei.0, wei.1, "4392250055006789018", wei.2)), "not_debit");
-        assert_eq!(check(&req("psbc", wei.0, wei.1, "6217990066007890129", wei.2)), "card_inactive");
-        assert_eq!(check(&req("bocom", wei.0, wei.1, "6222600088009012348", wei.2)), "card_not_found");
+        assert_eq!(
+            check(&req("icbc", wei.0, wei.1, "6222020200112345679", wei.2)),
+            "match"
+        );
+        assert_eq!(
+            check(&req("icbc", "王五", wei.1, "6222020200112345679", wei.2)),
+            "mismatch"
+        );
+        assert_eq!(
+            check(&req("cmb", wei.0, wei.1, "4392250055006789018", wei.2)),
+            "not_debit"
+        );
+        assert_eq!(
+            check(&req("psbc", wei.0, wei.1, "6217990066007890129", wei.2)),
+            "card_inactive"
+        );
+        assert_eq!(
+            check(&req("bocom", wei.0, wei.1, "6222600088009012348", wei.2)),
+            "card_not_found"
+        );
         // Bình's bank still has his old phone.
         assert_eq!(
-            check(&req("abc", "Lê Văn Bình", "036089004321", "6228480033004567898", "+84987654321")),
+            check(&req(
+                "abc",
+                "Lê Văn Bình",
+                "036089004321",
+                "6228480033004567898",
+                "+84987654321"
+            )),
             "mismatch"
         );
     }

@@ -9,6 +9,9 @@
 #![warn(missing_docs)]
 
 pub mod bank;
+pub mod ctid;
+pub mod legacy;
 pub mod people;
+pub mod registry;
 pub mod sms;
 pub mod vneid;

@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "simulators", version, about = "Simulated identity sources for demos and tests")]
+#[command(
+    name = "simulators",
+    version,
+    about = "Simulated identity sources for demos and tests"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,7 +57,9 @@ fn main() -> ExitCode {
             let secret = match std::env::var(&client_secret_env) {
                 Ok(s) if !s.is_empty() => s,
                 _ => {
-                    eprintln!("environment variable {client_secret_env} (the client secret) is not set");
+                    eprintln!(
+                        "environment variable {client_secret_env} (the client secret) is not set"
+                    );
                     return ExitCode::from(2);
                 }
             };

@@ -160,9 +160,15 @@ async fn inbox(gw: web::Data<Gateway>, q: web::Query<ToQuery>) -> HttpResponse {
     let body = if q.to.is_empty() {
         String::new()
     } else if list.is_empty() {
-        format!("<p id=empty>No messages to {} yet. Reload this page after requesting a code.</p>", escape(&q.to))
+        format!(
+            "<p id=empty>No messages to {} yet. Reload this page after requesting a code.</p>",
+            escape(&q.to)
+        )
     } else {
-        format!("<h2>Messages to {}</h2><ul id=messages>{list}</ul>", escape(&q.to))
+        format!(
+            "<h2>Messages to {}</h2><ul id=messages>{list}</ul>",
+            escape(&q.to)
+        )
     };
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")

@@ -416,7 +416,8 @@ async fn authorize(req: HttpRequest, p: web::Data<Provider>) -> HttpResponse {
     let Some(client) = get("client_id").and_then(|id| p.client(id)) else {
         return error_page("unknown client_id");
     };
-    let Some(redirect_uri) = get("redirect_uri").filter(|r| client.redirect_uris.iter().any(|u| u == r))
+    let Some(redirect_uri) =
+        get("redirect_uri").filter(|r| client.redirect_uris.iter().any(|u| u == r))
     else {
         return error_page("redirect_uri is not registered for this client");
     };
@@ -741,8 +742,12 @@ mod tests {
             assert_eq!(c.cccd.len(), 12, "{}", c.username);
             assert!(c.cccd.chars().all(|d| d.is_ascii_digit()));
         }
-        assert!(all.iter().any(|c| c.username == "an" && c.cccd == "079201001234"));
-        assert!(all.iter().any(|c| c.username == "lan" && c.cccd == "001195006789"));
+        assert!(all
+            .iter()
+            .any(|c| c.username == "an" && c.cccd == "079201001234"));
+        assert!(all
+            .iter()
+            .any(|c| c.username == "lan" && c.cccd == "001195006789"));
     }
 
     #[test]

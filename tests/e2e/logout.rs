@@ -1,41 +1,23 @@
 //! Logout (RP-initiated, back-channel, front-channel) and several broker instances that
 //! behave as one.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::mpsc;
 
 use crate::harness::*;
 
 /// A platform's back-channel logout endpoint: records each POSTed logout token.
 fn backchannel_receiver() -> (u16, mpsc::Receiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
     let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            let mut reader = BufReader::new(stream);
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            let token = url::form_urlencoded::parse(&body)
-                .find(|(k, _)| k == "logout_token")
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default();
-            let mut stream = reader.into_inner();
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    let tx = std::sync::Mutex::new(tx);
+    let port = http_stub(move |_, _, body| {
+        let token = url::form_urlencoded::parse(body)
+            .find(|(k, _)| k == "logout_token")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        if let Ok(tx) = tx.lock() {
             let _ = tx.send(token);
         }
+        ("200 OK", String::new())
     });
     (port, rx)
 }

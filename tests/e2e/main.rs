@@ -1,13 +1,17 @@
 //! End-to-end tests against the real `broker` binary. Each test starts its own broker on a
 //! free port with its own store, so no test depends on another's order or leftovers.
 
+mod bank_card;
 mod check_config;
+mod ctid;
 mod harness;
 mod interop;
+mod legacy;
 mod login_pages;
 mod logout;
 mod operators;
 mod persons;
 mod protocol;
+mod sims;
 mod tokens;
 mod upstream_oidc;

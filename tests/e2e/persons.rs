@@ -1,9 +1,6 @@
 //! One person across every way in: bindings of citizen ID numbers, linking of legacy
 //! accounts through the population registry, conflicts, ID number changes, step-up.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-
 use crate::harness::*;
 
 const AN_CCCD: &str = "079201001234";
@@ -12,64 +9,25 @@ const AN_CMND: &str = "123456789";
 /// A population registry speaking the broker's HTTP contract, with two citizens and one
 /// CMND → CCCD mapping.
 fn registry() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            let mut reader = BufReader::new(stream);
-            let mut request_line = String::new();
-            let _ = reader.read_line(&mut request_line);
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            let path = request_line
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or("")
-                .to_string();
-            let (status, reply) = if path == "/check" {
-                let q: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                let known = [
-                    (AN_CCCD, "Nguyễn Văn An", "1990-03-15"),
-                    ("001195006789", "Trần Thị Lan", "1995-11-02"),
-                ];
-                let result = match known.iter().find(|(id, _, _)| q["citizen_id"] == *id) {
-                    Some((_, name, birth)) if q["name"] == *name && q["birthdate"] == *birth => {
-                        "match"
-                    }
-                    Some(_) => "mismatch",
-                    None => "not_found",
-                };
-                (
-                    "200 OK",
-                    serde_json::json!({ "result": result }).to_string(),
-                )
-            } else if path == format!("/current/{AN_CMND}") {
-                (
-                    "200 OK",
-                    serde_json::json!({ "current": AN_CCCD }).to_string(),
-                )
-            } else {
-                ("404 Not Found", "{}".to_string())
+    http_stub(|_, path, body| {
+        if path == "/check" {
+            let q: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            let known = [
+                (AN_CCCD, "Nguyễn Văn An", "1990-03-15"),
+                ("001195006789", "Trần Thị Lan", "1995-11-02"),
+            ];
+            let result = match known.iter().find(|(id, _, _)| q["citizen_id"] == *id) {
+                Some((_, name, birth)) if q["name"] == *name && q["birthdate"] == *birth => "match",
+                Some(_) => "mismatch",
+                None => "not_found",
             };
-            let mut stream = reader.into_inner();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
-                reply.len()
-            );
+            ("200 OK", serde_json::json!({ "result": result }).to_string())
+        } else if path == format!("/current/{AN_CMND}") {
+            ("200 OK", serde_json::json!({ "current": AN_CCCD }).to_string())
+        } else {
+            ("404 Not Found", "{}".to_string())
         }
-    });
-    port
+    })
 }
 
 fn options(registry_port: u16) -> Options {

@@ -93,11 +93,14 @@ const provider = new Provider(ISSUER, {
   jwks: { keys: [jwk] },
   cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
   claims: {
-    openid: ['sub'],
+    // `amr` with every ID token, like a national identity app that tells how the citizen
+    // proved who they are.
+    openid: ['sub', 'amr'],
     profile: ['name', 'family_name', 'given_name', 'birth_date'],
     cccd: ['national_id'],
   },
   acrValues: ['urn:idp:loa:substantial', 'urn:idp:loa:high'],
+  ttl: { Interaction: 600, Session: 3600, Grant: 3600, AccessToken: 300, IdToken: 300 },
   pkce: { required: () => true },
   features: { devInteractions: { enabled: false } },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },

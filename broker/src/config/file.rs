@@ -97,26 +97,182 @@ pub struct AdminConfig {
     pub token: SecretRef,
 }
 
-/// Store selection.
+/// Store selection. `kind = "redis"` has a `mode`: `single` (default, one `url`),
+/// `sentinel` or `cluster`; each mode is its own variant here.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+#[serde(try_from = "RawStoreConfig")]
 pub enum StoreConfig {
     /// Embedded single-node store in a file.
     Embedded {
         /// Database file.
         path: String,
     },
-    /// Redis, shared by several broker instances.
+    /// Redis, shared by several broker instances (`mode = "single"`).
     Redis {
         /// `redis://host:port/db` (or `rediss://`); may come from an environment variable.
         url: SecretRef,
         /// Prefix of every key.
-        #[serde(default = "default_prefix")]
         prefix: String,
         /// Timeout of one store operation, in milliseconds.
-        #[serde(default = "default_op_timeout")]
         timeout_ms: u64,
     },
+    /// Redis behind Sentinel (`mode = "sentinel"`): the master is looked up through the
+    /// sentinels, again after every failover.
+    RedisSentinel {
+        /// `redis://host:port` of each sentinel (addresses only; passwords go below).
+        sentinels: Vec<String>,
+        /// The name the sentinels monitor the master under.
+        master_name: String,
+        /// ACL user of the master and replicas.
+        username: Option<String>,
+        /// Password of the master and replicas, from an environment variable or a file.
+        password: Option<SecretRef>,
+        /// Password of the sentinels, from an environment variable or a file.
+        sentinel_password: Option<SecretRef>,
+        /// Database number.
+        db: i64,
+        /// Prefix of every key.
+        prefix: String,
+        /// Timeout of one store operation, in milliseconds.
+        timeout_ms: u64,
+    },
+    /// Redis Cluster (`mode = "cluster"`).
+    RedisCluster {
+        /// `redis://host:port` of some nodes (addresses only; the password goes below).
+        nodes: Vec<String>,
+        /// ACL user of the nodes.
+        username: Option<String>,
+        /// Password of the nodes, from an environment variable or a file.
+        password: Option<SecretRef>,
+        /// Prefix of every key.
+        prefix: String,
+        /// Timeout of one store operation, in milliseconds.
+        timeout_ms: u64,
+    },
+}
+
+/// How the Redis store is deployed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisMode {
+    /// One server at `url`.
+    #[default]
+    Single,
+    /// A master found through `sentinels`.
+    Sentinel,
+    /// Redis Cluster through `nodes`.
+    Cluster,
+}
+
+impl RedisMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            RedisMode::Single => "single",
+            RedisMode::Sentinel => "sentinel",
+            RedisMode::Cluster => "cluster",
+        }
+    }
+}
+
+/// `[store]` as written; [`StoreConfig`] is made from it, refusing keys of another mode.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+enum RawStoreConfig {
+    Embedded { path: String },
+    Redis(RawRedisConfig),
+}
+
+/// `[store]` with `kind = "redis"`, every mode's keys together.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedisConfig {
+    #[serde(default)]
+    mode: RedisMode,
+    url: Option<SecretRef>,
+    sentinels: Option<Vec<String>>,
+    master_name: Option<String>,
+    nodes: Option<Vec<String>>,
+    username: Option<String>,
+    password: Option<SecretRef>,
+    sentinel_password: Option<SecretRef>,
+    db: Option<i64>,
+    #[serde(default = "default_prefix")]
+    prefix: String,
+    #[serde(default = "default_op_timeout")]
+    timeout_ms: u64,
+}
+
+impl TryFrom<RawStoreConfig> for StoreConfig {
+    type Error = String;
+
+    fn try_from(raw: RawStoreConfig) -> Result<Self, String> {
+        match raw {
+            RawStoreConfig::Embedded { path } => Ok(StoreConfig::Embedded { path }),
+            RawStoreConfig::Redis(redis) => redis.try_into(),
+        }
+    }
+}
+
+impl TryFrom<RawRedisConfig> for StoreConfig {
+    type Error = String;
+
+    fn try_from(raw: RawRedisConfig) -> Result<Self, String> {
+        use RedisMode::{Cluster, Sentinel, Single};
+        let mode = raw.mode;
+        let only = |key: &str, present: bool, modes: &[RedisMode]| {
+            if !present || modes.contains(&mode) {
+                return Ok(());
+            }
+            let modes: Vec<String> = modes
+                .iter()
+                .map(|m| format!("`mode = \"{}\"`", m.as_str()))
+                .collect();
+            Err(format!(
+                "`{key}` is only used with {}, not with `mode = \"{}\"`",
+                modes.join(" or "),
+                mode.as_str()
+            ))
+        };
+        only("url", raw.url.is_some(), &[Single])?;
+        only("sentinels", raw.sentinels.is_some(), &[Sentinel])?;
+        only("master_name", raw.master_name.is_some(), &[Sentinel])?;
+        only(
+            "sentinel_password",
+            raw.sentinel_password.is_some(),
+            &[Sentinel],
+        )?;
+        only("db", raw.db.is_some(), &[Sentinel])?;
+        only("nodes", raw.nodes.is_some(), &[Cluster])?;
+        only("username", raw.username.is_some(), &[Sentinel, Cluster])?;
+        only("password", raw.password.is_some(), &[Sentinel, Cluster])?;
+        // Empty lists and names are reported by the validation, with their key.
+        Ok(match mode {
+            Single => StoreConfig::Redis {
+                url: raw
+                    .url
+                    .ok_or("missing field `url` (or set `mode = \"sentinel\"` or `\"cluster\"`)")?,
+                prefix: raw.prefix,
+                timeout_ms: raw.timeout_ms,
+            },
+            Sentinel => StoreConfig::RedisSentinel {
+                sentinels: raw.sentinels.unwrap_or_default(),
+                master_name: raw.master_name.unwrap_or_default(),
+                username: raw.username,
+                password: raw.password,
+                sentinel_password: raw.sentinel_password,
+                db: raw.db.unwrap_or(0),
+                prefix: raw.prefix,
+                timeout_ms: raw.timeout_ms,
+            },
+            Cluster => StoreConfig::RedisCluster {
+                nodes: raw.nodes.unwrap_or_default(),
+                username: raw.username,
+                password: raw.password,
+                prefix: raw.prefix,
+                timeout_ms: raw.timeout_ms,
+            },
+        })
+    }
 }
 
 fn default_prefix() -> String {

@@ -160,8 +160,12 @@ pub struct Settings {
     pub listen: String,
     /// Store selection (opened by the server).
     pub store: StoreConfig,
-    /// Resolved Redis URL, when the store is Redis.
+    /// Resolved Redis URL, when the store is Redis (`mode = "single"`).
     pub redis_url: Option<String>,
+    /// Resolved password of the Redis nodes (`mode = "sentinel"` or `"cluster"`).
+    pub redis_password: Option<String>,
+    /// Resolved password of the sentinels (`mode = "sentinel"`).
+    pub redis_sentinel_password: Option<String>,
     /// Signing keys.
     pub keys: KeySet,
     /// Secret of pairwise subjects.
@@ -441,8 +445,9 @@ impl Validator {
             StoreConfig::Redis { url, .. } => self
                 .secret("store.url", url)
                 .and_then(|u| String::from_utf8(u).ok()),
-            StoreConfig::Embedded { .. } => None,
+            _ => None,
         };
+        let (redis_password, redis_sentinel_password) = self.redis_topology(&raw.store);
 
         for (key, value) in [
             ("tokens.code_ttl", raw.tokens.code_ttl),
@@ -498,6 +503,8 @@ impl Validator {
             listen: raw.listen,
             store: raw.store,
             redis_url,
+            redis_password,
+            redis_sentinel_password,
             keys,
             pairwise_secret: pairwise_secret.unwrap_or_default(),
             tokens: raw.tokens,
@@ -513,6 +520,85 @@ impl Validator {
             registry,
             admin_token,
         })
+    }
+
+    /// Checks the addresses of Redis Sentinel and Cluster stores and resolves their
+    /// passwords: (nodes, sentinels).
+    fn redis_topology(&mut self, store: &StoreConfig) -> (Option<String>, Option<String>) {
+        let (nodes_key, nodes, password, sentinel_password) = match store {
+            StoreConfig::RedisSentinel {
+                sentinels,
+                master_name,
+                username,
+                password,
+                sentinel_password,
+                db,
+                ..
+            } => {
+                if master_name.trim().is_empty() {
+                    self.report(
+                        "store.master_name",
+                        "is required with `mode = \"sentinel\"` (the name the sentinels monitor)",
+                    );
+                }
+                if *db < 0 {
+                    self.report("store.db", "must be 0 or more");
+                }
+                if username.as_deref() == Some("") {
+                    self.report("store.username", "must not be empty");
+                }
+                ("sentinels", sentinels, password, sentinel_password.as_ref())
+            }
+            StoreConfig::RedisCluster {
+                nodes,
+                username,
+                password,
+                prefix,
+                ..
+            } => {
+                if prefix.contains(['{', '}']) {
+                    self.report(
+                        "store.prefix",
+                        "must not contain `{` or `}` with `mode = \"cluster\"`: keys used together must share the `{hash-tag}` the broker gives them",
+                    );
+                }
+                if username.as_deref() == Some("") {
+                    self.report("store.username", "must not be empty");
+                }
+                ("nodes", nodes, password, None)
+            }
+            StoreConfig::Embedded { .. } | StoreConfig::Redis { .. } => return (None, None),
+        };
+        let sentinel = nodes_key == "sentinels";
+        if nodes.is_empty() {
+            let example = if sentinel {
+                "redis://host:26379"
+            } else {
+                "redis://host:6379"
+            };
+            self.report(
+                &format!("store.{nodes_key}"),
+                format!("needs at least one address (`{example}`)"),
+            );
+        }
+        for (i, address) in nodes.iter().enumerate() {
+            if let Err(reason) = check_redis_address(address, sentinel) {
+                self.report(&format!("store.{nodes_key}[{i}]"), reason);
+            }
+        }
+        let text_secret = |v: &mut Validator, key: &str, r: Option<&SecretRef>| {
+            let bytes = v.secret(key, r?)?;
+            match String::from_utf8(bytes) {
+                Ok(s) => Some(s),
+                Err(_) => {
+                    v.report(key, "must be UTF-8 text");
+                    None
+                }
+            }
+        };
+        let password = text_secret(self, "store.password", password.as_ref());
+        let sentinel_password = text_secret(self, "store.sentinel_password", sentinel_password);
+        (password, sentinel_password)
     }
 
     fn connectors(&mut self, raw: &FileConfig, mode: Mode) -> Vec<ConnectorEntry> {
@@ -838,6 +924,55 @@ fn check_redirect_uri(uri: &str) -> Result<String, String> {
         s => return Err(format!("`{uri}` has an unsupported scheme `{s}`")),
     }
     Ok(u.host_str().unwrap_or_default().to_string())
+}
+
+/// Checks the address of a Redis Cluster node or of a sentinel: `redis://host:port`,
+/// without credentials (they come from `store.password`, from the environment or a file).
+fn check_redis_address(address: &str, sentinel: bool) -> Result<(), String> {
+    let example = if sentinel {
+        "redis://host:26379"
+    } else {
+        "redis://host:6379"
+    };
+    let u = url::Url::parse(address)
+        .map_err(|e| format!("`{address}` is not a URL like `{example}`: {e}"))?;
+    // Checked first, and the address not quoted: it may hold a password.
+    if !u.username().is_empty() || u.password().is_some() {
+        let keys = if sentinel {
+            "`store.username`, `store.password` (of the master) and `store.sentinel_password`"
+        } else {
+            "`store.username` and `store.password`"
+        };
+        return Err(format!(
+            "must not carry credentials; use {keys} (from an environment variable or a file)"
+        ));
+    }
+    match u.scheme() {
+        "redis" => {}
+        "rediss" => {
+            return Err(format!(
+                "`{address}`: TLS (`rediss://`) is not supported by this build"
+            ))
+        }
+        s => return Err(format!("`{address}` has scheme `{s}`; use `{example}`")),
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{address}` names no host"));
+    }
+    if sentinel && u.port().is_none() {
+        return Err(format!(
+            "`{address}` needs the sentinel's port (usually 26379)"
+        ));
+    }
+    if !matches!(u.path(), "" | "/") || u.query().is_some() || u.fragment().is_some() {
+        let db = if sentinel {
+            "the database is `store.db`"
+        } else {
+            "Redis Cluster has database 0 only"
+        };
+        return Err(format!("`{address}` must be `{example}` alone ({db})"));
+    }
+    Ok(())
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use connectors::{oidc, test_citizens, Connector};
+use connectors::{bank_card, ctid, legacy, oidc, test_citizens, Connector};
 
 /// The type of the test-citizens connector.
 pub const TEST_CITIZENS: &str = "test-citizens";
@@ -13,8 +13,17 @@ pub const TEST_CITIZENS: &str = "test-citizens";
 /// The type of an upstream OpenID Provider (a national identity app such as VNeID).
 pub const OIDC: &str = "oidc";
 
+/// The type of bank-card real-name verification with an SMS code.
+pub const BANK_CARD: &str = "bank-card";
+
+/// The type of an old portal's accounts during a transition period.
+pub const LEGACY_ACCOUNTS: &str = "legacy-accounts";
+
+/// The type of CTID (network identity credential with face verification).
+pub const CTID: &str = "ctid";
+
 /// Every known connector type.
-pub const TYPES: &[&str] = &[TEST_CITIZENS, OIDC];
+pub const TYPES: &[&str] = &[TEST_CITIZENS, OIDC, BANK_CARD, LEGACY_ACCOUNTS, CTID];
 
 /// Why a connector did not open.
 pub enum OpenError {
@@ -42,8 +51,37 @@ pub fn open(
             let c = oidc::OidcConnector::open(config, base_dir).map_err(OpenError::Settings)?;
             Ok(Arc::new(c))
         }
+        BANK_CARD => {
+            let config: bank_card::Config = parse(settings)?;
+            let c = bank_card::BankCard::open(config, base_dir).map_err(OpenError::Settings)?;
+            Ok(Arc::new(c))
+        }
+        LEGACY_ACCOUNTS => {
+            let config: legacy::Config = parse(settings)?;
+            let c = legacy::LegacyAccounts::open(config, base_dir).map_err(OpenError::Settings)?;
+            Ok(Arc::new(c))
+        }
+        CTID => {
+            let config: ctid::Config = parse(settings)?;
+            let c = ctid::Ctid::open(config, base_dir).map_err(OpenError::Settings)?;
+            Ok(Arc::new(c))
+        }
         _ => Err(OpenError::UnknownType),
     }
+}
+
+/// A setting that is for demos and tests only, as (key below `settings`, reason): `serve`
+/// refuses it unless `allow_test_citizens` is set.
+pub fn demo_only(kind: &str, settings: &toml::Table) -> Option<(&'static str, &'static str)> {
+    let console_sms = settings
+        .get("sms")
+        .and_then(|s| s.get("kind"))
+        .and_then(toml::Value::as_str)
+        == Some("log");
+    (kind == BANK_CARD && console_sms).then_some((
+        "sms.kind",
+        "the `log` sender prints one-time codes to the console: demos and tests only (set `allow_test_citizens = true`)",
+    ))
 }
 
 fn parse<T: serde::de::DeserializeOwned>(settings: &toml::Table) -> Result<T, OpenError> {

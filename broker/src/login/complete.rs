@@ -3,7 +3,7 @@
 use actix_web::HttpResponse;
 use connectors::Identity;
 
-use super::{login_url, save_tx, see_other, LoginTx, PendingClaim, Stage};
+use super::{show_stage, LoginTx, PendingClaim, Stage};
 use crate::config::Client;
 use crate::oidc::authorize::{redirect_to_client, AuthRequest};
 use crate::oidc::grants::{issue_code, CodeRecord, Grant};
@@ -151,10 +151,7 @@ pub async fn authenticated(
                 tx.pending = Some(pending);
                 tx.stage = Stage::Claim;
                 tx.notice = Some("claim-wrong-account".into());
-                return match save_tx(state, &tx).await {
-                    Ok(()) => see_other(&login_url(state, &tx.id)),
-                    Err(e) => pages::unavailable_page(&lang, &e),
-                };
+                return show_stage(state, &tx).await;
             }
             tracing::info!(target: "audit", event = "claim.merged", connector = %pending.connector, "a stronger proof joined the older account the citizen proved to hold");
             let merge = Claim::Merge(pending.weak.person.clone());
@@ -188,10 +185,7 @@ pub async fn authenticated(
                 weak,
             });
             tx.stage = Stage::Claim;
-            return match save_tx(state, &tx).await {
-                Ok(()) => see_other(&login_url(state, &tx.id)),
-                Err(e) => pages::unavailable_page(&lang, &e),
-            };
+            return show_stage(state, &tx).await;
         }
         Err(e) => return pages::unavailable_page(&lang, &e),
     };
@@ -295,10 +289,7 @@ pub async fn proceed(
     match next {
         Ok(Some(stage)) => {
             tx.stage = stage;
-            match save_tx(state, &tx).await {
-                Ok(()) => see_other(&login_url(state, &tx.id)),
-                Err(e) => pages::unavailable_page(&lang, &e),
-            }
+            show_stage(state, &tx).await
         }
         Ok(None) => {
             if let Err(e) = store.delete(&super::tx_key(&tx.id), now_millis()).await {

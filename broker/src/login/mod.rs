@@ -146,6 +146,15 @@ pub async fn save_tx(state: &AppState, tx: &LoginTx) -> Result<(), crate::store:
         .await
 }
 
+/// Saves a transaction and shows its current stage (the "post, redirect, get" of every
+/// login form).
+pub async fn show_stage(state: &AppState, tx: &LoginTx) -> HttpResponse {
+    match save_tx(state, tx).await {
+        Ok(()) => see_other(&login_url(state, &tx.id)),
+        Err(e) => pages::unavailable_page(&tx.request.lang, &e),
+    }
+}
+
 /// The URL of a login page.
 pub fn login_url(state: &AppState, tx: &str) -> String {
     format!("{}/login/{tx}", state.settings().issuer)
@@ -245,10 +254,7 @@ pub async fn begin(
         Some((secret, s)) if !request_prompts_select(&tx) => {
             proceed(state, tx, secret, s.clone()).await
         }
-        _ => match save_tx(state, &tx).await {
-            Ok(()) => see_other(&login_url(state, &tx.id)),
-            Err(e) => return pages::unavailable_page(&tx.request.lang, &e),
-        },
+        _ => show_stage(state, &tx).await,
     };
     if new_cookie {
         let cookie = session::secure_cookie(

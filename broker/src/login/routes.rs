@@ -7,7 +7,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use connectors::{ConnectorError, Context, Input, Message, Step};
 
 use super::complete::{authenticated, issue_code_response, proceed, record_consent};
-use super::{eligible, login_url, save_tx, see_other, tx_key, LoginTx, Stage, View, MAX_ATTEMPTS};
+use super::{
+    eligible, login_url, save_tx, see_other, show_stage, tx_key, LoginTx, Stage, View, MAX_ATTEMPTS,
+};
 use crate::oidc::authorize::error_to_client;
 use crate::oidc::OAuthError;
 use crate::pages::{self, Page};
@@ -18,6 +20,9 @@ use crate::util::{ct_eq, now_millis, random_token, sha256_b64};
 
 /// Form submissions per address and connector in five minutes (password guessing).
 const STEP_LIMIT_PER_ADDRESS: u64 = 30;
+
+/// Polls of waiting pages per address and connector in five minutes (one a second).
+const POLL_LIMIT_PER_ADDRESS: u64 = 300;
 
 fn lang_of(req: &HttpRequest) -> &'static str {
     crate::i18n::negotiate(
@@ -266,11 +271,16 @@ pub async fn step(
         );
     };
     let address = client_address(&req, &settings);
+    // Polls of a waiting page (every few seconds) have a budget of their own.
+    let (scope, budget) = match view {
+        View::Wait { .. } => ("poll", POLL_LIMIT_PER_ADDRESS),
+        _ => ("step", STEP_LIMIT_PER_ADDRESS),
+    };
     let limit = state
         .store
         .hit_rate_limit(
-            &format!("rl:step:{connector}:{address}"),
-            STEP_LIMIT_PER_ADDRESS,
+            &format!("rl:{scope}:{connector}:{address}"),
+            budget,
             Duration::from_secs(300),
             now_millis(),
         )
@@ -457,10 +467,7 @@ async fn advance(
                 state: s,
                 view: View::Form { form },
             };
-            match save_tx(state, &tx).await {
-                Ok(()) => see_other(&login_url(state, &tx.id)),
-                Err(e) => pages::unavailable_page(&lang, &e),
-            }
+            show_stage(state, &tx).await
         }
         Step::Wait {
             instruction,
@@ -479,10 +486,7 @@ async fn advance(
                     poll_seconds,
                 },
             };
-            match save_tx(state, &tx).await {
-                Ok(()) => see_other(&login_url(state, &tx.id)),
-                Err(e) => pages::unavailable_page(&lang, &e),
-            }
+            show_stage(state, &tx).await
         }
     }
 }
@@ -579,10 +583,7 @@ pub async fn account(
         }
         _ => {
             tx.stage = Stage::Choose;
-            match save_tx(&state, &tx).await {
-                Ok(()) => see_other(&login_url(&state, &tx.id)),
-                Err(e) => pages::unavailable_page(&tx.request.lang, &e),
-            }
+            show_stage(&state, &tx).await
         }
     }
 }
@@ -769,10 +770,7 @@ pub async fn link(
         name,
         birthdate,
     };
-    match save_tx(&state, &tx).await {
-        Ok(()) => see_other(&login_url(&state, &tx.id)),
-        Err(e) => pages::unavailable_page(&lang, &e),
-    }
+    show_stage(&state, &tx).await
 }
 
 /// `POST /login/{tx}/continue`: go on after a notice.

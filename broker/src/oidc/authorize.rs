@@ -9,9 +9,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use connectors::Assurance;
 use serde::{Deserialize, Serialize};
 
-use super::{parse_params, OAuthError, Params};
+use super::{OAuthError, Params};
 use crate::config::{Client, Settings};
-use crate::i18n;
 use crate::login;
 use crate::pages;
 use crate::session;
@@ -98,23 +97,10 @@ pub async fn authorize(
     body: web::Bytes,
 ) -> HttpResponse {
     let settings = &state.settings();
-    let accept = req
-        .headers()
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|h| h.to_str().ok());
-    let raw = if req.method() == actix_web::http::Method::POST {
-        body.to_vec()
-    } else {
-        req.query_string().as_bytes().to_vec()
-    };
-    let params = match parse_params(&raw) {
+    let (params, lang) = match super::browser_params(&req, &body) {
         Ok(p) => p,
-        Err(e) => {
-            let lang = i18n::negotiate(None, accept);
-            return pages::error_page(lang, 400, "error-bad-request", &e.error_description);
-        }
+        Err(page) => return page,
     };
-    let lang = i18n::negotiate(params.get("ui_locales").map(String::as_str), accept);
 
     // Until the client and redirect URI are known good, errors stay on our own page.
     let Some(client) = params

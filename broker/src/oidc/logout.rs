@@ -15,7 +15,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::grants::{family_key, session_families_key};
-use super::parse_params;
 use crate::config::{Client, Settings};
 use crate::i18n;
 use crate::pages;
@@ -55,27 +54,10 @@ pub async fn end_session(
     body: web::Bytes,
 ) -> HttpResponse {
     let settings = &state.settings();
-    let accept = req
-        .headers()
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|h| h.to_str().ok());
-    let raw = if req.method() == actix_web::http::Method::POST {
-        body.to_vec()
-    } else {
-        req.query_string().as_bytes().to_vec()
-    };
-    let params = match parse_params(&raw) {
+    let (params, lang) = match super::browser_params(&req, &body) {
         Ok(p) => p,
-        Err(e) => {
-            return pages::error_page(
-                i18n::negotiate(None, accept),
-                400,
-                "error-bad-request",
-                &e.error_description,
-            )
-        }
+        Err(page) => return page,
     };
-    let lang = i18n::negotiate(params.get("ui_locales").map(String::as_str), accept);
 
     // The hint is ours if it verifies, even expired (OIDC RP-Initiated Logout 2).
     let hint = match params.get("id_token_hint") {

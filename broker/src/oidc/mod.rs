@@ -165,3 +165,34 @@ pub fn parse_params(text: &[u8]) -> Result<Params, OAuthError> {
     }
     Ok(out)
 }
+
+/// The parameters of a browser request sent by GET (query) or POST (form), with the
+/// citizen's language (`ui_locales`, then `Accept-Language`); malformed parameters get an
+/// error page in that language.
+pub fn browser_params(
+    req: &actix_web::HttpRequest,
+    body: &[u8],
+) -> Result<(Params, &'static str), HttpResponse> {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|h| h.to_str().ok());
+    let raw = if req.method() == actix_web::http::Method::POST {
+        body
+    } else {
+        req.query_string().as_bytes()
+    };
+    match parse_params(raw) {
+        Ok(params) => {
+            let lang =
+                crate::i18n::negotiate(params.get("ui_locales").map(String::as_str), accept);
+            Ok((params, lang))
+        }
+        Err(e) => Err(crate::pages::error_page(
+            crate::i18n::negotiate(None, accept),
+            400,
+            "error-bad-request",
+            &e.error_description,
+        )),
+    }
+}

@@ -263,7 +263,9 @@ fn days_in_month(year: u32, month: u32) -> u32 {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
         2 if year == 0 => 29, // year unknown (OpenID Connect `0000-MM-DD`)
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
+            29
+        }
         2 => 28,
         _ => 0,
     }
@@ -294,7 +296,7 @@ pub fn normalise_date(raw: &str) -> Option<String> {
     let s = raw.trim();
     // An ISO date-time: keep the date.
     let s = match s.find(['T', ' ']) {
-        Some(i) if i == 10 => &s[..10],
+        Some(10) => &s[..10],
         _ => s,
     };
     if let Some(year) = number(s, 4, 4) {
@@ -360,9 +362,7 @@ pub fn normalise_address(v: &Value) -> Option<Value> {
         "country",
     ];
     match v {
-        Value::String(s) => {
-            normalise_text(s).map(|t| serde_json::json!({ "formatted": t }))
-        }
+        Value::String(s) => normalise_text(s).map(|t| serde_json::json!({ "formatted": t })),
         Value::Object(o) => {
             let mut out = Map::new();
             for m in MEMBERS {
@@ -453,10 +453,7 @@ mod tests {
     fn names_are_composed_and_trimmed() {
         // "Nguyễn" in decomposed form (e + circumflex + tilde as combining marks).
         let decomposed = "  Nguye\u{302}\u{303}n   Va\u{306}n  An ";
-        assert_eq!(
-            normalise_text(decomposed).as_deref(),
-            Some("Nguyễn Văn An")
-        );
+        assert_eq!(normalise_text(decomposed).as_deref(), Some("Nguyễn Văn An"));
         assert_eq!(normalise_text("   "), None);
     }
 
@@ -552,6 +549,9 @@ mod tests {
             ..ClaimMapping::default()
         };
         let keys: Vec<String> = mapping.problems().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, vec!["name", "phone_country_code", "citizen_id_proven"]);
+        assert_eq!(
+            keys,
+            vec!["name", "phone_country_code", "citizen_id_proven"]
+        );
     }
 }

@@ -1,4 +1,6 @@
-//! Store on Redis, shared by several broker instances.
+//! Store on Redis, shared by several broker instances: one server ([`RedisStore::connect`]),
+//! a master found through Sentinel ([`RedisStore::connect_sentinel`], see [`sentinel`]) or
+//! Redis Cluster ([`RedisStore::connect_cluster`]).
 //!
 //! Expiry is absolute (`PXAT now+ttl`) so the caller's `now` is honoured the same way as by
 //! the embedded store; a `PXAT` in the past makes the record vanish at once. Reads rely on
@@ -11,11 +13,18 @@
 //! by Redis (for instance a `take`): the caller sees `Unavailable` and the record is consumed,
 //! which fails closed.
 
+mod sentinel;
+
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Cmd, ErrorKind, RedisError, RedisResult, Script, Value};
+use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::ClusterClient;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::{Cmd, ErrorKind, RedisError, RedisResult, Script, ScriptInvocation, Value};
+
+pub use sentinel::SentinelOptions;
 
 use super::{expiry, Millis, RateDecision, Rotation, Store, StoreError, StoreResult};
 
@@ -54,10 +63,67 @@ redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 return 1
 ";
 
+/// Redis Cluster: seed nodes and the credentials of every node.
+#[derive(Clone, Default)]
+pub struct ClusterOptions {
+    /// `redis://host:port` of some nodes (the others are discovered); no credentials inside.
+    pub nodes: Vec<String>,
+    /// ACL user of the nodes.
+    pub username: Option<String>,
+    /// Password of the nodes.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for ClusterOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterOptions")
+            .field("nodes", &self.nodes)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// How the store reaches Redis.
+#[derive(Clone)]
+enum Backend {
+    /// One server; the connection manager reconnects to it in the background.
+    Single(ConnectionManager),
+    /// Redis Cluster; the cluster connection follows slot moves and node failovers.
+    Cluster(ClusterConnection),
+    /// The master Sentinel names, re-resolved after connection errors.
+    Sentinel(Arc<sentinel::SentinelMaster>),
+}
+
+/// One Redis call, runnable again on another connection.
+enum Call<'a> {
+    Cmd(Cmd),
+    Script(ScriptInvocation<'a>),
+}
+
+impl Call<'_> {
+    async fn run(&self, con: &mut (impl ConnectionLike + Send)) -> RedisResult<Value> {
+        match self {
+            Call::Cmd(cmd) => cmd.query_async::<Value>(con).await,
+            Call::Script(invocation) => invocation.invoke_async::<Value>(con).await,
+        }
+    }
+}
+
+/// Whether a call may be sent again after an error that leaves its outcome unknown (the
+/// request may have been applied before the connection broke).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Reads: sending them twice changes nothing.
+    Idempotent,
+    /// Writes: sent again only when the server certainly refused them (`READONLY`).
+    OnlyIfRefused,
+}
+
 /// The Redis-backed store. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct RedisStore {
-    con: ConnectionManager,
+    backend: Backend,
     prefix: String,
     op_timeout: Duration,
     rotate: Script,
@@ -156,14 +222,78 @@ impl RedisStore {
                 )))
             }
         };
-        Ok(Self {
-            con,
+        Ok(Self::new(Backend::Single(con), prefix, op_timeout))
+    }
+
+    /// Connects to Redis Cluster through some of its nodes. Fails with `Unavailable` if the
+    /// cluster cannot be reached within `op_timeout`; afterwards the cluster connection
+    /// follows slot moves and failovers by itself.
+    ///
+    /// Keys used together in one script must share a `{hash-tag}`; a prefix with braces would
+    /// change which part of the key is hashed, so it is refused.
+    pub async fn connect_cluster(
+        options: &ClusterOptions,
+        prefix: &str,
+        op_timeout: Duration,
+    ) -> StoreResult<Self> {
+        if prefix.contains(['{', '}']) {
+            return Err(StoreError::Unavailable(
+                "redis cluster: the key prefix must not contain `{` or `}`".into(),
+            ));
+        }
+        let mut builder = ClusterClient::builder(options.nodes.iter().map(String::as_str))
+            .connection_timeout(op_timeout)
+            .response_timeout(op_timeout)
+            .retries(3);
+        if let Some(username) = &options.username {
+            builder = builder.username(username);
+        }
+        if let Some(password) = &options.password {
+            builder = builder.password(password);
+        }
+        // Never the client's text: it could quote a node URL.
+        let client = builder.build().map_err(|e| {
+            StoreError::Unavailable(format!("invalid Redis Cluster nodes ({})", e.category()))
+        })?;
+        let con = match tokio::time::timeout(op_timeout, client.get_async_connection()).await {
+            Ok(Ok(con)) => con,
+            Ok(Err(e)) => return Err(map_err("connect", &e)),
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "redis connect: no cluster connection within {op_timeout:?}"
+                )))
+            }
+        };
+        Ok(Self::new(Backend::Cluster(con), prefix, op_timeout))
+    }
+
+    /// Connects to the master the sentinels name. Fails with `Unavailable` if no sentinel
+    /// names a reachable master within `op_timeout`. After a connection error, a timeout or a
+    /// `READONLY` answer the master is looked up again through the sentinels, so the store
+    /// follows a failover without a restart.
+    pub async fn connect_sentinel(
+        options: &SentinelOptions,
+        prefix: &str,
+        op_timeout: Duration,
+    ) -> StoreResult<Self> {
+        let master = sentinel::SentinelMaster::new(options, op_timeout)?;
+        master.connect().await?;
+        Ok(Self::new(
+            Backend::Sentinel(Arc::new(master)),
+            prefix,
+            op_timeout,
+        ))
+    }
+
+    fn new(backend: Backend, prefix: &str, op_timeout: Duration) -> Self {
+        Self {
+            backend,
             prefix: prefix.to_owned(),
             op_timeout,
             rotate: Script::new(ROTATE_LUA),
             rate: Script::new(RATE_LUA),
             add_member: Script::new(ADD_MEMBER_LUA),
-        })
+        }
     }
 
     fn key(&self, key: &str) -> String {
@@ -186,9 +316,28 @@ impl RedisStore {
         }
     }
 
-    async fn query(&self, op: &str, cmd: &Cmd) -> StoreResult<Value> {
-        let mut con = self.con.clone();
-        self.timed(op, cmd.query_async::<Value>(&mut con)).await
+    /// Runs one call on whatever backend, under the operation timeout.
+    async fn exec(&self, op: &str, call: Call<'_>, retry: Retry) -> StoreResult<Value> {
+        match &self.backend {
+            Backend::Single(con) => self.timed(op, call.run(&mut con.clone())).await,
+            Backend::Cluster(con) => self.timed(op, call.run(&mut con.clone())).await,
+            Backend::Sentinel(master) => master.exec(op, &call, retry, self.op_timeout).await,
+        }
+    }
+
+    /// A write.
+    async fn query(&self, op: &str, cmd: Cmd) -> StoreResult<Value> {
+        self.exec(op, Call::Cmd(cmd), Retry::OnlyIfRefused).await
+    }
+
+    /// A read.
+    async fn read(&self, op: &str, cmd: Cmd) -> StoreResult<Value> {
+        self.exec(op, Call::Cmd(cmd), Retry::Idempotent).await
+    }
+
+    async fn script(&self, op: &str, invocation: ScriptInvocation<'_>) -> StoreResult<Value> {
+        self.exec(op, Call::Script(invocation), Retry::OnlyIfRefused)
+            .await
     }
 }
 
@@ -206,7 +355,7 @@ impl Store for RedisStore {
         if let Some(ttl) = ttl {
             cmd.arg("PXAT").arg(pxat(ttl, now));
         }
-        let reply = self.query("put", &cmd).await?;
+        let reply = self.query("put", cmd).await?;
         if ok_or_nil("put", reply)? {
             Ok(())
         } else {
@@ -226,20 +375,20 @@ impl Store for RedisStore {
         if let Some(ttl) = ttl {
             cmd.arg("PXAT").arg(pxat(ttl, now));
         }
-        let reply = self.query("put_new", &cmd).await?;
+        let reply = self.query("put_new", cmd).await?;
         ok_or_nil("put_new", reply)
     }
 
     async fn get(&self, key: &str, _now: Millis) -> StoreResult<Option<Vec<u8>>> {
         let mut cmd = ::redis::cmd("GET");
         cmd.arg(self.key(key));
-        bytes_opt("get", self.query("get", &cmd).await?)
+        bytes_opt("get", self.read("get", cmd).await?)
     }
 
     async fn take(&self, key: &str, _now: Millis) -> StoreResult<Option<Vec<u8>>> {
         let mut cmd = ::redis::cmd("GETDEL");
         cmd.arg(self.key(key));
-        bytes_opt("take", self.query("take", &cmd).await?)
+        bytes_opt("take", self.query("take", cmd).await?)
     }
 
     async fn swap(
@@ -255,13 +404,13 @@ impl Store for RedisStore {
             .arg("XX")
             .arg("GET")
             .arg("KEEPTTL");
-        bytes_opt("swap", self.query("swap", &cmd).await?)
+        bytes_opt("swap", self.query("swap", cmd).await?)
     }
 
     async fn delete(&self, key: &str, _now: Millis) -> StoreResult<bool> {
         let mut cmd = ::redis::cmd("DEL");
         cmd.arg(self.key(key));
-        Ok(int("delete", &self.query("delete", &cmd).await?)? > 0)
+        Ok(int("delete", &self.query("delete", cmd).await?)? > 0)
     }
 
     async fn rotate(
@@ -272,15 +421,12 @@ impl Store for RedisStore {
         new: &str,
         _now: Millis,
     ) -> StoreResult<Rotation> {
-        let mut con = self.con.clone();
         let mut call = self.rotate.prepare_invoke();
         call.key(self.key(guard))
             .key(self.key(old))
             .key(self.key(new))
             .arg(tombstone);
-        let reply = self
-            .timed("rotate", call.invoke_async::<Value>(&mut con))
-            .await?;
+        let reply = self.script("rotate", call).await?;
         let Value::Array(items) = reply else {
             return Err(corrupt("rotate", "expected an array"));
         };
@@ -312,13 +458,10 @@ impl Store for RedisStore {
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
         let index = now / window_ms;
         let window_end = index.saturating_add(1).saturating_mul(window_ms);
-        let mut con = self.con.clone();
         let mut call = self.rate.prepare_invoke();
         call.key(self.key(&format!("{key}:{index}")))
             .arg(window_end);
-        let reply = self
-            .timed("hit_rate_limit", call.invoke_async::<Value>(&mut con))
-            .await?;
+        let reply = self.script("hit_rate_limit", call).await?;
         let count = u64::try_from(int("hit_rate_limit", &reply)?)
             .map_err(|_| corrupt("hit_rate_limit", "negative count"))?;
         Ok(RateDecision {
@@ -335,18 +478,15 @@ impl Store for RedisStore {
         ttl: Duration,
         now: Millis,
     ) -> StoreResult<()> {
-        let mut con = self.con.clone();
         let mut call = self.add_member.prepare_invoke();
         call.key(self.key(key)).arg(member).arg(pxat(ttl, now));
-        self.timed("add_member", call.invoke_async::<Value>(&mut con))
-            .await
-            .map(|_| ())
+        self.script("add_member", call).await.map(|_| ())
     }
 
     async fn members(&self, key: &str, _now: Millis) -> StoreResult<Vec<String>> {
         let mut cmd = ::redis::cmd("SMEMBERS");
         cmd.arg(self.key(key));
-        match self.query("members", &cmd).await? {
+        match self.read("members", cmd).await? {
             Value::Array(items) | Value::Set(items) => items
                 .into_iter()
                 .map(|v| match bytes_opt("members", v)? {
@@ -360,7 +500,7 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        match self.query("ping", &::redis::cmd("PING")).await? {
+        match self.read("ping", ::redis::cmd("PING")).await? {
             Value::SimpleString(s) if s == "PONG" => Ok(()),
             Value::BulkString(b) if b == b"PONG" => Ok(()),
             _ => Err(corrupt("ping", "expected PONG")),

@@ -1,0 +1,340 @@
+//! CTID: China's network identity credential, confirmed by the citizen in the CTID app
+//! with face verification.
+//!
+//! The broker starts an authentication at the CTID service (or an adapter in front of
+//! it) and shows a QR code (desktop) and an app link (mobile); the page polls, showing
+//! progress ("scanned, finish the face check in the app"); the result counts only when it
+//! is a JWS signed by the service with a key of its published set (`jwks_url` or
+//! `jwks_file`), for this broker (`aud`), for this very request (`auth_id`), unexpired,
+//! with `face_verified`. Assurance: high.
+//!
+//! Contract (JSON, optional bearer token):
+//! * `POST {url}/auth/start` `{"client_id", "request_id"}` → `{"auth_id", "qr_content",
+//!   "app_link", "expires_in"}`;
+//! * `GET {url}/auth/{auth_id}` → `{"status": "pending" | "scanned" | "approved" |
+//!   "rejected" | "expired", "result": "<JWS>" (when approved)}`;
+//! * result claims: `iss`, `aud`, `auth_id`, `sub`, `citizen_id`, `name`, `birthdate`?,
+//!   `face_verified`, `iat`, `exp`; signed with ES256, RS256, PS256 or EdDSA.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+use tokio::sync::RwLock;
+
+use crate::http::{CallError, Endpoint, JsonClient};
+use crate::otp::{minutes, random_id};
+use crate::secret;
+use crate::{
+    normalise_id, Assurance, CitizenId, Connector, ConnectorError, Context, Identity, Input,
+    Message, Step, StepState,
+};
+
+/// Algorithms a CTID result may be signed with (never `none` or a shared secret).
+const ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::ES256,
+    Algorithm::RS256,
+    Algorithm::PS256,
+    Algorithm::EdDSA,
+];
+
+/// How long fetched keys are trusted before they are fetched again.
+const JWKS_MAX_AGE: Duration = Duration::from_secs(600);
+/// Least time between two fetches caused by an unknown key id.
+const JWKS_MIN_REFETCH: Duration = Duration::from_secs(30);
+
+/// Configuration of the CTID connector.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The CTID service (or the adapter in front of it).
+    pub service: Endpoint,
+    /// The broker's id at the service (the `aud` of results).
+    pub client_id: String,
+    /// `iss` of results.
+    pub issuer: String,
+    /// Where the service publishes its signing keys (JWKS).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Or a JWKS file.
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    /// Seconds between two checks of the waiting page.
+    #[serde(default = "default_poll")]
+    pub poll_seconds: u32,
+}
+
+fn default_poll() -> u32 {
+    2
+}
+
+enum Keys {
+    Url {
+        url: url::Url,
+        cache: RwLock<Option<(JwkSet, Instant)>>,
+    },
+    Fixed(JwkSet),
+}
+
+/// The connector.
+pub struct Ctid {
+    config: Config,
+    client: JsonClient,
+    keys: Keys,
+}
+
+#[derive(Serialize, Deserialize)]
+struct State {
+    auth_id: String,
+    qr: String,
+    app_link: String,
+    expires_at: u64,
+}
+
+#[derive(Deserialize)]
+struct ResultClaims {
+    auth_id: String,
+    sub: String,
+    citizen_id: String,
+    name: String,
+    #[serde(default)]
+    birthdate: Option<String>,
+    #[serde(default)]
+    face_verified: bool,
+}
+
+fn invalid(detail: impl Into<String>) -> ConnectorError {
+    ConnectorError::Failed {
+        message: Message::new("error-ctid-invalid"),
+        detail: detail.into(),
+    }
+}
+
+impl Ctid {
+    /// Checks the configuration (reading a JWKS file if given) and builds the connector.
+    pub fn open(config: Config, base_dir: &Path) -> Result<Self, Vec<(String, String)>> {
+        let mut problems = Vec::new();
+        let client = JsonClient::open(&config.service, base_dir, "service", &mut problems);
+        if config.client_id.trim().is_empty() {
+            problems.push(("client_id".into(), "is empty".into()));
+        }
+        if config.issuer.trim().is_empty() {
+            problems.push(("issuer".into(), "is empty".into()));
+        }
+        if !(1..=30).contains(&config.poll_seconds) {
+            problems.push(("poll_seconds".into(), "must be between 1 and 30".into()));
+        }
+        let keys = match (&config.jwks_url, &config.jwks_file) {
+            (Some(u), None) => match crate::http::check_url(u) {
+                Ok(url) => Some(Keys::Url {
+                    url,
+                    cache: RwLock::new(None),
+                }),
+                Err(e) => {
+                    problems.push(("jwks_url".into(), e));
+                    None
+                }
+            },
+            (None, Some(f)) => match std::fs::read_to_string(secret::resolve_path(base_dir, f))
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_json::from_str::<JwkSet>(&t).map_err(|e| e.to_string()))
+            {
+                Ok(set) if !set.keys.is_empty() => Some(Keys::Fixed(set)),
+                Ok(_) => {
+                    problems.push(("jwks_file".into(), "holds no key".into()));
+                    None
+                }
+                Err(e) => {
+                    problems.push(("jwks_file".into(), format!("cannot read a JWKS from `{f}`: {e}")));
+                    None
+                }
+            },
+            _ => {
+                problems.push((
+                    "jwks_url".into(),
+                    "give the service's keys as `jwks_url` or `jwks_file` (one of them)".into(),
+                ));
+                None
+            }
+        };
+        match (client, keys) {
+            (Some(client), Some(keys)) if problems.is_empty() => Ok(Ctid {
+                config,
+                client,
+                keys,
+            }),
+            _ => Err(problems),
+        }
+    }
+
+    async fn key_set(&self, refresh: bool) -> Result<JwkSet, ConnectorError> {
+        let (url, cache) = match &self.keys {
+            Keys::Fixed(set) => return Ok(set.clone()),
+            Keys::Url { url, cache } => (url, cache),
+        };
+        if let Some((set, at)) = cache.read().await.as_ref() {
+            let fresh = at.elapsed() < JWKS_MAX_AGE;
+            let may_refetch = at.elapsed() >= JWKS_MIN_REFETCH;
+            if fresh && !(refresh && may_refetch) {
+                return Ok(set.clone());
+            }
+        }
+        let (status, v) = self
+            .client
+            .get_absolute(url)
+            .await
+            .map_err(|e| ConnectorError::Unavailable(format!("CTID keys: {e}")))?;
+        if status != 200 {
+            return Err(ConnectorError::Unavailable(format!("CTID keys: status {status}")));
+        }
+        let set: JwkSet = serde_json::from_value(v)
+            .map_err(|e| ConnectorError::Unavailable(format!("CTID keys: not a JWKS: {e}")))?;
+        *cache.write().await = Some((set.clone(), Instant::now()));
+        Ok(set)
+    }
+
+    /// Verifies a signed result for `auth_id`.
+    async fn verify(&self, jws: &str, auth_id: &str) -> Result<ResultClaims, ConnectorError> {
+        let header = jsonwebtoken::decode_header(jws).map_err(|e| invalid(format!("result header: {e}")))?;
+        if !ALGORITHMS.contains(&header.alg) {
+            return Err(invalid(format!("result signed with {:?}", header.alg)));
+        }
+        let kid = header.kid.clone().ok_or_else(|| invalid("result without kid"))?;
+        let mut set = self.key_set(false).await?;
+        if set.find(&kid).is_none() {
+            set = self.key_set(true).await?;
+        }
+        let jwk = set.find(&kid).ok_or_else(|| invalid("result signed with an unknown key"))?;
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| invalid(format!("key {kid}: {e}")))?;
+        let mut validation = Validation::new(header.alg);
+        validation.set_audience(&[&self.config.client_id]);
+        validation.set_issuer(&[&self.config.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 30;
+        let data = jsonwebtoken::decode::<ResultClaims>(jws, &key, &validation)
+            .map_err(|e| invalid(format!("result rejected: {e}")))?;
+        let claims = data.claims;
+        if claims.auth_id != auth_id {
+            return Err(invalid("result for another authentication"));
+        }
+        if !claims.face_verified {
+            return Err(invalid("result without face verification"));
+        }
+        if normalise_id(&claims.citizen_id).is_empty() || claims.sub.is_empty() {
+            return Err(invalid("result without citizen"));
+        }
+        Ok(claims)
+    }
+
+    fn wait(&self, state: &State, ctx: &Context, scanned: bool) -> Step {
+        let left = std::time::Duration::from_secs(state.expires_at.saturating_sub(ctx.now));
+        let instruction = if scanned {
+            Message::new("ctid-scanned")
+        } else {
+            Message::new("ctid-scan").arg("minutes", minutes(left))
+        };
+        Step::Wait {
+            instruction,
+            qr: Some(state.qr.clone()),
+            app_link: Some(state.app_link.clone()),
+            poll_seconds: self.config.poll_seconds,
+            state: serde_json::to_value(state).unwrap_or_default(),
+        }
+    }
+}
+
+fn expired() -> ConnectorError {
+    ConnectorError::Failed {
+        message: Message::new("error-ctid-expired"),
+        detail: "the CTID request expired".into(),
+    }
+}
+
+#[async_trait::async_trait]
+impl Connector for Ctid {
+    fn assurance(&self) -> Assurance {
+        Assurance::High
+    }
+
+    async fn start(&self, ctx: &Context) -> Result<Step, ConnectorError> {
+        let body = serde_json::json!({ "client_id": self.config.client_id, "request_id": random_id() });
+        let (status, v) = self.client.post("auth/start", &body).await.map_err(|e| match e {
+            CallError::Outage(d) | CallError::Invalid(d) => ConnectorError::Unavailable(format!("CTID start: {d}")),
+        })?;
+        let text = |k: &str| v[k].as_str().filter(|s| !s.is_empty()).map(str::to_string);
+        let (Some(auth_id), Some(qr), Some(app_link), 200) =
+            (text("auth_id"), text("qr_content"), text("app_link"), status)
+        else {
+            return Err(ConnectorError::Unavailable(format!("CTID start: unexpected answer (status {status})")));
+        };
+        // The link goes into the page: only web or app schemes, never script.
+        let scheme = app_link.split(':').next().unwrap_or("").to_ascii_lowercase();
+        if matches!(scheme.as_str(), "javascript" | "data" | "vbscript" | "file") || scheme == app_link.to_ascii_lowercase() {
+            return Err(ConnectorError::Unavailable("CTID start: unusable app link".into()));
+        }
+        let expires_in = v["expires_in"].as_u64().unwrap_or(300).clamp(30, 900);
+        let state = State {
+            auth_id,
+            qr,
+            app_link,
+            expires_at: ctx.now.saturating_add(expires_in),
+        };
+        Ok(self.wait(&state, ctx, false))
+    }
+
+    async fn resume(&self, ctx: &Context, state: StepState, input: Input) -> Result<Step, ConnectorError> {
+        if !matches!(input, Input::Poll) {
+            return Err(ConnectorError::InvalidState("expected a poll".into()));
+        }
+        let state: State = serde_json::from_value(state)
+            .map_err(|e| ConnectorError::InvalidState(format!("ctid state: {e}")))?;
+        if ctx.now > state.expires_at {
+            return Err(expired());
+        }
+        let path = format!("auth/{}", url::form_urlencoded::byte_serialize(state.auth_id.as_bytes()).collect::<String>());
+        let (status, v) = match self.client.get(&path).await {
+            Ok(a) => a,
+            Err(e) => {
+                // A poll that fails keeps the citizen waiting; the request's expiry ends it.
+                tracing::warn!(error = %e, "CTID status unavailable");
+                return Ok(self.wait(&state, ctx, false));
+            }
+        };
+        if status == 404 {
+            return Err(expired());
+        }
+        match v["status"].as_str().unwrap_or("") {
+            "pending" => Ok(self.wait(&state, ctx, false)),
+            "scanned" => Ok(self.wait(&state, ctx, true)),
+            "rejected" => Err(ConnectorError::Failed {
+                message: Message::new("error-ctid-rejected"),
+                detail: "the citizen rejected the request in the CTID app".into(),
+            }),
+            "expired" => Err(expired()),
+            "approved" => {
+                let jws = v["result"].as_str().ok_or_else(|| invalid("approved without a result"))?;
+                let claims = self.verify(jws, &state.auth_id).await?;
+                let mut out = BTreeMap::new();
+                out.insert("name".to_string(), serde_json::Value::String(claims.name));
+                if let Some(b) = claims.birthdate.filter(|b| !b.is_empty()) {
+                    out.insert("birthdate".to_string(), serde_json::Value::String(b));
+                }
+                tracing::info!("CTID authentication verified");
+                Ok(Step::Done(Identity {
+                    subject: format!("ctid:{}", claims.sub),
+                    citizen_id: Some(CitizenId {
+                        value: normalise_id(&claims.citizen_id),
+                        proven: true,
+                    }),
+                    claims: out,
+                    assurance: Assurance::High,
+                    amr: vec!["face".into(), "mfa".into()],
+                }))
+            }
+            other => Err(invalid(format!("unknown status `{other}` (HTTP {status})"))),
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The `ctid` connector end to end with the simulated CTID service: QR code and app link,
+//! progress while waiting, approval with face verification, rejection, expiry, a result
+//! signed with a key the service never published, and the service being down.
+
+use crate::harness::*;
+use crate::sims;
+
+pub const CTID_API_KEY: &str = "ctid-api-key-for-tests";
+
+/// The connector's TOML for a simulated service at `url`.
+pub fn connector_toml(url: &str, key_file: &str) -> String {
+    format!(
+        r#"
+[[connectors]]
+id = "ctid"
+type = "ctid"
+name = {{ en = "CTID (network identity)", zh = "网络身份认证 CTID" }}
+
+[connectors.settings]
+service = {{ url = "{url}", timeout_ms = 3000, api_key = {{ file = "{key_file}" }} }}
+client_id = "broker-e2e"
+issuer = "{url}"
+jwks_url = "{url}/jwks"
+poll_seconds = 1
+"#
+    )
+}
+
+pub struct Setup {
+    pub ctid: sims::Sim,
+    _key: tempfile::TempDir,
+    pub broker: Broker,
+}
+
+impl Setup {
+    pub fn start(extra: &str) -> Setup {
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let server =
+            simulators::ctid::serve(&format!("127.0.0.1:{port}"), &url, Some(CTID_API_KEY.into()))
+                .expect("CTID simulator binds");
+        let handle = server.handle();
+        tokio::spawn(server);
+        let (key, key_path) = sims::secret_file(CTID_API_KEY);
+        let broker = Broker::start(Options {
+            extra: format!("{}{extra}", connector_toml(&url, &key_path)),
+            ..Options::default()
+        });
+        Setup {
+            ctid: sims::Sim::from_handle(url, handle),
+            _key: key,
+            broker,
+        }
+    }
+}
+
+/// A CTID login waiting in the citizen's browser.
+struct Waiting<'a> {
+    browser: Browser,
+    broker: &'a Broker,
+    tx: String,
+    csrf: String,
+    verifier: String,
+    app_link: String,
+}
+
+impl<'a> Waiting<'a> {
+    async fn begin(broker: &'a Broker, lang: &str) -> Waiting<'a> {
+        let browser = Browser::new(broker);
+        let (verifier, challenge) = pkce();
+        let mut params = auth_params(
+            "rp-basic",
+            "http://localhost:9/cb",
+            "openid profile citizen_id",
+            &challenge,
+        );
+        params.push(("ui_locales", lang));
+        params.push(("acr_values", "http://eidas.europa.eu/LoA/high"));
+        let choice = browser.login_page(browser.authorize(&params).await).await;
+        assert!(
+            !choice.contains("use-test-citizens"),
+            "only high-assurance sources for acr_values=high: {choice}"
+        );
+        let page = browser.choose(&choice, "ctid").await;
+        assert!(page.contains("id=\"qr\"") && page.contains("data:image/svg+xml;base64,"), "QR code: {page}");
+        assert!(page.contains("src=\"/assets/wait.js\""), "auto-polling script");
+        let app_link = attr(&page, "app-link", "href").expect("app link");
+        let qr = attr(&page, "qr", "data-content").expect("QR content");
+        assert!(qr.contains("/app/"), "{qr}");
+        Waiting {
+            tx: tx_path(&page).expect("tx"),
+            csrf: hidden(&page, "csrf").expect("csrf"),
+            browser,
+            broker,
+            verifier,
+            app_link: app_link.replace("&amp;", "&"),
+        }
+    }
+
+    /// One poll: the next page (html) or the platform callback (location).
+    async fn poll(&self) -> (u16, Option<String>, String) {
+        let resp = self
+            .browser
+            .post(
+                &self.broker.url(&format!("{}/step", self.tx)),
+                &[("csrf", &self.csrf)],
+            )
+            .await;
+        let (status, location, body) = self.browser.follow(resp).await;
+        match &location {
+            Some(l) if status == 303 && l.contains("/login/") => {
+                (200, None, self.browser.get(l).await.text().await.expect("page"))
+            }
+            _ => (status, location, body),
+        }
+    }
+
+    fn auth_id(&self) -> String {
+        self.app_link
+            .split("/app/")
+            .nth(1)
+            .and_then(|s| s.split('?').next())
+            .expect("auth id in the app link")
+            .to_string()
+    }
+}
+
+fn attr(html: &str, id: &str, name: &str) -> Option<String> {
+    let start = html.find(&format!("id=\"{id}\""))?;
+    let tag_start = html[..start].rfind('<')?;
+    let tag_end = start + html[start..].find('>')?;
+    let tag = &html[tag_start..tag_end];
+    let marker = format!("{name}=\"");
+    let v = tag.find(&marker)? + marker.len();
+    let end = tag[v..].find('"')?;
+    Some(tag[v..v + end].to_string())
+}
+
+async fn app_action(link: &str, action: &str, form: &[(&str, &str)]) {
+    let base = link.split('?').next().expect("link");
+    let status = reqwest::Client::new()
+        .post(format!("{base}/{action}"))
+        .form(form)
+        .send()
+        .await
+        .expect("simulated app")
+        .status();
+    assert!(status.is_success(), "app {action}: {status}");
+}
+
+#[tokio::test]
+async fn a_citizen_approves_in_the_app_with_face_verification() {
+    let s = Setup::start("");
+    let w = Waiting::begin(&s.broker, "en").await;
+    let (_, _, page) = w.poll().await;
+    let text = sims::element_text(&page, "instruction").expect("instruction");
+    assert!(text.contains("scan this QR code"), "{text}");
+    // The phone opens the link (as scanning the QR code would): progress is shown.
+    let app = reqwest::get(&w.app_link).await.expect("app page").text().await.expect("html");
+    assert!(app.contains("id=approve"), "{app}");
+    let (_, _, page) = w.poll().await;
+    let text = sims::element_text(&page, "instruction").expect("instruction");
+    assert!(text.contains("was scanned"), "progress: {text}");
+    app_action(&w.app_link, "approve", &[("citizen", "wei")]).await;
+    let (status, location, body) = w.poll().await;
+    assert_eq!(status, 303, "{body}");
+    let location = location.expect("callback");
+    let code = url::Url::parse(&location)
+        .expect("url")
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no code: {location}"));
+    let (status, tokens, _) = token_basic(
+        &s.broker,
+        "rp-basic",
+        RP_SECRET,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "http://localhost:9/cb"),
+            ("code_verifier", &w.verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    let claims = verify_with_jwks(&s.broker, tokens["id_token"].as_str().expect("id"), "rp-basic").await;
+    assert_eq!(claims["acr"], "http://eidas.europa.eu/LoA/high");
+    assert_eq!(claims["name"], "王伟");
+    assert_eq!(claims["citizen_id"], "110101199003074517");
+    assert!(claims["amr"].as_array().is_some_and(|a| a.iter().any(|v| v == "face")), "{claims}");
+    let script = reqwest::get(s.broker.url("/assets/wait.js")).await.expect("script");
+    assert!(script.headers()["content-type"].to_str().unwrap_or("").contains("javascript"));
+}
+
+#[tokio::test]
+async fn rejection_expiry_forgery_and_outage_each_have_their_message() {
+    let s = Setup::start("");
+    // Rejected in the app.
+    let w = Waiting::begin(&s.broker, "en").await;
+    app_action(&w.app_link, "reject", &[]).await;
+    let (status, _, body) = w.poll().await;
+    assert_eq!(status, 502);
+    assert!(body.contains("refused in the CTID app"), "{body}");
+
+    // Expired before approval (the service ends the request; no waiting here).
+    let w = Waiting::begin(&s.broker, "zh").await;
+    sims::control(&s.ctid, "/control/expire", serde_json::json!({"auth_id": w.auth_id()})).await;
+    let (status, _, body) = w.poll().await;
+    assert_eq!(status, 502);
+    assert!(body.contains("二维码在确认登录前已过期"), "{body}");
+
+    // Approved, but the result is signed with a key the service never published.
+    let w = Waiting::begin(&s.broker, "en").await;
+    app_action(&w.app_link, "approve", &[("citizen", "an"), ("forge", "1")]).await;
+    let (status, location, body) = w.poll().await;
+    assert_eq!(status, 502, "a forged result must not sign in: {location:?}");
+    assert!(body.contains("could not be verified"), "{body}");
+    assert!(s.broker.log_text().contains("result rejected"), "operators see why");
+
+    // The service down (nothing listens at its address): try later or another way.
+    let (key, key_path) = sims::secret_file(CTID_API_KEY);
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let broker = Broker::start(Options {
+        extra: connector_toml(&dead, &key_path),
+        ..Options::default()
+    });
+    let browser = Browser::new(&broker);
+    let (_, challenge) = pkce();
+    let params = auth_params("rp-basic", "http://localhost:9/cb", "openid", &challenge);
+    let choice = browser.login_page(browser.authorize(&params).await).await;
+    let csrf = hidden(&choice, "csrf").expect("csrf");
+    let tx = tx_path(&choice).expect("tx");
+    let resp = browser
+        .post(&broker.url(&format!("{tx}/start")), &[("csrf", &csrf), ("connector", "ctid")])
+        .await;
+    let (status, _, body) = browser.follow(resp).await;
+    assert_eq!(status, 502);
+    assert!(body.contains("not available right now") && body.contains("another way"), "{body}");
+    drop(key);
+}
