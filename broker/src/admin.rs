@@ -27,6 +27,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Checks the bearer token; a broker without an admin token has no admin API at all.
+// The error is the response to send; it is built once per refused call.
+#[allow(clippy::result_large_err)]
 fn check(req: &HttpRequest, state: &AppState) -> Result<(), HttpResponse> {
     let Some(expected) = state.settings().admin_token else {
         return Err(HttpResponse::NotFound().finish());

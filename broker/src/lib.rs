@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod keys;
 pub mod login;
 pub mod maintenance;
+pub mod notify;
 pub mod observe;
 pub mod oidc;
 pub mod pages;

@@ -53,6 +53,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/logout", web::post().to(logout::end_session))
     .route("/logout/{id}", web::post().to(logout::confirm))
     .route("/assets/wait.js", web::get().to(pages::wait_script))
+    .route("/notify/{connector}", web::post().to(crate::notify::notify))
     .route("/metrics", web::get().to(crate::observe::metrics_endpoint))
     .configure(crate::admin::routes)
     .route("/account", web::get().to(crate::account::show))

@@ -216,7 +216,7 @@ pub fn luhn_ok(digits: &str) -> bool {
         }
         sum += d;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A name as banks compare it: NFC, trimmed, single spaces.
@@ -259,13 +259,19 @@ impl BankCard {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
-                problems.push((format!("{k}.id"), "use letters, digits, `-` and `_` only".into()));
+                problems.push((
+                    format!("{k}.id"),
+                    "use letters, digits, `-` and `_` only".into(),
+                ));
             }
             if !ids.insert(b.id.as_str()) {
                 problems.push((format!("{k}.id"), format!("`{}` is used twice", b.id)));
             }
             if !b.name.contains_key("en") {
-                problems.push((format!("{k}.name"), "needs at least an English (`en`) name".into()));
+                problems.push((
+                    format!("{k}.name"),
+                    "needs at least an English (`en`) name".into(),
+                ));
             }
             if b.bins.is_empty() && b.status == BankStatus::Enabled {
                 problems.push((format!("{k}.bins"), "lists no BIN prefix".into()));
@@ -287,10 +293,13 @@ impl BankCard {
                 ));
             }
             let client = match &b.verification {
-                Some(e) => JsonClient::open(e, base_dir, &format!("{k}.verification"), &mut problems),
+                Some(e) => {
+                    JsonClient::open(e, base_dir, &format!("{k}.verification"), &mut problems)
+                }
                 None => aggregator.clone(),
             };
-            if client.is_none() && b.status == BankStatus::Enabled && config.verification.is_none() {
+            if client.is_none() && b.status == BankStatus::Enabled && config.verification.is_none()
+            {
                 problems.push((
                     format!("{k}.verification"),
                     "an enabled bank needs its own `verification` or the connector's".into(),
@@ -305,20 +314,32 @@ impl BankCard {
             problems.push(("banks".into(), "no bank is enabled".into()));
         }
         if config.code_ttl_seconds < 30 || config.code_ttl_seconds > 900 {
-            problems.push(("code_ttl_seconds".into(), "must be between 30 and 900".into()));
+            problems.push((
+                "code_ttl_seconds".into(),
+                "must be between 30 and 900".into(),
+            ));
         }
         if !(1..=10).contains(&config.max_code_attempts) {
-            problems.push(("max_code_attempts".into(), "must be between 1 and 10".into()));
+            problems.push((
+                "max_code_attempts".into(),
+                "must be between 1 and 10".into(),
+            ));
         }
         if config.resend_cooldown_seconds > 600 {
-            problems.push(("resend_cooldown_seconds".into(), "must be at most 600".into()));
+            problems.push((
+                "resend_cooldown_seconds".into(),
+                "must be at most 600".into(),
+            ));
         }
         if config.limits.window_seconds == 0 {
             problems.push(("limits.window_seconds".into(), "must be more than 0".into()));
         }
         if config.phone_country_code.is_empty()
             || config.phone_country_code.len() > 3
-            || !config.phone_country_code.bytes().all(|c| c.is_ascii_digit())
+            || !config
+                .phone_country_code
+                .bytes()
+                .all(|c| c.is_ascii_digit())
         {
             problems.push(("phone_country_code".into(), "must be 1 to 3 digits".into()));
         }
@@ -394,7 +415,9 @@ impl BankCard {
                 fields: vec![name, id, card, phone],
                 submit: "button-send-code".into(),
                 problem,
-                notice: Some(Message::new("bank-card-banks").arg("banks", self.bank_list(lang(ctx)))),
+                notice: Some(
+                    Message::new("bank-card-banks").arg("banks", self.bank_list(lang(ctx))),
+                ),
                 secondary: None,
             },
             state: serde_json::to_value(State {
@@ -410,7 +433,12 @@ impl BankCard {
             form: Form {
                 title: "bank-card-code-title".into(),
                 intro: None,
-                fields: vec![Field::new("code", "field-sms-code", "text", "one-time-code")],
+                fields: vec![Field::new(
+                    "code",
+                    "field-sms-code",
+                    "text",
+                    "one-time-code",
+                )],
                 submit: "button-verify".into(),
                 problem,
                 notice: Some(notice),
@@ -431,7 +459,10 @@ impl BankCard {
         };
         Message::new(key)
             .arg("phone", mask_phone(&state.phone))
-            .arg("minutes", minutes(Duration::from_secs(self.config.code_ttl_seconds)))
+            .arg(
+                "minutes",
+                minutes(Duration::from_secs(self.config.code_ttl_seconds)),
+            )
             .arg("inbox", self.sms.demo_inbox_url.as_deref().unwrap_or(""))
     }
 
@@ -439,7 +470,11 @@ impl BankCard {
         Guard::new(
             &self.hasher,
             KV,
-            &[("id", id), ("phone", phone), ("address", &ctx.client_address)],
+            &[
+                ("id", id),
+                ("phone", phone),
+                ("address", &ctx.client_address),
+            ],
         )
     }
 
@@ -466,7 +501,11 @@ impl BankCard {
         {
             return Err(self.locked(wait));
         }
-        let code = self.codes.issue(kv, &state.flow, now).await.map_err(kv_err)?;
+        let code = self
+            .codes
+            .issue(kv, &state.flow, now)
+            .await
+            .map_err(kv_err)?;
         let text = self.sms.text(
             lang(ctx),
             &code,
@@ -478,7 +517,11 @@ impl BankCard {
             .map_err(|e| ConnectorError::Unavailable(e.to_string()))
     }
 
-    async fn details(&self, ctx: &Context, fields: &BTreeMap<String, String>) -> Result<Step, ConnectorError> {
+    async fn details(
+        &self,
+        ctx: &Context,
+        fields: &BTreeMap<String, String>,
+    ) -> Result<Step, ConnectorError> {
         let get = |k: &str| fields.get(k).map(String::as_str).unwrap_or("");
         let name = normalise_name(get("name"));
         let id_number = normalise_id(get("id_number"));
@@ -503,7 +546,10 @@ impl BankCard {
         if !(6..=20).contains(&id_number.len()) {
             return Err(retry(&values, Message::new("error-bank-input-id")));
         }
-        if !(12..=19).contains(&card.len()) || !card.bytes().all(|b| b.is_ascii_digit()) || !luhn_ok(&card) {
+        if !(12..=19).contains(&card.len())
+            || !card.bytes().all(|b| b.is_ascii_digit())
+            || !luhn_ok(&card)
+        {
             return Err(retry(&values, Message::new("error-bank-input-card")));
         }
         let Some(phone) = phone else {
@@ -512,8 +558,14 @@ impl BankCard {
         values.phone = phone.clone();
         let lang = lang(ctx);
         let list = self.bank_list(lang);
-        let Some(bank) = self.bank_of(&card).filter(|b| b.bank.status != BankStatus::Disabled) else {
-            return Err(retry(&values, Message::new("error-bank-unsupported").arg("banks", list)));
+        let Some(bank) = self
+            .bank_of(&card)
+            .filter(|b| b.bank.status != BankStatus::Disabled)
+        else {
+            return Err(retry(
+                &values,
+                Message::new("error-bank-unsupported").arg("banks", list),
+            ));
         };
         let bank_name = pick(&bank.bank.name, lang).to_string();
         if bank.bank.status == BankStatus::Upgrading {
@@ -526,7 +578,10 @@ impl BankCard {
             ));
         }
         let Some(client) = &bank.client else {
-            return Err(retry(&values, Message::new("error-bank-unavailable").arg("bank", &bank_name)));
+            return Err(retry(
+                &values,
+                Message::new("error-bank-unavailable").arg("bank", &bank_name),
+            ));
         };
 
         let now = ctx.now.saturating_mul(1000);
@@ -536,7 +591,13 @@ impl BankCard {
             return Err(self.locked(wait));
         }
         if let Some(wait) = guard
-            .count(kv, "verify", self.config.limits.verifications, self.window(), now)
+            .count(
+                kv,
+                "verify",
+                self.config.limits.verifications,
+                self.window(),
+                now,
+            )
             .await
             .map_err(kv_err)?
         {
@@ -559,11 +620,17 @@ impl BankCard {
             Ok((200, v)) => result_of(&v).unwrap_or("").to_string(),
             Ok((status, _)) => {
                 tracing::warn!(bank = %bank.bank.id, status, "bank verification refused the request");
-                return Err(retry(&values, Message::new("error-bank-unavailable").arg("bank", &bank_name)));
+                return Err(retry(
+                    &values,
+                    Message::new("error-bank-unavailable").arg("bank", &bank_name),
+                ));
             }
             Err(e) => {
                 tracing::warn!(bank = %bank.bank.id, error = %e, "bank verification unavailable");
-                return Err(retry(&values, Message::new("error-bank-unavailable").arg("bank", &bank_name)));
+                return Err(retry(
+                    &values,
+                    Message::new("error-bank-unavailable").arg("bank", &bank_name),
+                ));
             }
         };
         tracing::info!(bank = %bank.bank.id, result = %result, citizen = %correlation, "bank verification answered");
@@ -574,9 +641,15 @@ impl BankCard {
                     .arg("bank", &bank_name)
                     .arg("hotline", &self.config.hotline),
             ),
-            "card_not_found" => Some(Message::new("error-bank-card-unknown").arg("bank", &bank_name)),
-            "not_debit" => Some(Message::new("error-bank-not-debit").arg("banks", self.bank_list(lang))),
-            "card_inactive" => Some(Message::new("error-bank-card-inactive").arg("bank", &bank_name)),
+            "card_not_found" => {
+                Some(Message::new("error-bank-card-unknown").arg("bank", &bank_name))
+            }
+            "not_debit" => {
+                Some(Message::new("error-bank-not-debit").arg("banks", self.bank_list(lang)))
+            }
+            "card_inactive" => {
+                Some(Message::new("error-bank-card-inactive").arg("bank", &bank_name))
+            }
             other => {
                 tracing::warn!(bank = %bank.bank.id, result = %other, "bank verification gave an unknown result");
                 Some(Message::new("error-bank-unavailable").arg("bank", &bank_name))
@@ -594,12 +667,20 @@ impl BankCard {
             phone,
             card_last4,
         };
-        self.codes.start_cooldown(kv, &state.flow, now).await.map_err(kv_err)?;
+        self.codes
+            .start_cooldown(kv, &state.flow, now)
+            .await
+            .map_err(kv_err)?;
         self.send_code(ctx, &state).await?;
         Ok(self.code_form(&state, self.sent_notice(&state), None))
     }
 
-    async fn code(&self, ctx: &Context, state: State, fields: &BTreeMap<String, String>) -> Result<Step, ConnectorError> {
+    async fn code(
+        &self,
+        ctx: &Context,
+        state: State,
+        fields: &BTreeMap<String, String>,
+    ) -> Result<Step, ConnectorError> {
         let now = ctx.now.saturating_mul(1000);
         let kv = ctx.kv.as_ref();
         let guard = self.guard(ctx, &state.id_number, &state.phone);
@@ -607,8 +688,14 @@ impl BankCard {
             return Err(self.locked(wait));
         }
         if fields.get("resend").map(String::as_str) == Some("1") {
-            if let Some(left) = self.codes.start_cooldown(kv, &state.flow, now).await.map_err(kv_err)? {
-                let problem = Message::new("error-otp-cooldown").arg("seconds", left.as_secs().max(1));
+            if let Some(left) = self
+                .codes
+                .start_cooldown(kv, &state.flow, now)
+                .await
+                .map_err(kv_err)?
+            {
+                let problem =
+                    Message::new("error-otp-cooldown").arg("seconds", left.as_secs().max(1));
                 return Ok(self.code_form(&state, self.sent_notice(&state), Some(problem)));
             }
             self.send_code(ctx, &state).await?;
@@ -626,14 +713,28 @@ impl BankCard {
         if code.len() != crate::otp::CODE_DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(again(Message::new("error-otp-format")));
         }
-        match self.codes.check(kv, &state.flow, &code, now).await.map_err(kv_err)? {
+        match self
+            .codes
+            .check(kv, &state.flow, &code, now)
+            .await
+            .map_err(kv_err)?
+        {
             CodeCheck::Right => {
                 tracing::info!(bank = %state.bank, citizen = %self.hasher.tag("id", &state.id_number), "bank-card verification completed");
                 let mut claims = BTreeMap::new();
                 claims.insert("name".into(), serde_json::Value::String(state.name.clone()));
-                claims.insert("phone_number".into(), serde_json::Value::String(state.phone.clone()));
-                claims.insert("phone_number_verified".into(), serde_json::Value::Bool(true));
-                claims.insert("verified_by_bank".into(), serde_json::Value::String(state.bank.clone()));
+                claims.insert(
+                    "phone_number".into(),
+                    serde_json::Value::String(state.phone.clone()),
+                );
+                claims.insert(
+                    "phone_number_verified".into(),
+                    serde_json::Value::Bool(true),
+                );
+                claims.insert(
+                    "verified_by_bank".into(),
+                    serde_json::Value::String(state.bank.clone()),
+                );
                 Ok(Step::Done(Identity {
                     subject: self.hasher.tag("subject", &state.id_number),
                     citizen_id: Some(CitizenId {
@@ -647,19 +748,29 @@ impl BankCard {
             }
             CodeCheck::Wrong { remaining } => {
                 if let Some(wait) = guard
-                    .count(kv, "wrong", self.config.limits.wrong_codes, self.window(), now)
+                    .count(
+                        kv,
+                        "wrong",
+                        self.config.limits.wrong_codes,
+                        self.window(),
+                        now,
+                    )
                     .await
                     .map_err(kv_err)?
                 {
                     return Err(self.locked(wait));
                 }
                 if remaining > 0 {
-                    Err(again(Message::new("error-otp-wrong").arg("remaining", remaining)))
+                    Err(again(
+                        Message::new("error-otp-wrong").arg("remaining", remaining),
+                    ))
                 } else {
                     Err(again(Message::new("error-otp-exhausted")))
                 }
             }
-            CodeCheck::Exhausted | CodeCheck::Expired => Err(again(Message::new("error-otp-expired"))),
+            CodeCheck::Exhausted | CodeCheck::Expired => {
+                Err(again(Message::new("error-otp-expired")))
+            }
         }
     }
 }
@@ -674,7 +785,12 @@ impl Connector for BankCard {
         Ok(self.details_form(ctx, &State::default(), None))
     }
 
-    async fn resume(&self, ctx: &Context, state: StepState, input: Input) -> Result<Step, ConnectorError> {
+    async fn resume(
+        &self,
+        ctx: &Context,
+        state: StepState,
+        input: Input,
+    ) -> Result<Step, ConnectorError> {
         let Input::Form(fields) = input else {
             return Err(ConnectorError::InvalidState("expected a form".into()));
         };
@@ -683,7 +799,9 @@ impl Connector for BankCard {
         match state.stage.as_str() {
             "details" => self.details(ctx, &fields).await,
             "code" => self.code(ctx, state, &fields).await,
-            other => Err(ConnectorError::InvalidState(format!("unknown stage `{other}`"))),
+            other => Err(ConnectorError::InvalidState(format!(
+                "unknown stage `{other}`"
+            ))),
         }
     }
 }
@@ -691,6 +809,61 @@ impl Connector for BankCard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn open(text: &str) -> Result<BankCard, Vec<(String, String)>> {
+        std::env::set_var(
+            "BANK_TEST_HASH_KEY",
+            "hash-key-for-unit-tests-0123456789abcdef",
+        );
+        let config: Config = toml::from_str(text).expect("parses");
+        BankCard::open(config, Path::new("."))
+    }
+
+    const BASE: &str = "hash_key = { env = \"BANK_TEST_HASH_KEY\" }\nverification = { url = \"https://banks.example\" }\nsms = { kind = \"http\", url = \"https://sms.example/send\" }\n";
+
+    #[test]
+    fn settings_problems_name_their_key() {
+        let text = format!(
+            "{BASE}[[banks]]\nid = \"a\"\nname = {{ en = \"A\" }}\nbins = [\"622202\"]\n\n[[banks]]\nid = \"b\"\nname = {{ zh = \"B\" }}\nbins = [\"622202\", \"12\"]\nstatus = \"upgrading\"\n"
+        );
+        let Err(problems) = open(&text) else {
+            panic!("must fail")
+        };
+        let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "banks[1].name",
+                "banks[1].bins[0]",
+                "banks[1].bins[1]",
+                "banks[1].message"
+            ]
+        );
+        let plain_http = BASE.replace("https://banks.example", "http://banks.example");
+        let Err(problems) = open(&format!(
+            "{plain_http}[[banks]]\nid = \"a\"\nname = {{ en = \"A\" }}\nbins = [\"622202\"]\n"
+        )) else {
+            panic!("must fail")
+        };
+        assert_eq!(problems[0].0, "verification.url");
+    }
+
+    #[test]
+    fn the_longest_bin_prefix_picks_the_bank() {
+        let c = open(&format!(
+            "{BASE}[[banks]]\nid = \"short\"\nname = {{ en = \"S\" }}\nbins = [\"6222\"]\n[[banks]]\nid = \"long\"\nname = {{ en = \"L\" }}\nbins = [\"622202\"]\n"
+        ))
+        .expect("opens");
+        assert_eq!(
+            c.bank_of("6222020200112345679").map(|b| b.bank.id.as_str()),
+            Some("long")
+        );
+        assert_eq!(
+            c.bank_of("6222990200112345679").map(|b| b.bank.id.as_str()),
+            Some("short")
+        );
+        assert!(c.bank_of("4111111111111111").is_none());
+    }
 
     #[test]
     fn luhn_and_names() {

@@ -14,7 +14,11 @@
 //! * `GET {url}/auth/{auth_id}` → `{"status": "pending" | "scanned" | "approved" |
 //!   "rejected" | "expired", "result": "<JWS>" (when approved)}`;
 //! * result claims: `iss`, `aud`, `auth_id`, `sub`, `citizen_id`, `name`, `birthdate`?,
-//!   `face_verified`, `iat`, `exp`; signed with ES256, RS256, PS256 or EdDSA.
+//!   `face_verified`, `iat`, `exp`; signed with ES256, RS256, PS256 or EdDSA;
+//! * with `delivery = "notify"`, the start request carries `notify_url` and the service
+//!   pushes `{"notification": "<JWS>"}` (claims `iss`, `aud`, `auth_id`, `status`, `exp`,
+//!   and the result claims once approved) to the broker's `POST /notify/{connector}`;
+//!   checks of the waiting page then only read the latest notification.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
 use crate::http::{CallError, Endpoint, JsonClient};
+use crate::kv::KeyValue;
 use crate::otp::{minutes, random_id};
 use crate::secret;
 use crate::{
@@ -65,11 +70,34 @@ pub struct Config {
     /// Seconds between two checks of the waiting page.
     #[serde(default = "default_poll")]
     pub poll_seconds: u32,
+    /// How the outcome arrives: `poll` (each check of the page asks the service) or
+    /// `notify` (the service pushes signed notifications to `notify_url`, and checks of the
+    /// page only read what arrived).
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// The broker's notification endpoint given to the service (`{issuer}/notify/{id}`),
+    /// required with `delivery = "notify"`.
+    #[serde(default)]
+    pub notify_url: Option<String>,
 }
 
 fn default_poll() -> u32 {
     2
 }
+
+/// How the outcome of an authentication reaches the broker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// The broker asks the service at each check of the waiting page.
+    #[default]
+    Poll,
+    /// The service pushes signed notifications.
+    Notify,
+}
+
+/// Lifetime of a notification kept for the next poll.
+const NOTE_TTL: Duration = Duration::from_secs(900);
 
 enum Keys {
     Url {
@@ -124,6 +152,18 @@ impl Ctid {
         if config.issuer.trim().is_empty() {
             problems.push(("issuer".into(), "is empty".into()));
         }
+        match (&config.delivery, &config.notify_url) {
+            (Delivery::Notify, None) => problems.push((
+                "notify_url".into(),
+                "`delivery = \"notify\"` needs the broker's notification URL".into(),
+            )),
+            (_, Some(u)) => {
+                if let Err(e) = crate::http::check_url(u) {
+                    problems.push(("notify_url".into(), e));
+                }
+            }
+            (Delivery::Poll, None) => {}
+        }
         if !(1..=30).contains(&config.poll_seconds) {
             problems.push(("poll_seconds".into(), "must be between 1 and 30".into()));
         }
@@ -148,7 +188,10 @@ impl Ctid {
                     None
                 }
                 Err(e) => {
-                    problems.push(("jwks_file".into(), format!("cannot read a JWKS from `{f}`: {e}")));
+                    problems.push((
+                        "jwks_file".into(),
+                        format!("cannot read a JWKS from `{f}`: {e}"),
+                    ));
                     None
                 }
             },
@@ -188,7 +231,9 @@ impl Ctid {
             .await
             .map_err(|e| ConnectorError::Unavailable(format!("CTID keys: {e}")))?;
         if status != 200 {
-            return Err(ConnectorError::Unavailable(format!("CTID keys: status {status}")));
+            return Err(ConnectorError::Unavailable(format!(
+                "CTID keys: status {status}"
+            )));
         }
         let set: JwkSet = serde_json::from_value(v)
             .map_err(|e| ConnectorError::Unavailable(format!("CTID keys: not a JWKS: {e}")))?;
@@ -196,27 +241,40 @@ impl Ctid {
         Ok(set)
     }
 
-    /// Verifies a signed result for `auth_id`.
-    async fn verify(&self, jws: &str, auth_id: &str) -> Result<ResultClaims, ConnectorError> {
-        let header = jsonwebtoken::decode_header(jws).map_err(|e| invalid(format!("result header: {e}")))?;
+    /// Checks the signature (a published key, an allowed algorithm), issuer, audience and
+    /// expiry of a token of the service, and returns its claims.
+    async fn verify_token(&self, jws: &str) -> Result<serde_json::Value, ConnectorError> {
+        let header =
+            jsonwebtoken::decode_header(jws).map_err(|e| invalid(format!("result header: {e}")))?;
         if !ALGORITHMS.contains(&header.alg) {
             return Err(invalid(format!("result signed with {:?}", header.alg)));
         }
-        let kid = header.kid.clone().ok_or_else(|| invalid("result without kid"))?;
+        let kid = header
+            .kid
+            .clone()
+            .ok_or_else(|| invalid("result without kid"))?;
         let mut set = self.key_set(false).await?;
         if set.find(&kid).is_none() {
             set = self.key_set(true).await?;
         }
-        let jwk = set.find(&kid).ok_or_else(|| invalid("result signed with an unknown key"))?;
+        let jwk = set
+            .find(&kid)
+            .ok_or_else(|| invalid("result signed with an unknown key"))?;
         let key = DecodingKey::from_jwk(jwk).map_err(|e| invalid(format!("key {kid}: {e}")))?;
         let mut validation = Validation::new(header.alg);
         validation.set_audience(&[&self.config.client_id]);
         validation.set_issuer(&[&self.config.issuer]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.leeway = 30;
-        let data = jsonwebtoken::decode::<ResultClaims>(jws, &key, &validation)
+        let data = jsonwebtoken::decode::<serde_json::Value>(jws, &key, &validation)
             .map_err(|e| invalid(format!("result rejected: {e}")))?;
-        let claims = data.claims;
+        Ok(data.claims)
+    }
+
+    /// Verifies a signed result for `auth_id`.
+    async fn verify(&self, jws: &str, auth_id: &str) -> Result<ResultClaims, ConnectorError> {
+        let claims: ResultClaims = serde_json::from_value(self.verify_token(jws).await?)
+            .map_err(|e| invalid(format!("result claims: {e}")))?;
         if claims.auth_id != auth_id {
             return Err(invalid("result for another authentication"));
         }
@@ -227,6 +285,78 @@ impl Ctid {
             return Err(invalid("result without citizen"));
         }
         Ok(claims)
+    }
+
+    /// The identity of a verified result.
+    async fn done(&self, jws: &str, state: &State) -> Result<Step, ConnectorError> {
+        let claims = self.verify(jws, &state.auth_id).await?;
+        let mut out = BTreeMap::new();
+        out.insert("name".to_string(), serde_json::Value::String(claims.name));
+        if let Some(b) = claims.birthdate.filter(|b| !b.is_empty()) {
+            out.insert("birthdate".to_string(), serde_json::Value::String(b));
+        }
+        tracing::info!("CTID authentication verified");
+        Ok(Step::Done(Identity {
+            subject: format!("ctid:{}", claims.sub),
+            citizen_id: Some(CitizenId {
+                value: normalise_id(&claims.citizen_id),
+                proven: true,
+            }),
+            claims: out,
+            assurance: Assurance::High,
+            amr: vec!["face".into(), "mfa".into()],
+        }))
+    }
+
+    /// What a status means for the citizen.
+    async fn outcome(
+        &self,
+        ctx: &Context,
+        state: &State,
+        status: &str,
+        result: Option<&str>,
+    ) -> Result<Step, ConnectorError> {
+        match status {
+            "pending" => Ok(self.wait(state, ctx, false)),
+            "scanned" => Ok(self.wait(state, ctx, true)),
+            "rejected" => Err(ConnectorError::Failed {
+                message: Message::new("error-ctid-rejected"),
+                detail: "the citizen rejected the request in the CTID app".into(),
+            }),
+            "expired" => Err(expired()),
+            "approved" => {
+                let jws = result.ok_or_else(|| invalid("approved without a result"))?;
+                self.done(jws, state).await
+            }
+            other => Err(invalid(format!("unknown status `{other}`"))),
+        }
+    }
+
+    /// With `delivery = "notify"`: the latest signed notification the service pushed.
+    async fn from_notification(
+        &self,
+        ctx: &Context,
+        state: &State,
+    ) -> Result<Step, ConnectorError> {
+        let now = ctx.now.saturating_mul(1000);
+        let note = ctx
+            .kv
+            .get(&note_key(&state.auth_id), now)
+            .await
+            .map_err(|e| ConnectorError::Unavailable(e.to_string()))?;
+        let Some(jws) = note.and_then(|b| String::from_utf8(b).ok()) else {
+            return Ok(self.wait(state, ctx, false));
+        };
+        let claims = self.verify_token(&jws).await?;
+        if claims["auth_id"].as_str() != Some(state.auth_id.as_str()) {
+            return Err(invalid("notification for another authentication"));
+        }
+        let status = claims["status"].as_str().unwrap_or("");
+        if status != "pending" && status != "scanned" {
+            // A final outcome is used once.
+            let _ = ctx.kv.delete(&note_key(&state.auth_id), now).await;
+        }
+        self.outcome(ctx, state, status, Some(&jws)).await
     }
 
     fn wait(&self, state: &State, ctx: &Context, scanned: bool) -> Step {
@@ -246,6 +376,10 @@ impl Ctid {
     }
 }
 
+fn note_key(auth_id: &str) -> String {
+    format!("ctid:note:{auth_id}")
+}
+
 fn expired() -> ConnectorError {
     ConnectorError::Failed {
         message: Message::new("error-ctid-expired"),
@@ -260,20 +394,43 @@ impl Connector for Ctid {
     }
 
     async fn start(&self, ctx: &Context) -> Result<Step, ConnectorError> {
-        let body = serde_json::json!({ "client_id": self.config.client_id, "request_id": random_id() });
-        let (status, v) = self.client.post("auth/start", &body).await.map_err(|e| match e {
-            CallError::Outage(d) | CallError::Invalid(d) => ConnectorError::Unavailable(format!("CTID start: {d}")),
-        })?;
+        let mut body =
+            serde_json::json!({ "client_id": self.config.client_id, "request_id": random_id() });
+        if let (Delivery::Notify, Some(u)) = (self.config.delivery, &self.config.notify_url) {
+            body["notify_url"] = serde_json::Value::String(u.clone());
+        }
+        let (status, v) = self
+            .client
+            .post("auth/start", &body)
+            .await
+            .map_err(|e| match e {
+                CallError::Outage(d) | CallError::Invalid(d) => {
+                    ConnectorError::Unavailable(format!("CTID start: {d}"))
+                }
+            })?;
         let text = |k: &str| v[k].as_str().filter(|s| !s.is_empty()).map(str::to_string);
-        let (Some(auth_id), Some(qr), Some(app_link), 200) =
-            (text("auth_id"), text("qr_content"), text("app_link"), status)
-        else {
-            return Err(ConnectorError::Unavailable(format!("CTID start: unexpected answer (status {status})")));
+        let (Some(auth_id), Some(qr), Some(app_link), 200) = (
+            text("auth_id"),
+            text("qr_content"),
+            text("app_link"),
+            status,
+        ) else {
+            return Err(ConnectorError::Unavailable(format!(
+                "CTID start: unexpected answer (status {status})"
+            )));
         };
         // The link goes into the page: only web or app schemes, never script.
-        let scheme = app_link.split(':').next().unwrap_or("").to_ascii_lowercase();
-        if matches!(scheme.as_str(), "javascript" | "data" | "vbscript" | "file") || scheme == app_link.to_ascii_lowercase() {
-            return Err(ConnectorError::Unavailable("CTID start: unusable app link".into()));
+        let scheme = app_link
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if matches!(scheme.as_str(), "javascript" | "data" | "vbscript" | "file")
+            || scheme == app_link.to_ascii_lowercase()
+        {
+            return Err(ConnectorError::Unavailable(
+                "CTID start: unusable app link".into(),
+            ));
         }
         let expires_in = v["expires_in"].as_u64().unwrap_or(300).clamp(30, 900);
         let state = State {
@@ -285,7 +442,12 @@ impl Connector for Ctid {
         Ok(self.wait(&state, ctx, false))
     }
 
-    async fn resume(&self, ctx: &Context, state: StepState, input: Input) -> Result<Step, ConnectorError> {
+    async fn resume(
+        &self,
+        ctx: &Context,
+        state: StepState,
+        input: Input,
+    ) -> Result<Step, ConnectorError> {
         if !matches!(input, Input::Poll) {
             return Err(ConnectorError::InvalidState("expected a poll".into()));
         }
@@ -294,7 +456,13 @@ impl Connector for Ctid {
         if ctx.now > state.expires_at {
             return Err(expired());
         }
-        let path = format!("auth/{}", url::form_urlencoded::byte_serialize(state.auth_id.as_bytes()).collect::<String>());
+        if self.config.delivery == Delivery::Notify {
+            return self.from_notification(ctx, &state).await;
+        }
+        let path = format!(
+            "auth/{}",
+            url::form_urlencoded::byte_serialize(state.auth_id.as_bytes()).collect::<String>()
+        );
         let (status, v) = match self.client.get(&path).await {
             Ok(a) => a,
             Err(e) => {
@@ -306,35 +474,31 @@ impl Connector for Ctid {
         if status == 404 {
             return Err(expired());
         }
-        match v["status"].as_str().unwrap_or("") {
-            "pending" => Ok(self.wait(&state, ctx, false)),
-            "scanned" => Ok(self.wait(&state, ctx, true)),
-            "rejected" => Err(ConnectorError::Failed {
-                message: Message::new("error-ctid-rejected"),
-                detail: "the citizen rejected the request in the CTID app".into(),
-            }),
-            "expired" => Err(expired()),
-            "approved" => {
-                let jws = v["result"].as_str().ok_or_else(|| invalid("approved without a result"))?;
-                let claims = self.verify(jws, &state.auth_id).await?;
-                let mut out = BTreeMap::new();
-                out.insert("name".to_string(), serde_json::Value::String(claims.name));
-                if let Some(b) = claims.birthdate.filter(|b| !b.is_empty()) {
-                    out.insert("birthdate".to_string(), serde_json::Value::String(b));
-                }
-                tracing::info!("CTID authentication verified");
-                Ok(Step::Done(Identity {
-                    subject: format!("ctid:{}", claims.sub),
-                    citizen_id: Some(CitizenId {
-                        value: normalise_id(&claims.citizen_id),
-                        proven: true,
-                    }),
-                    claims: out,
-                    assurance: Assurance::High,
-                    amr: vec!["face".into(), "mfa".into()],
-                }))
-            }
-            other => Err(invalid(format!("unknown status `{other}` (HTTP {status})"))),
+        let result = v["result"].as_str();
+        self.outcome(ctx, &state, v["status"].as_str().unwrap_or(""), result)
+            .await
+    }
+
+    async fn notify(&self, kv: &dyn KeyValue, body: &[u8], now: u64) -> Result<(), ConnectorError> {
+        if self.config.delivery != Delivery::Notify {
+            return Err(ConnectorError::InvalidState(
+                "notifications are off (delivery = \"poll\")".into(),
+            ));
         }
+        let v: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| ConnectorError::InvalidState(format!("notification is not JSON: {e}")))?;
+        let jws = v["notification"]
+            .as_str()
+            .ok_or_else(|| ConnectorError::InvalidState("notification without a token".into()))?;
+        // Only notifications signed by the service count: nobody else can approve, reject
+        // or end a request.
+        let claims = self.verify_token(jws).await?;
+        let auth_id = claims["auth_id"]
+            .as_str()
+            .filter(|a| !a.is_empty() && a.len() <= 200)
+            .ok_or_else(|| invalid("notification without auth_id"))?;
+        kv.put(&note_key(auth_id), jws.as_bytes(), NOTE_TTL, now)
+            .await
+            .map_err(|e| ConnectorError::Unavailable(e.to_string()))
     }
 }

@@ -125,7 +125,10 @@ impl JsonClient {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout)
-            .user_agent(concat!("national-identity-broker/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!(
+                "national-identity-broker/",
+                env!("CARGO_PKG_VERSION")
+            ))
             .build();
         let http = match http {
             Ok(h) => h,
@@ -187,13 +190,17 @@ impl JsonClient {
         if let Some(b) = &self.bearer {
             req = req.bearer_auth(b);
         }
-        let mut resp = req.header("accept", "application/json").send().await.map_err(|e| {
-            if e.is_timeout() {
-                CallError::Outage("timeout".into())
-            } else {
-                CallError::Outage(e.without_url().to_string())
-            }
-        })?;
+        let mut resp = req
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    CallError::Outage("timeout".into())
+                } else {
+                    CallError::Outage(e.without_url().to_string())
+                }
+            })?;
         let status = resp.status().as_u16();
         if status == 429 || status >= 500 {
             return Err(CallError::Outage(format!("status {status}")));

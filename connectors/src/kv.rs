@@ -54,8 +54,7 @@ pub trait KeyValue: Send + Sync {
     async fn delete(&self, key: &str, now: u64) -> Result<bool, KvError>;
 
     /// Counts a hit against `key` in a fixed window and tells whether it is within `limit`.
-    async fn hit(&self, key: &str, limit: u64, window: Duration, now: u64)
-        -> Result<Hit, KvError>;
+    async fn hit(&self, key: &str, limit: u64, window: Duration, now: u64) -> Result<Hit, KvError>;
 }
 
 impl fmt::Debug for dyn KeyValue {
@@ -125,13 +124,7 @@ impl KeyValue for MemoryKv {
         Ok(self.with(|m| m.remove(key).is_some_and(|(_, exp)| exp > now)))
     }
 
-    async fn hit(
-        &self,
-        key: &str,
-        limit: u64,
-        window: Duration,
-        now: u64,
-    ) -> Result<Hit, KvError> {
+    async fn hit(&self, key: &str, limit: u64, window: Duration, now: u64) -> Result<Hit, KvError> {
         Ok(self.with(|m| {
             let entry = m
                 .entry(key.into())
@@ -164,7 +157,10 @@ mod tests {
         assert!(kv.put_new("a", b"1", ttl, 0).await.unwrap_or(false));
         assert!(!kv.put_new("a", b"2", ttl, 5_000).await.unwrap_or(true));
         assert!(kv.put_new("a", b"3", ttl, 10_000).await.unwrap_or(false));
-        assert_eq!(kv.take("a", 10_001).await.ok().flatten(), Some(b"3".to_vec()));
+        assert_eq!(
+            kv.take("a", 10_001).await.ok().flatten(),
+            Some(b"3".to_vec())
+        );
         assert_eq!(kv.get("a", 10_001).await.ok().flatten(), None);
         for i in 1..=3 {
             let h = kv.hit("r", 2, ttl, 1_000).await.expect("hit");

@@ -27,8 +27,8 @@ use crate::http::{result_of, CallError, Endpoint, JsonClient};
 use crate::otp::{minutes, Guard, PerDimension};
 use crate::secret::{self, KeyedHash, SecretSource};
 use crate::{
-    normalise_id, Assurance, CitizenId, Connector, ConnectorError, Context, Field, Form,
-    Identity, Input, Message, Step, StepState,
+    normalise_id, Assurance, CitizenId, Connector, ConnectorError, Context, Field, Form, Identity,
+    Input, Message, Step, StepState,
 };
 
 const KV: &str = "legacy";
@@ -168,21 +168,33 @@ impl LegacyAccounts {
         let until = match NaiveDate::parse_from_str(&config.available_until, "%Y-%m-%d") {
             Ok(d) => Some(d),
             Err(e) => {
-                problems.push(("available_until".into(), format!("must be a date YYYY-MM-DD: {e}")));
+                problems.push((
+                    "available_until".into(),
+                    format!("must be a date YYYY-MM-DD: {e}"),
+                ));
                 None
             }
         };
         if !config.alternatives.contains_key("en") {
-            problems.push(("alternatives".into(), "needs at least an English (`en`) text".into()));
+            problems.push((
+                "alternatives".into(),
+                "needs at least an English (`en`) text".into(),
+            ));
         }
         if config.max_parallel_checks == 0 || config.max_parallel_checks > 64 {
-            problems.push(("max_parallel_checks".into(), "must be between 1 and 64".into()));
+            problems.push((
+                "max_parallel_checks".into(),
+                "must be between 1 and 64".into(),
+            ));
         }
         if config.window_seconds == 0 {
             problems.push(("window_seconds".into(), "must be more than 0".into()));
         }
         if config.failed_logins.per_phone != 0 {
-            problems.push(("failed_logins.per_phone".into(), "accounts have no phone: leave it 0".into()));
+            problems.push((
+                "failed_logins.per_phone".into(),
+                "accounts have no phone: leave it 0".into(),
+            ));
         }
         let has_hashes = !config.accounts.is_empty() || config.accounts_file.is_some();
         let backend = match (&config.api, has_hashes) {
@@ -200,7 +212,9 @@ impl LegacyAccounts {
                 ));
                 None
             }
-            (Some(api), false) => JsonClient::open(api, base_dir, "api", &mut problems).map(Backend::Api),
+            (Some(api), false) => {
+                JsonClient::open(api, base_dir, "api", &mut problems).map(Backend::Api)
+            }
             (None, true) => {
                 let mut all: Vec<(String, Account)> = config
                     .accounts
@@ -220,12 +234,17 @@ impl LegacyAccounts {
                                     // The line holds a hash: only the position is reported.
                                     Err(e) => problems.push((
                                         "accounts_file".into(),
-                                        format!("line {}: not an account (column {})", n + 1, e.column()),
+                                        format!(
+                                            "line {}: not an account (column {})",
+                                            n + 1,
+                                            e.column()
+                                        ),
                                     )),
                                 }
                             }
                         }
-                        Err(e) => problems.push(("accounts_file".into(), format!("cannot read `{file}`: {e}"))),
+                        Err(e) => problems
+                            .push(("accounts_file".into(), format!("cannot read `{file}`: {e}"))),
                     }
                 }
                 let mut map = BTreeMap::new();
@@ -306,7 +325,12 @@ impl LegacyAccounts {
         }
     }
 
-    fn identity(&self, subject: &str, citizen_id: Option<&str>, claims: BTreeMap<String, serde_json::Value>) -> Identity {
+    fn identity(
+        &self,
+        subject: &str,
+        citizen_id: Option<&str>,
+        claims: BTreeMap<String, serde_json::Value>,
+    ) -> Identity {
         Identity {
             subject: subject.to_string(),
             citizen_id: citizen_id
@@ -334,12 +358,9 @@ impl LegacyAccounts {
                 let password = password.to_string();
                 // At most `max_parallel_checks` hashes at once, each on a blocking thread:
                 // a burst of logins waits here instead of starving the executor.
-                let permit = self
-                    .pool
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|e| ConnectorError::Unavailable(format!("password pool closed: {e}")))?;
+                let permit = self.pool.clone().acquire_owned().await.map_err(|e| {
+                    ConnectorError::Unavailable(format!("password pool closed: {e}"))
+                })?;
                 let ok = tokio::task::spawn_blocking(move || {
                     let _permit = permit;
                     verify_password(&hash, &password)
@@ -366,12 +387,17 @@ impl LegacyAccounts {
                     (200, Some("ok")) => {
                         let account = &v["account"];
                         let Some(id) = account["id"].as_str().filter(|s| !s.is_empty()) else {
-                            return Err(ConnectorError::Unavailable("old accounts API: account without id".into()));
+                            return Err(ConnectorError::Unavailable(
+                                "old accounts API: account without id".into(),
+                            ));
                         };
                         let mut claims = BTreeMap::new();
                         for k in ["name", "birthdate", "phone_number", "email"] {
                             if let Some(s) = account[k].as_str().filter(|s| !s.is_empty()) {
-                                claims.insert(k.to_string(), serde_json::Value::String(s.to_string()));
+                                claims.insert(
+                                    k.to_string(),
+                                    serde_json::Value::String(s.to_string()),
+                                );
                             }
                         }
                         Ok(Checked::Ok(self.identity(
@@ -408,7 +434,12 @@ impl Connector for LegacyAccounts {
         Ok(self.form(ctx, ctx.login_hint.as_deref().unwrap_or("")))
     }
 
-    async fn resume(&self, ctx: &Context, _state: StepState, input: Input) -> Result<Step, ConnectorError> {
+    async fn resume(
+        &self,
+        ctx: &Context,
+        _state: StepState,
+        input: Input,
+    ) -> Result<Step, ConnectorError> {
         if self.ended(ctx) {
             return Err(self.ended_error(ctx));
         }
@@ -421,7 +452,11 @@ impl Connector for LegacyAccounts {
         let kv = ctx.kv.as_ref();
         let account = username.to_lowercase();
         // The account is the "id" dimension of the guard.
-        let guard = Guard::new(&self.hasher, KV, &[("id", &account), ("address", &ctx.client_address)]);
+        let guard = Guard::new(
+            &self.hasher,
+            KV,
+            &[("id", &account), ("address", &ctx.client_address)],
+        );
         let locked = |wait: Duration| ConnectorError::Failed {
             message: Message::new("error-legacy-locked")
                 .arg("minutes", minutes(wait))
@@ -443,7 +478,8 @@ impl Connector for LegacyAccounts {
                 Ok(Step::Done(identity))
             }
             Checked::Disabled => Err(ConnectorError::Failed {
-                message: Message::new("error-legacy-disabled").arg("alternatives", self.alternatives(ctx)),
+                message: Message::new("error-legacy-disabled")
+                    .arg("alternatives", self.alternatives(ctx)),
                 detail: "the old portal account is disabled".into(),
             }),
             Checked::Invalid => {

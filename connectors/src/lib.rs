@@ -334,6 +334,20 @@ pub trait Connector: Send + Sync {
     async fn health(&self) -> Health {
         Health::Up
     }
+
+    /// A notification the source pushed to the broker (`POST /notify/{connector}`), such as
+    /// the signed outcome of a waiting step. The connector authenticates it (a signature)
+    /// and keeps what its next poll needs in `kv`. The default refuses notifications.
+    async fn notify(
+        &self,
+        _kv: &dyn kv::KeyValue,
+        _body: &[u8],
+        _now: u64,
+    ) -> Result<(), ConnectorError> {
+        Err(ConnectorError::InvalidState(
+            "this identity source sends no notifications".into(),
+        ))
+    }
 }
 
 /// Keeps only the digits and ASCII letters of an identifier, upper-cased.

@@ -114,7 +114,12 @@ impl Codes {
         let until = now.saturating_add(ms(self.policy.resend_cooldown));
         if self.policy.resend_cooldown.is_zero()
             || kv
-                .put_new(&key, until.to_string().as_bytes(), self.policy.resend_cooldown, now)
+                .put_new(
+                    &key,
+                    until.to_string().as_bytes(),
+                    self.policy.resend_cooldown,
+                    now,
+                )
                 .await?
         {
             return Ok(None);
@@ -139,7 +144,8 @@ impl Codes {
             nonce,
         };
         let bytes = serde_json::to_vec(&record).map_err(|e| KvError(e.to_string()))?;
-        kv.put(&self.key(flow), &bytes, self.policy.ttl, now).await?;
+        kv.put(&self.key(flow), &bytes, self.policy.ttl, now)
+            .await?;
         Ok(code)
     }
 
@@ -263,13 +269,23 @@ impl Guard {
                 continue;
             }
             let hit = kv
-                .hit(&format!("{}:rl:{action}:{dim}:{tag}", self.prefix), limit, window, now)
+                .hit(
+                    &format!("{}:rl:{action}:{dim}:{tag}", self.prefix),
+                    limit,
+                    window,
+                    now,
+                )
                 .await?;
             if !hit.allowed {
                 let wait = hit.retry_after.max(Duration::from_secs(1));
                 let until = now.saturating_add(ms(wait));
-                kv.put(&self.lock_key(dim, tag), until.to_string().as_bytes(), wait, now)
-                    .await?;
+                kv.put(
+                    &self.lock_key(dim, tag),
+                    until.to_string().as_bytes(),
+                    wait,
+                    now,
+                )
+                .await?;
                 longest = Some(longest.map_or(wait, |l| l.max(wait)));
             }
         }
@@ -314,9 +330,18 @@ mod tests {
         let c = codes(3, 60);
         let code = c.issue(&kv, "f", 0).await.expect("issue");
         let stored = kv.get("t:otp:f", 0).await.expect("get").expect("stored");
-        assert!(!String::from_utf8_lossy(&stored).contains(&code), "stored in clear");
-        assert_eq!(c.check(&kv, "f", &code, 1).await.ok(), Some(CodeCheck::Right));
-        assert_eq!(c.check(&kv, "f", &code, 2).await.ok(), Some(CodeCheck::Expired));
+        assert!(
+            !String::from_utf8_lossy(&stored).contains(&code),
+            "stored in clear"
+        );
+        assert_eq!(
+            c.check(&kv, "f", &code, 1).await.ok(),
+            Some(CodeCheck::Right)
+        );
+        assert_eq!(
+            c.check(&kv, "f", &code, 2).await.ok(),
+            Some(CodeCheck::Expired)
+        );
         let code = c.issue(&kv, "g", 0).await.expect("issue");
         assert_eq!(
             c.check(&kv, "g", &code, 300_001).await.ok(),
@@ -343,10 +368,16 @@ mod tests {
             Some(CodeCheck::Wrong { remaining: 0 })
         );
         // The right code no longer works once the attempts are used up.
-        assert_eq!(c.check(&kv, "f", &code, 4).await.ok(), Some(CodeCheck::Expired));
+        assert_eq!(
+            c.check(&kv, "f", &code, 4).await.ok(),
+            Some(CodeCheck::Expired)
+        );
         // A new code has fresh attempts.
         let code = c.issue(&kv, "f", 5).await.expect("issue");
-        assert_eq!(c.check(&kv, "f", &code, 6).await.ok(), Some(CodeCheck::Right));
+        assert_eq!(
+            c.check(&kv, "f", &code, 6).await.ok(),
+            Some(CodeCheck::Right)
+        );
     }
 
     #[tokio::test]
@@ -376,21 +407,42 @@ mod tests {
             let g = Guard::new(
                 &h,
                 "t",
-                &[("id", "ID1"), ("phone", &format!("P{i}")), ("address", &format!("A{i}"))],
+                &[
+                    ("id", "ID1"),
+                    ("phone", &format!("P{i}")),
+                    ("address", &format!("A{i}")),
+                ],
             );
             assert_eq!(g.locked(&kv, 0).await.ok(), Some(None));
             assert_eq!(g.count(&kv, "verify", limits, w, 0).await.ok(), Some(None));
         }
-        let g = Guard::new(&h, "t", &[("id", "ID1"), ("phone", "P9"), ("address", "A9")]);
-        assert!(g.count(&kv, "verify", limits, w, 0).await.ok().flatten().is_some());
+        let g = Guard::new(
+            &h,
+            "t",
+            &[("id", "ID1"), ("phone", "P9"), ("address", "A9")],
+        );
+        assert!(g
+            .count(&kv, "verify", limits, w, 0)
+            .await
+            .ok()
+            .flatten()
+            .is_some());
         // Now the ID number is locked, whatever phone or address comes with it.
-        let g = Guard::new(&h, "t", &[("id", "ID1"), ("phone", "P10"), ("address", "A10")]);
+        let g = Guard::new(
+            &h,
+            "t",
+            &[("id", "ID1"), ("phone", "P10"), ("address", "A10")],
+        );
         assert_eq!(
             g.locked(&kv, 1000).await.ok(),
             Some(Some(Duration::from_millis(3_599_000)))
         );
         // Another ID number with fresh phone and address is not.
-        let g = Guard::new(&h, "t", &[("id", "ID2"), ("phone", "P11"), ("address", "A11")]);
+        let g = Guard::new(
+            &h,
+            "t",
+            &[("id", "ID2"), ("phone", "P11"), ("address", "A11")],
+        );
         assert_eq!(g.locked(&kv, 1000).await.ok(), Some(None));
         // After the window the lock is gone.
         let g = Guard::new(&h, "t", &[("id", "ID1")]);

@@ -24,7 +24,10 @@ pub fn resolve(
         SecretSource::Env(name) => match std::env::var(name) {
             Ok(v) if !v.is_empty() => Some(v),
             _ => {
-                problems.push((key.into(), format!("environment variable `{name}` is not set")));
+                problems.push((
+                    key.into(),
+                    format!("environment variable `{name}` is not set"),
+                ));
                 None
             }
         },
@@ -103,8 +106,14 @@ mod tests {
     fn tags_depend_on_key_label_and_value() {
         let a = KeyedHash::new(b"key-a");
         let b = KeyedHash::new(b"key-b");
-        assert_eq!(a.tag("phone", "+84901234567"), a.tag("phone", "+84901234567"));
-        assert_ne!(a.tag("phone", "+84901234567"), b.tag("phone", "+84901234567"));
+        assert_eq!(
+            a.tag("phone", "+84901234567"),
+            a.tag("phone", "+84901234567")
+        );
+        assert_ne!(
+            a.tag("phone", "+84901234567"),
+            b.tag("phone", "+84901234567")
+        );
         assert_ne!(a.tag("phone", "1"), a.tag("id", "1"));
         assert_eq!(a.tag("x", "y").len(), 32);
         assert!(!format!("{a:?}").contains("key-a"));

@@ -194,7 +194,7 @@ pub fn normalise_phone(raw: &str, country_code: &str) -> Option<String> {
         rest.to_string()
     } else if let Some(rest) = digits.strip_prefix('0') {
         format!("{country_code}{rest}")
-    } else if digits.starts_with(country_code) && digits.len() > 11 {
+    } else if digits.starts_with(country_code) && digits.len() >= 11 {
         digits
     } else {
         format!("{country_code}{digits}")
@@ -227,6 +227,14 @@ mod tests {
         assert_eq!(
             normalise_phone("0086 138 0013 8000", "86").as_deref(),
             Some("+8613800138000")
+        );
+        assert_eq!(
+            normalise_phone("84901234567", "84").as_deref(),
+            Some("+84901234567")
+        );
+        assert_eq!(
+            normalise_phone("901234567", "84").as_deref(),
+            Some("+84901234567")
         );
         assert_eq!(normalise_phone("call me", "86"), None);
         assert_eq!(normalise_phone("12", "86"), None);

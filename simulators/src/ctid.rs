@@ -10,7 +10,10 @@
 //! * `GET /app/{auth_id}` — "the phone app": opening it (scanning the QR code or following
 //!   the app link) marks the request scanned; it lets a test citizen approve with "face
 //!   verification" or reject;
-//! * `POST /control/expire` with `{"auth_id"}` — ends a request's validity now (tests).
+//! * `POST /control/expire` with `{"auth_id"}` — ends a request's validity now (tests);
+//! * when the start request gave a `notify_url`, every change (scanned, approved, rejected,
+//!   expired) is also pushed there as `{"notification": "<JWS>"}`, the JWS carrying `iss`,
+//!   `aud`, `auth_id`, `status`, `iat`, `exp` (and the result claims once approved).
 //!
 //! Results: `iss` (the public URL), `aud` (the client id), `auth_id`, `sub`,
 //! `citizen_id`, `name`, `birthdate`, `face_verified`, `iat`, `exp` (5 minutes).
@@ -47,6 +50,7 @@ enum Status {
 
 struct Request {
     client_id: String,
+    notify_url: Option<String>,
     status: Status,
     citizen: Option<&'static str>,
     forged: bool,
@@ -60,6 +64,7 @@ struct Service {
     key: EncodingKey,
     jwks: Value,
     requests: Mutex<HashMap<String, Request>>,
+    http: reqwest::Client,
 }
 
 fn now() -> u64 {
@@ -89,7 +94,8 @@ fn new_key() -> Result<(EncodingKey, Jwk), String> {
         .to_pkcs8v1()
         .map_err(|e| format!("key encoding: {e}"))?;
     let key = EncodingKey::from_ec_der(der.as_ref());
-    let jwk = Jwk::from_encoding_key(&key, Algorithm::ES256).map_err(|e| format!("public key: {e}"))?;
+    let jwk =
+        Jwk::from_encoding_key(&key, Algorithm::ES256).map_err(|e| format!("public key: {e}"))?;
     Ok((key, jwk))
 }
 
@@ -107,11 +113,18 @@ impl Service {
             key,
             jwks: json!({ "keys": [jwk] }),
             requests: Mutex::new(HashMap::new()),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(std::time::Duration::from_secs(5))
+                .build()
+                .map_err(|e| format!("HTTP client: {e}"))?,
         })
     }
 
     fn authorised(&self, req: &HttpRequest) -> bool {
-        let Some(key) = &self.api_key else { return true };
+        let Some(key) = &self.api_key else {
+            return true;
+        };
         req.headers()
             .get("authorization")
             .and_then(|h| h.to_str().ok())
@@ -126,6 +139,7 @@ impl Service {
             "iss": self.public,
             "aud": r.client_id,
             "auth_id": auth_id,
+            "status": "approved",
             "sub": format!("ctid-{}", &URL_SAFE_NO_PAD.encode(p.key.as_bytes())),
             "citizen_id": p.citizen_id,
             "name": p.name,
@@ -134,20 +148,58 @@ impl Service {
             "iat": t,
             "exp": t + 300,
         });
+        self.sign(&claims, r.forged)
+    }
+
+    /// Pushes the request's new status to its `notify_url`, if it gave one.
+    fn push(&self, auth_id: &str, r: &Request, status: &str) {
+        let Some(url) = r.notify_url.clone() else {
+            return;
+        };
+        let token = if status == "approved" {
+            self.result(auth_id, r)
+        } else {
+            let t = now();
+            self.sign(
+                &json!({
+                    "iss": self.public,
+                    "aud": r.client_id,
+                    "auth_id": auth_id,
+                    "status": status,
+                    "iat": t,
+                    "exp": t + 300,
+                }),
+                r.forged,
+            )
+        };
+        let Some(token) = token else { return };
+        let http = self.http.clone();
+        actix_web::rt::spawn(async move {
+            let _ = http
+                .post(url)
+                .json(&json!({ "notification": token }))
+                .send()
+                .await;
+        });
+    }
+
+    fn sign(&self, claims: &Value, forged: bool) -> Option<String> {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
-        if r.forged {
+        if forged {
             // Signed with a key nobody published, under the real key id.
             let (other, _) = new_key().ok()?;
-            return jsonwebtoken::encode(&header, &claims, &other).ok();
+            return jsonwebtoken::encode(&header, claims, &other).ok();
         }
-        jsonwebtoken::encode(&header, &claims, &self.key).ok()
+        jsonwebtoken::encode(&header, claims, &self.key).ok()
     }
 }
 
 #[derive(Deserialize)]
 struct Start {
     client_id: String,
+    #[serde(default)]
+    notify_url: Option<String>,
     #[allow(dead_code)]
     #[serde(default)]
     request_id: String,
@@ -173,6 +225,7 @@ async fn start(req: HttpRequest, s: web::Data<Service>, body: web::Bytes) -> Htt
         id.clone(),
         Request {
             client_id: b.client_id,
+            notify_url: b.notify_url,
             status: Status::Pending,
             citizen: None,
             forged: false,
@@ -228,18 +281,37 @@ async fn app(s: web::Data<Service>, path: web::Path<String>) -> HttpResponse {
         return page("CTID (simulated app)", "<p>Busy, try again.</p>");
     };
     let Some(r) = all.get_mut(&id) else {
-        return page("CTID (simulated app)", "<p id=unknown>Unknown or finished request.</p>");
+        return page(
+            "CTID (simulated app)",
+            "<p id=unknown>Unknown or finished request.</p>",
+        );
     };
     if r.expires <= now() {
-        return page("CTID (simulated app)", "<p id=expired>This request has expired.</p>");
+        return page(
+            "CTID (simulated app)",
+            "<p id=expired>This request has expired.</p>",
+        );
     }
     if r.status != Status::Pending && r.status != Status::Scanned {
-        return page("CTID (simulated app)", "<p id=finished>This request is finished.</p>");
+        return page(
+            "CTID (simulated app)",
+            "<p id=finished>This request is finished.</p>",
+        );
     }
-    r.status = Status::Scanned;
+    if r.status == Status::Pending {
+        r.status = Status::Scanned;
+        s.push(&id, r, "scanned");
+    }
     let options: String = people()
         .iter()
-        .map(|p| format!("<option value=\"{}\">{} ({})</option>", p.key, escape(p.name), p.key))
+        .map(|p| {
+            format!(
+                "<option value=\"{}\">{} ({})</option>",
+                p.key,
+                escape(p.name),
+                p.key
+            )
+        })
         .collect();
     page(
         "CTID (simulated app)",
@@ -269,7 +341,13 @@ async fn approve(
     let Some(p) = person(&form.citizen) else {
         return page("CTID (simulated app)", "<p>Unknown citizen.</p>");
     };
-    decide(&s, &path, Status::Approved, Some(p.key), form.forge.is_some())
+    decide(
+        &s,
+        &path,
+        Status::Approved,
+        Some(p.key),
+        form.forge.is_some(),
+    )
 }
 
 async fn reject(s: web::Data<Service>, path: web::Path<String>) -> HttpResponse {
@@ -291,6 +369,12 @@ fn decide(
             r.status = status;
             r.citizen = citizen;
             r.forged = forged;
+            let name = if status == Status::Approved {
+                "approved"
+            } else {
+                "rejected"
+            };
+            s.push(id, r, name);
             let text = if status == Status::Approved {
                 "<p id=done>Face verified. You can go back to your computer: the sign-in continues there.</p>"
             } else {
@@ -298,7 +382,10 @@ fn decide(
             };
             page("CTID (simulated app)", text)
         }
-        _ => page("CTID (simulated app)", "<p id=finished>This request is finished or expired.</p>"),
+        _ => page(
+            "CTID (simulated app)",
+            "<p id=finished>This request is finished or expired.</p>",
+        ),
     }
 }
 
@@ -311,6 +398,7 @@ async fn expire(s: web::Data<Service>, body: web::Json<Expire>) -> HttpResponse 
     if let Ok(mut all) = s.requests.lock() {
         if let Some(r) = all.get_mut(&body.auth_id) {
             r.expires = now().saturating_sub(1);
+            s.push(&body.auth_id, r, "expired");
         }
     }
     HttpResponse::NoContent().finish()

@@ -193,13 +193,7 @@ impl<'a> Flow<'a> {
         let (status, location, body) = self.browser.follow(resp).await;
         match (status, location) {
             (303, Some(l)) if l.contains("/login/") => {
-                let html = self
-                    .browser
-                    .get(&l)
-                    .await
-                    .text()
-                    .await
-                    .expect("page");
+                let html = self.browser.get(&l).await.text().await.expect("page");
                 Outcome::Page(html)
             }
             (303, Some(l)) => Outcome::Done(l),
@@ -284,13 +278,20 @@ fn failure(o: &Outcome) -> (u16, String) {
 async fn a_citizen_verifies_with_a_card_and_the_sms_code() {
     let s = Setup::start("", "");
     let flow = Flow::begin(&s.broker, "en", None).await;
-    let first = flow.details(WEI_NAME, WEI_ID, "6222 0202 0011 2345 679", "138 0013 8000").await;
+    let first = flow
+        .details(WEI_NAME, WEI_ID, "6222 0202 0011 2345 679", "138 0013 8000")
+        .await;
     let html = page(&first);
     assert!(html.contains("id=\"f-code\""), "code form: {html}");
     let notice = sims::element_text(html, "notice").expect("notice");
-    assert!(notice.contains("8000") && !notice.contains("13800138000"), "masked phone: {notice}");
+    assert!(
+        notice.contains("8000") && !notice.contains("13800138000"),
+        "masked phone: {notice}"
+    );
     assert!(html.contains("id=\"resend\""), "a resend button");
-    let code = sims::latest_code(&s.sms, WEI_PHONE).await.expect("the SMS arrived");
+    let code = sims::latest_code(&s.sms, WEI_PHONE)
+        .await
+        .expect("the SMS arrived");
     let done = flow.code(&code).await;
     let Outcome::Done(location) = done else {
         panic!("expected the platform callback, got {done:?}")
@@ -312,7 +313,9 @@ async fn a_citizen_verifies_with_a_card_and_the_sms_code() {
     let flow2 = Flow::begin(&s.broker, "en", None).await;
     let _ = flow2.details(WEI_NAME, WEI_ID, WEI_ICBC, WEI_PHONE).await;
     let stale = flow2.code(&code).await;
-    let newer = sims::latest_code(&s.sms, WEI_PHONE).await.expect("second SMS");
+    let newer = sims::latest_code(&s.sms, WEI_PHONE)
+        .await
+        .expect("second SMS");
     if newer != code {
         assert!(problem(&stale).contains("not correct"), "{stale:?}");
     }
@@ -321,9 +324,15 @@ async fn a_citizen_verifies_with_a_card_and_the_sms_code() {
     // phone number in clear.
     let logs = s.broker.log_text();
     for secret in [WEI_ICBC, "6222 0202", code.as_str(), WEI_ID, "13800138000"] {
-        assert!(!logs.contains(secret), "`{secret}` reached the logs:\n{logs}");
+        assert!(
+            !logs.contains(secret),
+            "`{secret}` reached the logs:\n{logs}"
+        );
     }
-    assert!(logs.contains("bank verification answered"), "an operator log line: {logs}");
+    assert!(
+        logs.contains("bank verification answered"),
+        "an operator log line: {logs}"
+    );
     let store = std::fs::read(
         s.broker
             .config_path()
@@ -334,7 +343,10 @@ async fn a_citizen_verifies_with_a_card_and_the_sms_code() {
     .expect("store file");
     let text = String::from_utf8_lossy(&store);
     assert!(!text.contains(WEI_ICBC), "the card number was stored");
-    assert!(!text.contains(&format!("\"{code}\"")), "the code was stored in clear");
+    assert!(
+        !text.contains(&format!("\"{code}\"")),
+        "the code was stored in clear"
+    );
 }
 
 #[tokio::test]
@@ -344,11 +356,21 @@ async fn each_faq_failure_has_its_message_and_remedies() {
     let flow = Flow::begin(&s.broker, "en", None).await;
     let o = flow.details(WEI_NAME, WEI_ID, VISA, WEI_PHONE).await;
     let p = problem(&o);
-    assert!(p.contains("Use a debit card of one of these banks") && p.contains("ICBC") && !p.contains("Minsheng"), "{p}");
+    assert!(
+        p.contains("Use a debit card of one of these banks")
+            && p.contains("ICBC")
+            && !p.contains("Minsheng"),
+        "{p}"
+    );
     // Being upgraded: the bank's message and the others.
     let o = flow.details(WEI_NAME, WEI_ID, WEI_CMBC, WEI_PHONE).await;
     let p = problem(&o);
-    assert!(p.contains("China Minsheng Bank") && p.contains("still being upgraded") && p.contains("ICBC"), "{p}");
+    assert!(
+        p.contains("China Minsheng Bank")
+            && p.contains("still being upgraded")
+            && p.contains("ICBC"),
+        "{p}"
+    );
     // Credit card: debit cards only.
     let o = flow.details(WEI_NAME, WEI_ID, WEI_CREDIT, WEI_PHONE).await;
     assert!(problem(&o).contains("Credit cards cannot be used"), "{o:?}");
@@ -357,13 +379,20 @@ async fn each_faq_failure_has_its_message_and_remedies() {
     assert!(problem(&o).contains("blocked or closed"), "{o:?}");
     // The form is filled in again, except the card number.
     let html = page(&o);
-    assert!(html.contains(WEI_NAME) && !html.contains(WEI_FROZEN), "refill without the card");
+    assert!(
+        html.contains(WEI_NAME) && !html.contains(WEI_FROZEN),
+        "refill without the card"
+    );
 
     // A card the bank does not know, and a typo (Luhn).
     let flow = Flow::begin(&s.broker, "en", None).await;
-    let o = flow.details(WEI_NAME, WEI_ID, UNKNOWN_BOCOM, WEI_PHONE).await;
+    let o = flow
+        .details(WEI_NAME, WEI_ID, UNKNOWN_BOCOM, WEI_PHONE)
+        .await;
     assert!(problem(&o).contains("does not know this card"), "{o:?}");
-    let o = flow.details(WEI_NAME, WEI_ID, "6222020200112345678", WEI_PHONE).await;
+    let o = flow
+        .details(WEI_NAME, WEI_ID, "6222020200112345678", WEI_PHONE)
+        .await;
     assert!(problem(&o).contains("not valid"), "{o:?}");
 
     // Name, ID or phone not matching the bank's records: the FAQ's four remedies, in
@@ -371,55 +400,103 @@ async fn each_faq_failure_has_its_message_and_remedies() {
     let (name, id, card, phone) = BINH;
     let o = flow.details(name, id, card, phone).await;
     let p = problem(&o);
-    for remedy in ["Check that what you entered", "another partner bank", "update your details", "12333"] {
+    for remedy in [
+        "Check that what you entered",
+        "another partner bank",
+        "update your details",
+        "12333",
+    ] {
         assert!(p.contains(remedy), "`{remedy}` missing: {p}");
     }
     let zh = Flow::begin(&s.broker, "zh", None).await;
     let o = zh.details(name, id, card, phone).await;
     let p = problem(&o);
-    assert!(p.contains("不匹配") && p.contains("12333") && p.contains("农业银行"), "{p}");
+    assert!(
+        p.contains("不匹配") && p.contains("12333") && p.contains("农业银行"),
+        "{p}"
+    );
 
     // Bank down: try later, another bank's card, or another way.
-    sims::control(&s.banks, "/control/outage", serde_json::json!({"bank": "boc", "down": true})).await;
+    sims::control(
+        &s.banks,
+        "/control/outage",
+        serde_json::json!({"bank": "boc", "down": true}),
+    )
+    .await;
     let flow = Flow::begin(&s.broker, "en", None).await;
     let (name, id, card, phone) = LAN;
     let o = flow.details(name, id, card, phone).await;
     let p = problem(&o);
-    assert!(p.contains("Bank of China cannot be reached") && p.contains("another way"), "{p}");
-    assert!(s.broker.log_text().contains("bank verification unavailable"));
+    assert!(
+        p.contains("Bank of China cannot be reached") && p.contains("another way"),
+        "{p}"
+    );
+    assert!(s
+        .broker
+        .log_text()
+        .contains("bank verification unavailable"));
 
     // SMS gateway congested: the login cannot go on through this source right now.
-    sims::control(&s.sms, "/control/congested", serde_json::json!({"congested": true})).await;
+    sims::control(
+        &s.sms,
+        "/control/congested",
+        serde_json::json!({"congested": true}),
+    )
+    .await;
     let o = flow.details(WEI_NAME, WEI_ID, WEI_ICBC, WEI_PHONE).await;
     let (status, text) = failure(&o);
     assert_eq!(status, 502);
-    assert!(text.contains("not available right now") && text.contains("another way"), "{text}");
+    assert!(
+        text.contains("not available right now") && text.contains("another way"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn a_lost_sms_is_resent_after_the_cooldown() {
     // A long cooldown: a resend is refused with the time to wait.
     let s = Setup::start("resend_cooldown_seconds = 120", "");
-    sims::control(&s.sms, "/control/drop", serde_json::json!({"to": WEI_PHONE, "count": 1})).await;
+    sims::control(
+        &s.sms,
+        "/control/drop",
+        serde_json::json!({"to": WEI_PHONE, "count": 1}),
+    )
+    .await;
     let flow = Flow::begin(&s.broker, "en", None).await;
     let o = flow.details(WEI_NAME, WEI_ID, WEI_ICBC, WEI_PHONE).await;
     assert!(page(&o).contains("id=\"f-code\""));
-    assert!(sims::sms_to(&s.sms, WEI_PHONE).await.is_empty(), "the first SMS was lost");
+    assert!(
+        sims::sms_to(&s.sms, WEI_PHONE).await.is_empty(),
+        "the first SMS was lost"
+    );
     let o = flow.resend().await;
     let p = problem(&o);
     assert!(p.contains("Please wait") && p.contains("seconds"), "{p}");
-    assert!(sims::sms_to(&s.sms, WEI_PHONE).await.is_empty(), "no SMS during the cooldown");
+    assert!(
+        sims::sms_to(&s.sms, WEI_PHONE).await.is_empty(),
+        "no SMS during the cooldown"
+    );
 
     // No cooldown: the resent code arrives and works.
     let s = Setup::start("resend_cooldown_seconds = 0", "");
-    sims::control(&s.sms, "/control/drop", serde_json::json!({"to": WEI_PHONE, "count": 1})).await;
+    sims::control(
+        &s.sms,
+        "/control/drop",
+        serde_json::json!({"to": WEI_PHONE, "count": 1}),
+    )
+    .await;
     let flow = Flow::begin(&s.broker, "es", None).await;
     let _ = flow.details(WEI_NAME, WEI_ID, WEI_ICBC, WEI_PHONE).await;
     assert!(sims::sms_to(&s.sms, WEI_PHONE).await.is_empty());
     let o = flow.resend().await;
     assert!(problem(&o).contains("código nuevo"), "{o:?}");
-    let code = sims::latest_code(&s.sms, WEI_PHONE).await.expect("the resent SMS");
-    assert!(sims::sms_to(&s.sms, WEI_PHONE).await[0].contains("código"), "SMS in Spanish");
+    let code = sims::latest_code(&s.sms, WEI_PHONE)
+        .await
+        .expect("the resent SMS");
+    assert!(
+        sims::sms_to(&s.sms, WEI_PHONE).await[0].contains("código"),
+        "SMS in Spanish"
+    );
     assert!(matches!(flow.code(&code).await, Outcome::Done(_)));
 }
 
@@ -457,13 +534,20 @@ async fn guessing_the_code_is_stopped() {
     assert!(problem(&flow.code(bad).await).contains("Attempts left"));
     let (status, text) = failure(&flow.code(bad).await);
     assert_eq!(status, 502);
-    assert!(text.contains("Try again in") && text.contains("minutes"), "{text}");
+    assert!(
+        text.contains("Try again in") && text.contains("minutes"),
+        "{text}"
+    );
     // Locked: even a fresh login with the right details gets no code.
     let before = sims::sms_to(&s.sms, WEI_PHONE).await.len();
     let flow = Flow::begin(&s.broker, "en", None).await;
     let (_, text) = failure(&flow.details(WEI_NAME, WEI_ID, WEI_ICBC, WEI_PHONE).await);
     assert!(text.contains("paused"), "{text}");
-    assert_eq!(sims::sms_to(&s.sms, WEI_PHONE).await.len(), before, "no SMS while locked");
+    assert_eq!(
+        sims::sms_to(&s.sms, WEI_PHONE).await.len(),
+        before,
+        "no SMS while locked"
+    );
 }
 
 #[tokio::test]
@@ -483,8 +567,15 @@ async fn switching_phone_id_or_address_does_not_escape_the_limits() {
         assert!(problem(&o).contains("do not match"), "{o:?}");
     }
     let flow = Flow::begin(b, "en", Some("198.51.100.50")).await;
-    let (_, text) = failure(&flow.details(WEI_NAME, WEI_ID, WEI_ICBC, "+8613900000099").await);
-    assert!(text.contains("Try again in"), "fourth try on one ID number: {text}");
+    let (_, text) = failure(
+        &flow
+            .details(WEI_NAME, WEI_ID, WEI_ICBC, "+8613900000099")
+            .await,
+    );
+    assert!(
+        text.contains("Try again in"),
+        "fourth try on one ID number: {text}"
+    );
     // The ID number is locked even with the right phone, from yet another address.
     let flow = Flow::begin(b, "en", Some("198.51.100.60")).await;
     let (_, text) = failure(&flow.details(WEI_NAME, WEI_ID, WEI_ICBC, WEI_PHONE).await);
@@ -494,12 +585,21 @@ async fn switching_phone_id_or_address_does_not_escape_the_limits() {
     let phone = "+84900000001";
     for i in 0..3 {
         let flow = Flow::begin(b, "en", Some(&format!("203.0.113.{i}"))).await;
-        let o = flow.details("Người Lạ", &format!("07920100{i:04}"), WEI_ICBC, phone).await;
+        let o = flow
+            .details("Người Lạ", &format!("07920100{i:04}"), WEI_ICBC, phone)
+            .await;
         assert!(problem(&o).contains("do not match"), "{o:?}");
     }
     let flow = Flow::begin(b, "en", Some("203.0.113.9")).await;
-    let (_, text) = failure(&flow.details("Người Lạ", "079201009999", WEI_ICBC, phone).await);
-    assert!(text.contains("Try again in"), "fourth try on one phone: {text}");
+    let (_, text) = failure(
+        &flow
+            .details("Người Lạ", "079201009999", WEI_ICBC, phone)
+            .await,
+    );
+    assert!(
+        text.contains("Try again in"),
+        "fourth try on one phone: {text}"
+    );
 
     // One address, new ID numbers and phones: the address gets locked, and then even the
     // right details of another citizen from that address are refused.
@@ -507,14 +607,22 @@ async fn switching_phone_id_or_address_does_not_escape_the_limits() {
     for i in 0..6 {
         let flow = Flow::begin(b, "en", Some(addr)).await;
         let o = flow
-            .details("Người Lạ", &format!("0010{i:08}"), WEI_ICBC, &format!("+8491000000{i}"))
+            .details(
+                "Người Lạ",
+                &format!("0010{i:08}"),
+                WEI_ICBC,
+                &format!("+8491000000{i}"),
+            )
             .await;
         assert!(problem(&o).contains("do not match"), "{o:?}");
     }
     let flow = Flow::begin(b, "en", Some(addr)).await;
     let (name, id, card, phone) = LAN;
     let (_, text) = failure(&flow.details(name, id, card, phone).await);
-    assert!(text.contains("Try again in"), "seventh try from one address: {text}");
+    assert!(
+        text.contains("Try again in"),
+        "seventh try from one address: {text}"
+    );
     // Lan from her own address is fine.
     let flow = Flow::begin(b, "en", Some("192.0.2.8")).await;
     let o = flow.details(name, id, card, phone).await;

@@ -26,6 +26,22 @@ poll_seconds = 1
     )
 }
 
+/// Polls (bounded) until the page satisfies `done`; returns the last answer.
+async fn poll_until(
+    w: &Waiting<'_>,
+    done: impl Fn(u16, &Option<String>, &str) -> bool,
+) -> (u16, Option<String>, String) {
+    let mut last = (0, None, String::new());
+    for _ in 0..100 {
+        last = w.poll().await;
+        if done(last.0, &last.1, &last.2) {
+            return last;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the notification never arrived; last answer: {last:?}")
+}
+
 pub struct Setup {
     pub ctid: sims::Sim,
     _key: tempfile::TempDir,
@@ -36,9 +52,12 @@ impl Setup {
     pub fn start(extra: &str) -> Setup {
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
-        let server =
-            simulators::ctid::serve(&format!("127.0.0.1:{port}"), &url, Some(CTID_API_KEY.into()))
-                .expect("CTID simulator binds");
+        let server = simulators::ctid::serve(
+            &format!("127.0.0.1:{port}"),
+            &url,
+            Some(CTID_API_KEY.into()),
+        )
+        .expect("CTID simulator binds");
         let handle = server.handle();
         tokio::spawn(server);
         let (key, key_path) = sims::secret_file(CTID_API_KEY);
@@ -82,8 +101,14 @@ impl<'a> Waiting<'a> {
             "only high-assurance sources for acr_values=high: {choice}"
         );
         let page = browser.choose(&choice, "ctid").await;
-        assert!(page.contains("id=\"qr\"") && page.contains("data:image/svg+xml;base64,"), "QR code: {page}");
-        assert!(page.contains("src=\"/assets/wait.js\""), "auto-polling script");
+        assert!(
+            page.contains("id=\"qr\"") && page.contains("data:image/svg+xml;base64,"),
+            "QR code: {page}"
+        );
+        assert!(
+            page.contains("src=\"/assets/wait.js\""),
+            "auto-polling script"
+        );
         let app_link = attr(&page, "app-link", "href").expect("app link");
         let qr = attr(&page, "qr", "data-content").expect("QR content");
         assert!(qr.contains("/app/"), "{qr}");
@@ -108,9 +133,11 @@ impl<'a> Waiting<'a> {
             .await;
         let (status, location, body) = self.browser.follow(resp).await;
         match &location {
-            Some(l) if status == 303 && l.contains("/login/") => {
-                (200, None, self.browser.get(l).await.text().await.expect("page"))
-            }
+            Some(l) if status == 303 && l.contains("/login/") => (
+                200,
+                None,
+                self.browser.get(l).await.text().await.expect("page"),
+            ),
             _ => (status, location, body),
         }
     }
@@ -156,7 +183,12 @@ async fn a_citizen_approves_in_the_app_with_face_verification() {
     let text = sims::element_text(&page, "instruction").expect("instruction");
     assert!(text.contains("scan this QR code"), "{text}");
     // The phone opens the link (as scanning the QR code would): progress is shown.
-    let app = reqwest::get(&w.app_link).await.expect("app page").text().await.expect("html");
+    let app = reqwest::get(&w.app_link)
+        .await
+        .expect("app page")
+        .text()
+        .await
+        .expect("html");
     assert!(app.contains("id=approve"), "{app}");
     let (_, _, page) = w.poll().await;
     let text = sims::element_text(&page, "instruction").expect("instruction");
@@ -184,13 +216,28 @@ async fn a_citizen_approves_in_the_app_with_face_verification() {
     )
     .await;
     assert_eq!(status, 200, "{tokens}");
-    let claims = verify_with_jwks(&s.broker, tokens["id_token"].as_str().expect("id"), "rp-basic").await;
+    let claims = verify_with_jwks(
+        &s.broker,
+        tokens["id_token"].as_str().expect("id"),
+        "rp-basic",
+    )
+    .await;
     assert_eq!(claims["acr"], "http://eidas.europa.eu/LoA/high");
     assert_eq!(claims["name"], "王伟");
     assert_eq!(claims["citizen_id"], "110101199003074517");
-    assert!(claims["amr"].as_array().is_some_and(|a| a.iter().any(|v| v == "face")), "{claims}");
-    let script = reqwest::get(s.broker.url("/assets/wait.js")).await.expect("script");
-    assert!(script.headers()["content-type"].to_str().unwrap_or("").contains("javascript"));
+    assert!(
+        claims["amr"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v == "face")),
+        "{claims}"
+    );
+    let script = reqwest::get(s.broker.url("/assets/wait.js"))
+        .await
+        .expect("script");
+    assert!(script.headers()["content-type"]
+        .to_str()
+        .unwrap_or("")
+        .contains("javascript"));
 }
 
 #[tokio::test]
@@ -203,9 +250,30 @@ async fn rejection_expiry_forgery_and_outage_each_have_their_message() {
     assert_eq!(status, 502);
     assert!(body.contains("refused in the CTID app"), "{body}");
 
+    // Cancelled on the waiting page: the platform gets access_denied.
+    let w = Waiting::begin(&s.broker, "en").await;
+    let resp = w
+        .browser
+        .post(
+            &s.broker.url(&format!("{}/cancel", w.tx)),
+            &[("csrf", &w.csrf)],
+        )
+        .await;
+    let (status, location, _) = w.browser.follow(resp).await;
+    assert_eq!(status, 303);
+    assert!(
+        location.is_some_and(|l| l.contains("error=access_denied")),
+        "cancel returns to the platform"
+    );
+
     // Expired before approval (the service ends the request; no waiting here).
     let w = Waiting::begin(&s.broker, "zh").await;
-    sims::control(&s.ctid, "/control/expire", serde_json::json!({"auth_id": w.auth_id()})).await;
+    sims::control(
+        &s.ctid,
+        "/control/expire",
+        serde_json::json!({"auth_id": w.auth_id()}),
+    )
+    .await;
     let (status, _, body) = w.poll().await;
     assert_eq!(status, 502);
     assert!(body.contains("二维码在确认登录前已过期"), "{body}");
@@ -214,9 +282,15 @@ async fn rejection_expiry_forgery_and_outage_each_have_their_message() {
     let w = Waiting::begin(&s.broker, "en").await;
     app_action(&w.app_link, "approve", &[("citizen", "an"), ("forge", "1")]).await;
     let (status, location, body) = w.poll().await;
-    assert_eq!(status, 502, "a forged result must not sign in: {location:?}");
+    assert_eq!(
+        status, 502,
+        "a forged result must not sign in: {location:?}"
+    );
     assert!(body.contains("could not be verified"), "{body}");
-    assert!(s.broker.log_text().contains("result rejected"), "operators see why");
+    assert!(
+        s.broker.log_text().contains("result rejected"),
+        "operators see why"
+    );
 
     // The service down (nothing listens at its address): try later or another way.
     let (key, key_path) = sims::secret_file(CTID_API_KEY);
@@ -232,10 +306,76 @@ async fn rejection_expiry_forgery_and_outage_each_have_their_message() {
     let csrf = hidden(&choice, "csrf").expect("csrf");
     let tx = tx_path(&choice).expect("tx");
     let resp = browser
-        .post(&broker.url(&format!("{tx}/start")), &[("csrf", &csrf), ("connector", "ctid")])
+        .post(
+            &broker.url(&format!("{tx}/start")),
+            &[("csrf", &csrf), ("connector", "ctid")],
+        )
         .await;
     let (status, _, body) = browser.follow(resp).await;
     assert_eq!(status, 502);
-    assert!(body.contains("not available right now") && body.contains("another way"), "{body}");
+    assert!(
+        body.contains("not available right now") && body.contains("another way"),
+        "{body}"
+    );
+    drop(key);
+}
+
+#[tokio::test]
+async fn with_notifications_the_service_pushes_signed_outcomes() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let server = simulators::ctid::serve(
+        &format!("127.0.0.1:{port}"),
+        &url,
+        Some(CTID_API_KEY.into()),
+    )
+    .expect("CTID simulator binds");
+    let _ctid = sims::Sim::from_handle(url.clone(), server.handle());
+    tokio::spawn(server);
+    let (key, key_path) = sims::secret_file(CTID_API_KEY);
+    let broker_port = free_port();
+    let extra = format!(
+        "{}delivery = \"notify\"\nnotify_url = \"http://127.0.0.1:{broker_port}/notify/ctid\"\n",
+        connector_toml(&url, &key_path)
+    );
+    let broker = Broker::start(Options {
+        extra,
+        port: Some(broker_port),
+        ..Options::default()
+    });
+
+    // Approved: "scanned" and then the result arrive by notification.
+    let w = Waiting::begin(&broker, "en").await;
+    let (_, _, page) = w.poll().await;
+    assert!(page.contains("scan this QR code"), "{page}");
+    reqwest::get(&w.app_link).await.expect("app page");
+    poll_until(&w, |_, _, page| page.contains("was scanned")).await;
+    app_action(&w.app_link, "approve", &[("citizen", "lan")]).await;
+    let (_, location, _) = poll_until(&w, |status, _, _| status == 303).await;
+    assert!(location.is_some_and(|l| l.contains("code=")), "signed in");
+
+    // Anything not signed by the service is refused.
+    let resp = reqwest::Client::new()
+        .post(broker.url("/notify/ctid"))
+        .json(&serde_json::json!({"notification": "eyJhbGciOiJub25lIn0.eyJhdXRoX2lkIjoieCJ9."}))
+        .send()
+        .await
+        .expect("notify");
+    assert_eq!(resp.status().as_u16(), 400);
+    let w = Waiting::begin(&broker, "en").await;
+    app_action(&w.app_link, "approve", &[("citizen", "an"), ("forge", "1")]).await;
+    assert!(
+        broker.wait_for_log("notification refused", 2),
+        "the forged push is refused"
+    );
+    let (status, _, page) = w.poll().await;
+    assert_eq!(status, 200, "still waiting: {page}");
+    assert!(page.contains("id=\"qr\""), "{page}");
+
+    // Rejected in the app.
+    let w = Waiting::begin(&broker, "en").await;
+    app_action(&w.app_link, "reject", &[]).await;
+    let (_, _, body) = poll_until(&w, |status, _, _| status == 502).await;
+    assert!(body.contains("refused in the CTID app"), "{body}");
     drop(key);
 }

@@ -73,10 +73,11 @@ async fn sign_in(
     let form = browser.choose(&choice, "old-portal").await;
     let csrf = hidden(&form, "csrf").unwrap_or_else(|| panic!("no form: {form}"));
     let tx = tx_path(&form).expect("tx");
-    let mut req = browser
-        .http
-        .post(broker.url(&format!("{tx}/step")))
-        .form(&[("csrf", csrf.as_str()), ("username", user), ("password", password)]);
+    let mut req = browser.http.post(broker.url(&format!("{tx}/step"))).form(&[
+        ("csrf", csrf.as_str()),
+        ("username", user),
+        ("password", password),
+    ]);
     if let Some(a) = address {
         req = req.header("x-forwarded-for", a);
     }
@@ -101,7 +102,10 @@ async fn claims_of(broker: &Broker, user: &str) -> serde_json::Value {
     let choice = browser.login_page(browser.authorize(&params).await).await;
     let form = browser.choose(&choice, "old-portal").await;
     let notice = sims::element_text(&form, "notice").expect("notice with the end date");
-    assert!(notice.contains("2099-12-31") && notice.contains("VNeID"), "{notice}");
+    assert!(
+        notice.contains("2099-12-31") && notice.contains("VNeID"),
+        "{notice}"
+    );
     let resp = browser.submit_password(&form, user, PASSWORD).await;
     let (status, location, body) = browser.follow(resp).await;
     assert_eq!(status, 303, "{body}");
@@ -125,7 +129,12 @@ async fn claims_of(broker: &Broker, user: &str) -> serde_json::Value {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    verify_with_jwks(broker, body["id_token"].as_str().expect("id token"), "rp-basic").await
+    verify_with_jwks(
+        broker,
+        body["id_token"].as_str().expect("id token"),
+        "rp-basic",
+    )
+    .await
 }
 
 #[tokio::test]
@@ -142,12 +151,23 @@ async fn an_old_account_signs_in_through_the_old_systems_api() {
     let (status, _, body) = sign_in(&s.broker, "nguyenvanan", "wrong", None).await;
     assert_eq!(status, 303);
     assert!(sims::element_text(&body, "problem").is_some_and(|p| p.contains("not correct")));
-    let (status, _, body) =
-        sign_in(&s.broker, simulators::legacy::CLOSED_ACCOUNT, PASSWORD, None).await;
+    let (status, _, body) = sign_in(
+        &s.broker,
+        simulators::legacy::CLOSED_ACCOUNT,
+        PASSWORD,
+        None,
+    )
+    .await;
     assert_eq!(status, 502);
-    assert!(body.contains("is closed") && body.contains("VNeID or a bank card"), "{body}");
+    assert!(
+        body.contains("is closed") && body.contains("VNeID or a bank card"),
+        "{body}"
+    );
     let logs = s.broker.log_text();
-    assert!(!logs.contains(PASSWORD) && !logs.contains("nguyenvanan"), "{logs}");
+    assert!(
+        !logs.contains(PASSWORD) && !logs.contains("nguyenvanan"),
+        "{logs}"
+    );
 }
 
 #[tokio::test]
@@ -171,8 +191,14 @@ async fn imported_argon2_and_bcrypt_hashes() {
         extra: connector_toml(&key_path, "2099-12-31", &backend, ""),
         ..Options::default()
     });
-    assert_eq!(claims_of(&broker, "nguyenvanan").await["name"], "Nguyễn Văn An");
-    assert_eq!(claims_of(&broker, "tranthilan").await["name"], "Trần Thị Lan");
+    assert_eq!(
+        claims_of(&broker, "nguyenvanan").await["name"],
+        "Nguyễn Văn An"
+    );
+    assert_eq!(
+        claims_of(&broker, "tranthilan").await["name"],
+        "Trần Thị Lan"
+    );
     let (_, _, body) = sign_in(&broker, "tranthilan", "matkhau-moi", None).await;
     assert!(body.contains("not correct"), "{body}");
     let (_, _, body) = sign_in(&broker, "nobody", PASSWORD, None).await;
@@ -202,7 +228,10 @@ async fn after_the_end_date_the_citizen_is_told_which_way_to_use() {
     let hint = sims::element_text(&body, "hint").expect("hint");
     assert!(message.contains("2020-01-01"), "{message}");
     assert!(hint.contains("VNeID hoặc thẻ ngân hàng"), "{hint}");
-    assert!(body.contains("id=\"action\""), "a way back to the other sources");
+    assert!(
+        body.contains("id=\"action\""),
+        "a way back to the other sources"
+    );
 }
 
 #[tokio::test]
@@ -215,12 +244,16 @@ async fn failed_logins_are_throttled_per_account_and_per_address() {
     let b = &s.broker;
     // One account from three addresses: the fourth failure locks the account.
     for i in 0..3 {
-        let (_, _, body) = sign_in(b, "nguyenvanan", "guess", Some(&format!("198.51.100.{i}"))).await;
+        let (_, _, body) =
+            sign_in(b, "nguyenvanan", "guess", Some(&format!("198.51.100.{i}"))).await;
         assert!(body.contains("not correct"), "{body}");
     }
     let (status, _, body) = sign_in(b, "nguyenvanan", "guess", Some("198.51.100.9")).await;
     assert_eq!(status, 502);
-    assert!(body.contains("Too many failed sign-ins") && body.contains("minutes"), "{body}");
+    assert!(
+        body.contains("Too many failed sign-ins") && body.contains("minutes"),
+        "{body}"
+    );
     // Locked: the right password from a new address does not get in either.
     let (_, _, body) = sign_in(b, "nguyenvanan", PASSWORD, Some("198.51.100.10")).await;
     assert!(body.contains("Too many failed sign-ins"), "{body}");
@@ -235,7 +268,10 @@ async fn failed_logins_are_throttled_per_account_and_per_address() {
         assert!(body.contains("not correct"), "{body}");
     }
     let (_, _, body) = sign_in(b, "a6", "guess", Some("192.0.2.99")).await;
-    assert!(body.contains("Too many failed sign-ins"), "sixth failure: {body}");
+    assert!(
+        body.contains("Too many failed sign-ins"),
+        "sixth failure: {body}"
+    );
     let (_, _, body) = sign_in(b, "levanbinh", PASSWORD, Some("192.0.2.99")).await;
     assert!(body.contains("Too many failed sign-ins"), "{body}");
 }

@@ -3,6 +3,7 @@
 
 mod bank_card;
 mod check_config;
+mod connectors_browser;
 mod ctid;
 mod harness;
 mod interop;

@@ -179,7 +179,7 @@ impl RedisMode {
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
 enum RawStoreConfig {
     Embedded { path: String },
-    Redis(RawRedisConfig),
+    Redis(Box<RawRedisConfig>),
 }
 
 /// `[store]` with `kind = "redis"`, every mode's keys together.
@@ -208,7 +208,7 @@ impl TryFrom<RawStoreConfig> for StoreConfig {
     fn try_from(raw: RawStoreConfig) -> Result<Self, String> {
         match raw {
             RawStoreConfig::Embedded { path } => Ok(StoreConfig::Embedded { path }),
-            RawStoreConfig::Redis(redis) => redis.try_into(),
+            RawStoreConfig::Redis(redis) => (*redis).try_into(),
         }
     }
 }

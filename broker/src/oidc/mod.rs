@@ -169,6 +169,8 @@ pub fn parse_params(text: &[u8]) -> Result<Params, OAuthError> {
 /// The parameters of a browser request sent by GET (query) or POST (form), with the
 /// citizen's language (`ui_locales`, then `Accept-Language`); malformed parameters get an
 /// error page in that language.
+// The error is the page to send; it is built once per refused request.
+#[allow(clippy::result_large_err)]
 pub fn browser_params(
     req: &actix_web::HttpRequest,
     body: &[u8],

@@ -22,7 +22,10 @@ fn err(e: StoreError) -> KvError {
 #[async_trait::async_trait]
 impl KeyValue for StoreKv {
     async fn put(&self, k: &str, value: &[u8], ttl: Duration, now: u64) -> Result<(), KvError> {
-        self.0.put(&key(k), value, Some(ttl), now).await.map_err(err)
+        self.0
+            .put(&key(k), value, Some(ttl), now)
+            .await
+            .map_err(err)
     }
 
     async fn put_new(

@@ -246,60 +246,60 @@ impl SentinelMaster {
             .iter()
             .map(|sentinel| self.ask(sentinel))
             .collect();
-        let mut last = None;
+        let mut last = String::from("no sentinel configured");
         while let Some(lookup) = lookups.next().await {
             match lookup {
                 Ok(con) => return Ok(con),
-                Err(e) => last = Some(e),
+                Err(why) => last = why,
             }
         }
-        Err(match last {
-            Some(StoreError::Unavailable(why)) => {
-                unavailable(format!("redis sentinel: no master found ({why})"))
-            }
-            Some(other) => other,
-            None => unavailable("redis sentinel: no sentinel configured"),
-        })
+        // Whatever went wrong, the master cannot be reached: never `Corrupt` here.
+        Err(unavailable(format!(
+            "redis sentinel: no master found (last: {last})"
+        )))
     }
 
     /// Asks one sentinel for the master's address, connects to it and checks its role.
-    async fn ask(&self, sentinel: &ConnectionInfo) -> StoreResult<MultiplexedConnection> {
+    async fn ask(&self, sentinel: &ConnectionInfo) -> Result<MultiplexedConnection, String> {
         let client = Client::open(sentinel.clone())
-            .map_err(|e| unavailable(format!("invalid sentinel address ({})", e.category())))?;
+            .map_err(|e| format!("invalid sentinel address ({})", e.category()))?;
         let mut con = client
             .get_multiplexed_async_connection_with_config(&self.config)
             .await
-            .map_err(|e| map_err("sentinel connect", &e))?;
+            .map_err(|e| why("sentinel connect", &e))?;
         let address: Option<(String, u16)> = ::redis::cmd("SENTINEL")
             .arg("GET-MASTER-ADDR-BY-NAME")
             .arg(&self.master_name)
             .query_async(&mut con)
             .await
-            .map_err(|e| map_err("sentinel lookup", &e))?;
+            .map_err(|e| why("sentinel lookup", &e))?;
         let Some((host, port)) = address else {
-            return Err(unavailable(
-                "redis sentinel: the sentinel does not know the master name",
-            ));
+            return Err("a sentinel does not know the master name".into());
         };
         let info = ConnectionAddr::Tcp(host, port)
             .into_connection_info()
-            .map_err(|e| unavailable(format!("invalid master address ({})", e.category())))?
+            .map_err(|e| format!("invalid master address ({})", e.category()))?
             .set_redis_settings(self.master_settings.clone());
-        let client = Client::open(info)
-            .map_err(|e| unavailable(format!("invalid master address ({})", e.category())))?;
+        let client =
+            Client::open(info).map_err(|e| format!("invalid master address ({})", e.category()))?;
         let mut master = client
             .get_multiplexed_async_connection_with_config(&self.config)
             .await
-            .map_err(|e| map_err("master connect", &e))?;
+            .map_err(|e| why("master connect", &e))?;
         let role: Role = ::redis::cmd("ROLE")
             .query_async(&mut master)
             .await
-            .map_err(|e| map_err("master role", &e))?;
+            .map_err(|e| why("master role", &e))?;
         match role {
             Role::Primary { .. } => Ok(master),
-            _ => Err(unavailable(
-                "redis sentinel: the address named is not a master (failover in progress)",
-            )),
+            _ => Err("the address a sentinel named is not a master (failover in progress)".into()),
         }
+    }
+}
+
+/// The reason of an error, as [`map_err`] words it (no detail text that could echo data).
+fn why(op: &str, e: &RedisError) -> String {
+    match map_err(op, e) {
+        StoreError::Unavailable(why) | StoreError::Corrupt(why) => why,
     }
 }
