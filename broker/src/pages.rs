@@ -483,11 +483,19 @@ impl<'a> Page<'a> {
     }
 
     /// The citizen ID number form (checked at the population registry).
-    pub fn link(&self, problem: Option<&Message>, name: &str, birthdate: &str, can_skip: bool) -> HttpResponse {
+    pub fn link(
+        &self,
+        problem: Option<&Message>,
+        name: &str,
+        birthdate: &str,
+        can_skip: bool,
+    ) -> HttpResponse {
         render(
             200,
             &LinkPage {
-                problem: problem.map(|m| self.t.with(&m.key, &m.args)).unwrap_or_default(),
+                problem: problem
+                    .map(|m| self.t.with(&m.key, &m.args))
+                    .unwrap_or_default(),
                 name: name.to_string(),
                 birthdate: birthdate.to_string(),
                 can_skip,

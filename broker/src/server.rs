@@ -44,7 +44,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/login/{tx}/cancel", web::post().to(login::routes::cancel))
     .route("/login/{tx}/claim", web::post().to(login::routes::claim))
     .route("/login/{tx}/link", web::post().to(login::routes::link))
-    .route("/login/{tx}/continue", web::post().to(login::routes::continue_login))
+    .route(
+        "/login/{tx}/continue",
+        web::post().to(login::routes::continue_login),
+    )
     .route(
         "/callback/{connector}",
         web::get().to(login::routes::callback),

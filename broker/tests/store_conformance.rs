@@ -750,7 +750,10 @@ async fn redis_sentinel_store_follows_failover() {
                     Some(&b"written before the failover"[..]),
                     "data replicated before the failover is readable on the new master"
                 );
-                eprintln!("recovered after {failures} failures in {:?}", started.elapsed());
+                eprintln!(
+                    "recovered after {failures} failures in {:?}",
+                    started.elapsed()
+                );
                 recovered = true;
                 break;
             }

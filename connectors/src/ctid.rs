@@ -333,7 +333,7 @@ impl Ctid {
     }
 
     /// With `delivery = "notify"`: the latest signed notification the service pushed.
-    async fn from_notification(
+    async fn outcome_from_notification(
         &self,
         ctx: &Context,
         state: &State,
@@ -457,7 +457,7 @@ impl Connector for Ctid {
             return Err(expired());
         }
         if self.config.delivery == Delivery::Notify {
-            return self.from_notification(ctx, &state).await;
+            return self.outcome_from_notification(ctx, &state).await;
         }
         let path = format!(
             "auth/{}",

@@ -91,7 +91,10 @@ impl PopulationRegistry for HttpRegistry {
             .await
             .map_err(unavailable)?;
         if resp.status().is_server_error() {
-            return Err(RegistryError::Unavailable(format!("status {}", resp.status())));
+            return Err(RegistryError::Unavailable(format!(
+                "status {}",
+                resp.status()
+            )));
         }
         if !resp.status().is_success() {
             return Err(RegistryError::Invalid(format!("status {}", resp.status())));
@@ -118,7 +121,10 @@ impl PopulationRegistry for HttpRegistry {
             return Ok(None);
         }
         if !resp.status().is_success() {
-            return Err(RegistryError::Unavailable(format!("status {}", resp.status())));
+            return Err(RegistryError::Unavailable(format!(
+                "status {}",
+                resp.status()
+            )));
         }
         let answer: Answer = resp
             .json()

@@ -49,3 +49,67 @@ pub fn serve(addr: &str) -> std::io::Result<actix_web::dev::Server> {
     .bind(addr)?
     .run())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    #[tokio::test]
+    async fn answers_the_registry_contract() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let server = serve(&format!("127.0.0.1:{port}")).expect("binds");
+        let handle = server.handle();
+        tokio::spawn(server);
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let check = |id: &'static str, name: &'static str, birthdate: &'static str| {
+            let http = http.clone();
+            let base = base.clone();
+            async move {
+                let v: Value = http
+                    .post(format!("{base}/check"))
+                    .json(&json!({"citizen_id": id, "name": name, "birthdate": birthdate}))
+                    .send()
+                    .await
+                    .expect("check")
+                    .json()
+                    .await
+                    .expect("json");
+                v["result"].as_str().unwrap_or("").to_string()
+            }
+        };
+        assert_eq!(
+            check("079201001234", "Nguyễn Văn An", "1990-03-15").await,
+            "match"
+        );
+        assert_eq!(
+            check("079201001234", "Nguyễn Văn Ân", "1990-03-15").await,
+            "mismatch"
+        );
+        assert_eq!(
+            check("079201009999", "Nguyễn Văn An", "1990-03-15").await,
+            "not_found"
+        );
+        let current: Value = http
+            .get(format!("{base}/current/012345678"))
+            .send()
+            .await
+            .expect("current")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(current["current"], "001195006789");
+        let status = http
+            .get(format!("{base}/current/001195006789"))
+            .send()
+            .await
+            .expect("current")
+            .status();
+        assert_eq!(status.as_u16(), 404, "a current number was not replaced");
+        handle.stop(false).await;
+    }
+}

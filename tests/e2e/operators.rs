@@ -201,7 +201,7 @@ async fn metrics_and_request_ids() {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }
     assert!(
-        broker.log_text().contains("trace-42"),
+        broker.wait_for_log("trace-42", 1),
         "the request id is on the log lines"
     );
 }

@@ -21,9 +21,15 @@ fn registry() -> u16 {
                 Some(_) => "mismatch",
                 None => "not_found",
             };
-            ("200 OK", serde_json::json!({ "result": result }).to_string())
+            (
+                "200 OK",
+                serde_json::json!({ "result": result }).to_string(),
+            )
         } else if path == format!("/current/{AN_CMND}") {
-            ("200 OK", serde_json::json!({ "current": AN_CCCD }).to_string())
+            (
+                "200 OK",
+                serde_json::json!({ "current": AN_CCCD }).to_string(),
+            )
         } else {
             ("404 Not Found", "{}".to_string())
         }
@@ -761,13 +767,19 @@ async fn an_essential_acr_claim_asks_for_the_level_too() {
     let browser = Browser::new(&broker);
     let (_, challenge) = pkce();
     let mut params = auth_params("rp-basic", "http://localhost:9/cb", "openid", &challenge);
-    let claims = r#"{"id_token":{"acr":{"essential":true,"values":["http://eidas.europa.eu/LoA/high"]}}}"#;
+    let claims =
+        r#"{"id_token":{"acr":{"essential":true,"values":["http://eidas.europa.eu/LoA/high"]}}}"#;
     params.push(("claims", claims));
     let choice = browser.login_page(browser.authorize(&params).await).await;
-    assert!(choice.contains("use-vneid") && !choice.contains("use-bank"), "{choice}");
+    assert!(
+        choice.contains("use-vneid") && !choice.contains("use-bank"),
+        "{choice}"
+    );
     params.retain(|(k, _)| *k != "claims");
     params.push(("claims", "not json"));
     let (_, location, _) = browser.follow(browser.authorize(&params).await).await;
-    let cb = Callback { url: url::Url::parse(&location.expect("location")).expect("url") };
+    let cb = Callback {
+        url: url::Url::parse(&location.expect("location")).expect("url"),
+    };
     assert_eq!(cb.param("error").as_deref(), Some("invalid_request"));
 }

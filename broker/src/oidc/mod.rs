@@ -186,8 +186,7 @@ pub fn browser_params(
     };
     match parse_params(raw) {
         Ok(params) => {
-            let lang =
-                crate::i18n::negotiate(params.get("ui_locales").map(String::as_str), accept);
+            let lang = crate::i18n::negotiate(params.get("ui_locales").map(String::as_str), accept);
             Ok((params, lang))
         }
         Err(e) => Err(crate::pages::error_page(
