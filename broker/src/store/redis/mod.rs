@@ -88,11 +88,63 @@ impl std::fmt::Debug for ClusterOptions {
 #[derive(Clone)]
 enum Backend {
     /// One server; the connection manager reconnects to it in the background.
-    Single(ConnectionManager),
+    Single(Arc<SingleNode>),
     /// Redis Cluster; the cluster connection follows slot moves and node failovers.
     Cluster(ClusterConnection),
     /// The master Sentinel names, re-resolved after connection errors.
     Sentinel(Arc<sentinel::SentinelMaster>),
+}
+
+/// One Redis server, with one connection per thread that uses it: an actix worker then
+/// talks to Redis from its own runtime, with no hop to another thread (and its wake-ups)
+/// on every call.
+struct SingleNode {
+    client: ::redis::Client,
+    op_timeout: Duration,
+    /// Tells the connections of this store apart from those of another in the same thread.
+    id: u64,
+}
+
+thread_local! {
+    static CONNECTIONS: std::cell::RefCell<std::collections::HashMap<u64, ConnectionManager>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+impl SingleNode {
+    fn config(&self) -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.op_timeout))
+            .set_response_timeout(Some(self.op_timeout))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_secs(1))
+    }
+
+    /// A new connection manager, driven by the current thread's runtime.
+    async fn open(&self) -> StoreResult<ConnectionManager> {
+        match tokio::time::timeout(
+            self.op_timeout,
+            ConnectionManager::new_with_config(self.client.clone(), self.config()),
+        )
+        .await
+        {
+            Ok(Ok(con)) => Ok(con),
+            Ok(Err(e)) => Err(map_err("connect", &e)),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "redis connect: no connection within {:?}",
+                self.op_timeout
+            ))),
+        }
+    }
+
+    /// This thread's connection, opened on first use.
+    async fn connection(&self) -> StoreResult<ConnectionManager> {
+        if let Some(con) = CONNECTIONS.with(|c| c.borrow().get(&self.id).cloned()) {
+            return Ok(con);
+        }
+        let con = self.open().await?;
+        CONNECTIONS.with(|c| c.borrow_mut().insert(self.id, con.clone()));
+        Ok(con)
+    }
 }
 
 /// One Redis call, runnable again on another connection.
@@ -203,26 +255,19 @@ impl RedisStore {
         let client = ::redis::Client::open(url).map_err(|e| {
             StoreError::Unavailable(format!("invalid Redis URL ({})", e.category()))
         })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(op_timeout))
-            .set_response_timeout(Some(op_timeout))
-            .set_number_of_retries(3)
-            .set_max_delay(Duration::from_secs(1));
-        let con = match tokio::time::timeout(
+        let node = SingleNode {
+            client,
             op_timeout,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        {
-            Ok(Ok(con)) => con,
-            Ok(Err(e)) => return Err(map_err("connect", &e)),
-            Err(_) => {
-                return Err(StoreError::Unavailable(format!(
-                    "redis connect: no connection within {op_timeout:?}"
-                )))
-            }
+            id: rand::random(),
         };
-        Ok(Self::new(Backend::Single(con), prefix, op_timeout))
+        // Fail fast when Redis cannot be reached at start; the connection is kept for this
+        // thread.
+        node.connection().await?;
+        Ok(Self::new(
+            Backend::Single(Arc::new(node)),
+            prefix,
+            op_timeout,
+        ))
     }
 
     /// Connects to Redis Cluster through some of its nodes. Fails with `Unavailable` if the
@@ -319,7 +364,10 @@ impl RedisStore {
     /// Runs one call on whatever backend, under the operation timeout.
     async fn exec(&self, op: &str, call: Call<'_>, retry: Retry) -> StoreResult<Value> {
         match &self.backend {
-            Backend::Single(con) => self.timed(op, call.run(&mut con.clone())).await,
+            Backend::Single(node) => {
+                let mut con = node.connection().await?;
+                self.timed(op, call.run(&mut con)).await
+            }
             Backend::Cluster(con) => self.timed(op, call.run(&mut con.clone())).await,
             Backend::Sentinel(master) => master.exec(op, &call, retry, self.op_timeout).await,
         }
