@@ -145,6 +145,17 @@ impl SmsSender {
 
     /// Sends a message to a phone number in E.164 form.
     pub async fn send(&self, to: &str, text: &str, reference: &str) -> Result<(), SmsError> {
+        let result = self.deliver(to, text, reference).await;
+        let outcome = match &result {
+            Ok(()) => "sent",
+            Err(SmsError::Refused(_)) => "refused",
+            Err(_) => "unavailable",
+        };
+        metrics::counter!("broker_sms_total", "outcome" => outcome).increment(1);
+        result
+    }
+
+    async fn deliver(&self, to: &str, text: &str, reference: &str) -> Result<(), SmsError> {
         match &self.client {
             Some(client) => {
                 let body = serde_json::json!({ "to": to, "text": text, "reference": reference });

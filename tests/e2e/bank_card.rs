@@ -347,6 +347,18 @@ async fn a_citizen_verifies_with_a_card_and_the_sms_code() {
         !text.contains(&format!("\"{code}\"")),
         "the code was stored in clear"
     );
+
+    // Operators see the SMS codes sent.
+    let metrics = reqwest::get(s.broker.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("broker_sms_total{outcome=\"sent\"} 2"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
