@@ -23,6 +23,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/admin/connectors/{id}/maintenance",
             web::delete().to(end_maintenance),
+        )
+        .route(
+            "/admin/connectors/{id}/parts/{part}/maintenance",
+            web::put().to(put_part_maintenance),
+        )
+        .route(
+            "/admin/connectors/{id}/parts/{part}/maintenance",
+            web::delete().to(end_part_maintenance),
         );
 }
 
@@ -122,7 +130,8 @@ async fn put_maintenance(
     if let Err(r) = check(&req, &state) {
         return r;
     }
-    if state.settings().connector(&path).is_none() {
+    let connector = path.split('/').next().unwrap_or_default();
+    if state.settings().connector(connector).is_none() {
         return HttpResponse::NotFound().json(serde_json::json!({"error": "unknown connector"}));
     }
     let body: MaintenanceBody =
@@ -147,6 +156,28 @@ async fn put_maintenance(
             HttpResponse::ServiceUnavailable().json(serde_json::json!({"error": e.to_string()}))
         }
     }
+}
+
+/// `PUT /admin/connectors/{id}/parts/{part}/maintenance`: one part of a connector, such as
+/// one bank of the bank-card connector.
+async fn put_part_maintenance(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (id, part) = path.into_inner();
+    put_maintenance(req, state, web::Path::from(format!("{id}/{part}")), body).await
+}
+
+/// `DELETE /admin/connectors/{id}/parts/{part}/maintenance`
+async fn end_part_maintenance(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    let (id, part) = path.into_inner();
+    end_maintenance(req, state, web::Path::from(format!("{id}/{part}"))).await
 }
 
 async fn end_maintenance(

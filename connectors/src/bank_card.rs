@@ -568,12 +568,15 @@ impl BankCard {
             ));
         };
         let bank_name = pick(&bank.bank.name, lang).to_string();
-        if bank.bank.status == BankStatus::Upgrading {
+        // Operators may put one bank into maintenance at run time (admin API).
+        let operator_message = ctx.maintenance.get(&bank.bank.id);
+        if bank.bank.status == BankStatus::Upgrading || operator_message.is_some() {
+            let message = operator_message.unwrap_or(&bank.bank.message);
             return Err(retry(
                 &values,
                 Message::new("error-bank-upgrading")
                     .arg("bank", &bank_name)
-                    .arg("message", pick(&bank.bank.message, lang))
+                    .arg("message", pick(message, lang))
                     .arg("banks", list),
             ));
         }

@@ -265,6 +265,9 @@ pub struct Context {
     /// Shared short-lived state (one-time codes, counters, rate limits), the same for every
     /// broker instance.
     pub kv: std::sync::Arc<dyn kv::KeyValue>,
+    /// Parts of this connector that operators put into maintenance at run time (for
+    /// instance a bank id of the bank-card connector), with a message per language.
+    pub maintenance: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Why a step failed. The broker shows citizens the message in their language; operators

@@ -1261,6 +1261,7 @@ mod tests {
 
     fn ctx() -> Context {
         Context {
+            maintenance: Default::default(),
             callback_url: "http://127.0.0.1:8080/callback/up".into(),
             state: "state-0123456789abcdef".into(),
             nonce: "nonce-0123456789abcdef".into(),

@@ -196,6 +196,7 @@ mod tests {
 
     fn ctx() -> Context {
         Context {
+            maintenance: Default::default(),
             callback_url: String::new(),
             state: String::new(),
             nonce: String::new(),

@@ -640,3 +640,48 @@ async fn switching_phone_id_or_address_does_not_escape_the_limits() {
     let o = flow.details(name, id, card, phone).await;
     assert!(page(&o).contains("id=\"f-code\""), "{o:?}");
 }
+
+#[tokio::test]
+async fn an_operator_puts_one_bank_into_maintenance() {
+    let s = Setup::start(
+        "",
+        "audit_log = \"audit.log\"\n[admin]\ntoken = { env = \"TEST_ADMIN_TOKEN\" }\n",
+    );
+    let http = reqwest::Client::new();
+    let url = s
+        .broker
+        .url("/admin/connectors/bank/parts/icbc/maintenance");
+    let resp = http
+        .put(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"message": {"en": "ICBC maintenance tonight", "zh": "工商银行今晚维护"}}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(resp.status().as_u16(), 204);
+
+    let flow = Flow::begin(&s.broker, "en", None).await;
+    let o = flow.details(WEI_NAME, WEI_ID, WEI_ICBC, WEI_PHONE).await;
+    let p = problem(&o);
+    assert!(p.contains("ICBC maintenance tonight"), "{p}");
+    assert!(
+        sims::latest_code(&s.sms, WEI_PHONE).await.is_none(),
+        "no SMS while the bank is in maintenance"
+    );
+
+    let resp = http
+        .delete(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(resp.status().as_u16(), 204);
+    let o = flow.details(WEI_NAME, WEI_ID, WEI_ICBC, WEI_PHONE).await;
+    assert!(page(&o).contains("id=\"f-code\""), "back in service: {o:?}");
+    let audit =
+        std::fs::read_to_string(s.broker.config_path().with_file_name("audit.log")).expect("audit");
+    assert!(
+        audit.contains("admin.maintenance_on") && audit.contains("bank/icbc"),
+        "{audit}"
+    );
+}

@@ -182,13 +182,26 @@ pub async fn show(
     }
 }
 
-fn context(
+async fn context(
     req: &HttpRequest,
     state: &AppState,
     tx: &LoginTx,
     connector: &str,
     cb_state: &str,
 ) -> Context {
+    // Parts of this connector in maintenance (keys `{connector}/{part}`).
+    let prefix = format!("{connector}/");
+    let parts = match crate::maintenance::load(state.store.as_ref()).await {
+        Ok(m) => m
+            .connectors
+            .into_iter()
+            .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|p| (p.to_string(), v)))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "maintenance settings unreadable");
+            Default::default()
+        }
+    };
     Context {
         callback_url: format!("{}/callback/{connector}", state.settings().issuer),
         state: cb_state.to_string(),
@@ -199,6 +212,7 @@ fn context(
         now: now_millis() / 1000,
         client_address: client_address(req, &state.settings()),
         kv: std::sync::Arc::new(crate::store::kv::StoreKv(state.store.clone())),
+        maintenance: parts,
     }
 }
 
@@ -233,7 +247,7 @@ pub async fn start(
         return see_other(&login_url(&state, &tx.id));
     }
     let cb_state = random_token(24);
-    let ctx = context(&req, &state, &tx, &entry.id, &cb_state);
+    let ctx = context(&req, &state, &tx, &entry.id, &cb_state).await;
     let result = timed(&entry.id, entry.connector.start(&ctx)).await;
     let connector_id = entry.id.clone();
     tx.attempts = 0;
@@ -298,7 +312,7 @@ pub async fn step(
         _ => Input::Form(fields),
     };
     let cb_state = random_token(24);
-    let ctx = context(&req, &state, &tx, &connector, &cb_state);
+    let ctx = context(&req, &state, &tx, &connector, &cb_state).await;
     let result = timed(&entry.id, entry.connector.resume(&ctx, step_state, input)).await;
     advance(&req, &state, tx, &connector, &cb_state, result).await
 }
@@ -366,7 +380,7 @@ pub async fn callback(
         );
     };
     let next_state = random_token(24);
-    let ctx = context(&req, &state, &tx, &connector, cb_state);
+    let ctx = context(&req, &state, &tx, &connector, cb_state).await;
     let result = timed(
         &entry.id,
         entry
@@ -681,7 +695,7 @@ pub async fn claim(
         return pages::failure_page(&tx.request.lang, 409, &Message::new("claim-no-way"), None);
     };
     let cb_state = random_token(24);
-    let ctx = context(&req, &state, &tx, &entry.id, &cb_state);
+    let ctx = context(&req, &state, &tx, &entry.id, &cb_state).await;
     let result = timed(&entry.id, entry.connector.start(&ctx)).await;
     tx.attempts = 0;
     advance(&req, &state, tx, &connector, &cb_state, result).await
