@@ -141,6 +141,24 @@ async fn code_of(_browser: &Browser, location: Option<String>) -> String {
         .unwrap_or_else(|| panic!("expected a code at {location}"))
 }
 
+/// Starts a login at `rp-basic` and signs in through `connector`; returns the PKCE
+/// verifier and where the password step led.
+async fn basic_sign_in(browser: &Browser, connector: &str, user: &str) -> (String, Option<String>) {
+    let (verifier, challenge) = pkce();
+    let params = auth_params(
+        "rp-basic",
+        "http://localhost:9/cb",
+        "openid profile citizen_id",
+        &challenge,
+    );
+    let choice = browser.login_page(browser.authorize(&params).await).await;
+    let form = browser.choose(&choice, connector).await;
+    let (_, location, _) = browser
+        .follow(browser.submit_password(&form, user, "pw").await)
+        .await;
+    (verifier, location)
+}
+
 /// A whole login through `connector` with PKCE; returns the ID token claims.
 async fn login_claims(
     broker: &Broker,
@@ -310,23 +328,7 @@ async fn a_legacy_account_is_linked_skipped_and_linked_later() {
 
     // First visit: skip.
     let browser = Browser::new(&broker);
-    let (verifier, challenge) = pkce();
-    let choice = browser
-        .login_page(
-            browser
-                .authorize(&auth_params(
-                    "rp-basic",
-                    "http://localhost:9/cb",
-                    "openid profile citizen_id",
-                    &challenge,
-                ))
-                .await,
-        )
-        .await;
-    let form = browser.choose(&choice, "legacy").await;
-    let (_, location, _) = browser
-        .follow(browser.submit_password(&form, "an-old", "pw").await)
-        .await;
+    let (verifier, location) = basic_sign_in(&browser, "legacy", "an-old").await;
     let page = browser
         .get(&location.expect("link page"))
         .await
@@ -398,23 +400,7 @@ async fn a_legacy_account_is_linked_skipped_and_linked_later() {
     // VNeID proves the number the old account holds through a weaker check: the citizen
     // proves the old account once and keeps its sub.
     let browser = Browser::new(&broker);
-    let (verifier, challenge) = pkce();
-    let choice = browser
-        .login_page(
-            browser
-                .authorize(&auth_params(
-                    "rp-basic",
-                    "http://localhost:9/cb",
-                    "openid profile citizen_id",
-                    &challenge,
-                ))
-                .await,
-        )
-        .await;
-    let form = browser.choose(&choice, "vneid").await;
-    let (_, location, _) = browser
-        .follow(browser.submit_password(&form, "an", "pw").await)
-        .await;
+    let (verifier, location) = basic_sign_in(&browser, "vneid", "an").await;
     let claim = browser
         .get(&location.expect("claim page"))
         .await
