@@ -685,3 +685,41 @@ async fn an_operator_puts_one_bank_into_maintenance() {
         "{audit}"
     );
 }
+
+/// One person across ways in, with the bank simulator: a bank-card login and a
+/// test-citizens login that both prove An's number give the platform one `sub`.
+#[tokio::test]
+async fn a_bank_card_login_and_another_source_give_one_sub() {
+    let s = Setup::start("", "");
+    let flow = Flow::begin(&s.broker, "en", None).await;
+    let first = flow
+        .details(
+            "Nguyễn Văn An",
+            "079201001234",
+            "6217000010012345677",
+            "+84901234567",
+        )
+        .await;
+    assert!(page(&first).contains("id=\"f-code\""), "{first:?}");
+    let code = sims::latest_code(&s.sms, "+84901234567")
+        .await
+        .expect("the SMS arrived");
+    let Outcome::Done(location) = flow.code(&code).await else {
+        panic!("expected the platform callback")
+    };
+    let bank = flow.claims(&location).await;
+    let other = tokens_for(
+        &s.broker,
+        &Browser::new(&s.broker),
+        "rp-basic",
+        "http://localhost:9/cb",
+        "openid",
+    )
+    .await;
+    let other = payload(other["id_token"].as_str().expect("id_token"));
+    assert_eq!(
+        bank["sub"], other["sub"],
+        "one person, one sub at this platform"
+    );
+    assert_eq!(bank["acr"], "http://eidas.europa.eu/LoA/substantial");
+}
