@@ -103,60 +103,35 @@ require_citizen_id = true
     }
 }
 
-/// Starts a login at `client` and signs in through `connector`; returns the page or
-/// redirect that follows the password form.
+/// Starts a login at `client` and signs in through `connector`; returns the PKCE
+/// verifier and where the password step led.
 async fn sign_in(
     browser: &Browser,
     client: &str,
     redirect: &str,
     connector: &str,
     user: &str,
-) -> (u16, Option<String>, String) {
-    let (_, challenge) = pkce();
-    let choice = browser
-        .login_page(
-            browser
-                .authorize(&auth_params(
-                    client,
-                    redirect,
-                    "openid profile citizen_id",
-                    &challenge,
-                ))
-                .await,
-        )
-        .await;
-    let form = browser.choose(&choice, connector).await;
-    browser
-        .follow(browser.submit_password(&form, user, "pw").await)
-        .await
-}
-
-/// The code in a redirect to the platform.
-async fn code_of(_browser: &Browser, location: Option<String>) -> String {
-    let location = location.expect("a redirect");
-    let cb = Callback {
-        url: url::Url::parse(&location).expect("url"),
-    };
-    cb.param("code")
-        .unwrap_or_else(|| panic!("expected a code at {location}"))
-}
-
-/// Starts a login at `rp-basic` and signs in through `connector`; returns the PKCE
-/// verifier and where the password step led.
-async fn basic_sign_in(browser: &Browser, connector: &str, user: &str) -> (String, Option<String>) {
+) -> (String, Option<String>) {
     let (verifier, challenge) = pkce();
-    let params = auth_params(
-        "rp-basic",
-        "http://localhost:9/cb",
-        "openid profile citizen_id",
-        &challenge,
-    );
+    let params = auth_params(client, redirect, "openid profile citizen_id", &challenge);
     let choice = browser.login_page(browser.authorize(&params).await).await;
     let form = browser.choose(&choice, connector).await;
     let (_, location, _) = browser
         .follow(browser.submit_password(&form, user, "pw").await)
         .await;
     (verifier, location)
+}
+
+/// [`sign_in`] at `rp-basic`.
+async fn basic_sign_in(browser: &Browser, connector: &str, user: &str) -> (String, Option<String>) {
+    sign_in(
+        browser,
+        "rp-basic",
+        "http://localhost:9/cb",
+        connector,
+        user,
+    )
+    .await
 }
 
 /// A whole login through `connector` with PKCE; returns the ID token claims.
@@ -168,29 +143,38 @@ async fn login_claims(
     connector: &str,
     user: &str,
 ) -> serde_json::Value {
-    let (verifier, challenge) = pkce();
-    let choice = browser
-        .login_page(
-            browser
-                .authorize(&auth_params(
-                    client,
-                    redirect,
-                    "openid profile citizen_id",
-                    &challenge,
-                ))
-                .await,
-        )
-        .await;
-    let form = browser.choose(&choice, connector).await;
-    let (_, location, body) = browser
-        .follow(browser.submit_password(&form, user, "pw").await)
-        .await;
-    let location = location.unwrap_or_else(|| panic!("no redirect after sign-in: {body}"));
+    let (verifier, location) = sign_in(browser, client, redirect, connector, user).await;
+    let location = location.expect("a redirect after sign-in");
     assert!(
-        location.starts_with("http://localhost:9/") || location.starts_with("http://127.0.0.1:9/"),
+        location.starts_with(redirect),
         "expected the platform, got {location}"
     );
     redeem(broker, client, redirect, &location, &verifier).await
+}
+
+/// The `sub` a platform gets for An signing in through `connector`.
+async fn sub_via(
+    broker: &Broker,
+    connector: &str,
+    client: &str,
+    redirect: &str,
+) -> serde_json::Value {
+    let claims = if connector == "test-citizens" {
+        // The harness's test citizen `an` (password `demo`).
+        let t = tokens_for(broker, &Browser::new(broker), client, redirect, "openid").await;
+        payload(t["id_token"].as_str().expect("id_token"))
+    } else {
+        login_claims(
+            broker,
+            &Browser::new(broker),
+            client,
+            redirect,
+            connector,
+            "an",
+        )
+        .await
+    };
+    claims["sub"].clone()
 }
 
 async fn redeem(
@@ -236,51 +220,8 @@ async fn one_sub_per_platform_whichever_connector_proves_the_number() {
     let mut subs_basic = Vec::new();
     let mut subs_other = Vec::new();
     for connector in ["test-citizens", "bank", "vneid"] {
-        // test-citizens' `an` has the password `demo` (through the harness); the others `pw`.
-        let claims = if connector == "test-citizens" {
-            let t = tokens_for(
-                &broker,
-                &Browser::new(&broker),
-                "rp-basic",
-                "http://localhost:9/cb",
-                "openid",
-            )
-            .await;
-            payload(t["id_token"].as_str().expect("id"))
-        } else {
-            login_claims(
-                &broker,
-                &Browser::new(&broker),
-                "rp-basic",
-                "http://localhost:9/cb",
-                connector,
-                "an",
-            )
-            .await
-        };
-        subs_basic.push(claims["sub"].clone());
-        let other = if connector == "test-citizens" {
-            let t = tokens_for(
-                &broker,
-                &Browser::new(&broker),
-                "rp-other",
-                "http://127.0.0.1:9/cb",
-                "openid",
-            )
-            .await;
-            payload(t["id_token"].as_str().expect("id"))
-        } else {
-            login_claims(
-                &broker,
-                &Browser::new(&broker),
-                "rp-other",
-                "http://127.0.0.1:9/cb",
-                connector,
-                "an",
-            )
-            .await
-        };
-        subs_other.push(other["sub"].clone());
+        subs_basic.push(sub_via(&broker, connector, "rp-basic", "http://localhost:9/cb").await);
+        subs_other.push(sub_via(&broker, connector, "rp-other", "http://127.0.0.1:9/cb").await);
     }
     assert!(
         subs_basic.iter().all(|s| *s == subs_basic[0]),
@@ -469,7 +410,7 @@ async fn a_strong_proof_suspends_a_weak_binding_and_never_the_reverse() {
     let broker = Broker::start(options(registry()));
     // Mallory knows An's number, name and birth date and links them to her old account.
     let mallory = Browser::new(&broker);
-    let (_, location, _) = sign_in(
+    let (_, location) = sign_in(
         &mallory,
         "rp-basic",
         "http://localhost:9/cb",
@@ -497,7 +438,7 @@ async fn a_strong_proof_suspends_a_weak_binding_and_never_the_reverse() {
         )
         .await;
     let (_, location, _) = mallory.follow(resp).await;
-    let mallory_code = code_of(&mallory, location).await;
+    let mallory_code = code_of_location(&location.expect("a redirect"));
     assert!(!mallory_code.is_empty());
 
     // An proves the number with her bank card and says the old account is not hers.
@@ -560,7 +501,7 @@ async fn a_strong_proof_suspends_a_weak_binding_and_never_the_reverse() {
 
     // Mallory's old account lost the number, and a weaker check cannot take it back.
     let mallory = Browser::new(&broker);
-    let (_, location, _) = sign_in(
+    let (_, location) = sign_in(
         &mallory,
         "rp-basic",
         "http://localhost:9/cb",
@@ -685,7 +626,7 @@ async fn a_weaker_session_is_stepped_up_for_a_platform_that_needs_high() {
 async fn a_platform_that_requires_a_number_gets_no_login_without_one() {
     let broker = Broker::start(options(registry()));
     let browser = Browser::new(&broker);
-    let (_, location, _) = sign_in(
+    let (_, location) = sign_in(
         &browser,
         "rp-needs-id",
         "http://localhost:9/id-cb",
