@@ -34,6 +34,26 @@ impl Maintenance {
     }
 }
 
+impl Maintenance {
+    /// The parts of `connector` in maintenance (keys `{connector}/{part}`), by part.
+    pub fn parts_of(&self, connector: &str) -> BTreeMap<String, LocalizedText> {
+        let prefix = format!("{connector}/");
+        self.connectors
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|p| (p.to_string(), v.clone())))
+            .collect()
+    }
+}
+
+/// Loads the current maintenance settings; an unreadable store means none (logged), for
+/// callers that can go on without them.
+pub async fn load_or_none(store: &dyn Store) -> Maintenance {
+    load(store).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "maintenance settings unreadable");
+        Maintenance::default()
+    })
+}
+
 /// Loads the current maintenance settings.
 pub async fn load(store: &dyn Store) -> StoreResult<Maintenance> {
     Ok(store

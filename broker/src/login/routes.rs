@@ -182,26 +182,14 @@ pub async fn show(
     }
 }
 
-async fn context(
+fn context(
     req: &HttpRequest,
     state: &AppState,
     tx: &LoginTx,
     connector: &str,
     cb_state: &str,
+    maintenance: &crate::maintenance::Maintenance,
 ) -> Context {
-    // Parts of this connector in maintenance (keys `{connector}/{part}`).
-    let prefix = format!("{connector}/");
-    let parts = match crate::maintenance::load(state.store.as_ref()).await {
-        Ok(m) => m
-            .connectors
-            .into_iter()
-            .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|p| (p.to_string(), v)))
-            .collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, "maintenance settings unreadable");
-            Default::default()
-        }
-    };
     Context {
         callback_url: format!("{}/callback/{connector}", state.settings().issuer),
         state: cb_state.to_string(),
@@ -212,7 +200,7 @@ async fn context(
         now: now_millis() / 1000,
         client_address: client_address(req, &state.settings()),
         kv: std::sync::Arc::new(crate::store::kv::StoreKv(state.store.clone())),
-        maintenance: parts,
+        maintenance: maintenance.parts_of(connector),
     }
 }
 
@@ -247,7 +235,7 @@ pub async fn start(
         return see_other(&login_url(&state, &tx.id));
     }
     let cb_state = random_token(24);
-    let ctx = context(&req, &state, &tx, &entry.id, &cb_state).await;
+    let ctx = context(&req, &state, &tx, &entry.id, &cb_state, &maintenance);
     let result = timed(&entry.id, entry.connector.start(&ctx)).await;
     let connector_id = entry.id.clone();
     tx.attempts = 0;
@@ -312,7 +300,8 @@ pub async fn step(
         _ => Input::Form(fields),
     };
     let cb_state = random_token(24);
-    let ctx = context(&req, &state, &tx, &connector, &cb_state).await;
+    let maintenance = crate::maintenance::load_or_none(state.store.as_ref()).await;
+    let ctx = context(&req, &state, &tx, &connector, &cb_state, &maintenance);
     let result = timed(&entry.id, entry.connector.resume(&ctx, step_state, input)).await;
     advance(&req, &state, tx, &connector, &cb_state, result).await
 }
@@ -380,7 +369,8 @@ pub async fn callback(
         );
     };
     let next_state = random_token(24);
-    let ctx = context(&req, &state, &tx, &connector, cb_state).await;
+    let maintenance = crate::maintenance::load_or_none(state.store.as_ref()).await;
+    let ctx = context(&req, &state, &tx, &connector, cb_state, &maintenance);
     let result = timed(
         &entry.id,
         entry
@@ -695,7 +685,8 @@ pub async fn claim(
         return pages::failure_page(&tx.request.lang, 409, &Message::new("claim-no-way"), None);
     };
     let cb_state = random_token(24);
-    let ctx = context(&req, &state, &tx, &entry.id, &cb_state).await;
+    let maintenance = crate::maintenance::load_or_none(state.store.as_ref()).await;
+    let ctx = context(&req, &state, &tx, &entry.id, &cb_state, &maintenance);
     let result = timed(&entry.id, entry.connector.start(&ctx)).await;
     tx.attempts = 0;
     advance(&req, &state, tx, &connector, &cb_state, result).await
