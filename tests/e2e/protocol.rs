@@ -214,7 +214,15 @@ async fn authorization_errors_go_back_with_state_and_iss() {
     let mut twice = base.clone();
     twice.push(("scope", "openid"));
     let resp = browser.authorize(&twice).await;
-    assert!(resp.status().as_u16() == 400 || resp.status().as_u16() == 303);
+    assert_eq!(
+        resp.status().as_u16(),
+        400,
+        "a repeated parameter is refused"
+    );
+    assert!(
+        resp.headers().get("location").is_none(),
+        "and never redirected"
+    );
 
     // A public client must use PKCE.
     let no_pkce = [

@@ -105,8 +105,8 @@ async fn a_code_works_once_and_its_replay_revokes_what_it_issued() {
 #[tokio::test]
 async fn code_checks_pkce_redirect_uri_and_client() {
     let broker = Broker::start(Options::default());
-    let (code, verifier) = code_for(&broker, "rp-basic", "http://localhost:9/cb").await;
-    let (_, wrong_verifier) = (0, pkce().0);
+    let (code, _) = code_for(&broker, "rp-basic", "http://localhost:9/cb").await;
+    let wrong_verifier = pkce().0;
     let (status, body, _) = token_basic(
         &broker,
         "rp-basic",
@@ -149,7 +149,6 @@ async fn code_checks_pkce_redirect_uri_and_client() {
         (400, Some("invalid_grant")),
         "other client"
     );
-    let _ = verifier;
 }
 
 #[tokio::test]
