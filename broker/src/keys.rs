@@ -1,257 +1,11 @@
-//! The broker's signing keys: load PKCS#8 PEM files, sign JWTs, publish the JWKS.
+//! The broker's signing keys: several published at once, the first of each algorithm signs.
 //!
-//! Keys are parsed once at start-up and kept as aws-lc key pairs, so signing an ES256
-//! token costs one ECDSA operation, not a key parse. Several keys may be published at once
-//! (`kid`), so a new key can be announced before it is used and an old one kept until the
-//! tokens it signed have expired. Verification of our own tokens goes through
-//! `jsonwebtoken` with the public keys.
+//! Several keys may be published at once (`kid`), so a new key can be announced before it
+//! is used and an old one kept until the tokens it signed have expired. Verification of
+//! our own tokens goes through `jsonwebtoken` with the public keys.
 
-use std::path::Path;
-
-use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::KeyPair;
-use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use jsonwebtoken::jwk::{
-    AlgorithmParameters, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, RSAKeyParameters, RSAKeyType,
-};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
-use serde::{Deserialize, Serialize};
-
-/// A signing algorithm the broker supports for its own tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum SigningAlg {
-    /// RSASSA-PKCS1-v1_5 with SHA-256 (mandatory for OpenID Connect).
-    RS256,
-    /// ECDSA P-256 with SHA-256.
-    ES256,
-    /// Ed25519.
-    EdDSA,
-}
-
-impl SigningAlg {
-    /// The JOSE name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SigningAlg::RS256 => "RS256",
-            SigningAlg::ES256 => "ES256",
-            SigningAlg::EdDSA => "EdDSA",
-        }
-    }
-
-    fn jwt_alg(self) -> Algorithm {
-        match self {
-            SigningAlg::RS256 => Algorithm::RS256,
-            SigningAlg::ES256 => Algorithm::ES256,
-            SigningAlg::EdDSA => Algorithm::EdDSA,
-        }
-    }
-}
-
-/// Why a key could not be loaded or used.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {reason}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        reason: String,
-    },
-    /// The file is not a PKCS#8 private key of the configured algorithm.
-    #[error("{path} is not a PKCS#8 PEM private key for {alg}: {reason}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// The configured algorithm.
-        alg: &'static str,
-        /// Why.
-        reason: String,
-    },
-    /// Signing failed (should not happen with a valid key).
-    #[error("signing failed")]
-    Sign,
-}
-
-enum Signer {
-    Rsa(RsaKeyPair),
-    Ec(EcdsaKeyPair),
-    Ed(Ed25519KeyPair),
-}
-
-/// One signing key.
-pub struct SigningKey {
-    /// Key id published in the JWKS and set in token headers.
-    pub kid: String,
-    /// Algorithm.
-    pub alg: SigningAlg,
-    signer: Signer,
-    decoding: DecodingKey,
-    jwk: Jwk,
-}
-
-impl SigningKey {
-    /// Loads a PKCS#8 PEM private key.
-    pub fn from_pem_file(kid: &str, alg: SigningAlg, path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read(path).map_err(|e| KeyError::Read {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        Self::from_pem(kid, alg, &text).map_err(|reason| KeyError::Parse {
-            path: path.display().to_string(),
-            alg: alg.as_str(),
-            reason,
-        })
-    }
-
-    /// Parses a PKCS#8 PEM private key.
-    pub fn from_pem(kid: &str, alg: SigningAlg, pem_text: &[u8]) -> Result<Self, String> {
-        let block = pem::parse(pem_text).map_err(|e| e.to_string())?;
-        if block.tag() != "PRIVATE KEY" {
-            return Err(format!(
-                "found a `{}` block, expected `PRIVATE KEY` (PKCS#8)",
-                block.tag()
-            ));
-        }
-        Self::from_pkcs8(kid, alg, block.contents())
-    }
-
-    /// Builds a key from PKCS#8 DER.
-    pub fn from_pkcs8(kid: &str, alg: SigningAlg, der: &[u8]) -> Result<Self, String> {
-        let (signer, encoding) = match alg {
-            SigningAlg::RS256 => {
-                let kp = RsaKeyPair::from_pkcs8(der).map_err(|e| e.to_string())?;
-                if kp.public_modulus_len() < 256 {
-                    return Err("RSA keys must have at least 2048 bits".into());
-                }
-                (Signer::Rsa(kp), EncodingKey::from_rsa_der(der))
-            }
-            SigningAlg::ES256 => {
-                let kp = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der)
-                    .map_err(|e| e.to_string())?;
-                (Signer::Ec(kp), EncodingKey::from_ec_der(der))
-            }
-            SigningAlg::EdDSA => {
-                let kp = Ed25519KeyPair::from_pkcs8(der).map_err(|e| e.to_string())?;
-                (Signer::Ed(kp), EncodingKey::from_ed_der(der))
-            }
-        };
-        let mut jwk = match &signer {
-            // jsonwebtoken reads RSA components from PKCS#1 only; take them from aws-lc.
-            Signer::Rsa(kp) => {
-                let public = kp.public_key();
-                Jwk {
-                    common: Default::default(),
-                    algorithm: AlgorithmParameters::RSA(RSAKeyParameters {
-                        key_type: RSAKeyType::RSA,
-                        n: URL_SAFE_NO_PAD
-                            .encode(public.modulus().big_endian_without_leading_zero()),
-                        e: URL_SAFE_NO_PAD
-                            .encode(public.exponent().big_endian_without_leading_zero()),
-                    }),
-                }
-            }
-            _ => Jwk::from_encoding_key(&encoding, alg.jwt_alg()).map_err(|e| e.to_string())?,
-        };
-        jwk.common.key_id = Some(kid.to_string());
-        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-        jwk.common.key_algorithm = Some(match alg {
-            SigningAlg::RS256 => KeyAlgorithm::RS256,
-            SigningAlg::ES256 => KeyAlgorithm::ES256,
-            SigningAlg::EdDSA => KeyAlgorithm::EdDSA,
-        });
-        let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| e.to_string())?;
-        Ok(SigningKey {
-            kid: kid.to_string(),
-            alg,
-            signer,
-            decoding,
-            jwk,
-        })
-    }
-
-    /// Generates a new key and returns it with its PKCS#8 PEM encoding (demo and tests).
-    pub fn generate(kid: &str, alg: SigningAlg) -> Result<(Self, String), String> {
-        let der: Vec<u8> = match alg {
-            SigningAlg::RS256 => {
-                let kp = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-                    .map_err(|e| e.to_string())?;
-                kp.as_der().map_err(|e| e.to_string())?.as_ref().to_vec()
-            }
-            SigningAlg::ES256 => {
-                let kp = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
-                    .map_err(|e| e.to_string())?;
-                kp.to_pkcs8v1()
-                    .map_err(|e| e.to_string())?
-                    .as_ref()
-                    .to_vec()
-            }
-            SigningAlg::EdDSA => {
-                let kp = Ed25519KeyPair::generate().map_err(|e| e.to_string())?;
-                kp.to_pkcs8v1()
-                    .map_err(|e| e.to_string())?
-                    .as_ref()
-                    .to_vec()
-            }
-        };
-        let pem_text = pem::encode(&pem::Pem::new("PRIVATE KEY", der.clone()));
-        Ok((Self::from_pkcs8(kid, alg, &der)?, pem_text))
-    }
-
-    fn sign_bytes(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
-        match &self.signer {
-            Signer::Rsa(kp) => {
-                let mut sig = vec![0; kp.public_modulus_len()];
-                kp.sign(
-                    &signature::RSA_PKCS1_SHA256,
-                    &SystemRandom::new(),
-                    msg,
-                    &mut sig,
-                )
-                .map_err(|_| KeyError::Sign)?;
-                Ok(sig)
-            }
-            Signer::Ec(kp) => kp
-                .sign(&SystemRandom::new(), msg)
-                .map(|s| s.as_ref().to_vec())
-                .map_err(|_| KeyError::Sign),
-            Signer::Ed(kp) => Ok(kp.sign(msg).as_ref().to_vec()),
-        }
-    }
-
-    /// Signs `claims` as a compact JWS with header `typ` (`JWT`, `at+jwt`, `logout+jwt`).
-    pub fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, KeyError> {
-        let header = serde_json::json!({"alg": self.alg.as_str(), "kid": self.kid, "typ": typ});
-        let header = serde_json::to_vec(&header).map_err(|_| KeyError::Sign)?;
-        let body = serde_json::to_vec(claims).map_err(|_| KeyError::Sign)?;
-        let mut out = String::with_capacity(512);
-        URL_SAFE_NO_PAD.encode_string(header, &mut out);
-        out.push('.');
-        URL_SAFE_NO_PAD.encode_string(body, &mut out);
-        let sig = self.sign_bytes(out.as_bytes())?;
-        out.push('.');
-        URL_SAFE_NO_PAD.encode_string(sig, &mut out);
-        Ok(out)
-    }
-
-    /// The public key for verification.
-    pub fn decoding_key(&self) -> &DecodingKey {
-        &self.decoding
-    }
-
-    /// The algorithm as `jsonwebtoken` names it.
-    pub fn jwt_alg(&self) -> Algorithm {
-        self.alg.jwt_alg()
-    }
-
-    /// The public JWK.
-    pub fn jwk(&self) -> &Jwk {
-        &self.jwk
-    }
-}
+pub use connectors::signing_key::{KeyError, SigningAlg, SigningKey};
+use jsonwebtoken::jwk::JwkSet;
 
 /// All keys: the first key of each algorithm signs; all are published.
 pub struct KeySet {
@@ -263,7 +17,7 @@ impl KeySet {
     /// Builds a key set. The first key listed for an algorithm is the one that signs.
     pub fn new(keys: Vec<SigningKey>) -> Self {
         let set = JwkSet {
-            keys: keys.iter().map(|k| k.jwk.clone()).collect(),
+            keys: keys.iter().map(|k| k.jwk().clone()).collect(),
         };
         let jwks_json = serde_json::to_vec(&set).unwrap_or_else(|_| b"{\"keys\":[]}".to_vec());
         KeySet { keys, jwks_json }
@@ -308,7 +62,7 @@ impl KeySet {
         }
         let mut v = validation.clone();
         v.algorithms = vec![key.jwt_alg()];
-        jsonwebtoken::decode::<T>(token, &key.decoding, &v)
+        jsonwebtoken::decode::<T>(token, key.decoding_key(), &v)
             .ok()
             .map(|d| d.claims)
     }
@@ -317,6 +71,8 @@ impl KeySet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
 
     #[test]
     fn every_algorithm_signs_and_verifies() {
@@ -344,11 +100,5 @@ mod tests {
             );
             assert!(set.verify::<serde_json::Value>(&forged, &v).is_none());
         }
-    }
-
-    #[test]
-    fn wrong_algorithm_for_key_is_rejected() {
-        let (_, pem_text) = SigningKey::generate("k", SigningAlg::ES256).expect("generate");
-        assert!(SigningKey::from_pem("k", SigningAlg::RS256, pem_text.as_bytes()).is_err());
     }
 }
