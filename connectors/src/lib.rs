@@ -22,6 +22,7 @@ pub mod oidc;
 pub mod otp;
 pub mod registry;
 pub mod secret;
+pub mod signing_key;
 pub mod sms;
 pub mod test_citizens;
 
@@ -336,6 +337,12 @@ pub trait Connector: Send + Sync {
     /// Probes the source. The default says it is up.
     async fn health(&self) -> Health {
         Health::Up
+    }
+
+    /// The public keys the source knows the broker by (a JWK set, for `private_key_jwt`),
+    /// served at `/connectors/{id}/jwks` so the source can fetch them. The default has none.
+    fn public_jwks(&self) -> Option<serde_json::Value> {
+        None
     }
 
     /// A notification the source pushed to the broker (`POST /notify/{connector}`), such as

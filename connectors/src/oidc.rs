@@ -26,7 +26,7 @@
 pub mod claims;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -47,6 +47,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
+use crate::secret;
+use crate::signing_key::{SigningAlg, SigningKey};
 use crate::{
     Assurance, Connector, ConnectorError, Context, Health, Identity, Input, Message, Step,
     StepState,
@@ -72,6 +74,8 @@ const DEGRADED_FOR: u64 = 300;
 const CLOCK_SKEW: u64 = 120;
 /// Oldest `iat` accepted: the token endpoint has just issued the token.
 const MAX_TOKEN_AGE: u64 = 600;
+/// Lifetime of a client assertion: it is sent at once.
+const ASSERTION_LIFETIME: u64 = 60;
 /// Largest upstream response read.
 const MAX_BODY: usize = 256 * 1024;
 /// ID token algorithms the broker accepts, when the provider advertises them.
@@ -145,6 +149,21 @@ pub enum TokenAuthMethod {
     ClientSecretBasic,
     /// `client_id` and `client_secret` in the form body.
     ClientSecretPost,
+    /// A JWT signed with the broker's private key (RFC 7523; no shared secret).
+    PrivateKeyJwt,
+}
+
+/// The `aud` of the broker's client assertions (`private_key_jwt`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssertionAudience {
+    /// The provider's issuer identifier: one value that cannot be replayed at another
+    /// endpoint (the default, as the RFC 7523 update recommends).
+    #[default]
+    Issuer,
+    /// The token endpoint URL (OpenID Connect Core's original wording), for providers that
+    /// accept nothing else.
+    TokenEndpoint,
 }
 
 /// Settings of an `oidc` connector (`[connectors.settings]`).
@@ -155,11 +174,25 @@ pub struct Config {
     pub issuer: String,
     /// The broker's client id at the provider.
     pub client_id: String,
-    /// The broker's client secret at the provider.
-    pub client_secret: SecretSource,
+    /// The broker's client secret at the provider (`client_secret_basic` and
+    /// `client_secret_post`).
+    #[serde(default)]
+    pub client_secret: Option<SecretSource>,
     /// Client authentication at the token endpoint.
     #[serde(default)]
     pub auth_method: TokenAuthMethod,
+    /// The broker's private key for `private_key_jwt` (PKCS#8 PEM).
+    #[serde(default)]
+    pub private_key: Option<SecretSource>,
+    /// Algorithm of `private_key`.
+    #[serde(default = "default_assertion_alg")]
+    pub private_key_alg: SigningAlg,
+    /// `kid` of `private_key` (default: its RFC 7638 thumbprint).
+    #[serde(default)]
+    pub private_key_id: Option<String>,
+    /// `aud` of the client assertions.
+    #[serde(default)]
+    pub client_assertion_audience: AssertionAudience,
     /// Scopes to request (`openid` is always sent).
     #[serde(default = "default_scopes")]
     pub scopes: Vec<String>,
@@ -193,6 +226,10 @@ pub struct Config {
 
 fn default_scopes() -> Vec<String> {
     vec!["openid".into(), "profile".into()]
+}
+
+fn default_assertion_alg() -> SigningAlg {
+    SigningAlg::RS256
 }
 
 fn default_timeout() -> u64 {
@@ -395,7 +432,9 @@ struct Pending {
 pub struct OidcConnector {
     config: Config,
     issuer: IssuerUrl,
-    secret: ClientSecret,
+    auth: ClientAuth,
+    /// The public half of `private_key`, as a JWK set the provider can fetch.
+    public_jwks: Option<Value>,
     max_assurance: Assurance,
     http: openidconnect::reqwest::Client,
     cache: RwLock<Option<Arc<Discovered>>>,
@@ -412,13 +451,10 @@ impl std::fmt::Debug for OidcConnector {
     }
 }
 
-fn resolve_path(base: &Path, p: &str) -> PathBuf {
-    let p = Path::new(p);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
+/// How the broker proves itself at the token endpoint.
+enum ClientAuth {
+    Secret(ClientSecret),
+    Assertion(Box<SigningKey>),
 }
 
 fn is_loopback(u: &url::Url) -> bool {
@@ -432,6 +468,7 @@ impl OidcConnector {
     /// Problems are (key path below `settings`, reason).
     pub fn open(config: Config, base_dir: &Path) -> Result<Self, Vec<(String, String)>> {
         let mut problems: Vec<(String, String)> = Vec::new();
+        let auth = Self::open_auth(&config, base_dir, &mut problems);
         let mut problem = |k: &str, r: String| problems.push((k.to_string(), r));
 
         let issuer = match url::Url::parse(&config.issuer) {
@@ -457,36 +494,6 @@ impl OidcConnector {
         if config.client_id.trim().is_empty() {
             problem("client_id", "is empty".into());
         }
-        let secret = match &config.client_secret {
-            SecretSource::Env(name) => match std::env::var(name) {
-                Ok(v) if !v.is_empty() => Some(v),
-                _ => {
-                    problem(
-                        "client_secret",
-                        format!("environment variable `{name}` is not set"),
-                    );
-                    None
-                }
-            },
-            SecretSource::File(file) => {
-                match std::fs::read_to_string(resolve_path(base_dir, file)) {
-                    Ok(v) if !v.trim_end_matches(['\n', '\r']).is_empty() => {
-                        Some(v.trim_end_matches(['\n', '\r']).to_string())
-                    }
-                    Ok(_) => {
-                        problem("client_secret", format!("secret file `{file}` is empty"));
-                        None
-                    }
-                    Err(e) => {
-                        problem(
-                            "client_secret",
-                            format!("cannot read secret file `{file}`: {e}"),
-                        );
-                        None
-                    }
-                }
-            }
-        };
         for (i, s) in config.scopes.iter().enumerate() {
             if !is_token(s) {
                 problem(
@@ -566,10 +573,14 @@ impl OidcConnector {
                 None
             }
         };
-        match (issuer, secret, http) {
-            (Some(issuer), Some(secret), Some(http)) if problems.is_empty() => Ok(OidcConnector {
+        match (issuer, auth, http) {
+            (Some(issuer), Some(auth), Some(http)) if problems.is_empty() => Ok(OidcConnector {
                 issuer,
-                secret: ClientSecret::new(secret),
+                public_jwks: match &auth {
+                    ClientAuth::Assertion(key) => Some(serde_json::json!({ "keys": [key.jwk()] })),
+                    ClientAuth::Secret(_) => None,
+                },
+                auth,
                 max_assurance,
                 http,
                 cache: RwLock::new(None),
@@ -579,6 +590,119 @@ impl OidcConnector {
             }),
             _ => Err(problems),
         }
+    }
+
+    /// Reads the client secret or the private key that `auth_method` needs.
+    fn open_auth(
+        config: &Config,
+        base_dir: &Path,
+        problems: &mut Vec<(String, String)>,
+    ) -> Option<ClientAuth> {
+        let mut problem = |k: &str, r: String| problems.push((k.to_string(), r));
+        let uses_key = config.auth_method == TokenAuthMethod::PrivateKeyJwt;
+        if !uses_key {
+            for (key, set) in [
+                ("private_key", config.private_key.is_some()),
+                ("private_key_id", config.private_key_id.is_some()),
+            ] {
+                if set {
+                    problem(
+                        key,
+                        "is only used with auth_method = \"private_key_jwt\"".into(),
+                    );
+                }
+            }
+            let Some(source) = &config.client_secret else {
+                problem(
+                    "client_secret",
+                    "is required by this auth_method (or set auth_method = \"private_key_jwt\" and private_key)".into(),
+                );
+                return None;
+            };
+            let mut found = Vec::new();
+            let secret = secret::resolve(source, base_dir, "client_secret", &mut found);
+            problems.extend(found);
+            let secret = String::from_utf8(secret?).ok()?;
+            return Some(ClientAuth::Secret(ClientSecret::new(secret)));
+        }
+        if config.client_secret.is_some() {
+            problem(
+                "client_secret",
+                "is not used with auth_method = \"private_key_jwt\": remove it, the provider must not hold a shared secret".into(),
+            );
+        }
+        let Some(source) = &config.private_key else {
+            problem(
+                "private_key",
+                "is required by auth_method = \"private_key_jwt\" ({ file = \"key.pem\" }, PKCS#8 PEM)".into(),
+            );
+            return None;
+        };
+        let mut found = Vec::new();
+        let pem_text = secret::resolve(source, base_dir, "private_key", &mut found);
+        problems.extend(found);
+        let pem_text = pem_text?;
+        let alg = config.private_key_alg;
+        // A placeholder kid until the thumbprint is known.
+        let key = match SigningKey::from_pem("", alg, &pem_text) {
+            Ok(k) => k,
+            Err(reason) => {
+                problems.push((
+                    "private_key".into(),
+                    format!(
+                        "is not a PKCS#8 PEM private key for {}: {reason}",
+                        alg.as_str()
+                    ),
+                ));
+                return None;
+            }
+        };
+        let kid = match &config.private_key_id {
+            Some(kid) if kid.trim().is_empty() => {
+                problems.push(("private_key_id".into(), "is empty".into()));
+                return None;
+            }
+            Some(kid) => kid.clone(),
+            None => match key
+                .jwk()
+                .thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+            {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(("private_key".into(), format!("no thumbprint: {e}")));
+                    return None;
+                }
+            },
+        };
+        match SigningKey::from_pem(&kid, alg, &pem_text) {
+            Ok(key) => Some(ClientAuth::Assertion(Box::new(key))),
+            Err(reason) => {
+                problems.push(("private_key".into(), reason));
+                None
+            }
+        }
+    }
+
+    /// A fresh client assertion for the token endpoint (RFC 7523 section 2.2).
+    fn client_assertion(&self, key: &SigningKey, d: &Discovered, now: u64) -> Result<String, Fail> {
+        let aud = match self.config.client_assertion_audience {
+            AssertionAudience::Issuer => d.metadata.issuer().as_str().to_string(),
+            AssertionAudience::TokenEndpoint => d
+                .metadata
+                .token_endpoint()
+                .map(|u| u.as_str().to_string())
+                .ok_or_else(|| invalid("the provider announces no token endpoint"))?,
+        };
+        let claims = serde_json::json!({
+            "iss": self.config.client_id,
+            "sub": self.config.client_id,
+            "aud": aud,
+            "jti": Nonce::new_random().secret(),
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME,
+        });
+        key.sign("JWT", &claims)
+            .map_err(|e| invalid(format!("cannot sign the client assertion: {e}")))
     }
 
     /// The settings.
@@ -732,12 +856,20 @@ impl OidcConnector {
             .map_err(|e| invalid(format!("callback URL: {e}")))?;
         let auth_type = match self.config.auth_method {
             TokenAuthMethod::ClientSecretBasic => AuthType::BasicAuth,
-            TokenAuthMethod::ClientSecretPost => AuthType::RequestBody,
+            // With no secret the crate sends only `client_id` in the body; the assertion
+            // is added to the request.
+            TokenAuthMethod::ClientSecretPost | TokenAuthMethod::PrivateKeyJwt => {
+                AuthType::RequestBody
+            }
+        };
+        let secret = match &self.auth {
+            ClientAuth::Secret(s) => Some(s.clone()),
+            ClientAuth::Assertion(_) => None,
         };
         Ok(CoreClient::from_provider_metadata(
             d.metadata.clone(),
             ClientId::new(self.config.client_id.clone()),
-            Some(self.secret.clone()),
+            secret,
         )
         .set_redirect_uri(redirect)
         .set_auth_type(auth_type))
@@ -868,10 +1000,19 @@ impl OidcConnector {
         let client = self.client(&d, &pending.redirect_uri)?;
         let http = self.http.clone();
         let http_client = move |req| execute(http.clone(), req);
-        let tokens = client
+        let mut request = client
             .exchange_code(AuthorizationCode::new(code.clone()))
             .map_err(|e| invalid(format!("token endpoint: {e}")))?
-            .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()));
+        if let ClientAuth::Assertion(key) = &self.auth {
+            request = request
+                .add_extra_param(
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                )
+                .add_extra_param("client_assertion", self.client_assertion(key, &d, ctx.now)?);
+        }
+        let tokens = request
             .request_async(&http_client)
             .await
             .map_err(|e| match e {
@@ -1128,6 +1269,10 @@ impl Connector for OidcConnector {
             .map_err(|f| self.to_error(f))
     }
 
+    fn public_jwks(&self) -> Option<Value> {
+        self.public_jwks.clone()
+    }
+
     async fn health(&self) -> Health {
         let recent = self
             .last_outage
@@ -1197,7 +1342,7 @@ mod tests {
         std::fs::write(dir.join("up.secret"), "from-a-file\n").expect("write");
         let text = "issuer = \"https://id.example.vn\"\nclient_id = \"b\"\nclient_secret = { file = \"up.secret\" }\n";
         let c = OidcConnector::open(toml::from_str(text).expect("parses"), &dir).expect("opens");
-        assert_eq!(c.secret.secret(), "from-a-file");
+        assert!(matches!(&c.auth, ClientAuth::Secret(s) if s.secret() == "from-a-file"));
         let missing = "issuer = \"https://id.example.vn\"\nclient_id = \"b\"\nclient_secret = { file = \"nope.secret\" }\n";
         let problems = keys(OidcConnector::open(
             toml::from_str(missing).expect("parses"),
@@ -1251,6 +1396,109 @@ mod tests {
             "max_assurance = \"substantial\"\n[acr_levels]\n\"urn:x\" = \"high\"\n",
         ));
         assert_eq!(too_high, vec!["acr_levels.\"urn:x\""]);
+    }
+
+    fn key_file(dir: &Path, alg: SigningAlg) -> String {
+        let (_, pem_text) = SigningKey::generate("k", alg).expect("generate");
+        std::fs::create_dir_all(dir).expect("dir");
+        std::fs::write(dir.join("client.pem"), pem_text).expect("write");
+        "client.pem".into()
+    }
+
+    #[test]
+    fn auth_settings_must_match_the_method() {
+        let dir = std::env::temp_dir().join(format!("oidc-pkjwt-{}", std::process::id()));
+        let file = key_file(&dir, SigningAlg::ES256);
+        let open_in = |text: &str| {
+            keys(OidcConnector::open(
+                toml::from_str(&format!(
+                    "issuer = \"https://id.example.vn\"\nclient_id = \"b\"\n{text}"
+                ))
+                .expect("parses"),
+                &dir,
+            ))
+        };
+        assert_eq!(
+            open_in(""),
+            vec!["client_secret"],
+            "a secret method needs a secret"
+        );
+        assert_eq!(
+            open_in("auth_method = \"private_key_jwt\"\n"),
+            vec!["private_key"]
+        );
+        std::env::set_var("OIDC_TEST_SECRET", "s3cret-for-tests");
+        assert_eq!(
+            open_in(&format!(
+                "auth_method = \"private_key_jwt\"\nprivate_key = {{ file = \"{file}\" }}\nprivate_key_alg = \"ES256\"\nclient_secret = {{ env = \"OIDC_TEST_SECRET\" }}\n"
+            )),
+            vec!["client_secret"],
+            "no shared secret beside a key"
+        );
+        assert_eq!(
+            open_in(&format!(
+                "client_secret = {{ env = \"OIDC_TEST_SECRET\" }}\nprivate_key = {{ file = \"{file}\" }}\n"
+            )),
+            vec!["private_key"],
+            "a key without private_key_jwt is a mistake"
+        );
+        // An EC key declared as RSA.
+        assert_eq!(
+            open_in(&format!(
+                "auth_method = \"private_key_jwt\"\nprivate_key = {{ file = \"{file}\" }}\n"
+            )),
+            vec!["private_key"]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn client_assertions_verify_with_the_published_key() {
+        let dir = std::env::temp_dir().join(format!("oidc-assert-{}", std::process::id()));
+        let file = key_file(&dir, SigningAlg::EdDSA);
+        let server = mock_provider().await;
+        let text = format!(
+            "issuer = \"{}\"\nclient_id = \"broker\"\nauth_method = \"private_key_jwt\"\nprivate_key = {{ file = \"{file}\" }}\nprivate_key_alg = \"EdDSA\"\n",
+            server.uri()
+        );
+        let c = OidcConnector::open(toml::from_str(&text).expect("parses"), &dir).expect("opens");
+        let jwks: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_value(Connector::public_jwks(&c).expect("published")).expect("jwks");
+        assert_eq!(jwks.keys.len(), 1);
+        let jwk = &jwks.keys[0];
+        let kid = jwk.common.key_id.clone().expect("kid");
+        assert_eq!(
+            kid,
+            jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+                .expect("thumbprint"),
+            "the default kid is the thumbprint"
+        );
+        let ClientAuth::Assertion(key) = &c.auth else {
+            panic!("a key")
+        };
+        let d = c.metadata().await.ok().expect("metadata");
+        let now = unix_now();
+        let first = c.client_assertion(key, &d, now).ok().expect("signs");
+        let second = c.client_assertion(key, &d, now).ok().expect("signs");
+        let header = jsonwebtoken::decode_header(&first).expect("header");
+        assert_eq!(header.kid.as_deref(), Some(kid.as_str()));
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+        v.set_audience(&[server.uri()]);
+        v.set_issuer(&["broker"]);
+        let decoding = jsonwebtoken::DecodingKey::from_jwk(jwk).expect("key");
+        let claims = jsonwebtoken::decode::<Value>(&first, &decoding, &v)
+            .expect("verifies with the published key")
+            .claims;
+        assert_eq!(claims["sub"], "broker");
+        assert!(claims["exp"].as_u64().expect("exp") <= now + 60);
+        let jti = |t: &str| {
+            jsonwebtoken::decode::<Value>(t, &decoding, &v)
+                .expect("verifies")
+                .claims["jti"]
+                .clone()
+        };
+        assert_ne!(jti(&first), jti(&second), "every assertion has its own jti");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

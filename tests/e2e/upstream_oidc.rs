@@ -957,6 +957,23 @@ impl Drop for Node {
 
 #[tokio::test]
 async fn oidc_provider_upstream_in_headless_chromium() {
+    oidc_provider_upstream(UpstreamAuth::ClientSecret).await;
+}
+
+/// The broker authenticates to oidc-provider with a client assertion signed by its own key,
+/// which oidc-provider fetches from the broker's `/connectors/idp/jwks`: no shared secret.
+#[tokio::test]
+async fn oidc_provider_upstream_with_private_key_jwt() {
+    oidc_provider_upstream(UpstreamAuth::PrivateKeyJwt).await;
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum UpstreamAuth {
+    ClientSecret,
+    PrivateKeyJwt,
+}
+
+async fn oidc_provider_upstream(auth: UpstreamAuth) {
     let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/js");
     for package in ["oidc-provider", "openid-client", "playwright-core"] {
         assert!(
@@ -973,15 +990,37 @@ async fn oidc_provider_upstream_in_headless_chromium() {
     let rp_port = free_port();
     let idp_issuer = format!("http://127.0.0.1:{idp_port}");
 
-    let mut child = Command::new("node")
+    let key_dir = tempfile::tempdir().expect("temp dir");
+    let key_file = key_dir.path().join("broker-at-idp.pem");
+    let (_, pem_text) = broker::keys::SigningKey::generate("k", broker::keys::SigningAlg::ES256)
+        .expect("generate a key");
+    std::fs::write(&key_file, pem_text).expect("write the key");
+    let mut idp_command = Command::new("node");
+    idp_command
         .arg(js.join("upstream-idp.mjs"))
         .env("IDP_PORT", idp_port.to_string())
         .env("CLIENT_ID", UPSTREAM_CLIENT)
-        .env("CLIENT_SECRET", RP_SECRET)
         .env(
             "REDIRECT_URI",
             format!("http://127.0.0.1:{broker_port}/callback/idp"),
-        )
+        );
+    let client_auth = match auth {
+        UpstreamAuth::ClientSecret => {
+            idp_command.env("CLIENT_SECRET", RP_SECRET);
+            "client_secret = { env = \"TEST_RP_SECRET\" }".to_string()
+        }
+        UpstreamAuth::PrivateKeyJwt => {
+            idp_command.env(
+                "CLIENT_JWKS_URI",
+                format!("http://127.0.0.1:{broker_port}/connectors/idp/jwks"),
+            );
+            format!(
+                "auth_method = \"private_key_jwt\"\nprivate_key = {{ file = \"{}\" }}\nprivate_key_alg = \"ES256\"",
+                key_file.display()
+            )
+        }
+    };
+    let mut child = idp_command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1029,7 +1068,7 @@ name = {{ en = "oidc-provider identity app" }}
 [connectors.settings]
 issuer = "{idp_issuer}"
 client_id = "{UPSTREAM_CLIENT}"
-client_secret = {{ env = "TEST_RP_SECRET" }}
+{client_auth}
 scopes = ["openid", "profile", "cccd"]
 acr_values = ["urn:idp:loa:substantial", "urn:idp:loa:high"]
 use_userinfo = true
@@ -1091,5 +1130,14 @@ scopes = ["openid", "profile", "citizen_id"]
         broker.log_text(),
         idp_text()
     );
+    if auth == UpstreamAuth::PrivateKeyJwt {
+        // oidc-provider had the broker's public key from the broker itself.
+        let log = broker.log_text();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("/connectors/{id}/jwks") && l.contains("200")),
+            "oidc-provider never fetched the broker's JWKS:\n{log}"
+        );
+    }
     drop(idp);
 }

@@ -8,6 +8,10 @@
 //   IDP_PORT=18090 CLIENT_ID=broker-at-upstream CLIENT_SECRET=... \
 //   REDIRECT_URI=http://127.0.0.1:18080/callback/idp node tests/js/upstream-idp.mjs
 //
+// With CLIENT_JWKS_URI=http://127.0.0.1:18080/connectors/idp/jwks instead of CLIENT_SECRET,
+// the broker is registered for `private_key_jwt`: it signs a client assertion with its key,
+// which oidc-provider fetches from that URL (the broker publishes it).
+//
 // It prints `upstream-idp listening on <issuer>` once it accepts connections.
 
 import http from 'node:http';
@@ -27,7 +31,8 @@ function need(name) {
 
 const PORT = Number(need('IDP_PORT'));
 const CLIENT_ID = need('CLIENT_ID');
-const CLIENT_SECRET = need('CLIENT_SECRET');
+const CLIENT_JWKS_URI = process.env.CLIENT_JWKS_URI || '';
+const CLIENT_SECRET = CLIENT_JWKS_URI ? '' : need('CLIENT_SECRET');
 const REDIRECT_URI = need('REDIRECT_URI');
 const ISSUER = `http://127.0.0.1:${PORT}`;
 
@@ -82,15 +87,22 @@ const provider = new Provider(ISSUER, {
   clients: [
     {
       client_id: CLIENT_ID,
-      client_secret: CLIENT_SECRET,
+      ...(CLIENT_JWKS_URI
+        ? { jwks_uri: CLIENT_JWKS_URI, token_endpoint_auth_method: 'private_key_jwt' }
+        : { client_secret: CLIENT_SECRET, token_endpoint_auth_method: 'client_secret_basic' }),
       redirect_uris: [REDIRECT_URI],
       response_types: ['code'],
       grant_types: ['authorization_code'],
-      token_endpoint_auth_method: 'client_secret_basic',
       id_token_signed_response_alg: 'RS256',
     },
   ],
   jwks: { keys: [jwk] },
+  // oidc-provider refuses to fetch from loopback addresses (SSRF protection); in this test
+  // the broker's jwks_uri is on 127.0.0.1, so its requests go out without that guard.
+  fetch: (url, options) => {
+    const { dispatcher, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
   cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
   claims: {
     // `amr` with every ID token, like a national identity app that tells how the citizen
@@ -210,7 +222,7 @@ const server = http.createServer((req, res) => {
 // Operators of this test need to see what the provider refused (no personal data here:
 // only error codes and descriptions).
 for (const event of ['server_error', 'authorization.error', 'grant.error', 'userinfo.error']) {
-  provider.on(event, (ctx, err) => console.error(`${PREFIX}: ${event}: ${err?.error ?? err?.name}: ${err?.error_description ?? err?.message}`));
+  provider.on(event, (ctx, err) => console.error(`${PREFIX}: ${event}: ${err?.error ?? err?.name}: ${err?.error_description ?? err?.message}${err?.error_detail ? ` (${err.error_detail})` : ''}${err?.cause ? ` (cause: ${err.cause?.message ?? err.cause})` : ''}`));
 }
 
 server.listen(PORT, '127.0.0.1', () => console.log(`${PREFIX} listening on ${ISSUER}`));
