@@ -24,6 +24,23 @@ use crate::keys::{SigningAlg, SigningKey};
 /// The demo configuration, written to the data folder at each start.
 pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
 
+/// The demo's connector logos, written to `logos/` in the data folder at each start.
+const DEMO_LOGOS: &[(&str, &[u8])] = &[
+    ("vneid.svg", include_bytes!("../../config/logos/vneid.svg")),
+    (
+        "bank-card.svg",
+        include_bytes!("../../config/logos/bank-card.svg"),
+    ),
+    (
+        "ctid-en.svg",
+        include_bytes!("../../config/logos/ctid-en.svg"),
+    ),
+    (
+        "ctid-zh.svg",
+        include_bytes!("../../config/logos/ctid-zh.svg"),
+    ),
+];
+
 /// The demo relying party's client secret (its SHA-256 is in the demo configuration).
 pub const DEMO_RP_SECRET: &str = "demo-rp-secret-change-me";
 
@@ -80,6 +97,12 @@ pub fn prepare(dir: &Path) -> Result<PathBuf, String> {
         if !path.exists() {
             write_private(&path, crate::util::random_token(32).as_bytes())?;
         }
+    }
+    let logos = dir.join("logos");
+    std::fs::create_dir_all(&logos).map_err(|e| format!("{}: {e}", logos.display()))?;
+    for (file, bytes) in DEMO_LOGOS {
+        let path = logos.join(file);
+        std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let config = dir.join("broker.toml");
     std::fs::write(&config, DEMO_CONFIG).map_err(|e| format!("{}: {e}", config.display()))?;

@@ -11,6 +11,7 @@
 pub mod account;
 pub mod admin;
 pub mod config;
+pub mod connector_public;
 pub mod demo;
 pub mod i18n;
 pub mod jobs;

@@ -174,6 +174,7 @@ pub fn logged_out(lang: &str, frames: &[String], next: Option<&str>) -> HttpResp
 struct Choice {
     id: String,
     name: String,
+    logo: Option<String>,
     level: String,
     enabled: bool,
     notice: String,
@@ -348,6 +349,7 @@ impl<'a> Page<'a> {
             .map(|(c, (status, message))| Choice {
                 id: c.id.clone(),
                 name: self.t.pick(&c.name).to_string(),
+                logo: crate::connector_public::logo_url(&c.id, &c.logos, &self.tx.request.lang),
                 level: self
                     .t
                     .get(&format!("level-{}", c.connector.assurance().as_str())),

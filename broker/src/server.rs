@@ -61,6 +61,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .configure(crate::admin::routes)
     .route("/account", web::get().to(crate::account::show))
     .route("/account/link", web::post().to(crate::account::update))
+    .route(
+        "/connectors/{id}/logo/{lang}",
+        web::get().to(crate::connector_public::logo),
+    )
+    .route(
+        "/connectors/{id}/jwks",
+        web::get().to(crate::connector_public::jwks),
+    )
     .route("/healthz", web::get().to(healthz))
     .route("/readyz", web::get().to(readyz))
     .default_service(web::to(not_found));

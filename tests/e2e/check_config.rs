@@ -134,3 +134,40 @@ fn shape_problems_in_several_sections_are_all_reported() {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
 }
+
+#[test]
+fn logos_and_upstream_client_keys_are_checked() {
+    let store = "[store]\nkind = \"embedded\"\npath = \"b.redb\"\n";
+    let extra = r#"
+[[connectors]]
+id = "logos"
+type = "test-citizens"
+name = { en = "Logos" }
+logo = { en = "missing.svg", fr = "es.pem", vi = "rs.pem" }
+
+[connectors.settings]
+citizens = [{ username = "x", password = "y" }]
+
+[[connectors]]
+id = "vneid"
+type = "oidc"
+name = { en = "VNeID" }
+
+[connectors.settings]
+issuer = "https://id.example.vn"
+client_id = "broker"
+auth_method = "private_key_jwt"
+private_key = { file = "rs.pem" }
+private_key_alg = "ES256"
+"#;
+    let (ok, text) = check(&(base_config(1, store, &jwks(), "") + extra));
+    assert!(!ok, "must fail:\n{text}");
+    for expected in [
+        ".logo.en: cannot read",
+        ".logo.fr: unknown language (known: vi, zh, es, en)",
+        ".logo.vi: must be a .svg, .png, .jpg or .webp file",
+        ".settings.private_key: is not a PKCS#8 PEM private key for ES256",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+}

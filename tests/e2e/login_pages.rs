@@ -275,6 +275,86 @@ async fn pages_speak_the_citizens_language_and_show_maintenance() {
     );
 }
 
+/// A connector's logo follows the citizen's language, is served by the broker itself (the
+/// pages' CSP allows no other origin) and an SVG opened alone is sandboxed.
+#[tokio::test]
+async fn connectors_show_their_logo_in_the_citizens_language() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let svg = b"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 4 4'><rect width='4' height='4'/></svg>";
+    let png = b"\x89PNG\r\n\x1a\nnot-really-pixels";
+    std::fs::write(dir.path().join("en.svg"), svg).expect("write");
+    std::fs::write(dir.path().join("zh.png"), png).expect("write");
+    let broker = Broker::start(Options {
+        extra: format!(
+            r#"
+[[connectors]]
+id = "with-logo"
+type = "test-citizens"
+name = {{ en = "Source with a logo" }}
+logo = {{ en = "{en}", zh = "{zh}" }}
+
+[connectors.settings]
+citizens = [{{ username = "x", password = "y" }}]
+"#,
+            en = dir.path().join("en.svg").display(),
+            zh = dir.path().join("zh.png").display()
+        ),
+        ..Options::default()
+    });
+    let browser = Browser::new(&broker);
+    let (_, challenge) = pkce();
+    let logo_of = |html: &str| -> String {
+        let at = html
+            .find("src=\"/connectors/with-logo/logo/")
+            .unwrap_or_else(|| panic!("no logo on the choice page:\n{html}"));
+        let rest = &html[at + 5..];
+        rest[..rest.find('"').expect("end of src")]
+            .replace("&#x3d;", "=")
+            .replace("&amp;", "&")
+    };
+    let mut fetched = Vec::new();
+    for (locale, lang, content_type, bytes) in [
+        ("zh-CN", "zh", "image/png", &png[..]),
+        ("vi", "en", "image/svg+xml", &svg[..]),
+    ] {
+        let mut params = auth_params("rp-basic", "http://localhost:9/cb", "openid", &challenge);
+        params.push(("ui_locales", locale));
+        let html = browser.login_page(browser.authorize(&params).await).await;
+        let src = logo_of(&html);
+        assert!(
+            src.starts_with(&format!("/connectors/with-logo/logo/{lang}?v=")),
+            "{locale}: {src}"
+        );
+        assert!(
+            !html.contains("src=\"/connectors/test-citizens/logo"),
+            "a connector without a logo shows none"
+        );
+        let resp = reqwest::get(broker.url(&src)).await.expect("logo");
+        assert_eq!(resp.status().as_u16(), 200);
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        assert_eq!(header("content-type"), content_type);
+        assert_eq!(header("x-content-type-options"), "nosniff");
+        assert!(header("content-security-policy").contains("sandbox"));
+        assert_eq!(&resp.bytes().await.expect("body")[..], bytes);
+        fetched.push(src);
+    }
+    assert_ne!(fetched[0], fetched[1]);
+    let missing = reqwest::get(broker.url("/connectors/with-logo/logo/es"))
+        .await
+        .expect("answer");
+    assert_eq!(missing.status().as_u16(), 404);
+    let no_keys = reqwest::get(broker.url("/connectors/with-logo/jwks"))
+        .await
+        .expect("answer");
+    assert_eq!(no_keys.status().as_u16(), 404, "test citizens sign nothing");
+}
+
 #[tokio::test]
 async fn cancel_returns_access_denied() {
     let broker = Broker::start(Options::default());

@@ -428,6 +428,9 @@ pub struct ConnectorConfig {
     /// Shown while in maintenance, per language.
     #[serde(default)]
     pub maintenance_message: LocalizedText,
+    /// Logo file on the choice page, per language (relative to the configuration file).
+    #[serde(default)]
+    pub logo: LocalizedText,
     /// Type-specific settings.
     #[serde(default)]
     pub settings: toml::Table,

@@ -5,7 +5,7 @@
 pub mod file;
 mod registry;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -146,6 +146,8 @@ pub struct ConnectorEntry {
     pub status: ConnectorStatus,
     /// Maintenance message per language.
     pub maintenance_message: LocalizedText,
+    /// Logo per language.
+    pub logos: BTreeMap<String, crate::connector_public::Logo>,
     /// The connector.
     pub connector: Arc<dyn Connector>,
 }
@@ -650,6 +652,26 @@ impl Validator {
                     self.report(&format!("{key}.settings.{k}"), reason);
                 }
             }
+            let mut logos = BTreeMap::new();
+            for (lang, file) in &c.logo {
+                let logo_key = format!("{key}.logo.{lang}");
+                if !crate::i18n::LANGUAGES.contains(&lang.as_str()) {
+                    self.report(
+                        &logo_key,
+                        format!(
+                            "unknown language (known: {})",
+                            crate::i18n::LANGUAGES.join(", ")
+                        ),
+                    );
+                    continue;
+                }
+                match crate::connector_public::load_logo(&self.resolve_path(file)) {
+                    Ok(logo) => {
+                        logos.insert(lang.clone(), logo);
+                    }
+                    Err(reason) => self.report(&logo_key, reason),
+                }
+            }
             match registry::open(&c.kind, &c.settings, &self.base) {
                 Ok(connector) => out.push(ConnectorEntry {
                     id: c.id.clone(),
@@ -657,6 +679,7 @@ impl Validator {
                     name: c.name.clone(),
                     status: c.status,
                     maintenance_message: c.maintenance_message.clone(),
+                    logos,
                     connector,
                 }),
                 Err(registry::OpenError::UnknownType) => self.report(
