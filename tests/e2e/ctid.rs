@@ -152,7 +152,8 @@ impl<'a> Waiting<'a> {
     }
 }
 
-fn attr(html: &str, id: &str, name: &str) -> Option<String> {
+/// The value of attribute `name` on the element with `id`.
+pub fn attr(html: &str, id: &str, name: &str) -> Option<String> {
     let start = html.find(&format!("id=\"{id}\""))?;
     let tag_start = html[..start].rfind('<')?;
     let tag_end = start + html[start..].find('>')?;
@@ -163,7 +164,8 @@ fn attr(html: &str, id: &str, name: &str) -> Option<String> {
     Some(tag[v..v + end].to_string())
 }
 
-async fn app_action(link: &str, action: &str, form: &[(&str, &str)]) {
+/// Posts `action` (`approve`, `reject`) on the simulated app's page behind `link`.
+pub async fn app_action(link: &str, action: &str, form: &[(&str, &str)]) {
     let base = link.split('?').next().expect("link");
     let status = reqwest::Client::new()
         .post(format!("{base}/{action}"))

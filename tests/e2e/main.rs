@@ -12,6 +12,7 @@ mod login_pages;
 mod logout;
 mod operators;
 mod persons;
+mod persons_sims;
 mod protocol;
 mod sims;
 mod tokens;

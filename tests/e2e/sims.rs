@@ -25,7 +25,8 @@ impl Sim {
     }
 }
 
-fn spawn(server: actix_web::dev::Server, port: u16) -> Sim {
+/// Runs a simulator's server, bound on `port`, in this test's runtime.
+pub fn spawn(server: actix_web::dev::Server, port: u16) -> Sim {
     let handle = server.handle();
     tokio::spawn(server);
     Sim {
