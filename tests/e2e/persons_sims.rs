@@ -633,11 +633,13 @@ async fn a_strong_proof_suspends_a_weak_binding_and_never_the_reverse() {
     );
 
     let suspended = w.audit("binding.suspended");
+    assert_eq!(suspended.len(), 1, "audited once: {suspended:?}");
     assert!(
-        suspended.iter().any(|e| e["connector"] == "bank"
-            && e["level"] == "substantial"
-            && e["bound_level"] == "low"
-            && e["bound_source"] == "registry"),
+        suspended[0]["source"] == "bank"
+            && suspended[0]["level"] == "substantial"
+            && suspended[0]["bound_level"] == "low"
+            && suspended[0]["bound_source"] == "registry"
+            && suspended[0]["mapped"] == false,
         "the bank's proof suspended the registry-checked link: {suspended:?}"
     );
 

@@ -75,8 +75,12 @@ pub async fn resolve(
             }
             Some(b) if b.level >= level || b.level > Assurance::Low => match &ext_person {
                 // Proven before by a source that proves possession (a bank, a state
-                // credential), or at least as strongly: the same citizen.
-                None => Some(b.person),
+                // credential), or at least as strongly: the same citizen, whose binding
+                // a stronger proof raises.
+                None => {
+                    bind = level > b.level;
+                    Some(b.person)
+                }
                 Some(p) => {
                     // Two accounts both proven: never move a binding to an equal or weaker
                     // proof. Operators review the pair.
@@ -92,8 +96,7 @@ pub async fn resolve(
                 }
                 Claim::Merge(_) => return Ok(Resolution::Claim { weak: b }),
                 Claim::TakeOver => {
-                    suspend(store, &b.person, value, now).await?;
-                    tracing::warn!(target: "audit", event = "binding.suspended", connector, level = %level, bound_level = %b.level, bound_source = %b.source, suspended_person = %b.person, "a weaker binding of a citizen ID number was suspended by a stronger proof");
+                    // Binding the number below suspends the weak binding and audits it.
                     suspended_other = true;
                     bind = true;
                     ext_person.clone()
@@ -163,7 +166,8 @@ pub async fn bind_id(
             }
             Some(b) if b.person != person.id => {
                 suspend(store, &b.person, &v, now).await?;
-                tracing::warn!(target: "audit", event = "binding.suspended", source, suspended_person = %b.person, "a weaker binding of a mapped ID number was suspended");
+                let mapped = v != value;
+                tracing::warn!(target: "audit", event = "binding.suspended", source, level = %level, bound_level = %b.level, bound_source = %b.source, suspended_person = %b.person, mapped, "a weaker binding of a citizen ID number was suspended by a stronger proof");
             }
             _ => {}
         }
@@ -189,4 +193,57 @@ async fn suspend(store: &dyn Store, person_id: &str, value: &str, now: u64) -> S
         save(store, &p).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connectors::CitizenId;
+
+    fn identity(subject: &str, number: &str, assurance: Assurance) -> Identity {
+        Identity {
+            subject: subject.into(),
+            citizen_id: Some(CitizenId {
+                value: number.into(),
+                proven: true,
+            }),
+            claims: Default::default(),
+            assurance,
+            amr: vec![],
+        }
+    }
+
+    async fn found(r: StoreResult<Resolution>) -> Person {
+        match r.expect("store answers") {
+            Resolution::Found { person, .. } => person,
+            Resolution::Claim { .. } => panic!("no weak binding here"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stronger_proof_of_the_same_number_raises_its_binding() {
+        let dir = tempfile::tempdir().expect("dir");
+        let config = crate::demo::prepare(dir.path()).expect("demo files");
+        let settings =
+            crate::config::load_str(crate::demo::DEMO_CONFIG, &config, crate::config::Mode::Demo)
+                .unwrap_or_else(|_| panic!("demo configuration loads"));
+        let store =
+            crate::store::embedded::EmbeddedStore::open(&dir.path().join("s.redb")).expect("store");
+        let number = "079201001234";
+        let bank = identity("card-1", number, Assurance::Substantial);
+        let first = found(resolve(&settings, &store, "bank-card", &bank, Claim::Ask).await).await;
+        let bound = binding(&settings, &store, number).await.expect("read");
+        assert_eq!(bound.map(|b| b.level), Some(Assurance::Substantial));
+
+        // The same number proven by a state credential: same person, binding now `high`.
+        let ctid = identity("ctid-1", number, Assurance::High);
+        let second = found(resolve(&settings, &store, "ctid", &ctid, Claim::Ask).await).await;
+        assert_eq!(second.id, first.id);
+        let bound = binding(&settings, &store, number)
+            .await
+            .expect("read")
+            .expect("bound");
+        assert_eq!((bound.level, bound.person), (Assurance::High, first.id));
+        assert_eq!(second.id_level(number), Some(Assurance::High));
+    }
 }
