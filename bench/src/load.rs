@@ -46,12 +46,12 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn ok(&mut self, started: Instant) {
+    pub(crate) fn ok(&mut self, started: Instant) {
         let us = started.elapsed().as_micros();
         self.lat_us.push(u32::try_from(us).unwrap_or(u32::MAX));
     }
 
-    fn err(&mut self, what: String) {
+    pub(crate) fn err(&mut self, what: String) {
         self.errors += 1;
         if self.samples.len() < SAMPLES_PER_TASK {
             self.samples.push(what);
@@ -429,39 +429,23 @@ where
     })
 }
 
-/// GETs `path` in a loop until `deadline`.
+/// GETs `path` in a loop until `deadline`, on raw keep-alive connections
+/// ([`crate::raw_get`]).
 pub async fn get(
     target: &Target,
     path: &str,
     concurrency: usize,
     duration: Duration,
 ) -> Result<Outcome, String> {
-    let http = rp_client()?;
-    let url = format!("{}{path}", target.base);
+    let addr = target
+        .base
+        .strip_prefix("http://")
+        .ok_or("the broker is not on plain http")?
+        .to_string();
     let deadline = Instant::now() + duration;
     run(concurrency, |_| {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            let mut stats = Stats::default();
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                match http.get(&url).send().await {
-                    Ok(resp) => {
-                        let status = resp.status();
-                        match resp.bytes().await {
-                            Ok(_) if status.is_success() => stats.ok(t),
-                            Ok(body) => stats.err(format!(
-                                "GET {url}: HTTP {status}: {}",
-                                snippet(&String::from_utf8_lossy(&body))
-                            )),
-                            Err(e) => stats.err(format!("GET {url}: {e}")),
-                        }
-                    }
-                    Err(e) => stats.err(format!("GET {url}: {e}")),
-                }
-            }
-            (stats, None)
-        }
+        let (addr, path) = (addr.clone(), path.to_string());
+        async move { (crate::raw_get::get_loop(&addr, &path, deadline).await, None) }
     })
     .await
 }

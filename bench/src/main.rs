@@ -12,6 +12,7 @@
 
 mod instance;
 mod load;
+mod raw_get;
 mod sys;
 
 use std::path::PathBuf;

@@ -8,6 +8,11 @@ use broker::config::{self, Mode};
 use broker::keys::{SigningAlg, SigningKey};
 use clap::{Parser, Subcommand, ValueEnum};
 
+// The broker allocates many short-lived buffers per request (headers, JSON, pages);
+// mimalloc serves them with a fraction of glibc malloc's cost (measured by the benchmark).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "broker", version, about = "OpenID Connect federation broker")]
 struct Cli {

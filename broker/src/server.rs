@@ -106,9 +106,6 @@ async fn log_requests(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = req.method().clone();
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "<unmatched>".to_string());
     let request_id = req
         .headers()
         .get("x-request-id")
@@ -123,6 +120,12 @@ async fn log_requests(
         .unwrap_or_else(|| util::random_token(9));
     let span = tracing::info_span!("request", id = %request_id);
     let mut res = next.call(req).instrument(span.clone()).await?;
+    // After routing the matched resource is known; before it, finding the pattern would
+    // run every route's matcher a second time.
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "<unmatched>".to_string());
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
     if let Ok(v) = header::HeaderValue::from_str(&request_id) {
