@@ -68,16 +68,19 @@ enum Command {
     },
 }
 
-fn init_logging(format: LogFormat, audit: Option<&std::path::Path>) -> bool {
+fn init_logging(
+    format: LogFormat,
+    audit: Option<&std::path::Path>,
+) -> Option<broker::observe::LogGuard> {
     let format = match format {
         LogFormat::Json => broker::observe::LogFormat::Json,
         LogFormat::Text => broker::observe::LogFormat::Text,
     };
     match broker::observe::init_logging(format, audit) {
-        Ok(()) => true,
+        Ok(guard) => Some(guard),
         Err(e) => {
             eprintln!("cannot start logging: {e}");
-            false
+            None
         }
     }
 }
@@ -150,18 +153,18 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            if !init_logging(cli.log_format, settings.audit_log.as_deref()) {
+            let Some(_log) = init_logging(cli.log_format, settings.audit_log.as_deref()) else {
                 return ExitCode::FAILURE;
-            }
+            };
             if let Some(l) = listen {
                 settings.listen = l;
             }
             run(broker::server::run(settings, workers))
         }
         Command::Demo { data, rp_port } => {
-            if !init_logging(cli.log_format, None) {
+            let Some(_log) = init_logging(cli.log_format, None) else {
                 return ExitCode::FAILURE;
-            }
+            };
             run(broker::demo::run(&data, rp_port))
         }
     }

@@ -24,19 +24,39 @@ pub enum LogFormat {
     Json,
 }
 
+/// Keeps the log writer thread running; dropping it writes out what is buffered.
+pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
+
 /// Installs the process-wide logger. `BROKER_LOG` sets the filter (default `info`).
-pub fn init_logging(format: LogFormat, audit_log: Option<&Path>) -> Result<(), String> {
+///
+/// Lines go to standard output through a writer thread that batches them: under load one
+/// `write` carries many lines instead of one system call per request line, and request
+/// handlers never wait on a slow log reader. Nothing is dropped (the queue blocks when
+/// full), and a line reaches the output as soon as the thread finds the queue empty. Keep
+/// the guard until the process ends. The audit file is written synchronously.
+pub fn init_logging(format: LogFormat, audit_log: Option<&Path>) -> Result<LogGuard, String> {
     let filter = || {
         EnvFilter::try_from_env("BROKER_LOG")
             .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn"))
     };
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("broker-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ));
     let stdout = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_target(true)
             .with_current_span(true)
+            .with_writer(writer)
             .boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_target(false).boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_writer(writer)
+            .boxed(),
     };
     let audit = match audit_log {
         Some(path) => {
@@ -58,7 +78,8 @@ pub fn init_logging(format: LogFormat, audit_log: Option<&Path>) -> Result<(), S
         .with(stdout.with_filter(filter()))
         .with(audit)
         .try_init()
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok(guard)
 }
 
 static METRICS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
