@@ -12,6 +12,7 @@
 
 mod instance;
 mod load;
+mod own_redis;
 mod raw_get;
 mod sys;
 
@@ -65,8 +66,9 @@ usage: bench [--seconds N] [--concurrency N] [--broker PATH] [--only a,b,...] [-
   --no-pin           do not pin the broker and the load generator to separate cores
   --broker-log F     BROKER_LOG filter of the broker (default: its own, info)
 
-Redis: REDIS_URL (default redis://127.0.0.1:6379); keys go under a random prefix and are
-deleted at the end.";
+Redis: a redis-server of its own on the load generator's core when `redis-server` is
+installed, else REDIS_URL (default redis://127.0.0.1:6379); with REDIS_URL set, that one.
+Keys go under a random prefix and are deleted at the end.";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -143,9 +145,10 @@ fn real_main() -> Result<ExitCode, String> {
         let (b, l) = v.split_once(',')?;
         Some((b.parse::<usize>().ok()?, l.parse::<usize>().ok()?))
     });
-    // Fail early (before a long build) when Redis is not there.
-    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    redis_check(&redis_url)?;
+    // Fail early (before a long build) when the Redis named by REDIS_URL is not there.
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        redis_check(&url)?;
+    }
     let exe = match args.broker.take() {
         Some(p) => p,
         None => instance::build_release()?,
@@ -286,7 +289,15 @@ fn bench(
     pinned: Option<(usize, usize)>,
     note: &str,
 ) -> Result<ExitCode, String> {
-    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let own_redis = match std::env::var("REDIS_URL") {
+        Ok(_) => None,
+        Err(_) => own_redis::OwnRedis::start()?,
+    };
+    let redis_url = match (&own_redis, std::env::var("REDIS_URL")) {
+        (Some(own), _) => own.url.clone(),
+        (None, Ok(url)) => url,
+        (None, Err(_)) => "redis://127.0.0.1:6379".into(),
+    };
     let (mut redis_con, redis_version, redis_pid) = redis_check(&redis_url)?;
     let prefix = format!("bench-{}:", random_hex(6));
 
@@ -294,13 +305,20 @@ fn bench(
     println!("cpu: {} x {}", sys::cpu_count(), sys::cpu_model());
     match pinned {
         Some((b, l)) => println!(
-            "pinning: broker on CPU {b} (taskset -c {b}), load generator on CPU {l} (taskset -c {l}); Redis not pinned"
+            "pinning: broker on CPU {b} (taskset -c {b}), load generator on CPU {l} (taskset -c {l}); {}",
+            if own_redis.is_some() { format!("Redis on CPU {l} too") } else { "Redis not pinned".into() }
         ),
         None => println!("pinning: {note}"),
     }
     println!(
         "redis: {redis_version} at {redis_url}{}, key prefix {prefix}",
-        if redis_pid.is_some() { " (local)" } else { "" }
+        if own_redis.is_some() {
+            " (started for this run)"
+        } else if redis_pid.is_some() {
+            " (local)"
+        } else {
+            ""
+        }
     );
     println!(
         "broker: {} serve --workers 1, log filter {}",
