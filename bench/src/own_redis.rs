@@ -32,7 +32,7 @@ impl OwnRedis {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("cannot start redis-server: {e}")),
         };
-        let own = OwnRedis {
+        let mut own = OwnRedis {
             child,
             url: format!("redis://127.0.0.1:{port}"),
         };
@@ -42,6 +42,11 @@ impl OwnRedis {
             let ready = client
                 .get_connection_with_timeout(Duration::from_millis(200))
                 .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if let Ok(Some(status)) = own.child.try_wait() {
+                return Err(format!(
+                    "redis-server exited at start ({status}); is the port free?"
+                ));
+            }
             match ready {
                 Ok(_) => return Ok(Some(own)),
                 Err(e) if Instant::now() > deadline => {

@@ -5,12 +5,15 @@
 //! measured. This loop writes one fixed request and reads one `Content-Length` response
 //! per turn: enough for a server we know answers that way, and a fraction of the cost.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::load::Stats;
+
+/// A request without an answer this long is an error (as with the other scenarios' client).
+const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One response: its status, and how many bytes of `buf` it used.
 fn parse(buf: &[u8]) -> Result<Option<(u16, usize)>, String> {
@@ -49,12 +52,17 @@ pub async fn get_loop(addr: &str, path: &str, deadline: Instant) -> Stats {
                 }
                 Err(e) => {
                     stats.err(format!("connect {addr}: {e}"));
+                    // Not a busy loop of failures while the broker is away.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
             }
         }
         let Some(s) = stream.as_mut() else { continue };
-        match exchange(s, request.as_bytes(), &mut buf).await {
+        let answer = tokio::time::timeout(TIMEOUT, exchange(s, request.as_bytes(), &mut buf))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {TIMEOUT:?}")));
+        match answer {
             Ok(200) => stats.ok(t),
             Ok(status) => stats.err(format!("GET {path}: HTTP {status}")),
             Err(e) => {

@@ -81,7 +81,11 @@ pub fn logo_url(id: &str, logos: &BTreeMap<String, Logo>, lang: &str) -> Option<
 }
 
 /// `GET /connectors/{id}/logo/{lang}`.
-pub async fn logo(state: web::Data<AppState>, path: web::Path<(String, String)>) -> HttpResponse {
+pub async fn logo(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    query: web::Query<std::collections::HashMap<String, String>>,
+) -> HttpResponse {
     let (id, lang) = path.into_inner();
     let settings = state.settings();
     let Some(logo) = settings
@@ -91,10 +95,15 @@ pub async fn logo(state: web::Data<AppState>, path: web::Path<(String, String)>)
     else {
         return not_found();
     };
+    // A URL with the content's hash may be kept long; any other must be checked again.
+    let cache = if query.get("v") == Some(&logo.version) {
+        "public, max-age=86400, immutable"
+    } else {
+        "no-cache"
+    };
     HttpResponse::Ok()
         .content_type(logo.content_type)
-        // The URL carries the content's hash.
-        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .insert_header((header::CACHE_CONTROL, cache))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         // An SVG opened on its own must not run scripts on the broker's origin.
         .insert_header((

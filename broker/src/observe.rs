@@ -30,10 +30,11 @@ pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
 /// Installs the process-wide logger. `BROKER_LOG` sets the filter (default `info`).
 ///
 /// Lines go to standard output through a writer thread that batches them: under load one
-/// `write` carries many lines instead of one system call per request line, and request
-/// handlers never wait on a slow log reader. Nothing is dropped (the queue blocks when
-/// full), and a line reaches the output as soon as the thread finds the queue empty. Keep
-/// the guard until the process ends. The audit file is written synchronously.
+/// `write` carries many lines instead of one system call per request line. A line reaches
+/// the output as soon as the thread finds its queue empty; when a slow reader lets the
+/// queue fill up (128k lines), loggers wait rather than drop lines. Keep the guard until
+/// the process ends: dropping it writes out the queue (tracing-appender gives that at most
+/// a second). The audit file is written synchronously.
 pub fn init_logging(format: LogFormat, audit_log: Option<&Path>) -> Result<LogGuard, String> {
     let filter = || {
         EnvFilter::try_from_env("BROKER_LOG")

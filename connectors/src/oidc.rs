@@ -650,7 +650,7 @@ impl OidcConnector {
                 problems.push((
                     "private_key".into(),
                     format!(
-                        "is not a PKCS#8 PEM private key for {}: {reason}",
+                        "is not a PKCS#8 PEM private key for {} (private_key_alg): {reason}",
                         alg.as_str()
                     ),
                 ));

@@ -322,7 +322,7 @@ async fn a_citizen_verifies_with_a_card_and_the_sms_code() {
 
     // Neither the logs nor the store hold the card number, the code, the ID number or the
     // phone number in clear.
-    let logs = s.broker.log_text();
+    let logs = s.broker.settled_log_text().await;
     for secret in [WEI_ICBC, "6222 0202", code.as_str(), WEI_ID, "13800138000"] {
         assert!(
             !logs.contains(secret),
@@ -443,10 +443,7 @@ async fn each_faq_failure_has_its_message_and_remedies() {
         p.contains("Bank of China cannot be reached") && p.contains("another way"),
         "{p}"
     );
-    assert!(s
-        .broker
-        .log_text()
-        .contains("bank verification unavailable"));
+    assert!(s.broker.wait_for_log("bank verification unavailable", 1));
 
     // SMS gateway congested: the login cannot go on through this source right now.
     sims::control(

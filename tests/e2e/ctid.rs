@@ -290,7 +290,7 @@ async fn rejection_expiry_forgery_and_outage_each_have_their_message() {
     );
     assert!(body.contains("could not be verified"), "{body}");
     assert!(
-        s.broker.log_text().contains("result rejected"),
+        s.broker.wait_for_log("result rejected", 1),
         "operators see why"
     );
 

@@ -323,6 +323,27 @@ impl Broker {
     pub fn log_text(&self) -> String {
         self.logs.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
+
+    /// The log once every line of the requests made so far has been written: the broker
+    /// writes log lines in order through a writer thread, so the line of a new `/healthz`
+    /// request comes after all of them. For checks that something is *not* in the log.
+    pub async fn settled_log_text(&self) -> String {
+        let before = self
+            .logs
+            .lock()
+            .map(|l| l.iter().filter(|line| line.contains("/healthz")).count())
+            .unwrap_or(0);
+        let status = reqwest::get(self.url("/healthz"))
+            .await
+            .map(|r| r.status().as_u16());
+        assert_eq!(status.ok(), Some(200), "the broker answers /healthz");
+        assert!(
+            self.wait_for_log("/healthz", before + 1),
+            "the broker's log did not catch up:\n{}",
+            self.log_text()
+        );
+        self.log_text()
+    }
 }
 
 /// A PKCE verifier and its S256 challenge.

@@ -163,7 +163,7 @@ async fn an_old_account_signs_in_through_the_old_systems_api() {
         body.contains("is closed") && body.contains("VNeID or a bank card"),
         "{body}"
     );
-    let logs = s.broker.log_text();
+    let logs = s.broker.settled_log_text().await;
     assert!(
         !logs.contains(PASSWORD) && !logs.contains("nguyenvanan"),
         "{logs}"

@@ -341,10 +341,25 @@ citizens = [{{ username = "x", password = "y" }}]
         assert_eq!(header("content-type"), content_type);
         assert_eq!(header("x-content-type-options"), "nosniff");
         assert!(header("content-security-policy").contains("sandbox"));
+        assert!(
+            header("cache-control").contains("immutable"),
+            "versioned URL"
+        );
         assert_eq!(&resp.bytes().await.expect("body")[..], bytes);
         fetched.push(src);
     }
     assert_ne!(fetched[0], fetched[1]);
+    let unversioned = reqwest::get(broker.url("/connectors/with-logo/logo/en"))
+        .await
+        .expect("logo");
+    assert_eq!(
+        unversioned
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-cache"),
+        "only the URL with the content's hash is cached long"
+    );
     let missing = reqwest::get(broker.url("/connectors/with-logo/logo/es"))
         .await
         .expect("answer");
@@ -400,7 +415,7 @@ async fn secrets_codes_and_id_numbers_stay_out_of_the_logs() {
         "openid citizen_id phone",
     )
     .await;
-    let logs = broker.log_text();
+    let logs = broker.settled_log_text().await;
     assert!(logs.contains("tokens issued"), "logging works: {logs}");
     for secret in [
         "079201001234",

@@ -634,7 +634,7 @@ async fn adversarial_upstream_answers_are_refused_with_a_clear_page() {
     assert!(body.contains(EXPIRED), "{body}");
 
     // Operators read what went wrong; personal data never reaches the logs.
-    let logs = broker.log_text();
+    let logs = broker.settled_log_text().await;
     for private in [
         CCCD,
         "0792 0100 1234",
@@ -1132,7 +1132,7 @@ scopes = ["openid", "profile", "citizen_id"]
     );
     if auth == UpstreamAuth::PrivateKeyJwt {
         // oidc-provider had the broker's public key from the broker itself.
-        let log = broker.log_text();
+        let log = broker.settled_log_text().await;
         assert!(
             log.lines()
                 .any(|l| l.contains("/connectors/{id}/jwks") && l.contains("200")),
