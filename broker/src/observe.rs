@@ -56,6 +56,8 @@ pub fn init_logging(format: LogFormat, audit_log: Option<&Path>) -> Result<LogGu
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_target(false)
+            // Colours for a person at a terminal, not escape codes in a pipe or a file.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
             .with_writer(writer)
             .boxed(),
     };

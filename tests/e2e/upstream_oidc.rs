@@ -1135,7 +1135,7 @@ scopes = ["openid", "profile", "citizen_id"]
         let log = broker.settled_log_text().await;
         assert!(
             log.lines()
-                .any(|l| l.contains("/connectors/{id}/jwks") && l.contains("200")),
+                .any(|l| l.contains("route=/connectors/{id}/jwks") && l.contains("status=200")),
             "oidc-provider never fetched the broker's JWKS:\n{log}"
         );
     }
