@@ -184,15 +184,15 @@ pub struct Config {
     /// The broker's private key for `private_key_jwt` (PKCS#8 PEM).
     #[serde(default)]
     pub private_key: Option<SecretSource>,
-    /// Algorithm of `private_key`.
-    #[serde(default = "default_assertion_alg")]
-    pub private_key_alg: SigningAlg,
+    /// Algorithm of `private_key` (default RS256).
+    #[serde(default)]
+    pub private_key_alg: Option<SigningAlg>,
     /// `kid` of `private_key` (default: its RFC 7638 thumbprint).
     #[serde(default)]
     pub private_key_id: Option<String>,
-    /// `aud` of the client assertions.
+    /// `aud` of the client assertions (default: the issuer).
     #[serde(default)]
-    pub client_assertion_audience: AssertionAudience,
+    pub client_assertion_audience: Option<AssertionAudience>,
     /// Scopes to request (`openid` is always sent).
     #[serde(default = "default_scopes")]
     pub scopes: Vec<String>,
@@ -226,10 +226,6 @@ pub struct Config {
 
 fn default_scopes() -> Vec<String> {
     vec!["openid".into(), "profile".into()]
-}
-
-fn default_assertion_alg() -> SigningAlg {
-    SigningAlg::RS256
 }
 
 fn default_timeout() -> u64 {
@@ -603,7 +599,12 @@ impl OidcConnector {
         if !uses_key {
             for (key, set) in [
                 ("private_key", config.private_key.is_some()),
+                ("private_key_alg", config.private_key_alg.is_some()),
                 ("private_key_id", config.private_key_id.is_some()),
+                (
+                    "client_assertion_audience",
+                    config.client_assertion_audience.is_some(),
+                ),
             ] {
                 if set {
                     problem(
@@ -642,7 +643,7 @@ impl OidcConnector {
         let pem_text = secret::resolve(source, base_dir, "private_key", &mut found);
         problems.extend(found);
         let pem_text = pem_text?;
-        let alg = config.private_key_alg;
+        let alg = config.private_key_alg.unwrap_or(SigningAlg::RS256);
         // A placeholder kid until the thumbprint is known.
         let key = match SigningKey::from_pem("", alg, &pem_text) {
             Ok(k) => k,
@@ -685,7 +686,7 @@ impl OidcConnector {
 
     /// A fresh client assertion for the token endpoint (RFC 7523 section 2.2).
     fn client_assertion(&self, key: &SigningKey, d: &Discovered, now: u64) -> Result<String, Fail> {
-        let aud = match self.config.client_assertion_audience {
+        let aud = match self.config.client_assertion_audience.unwrap_or_default() {
             AssertionAudience::Issuer => d.metadata.issuer().as_str().to_string(),
             AssertionAudience::TokenEndpoint => d
                 .metadata
@@ -1441,6 +1442,13 @@ mod tests {
             )),
             vec!["private_key"],
             "a key without private_key_jwt is a mistake"
+        );
+        assert_eq!(
+            open_in(
+                "client_secret = { env = \"OIDC_TEST_SECRET\" }\nprivate_key_alg = \"ES256\"\nclient_assertion_audience = \"issuer\"\n"
+            ),
+            vec!["private_key_alg", "client_assertion_audience"],
+            "so are the key's other settings"
         );
         // An EC key declared as RSA.
         assert_eq!(
