@@ -771,6 +771,18 @@ impl OidcConnector {
         if metadata.token_endpoint().is_none() {
             return Err(Fail::Outage("discovery: no token_endpoint".into()));
         }
+        let method = match self.config.auth_method {
+            TokenAuthMethod::ClientSecretBasic => "client_secret_basic",
+            TokenAuthMethod::ClientSecretPost => "client_secret_post",
+            TokenAuthMethod::PrivateKeyJwt => "private_key_jwt",
+        };
+        if let Some(methods) = metadata.token_endpoint_auth_methods_supported() {
+            if !methods.iter().any(|m| m.as_ref() == method) {
+                return Err(Fail::Outage(format!(
+                    "discovery: the provider's token endpoint does not accept `{method}` (auth_method)"
+                )));
+            }
+        }
         if self.config.use_userinfo && metadata.userinfo_endpoint().is_none() {
             return Err(Fail::Outage(
                 "discovery: use_userinfo is set but the provider has no userinfo_endpoint".into(),
@@ -1506,6 +1518,40 @@ mod tests {
                 .clone()
         };
         assert_ne!(jti(&first), jti(&second), "every assertion has its own jti");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_refuses_the_method_is_reported_at_discovery() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, ResponseTemplate};
+        let dir = std::env::temp_dir().join(format!("oidc-methods-{}", std::process::id()));
+        let file = key_file(&dir, SigningAlg::RS256);
+        let server = wiremock::MockServer::start().await;
+        let mut doc = metadata(&server.uri());
+        doc["token_endpoint_auth_methods_supported"] = serde_json::json!(["client_secret_basic"]);
+        Mock::given(method("GET"))
+            .and(path("/.well-known/openid-configuration"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(doc))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/jwks"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"keys": []})))
+            .mount(&server)
+            .await;
+        let text = format!(
+            "issuer = \"{}\"\nclient_id = \"broker\"\nauth_method = \"private_key_jwt\"\nprivate_key = {{ file = \"{file}\" }}\n",
+            server.uri()
+        );
+        let c = OidcConnector::open(toml::from_str(&text).expect("parses"), &dir).expect("opens");
+        match c.start(&ctx()).await {
+            Err(ConnectorError::Unavailable(detail)) => assert!(
+                detail.contains("does not accept `private_key_jwt`"),
+                "{detail}"
+            ),
+            other => panic!("expected unavailable, got {other:?}"),
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
