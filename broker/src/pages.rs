@@ -188,6 +188,8 @@ struct ChoosePage {
     tx: String,
     csrf: String,
     choices: Vec<Choice>,
+    /// Some choice has a logo: the others keep its place, so names line up.
+    any_logo: bool,
     step_up: bool,
 }
 
@@ -343,7 +345,7 @@ impl<'a> Page<'a> {
         entries: &[&ConnectorEntry],
         maintenance: &crate::maintenance::Maintenance,
     ) -> HttpResponse {
-        let choices = entries
+        let choices: Vec<Choice> = entries
             .iter()
             .map(|c| (c, maintenance.effective(c)))
             .map(|(c, (status, message))| Choice {
@@ -364,6 +366,7 @@ impl<'a> Page<'a> {
                 client_name: self.client_name(),
                 tx: self.tx.id.clone(),
                 csrf: self.tx.csrf.clone(),
+                any_logo: choices.iter().any(|c| c.logo.is_some()),
                 choices,
                 step_up: self.tx.request.min_level > connectors::Assurance::Low,
             },
