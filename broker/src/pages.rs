@@ -175,6 +175,8 @@ struct Choice {
     id: String,
     name: String,
     logo: Option<String>,
+    /// The source failed to answer in the last minutes.
+    troubled: bool,
     level: String,
     enabled: bool,
     notice: String,
@@ -352,6 +354,7 @@ impl<'a> Page<'a> {
                 id: c.id.clone(),
                 name: self.t.pick(&c.name).to_string(),
                 logo: crate::connector_public::logo_url(&c.id, &c.logos, &self.tx.request.lang),
+                troubled: c.connector.recently_unavailable(),
                 level: self
                     .t
                     .get(&format!("level-{}", c.connector.assurance().as_str())),

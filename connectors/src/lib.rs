@@ -339,6 +339,13 @@ pub trait Connector: Send + Sync {
         Health::Up
     }
 
+    /// Whether the source failed to answer in the last few minutes, from what the connector
+    /// already knows (no request is made): the choice page warns citizens. The default
+    /// knows of no trouble.
+    fn recently_unavailable(&self) -> bool {
+        false
+    }
+
     /// The public keys the source knows the broker by (a JWK set, for `private_key_jwt`),
     /// served at `/connectors/{id}/jwks` so the source can fetch them. The default has none.
     fn public_jwks(&self) -> Option<serde_json::Value> {

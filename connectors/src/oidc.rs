@@ -711,6 +711,15 @@ impl OidcConnector {
         &self.config
     }
 
+    /// The last outage, when it is less than [`DEGRADED_FOR`] old.
+    fn recent_outage(&self) -> Option<(u64, String)> {
+        self.last_outage
+            .lock()
+            .ok()
+            .and_then(|l| l.clone())
+            .filter(|(at, _)| unix_now().saturating_sub(*at) < DEGRADED_FOR)
+    }
+
     fn note_outage(&self, detail: &str) {
         if let Ok(mut last) = self.last_outage.lock() {
             *last = Some((unix_now(), detail.to_string()));
@@ -1286,14 +1295,12 @@ impl Connector for OidcConnector {
         self.public_jwks.clone()
     }
 
+    fn recently_unavailable(&self) -> bool {
+        self.recent_outage().is_some()
+    }
+
     async fn health(&self) -> Health {
-        let recent = self
-            .last_outage
-            .lock()
-            .ok()
-            .and_then(|l| l.clone())
-            .filter(|(at, _)| unix_now().saturating_sub(*at) < DEGRADED_FOR);
-        if let Some((_, reason)) = recent {
+        if let Some((_, reason)) = self.recent_outage() {
             return Health::Degraded { reason };
         }
         match self.metadata().await {

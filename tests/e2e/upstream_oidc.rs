@@ -688,6 +688,30 @@ async fn an_upstream_that_hangs_is_unavailable_not_a_hang() {
         "operators see the timeout:\n{}",
         broker.log_text()
     );
+    // The next citizen is warned on the choice page, and may still try it.
+    let (_, challenge) = pkce();
+    let choice = browser
+        .login_page(
+            browser
+                .authorize(&auth_params(
+                    "rp-basic",
+                    "http://localhost:9/cb",
+                    "openid",
+                    &challenge,
+                ))
+                .await,
+        )
+        .await;
+    assert!(
+        choice.contains("id=\"trouble-upstream\"")
+            && choice.contains("Did not answer a few minutes ago")
+            && choice.contains("id=\"use-upstream\""),
+        "{choice}"
+    );
+    assert!(
+        !choice.contains("id=\"trouble-test-citizens\""),
+        "only the source that failed"
+    );
     // An overloaded provider (503) is an outage too, not an invalid answer.
     let p = begin(&broker, &browser, "upstream", &issuer).await;
     let code = random_code();

@@ -30,6 +30,7 @@ label-reference = Reference
 choose-title = Choose how to sign in
 choose-intro = to continue to
 choose-step-up = This service needs a stronger proof of identity. Only the ways that provide it are shown.
+choose-troubled = Did not answer a few minutes ago. You can try it, or choose another way.
 button-use = Continue
 button-unavailable = Unavailable
 button-cancel = Cancel and go back

@@ -30,6 +30,7 @@ label-reference = Referencia
 choose-title = Elija cómo acceder
 choose-intro = para continuar a
 choose-step-up = Este servicio necesita una prueba de identidad más fuerte. Solo se muestran las formas que la ofrecen.
+choose-troubled = No respondió hace unos minutos. Puede intentarlo o elegir otra forma.
 button-use = Continuar
 button-unavailable = No disponible
 button-cancel = Cancelar y volver

@@ -30,6 +30,7 @@ label-reference = Mã tham chiếu
 choose-title = Chọn cách đăng nhập
 choose-intro = để tiếp tục đến
 choose-step-up = Dịch vụ này yêu cầu xác thực danh tính ở mức cao hơn. Chỉ các cách đáp ứng yêu cầu được hiển thị.
+choose-troubled = Vài phút trước không phản hồi. Bạn có thể thử lại hoặc chọn cách khác.
 button-use = Tiếp tục
 button-unavailable = Không khả dụng
 button-cancel = Hủy và quay lại

@@ -30,6 +30,7 @@ label-reference = 参考编号
 choose-title = 选择登录方式
 choose-intro = 以继续访问
 choose-step-up = 此服务需要更高等级的身份认证，仅显示满足要求的方式。
+choose-troubled = 几分钟前未能响应。您可以再试一次，或选择其他方式。
 button-use = 继续
 button-unavailable = 不可用
 button-cancel = 取消并返回
