@@ -447,6 +447,22 @@ impl std::fmt::Debug for OidcConnector {
     }
 }
 
+/// Reads a secret setting that must be there; a missing or unreadable one is a problem
+/// under `key`.
+fn read_required(
+    source: Option<&SecretSource>,
+    key: &str,
+    missing: &str,
+    base_dir: &Path,
+    problems: &mut Vec<(String, String)>,
+) -> Option<Vec<u8>> {
+    let Some(source) = source else {
+        problems.push((key.into(), missing.into()));
+        return None;
+    };
+    secret::resolve(source, base_dir, key, problems)
+}
+
 /// How the broker proves itself at the token endpoint.
 enum ClientAuth {
     Secret(ClientSecret),
@@ -594,7 +610,7 @@ impl OidcConnector {
         base_dir: &Path,
         problems: &mut Vec<(String, String)>,
     ) -> Option<ClientAuth> {
-        let mut problem = |k: &str, r: String| problems.push((k.to_string(), r));
+        let mut problem = |k: &str, r: &str| problems.push((k.to_string(), r.to_string()));
         let uses_key = config.auth_method == TokenAuthMethod::PrivateKeyJwt;
         if !uses_key {
             for (key, set) in [
@@ -607,42 +623,32 @@ impl OidcConnector {
                 ),
             ] {
                 if set {
-                    problem(
-                        key,
-                        "is only used with auth_method = \"private_key_jwt\"".into(),
-                    );
+                    problem(key, "is only used with auth_method = \"private_key_jwt\"");
                 }
             }
-            let Some(source) = &config.client_secret else {
-                problem(
-                    "client_secret",
-                    "is required by this auth_method (or set auth_method = \"private_key_jwt\" and private_key)".into(),
-                );
-                return None;
-            };
-            let mut found = Vec::new();
-            let secret = secret::resolve(source, base_dir, "client_secret", &mut found);
-            problems.extend(found);
-            let secret = String::from_utf8(secret?).ok()?;
+            let secret = read_required(
+                config.client_secret.as_ref(),
+                "client_secret",
+                "is required by this auth_method (or set auth_method = \"private_key_jwt\" and private_key)",
+                base_dir,
+                problems,
+            )?;
+            let secret = String::from_utf8(secret).ok()?;
             return Some(ClientAuth::Secret(ClientSecret::new(secret)));
         }
         if config.client_secret.is_some() {
             problem(
                 "client_secret",
-                "is not used with auth_method = \"private_key_jwt\": remove it, the provider must not hold a shared secret".into(),
+                "is not used with auth_method = \"private_key_jwt\": remove it, the provider must not hold a shared secret",
             );
         }
-        let Some(source) = &config.private_key else {
-            problem(
-                "private_key",
-                "is required by auth_method = \"private_key_jwt\" ({ file = \"key.pem\" }, PKCS#8 PEM)".into(),
-            );
-            return None;
-        };
-        let mut found = Vec::new();
-        let pem_text = secret::resolve(source, base_dir, "private_key", &mut found);
-        problems.extend(found);
-        let pem_text = pem_text?;
+        let pem_text = read_required(
+            config.private_key.as_ref(),
+            "private_key",
+            "is required by auth_method = \"private_key_jwt\" ({ file = \"key.pem\" }, PKCS#8 PEM)",
+            base_dir,
+            problems,
+        )?;
         let alg = config.private_key_alg.unwrap_or(SigningAlg::RS256);
         // A placeholder kid until the thumbprint is known.
         let key = match SigningKey::from_pem("", alg, &pem_text) {

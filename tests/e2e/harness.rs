@@ -433,6 +433,13 @@ impl Browser {
         (status, location, body)
     }
 
+    /// The choice page of a new login at `rp-basic` (scope `openid`, PKCE).
+    pub async fn choice_page(&self) -> String {
+        let (_, challenge) = pkce();
+        let params = auth_params("rp-basic", "http://localhost:9/cb", "openid", &challenge);
+        self.login_page(self.authorize(&params).await).await
+    }
+
     /// From a response that should be the redirect to the login page, to the page's HTML.
     pub async fn login_page(&self, resp: reqwest::Response) -> String {
         let (status, location, body) = self.follow(resp).await;

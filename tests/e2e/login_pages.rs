@@ -147,19 +147,7 @@ async fn consent_is_asked_once_and_denial_returns_access_denied() {
 async fn wrong_passwords_are_counted_and_end_the_login() {
     let broker = Broker::start(Options::default());
     let browser = Browser::new(&broker);
-    let (_, challenge) = pkce();
-    let choice = browser
-        .login_page(
-            browser
-                .authorize(&auth_params(
-                    "rp-basic",
-                    "http://localhost:9/cb",
-                    "openid",
-                    &challenge,
-                ))
-                .await,
-        )
-        .await;
+    let choice = browser.choice_page().await;
     let mut form = browser.choose(&choice, "test-citizens").await;
     for attempt in 1..=5 {
         let resp = browser.submit_password(&form, "an", "wrong").await;
@@ -188,19 +176,7 @@ async fn wrong_passwords_are_counted_and_end_the_login() {
 async fn forms_need_the_csrf_token_and_the_same_browser() {
     let broker = Broker::start(Options::default());
     let browser = Browser::new(&broker);
-    let (_, challenge) = pkce();
-    let choice = browser
-        .login_page(
-            browser
-                .authorize(&auth_params(
-                    "rp-basic",
-                    "http://localhost:9/cb",
-                    "openid",
-                    &challenge,
-                ))
-                .await,
-        )
-        .await;
+    let choice = browser.choice_page().await;
     let tx = tx_path(&choice).expect("tx");
     let resp = browser
         .post(
@@ -374,19 +350,7 @@ citizens = [{{ username = "x", password = "y" }}]
 async fn cancel_returns_access_denied() {
     let broker = Broker::start(Options::default());
     let browser = Browser::new(&broker);
-    let (_, challenge) = pkce();
-    let html = browser
-        .login_page(
-            browser
-                .authorize(&auth_params(
-                    "rp-basic",
-                    "http://localhost:9/cb",
-                    "openid",
-                    &challenge,
-                ))
-                .await,
-        )
-        .await;
+    let html = browser.choice_page().await;
     let csrf = hidden(&html, "csrf").expect("csrf");
     let tx = tx_path(&html).expect("tx");
     let (_, location, _) = browser

@@ -9,7 +9,7 @@ use simulators::people::{person, Person};
 
 use crate::harness::*;
 use crate::sims::{self, Sim};
-use crate::{bank_card, ctid, legacy};
+use crate::{bank_card, ctid, legacy, upstream_oidc};
 
 const LOW: &str = "http://eidas.europa.eu/LoA/low";
 const SUBSTANTIAL: &str = "http://eidas.europa.eu/LoA/substantial";
@@ -46,32 +46,6 @@ redirect_uris = ["http://localhost:9/high-cb"]
 secret = { env = "TEST_RP_SECRET" }
 scopes = ["openid", "profile", "citizen_id"]
 min_assurance = "high"
-"#;
-
-/// The simulated VNeID as an upstream OpenID provider (as in `upstream_oidc.rs`).
-const VNEID_CONNECTOR: &str = r#"
-[[connectors]]
-id = "vneid"
-type = "oidc"
-name = { en = "VNeID (simulated)" }
-
-[connectors.settings]
-issuer = "ISSUER"
-client_id = "broker-e2e"
-client_secret = { env = "TEST_RP_SECRET" }
-scopes = ["openid", "profile", "phone", "cccd"]
-use_userinfo = true
-assurance_floor = "substantial"
-max_assurance = "high"
-
-[connectors.settings.claims]
-citizen_id = "cccd"
-citizen_id_proven = true
-phone_country_code = "84"
-
-[connectors.settings.acr_levels]
-"urn:vneid:sim:loa:level1" = "substantial"
-"urn:vneid:sim:loa:level2" = "high"
 "#;
 
 /// Every simulator, and a broker with one connector per simulated source and the
@@ -151,7 +125,7 @@ impl World {
                 &format!("api = {{ url = \"{}\", timeout_ms = 3000 }}", portal.url),
                 "",
             ),
-            VNEID_CONNECTOR.replace("ISSUER", &vneid_url),
+            upstream_oidc::VNEID_CONNECTOR.replace("ISSUER", &vneid_url),
             HIGH_CLIENT.to_string(),
         ]
         .concat();
@@ -325,7 +299,7 @@ impl<'a> Login<'a> {
                     .follow(self.browser.post(&url, &form).await)
                     .await;
                 let to_vneid = location.unwrap_or_else(|| panic!("to the simulator: {body}"));
-                let back = vneid_login(&to_vneid, p.key).await;
+                let back = upstream_oidc::at_simulator(&to_vneid, p.key, "login").await;
                 self.next(self.browser.get(&back).await).await
             }
         }
@@ -393,43 +367,6 @@ fn link_fields<'a>(id: &'a str, p: &'a Person) -> [(&'a str, &'a str); 4] {
         ("name", p.name),
         ("birthdate", p.birthdate),
     ]
-}
-
-/// Signs `username` in on the VNeID simulator's page; returns its redirect to the broker.
-async fn vneid_login(authorize_url: &str, username: &str) -> String {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let page = http
-        .get(authorize_url)
-        .send()
-        .await
-        .expect("simulator page")
-        .text()
-        .await
-        .expect("html");
-    let marker = "name=login value=\"";
-    let start = page.find(marker).expect("login field") + marker.len();
-    let login = &page[start..start + page[start..].find('"').expect("end")];
-    let base = url::Url::parse(authorize_url).expect("url");
-    let resp = http
-        .post(base.join("/authorize/login").expect("url").as_str())
-        .form(&[
-            ("login", login),
-            ("username", username),
-            ("password", simulators::vneid::PASSWORD),
-            ("action", "login"),
-        ])
-        .send()
-        .await
-        .expect("login post");
-    assert_eq!(resp.status().as_u16(), 303);
-    resp.headers()
-        .get("location")
-        .and_then(|h| h.to_str().ok())
-        .expect("location")
-        .to_string()
 }
 
 fn now_secs() -> u64 {

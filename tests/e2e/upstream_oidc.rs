@@ -689,19 +689,7 @@ async fn an_upstream_that_hangs_is_unavailable_not_a_hang() {
         broker.log_text()
     );
     // The next citizen is warned on the choice page, and may still try it.
-    let (_, challenge) = pkce();
-    let choice = browser
-        .login_page(
-            browser
-                .authorize(&auth_params(
-                    "rp-basic",
-                    "http://localhost:9/cb",
-                    "openid",
-                    &challenge,
-                ))
-                .await,
-        )
-        .await;
+    let choice = browser.choice_page().await;
     assert!(
         choice.contains("id=\"trouble-upstream\"")
             && choice.contains("Did not answer a few minutes ago")
@@ -738,7 +726,8 @@ async fn an_upstream_that_hangs_is_unavailable_not_a_hang() {
 // ---------------------------------------------------------------------------------------
 // The simulated VNeID
 
-const VNEID_CONNECTOR: &str = r#"
+/// The simulated VNeID behind an `oidc` connector (`ISSUER` is replaced by its URL).
+pub const VNEID_CONNECTOR: &str = r#"
 [[connectors]]
 id = "vneid"
 type = "oidc"
@@ -765,7 +754,7 @@ phone_country_code = "84"
 
 /// Logs `username` in at the simulator's page (or cancels); returns the redirect back to
 /// the broker.
-async fn at_simulator(authorize_url: &str, username: &str, action: &str) -> String {
+pub async fn at_simulator(authorize_url: &str, username: &str, action: &str) -> String {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -932,19 +921,7 @@ async fn a_citizen_logs_in_through_the_simulated_vneid() {
 
     // Cancel at the simulator: the broker says so and offers the other ways.
     let browser = Browser::new(&broker);
-    let (_, challenge) = pkce();
-    let choice = browser
-        .login_page(
-            browser
-                .authorize(&auth_params(
-                    "rp-basic",
-                    "http://localhost:9/cb",
-                    "openid",
-                    &challenge,
-                ))
-                .await,
-        )
-        .await;
+    let choice = browser.choice_page().await;
     let tx = tx_path(&choice).expect("tx");
     let resp = browser
         .post(
