@@ -405,6 +405,93 @@ async fn a_legacy_account_is_linked_skipped_and_linked_later() {
     );
 }
 
+/// A strong proof of an old number meets a weak binding of the number the registry maps
+/// it to: the citizen is asked, as about a weak binding of the number itself, and proving
+/// the old account keeps its `sub` (nothing is suspended behind the citizen's back).
+#[tokio::test]
+async fn a_weak_binding_of_the_mapped_number_is_asked_about_too() {
+    let broker = Broker::start(options(registry()));
+    // An's old account is linked to her CCCD after the registry check.
+    let old = Browser::new(&broker);
+    let (verifier, location) = basic_sign_in(&old, "legacy", "an-old").await;
+    let page = old
+        .get(&location.expect("link page"))
+        .await
+        .text()
+        .await
+        .expect("page");
+    let csrf = hidden(&page, "csrf").expect("csrf");
+    let resp = old
+        .post(
+            &broker.url(&form_action(&page, "link")),
+            &[
+                ("csrf", &csrf),
+                ("action", "link"),
+                ("citizen_id", AN_CCCD),
+                ("name", "Nguyễn Văn An"),
+                ("birthdate", "1990-03-15"),
+            ],
+        )
+        .await;
+    let (_, location, _) = old.follow(resp).await;
+    let legacy = redeem(
+        &broker,
+        "rp-basic",
+        "http://localhost:9/cb",
+        &location.expect("code"),
+        &verifier,
+    )
+    .await;
+    assert_eq!(legacy["citizen_id"], AN_CCCD);
+
+    // Her bank still knows her old CMND, which the registry maps to that CCCD.
+    let an = Browser::new(&broker);
+    let (verifier, location) = basic_sign_in(&an, "bank", "an-cmnd").await;
+    let claim = an
+        .get(&location.expect("claim page"))
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(
+        claim.contains("Old portal account"),
+        "asked about the older account: {claim}"
+    );
+    let csrf = hidden(&claim, "csrf").expect("csrf");
+    let resp = an
+        .post(
+            &broker.url(&form_action(&claim, "claim")),
+            &[("csrf", &csrf), ("choice", "prove")],
+        )
+        .await;
+    let (_, location, _) = an.follow(resp).await;
+    let form = an
+        .get(&location.expect("legacy form"))
+        .await
+        .text()
+        .await
+        .expect("form");
+    let (_, location, _) = an
+        .follow(an.submit_password(&form, "an-old", "pw").await)
+        .await;
+    let merged = redeem(
+        &broker,
+        "rp-basic",
+        "http://localhost:9/cb",
+        &location.expect("code"),
+        &verifier,
+    )
+    .await;
+    assert_eq!(merged["sub"], legacy["sub"], "one person");
+    assert_eq!(merged["acr"], "http://eidas.europa.eu/LoA/substantial");
+    let audit =
+        std::fs::read_to_string(broker.config_path().with_file_name("audit.log")).expect("audit");
+    assert!(
+        audit.contains("claim.merged") && !audit.contains("binding.suspended"),
+        "{audit}"
+    );
+}
+
 #[tokio::test]
 async fn a_strong_proof_suspends_a_weak_binding_and_never_the_reverse() {
     let broker = Broker::start(options(registry()));

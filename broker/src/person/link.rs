@@ -64,11 +64,13 @@ pub async fn link(
     let mut person = load(store, person_id)
         .await?
         .unwrap_or_else(|| super::Person::new(person_id));
+    let mapped = super::resolve::current_number(settings, &value).await;
     bind_id(
         settings,
         store,
         &mut person,
         &value,
+        mapped.as_deref(),
         Assurance::Low,
         REGISTRY_SOURCE,
         now,

@@ -62,7 +62,8 @@ pub async fn resolve(
 
     let mut suspended_other = false;
     let mut bind = false;
-    let target: Option<String> = match &proven {
+    let mut claim_answered = false;
+    let mut target: Option<String> = match &proven {
         None => ext_person.clone(),
         Some(value) => match binding(settings, store, value).await? {
             None => {
@@ -88,22 +89,45 @@ pub async fn resolve(
                     Some(p.clone())
                 }
             },
-            Some(b) => match claim {
-                Claim::Ask => return Ok(Resolution::Claim { weak: b }),
-                Claim::Merge(ref id) if *id == b.person => {
-                    bind = true;
-                    Some(b.person)
+            Some(b) => {
+                claim_answered = true;
+                match claim {
+                    Claim::Ask => return Ok(Resolution::Claim { weak: b }),
+                    Claim::Merge(ref id) if *id == b.person => {
+                        bind = true;
+                        Some(b.person)
+                    }
+                    Claim::Merge(_) => return Ok(Resolution::Claim { weak: b }),
+                    Claim::TakeOver => {
+                        // Binding the number below suspends the weak binding and audits it.
+                        suspended_other = true;
+                        bind = true;
+                        ext_person.clone()
+                    }
                 }
-                Claim::Merge(_) => return Ok(Resolution::Claim { weak: b }),
-                Claim::TakeOver => {
-                    // Binding the number below suspends the weak binding and audits it.
-                    suspended_other = true;
-                    bind = true;
-                    ext_person.clone()
-                }
-            },
+            }
         },
     };
+
+    // An old number is bound with the registry's current one. A weak binding of the current
+    // number to someone else is met as one of the proven number is: the citizen is asked
+    // (once: an answer given for the proven number stands).
+    let mapped = match (&proven, bind) {
+        (Some(value), true) => current_number(settings, value).await,
+        _ => None,
+    };
+    if let (Some(current), false) = (&mapped, claim_answered) {
+        if let Some(b) = binding(settings, store, current).await? {
+            if Some(&b.person) != target.as_ref() && b.level == Assurance::Low && level > b.level {
+                match claim {
+                    Claim::Ask => return Ok(Resolution::Claim { weak: b }),
+                    Claim::Merge(ref id) if *id == b.person => target = Some(b.person),
+                    Claim::Merge(_) => return Ok(Resolution::Claim { weak: b }),
+                    Claim::TakeOver => suspended_other = true,
+                }
+            }
+        }
+    }
 
     // Find or create the person; two first logins at once agree through put_new.
     let id = match target {
@@ -127,7 +151,18 @@ pub async fn resolve(
     let mut person = load(store, &id).await?.unwrap_or_else(|| Person::new(&id));
     person.add_link(connector, &identity.subject, now);
     if let (true, Some(value)) = (bind, &proven) {
-        bind_id(settings, store, &mut person, value, level, connector, now).await?;
+        let mapped = mapped.as_deref();
+        bind_id(
+            settings,
+            store,
+            &mut person,
+            value,
+            mapped,
+            level,
+            connector,
+            now,
+        )
+        .await?;
     }
     for (k, v) in &identity.claims {
         person.claims.insert(k.clone(), v.clone());
@@ -140,25 +175,33 @@ pub async fn resolve(
     })
 }
 
-/// Binds a number (and the current number the registry maps it to) to a person.
+/// The current number the population registry maps an old one to, when it differs.
+pub async fn current_number(settings: &Settings, value: &str) -> Option<String> {
+    let registry = settings.registry.as_ref()?;
+    match registry.current_id(value).await {
+        Ok(current) => current.filter(|c| c != value),
+        Err(e) => {
+            tracing::warn!(error = %e, "registry lookup of a current ID number failed");
+            None
+        }
+    }
+}
+
+/// Binds a number, and `mapped`, the current number the registry maps it to
+/// ([`current_number`]), to a person.
+#[allow(clippy::too_many_arguments)]
 pub async fn bind_id(
     settings: &Settings,
     store: &dyn Store,
     person: &mut Person,
     value: &str,
+    mapped: Option<&str>,
     level: Assurance,
     source: &str,
     now: u64,
 ) -> StoreResult<()> {
-    let mut values = vec![value.to_string()];
-    if let Some(registry) = &settings.registry {
-        match registry.current_id(value).await {
-            Ok(Some(current)) => values.push(current),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "registry lookup of a current ID number failed"),
-        }
-    }
-    for v in values {
+    for v in std::iter::once(value).chain(mapped) {
+        let v = v.to_string();
         match binding(settings, store, &v).await? {
             Some(b) if b.person != person.id && b.level >= level => {
                 tracing::warn!(target: "audit", event = "binding.refused", source, "a mapped ID number is bound to another account at an equal or stronger level");
