@@ -1536,23 +1536,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_provider_that_refuses_the_method_is_reported_at_discovery() {
-        use wiremock::matchers::{method, path};
-        use wiremock::{Mock, ResponseTemplate};
         let dir = std::env::temp_dir().join(format!("oidc-methods-{}", std::process::id()));
         let file = key_file(&dir, SigningAlg::RS256);
-        let server = wiremock::MockServer::start().await;
-        let mut doc = metadata(&server.uri());
-        doc["token_endpoint_auth_methods_supported"] = serde_json::json!(["client_secret_basic"]);
-        Mock::given(method("GET"))
-            .and(path("/.well-known/openid-configuration"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(doc))
-            .mount(&server)
-            .await;
-        Mock::given(method("GET"))
-            .and(path("/jwks"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"keys": []})))
-            .mount(&server)
-            .await;
+        let server = mock_provider_with(|doc| {
+            doc["token_endpoint_auth_methods_supported"] =
+                serde_json::json!(["client_secret_basic"]);
+        })
+        .await;
         let text = format!(
             "issuer = \"{}\"\nclient_id = \"broker\"\nauth_method = \"private_key_jwt\"\nprivate_key = {{ file = \"{file}\" }}\n",
             server.uri()
@@ -1612,12 +1602,19 @@ mod tests {
     }
 
     async fn mock_provider() -> wiremock::MockServer {
+        mock_provider_with(|_| {}).await
+    }
+
+    /// A provider whose discovery document is [`metadata`] changed by `edit`.
+    async fn mock_provider_with(edit: impl FnOnce(&mut Value)) -> wiremock::MockServer {
         use wiremock::matchers::{method, path};
         use wiremock::{Mock, ResponseTemplate};
         let server = wiremock::MockServer::start().await;
+        let mut doc = metadata(&server.uri());
+        edit(&mut doc);
         Mock::given(method("GET"))
             .and(path("/.well-known/openid-configuration"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(metadata(&server.uri())))
+            .respond_with(ResponseTemplate::new(200).set_body_json(doc))
             .mount(&server)
             .await;
         Mock::given(method("GET"))

@@ -214,6 +214,57 @@ fn form_action(html: &str, suffix: &str) -> String {
     format!("{tx}/{suffix}")
 }
 
+/// The page a step of the login led to.
+async fn page_at(browser: &Browser, location: Option<String>, what: &str) -> String {
+    browser
+        .get(&location.unwrap_or_else(|| panic!("a redirect to the {what}")))
+        .await
+        .text()
+        .await
+        .expect("page")
+}
+
+/// On the link page, gives An's number, name and birth date; returns where it led.
+async fn link_an_number(broker: &Broker, browser: &Browser, page: &str) -> Option<String> {
+    let csrf = hidden(page, "csrf").expect("csrf");
+    let resp = browser
+        .post(
+            &broker.url(&form_action(page, "link")),
+            &[
+                ("csrf", &csrf),
+                ("action", "link"),
+                ("citizen_id", AN_CCCD),
+                ("name", "Nguyễn Văn An"),
+                ("birthdate", "1990-03-15"),
+            ],
+        )
+        .await;
+    browser.follow(resp).await.1
+}
+
+/// On the claim page, proves the older account by signing in as `user` of the old portal;
+/// returns where it led.
+async fn prove_old_account(
+    broker: &Broker,
+    browser: &Browser,
+    claim: &str,
+    user: &str,
+) -> Option<String> {
+    let csrf = hidden(claim, "csrf").expect("csrf");
+    let resp = browser
+        .post(
+            &broker.url(&form_action(claim, "claim")),
+            &[("csrf", &csrf), ("choice", "prove")],
+        )
+        .await;
+    let (_, location, _) = browser.follow(resp).await;
+    let form = page_at(browser, location, "old portal's form").await;
+    browser
+        .follow(browser.submit_password(&form, user, "pw").await)
+        .await
+        .1
+}
+
 #[tokio::test]
 async fn one_sub_per_platform_whichever_connector_proves_the_number() {
     let broker = Broker::start(options(registry()));
@@ -270,12 +321,7 @@ async fn a_legacy_account_is_linked_skipped_and_linked_later() {
     // First visit: skip.
     let browser = Browser::new(&broker);
     let (verifier, location) = basic_sign_in(&browser, "legacy", "an-old").await;
-    let page = browser
-        .get(&location.expect("link page"))
-        .await
-        .text()
-        .await
-        .expect("page");
+    let page = page_at(&browser, location, "link page").await;
     assert!(page.contains("id=\"skip\""), "Skip offered: {page}");
     let csrf = hidden(&page, "csrf").expect("csrf");
     let resp = browser
@@ -342,33 +388,12 @@ async fn a_legacy_account_is_linked_skipped_and_linked_later() {
     // proves the old account once and keeps its sub.
     let browser = Browser::new(&broker);
     let (verifier, location) = basic_sign_in(&browser, "vneid", "an").await;
-    let claim = browser
-        .get(&location.expect("claim page"))
-        .await
-        .text()
-        .await
-        .expect("page");
+    let claim = page_at(&browser, location, "claim page").await;
     assert!(
         claim.contains("Old portal account"),
         "names the older account's source: {claim}"
     );
-    let csrf = hidden(&claim, "csrf").expect("csrf");
-    let resp = browser
-        .post(
-            &broker.url(&form_action(&claim, "claim")),
-            &[("csrf", &csrf), ("choice", "prove")],
-        )
-        .await;
-    let (_, location, _) = browser.follow(resp).await;
-    let form = browser
-        .get(&location.expect("legacy form"))
-        .await
-        .text()
-        .await
-        .expect("form");
-    let (_, location, _) = browser
-        .follow(browser.submit_password(&form, "an-old", "pw").await)
-        .await;
+    let location = prove_old_account(&broker, &browser, &claim, "an-old").await;
     let merged = redeem(
         &broker,
         "rp-basic",
@@ -414,26 +439,8 @@ async fn a_weak_binding_of_the_mapped_number_is_asked_about_too() {
     // An's old account is linked to her CCCD after the registry check.
     let old = Browser::new(&broker);
     let (verifier, location) = basic_sign_in(&old, "legacy", "an-old").await;
-    let page = old
-        .get(&location.expect("link page"))
-        .await
-        .text()
-        .await
-        .expect("page");
-    let csrf = hidden(&page, "csrf").expect("csrf");
-    let resp = old
-        .post(
-            &broker.url(&form_action(&page, "link")),
-            &[
-                ("csrf", &csrf),
-                ("action", "link"),
-                ("citizen_id", AN_CCCD),
-                ("name", "Nguyễn Văn An"),
-                ("birthdate", "1990-03-15"),
-            ],
-        )
-        .await;
-    let (_, location, _) = old.follow(resp).await;
+    let page = page_at(&old, location, "link page").await;
+    let location = link_an_number(&broker, &old, &page).await;
     let legacy = redeem(
         &broker,
         "rp-basic",
@@ -447,33 +454,12 @@ async fn a_weak_binding_of_the_mapped_number_is_asked_about_too() {
     // Her bank still knows her old CMND, which the registry maps to that CCCD.
     let an = Browser::new(&broker);
     let (verifier, location) = basic_sign_in(&an, "bank", "an-cmnd").await;
-    let claim = an
-        .get(&location.expect("claim page"))
-        .await
-        .text()
-        .await
-        .expect("page");
+    let claim = page_at(&an, location, "claim page").await;
     assert!(
         claim.contains("Old portal account"),
         "asked about the older account: {claim}"
     );
-    let csrf = hidden(&claim, "csrf").expect("csrf");
-    let resp = an
-        .post(
-            &broker.url(&form_action(&claim, "claim")),
-            &[("csrf", &csrf), ("choice", "prove")],
-        )
-        .await;
-    let (_, location, _) = an.follow(resp).await;
-    let form = an
-        .get(&location.expect("legacy form"))
-        .await
-        .text()
-        .await
-        .expect("form");
-    let (_, location, _) = an
-        .follow(an.submit_password(&form, "an-old", "pw").await)
-        .await;
+    let location = prove_old_account(&broker, &an, &claim, "an-old").await;
     let merged = redeem(
         &broker,
         "rp-basic",
@@ -505,26 +491,8 @@ async fn a_strong_proof_suspends_a_weak_binding_and_never_the_reverse() {
         "mallory",
     )
     .await;
-    let page = mallory
-        .get(&location.expect("link page"))
-        .await
-        .text()
-        .await
-        .expect("page");
-    let csrf = hidden(&page, "csrf").expect("csrf");
-    let resp = mallory
-        .post(
-            &broker.url(&form_action(&page, "link")),
-            &[
-                ("csrf", &csrf),
-                ("action", "link"),
-                ("citizen_id", AN_CCCD),
-                ("name", "Nguyễn Văn An"),
-                ("birthdate", "1990-03-15"),
-            ],
-        )
-        .await;
-    let (_, location, _) = mallory.follow(resp).await;
+    let page = page_at(&mallory, location, "link page").await;
+    let location = link_an_number(&broker, &mallory, &page).await;
     let mallory_code = code_of_location(&location.expect("a redirect"));
     assert!(!mallory_code.is_empty());
 
@@ -544,12 +512,7 @@ async fn a_strong_proof_suspends_a_weak_binding_and_never_the_reverse() {
         .await;
     let form = an.choose(&choice, "bank").await;
     let (_, location, _) = an.follow(an.submit_password(&form, "an", "pw").await).await;
-    let claim = an
-        .get(&location.expect("claim page"))
-        .await
-        .text()
-        .await
-        .expect("page");
+    let claim = page_at(&an, location, "claim page").await;
     let csrf = hidden(&claim, "csrf").expect("csrf");
     let resp = an
         .post(
@@ -558,12 +521,7 @@ async fn a_strong_proof_suspends_a_weak_binding_and_never_the_reverse() {
         )
         .await;
     let (_, location, _) = an.follow(resp).await;
-    let notice = an
-        .get(&location.expect("notice"))
-        .await
-        .text()
-        .await
-        .expect("page");
+    let notice = page_at(&an, location, "notice").await;
     assert!(
         notice.contains("That link has been suspended"),
         "the citizen is told: {notice}"
@@ -596,33 +554,10 @@ async fn a_strong_proof_suspends_a_weak_binding_and_never_the_reverse() {
         "mallory",
     )
     .await;
-    let page = mallory
-        .get(&location.expect("link page again"))
-        .await
-        .text()
-        .await
-        .expect("page");
+    let page = page_at(&mallory, location, "link page again").await;
     assert!(page.contains("f-citizen_id"), "no number any more: {page}");
-    let csrf = hidden(&page, "csrf").expect("csrf");
-    let resp = mallory
-        .post(
-            &broker.url(&form_action(&page, "link")),
-            &[
-                ("csrf", &csrf),
-                ("action", "link"),
-                ("citizen_id", AN_CCCD),
-                ("name", "Nguyễn Văn An"),
-                ("birthdate", "1990-03-15"),
-            ],
-        )
-        .await;
-    let (_, location, _) = mallory.follow(resp).await;
-    let page = mallory
-        .get(&location.expect("link page"))
-        .await
-        .text()
-        .await
-        .expect("page");
+    let location = link_an_number(&broker, &mallory, &page).await;
+    let page = page_at(&mallory, location, "link page").await;
     assert!(page.contains("already linked to another account"), "{page}");
 
     let audit =
@@ -721,12 +656,7 @@ async fn a_platform_that_requires_a_number_gets_no_login_without_one() {
         "lan-old",
     )
     .await;
-    let page = browser
-        .get(&location.expect("link page"))
-        .await
-        .text()
-        .await
-        .expect("page");
+    let page = page_at(&browser, location, "link page").await;
     assert!(page.contains("f-citizen_id"));
     assert!(!page.contains("id=\"skip\""), "no Skip for this platform");
     // Even a forged skip does not get through.
