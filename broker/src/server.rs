@@ -20,9 +20,9 @@ use crate::{jobs, login, pages, util};
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route(
         "/.well-known/openid-configuration",
-        web::get().to(discovery::configuration),
+        get_or_head().to(discovery::configuration),
     )
-    .route("/jwks", web::get().to(discovery::jwks))
+    .route("/jwks", get_or_head().to(discovery::jwks))
     .route("/authorize", web::get().to(authorize::authorize))
     .route("/authorize", web::post().to(authorize::authorize))
     .route("/token", web::post().to(token::token))
@@ -55,7 +55,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/logout", web::get().to(logout::end_session))
     .route("/logout", web::post().to(logout::end_session))
     .route("/logout/{id}", web::post().to(logout::confirm))
-    .route("/assets/wait.js", web::get().to(pages::wait_script))
+    .route("/assets/wait.js", get_or_head().to(pages::wait_script))
     .route("/notify/{connector}", web::post().to(crate::notify::notify))
     .route("/metrics", web::get().to(crate::observe::metrics_endpoint))
     .configure(crate::admin::routes)
@@ -63,15 +63,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/account/link", web::post().to(crate::account::update))
     .route(
         "/connectors/{id}/logo/{lang}",
-        web::get().to(crate::connector_public::logo),
+        get_or_head().to(crate::connector_public::logo),
     )
     .route(
         "/connectors/{id}/jwks",
-        web::get().to(crate::connector_public::jwks),
+        get_or_head().to(crate::connector_public::jwks),
     )
-    .route("/healthz", web::get().to(healthz))
-    .route("/readyz", web::get().to(readyz))
+    .route("/healthz", get_or_head().to(healthz))
+    .route("/readyz", get_or_head().to(readyz))
     .default_service(web::to(not_found));
+}
+
+/// GET, and HEAD for the documents a client or a monitor may probe or revalidate (RFC 9110
+/// asks every server for HEAD; actix sends a HEAD answer's headers without its body).
+fn get_or_head() -> actix_web::Route {
+    web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
 }
 
 async fn healthz() -> HttpResponse {

@@ -322,6 +322,13 @@ citizens = [{{ username = "x", password = "y" }}]
             "versioned URL"
         );
         assert_eq!(&resp.bytes().await.expect("body")[..], bytes);
+        let head = reqwest::Client::new()
+            .head(broker.url(&src))
+            .send()
+            .await
+            .expect("HEAD logo");
+        assert_eq!(head.status().as_u16(), 200, "HEAD of a logo");
+        assert!(head.bytes().await.expect("body").is_empty());
         fetched.push(src);
     }
     assert_ne!(fetched[0], fetched[1]);

@@ -56,6 +56,35 @@ async fn discovery_and_jwks_describe_the_provider() {
         .expect("keys")
         .iter()
         .all(|k| k.get("d").is_none()));
+
+    // HEAD answers like GET, without the body (RFC 9110 9.3.2).
+    let http = reqwest::Client::new();
+    for (path, content_type) in [
+        ("/.well-known/openid-configuration", "application/json"),
+        ("/jwks", "application/jwk-set+json"),
+        ("/healthz", "application/json"),
+    ] {
+        let full = http.get(broker.url(path)).send().await.expect("get");
+        let full_len = full.bytes().await.expect("body").len();
+        let head = http.head(broker.url(path)).send().await.expect("head");
+        assert_eq!(head.status().as_u16(), 200, "HEAD {path}");
+        assert_eq!(
+            head.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some(content_type),
+            "HEAD {path}"
+        );
+        assert_eq!(
+            head.headers()
+                .get("content-length")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok()),
+            Some(full_len),
+            "HEAD {path} announces the GET body's length"
+        );
+        assert!(head.bytes().await.expect("body").is_empty(), "HEAD {path}");
+    }
 }
 
 #[tokio::test]
