@@ -240,6 +240,24 @@ for d in yaml.safe_load_all(open("deploy/k8s/secret.yaml")):
 EOF
 }
 
+# uncomment_sources DIR: DIR/broker.toml, the example with the TOML lines of its
+# commented-out identity sources uncommented (prose comments stay) and keys below DIR.
+uncomment_sources() {
+    "$PY" - "$1" <<'EOF'
+import re, sys
+sys.excepthook = lambda t, v, tb: print(f"{t.__name__}: {v}", file=sys.stderr)
+src = open("config/broker.example.toml").read()
+start = src.index("# The identity sources below speak")
+end = src.index("# ----", start)
+toml_line = re.compile(r'^# (\[\[?[a-z_.]+\]\]?|[a-z_"][A-Za-z0-9_:."-]* = .*)$')
+section = "\n".join(toml_line.sub(r"\1", l) for l in src[start:end].split("\n"))
+if section.count("[[connectors]]") < 4:
+    sys.exit("the example's commented-out identity sources were not found")
+out = (src[:start] + section + src[end:]).replace("/etc/broker/", sys.argv[1] + "/")
+open(sys.argv[1] + "/broker.toml", "w").write(out)
+EOF
+}
+
 # check_config NAME CONFIG ENV_FILE: `broker check-config CONFIG` with exactly the variables
 # of ENV_FILE (NAME=VALUE lines) besides PATH and HOME.
 check_config() {
@@ -285,6 +303,26 @@ if [ -n "$BROKER" ] && [ -x "$BROKER" ] && [ -n "$PY" ]; then
             "$TMP/example/broker.toml" "$TMP/example.env"
     else
         fail "preparing keys for config/broker.example.toml"
+    fi
+
+    # The same example with its commented-out identity sources switched on, so the
+    # documented settings of every real source stay valid.
+    if prepare "$TMP/sources" && "$BROKER" keygen --alg ES256 --out "$TMP/sources/keys/vneid-client.pem" &&
+        cp -r config/logos "$TMP/sources/" && uncomment_sources "$TMP/sources"; then
+        # An imported old-portal account (the Argon2id hash of a throwaway password).
+        printf '%s\n' '{"username":"example","password_hash":"$argon2id$v=19$m=19456,t=2,p=1$bGVnYWN5LWRlbW8tc2FsdA$WkLm/PyvvHu3d9TDC4T6ekmYHmu2aD/E8UULmF4MVYU"}' \
+            >"$TMP/sources/legacy-accounts.jsonl"
+        {
+            cat "$TMP/example.env"
+            for name in BROKER_BANK_HASH_KEY BROKER_BANK_API_KEY BROKER_SMS_API_KEY \
+                BROKER_CTID_API_KEY BROKER_LEGACY_HASH_KEY; do
+                echo "$name=$(rand_hex)"
+            done
+        } >"$TMP/sources.env"
+        check_config "broker check-config config/broker.example.toml, commented-out sources switched on" \
+            "$TMP/sources/broker.toml" "$TMP/sources.env"
+    else
+        fail "preparing config/broker.example.toml with its identity sources switched on"
     fi
 elif [ -z "$PY" ]; then
     fail "broker check-config: needs python3 with PyYAML"

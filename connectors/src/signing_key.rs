@@ -92,6 +92,17 @@ pub struct SigningKey {
     jwk: Jwk,
 }
 
+/// An operator-readable reason for a key aws-lc refused (its own names are terse).
+fn rejected(e: aws_lc_rs::error::KeyRejected) -> String {
+    match e.to_string().as_str() {
+        "WrongAlgorithm" => "the file holds a key of another algorithm".into(),
+        "InvalidEncoding" => "the key's contents are not valid for this algorithm".into(),
+        "TooSmall" => "the key is too small".into(),
+        "TooLarge" => "the key is too large".into(),
+        other => format!("the key was refused ({other})"),
+    }
+}
+
 impl SigningKey {
     /// Loads a PKCS#8 PEM private key.
     pub fn from_pem_file(kid: &str, alg: SigningAlg, path: &Path) -> Result<Self, KeyError> {
@@ -122,7 +133,7 @@ impl SigningKey {
     pub fn from_pkcs8(kid: &str, alg: SigningAlg, der: &[u8]) -> Result<Self, String> {
         let (signer, encoding) = match alg {
             SigningAlg::RS256 => {
-                let kp = RsaKeyPair::from_pkcs8(der).map_err(|e| e.to_string())?;
+                let kp = RsaKeyPair::from_pkcs8(der).map_err(rejected)?;
                 if kp.public_modulus_len() < 256 {
                     return Err("RSA keys must have at least 2048 bits".into());
                 }
@@ -130,11 +141,11 @@ impl SigningKey {
             }
             SigningAlg::ES256 => {
                 let kp = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(rejected)?;
                 (Signer::Ec(kp), EncodingKey::from_ec_der(der))
             }
             SigningAlg::EdDSA => {
-                let kp = Ed25519KeyPair::from_pkcs8(der).map_err(|e| e.to_string())?;
+                let kp = Ed25519KeyPair::from_pkcs8(der).map_err(rejected)?;
                 (Signer::Ed(kp), EncodingKey::from_ed_der(der))
             }
         };
@@ -259,6 +270,9 @@ mod tests {
     #[test]
     fn wrong_algorithm_for_key_is_rejected() {
         let (_, pem_text) = SigningKey::generate("k", SigningAlg::ES256).expect("generate");
-        assert!(SigningKey::from_pem("k", SigningAlg::RS256, pem_text.as_bytes()).is_err());
+        let err = SigningKey::from_pem("k", SigningAlg::RS256, pem_text.as_bytes())
+            .err()
+            .expect("an ES256 key is not an RS256 key");
+        assert_eq!(err, "the file holds a key of another algorithm");
     }
 }

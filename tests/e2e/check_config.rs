@@ -166,7 +166,7 @@ private_key_alg = "ES256"
         ".logo.en: cannot read",
         ".logo.fr: unknown language (known: vi, zh, es, en)",
         ".logo.vi: must be a .svg, .png, .jpg or .webp file",
-        ".settings.private_key: is not a PKCS#8 PEM private key for ES256",
+        ".settings.private_key: is not a PKCS#8 PEM private key for ES256 (private_key_alg): the file holds a key of another algorithm",
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
