@@ -26,6 +26,29 @@ pub fn cpu_count() -> usize {
         .unwrap_or(1)
 }
 
+/// While held, idle CPUs poll instead of halting: a latency request of 0 µs through
+/// `/dev/cpu_dma_latency` (what cyclictest and tuned's latency-performance profile do).
+/// In a VM a halted vCPU must be woken by an inter-processor interrupt, a VM exit charged
+/// to the CPU that wakes it; a polling one sees the wake-up without. The request ends
+/// when this is dropped.
+pub struct PollingIdle {
+    _request: std::fs::File,
+}
+
+impl PollingIdle {
+    /// Asks for polling idle CPUs; the error says why not (e.g. not root).
+    pub fn request() -> Result<PollingIdle, String> {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/cpu_dma_latency")
+            .map_err(|e| format!("/dev/cpu_dma_latency: {e}"))?;
+        f.write_all(&0i32.to_ne_bytes())
+            .map_err(|e| format!("/dev/cpu_dma_latency: {e}"))?;
+        Ok(PollingIdle { _request: f })
+    }
+}
+
 /// The CPUs this process may run on (`Cpus_allowed_list` of `/proc/self/status`).
 pub fn allowed_cpus() -> Vec<usize> {
     std::fs::read_to_string("/proc/self/status")
