@@ -12,7 +12,9 @@
 //! * `POST {url}/auth/start` `{"client_id", "request_id"}` → `{"auth_id", "qr_content",
 //!   "app_link", "expires_in"}`;
 //! * `GET {url}/auth/{auth_id}` → `{"status": "pending" | "scanned" | "approved" |
-//!   "rejected" | "expired", "result": "<JWS>" (when approved)}`;
+//!   "rejected" | "expired" | "cancelled", "result": "<JWS>" (when approved)}`;
+//! * `POST {url}/auth/{auth_id}/cancel` `{}` → `{"status": "cancelled"}` (404 unknown,
+//!   409 finished): sent when the citizen leaves the waiting page (cancel, another source);
 //! * result claims: `iss`, `aud`, `auth_id`, `sub`, `citizen_id`, `name`, `birthdate`?,
 //!   `face_verified`, `iat`, `exp`; signed with ES256, RS256, PS256 or EdDSA;
 //! * with `delivery = "notify"`, the start request carries `notify_url` and the service
@@ -324,6 +326,11 @@ impl Ctid {
                 detail: "the citizen rejected the request in the CTID app".into(),
             }),
             "expired" => Err(expired()),
+            // Withdrawn (by this broker when the citizen left; seen only from another tab).
+            "cancelled" => Err(ConnectorError::Failed {
+                message: Message::new("error-ctid-cancelled"),
+                detail: "the CTID request was cancelled".into(),
+            }),
             "approved" => {
                 let jws = result.ok_or_else(|| invalid("approved without a result"))?;
                 self.done(jws, state).await
@@ -374,6 +381,14 @@ impl Ctid {
             state: serde_json::to_value(state).unwrap_or_default(),
         }
     }
+}
+
+/// `auth/{auth_id}{rest}`, the id escaped.
+fn auth_path(auth_id: &str, rest: &str) -> String {
+    format!(
+        "auth/{}{rest}",
+        url::form_urlencoded::byte_serialize(auth_id.as_bytes()).collect::<String>()
+    )
 }
 
 fn note_key(auth_id: &str) -> String {
@@ -459,11 +474,7 @@ impl Connector for Ctid {
         if self.config.delivery == Delivery::Notify {
             return self.outcome_from_notification(ctx, &state).await;
         }
-        let path = format!(
-            "auth/{}",
-            url::form_urlencoded::byte_serialize(state.auth_id.as_bytes()).collect::<String>()
-        );
-        let (status, v) = match self.client.get(&path).await {
+        let (status, v) = match self.client.get(&auth_path(&state.auth_id, "")).await {
             Ok(a) => a,
             Err(e) => {
                 // A poll that fails keeps the citizen waiting; the request's expiry ends it.
@@ -477,6 +488,24 @@ impl Connector for Ctid {
         let result = v["result"].as_str();
         self.outcome(ctx, &state, v["status"].as_str().unwrap_or(""), result)
             .await
+    }
+
+    /// `POST auth/{auth_id}/cancel`: the prompt leaves the citizen's app.
+    async fn abandon(&self, _ctx: &Context, state: &StepState) {
+        let Ok(state) = serde_json::from_value::<State>(state.clone()) else {
+            return;
+        };
+        let body = serde_json::json!({});
+        match self
+            .client
+            .post(&auth_path(&state.auth_id, "/cancel"), &body)
+            .await
+        {
+            // 404 forgotten, 409 already finished: nothing to withdraw.
+            Ok((status, _)) if (200..300).contains(&status) || matches!(status, 404 | 409) => {}
+            Ok((status, _)) => tracing::warn!(status, "CTID refused to cancel a request"),
+            Err(e) => tracing::warn!(error = %e, "CTID cancel failed"),
+        }
     }
 
     async fn notify(&self, kv: &dyn KeyValue, body: &[u8], now: u64) -> Result<(), ConnectorError> {

@@ -334,6 +334,12 @@ pub trait Connector: Send + Sync {
         input: Input,
     ) -> Result<Step, ConnectorError>;
 
+    /// The citizen left the step that produced `state`: cancelled the login, or chose
+    /// another source. A source holding a request for it (a prompt in the citizen's app)
+    /// withdraws it here, so it does not stay on the phone. Best effort: the login ends
+    /// either way, so failures are only logged. The default does nothing.
+    async fn abandon(&self, _ctx: &Context, _state: &StepState) {}
+
     /// Probes the source. The default says it is up.
     async fn health(&self) -> Health {
         Health::Up

@@ -5,8 +5,10 @@
 //! * `POST /auth/start` with `{"client_id", "request_id"}` → `{"auth_id", "qr_content",
 //!   "app_link", "expires_in"}`;
 //! * `GET /auth/{auth_id}` → `{"status": "pending" | "scanned" | "approved" | "rejected" |
-//!   "expired"}`, with `"result"` (a JWS signed with the service's key, published at
+//!   "expired" | "cancelled"}`, with `"result"` (a JWS signed with the service's key, published at
 //!   `GET /jwks`) once approved;
+//! * `POST /auth/{auth_id}/cancel` → `{"status": "cancelled"}`: the broker withdraws a
+//!   request the citizen left (`409` once finished, `404` unknown);
 //! * `GET /app/{auth_id}` — "the phone app": opening it (scanning the QR code or following
 //!   the app link) marks the request scanned; it lets a test citizen approve with "face
 //!   verification" or reject;
@@ -46,6 +48,7 @@ enum Status {
     Scanned,
     Approved,
     Rejected,
+    Cancelled,
 }
 
 struct Request {
@@ -255,6 +258,7 @@ async fn status(req: HttpRequest, s: web::Data<Service>, path: web::Path<String>
         Status::Pending => json!({"status": "pending"}),
         Status::Scanned => json!({"status": "scanned"}),
         Status::Rejected => json!({"status": "rejected"}),
+        Status::Cancelled => json!({"status": "cancelled"}),
         Status::Approved => match s.result(&path, r) {
             Some(jws) => json!({"status": "approved", "result": jws}),
             None => return HttpResponse::InternalServerError().json(json!({"error": "signing"})),
@@ -290,6 +294,12 @@ async fn app(s: web::Data<Service>, path: web::Path<String>) -> HttpResponse {
         return page(
             "CTID (simulated app)",
             "<p id=expired>This request has expired.</p>",
+        );
+    }
+    if r.status == Status::Cancelled {
+        return page(
+            "CTID (simulated app)",
+            "<p id=cancelled>The sign-in was cancelled on the other device.</p>",
         );
     }
     if r.status != Status::Pending && r.status != Status::Scanned {
@@ -389,6 +399,25 @@ fn decide(
     }
 }
 
+/// `POST /auth/{auth_id}/cancel`: the relying party withdraws a request the citizen left.
+async fn cancel(req: HttpRequest, s: web::Data<Service>, path: web::Path<String>) -> HttpResponse {
+    if !s.authorised(&req) {
+        return HttpResponse::Unauthorized().json(json!({"error": "unauthorized"}));
+    }
+    let Ok(mut all) = s.requests.lock() else {
+        return HttpResponse::ServiceUnavailable().json(json!({"error": "busy"}));
+    };
+    let Some(r) = all.get_mut(path.as_str()) else {
+        return HttpResponse::NotFound().json(json!({"error": "unknown_auth_id"}));
+    };
+    if r.expires > now() && matches!(r.status, Status::Pending | Status::Scanned) {
+        r.status = Status::Cancelled;
+        s.push(&path, r, "cancelled");
+        return HttpResponse::Ok().json(json!({"status": "cancelled"}));
+    }
+    HttpResponse::Conflict().json(json!({"error": "finished"}))
+}
+
 #[derive(Deserialize)]
 struct Expire {
     auth_id: String,
@@ -423,6 +452,7 @@ pub fn serve(
             .app_data(web::PayloadConfig::new(16 * 1024))
             .route("/auth/start", web::post().to(start))
             .route("/auth/{id}", web::get().to(status))
+            .route("/auth/{id}/cancel", web::post().to(cancel))
             .route("/app/{id}", web::get().to(app))
             .route("/app/{id}/approve", web::post().to(approve))
             .route("/app/{id}/reject", web::post().to(reject))

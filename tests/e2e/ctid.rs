@@ -152,6 +152,20 @@ impl<'a> Waiting<'a> {
     }
 }
 
+/// The status the CTID service gives a request (`pending`, `cancelled`, ...).
+async fn service_status(s: &Setup, auth_id: &str) -> String {
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/auth/{auth_id}", s.ctid.url))
+        .bearer_auth(CTID_API_KEY)
+        .send()
+        .await
+        .expect("CTID status")
+        .json()
+        .await
+        .expect("json");
+    v["status"].as_str().unwrap_or_default().to_string()
+}
+
 /// The value of attribute `name` on the element with `id`.
 pub fn attr(html: &str, id: &str, name: &str) -> Option<String> {
     let start = html.find(&format!("id=\"{id}\""))?;
@@ -267,6 +281,34 @@ async fn rejection_expiry_forgery_and_outage_each_have_their_message() {
         location.is_some_and(|l| l.contains("error=access_denied")),
         "cancel returns to the platform"
     );
+    // ... and the request leaves the citizen's app.
+    assert_eq!(service_status(&s, &w.auth_id()).await, "cancelled");
+    let app = reqwest::get(&w.app_link)
+        .await
+        .expect("app page")
+        .text()
+        .await
+        .expect("text");
+    assert!(app.contains("id=cancelled"), "{app}");
+
+    // Back to the choice (the browser's back button) and CTID again: the first request is
+    // withdrawn, a new one waits.
+    let w = Waiting::begin(&s.broker, "en").await;
+    let resp = w
+        .browser
+        .post(
+            &s.broker.url(&format!("{}/start", w.tx)),
+            &[("csrf", w.csrf.as_str()), ("connector", "ctid")],
+        )
+        .await;
+    let (_, location, body) = w.browser.follow(resp).await;
+    let page = match location {
+        Some(l) if l.contains("/login/") => w.browser.get(&l).await.text().await.expect("page"),
+        _ => body,
+    };
+    let new_link = attr(&page, "app-link", "href").expect("a new app link");
+    assert_ne!(new_link.replace("&amp;", "&"), w.app_link);
+    assert_eq!(service_status(&s, &w.auth_id()).await, "cancelled");
 
     // Expired before approval (the service ends the request; no waiting here).
     let w = Waiting::begin(&s.broker, "zh").await;

@@ -204,6 +204,33 @@ fn context(
     }
 }
 
+/// Longest wait for a source to withdraw a request the citizen left.
+const ABANDON_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Tells the connector of the step a login is at that the citizen leaves it, so a source
+/// holding a request (a prompt in the CTID app) withdraws it. Waits at most
+/// [`ABANDON_TIMEOUT`]: the citizen goes on either way.
+async fn abandon_step(req: &HttpRequest, state: &AppState, tx: &LoginTx) {
+    let Stage::Step {
+        connector,
+        state: step_state,
+        ..
+    } = &tx.stage
+    else {
+        return;
+    };
+    let settings = state.settings();
+    let Some(entry) = settings.connector(connector) else {
+        return;
+    };
+    let maintenance = crate::maintenance::load_or_none(state.store.as_ref()).await;
+    let ctx = context(req, state, tx, connector, "", &maintenance);
+    let call = timed(connector, entry.connector.abandon(&ctx, step_state));
+    if tokio::time::timeout(ABANDON_TIMEOUT, call).await.is_err() {
+        tracing::warn!(connector = %connector, "withdrawing a left step timed out");
+    }
+}
+
 /// `POST /login/{tx}/start`: the citizen chose an identity source.
 pub async fn start(
     req: HttpRequest,
@@ -234,6 +261,9 @@ pub async fn start(
     if maintenance.effective(entry).0 != crate::config::ConnectorStatus::Enabled {
         return see_other(&login_url(&state, &tx.id));
     }
+    // Back from a source's step to the choice (the browser's back button): that source's
+    // pending request is withdrawn first.
+    abandon_step(&req, &state, &tx).await;
     let cb_state = random_token(24);
     let ctx = context(&req, &state, &tx, &entry.id, &cb_state, &maintenance);
     let result = timed(&entry.id, entry.connector.start(&ctx)).await;
@@ -605,6 +635,7 @@ pub async fn cancel(
         Err(page) => return page,
     };
     let _ = state.store.delete(&tx_key(&tx.id), now_millis()).await;
+    abandon_step(&req, &state, &tx).await;
     let e = OAuthError::new("access_denied", "the citizen cancelled the login");
     error_to_client(&state.settings(), &tx.request, &e)
 }
