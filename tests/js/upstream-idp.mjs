@@ -17,17 +17,11 @@
 import http from 'node:http';
 import crypto from 'node:crypto';
 import Provider from 'oidc-provider';
+import { escapeHtml, needFor } from './lib/common.mjs';
 
 const PREFIX = 'upstream-idp';
 
-function need(name) {
-  const v = process.env[name];
-  if (v === undefined || v === '') {
-    console.error(`${PREFIX}: environment variable ${name} is required`);
-    process.exit(2);
-  }
-  return v;
-}
+const need = needFor(PREFIX);
 
 const PORT = Number(need('IDP_PORT'));
 const CLIENT_ID = need('CLIENT_ID');
@@ -66,10 +60,6 @@ const ACCOUNTS = {
   },
 };
 const BY_SUB = Object.fromEntries(Object.values(ACCOUNTS).map((a) => [a.sub, a]));
-
-function escapeHtml(s) {
-  return String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
-}
 
 function page(res, status, title, body) {
   res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
