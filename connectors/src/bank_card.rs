@@ -24,13 +24,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
 
-use crate::http::{result_of, Endpoint, JsonClient};
+use crate::http::{result_of, CallError, Endpoint, JsonClient};
 use crate::otp::{minutes, random_id, CodeCheck, CodePolicy, Codes, Guard, PerDimension};
+use crate::outage::RecentOutage;
 use crate::secret::{self, KeyedHash, SecretSource};
 use crate::sms::{mask_phone, normalise_phone, SmsConfig, SmsSender};
 use crate::{
     normalise_id, Assurance, CitizenId, Connector, ConnectorError, Context, Field, Form,
-    FormAction, Identity, Input, Message, Step, StepState,
+    FormAction, Health, Identity, Input, Message, Step, StepState,
 };
 
 /// Prefix of this connector's shared-state keys.
@@ -160,6 +161,8 @@ pub struct Bank {
 struct OpenBank {
     bank: Bank,
     client: Option<JsonClient>,
+    /// This bank's failures: an aggregator serving several banks may fail for one only.
+    outage: RecentOutage,
 }
 
 /// The connector.
@@ -308,6 +311,7 @@ impl BankCard {
             banks.push(OpenBank {
                 bank: b.clone(),
                 client,
+                outage: RecentOutage::default(),
             });
         }
         if !banks.iter().any(|b| b.bank.status == BankStatus::Enabled) && !config.banks.is_empty() {
@@ -629,6 +633,9 @@ impl BankCard {
                 ));
             }
             Err(e) => {
+                if let CallError::Outage(reason) = &e {
+                    bank.outage.note(reason);
+                }
                 tracing::warn!(bank = %bank.bank.id, error = %e, "bank verification unavailable");
                 return Err(retry(
                     &values,
@@ -778,10 +785,58 @@ impl BankCard {
     }
 }
 
+impl BankCard {
+    /// What failed to answer in the last few minutes: the SMS gateway, and the enabled
+    /// banks whose verification service did (with the reason), and whether that is every
+    /// enabled bank.
+    fn outages(&self) -> (Option<String>, Vec<(String, String)>, bool) {
+        let enabled: Vec<&OpenBank> = self
+            .banks
+            .iter()
+            .filter(|b| b.bank.status == BankStatus::Enabled && b.client.is_some())
+            .collect();
+        let failing: Vec<(String, String)> = enabled
+            .iter()
+            .filter_map(|b| Some((b.bank.id.clone(), b.outage.reason()?)))
+            .collect();
+        let all = !enabled.is_empty() && failing.len() == enabled.len();
+        (self.sms.recent_outage(), failing, all)
+    }
+}
+
 #[async_trait::async_trait]
 impl Connector for BankCard {
     fn assurance(&self) -> Assurance {
         Assurance::Substantial
+    }
+
+    /// Citizens are warned when no code can be sent or no bank can be asked; one bank's
+    /// service failing concerns only its cards.
+    fn recently_unavailable(&self) -> bool {
+        let (sms, _, every_bank) = self.outages();
+        sms.is_some() || every_bank
+    }
+
+    /// Degraded for a few minutes after the SMS gateway or a bank's verification failed to
+    /// answer, naming which (the contracts have no probe of their own).
+    async fn health(&self) -> Health {
+        let (sms, banks, _) = self.outages();
+        let mut reasons: Vec<String> = sms
+            .map(|r| format!("SMS gateway: {r}"))
+            .into_iter()
+            .collect();
+        reasons.extend(
+            banks
+                .into_iter()
+                .map(|(id, r)| format!("verification of bank {id}: {r}")),
+        );
+        if reasons.is_empty() {
+            Health::Up
+        } else {
+            Health::Degraded {
+                reason: reasons.join("; "),
+            }
+        }
     }
 
     async fn start(&self, ctx: &Context) -> Result<Step, ConnectorError> {

@@ -36,8 +36,8 @@ use crate::kv::KeyValue;
 use crate::otp::{minutes, random_id};
 use crate::secret;
 use crate::{
-    normalise_id, Assurance, CitizenId, Connector, ConnectorError, Context, Identity, Input,
-    Message, Step, StepState,
+    normalise_id, Assurance, CitizenId, Connector, ConnectorError, Context, Health, Identity,
+    Input, Message, Step, StepState,
 };
 
 /// Algorithms a CTID result may be signed with (never `none` or a shared secret).
@@ -488,6 +488,19 @@ impl Connector for Ctid {
         let result = v["result"].as_str();
         self.outcome(ctx, &state, v["status"].as_str().unwrap_or(""), result)
             .await
+    }
+
+    fn recently_unavailable(&self) -> bool {
+        self.client.recent_outage().is_some()
+    }
+
+    /// Degraded for a few minutes after the service failed to answer (the contract has no
+    /// probe of its own).
+    async fn health(&self) -> Health {
+        match self.client.recent_outage() {
+            Some(reason) => Health::Degraded { reason },
+            None => Health::Up,
+        }
     }
 
     /// `POST auth/{auth_id}/cancel`: the prompt leaves the citizen's app.

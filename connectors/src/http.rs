@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::outage::RecentOutage;
 use crate::secret::{self, SecretSource};
 
 /// Largest response body read.
@@ -52,6 +53,8 @@ pub struct JsonClient {
     http: reqwest::Client,
     base: url::Url,
     bearer: Option<String>,
+    /// Shared by the clones, so the connector sees every failure of its service.
+    outage: RecentOutage,
 }
 
 impl std::fmt::Debug for JsonClient {
@@ -141,6 +144,7 @@ impl JsonClient {
             http,
             base: base?,
             bearer,
+            outage: RecentOutage::default(),
         })
     }
 
@@ -183,7 +187,27 @@ impl JsonClient {
         self.send(self.http.get(url.clone())).await
     }
 
+    /// Why the service last failed to answer, if that was in the last few minutes.
+    pub fn recent_outage(&self) -> Option<String> {
+        self.outage.reason()
+    }
+
     async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<(u16, serde_json::Value), CallError> {
+        let result = self.exchange(req).await;
+        if let Err(CallError::Outage(reason)) = &result {
+            // The origin alone: a base URL may carry credentials.
+            self.outage.note(&format!(
+                "{}: {reason}",
+                self.base.origin().ascii_serialization()
+            ));
+        }
+        result
+    }
+
+    async fn exchange(
         &self,
         mut req: reqwest::RequestBuilder,
     ) -> Result<(u16, serde_json::Value), CallError> {

@@ -27,8 +27,8 @@ use crate::http::{result_of, CallError, Endpoint, JsonClient};
 use crate::otp::{minutes, Guard, PerDimension};
 use crate::secret::{self, KeyedHash, SecretSource};
 use crate::{
-    normalise_id, Assurance, CitizenId, Connector, ConnectorError, Context, Field, Form, Identity,
-    Input, Message, Step, StepState,
+    normalise_id, Assurance, CitizenId, Connector, ConnectorError, Context, Field, Form, Health,
+    Identity, Input, Message, Step, StepState,
 };
 
 const KV: &str = "legacy";
@@ -421,10 +421,32 @@ fn kv_err(e: crate::kv::KvError) -> ConnectorError {
     ConnectorError::Unavailable(e.to_string())
 }
 
+impl LegacyAccounts {
+    /// Why the old system's API last failed to answer, recently (imported hashes never do).
+    fn api_outage(&self) -> Option<String> {
+        match &self.backend {
+            Backend::Api(client) => client.recent_outage(),
+            Backend::Hashes(_) => None,
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Connector for LegacyAccounts {
     fn assurance(&self) -> Assurance {
         Assurance::Low
+    }
+
+    fn recently_unavailable(&self) -> bool {
+        self.api_outage().is_some()
+    }
+
+    /// Degraded for a few minutes after the old system's API failed to answer.
+    async fn health(&self) -> Health {
+        match self.api_outage() {
+            Some(reason) => Health::Degraded { reason },
+            None => Health::Up,
+        }
     }
 
     async fn start(&self, ctx: &Context) -> Result<Step, ConnectorError> {

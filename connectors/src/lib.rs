@@ -20,6 +20,7 @@ pub mod kv;
 pub mod legacy;
 pub mod oidc;
 pub mod otp;
+pub mod outage;
 pub mod registry;
 pub mod secret;
 pub mod signing_key;

@@ -28,7 +28,7 @@ pub mod claims;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
@@ -47,6 +47,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
+use crate::outage::{unix_now, RecentOutage};
 use crate::secret;
 use crate::signing_key::{SigningAlg, SigningKey};
 use crate::{
@@ -68,8 +69,6 @@ const METADATA_MAX_AGE: u64 = 3600;
 /// Least time between two refreshes forced by an unknown `kid` (a forged token must not
 /// make the broker hammer the provider).
 const FORCED_REFRESH_INTERVAL: u64 = 30;
-/// How long the source is reported degraded after it failed to answer.
-const DEGRADED_FOR: u64 = 300;
 /// Clock difference tolerated on `exp` and on an `iat` in the future.
 const CLOCK_SKEW: u64 = 120;
 /// Oldest `iat` accepted: the token endpoint has just issued the token.
@@ -244,13 +243,6 @@ fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -435,7 +427,7 @@ pub struct OidcConnector {
     http: openidconnect::reqwest::Client,
     cache: RwLock<Option<Arc<Discovered>>>,
     last_forced_refresh: Mutex<u64>,
-    last_outage: Mutex<Option<(u64, String)>>,
+    outage: RecentOutage,
 }
 
 impl std::fmt::Debug for OidcConnector {
@@ -597,7 +589,7 @@ impl OidcConnector {
                 http,
                 cache: RwLock::new(None),
                 last_forced_refresh: Mutex::new(0),
-                last_outage: Mutex::new(None),
+                outage: RecentOutage::default(),
                 config,
             }),
             _ => Err(problems),
@@ -717,25 +709,10 @@ impl OidcConnector {
         &self.config
     }
 
-    /// The last outage, when it is less than [`DEGRADED_FOR`] old.
-    fn recent_outage(&self) -> Option<(u64, String)> {
-        self.last_outage
-            .lock()
-            .ok()
-            .and_then(|l| l.clone())
-            .filter(|(at, _)| unix_now().saturating_sub(*at) < DEGRADED_FOR)
-    }
-
-    fn note_outage(&self, detail: &str) {
-        if let Ok(mut last) = self.last_outage.lock() {
-            *last = Some((unix_now(), detail.to_string()));
-        }
-    }
-
     fn to_error(&self, fail: Fail) -> ConnectorError {
         match fail {
             Fail::Outage(detail) => {
-                self.note_outage(&detail);
+                self.outage.note(&detail);
                 ConnectorError::Unavailable(detail)
             }
             Fail::Invalid(detail) => ConnectorError::Failed {
@@ -837,7 +814,7 @@ impl OidcConnector {
                 Ok(d)
             }
             Err(Fail::Outage(detail)) if cached.is_some() => {
-                self.note_outage(&detail);
+                self.outage.note(&detail);
                 tracing::warn!(issuer = %self.config.issuer, detail = %detail, "metadata refresh failed; keeping the cached copy");
                 cached.ok_or(Fail::Outage(detail))
             }
@@ -1302,11 +1279,11 @@ impl Connector for OidcConnector {
     }
 
     fn recently_unavailable(&self) -> bool {
-        self.recent_outage().is_some()
+        self.outage.reason().is_some()
     }
 
     async fn health(&self) -> Health {
-        if let Some((_, reason)) = self.recent_outage() {
+        if let Some(reason) = self.outage.reason() {
             return Health::Degraded { reason };
         }
         match self.metadata().await {

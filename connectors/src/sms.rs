@@ -143,6 +143,11 @@ impl SmsSender {
             .replace("{minutes}", &minutes.to_string())
     }
 
+    /// Why the gateway last failed to answer, if that was in the last few minutes.
+    pub fn recent_outage(&self) -> Option<String> {
+        self.client.as_ref().and_then(JsonClient::recent_outage)
+    }
+
     /// Sends a message to a phone number in E.164 form.
     pub async fn send(&self, to: &str, text: &str, reference: &str) -> Result<(), SmsError> {
         let result = self.deliver(to, text, reference).await;

@@ -363,7 +363,7 @@ async fn a_citizen_verifies_with_a_card_and_the_sms_code() {
 
 #[tokio::test]
 async fn each_faq_failure_has_its_message_and_remedies() {
-    let s = Setup::start("", "");
+    let s = Setup::start("", "[admin]\ntoken = { env = \"TEST_ADMIN_TOKEN\" }\n");
     // Unsupported bank: the list of partner banks.
     let flow = Flow::begin(&s.broker, "en", None).await;
     let o = flow.details(WEI_NAME, WEI_ID, VISA, WEI_PHONE).await;
@@ -444,6 +444,17 @@ async fn each_faq_failure_has_its_message_and_remedies() {
         "{p}"
     );
     assert!(s.broker.wait_for_log("bank verification unavailable", 1));
+    // One bank down concerns its cards only: the choice page warns nobody; operators see
+    // which bank.
+    let choice = Browser::new(&s.broker).choice_page().await;
+    assert!(!choice.contains("id=\"trouble-bank\""), "{choice}");
+    assert_eq!(
+        connector_health(&s.broker, "bank").await,
+        (
+            "degraded".to_string(),
+            "verification of bank boc: status 503".to_string()
+        )
+    );
 
     // SMS gateway congested: the login cannot go on through this source right now.
     sims::control(
@@ -459,6 +470,12 @@ async fn each_faq_failure_has_its_message_and_remedies() {
         text.contains("not available right now") && text.contains("another way"),
         "{text}"
     );
+    // No code can be sent: the next citizens are told before they choose it.
+    let choice = Browser::new(&s.broker).choice_page().await;
+    assert!(choice.contains("id=\"trouble-bank\""), "{choice}");
+    let (status, reason) = connector_health(&s.broker, "bank").await;
+    assert_eq!(status, "degraded");
+    assert!(reason.starts_with("SMS gateway: "), "{reason}");
 }
 
 #[tokio::test]

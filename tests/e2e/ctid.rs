@@ -340,13 +340,14 @@ async fn rejection_expiry_forgery_and_outage_each_have_their_message() {
     let (key, key_path) = sims::secret_file(CTID_API_KEY);
     let dead = format!("http://127.0.0.1:{}", free_port());
     let broker = Broker::start(Options {
+        top: "[admin]\ntoken = { env = \"TEST_ADMIN_TOKEN\" }\n".into(),
         extra: connector_toml(&dead, &key_path),
         ..Options::default()
     });
+    assert_eq!(connector_health(&broker, "ctid").await.0, "up");
     let browser = Browser::new(&broker);
-    let (_, challenge) = pkce();
-    let params = auth_params("rp-basic", "http://localhost:9/cb", "openid", &challenge);
-    let choice = browser.login_page(browser.authorize(&params).await).await;
+    let choice = browser.choice_page().await;
+    assert!(!choice.contains("id=\"trouble-ctid\""), "{choice}");
     let csrf = hidden(&choice, "csrf").expect("csrf");
     let tx = tx_path(&choice).expect("tx");
     let resp = browser
@@ -361,6 +362,12 @@ async fn rejection_expiry_forgery_and_outage_each_have_their_message() {
         body.contains("not available right now") && body.contains("another way"),
         "{body}"
     );
+    // The next citizens are told before they choose it; operators see why.
+    let choice = Browser::new(&broker).choice_page().await;
+    assert!(choice.contains("id=\"trouble-ctid\""), "{choice}");
+    let (status, reason) = connector_health(&broker, "ctid").await;
+    assert_eq!(status, "degraded");
+    assert!(reason.starts_with(&format!("{dead}: ")), "{reason}");
     drop(key);
 }
 

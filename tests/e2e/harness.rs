@@ -346,6 +346,29 @@ impl Broker {
     }
 }
 
+/// A connector's health in the admin API (`[admin]` with `TEST_ADMIN_TOKEN`): its status
+/// and reason.
+pub async fn connector_health(broker: &Broker, id: &str) -> (String, String) {
+    let list: serde_json::Value = reqwest::Client::new()
+        .get(broker.url("/admin/connectors"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("admin API")
+        .json()
+        .await
+        .expect("json");
+    let entry = list
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["id"] == id))
+        .unwrap_or_else(|| panic!("no connector {id} in {list}"));
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    (
+        text(&entry["health"]["status"]),
+        text(&entry["health"]["reason"]),
+    )
+}
+
 /// A PKCE verifier and its S256 challenge.
 pub fn pkce() -> (String, String) {
     let mut b = [0u8; 32];

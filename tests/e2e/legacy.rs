@@ -171,6 +171,36 @@ async fn an_old_account_signs_in_through_the_old_systems_api() {
 }
 
 #[tokio::test]
+async fn an_unreachable_old_system_is_unavailable_and_reported() {
+    let (key, key_path) = sims::secret_file("hash-key-for-legacy-tests-0123456789abcdef");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let broker = Broker::start(Options {
+        top: "[admin]\ntoken = { env = \"TEST_ADMIN_TOKEN\" }\n".into(),
+        extra: connector_toml(
+            &key_path,
+            "2099-12-31",
+            &format!("api = {{ url = \"{dead}\", timeout_ms = 3000 }}"),
+            "",
+        ),
+        ..Options::default()
+    });
+    assert_eq!(connector_health(&broker, "old-portal").await.0, "up");
+    let (status, _, body) = sign_in(&broker, "nguyenvanan", PASSWORD, None).await;
+    assert_eq!(status, 502);
+    assert!(
+        body.contains("not available right now") && body.contains("another way"),
+        "{body}"
+    );
+    // The next citizens are told before they choose it; operators see why.
+    let choice = Browser::new(&broker).choice_page().await;
+    assert!(choice.contains("id=\"trouble-old-portal\""), "{choice}");
+    let (status, reason) = connector_health(&broker, "old-portal").await;
+    assert_eq!(status, "degraded");
+    assert!(reason.starts_with(&format!("{dead}: ")), "{reason}");
+    drop(key);
+}
+
+#[tokio::test]
 async fn imported_argon2_and_bcrypt_hashes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("accounts.jsonl");
