@@ -204,6 +204,11 @@ pub struct Config {
     /// Fetch UserInfo after the token exchange (its claims win over the ID token's).
     #[serde(default)]
     pub use_userinfo: bool,
+    /// Ask for and require a signed UserInfo (`application/jwt`, for a client registered
+    /// with `userinfo_signed_response_alg`); a plain JSON answer is then refused. Without
+    /// it a signed answer is still verified and accepted.
+    #[serde(default)]
+    pub userinfo_signed: bool,
     /// Which upstream claims hold what.
     #[serde(default)]
     pub claims: ClaimMapping,
@@ -497,6 +502,12 @@ impl OidcConnector {
         };
         if config.client_id.trim().is_empty() {
             problem("client_id", "is empty".into());
+        }
+        if config.userinfo_signed && !config.use_userinfo {
+            problem(
+                "userinfo_signed",
+                "needs use_userinfo = true (it is about the UserInfo answer)".into(),
+            );
         }
         for (i, s) in config.scopes.iter().enumerate() {
             if !is_token(s) {
@@ -1118,7 +1129,14 @@ impl OidcConnector {
                 openidconnect::http::header::AUTHORIZATION,
                 format!("Bearer {}", access_token.secret()),
             )
-            .header(openidconnect::http::header::ACCEPT, "application/json")
+            .header(
+                openidconnect::http::header::ACCEPT,
+                if self.config.userinfo_signed {
+                    "application/jwt"
+                } else {
+                    "application/json, application/jwt"
+                },
+            )
             .body(Vec::new())
             .map_err(|e| invalid(format!("userinfo request: {e}")))?;
         let response = execute(self.http.clone(), request).await.map_err(|h| {
@@ -1134,20 +1152,87 @@ impl OidcConnector {
                 response.status().as_u16()
             )));
         }
-        let json = response
+        let content_type = response
             .headers()
             .get(openidconnect::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.trim_start().starts_with("application/json"));
-        if !json {
+            .unwrap_or("")
+            .trim_start()
+            .to_ascii_lowercase();
+        if content_type.starts_with("application/jwt") {
+            let jwt = std::str::from_utf8(response.body())
+                .map_err(|_| invalid("userinfo: the JWT is not text"))?;
+            return self.verify_signed_userinfo(d, jwt.trim()).await;
+        }
+        if self.config.userinfo_signed {
             return Err(invalid(
-                "userinfo: not `application/json` (signed UserInfo is not supported)",
+                "userinfo: a plain answer although a signed one is required (userinfo_signed)",
+            ));
+        }
+        if !content_type.starts_with("application/json") {
+            return Err(invalid(
+                "userinfo: neither `application/json` nor `application/jwt`",
             ));
         }
         match serde_json::from_slice::<Value>(response.body()) {
             Ok(Value::Object(m)) => Ok(m),
             _ => Err(invalid("userinfo: not a JSON object")),
         }
+    }
+
+    /// A signed UserInfo answer (OpenID Connect Core 5.3.2): signed by a key of the
+    /// provider's JWKS with one of the algorithms accepted for its ID tokens, and naming the
+    /// provider (`iss`) and the broker (`aud`), so another client's answer cannot be
+    /// substituted. Encrypted answers are refused.
+    async fn verify_signed_userinfo(
+        &self,
+        d: &Discovered,
+        jwt: &str,
+    ) -> Result<Map<String, Value>, Fail> {
+        if jwt.split('.').count() == 5 {
+            return Err(invalid("userinfo: encrypted answers are not supported"));
+        }
+        let header = jsonwebtoken::decode_header(jwt)
+            .map_err(|e| invalid(format!("userinfo: JWT header: {e}")))?;
+        let alg_name = serde_json::to_value(header.alg).unwrap_or_default();
+        let allowed = d
+            .algs
+            .iter()
+            .any(|a| serde_json::to_value(a).ok().as_ref() == Some(&alg_name));
+        if !allowed || alg_name.as_str().is_some_and(|n| n.starts_with("HS")) {
+            return Err(invalid(format!(
+                "userinfo: signed with {alg_name}, not an accepted algorithm"
+            )));
+        }
+        let find = |d: &Discovered| -> Option<jsonwebtoken::jwk::Jwk> {
+            let set: jsonwebtoken::jwk::JwkSet =
+                serde_json::from_value(serde_json::to_value(d.metadata.jwks()).ok()?).ok()?;
+            match &header.kid {
+                Some(kid) => set.find(kid).cloned(),
+                // Without a kid, only a provider with one key leaves no doubt.
+                None if set.keys.len() == 1 => set.keys.first().cloned(),
+                None => None,
+            }
+        };
+        let jwk = match find(d) {
+            Some(k) => k,
+            // Perhaps the provider rotated its keys: fetch them again, once.
+            None => match self.refresh_for_unknown_key().await? {
+                Some(fresh) => find(&fresh),
+                None => None,
+            }
+            .ok_or_else(|| invalid("userinfo: signed with a key the provider does not publish"))?,
+        };
+        let key = jsonwebtoken::DecodingKey::from_jwk(&jwk)
+            .map_err(|e| invalid(format!("userinfo: provider key: {e}")))?;
+        let mut validation = jsonwebtoken::Validation::new(header.alg);
+        validation.set_issuer(&[d.metadata.issuer().as_str()]);
+        validation.set_audience(&[&self.config.client_id]);
+        validation.set_required_spec_claims(&["iss", "aud"]);
+        validation.leeway = CLOCK_SKEW;
+        jsonwebtoken::decode::<Map<String, Value>>(jwt, &key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| invalid(format!("userinfo: signed answer refused: {e}")))
     }
 
     fn identity(
@@ -1377,6 +1462,8 @@ mod tests {
             Path::new("."),
         ));
         assert_eq!(http_issuer, vec!["issuer"]);
+        assert_eq!(keys(open("userinfo_signed = true")), vec!["userinfo_signed"]);
+        assert!(open("use_userinfo = true\nuserinfo_signed = true").is_ok());
     }
 
     #[test]

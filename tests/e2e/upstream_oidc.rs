@@ -128,10 +128,25 @@ impl FakeIdp {
 
     /// UserInfo answers `claims` for `access_token`.
     async fn on_userinfo(&self, access_token: &str, claims: Value) {
+        self.on_userinfo_with(
+            access_token,
+            ResponseTemplate::new(200).set_body_json(claims),
+        )
+        .await;
+    }
+
+    /// UserInfo answers the signed `jwt` (`application/jwt`) for `access_token`.
+    async fn on_userinfo_jwt(&self, access_token: &str, jwt: &str) {
+        let body =
+            ResponseTemplate::new(200).set_body_raw(jwt.as_bytes().to_vec(), "application/jwt");
+        self.on_userinfo_with(access_token, body).await;
+    }
+
+    async fn on_userinfo_with(&self, access_token: &str, response: ResponseTemplate) {
         Mock::given(method("GET"))
             .and(path("/userinfo"))
             .and(header("authorization", format!("Bearer {access_token}")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(claims))
+            .respond_with(response)
             .mount(&self.server)
             .await;
     }
@@ -446,6 +461,70 @@ async fn adversarial_upstream_answers_are_refused_with_a_clear_page() {
     .await;
     assert_failure_page(&broker, &browser, "userinfo sub mismatch", got, &p, INVALID).await;
     assert!(log_shows(&broker, "UserInfo `sub` differs").await);
+
+    // Signed UserInfo answers that must not be believed.
+    let userinfo = |idp: &FakeIdp| json!({"iss": idp.issuer(), "aud": UPSTREAM_CLIENT, "sub": "up-sub-1", "cccd": "001195006789"});
+    let (forger, _) = SigningKey::generate("up-1", SigningAlg::ES256).expect("key");
+    let signed_cases: Vec<(&str, String, &str)> = vec![
+        (
+            "signed UserInfo with a forged signature",
+            forger.sign("JWT", &userinfo(&idp)).expect("sign"),
+            "userinfo: signed answer refused: InvalidSignature",
+        ),
+        (
+            "signed UserInfo for another client",
+            idp.sign(&{
+                let mut c = userinfo(&idp);
+                c["aud"] = json!("another-client");
+                c
+            }),
+            "userinfo: signed answer refused: InvalidAudience",
+        ),
+        (
+            "signed UserInfo from another issuer",
+            idp.sign(&{
+                let mut c = userinfo(&idp);
+                c["iss"] = json!("https://evil.example");
+                c
+            }),
+            "userinfo: signed answer refused: InvalidIssuer",
+        ),
+        (
+            "signed UserInfo without an audience",
+            idp.sign(&{
+                let mut c = userinfo(&idp);
+                c.as_object_mut().map(|m| m.remove("aud"));
+                c
+            }),
+            "userinfo: signed answer refused: Missing required claim: aud",
+        ),
+        (
+            "encrypted UserInfo",
+            "h.k.iv.ct.tag".to_string(),
+            "userinfo: encrypted answers are not supported",
+        ),
+    ];
+    for (case, jwt, detail) in &signed_cases {
+        let p = begin(&broker, &browser, "upstream", &issuer).await;
+        let code = random_code();
+        let at = format!("at-{}", rand::random::<u64>());
+        idp.on_token(&code, token_json(&idp.sign(&idp.claims(&p.nonce)), &at))
+            .await;
+        idp.on_userinfo_jwt(&at, jwt).await;
+        let got = callback(
+            &broker,
+            &browser,
+            "upstream",
+            &[("code", &code), ("state", &p.state), ("iss", &issuer)],
+        )
+        .await;
+        assert_failure_page(&broker, &browser, case, got, &p, INVALID).await;
+        assert!(
+            log_shows(&broker, detail).await,
+            "{case}: the operator log says `{detail}`:\n{}",
+            broker.log_text()
+        );
+    }
 
     // HTML, garbage, and a token response without a usable ID token.
     for (case, response, detail) in [
@@ -963,6 +1042,8 @@ async fn oidc_provider_upstream_in_headless_chromium() {
 
 /// The broker authenticates to oidc-provider with a client assertion signed by its own key,
 /// which oidc-provider fetches from the broker's `/connectors/idp/jwks`: no shared secret.
+/// The client is registered for signed UserInfo too, which the broker requires: the
+/// citizen's name and ID number come only from that signed answer.
 #[tokio::test]
 async fn oidc_provider_upstream_with_private_key_jwt() {
     oidc_provider_upstream(UpstreamAuth::PrivateKeyJwt).await;
@@ -1011,12 +1092,14 @@ async fn oidc_provider_upstream(auth: UpstreamAuth) {
             "client_secret = { env = \"TEST_RP_SECRET\" }".to_string()
         }
         UpstreamAuth::PrivateKeyJwt => {
-            idp_command.env(
-                "CLIENT_JWKS_URI",
-                format!("http://127.0.0.1:{broker_port}/connectors/idp/jwks"),
-            );
+            idp_command
+                .env(
+                    "CLIENT_JWKS_URI",
+                    format!("http://127.0.0.1:{broker_port}/connectors/idp/jwks"),
+                )
+                .env("USERINFO_SIGNED_ALG", "RS256");
             format!(
-                "auth_method = \"private_key_jwt\"\nprivate_key = {{ file = \"{}\" }}\nprivate_key_alg = \"ES256\"",
+                "auth_method = \"private_key_jwt\"\nprivate_key = {{ file = \"{}\" }}\nprivate_key_alg = \"ES256\"\nuserinfo_signed = true",
                 key_file.display()
             )
         }

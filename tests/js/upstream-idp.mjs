@@ -10,7 +10,8 @@
 //
 // With CLIENT_JWKS_URI=http://127.0.0.1:18080/connectors/idp/jwks instead of CLIENT_SECRET,
 // the broker is registered for `private_key_jwt`: it signs a client assertion with its key,
-// which oidc-provider fetches from that URL (the broker publishes it).
+// which oidc-provider fetches from that URL (the broker publishes it). With
+// USERINFO_SIGNED_ALG=RS256 its UserInfo answers are signed JWTs (application/jwt).
 //
 // It prints `upstream-idp listening on <issuer>` once it accepts connections.
 
@@ -28,6 +29,8 @@ const CLIENT_ID = need('CLIENT_ID');
 const CLIENT_JWKS_URI = process.env.CLIENT_JWKS_URI || '';
 const CLIENT_SECRET = CLIENT_JWKS_URI ? '' : need('CLIENT_SECRET');
 const REDIRECT_URI = need('REDIRECT_URI');
+// Set (e.g. RS256): the client is registered for signed UserInfo answers (application/jwt).
+const USERINFO_SIGNED_ALG = process.env.USERINFO_SIGNED_ALG || '';
 const ISSUER = `http://127.0.0.1:${PORT}`;
 
 // Test accounts (password "demo"). `sub` is the provider's own identifier.
@@ -84,6 +87,7 @@ const provider = new Provider(ISSUER, {
       response_types: ['code'],
       grant_types: ['authorization_code'],
       id_token_signed_response_alg: 'RS256',
+      ...(USERINFO_SIGNED_ALG ? { userinfo_signed_response_alg: USERINFO_SIGNED_ALG } : {}),
     },
   ],
   jwks: { keys: [jwk] },
@@ -104,7 +108,7 @@ const provider = new Provider(ISSUER, {
   acrValues: ['urn:idp:loa:substantial', 'urn:idp:loa:high'],
   ttl: { Interaction: 600, Session: 3600, Grant: 3600, AccessToken: 300, IdToken: 300 },
   pkce: { required: () => true },
-  features: { devInteractions: { enabled: false } },
+  features: { devInteractions: { enabled: false }, jwtUserinfo: { enabled: Boolean(USERINFO_SIGNED_ALG) } },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   async findAccount(ctx, sub) {
     const account = BY_SUB[sub];
