@@ -783,9 +783,7 @@ impl BankCard {
             }
         }
     }
-}
 
-impl BankCard {
     /// What failed to answer in the last few minutes: the SMS gateway, and the enabled
     /// banks whose verification service did (with the reason), and whether that is every
     /// enabled bank.

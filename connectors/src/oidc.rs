@@ -1462,7 +1462,10 @@ mod tests {
             Path::new("."),
         ));
         assert_eq!(http_issuer, vec!["issuer"]);
-        assert_eq!(keys(open("userinfo_signed = true")), vec!["userinfo_signed"]);
+        assert_eq!(
+            keys(open("userinfo_signed = true")),
+            vec!["userinfo_signed"]
+        );
         assert!(open("use_userinfo = true\nuserinfo_signed = true").is_ok());
     }
 
