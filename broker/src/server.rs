@@ -12,7 +12,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use tracing::Instrument;
 
 use crate::config::Settings;
-use crate::oidc::{authorize, discovery, introspect, logout, token, userinfo};
+use crate::oidc::{authorize, discovery, introspect, logout, par, token, userinfo};
 use crate::state::AppState;
 use crate::{jobs, login, pages, util};
 
@@ -25,6 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/jwks", get_or_head().to(discovery::jwks))
     .route("/authorize", web::get().to(authorize::authorize))
     .route("/authorize", web::post().to(authorize::authorize))
+    .route("/par", web::post().to(par::push))
     .route("/token", web::post().to(token::token))
     .route("/userinfo", web::get().to(userinfo::userinfo))
     .route("/userinfo", web::post().to(userinfo::userinfo))

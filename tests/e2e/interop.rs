@@ -101,7 +101,7 @@ async fn openid_client_in_headless_chromium() {
         "openid-client/Chromium test failed:\n{stdout}\n{stderr}\nbroker log:\n{}",
         broker.log_text()
     );
-    assert!(stdout.contains("passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains(": 4 passed, 0 failed"), "{stdout}");
 }
 
 /// A Redis of the test's own, killed on drop.

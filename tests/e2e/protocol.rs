@@ -416,3 +416,176 @@ async fn id_token_algorithm_per_client() {
     assert_eq!(jwt_header(id)["alg"], "RS256");
     verify_with_jwks(&broker, id, "rp-basic").await;
 }
+
+/// RFC 9126: the request is pushed server to server and the browser carries only
+/// `client_id` and `request_uri`, once; a client that must push cannot skip it.
+#[tokio::test]
+async fn pushed_authorization_requests() {
+    let broker = Broker::start(Options {
+        extra: "\n[[clients]]\nid = \"rp-par\"\nname = \"PAR platform\"\nredirect_uris = [\"http://localhost:9/par-cb\"]\nsecret = { env = \"TEST_RP_SECRET\" }\nrequire_pushed_authorization_requests = true\n".into(),
+        ..Options::default()
+    });
+    let meta: serde_json::Value = reqwest::get(broker.url("/.well-known/openid-configuration"))
+        .await
+        .expect("discovery")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        meta["pushed_authorization_request_endpoint"],
+        broker.url("/par")
+    );
+    let http = reqwest::Client::new();
+    let push = |client: &'static str, form: Vec<(&'static str, String)>| {
+        let req = http
+            .post(broker.url("/par"))
+            .basic_auth(client, Some(RP_SECRET))
+            .form(&form);
+        async move {
+            let resp = req.send().await.expect("PAR");
+            let status = resp.status().as_u16();
+            let no_store = resp
+                .headers()
+                .get("cache-control")
+                .is_some_and(|v| v == "no-store");
+            (
+                status,
+                no_store,
+                resp.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let (verifier, challenge) = pkce();
+    let form = |redirect: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("response_type", "code".into()),
+            ("client_id", "rp-par".into()),
+            ("redirect_uri", redirect.into()),
+            ("scope", "openid profile".into()),
+            ("state", "st-123".into()),
+            ("nonce", "n-456".into()),
+            ("code_challenge", challenge.clone()),
+            ("code_challenge_method", "S256".into()),
+            ("ui_locales", "vi".into()),
+        ]
+    };
+
+    let (status, no_store, body) = push("rp-par", form("http://localhost:9/par-cb")).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(no_store);
+    assert_eq!(body["expires_in"], 60);
+    let request_uri = body["request_uri"]
+        .as_str()
+        .expect("request_uri")
+        .to_string();
+    assert!(request_uri.starts_with("urn:ietf:params:oauth:request_uri:"));
+
+    // The browser carries only client_id and request_uri; the pushed parameters rule
+    // (the login page is in the pushed ui_locales, the code goes to the pushed redirect).
+    let browser = Browser::new(&broker);
+    let by_reference = [
+        ("client_id", "rp-par"),
+        ("request_uri", request_uri.as_str()),
+    ];
+    let choice = browser
+        .login_page(browser.authorize(&by_reference).await)
+        .await;
+    assert!(choice.contains("lang=\"vi\""), "{choice}");
+    let form_page = browser.choose(&choice, "test-citizens").await;
+    let (status, location, body) = browser
+        .follow(browser.submit_password(&form_page, "an", "demo").await)
+        .await;
+    assert_eq!(status, 303, "{body}");
+    let cb = Callback {
+        url: url::Url::parse(&location.expect("location")).expect("url"),
+    };
+    assert!(cb.url.as_str().starts_with("http://localhost:9/par-cb?"));
+    assert_eq!(cb.param("state").as_deref(), Some("st-123"));
+    let code = cb.param("code").expect("code");
+    let (status, tokens, _) = token_basic(
+        &broker,
+        "rp-par",
+        RP_SECRET,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "http://localhost:9/par-cb"),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(
+        payload(tokens["id_token"].as_str().expect("id_token"))["nonce"],
+        "n-456"
+    );
+
+    // Used once: the same request_uri again is refused, on the broker's own page.
+    let (status, location, body) = browser.follow(browser.authorize(&by_reference).await).await;
+    assert_eq!((status, location), (400, None), "{body}");
+    // Another client's request_uri is refused (and burnt).
+    let (_, _, pushed) = push("rp-par", form("http://localhost:9/par-cb")).await;
+    let stolen = pushed["request_uri"].as_str().expect("request_uri");
+    let (status, location, _) = browser
+        .follow(
+            browser
+                .authorize(&[("client_id", "rp-basic"), ("request_uri", stolen)])
+                .await,
+        )
+        .await;
+    assert_eq!((status, location), (400, None));
+
+    // Bad pushes get a JSON error at once, never a redirect.
+    let (status, _, body) = push("rp-par", form("http://evil.example/cb")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    let mut with_uri = form("http://localhost:9/par-cb");
+    with_uri.push(("request_uri", request_uri.clone()));
+    let (status, _, body) = push("rp-par", with_uri).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    let mut token_flow = form("http://localhost:9/par-cb");
+    token_flow.retain(|(k, _)| *k != "response_type");
+    token_flow.push(("response_type", "token".into()));
+    let (status, _, body) = push("rp-par", token_flow).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unsupported_response_type")),
+        "{body}"
+    );
+    let unauthenticated = http
+        .post(broker.url("/par"))
+        .form(&form("http://localhost:9/par-cb"))
+        .send()
+        .await
+        .expect("PAR");
+    assert_eq!(unauthenticated.status().as_u16(), 401);
+
+    // A client that must push cannot send its request through the browser.
+    let (status, location, _) = browser
+        .follow(
+            browser
+                .authorize(&auth_params(
+                    "rp-par",
+                    "http://localhost:9/par-cb",
+                    "openid",
+                    &challenge,
+                ))
+                .await,
+        )
+        .await;
+    assert_eq!(status, 303);
+    let cb = Callback {
+        url: url::Url::parse(&location.expect("location")).expect("url"),
+    };
+    assert_eq!(cb.param("error").as_deref(), Some("invalid_request"));
+    assert!(cb
+        .param("error_description")
+        .is_some_and(|d| d.contains("RFC 9126")));
+}

@@ -15,7 +15,7 @@ import { Harness, check } from './lib/harness.mjs';
 const ID_TOKEN_ALG = process.env.ID_TOKEN_ALG || 'RS256';
 const h = new Harness({
   prefix: 'openid-client e2e',
-  scenarios: 3,
+  scenarios: 4,
   timeoutMs: 60000,
   scope: 'openid profile',
   idTokenAlg: ID_TOKEN_ALG,
@@ -116,5 +116,30 @@ h.run(async () => {
     check(lang === 'vi', `<html lang> is ${JSON.stringify(lang)}, expected "vi"`);
     const h1 = (await p.locator('h1').first().innerText()).trim();
     check(h1 === 'Chọn cách đăng nhập', `h1 is ${JSON.stringify(h1)}, expected "Chọn cách đăng nhập"`);
+  });
+
+  // Scenario 4: openid-client pushes the request (RFC 9126); the browser's /authorize URL
+  // holds only client_id and request_uri, and the pushed ui_locales still apply.
+  await h.scenarioInFreshContext('pushed authorization request (PAR) through openid-client', async (p) => {
+    const authorizeUrls = [];
+    p.on('request', (req) => {
+      const u = new URL(req.url());
+      if (u.origin === BROKER_ORIGIN && u.pathname === '/authorize') authorizeUrls.push(u);
+    });
+    const before = h.results.length;
+    await p.goto(`${RP_ORIGIN}/login?par=1&ui_locales=vi`);
+    await p.locator('#use-test-citizens').waitFor();
+    check(authorizeUrls.length === 1, `expected one /authorize request, saw ${authorizeUrls.length}`);
+    const names = [...authorizeUrls[0].searchParams.keys()].sort().join(',');
+    check(names === 'client_id,request_uri', `/authorize carried ${names}, expected only client_id,request_uri`);
+    const lang = await p.locator('html').getAttribute('lang');
+    check(lang === 'vi', `<html lang> is ${JSON.stringify(lang)}: the pushed ui_locales=vi was lost`);
+    await p.locator('#use-test-citizens').click();
+    await p.locator('#f-username').fill(USERNAME);
+    await p.locator('#f-password').fill(PASSWORD);
+    await p.locator('#submit').click();
+    const r = await h.readCallback(p, before);
+    check(r.claims.name === EXPECT_NAME, `name is ${JSON.stringify(r.claims.name)}, expected ${JSON.stringify(EXPECT_NAME)}`);
+    check(r.userinfo.sub === r.claims.sub, `userinfo sub ${r.userinfo.sub} differs from ID token sub ${r.claims.sub}`);
   });
 });

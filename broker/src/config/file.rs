@@ -514,6 +514,9 @@ pub struct ClientConfig {
     /// Ask the citizen's consent before the first login to this platform.
     #[serde(default)]
     pub require_consent: bool,
+    /// RFC 9126: its authorization requests must be pushed to `/par` first.
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
     /// The platform needs a linked citizen ID number: a citizen without one must link it
     /// (no "Skip") before the platform gets a login.
     #[serde(default)]

@@ -119,6 +119,8 @@ pub struct Client {
     pub min_assurance: Assurance,
     /// Consent needed before the first login.
     pub require_consent: bool,
+    /// Authorization requests only through `/par` (RFC 9126).
+    pub require_par: bool,
     /// A linked citizen ID number is needed (no "Skip").
     pub require_citizen_id: bool,
     /// Back-channel logout endpoint.
@@ -808,6 +810,7 @@ impl Validator {
                     id_token_alg: c.id_token_signed_response_alg,
                     min_assurance: c.min_assurance,
                     require_consent: c.require_consent,
+                    require_par: c.require_pushed_authorization_requests,
                     require_citizen_id: c.require_citizen_id,
                     backchannel_logout_uri: c.backchannel_logout_uri.clone(),
                     frontchannel_logout_uri: c.frontchannel_logout_uri.clone(),

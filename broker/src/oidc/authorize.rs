@@ -97,10 +97,35 @@ pub async fn authorize(
     body: web::Bytes,
 ) -> HttpResponse {
     let settings = &state.settings();
-    let (params, lang) = match super::browser_params(&req, &body) {
+    let (mut params, mut lang) = match super::browser_params(&req, &body) {
         Ok(p) => p,
         Err(page) => return page,
     };
+    // A pushed request (RFC 9126): its parameters replace whatever came with the browser.
+    let pushed = params.contains_key("request_uri");
+    if let Some(request_uri) = params.get("request_uri") {
+        let client_id = params.get("client_id").map(String::as_str).unwrap_or("");
+        match super::par::take(&state, client_id, request_uri).await {
+            Ok(Some(stored)) => {
+                lang = crate::i18n::negotiate(
+                    stored.get("ui_locales").map(String::as_str),
+                    req.headers()
+                        .get(header::ACCEPT_LANGUAGE)
+                        .and_then(|h| h.to_str().ok()),
+                );
+                params = stored;
+            }
+            Ok(None) => {
+                return pages::error_page(
+                    lang,
+                    400,
+                    "error-login-expired",
+                    "request_uri is unknown, expired, already used or another client's",
+                )
+            }
+            Err(e) => return pages::unavailable_page(lang, &e),
+        }
+    }
 
     // Until the client and redirect URI are known good, errors stay on our own page.
     let Some(client) = params
@@ -121,7 +146,7 @@ pub async fn authorize(
         );
     }
 
-    let request = match validate(settings, client, &params, redirect_uri, lang) {
+    let request = match validate(settings, client, &params, redirect_uri, lang, pushed) {
         Ok(r) => r,
         Err(e) => {
             let partial = AuthRequest {
@@ -148,12 +173,15 @@ pub async fn authorize(
     login::begin(&req, &state, client, request, current).await
 }
 
-fn validate(
+/// Checks an authorization request of `client` for `redirect_uri` (already known to be
+/// registered); `pushed` when it came through `/par`.
+pub fn validate(
     settings: &Settings,
     client: &Client,
     params: &Params,
     redirect_uri: &str,
     lang: &str,
+    pushed: bool,
 ) -> Result<AuthRequest, OAuthError> {
     let get = |k: &str| params.get(k).map(String::as_str);
     if get("request").is_some() {
@@ -162,10 +190,9 @@ fn validate(
             "request objects are not supported",
         ));
     }
-    if get("request_uri").is_some() {
-        return Err(OAuthError::new(
-            "request_uri_not_supported",
-            "request_uri is not supported",
+    if client.require_par && !pushed {
+        return Err(OAuthError::invalid_request(
+            "this client must push its authorization requests to the pushed_authorization_request_endpoint (RFC 9126)",
         ));
     }
     match get("response_type") {

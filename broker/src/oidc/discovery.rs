@@ -36,6 +36,8 @@ pub fn metadata(s: &Settings) -> serde_json::Value {
         "userinfo_endpoint": format!("{iss}/userinfo"),
         "jwks_uri": format!("{iss}/jwks"),
         "revocation_endpoint": format!("{iss}/revoke"),
+        "pushed_authorization_request_endpoint": format!("{iss}/par"),
+        "require_pushed_authorization_requests": false,
         "introspection_endpoint": format!("{iss}/introspect"),
         "end_session_endpoint": format!("{iss}/logout"),
         "backchannel_logout_supported": true,

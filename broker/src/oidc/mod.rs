@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod grants;
 pub mod introspect;
 pub mod logout;
+pub mod par;
 pub mod token;
 pub mod userinfo;
 

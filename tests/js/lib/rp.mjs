@@ -1,5 +1,6 @@
 // The relying party of the browser tests: a tiny node:http server on 127.0.0.1 using panva's
-// openid-client. GET /login starts an authorization (PKCE, state, nonce); GET /callback
+// openid-client. GET /login starts an authorization (PKCE, state, nonce; pushed first with
+// `?par=1`); GET /callback
 // finishes it with every check openid-client makes, fetches UserInfo, records the outcome in
 // `results` and shows it to the browser (`#claims` or `#error`).
 
@@ -94,7 +95,12 @@ export class RelyingParty {
       const v = url.searchParams.get(k);
       if (v) params[k] = v;
     }
-    const target = client.buildAuthorizationUrl(this.config, params);
+    // /login?par=1: the request is pushed first (RFC 9126) and the browser carries only
+    // client_id and request_uri.
+    const target =
+      url.searchParams.get('par') === '1'
+        ? await client.buildAuthorizationUrlWithPAR(this.config, params)
+        : client.buildAuthorizationUrl(this.config, params);
     res.writeHead(302, { location: target.href, 'cache-control': 'no-store' });
     res.end();
   }

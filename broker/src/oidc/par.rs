@@ -1,0 +1,89 @@
+//! Pushed authorization requests (RFC 9126): a client sends its authorization request
+//! server to server, authenticated, and gets a `request_uri` to send the browser with.
+//! The parameters (`login_hint`, `claims`, ...) never pass through the browser, cannot be
+//! altered there, and are checked before the citizen arrives.
+
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::authorize::validate;
+use super::{client_auth, parse_params, OAuthError, Params};
+use crate::state::AppState;
+use crate::store::StoreError;
+use crate::util::{now_millis, random_token};
+
+/// What every `request_uri` starts with (RFC 9126 2.2).
+pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
+/// How long a pushed request waits for the browser.
+const LIFETIME: Duration = Duration::from_secs(60);
+/// Client authentication parameters, which are not part of the authorization request.
+const CLIENT_AUTH_PARAMS: [&str; 3] =
+    ["client_secret", "client_assertion", "client_assertion_type"];
+
+fn key(id: &str) -> String {
+    format!("par:{id}")
+}
+
+/// `POST /par`: checks the request as `/authorize` would and keeps it for 60 seconds.
+pub async fn push(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, OAuthError> {
+    let mut params = parse_params(&body)?;
+    let settings = &state.settings();
+    let client = client_auth::authenticate(settings, state.store.as_ref(), &req, &params).await?;
+    if params.contains_key("request_uri") {
+        return Err(OAuthError::invalid_request(
+            "request_uri cannot be pushed (RFC 9126 2.1)",
+        ));
+    }
+    let redirect_uri = params
+        .get("redirect_uri")
+        .ok_or_else(|| OAuthError::invalid_request("redirect_uri is missing"))?;
+    if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
+        return Err(OAuthError::invalid_request(
+            "redirect_uri is not registered for this client",
+        ));
+    }
+    // The checks of /authorize, now: the client learns of a bad request before the citizen
+    // is sent anywhere. The language is the browser's, settled at /authorize.
+    validate(settings, client, &params, redirect_uri, "en", true)?;
+    for p in CLIENT_AUTH_PARAMS {
+        params.remove(p);
+    }
+    params.insert("client_id".into(), client.id.clone());
+    let id = random_token(32);
+    let bytes = serde_json::to_vec(&params)
+        .map_err(|e| OAuthError::server_error(format!("cannot keep the request: {e}")))?;
+    state
+        .store
+        .put(&key(&id), &bytes, Some(LIFETIME), now_millis())
+        .await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "request_uri": format!("{REQUEST_URI_PREFIX}{id}"),
+            "expires_in": LIFETIME.as_secs(),
+        })))
+}
+
+/// The parameters pushed as `request_uri` by `client_id`, once: `None` when unknown,
+/// expired, already used or pushed by another client.
+pub async fn take(
+    state: &AppState,
+    client_id: &str,
+    request_uri: &str,
+) -> Result<Option<Params>, StoreError> {
+    let Some(id) = request_uri.strip_prefix(REQUEST_URI_PREFIX) else {
+        return Ok(None);
+    };
+    let Some(bytes) = state.store.take(&key(id), now_millis()).await? else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_slice::<Params>(&bytes)
+        .ok()
+        .filter(|p| p.get("client_id").is_some_and(|c| c == client_id)))
+}
