@@ -504,19 +504,23 @@ impl Connector for Ctid {
     }
 
     /// `POST auth/{auth_id}/cancel`: the prompt leaves the citizen's app.
-    async fn abandon(&self, _ctx: &Context, state: &StepState) {
+    async fn abandon(&self, ctx: &Context, state: &StepState) {
         let Ok(state) = serde_json::from_value::<State>(state.clone()) else {
             return;
         };
+        if ctx.now > state.expires_at {
+            return;
+        }
         let body = serde_json::json!({});
         match self
             .client
-            .post(&auth_path(&state.auth_id, "/cancel"), &body)
+            .post_best_effort(&auth_path(&state.auth_id, "/cancel"), &body)
             .await
         {
             // 404 forgotten, 409 already finished: nothing to withdraw.
             Ok((status, _)) if (200..300).contains(&status) || matches!(status, 404 | 409) => {}
             Ok((status, _)) => tracing::warn!(status, "CTID refused to cancel a request"),
+            // Not an outage of logins: the choice page does not warn about it.
             Err(e) => tracing::warn!(error = %e, "CTID cancel failed"),
         }
     }

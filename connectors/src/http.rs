@@ -169,14 +169,27 @@ impl JsonClient {
         path: &str,
         body: &B,
     ) -> Result<(u16, serde_json::Value), CallError> {
-        let req = self.http.post(self.url(path)?).json(body);
-        self.send(req).await
+        let url = self.url(path)?;
+        let req = self.http.post(url.clone()).json(body);
+        self.send(req, &url, true).await
+    }
+
+    /// Like [`JsonClient::post`], for a best-effort call (withdrawing a request): its
+    /// failure is not remembered as an outage, since logins do not depend on it.
+    pub async fn post_best_effort<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<(u16, serde_json::Value), CallError> {
+        let url = self.url(path)?;
+        let req = self.http.post(url.clone()).json(body);
+        self.send(req, &url, false).await
     }
 
     /// GETs `path` and reads a JSON answer of status 2xx or 4xx.
     pub async fn get(&self, path: &str) -> Result<(u16, serde_json::Value), CallError> {
-        let req = self.http.get(self.url(path)?);
-        self.send(req).await
+        let url = self.url(path)?;
+        self.send(self.http.get(url.clone()), &url, true).await
     }
 
     /// GETs an absolute URL (not below the base), e.g. a JWKS.
@@ -184,7 +197,7 @@ impl JsonClient {
         &self,
         url: &url::Url,
     ) -> Result<(u16, serde_json::Value), CallError> {
-        self.send(self.http.get(url.clone())).await
+        self.send(self.http.get(url.clone()), url, true).await
     }
 
     /// Why the service last failed to answer, if that was in the last few minutes.
@@ -192,16 +205,19 @@ impl JsonClient {
         self.outage.reason()
     }
 
+    /// One exchange with `target`; an outage is remembered when `track`.
     async fn send(
         &self,
         req: reqwest::RequestBuilder,
+        target: &url::Url,
+        track: bool,
     ) -> Result<(u16, serde_json::Value), CallError> {
         let result = self.exchange(req).await;
-        if let Err(CallError::Outage(reason)) = &result {
-            // The origin alone: a base URL may carry credentials.
+        if let (true, Err(CallError::Outage(reason))) = (track, &result) {
+            // The origin alone: a URL may carry credentials.
             self.outage.note(&format!(
                 "{}: {reason}",
-                self.base.origin().ascii_serialization()
+                target.origin().ascii_serialization()
             ));
         }
         result

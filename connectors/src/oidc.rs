@@ -1207,10 +1207,30 @@ impl OidcConnector {
         let find = |d: &Discovered| -> Option<jsonwebtoken::jwk::Jwk> {
             let set: jsonwebtoken::jwk::JwkSet =
                 serde_json::from_value(serde_json::to_value(d.metadata.jwks()).ok()?).ok()?;
+            // Signing keys for this algorithm only (as for ID tokens): never an `enc` key.
+            let usable: Vec<&jsonwebtoken::jwk::Jwk> = set
+                .keys
+                .iter()
+                .filter(|k| {
+                    !matches!(
+                        k.common.public_key_use,
+                        Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+                            | Some(jsonwebtoken::jwk::PublicKeyUse::Other(_))
+                    )
+                })
+                .filter(|k| {
+                    k.common
+                        .key_algorithm
+                        .is_none_or(|a| serde_json::to_value(a).ok().as_ref() == Some(&alg_name))
+                })
+                .collect();
             match &header.kid {
-                Some(kid) => set.find(kid).cloned(),
-                // Without a kid, only a provider with one key leaves no doubt.
-                None if set.keys.len() == 1 => set.keys.first().cloned(),
+                Some(kid) => usable
+                    .into_iter()
+                    .find(|k| k.common.key_id.as_deref() == Some(kid.as_str()))
+                    .cloned(),
+                // Without a kid, only one usable key leaves no doubt.
+                None if usable.len() == 1 => usable.first().map(|k| (*k).clone()),
                 None => None,
             }
         };
@@ -1230,9 +1250,23 @@ impl OidcConnector {
         validation.set_audience(&[&self.config.client_id]);
         validation.set_required_spec_claims(&["iss", "aud"]);
         validation.leeway = CLOCK_SKEW;
-        jsonwebtoken::decode::<Map<String, Value>>(jwt, &key, &validation)
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(jwt, &key, &validation)
             .map(|data| data.claims)
-            .map_err(|e| invalid(format!("userinfo: signed answer refused: {e}")))
+            .map_err(|e| invalid(format!("userinfo: signed answer refused: {e}")))?;
+        // As for ID tokens: several audiences need an `azp` naming the broker.
+        let several = claims
+            .get("aud")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.len() > 1);
+        match claims.get("azp").and_then(Value::as_str) {
+            Some(azp) if azp != self.config.client_id => Err(invalid(format!(
+                "userinfo: signed answer for `{azp}` (azp), not the broker"
+            ))),
+            None if several => Err(invalid(
+                "userinfo: signed answer with several audiences but no `azp`",
+            )),
+            _ => Ok(claims),
+        }
     }
 
     fn identity(

@@ -2,7 +2,7 @@
 //! for a few minutes after the last failure the choice page tells citizens and `health()`
 //! tells operators, without probing the source.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Seconds a failure is remembered.
@@ -23,17 +23,16 @@ pub struct RecentOutage(Arc<Mutex<Option<(u64, String)>>>);
 impl RecentOutage {
     /// Records a failure now (`reason` for operators: no personal data).
     pub fn note(&self, reason: &str) {
-        if let Ok(mut last) = self.0.lock() {
-            *last = Some((unix_now(), reason.to_string()));
-        }
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((unix_now(), reason.to_string()));
     }
 
     /// The reason of the last failure, if it is less than [`REMEMBERED_FOR`] old.
     pub fn reason(&self) -> Option<String> {
         self.0
             .lock()
-            .ok()
-            .and_then(|l| l.clone())
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
             .filter(|(at, _)| unix_now().saturating_sub(*at) < REMEMBERED_FOR)
             .map(|(_, reason)| reason)
     }

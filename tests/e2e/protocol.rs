@@ -523,7 +523,7 @@ async fn pushed_authorization_requests() {
     // Used once: the same request_uri again is refused, on the broker's own page.
     let (status, location, body) = browser.follow(browser.authorize(&by_reference).await).await;
     assert_eq!((status, location), (400, None), "{body}");
-    // Another client's request_uri is refused (and burnt).
+    // Another client's request_uri is refused, without burning it for its own client.
     let (_, _, pushed) = push("rp-par", form("http://localhost:9/par-cb")).await;
     let stolen = pushed["request_uri"].as_str().expect("request_uri");
     let (status, location, _) = browser
@@ -534,6 +534,52 @@ async fn pushed_authorization_requests() {
         )
         .await;
     assert_eq!((status, location), (400, None));
+    let own = Browser::new(&broker);
+    own.login_page(
+        own.authorize(&[("client_id", "rp-par"), ("request_uri", stolen)])
+            .await,
+    )
+    .await;
+
+    // private_key_jwt at /par, with the PAR endpoint as the assertion's audience (RFC 9126 2).
+    let key = broker::keys::SigningKey::from_pem(
+        "client-key-1",
+        broker::keys::SigningAlg::ES256,
+        broker.client_key_pem.as_bytes(),
+    )
+    .expect("client key");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    let assertion = key
+        .sign(
+            "JWT",
+            &serde_json::json!({
+                "iss": "rp-jwt", "sub": "rp-jwt", "aud": broker.url("/par"),
+                "jti": "par-jti-1", "iat": now, "exp": now + 60
+            }),
+        )
+        .expect("sign");
+    let mut jwt_form: Vec<(&str, String)> = form("http://localhost:9/jwt-cb")
+        .into_iter()
+        .filter(|(k, _)| *k != "client_id")
+        .collect();
+    jwt_form.extend([
+        ("client_id", "rp-jwt".to_string()),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
+        ),
+        ("client_assertion", assertion),
+    ]);
+    let resp = http
+        .post(broker.url("/par"))
+        .form(&jwt_form)
+        .send()
+        .await
+        .expect("PAR");
+    assert_eq!(resp.status().as_u16(), 201, "{:?}", resp.text().await);
 
     // Bad pushes get a JSON error at once, never a redirect.
     let (status, _, body) = push("rp-par", form("http://evil.example/cb")).await;

@@ -312,8 +312,13 @@ async fn assert_failure_page(
 async fn adversarial_upstream_answers_are_refused_with_a_clear_page() {
     let idp = FakeIdp::start().await;
     let issuer = idp.issuer();
+    // `signed`: the same provider, registered for signed UserInfo answers only.
     let broker = Broker::start(Options {
-        extra: connector_config("upstream", &issuer, 5000),
+        extra: connector_config("upstream", &issuer, 5000)
+            + &connector_config("signed", &issuer, 5000).replace(
+                "use_userinfo = true",
+                "use_userinfo = true\nuserinfo_signed = true",
+            ),
         ..Options::default()
     });
     let browser = Browser::new(&broker);
@@ -503,6 +508,24 @@ async fn adversarial_upstream_answers_are_refused_with_a_clear_page() {
             "h.k.iv.ct.tag".to_string(),
             "userinfo: encrypted answers are not supported",
         ),
+        (
+            "signed UserInfo that has expired",
+            idp.sign(&{
+                let mut c = userinfo(&idp);
+                c["exp"] = json!(now() - 600);
+                c
+            }),
+            "userinfo: signed answer refused: ExpiredSignature",
+        ),
+        (
+            "UserInfo signed with HS256",
+            {
+                let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","kid":"up-1","typ":"JWT"}"#);
+                let p = URL_SAFE_NO_PAD.encode(userinfo(&idp).to_string());
+                format!("{h}.{p}.c2ln")
+            },
+            "not an accepted algorithm",
+        ),
     ];
     for (case, jwt, detail) in &signed_cases {
         let p = begin(&broker, &browser, "upstream", &issuer).await;
@@ -525,6 +548,32 @@ async fn adversarial_upstream_answers_are_refused_with_a_clear_page() {
             broker.log_text()
         );
     }
+
+    // A plain JSON answer where a signed one is required (a downgrade).
+    let p = begin(&broker, &browser, "signed", &issuer).await;
+    let code = random_code();
+    let at = format!("at-{}", rand::random::<u64>());
+    idp.on_token(&code, token_json(&idp.sign(&idp.claims(&p.nonce)), &at))
+        .await;
+    idp.on_userinfo(&at, json!({"sub": "up-sub-1", "cccd": "001195006789"}))
+        .await;
+    let got = callback(
+        &broker,
+        &browser,
+        "signed",
+        &[("code", &code), ("state", &p.state), ("iss", &issuer)],
+    )
+    .await;
+    assert_failure_page(
+        &broker,
+        &browser,
+        "plain UserInfo where signed is required",
+        got,
+        &p,
+        INVALID,
+    )
+    .await;
+    assert!(log_shows(&broker, "a signed one is required (userinfo_signed)").await);
 
     // HTML, garbage, and a token response without a usable ID token.
     for (case, response, detail) in [

@@ -223,9 +223,16 @@ async fn abandon_step(req: &HttpRequest, state: &AppState, tx: &LoginTx) {
     let Some(entry) = settings.connector(connector) else {
         return;
     };
-    let maintenance = crate::maintenance::load_or_none(state.store.as_ref()).await;
-    let ctx = context(req, state, tx, connector, "", &maintenance);
-    let call = timed(connector, entry.connector.abandon(&ctx, step_state));
+    // No maintenance parts: withdrawing concerns no part of the source.
+    let ctx = context(
+        req,
+        state,
+        tx,
+        connector,
+        "",
+        &crate::maintenance::Maintenance::default(),
+    );
+    let call = entry.connector.abandon(&ctx, step_state);
     if tokio::time::timeout(ABANDON_TIMEOUT, call).await.is_err() {
         tracing::warn!(connector = %connector, "withdrawing a left step timed out");
     }

@@ -134,6 +134,8 @@ pub async fn authenticate<'a>(
                     settings.issuer.as_str(),
                     &format!("{}/revoke", settings.issuer),
                     &format!("{}/introspect", settings.issuer),
+                    // RFC 9126 2: the PAR endpoint's URL is a valid audience there.
+                    &format!("{}/par", settings.issuer),
                 ]);
                 v.set_issuer(&[&client.id]);
                 v.sub = Some(client.id.clone());

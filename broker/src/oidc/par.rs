@@ -12,18 +12,36 @@ use super::authorize::validate;
 use super::{client_auth, parse_params, OAuthError, Params};
 use crate::state::AppState;
 use crate::store::StoreError;
-use crate::util::{now_millis, random_token};
+use crate::util::{now_millis, random_token, sha256_b64};
 
 /// What every `request_uri` starts with (RFC 9126 2.2).
 pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
 /// How long a pushed request waits for the browser.
 const LIFETIME: Duration = Duration::from_secs(60);
-/// Client authentication parameters, which are not part of the authorization request.
-const CLIENT_AUTH_PARAMS: [&str; 3] =
-    ["client_secret", "client_assertion", "client_assertion_type"];
+/// The authorization parameters kept; anything else pushed (client authentication
+/// included) is dropped, so a push stores no more than a request needs.
+const KEPT: [&str; 15] = [
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+    "max_age",
+    "login_hint",
+    "ui_locales",
+    "acr_values",
+    "claims",
+    "response_mode",
+];
 
+/// Store key of a pushed request: a digest of its id, so the store never holds a usable
+/// `request_uri`.
 fn key(id: &str) -> String {
-    format!("par:{id}")
+    format!("par:{}", sha256_b64(id.as_bytes()))
 }
 
 /// `POST /par`: checks the request as `/authorize` would and keeps it for 60 seconds.
@@ -51,9 +69,7 @@ pub async fn push(
     // The checks of /authorize, now: the client learns of a bad request before the citizen
     // is sent anywhere. The language is the browser's, settled at /authorize.
     validate(settings, client, &params, redirect_uri, "en", true)?;
-    for p in CLIENT_AUTH_PARAMS {
-        params.remove(p);
-    }
+    params.retain(|k, _| KEPT.contains(&k.as_str()));
     params.insert("client_id".into(), client.id.clone());
     let id = random_token(32);
     let bytes = serde_json::to_vec(&params)
@@ -80,10 +96,20 @@ pub async fn take(
     let Some(id) = request_uri.strip_prefix(REQUEST_URI_PREFIX) else {
         return Ok(None);
     };
-    let Some(bytes) = state.store.take(&key(id), now_millis()).await? else {
+    let key = key(id);
+    // Checked before it is consumed: another client's guess must not burn it.
+    let Some(bytes) = state.store.get(&key, now_millis()).await? else {
         return Ok(None);
     };
-    Ok(serde_json::from_slice::<Params>(&bytes)
+    let ours = serde_json::from_slice::<Params>(&bytes)
         .ok()
-        .filter(|p| p.get("client_id").is_some_and(|c| c == client_id)))
+        .is_some_and(|p| p.get("client_id").is_some_and(|c| c == client_id));
+    if !ours {
+        return Ok(None);
+    }
+    // Single use: of two concurrent uses, only the one that takes it goes on.
+    let Some(bytes) = state.store.take(&key, now_millis()).await? else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_slice::<Params>(&bytes).ok())
 }
