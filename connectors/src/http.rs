@@ -169,9 +169,7 @@ impl JsonClient {
         path: &str,
         body: &B,
     ) -> Result<(u16, serde_json::Value), CallError> {
-        let url = self.url(path)?;
-        let req = self.http.post(url.clone()).json(body);
-        self.send(req, &url, true).await
+        self.post_tracked(path, body, true).await
     }
 
     /// Like [`JsonClient::post`], for a best-effort call (withdrawing a request): its
@@ -181,9 +179,18 @@ impl JsonClient {
         path: &str,
         body: &B,
     ) -> Result<(u16, serde_json::Value), CallError> {
+        self.post_tracked(path, body, false).await
+    }
+
+    async fn post_tracked<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+        track: bool,
+    ) -> Result<(u16, serde_json::Value), CallError> {
         let url = self.url(path)?;
         let req = self.http.post(url.clone()).json(body);
-        self.send(req, &url, false).await
+        self.send(req, &url, track).await
     }
 
     /// GETs `path` and reads a JSON answer of status 2xx or 4xx.

@@ -369,6 +369,28 @@ pub async fn connector_health(broker: &Broker, id: &str) -> (String, String) {
     )
 }
 
+/// A `private_key_jwt` client assertion of `rp-jwt` for `aud`, with `jti`.
+pub fn rp_jwt_assertion(broker: &Broker, aud: &str, jti: &str) -> String {
+    let key = broker::keys::SigningKey::from_pem(
+        "client-key-1",
+        broker::keys::SigningAlg::ES256,
+        broker.client_key_pem.as_bytes(),
+    )
+    .expect("client key");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    key.sign(
+        "JWT",
+        &serde_json::json!({
+            "iss": "rp-jwt", "sub": "rp-jwt", "aud": aud,
+            "jti": jti, "iat": now, "exp": now + 60
+        }),
+    )
+    .expect("sign")
+}
+
 /// A PKCE verifier and its S256 challenge.
 pub fn pkce() -> (String, String) {
     let mut b = [0u8; 32];

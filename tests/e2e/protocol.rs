@@ -542,25 +542,7 @@ async fn pushed_authorization_requests() {
     .await;
 
     // private_key_jwt at /par, with the PAR endpoint as the assertion's audience (RFC 9126 2).
-    let key = broker::keys::SigningKey::from_pem(
-        "client-key-1",
-        broker::keys::SigningAlg::ES256,
-        broker.client_key_pem.as_bytes(),
-    )
-    .expect("client key");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .as_secs();
-    let assertion = key
-        .sign(
-            "JWT",
-            &serde_json::json!({
-                "iss": "rp-jwt", "sub": "rp-jwt", "aud": broker.url("/par"),
-                "jti": "par-jti-1", "iat": now, "exp": now + 60
-            }),
-        )
-        .expect("sign");
+    let assertion = rp_jwt_assertion(&broker, &broker.url("/par"), "par-jti-1");
     let mut jwt_form: Vec<(&str, String)> = form("http://localhost:9/jwt-cb")
         .into_iter()
         .filter(|(k, _)| *k != "client_id")

@@ -276,24 +276,7 @@ async fn client_authentication_failures_are_invalid_client() {
 }
 
 fn client_assertion(broker: &Broker, jti: &str) -> String {
-    let key = broker::keys::SigningKey::from_pem(
-        "client-key-1",
-        broker::keys::SigningAlg::ES256,
-        broker.client_key_pem.as_bytes(),
-    )
-    .expect("client key");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .as_secs();
-    key.sign(
-        "JWT",
-        &serde_json::json!({
-            "iss": "rp-jwt", "sub": "rp-jwt", "aud": broker.url("/token"),
-            "jti": jti, "iat": now, "exp": now + 60
-        }),
-    )
-    .expect("sign")
+    rp_jwt_assertion(broker, &broker.url("/token"), jti)
 }
 
 #[tokio::test]

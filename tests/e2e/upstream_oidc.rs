@@ -273,6 +273,32 @@ fn random_code() -> String {
     format!("code-{}", rand::random::<u64>())
 }
 
+/// The callback of `p` with `code` through `connector` ends on the "could not be verified"
+/// page, and the operator log says `detail`.
+async fn assert_refused(
+    (broker, browser): (&Broker, &Browser),
+    connector: &str,
+    issuer: &str,
+    p: &Pending,
+    code: &str,
+    case: &str,
+    detail: &str,
+) {
+    let got = callback(
+        broker,
+        browser,
+        connector,
+        &[("code", code), ("state", &p.state), ("iss", issuer)],
+    )
+    .await;
+    assert_failure_page(broker, browser, case, got, p, INVALID).await;
+    assert!(
+        log_shows(broker, detail).await,
+        "{case}: the operator log says `{detail}`:\n{}",
+        broker.log_text()
+    );
+}
+
 /// A failure page that sends the citizen back to the choice, with the login still usable.
 async fn assert_failure_page(
     broker: &Broker,
@@ -424,19 +450,16 @@ async fn adversarial_upstream_answers_are_refused_with_a_clear_page() {
         let code = random_code();
         idp.on_token(&code, token_json(&tamper(&idp, &p.nonce), "at-unused"))
             .await;
-        let got = callback(
-            &broker,
-            &browser,
+        assert_refused(
+            (&broker, &browser),
             "upstream",
-            &[("code", &code), ("state", &p.state), ("iss", &issuer)],
+            &issuer,
+            &p,
+            &code,
+            case,
+            detail,
         )
         .await;
-        assert_failure_page(&broker, &browser, case, got, &p, INVALID).await;
-        assert!(
-            log_shows(&broker, detail).await,
-            "{case}: the operator log names the problem (`{detail}`):\n{}",
-            broker.log_text()
-        );
         // The state was single use: the same callback again is an expired login.
         let (status, _, body) = callback(
             &broker,
@@ -457,15 +480,16 @@ async fn adversarial_upstream_answers_are_refused_with_a_clear_page() {
         .await;
     idp.on_userinfo(&at, json!({"sub": "someone-else", "cccd": "001195006789"}))
         .await;
-    let got = callback(
-        &broker,
-        &browser,
+    assert_refused(
+        (&broker, &browser),
         "upstream",
-        &[("code", &code), ("state", &p.state), ("iss", &issuer)],
+        &issuer,
+        &p,
+        &code,
+        "userinfo sub mismatch",
+        "UserInfo `sub` differs",
     )
     .await;
-    assert_failure_page(&broker, &browser, "userinfo sub mismatch", got, &p, INVALID).await;
-    assert!(log_shows(&broker, "UserInfo `sub` differs").await);
 
     // Signed UserInfo answers that must not be believed.
     let userinfo = |idp: &FakeIdp| json!({"iss": idp.issuer(), "aud": UPSTREAM_CLIENT, "sub": "up-sub-1", "cccd": "001195006789"});
@@ -534,19 +558,16 @@ async fn adversarial_upstream_answers_are_refused_with_a_clear_page() {
         idp.on_token(&code, token_json(&idp.sign(&idp.claims(&p.nonce)), &at))
             .await;
         idp.on_userinfo_jwt(&at, jwt).await;
-        let got = callback(
-            &broker,
-            &browser,
+        assert_refused(
+            (&broker, &browser),
             "upstream",
-            &[("code", &code), ("state", &p.state), ("iss", &issuer)],
+            &issuer,
+            &p,
+            &code,
+            case,
+            detail,
         )
         .await;
-        assert_failure_page(&broker, &browser, case, got, &p, INVALID).await;
-        assert!(
-            log_shows(&broker, detail).await,
-            "{case}: the operator log says `{detail}`:\n{}",
-            broker.log_text()
-        );
     }
 
     // A plain JSON answer where a signed one is required (a downgrade).
@@ -557,23 +578,16 @@ async fn adversarial_upstream_answers_are_refused_with_a_clear_page() {
         .await;
     idp.on_userinfo(&at, json!({"sub": "up-sub-1", "cccd": "001195006789"}))
         .await;
-    let got = callback(
-        &broker,
-        &browser,
+    assert_refused(
+        (&broker, &browser),
         "signed",
-        &[("code", &code), ("state", &p.state), ("iss", &issuer)],
-    )
-    .await;
-    assert_failure_page(
-        &broker,
-        &browser,
-        "plain UserInfo where signed is required",
-        got,
+        &issuer,
         &p,
-        INVALID,
+        &code,
+        "plain UserInfo where signed is required",
+        "a signed one is required (userinfo_signed)",
     )
     .await;
-    assert!(log_shows(&broker, "a signed one is required (userinfo_signed)").await);
 
     // HTML, garbage, and a token response without a usable ID token.
     for (case, response, detail) in [
@@ -614,19 +628,16 @@ async fn adversarial_upstream_answers_are_refused_with_a_clear_page() {
         let p = begin(&broker, &browser, "upstream", &issuer).await;
         let code = random_code();
         idp.on_token(&code, response).await;
-        let got = callback(
-            &broker,
-            &browser,
+        assert_refused(
+            (&broker, &browser),
             "upstream",
-            &[("code", &code), ("state", &p.state), ("iss", &issuer)],
+            &issuer,
+            &p,
+            &code,
+            case,
+            detail,
         )
         .await;
-        assert_failure_page(&broker, &browser, case, got, &p, INVALID).await;
-        assert!(
-            log_shows(&broker, detail).await,
-            "{case}: the operator log says `{detail}`:\n{}",
-            broker.log_text()
-        );
     }
 
     // Mix-up: the response claims to come from another provider.
