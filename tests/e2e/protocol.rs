@@ -31,6 +31,10 @@ async fn discovery_and_jwks_describe_the_provider() {
         serde_json::json!(["S256"])
     );
     assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
+    assert_eq!(
+        meta["pushed_authorization_request_endpoint"],
+        broker.url("/par")
+    );
     let algs = meta["id_token_signing_alg_values_supported"]
         .as_array()
         .expect("algs");
@@ -425,16 +429,6 @@ async fn pushed_authorization_requests() {
         extra: "\n[[clients]]\nid = \"rp-par\"\nname = \"PAR platform\"\nredirect_uris = [\"http://localhost:9/par-cb\"]\nsecret = { env = \"TEST_RP_SECRET\" }\nrequire_pushed_authorization_requests = true\n".into(),
         ..Options::default()
     });
-    let meta: serde_json::Value = reqwest::get(broker.url("/.well-known/openid-configuration"))
-        .await
-        .expect("discovery")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(
-        meta["pushed_authorization_request_endpoint"],
-        broker.url("/par")
-    );
     let http = reqwest::Client::new();
     let push = |client: &'static str, form: Vec<(&'static str, String)>| {
         let req = http
