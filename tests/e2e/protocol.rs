@@ -589,6 +589,28 @@ async fn pushed_authorization_requests() {
         .expect("PAR");
     assert_eq!(unauthenticated.status().as_u16(), 401);
 
+    // A public client needs no credentials to push, so each address has a budget (30 a
+    // minute); beyond it, 429 with Retry-After.
+    let public_push = || {
+        http.post(broker.url("/par"))
+            .form(&[
+                ("client_id", "rp-public"),
+                ("response_type", "code"),
+                ("redirect_uri", "http://localhost:9/public-cb"),
+                ("scope", "openid"),
+                ("code_challenge", challenge.as_str()),
+                ("code_challenge_method", "S256"),
+            ])
+            .send()
+    };
+    for n in 1..=30 {
+        let status = public_push().await.expect("PAR").status().as_u16();
+        assert_eq!(status, 201, "push {n} of a public client");
+    }
+    let over = public_push().await.expect("PAR");
+    assert_eq!(over.status().as_u16(), 429);
+    assert!(over.headers().contains_key("retry-after"));
+
     // A client that must push cannot send its request through the browser.
     let (status, location, _) = browser
         .follow(

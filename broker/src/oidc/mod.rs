@@ -28,6 +28,8 @@ pub struct OAuthError {
     status: u16,
     #[serde(skip)]
     www_authenticate: Option<String>,
+    #[serde(skip)]
+    retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -38,6 +40,7 @@ impl OAuthError {
             error_description: description.into(),
             status: 400,
             www_authenticate: None,
+            retry_after: None,
         }
     }
 
@@ -77,6 +80,7 @@ impl OAuthError {
             error_description: d,
             status,
             www_authenticate: Some(challenge),
+            retry_after: None,
         }
     }
 
@@ -88,6 +92,14 @@ impl OAuthError {
             "the service is temporarily unavailable, try again shortly",
         );
         err.status = 503;
+        err
+    }
+
+    /// Too many requests (429, RFC 9126 2.3) with `Retry-After`.
+    pub fn too_many_requests(d: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut err = Self::invalid_request(d);
+        err.status = 429;
+        err.retry_after = Some(retry_after_secs.max(1));
         err
     }
 
@@ -119,8 +131,14 @@ impl ResponseError for OAuthError {
     fn error_response(&self) -> HttpResponse {
         let mut r = HttpResponse::build(self.status_code());
         r.insert_header((header::CACHE_CONTROL, "no-store"));
-        if self.status == 503 {
-            r.insert_header((header::RETRY_AFTER, "5"));
+        match (self.status, self.retry_after) {
+            (_, Some(secs)) => {
+                r.insert_header((header::RETRY_AFTER, secs.to_string()));
+            }
+            (503, None) => {
+                r.insert_header((header::RETRY_AFTER, "5"));
+            }
+            _ => {}
         }
         if let Some(c) = &self.www_authenticate {
             r.insert_header((header::WWW_AUTHENTICATE, c.clone()));

@@ -18,6 +18,8 @@ use crate::util::{now_millis, random_token, sha256_b64};
 pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
 /// How long a pushed request waits for the browser.
 const LIFETIME: Duration = Duration::from_secs(60);
+/// Pushes a public client may make per address and minute.
+const PUBLIC_PUSHES_PER_MINUTE: u64 = 30;
 /// The authorization parameters kept; anything else pushed (client authentication
 /// included) is dropped, so a push stores no more than a request needs.
 const KEPT: [&str; 15] = [
@@ -53,6 +55,26 @@ pub async fn push(
     let mut params = parse_params(&body)?;
     let settings = &state.settings();
     let client = client_auth::authenticate(settings, state.store.as_ref(), &req, &params).await?;
+    if client.is_public() {
+        // Anyone can push as a public client: a budget per address keeps the store small.
+        let address = crate::login::routes::client_address(&req, settings);
+        let decision = state
+            .store
+            .hit_rate_limit(
+                &format!("rl:par:{}:{address}", client.id),
+                PUBLIC_PUSHES_PER_MINUTE,
+                Duration::from_secs(60),
+                now_millis(),
+            )
+            .await?;
+        if !decision.allowed {
+            metrics::counter!("broker_rate_limited_total", "scope" => "par").increment(1);
+            return Err(OAuthError::too_many_requests(
+                "too many pushed requests from this address",
+                decision.retry_after.as_secs(),
+            ));
+        }
+    }
     if params.contains_key("request_uri") {
         return Err(OAuthError::invalid_request(
             "request_uri cannot be pushed (RFC 9126 2.1)",
