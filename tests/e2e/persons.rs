@@ -242,27 +242,42 @@ async fn link_an_number(broker: &Broker, browser: &Browser, page: &str) -> Optio
     browser.follow(resp).await.1
 }
 
-/// On the claim page, proves the older account by signing in as `user` of the old portal;
-/// returns where it led.
-async fn prove_old_account(
+/// Signs in at `rp-basic` through `connector` as `user`, is asked about the older account
+/// of the old portal, proves it by signing in there as `old_user`, and returns the claims
+/// the platform then gets.
+async fn sign_in_and_prove_old_account(
     broker: &Broker,
     browser: &Browser,
-    claim: &str,
-    user: &str,
-) -> Option<String> {
-    let csrf = hidden(claim, "csrf").expect("csrf");
+    (connector, user): (&str, &str),
+    old_user: &str,
+) -> serde_json::Value {
+    let (verifier, location) = basic_sign_in(browser, connector, user).await;
+    let claim = page_at(browser, location, "claim page").await;
+    assert!(
+        claim.contains("Old portal account"),
+        "asked about the older account, naming its source: {claim}"
+    );
+    let csrf = hidden(&claim, "csrf").expect("csrf");
     let resp = browser
         .post(
-            &broker.url(&form_action(claim, "claim")),
+            &broker.url(&form_action(&claim, "claim")),
             &[("csrf", &csrf), ("choice", "prove")],
         )
         .await;
     let (_, location, _) = browser.follow(resp).await;
     let form = page_at(browser, location, "old portal's form").await;
-    browser
-        .follow(browser.submit_password(&form, user, "pw").await)
+    let location = browser
+        .follow(browser.submit_password(&form, old_user, "pw").await)
         .await
-        .1
+        .1;
+    redeem(
+        broker,
+        "rp-basic",
+        "http://localhost:9/cb",
+        &location.expect("code"),
+        &verifier,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -387,21 +402,7 @@ async fn a_legacy_account_is_linked_skipped_and_linked_later() {
     // VNeID proves the number the old account holds through a weaker check: the citizen
     // proves the old account once and keeps its sub.
     let browser = Browser::new(&broker);
-    let (verifier, location) = basic_sign_in(&browser, "vneid", "an").await;
-    let claim = page_at(&browser, location, "claim page").await;
-    assert!(
-        claim.contains("Old portal account"),
-        "names the older account's source: {claim}"
-    );
-    let location = prove_old_account(&broker, &browser, &claim, "an-old").await;
-    let merged = redeem(
-        &broker,
-        "rp-basic",
-        "http://localhost:9/cb",
-        &location.expect("code"),
-        &verifier,
-    )
-    .await;
+    let merged = sign_in_and_prove_old_account(&broker, &browser, ("vneid", "an"), "an-old").await;
     assert_eq!(
         merged["sub"], legacy["sub"],
         "the old account's records stay reachable"
@@ -453,21 +454,7 @@ async fn a_weak_binding_of_the_mapped_number_is_asked_about_too() {
 
     // Her bank still knows her old CMND, which the registry maps to that CCCD.
     let an = Browser::new(&broker);
-    let (verifier, location) = basic_sign_in(&an, "bank", "an-cmnd").await;
-    let claim = page_at(&an, location, "claim page").await;
-    assert!(
-        claim.contains("Old portal account"),
-        "asked about the older account: {claim}"
-    );
-    let location = prove_old_account(&broker, &an, &claim, "an-old").await;
-    let merged = redeem(
-        &broker,
-        "rp-basic",
-        "http://localhost:9/cb",
-        &location.expect("code"),
-        &verifier,
-    )
-    .await;
+    let merged = sign_in_and_prove_old_account(&broker, &an, ("bank", "an-cmnd"), "an-old").await;
     assert_eq!(merged["sub"], legacy["sub"], "one person");
     assert_eq!(merged["acr"], "http://eidas.europa.eu/LoA/substantial");
     let audit =
