@@ -7,8 +7,8 @@ use actix_web::web;
 
 use crate::config;
 use crate::state::{AppState, Live};
-use crate::store::embedded::EmbeddedStore;
 use crate::util;
+use store::embedded::EmbeddedStore;
 
 /// Deletes expired records of the embedded store once a minute.
 pub async fn sweep(db: Arc<EmbeddedStore>) {

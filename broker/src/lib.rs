@@ -11,6 +11,7 @@
 pub mod account;
 pub mod admin;
 pub mod config;
+pub mod connector_kv;
 pub mod connector_public;
 pub mod demo;
 pub mod i18n;
@@ -26,5 +27,5 @@ pub mod person;
 pub mod server;
 pub mod session;
 pub mod state;
-pub mod store;
+
 pub mod util;

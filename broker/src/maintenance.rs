@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConnectorEntry, ConnectorStatus, LocalizedText};
-use crate::store::{Store, StoreResult};
 use crate::util::now_millis;
+use store::{Store, StoreResult};
 
 const KEY: &str = "maintenance";
 

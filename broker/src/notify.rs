@@ -10,8 +10,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use connectors::ConnectorError;
 use serde_json::json;
 
+use crate::connector_kv::StoreKv;
 use crate::state::AppState;
-use crate::store::kv::StoreKv;
 use crate::util::now_millis;
 
 /// Notifications per sending address and connector in five minutes.

@@ -10,7 +10,7 @@ use crate::config::ConnectorEntry;
 use crate::i18n::Tr;
 use crate::login::{LoginTx, View};
 use crate::state::AppState;
-use crate::store::StoreError;
+use store::StoreError;
 
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 

@@ -171,8 +171,7 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
         tokio::spawn(jobs::sweep(db));
     }
     crate::observe::install_metrics();
-    let store: crate::store::SharedStore =
-        Arc::new(crate::store::metered::MeteredStore::new(store));
+    let store: store::SharedStore = Arc::new(store::metered::MeteredStore::new(store));
     let listen = settings.listen.clone();
     let issuer = settings.issuer.clone();
     let state = web::Data::new(AppState {

@@ -10,8 +10,8 @@ use connectors::Assurance;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
-use crate::store::{Store, StoreResult};
 use crate::util::{now_millis, random_token, sha256_b64};
+use store::{Store, StoreResult};
 
 /// A citizen's SSO session.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Settings, StoreConfig};
-use crate::store::embedded::EmbeddedStore;
-use crate::store::redis::{ClusterOptions, RedisStore, SentinelOptions};
-use crate::store::{SharedStore, StoreError};
+use store::embedded::EmbeddedStore;
+use store::redis::{ClusterOptions, RedisStore, SentinelOptions};
+use store::{SharedStore, StoreError};
 
 /// The configuration in force and what is derived from it; swapped whole on reload.
 pub struct Live {

@@ -11,8 +11,8 @@ use crate::pages;
 use crate::person::{self, resolve::Claim, Resolution};
 use crate::session::{self, Session};
 use crate::state::AppState;
-use crate::store::StoreError;
 use crate::util::{now_millis, random_token};
+use store::StoreError;
 
 fn consent_key(person_id: &str, client_id: &str) -> String {
     format!("consent:{person_id}:{client_id}")

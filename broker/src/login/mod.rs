@@ -133,7 +133,7 @@ pub fn tx_key(id: &str) -> String {
 }
 
 /// Saves a transaction.
-pub async fn save_tx(state: &AppState, tx: &LoginTx) -> Result<(), crate::store::StoreError> {
+pub async fn save_tx(state: &AppState, tx: &LoginTx) -> Result<(), store::StoreError> {
     let bytes = serde_json::to_vec(tx).unwrap_or_default();
     state
         .store
@@ -199,7 +199,7 @@ pub async fn begin(
                 let consent = consent_needed(state, client, &request, &s.person_id).await?;
                 let link = client.require_citizen_id
                     && complete::link_needed(state, client, s, false).await?;
-                Ok::<_, crate::store::StoreError>((consent, link))
+                Ok::<_, store::StoreError>((consent, link))
             };
             match needs.await {
                 Ok(c) => c,

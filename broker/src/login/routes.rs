@@ -199,7 +199,7 @@ fn context(
         min_assurance: tx.request.min_level,
         now: now_millis() / 1000,
         client_address: client_address(req, &state.settings()),
-        kv: std::sync::Arc::new(crate::store::kv::StoreKv(state.store.clone())),
+        kv: std::sync::Arc::new(crate::connector_kv::StoreKv(state.store.clone())),
         maintenance: maintenance.parts_of(connector),
     }
 }

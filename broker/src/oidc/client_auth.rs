@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 
 use super::{OAuthError, Params};
 use crate::config::{Client, ClientAuth, Settings};
-use crate::store::Store;
 use crate::util::{ct_eq, now_millis, sha256_b64};
+use store::Store;
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 

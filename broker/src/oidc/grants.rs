@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Client, Settings};
 use crate::keys::KeyError;
-use crate::store::{Store, StoreResult};
 use crate::util::{now_millis, random_token, sha256_b64};
+use store::{Store, StoreResult};
 
 /// What a citizen granted a client in one login.
 #[derive(Debug, Clone, Serialize, Deserialize)]

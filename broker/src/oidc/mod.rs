@@ -15,7 +15,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::store::StoreError;
+use store::StoreError;
 
 /// An OAuth 2.0 error as sent to clients (RFC 6749 5.2, OIDC Core 3.1.2.6).
 #[derive(Debug, Clone, Serialize)]

@@ -11,8 +11,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::authorize::validate;
 use super::{client_auth, parse_params, OAuthError, Params};
 use crate::state::AppState;
-use crate::store::StoreError;
 use crate::util::{now_millis, random_token, sha256_b64};
+use store::StoreError;
 
 /// What every `request_uri` starts with (RFC 9126 2.2).
 pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";

@@ -11,8 +11,8 @@ use super::grants::{
 use super::{client_auth, no_store_json, parse_params, OAuthError, Params};
 use crate::config::Client;
 use crate::state::AppState;
-use crate::store::Rotation;
 use crate::util::{ct_eq, now_millis, sha256_b64};
+use store::Rotation;
 
 /// `POST /token`
 pub async fn token(

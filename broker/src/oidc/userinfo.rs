@@ -8,8 +8,8 @@ use super::grants::{family_key, AccessClaims, FamilyRecord};
 use super::{parse_params, OAuthError};
 use crate::config::Settings;
 use crate::state::AppState;
-use crate::store::{Store, StoreResult};
 use crate::util::now_millis;
+use store::{Store, StoreResult};
 
 /// Store key that marks a revoked access token.
 pub fn revoked_key(jti: &str) -> String {

@@ -7,8 +7,8 @@ use connectors::{normalise_id, Assurance};
 use super::resolve::bind_id;
 use super::{binding, load, save};
 use crate::config::Settings;
-use crate::store::{Store, StoreResult};
 use crate::util::now_millis;
+use store::{Store, StoreResult};
 
 /// The outcome of a link attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

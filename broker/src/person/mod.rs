@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 pub use resolve::{resolve, Resolution};
 
 use crate::config::{Client, Settings, SubjectType};
-use crate::store::{Store, StoreResult};
 use crate::util::{hmac_b64, now_millis};
+use store::{Store, StoreResult};
 
 /// Whether a bound number counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

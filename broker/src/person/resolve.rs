@@ -4,8 +4,8 @@ use connectors::{Assurance, Identity};
 
 use super::{binding, id_key, link_key, load, save, Binding, IdStatus, Person};
 use crate::config::Settings;
-use crate::store::{Store, StoreResult};
 use crate::util::{now_millis, random_token};
+use store::{Store, StoreResult};
 
 /// What to do when the identity proves a number bound to another person through a weak
 /// source: a `low` binding, such as an old account linked after a registry check, which
@@ -273,7 +273,7 @@ mod tests {
         // No registry: nothing here depends on a service on the demo's port.
         settings.registry = None;
         let store =
-            crate::store::embedded::EmbeddedStore::open(&dir.path().join("s.redb")).expect("store");
+            store::embedded::EmbeddedStore::open(&dir.path().join("s.redb")).expect("store");
         let number = "079201001234";
         let bank = identity("card-1", number, Assurance::Substantial);
         let first = found(resolve(&settings, &store, "bank-card", &bank, Claim::Ask).await).await;

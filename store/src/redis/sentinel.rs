@@ -30,7 +30,7 @@ use ::redis::{
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::{map_err, Call, Retry};
-use crate::store::{StoreError, StoreResult};
+use crate::{StoreError, StoreResult};
 
 /// Where the sentinels are and how to reach the master they name.
 #[derive(Clone, Default)]

@@ -1,15 +1,17 @@
-//! One store for everything with a lifetime (login transactions, codes, sessions, refresh
-//! tokens, replay caches, rate-limit counters) and for durable records.
+//! The broker's store for everything with a lifetime (login transactions, codes, sessions,
+//! refresh tokens, replay caches, rate-limit counters, pushed requests).
 //!
 //! Two implementations pass the same conformance suite ([`conformance`]): [`embedded`]
 //! (redb, a single node, survives restarts) and [`redis`] (several broker instances).
 //! Every single-use or check-and-set operation is one atomic method here, never a read
 //! followed by a write in the caller. Time is a parameter (`now`, Unix milliseconds) so
 //! expiry is testable without sleeping.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod embedded;
-pub mod kv;
 pub mod metered;
 pub mod redis;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use connectors::kv::{Hit, KeyValue, KvError};
 
-use super::{SharedStore, StoreError};
+use store::{SharedStore, StoreError};
 
 /// The broker's store, seen by connectors.
 pub struct StoreKv(pub SharedStore);
