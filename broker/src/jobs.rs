@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use actix_web::web;
 
 use crate::config;
-use crate::state::{AppState, Live};
+use crate::state::AppState;
 use crate::util;
 use store::embedded::EmbeddedStore;
 
@@ -93,7 +93,9 @@ pub fn apply(state: &AppState, why: &str) -> bool {
             {
                 tracing::warn!("`store` changed: it takes effect at the next restart");
             }
-            state.live.store(Arc::new(Live::new(Arc::new(new))));
+            state
+                .live
+                .store(Arc::new(crate::oidc::discovery::live(Arc::new(new))));
             tracing::info!(target: "audit", event = "config.reloaded", trigger = why, "configuration reloaded");
             true
         }

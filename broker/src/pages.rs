@@ -353,7 +353,7 @@ impl<'a> Page<'a> {
             .map(|(c, (status, message))| Choice {
                 id: c.id.clone(),
                 name: self.t.pick(&c.name).to_string(),
-                logo: crate::connector_public::logo_url(&c.id, &c.logos, &self.tx.request.lang),
+                logo: crate::config::assets::logo_url(&c.id, &c.logos, &self.tx.request.lang),
                 troubled: c.connector.recently_unavailable(),
                 level: self
                     .t

@@ -175,9 +175,9 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
     let listen = settings.listen.clone();
     let issuer = settings.issuer.clone();
     let state = web::Data::new(AppState {
-        live: Arc::new(arc_swap::ArcSwap::from_pointee(crate::state::Live::new(
-            settings,
-        ))),
+        live: Arc::new(arc_swap::ArcSwap::from_pointee(
+            crate::oidc::discovery::live(settings),
+        )),
         store,
         http: crate::state::http_client(),
     });

@@ -3,31 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Settings, StoreConfig};
+use crate::config::{Live, Settings, StoreConfig};
 use store::embedded::EmbeddedStore;
 use store::redis::{ClusterOptions, RedisStore, SentinelOptions};
 use store::{SharedStore, StoreError};
-
-/// The configuration in force and what is derived from it; swapped whole on reload.
-pub struct Live {
-    /// The validated configuration.
-    pub settings: Arc<Settings>,
-    /// The discovery document, serialised once per configuration.
-    pub discovery: actix_web::web::Bytes,
-}
-
-impl Live {
-    /// Derives what the handlers need from a configuration.
-    pub fn new(settings: Arc<Settings>) -> Live {
-        let discovery = serde_json::to_vec(&crate::oidc::discovery::metadata(&settings))
-            .unwrap_or_default()
-            .into();
-        Live {
-            settings,
-            discovery,
-        }
-    }
-}
 
 /// Shared state of the running broker.
 #[derive(Clone)]

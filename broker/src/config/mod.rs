@@ -2,7 +2,9 @@
 //! running broker uses. Validation collects every problem with the file, the key path and
 //! the reason, so `broker check-config` shows them all at once.
 
+pub mod assets;
 pub mod file;
+mod live;
 mod registry;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -19,6 +21,8 @@ pub use file::{
     AcrConfig, AuthMethod, ConnectorStatus, FileConfig, LocalizedText, SecretRef, SessionConfig,
     StoreConfig, SubjectType, TokenConfig,
 };
+
+pub use live::Live;
 
 use crate::keys::{KeySet, SigningAlg, SigningKey};
 
@@ -149,7 +153,7 @@ pub struct ConnectorEntry {
     /// Maintenance message per language.
     pub maintenance_message: LocalizedText,
     /// Logo per language.
-    pub logos: BTreeMap<String, crate::connector_public::Logo>,
+    pub logos: BTreeMap<String, assets::Logo>,
     /// The connector.
     pub connector: Arc<dyn Connector>,
 }
@@ -667,7 +671,7 @@ impl Validator {
                     );
                     continue;
                 }
-                match crate::connector_public::load_logo(&self.resolve_path(file)) {
+                match assets::load_logo(&self.resolve_path(file)) {
                     Ok(logo) => {
                         logos.insert(lang.clone(), logo);
                     }

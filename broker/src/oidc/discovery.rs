@@ -6,6 +6,18 @@ use actix_web::{web, HttpResponse};
 use crate::config::{Settings, SCOPES};
 use crate::state::AppState;
 
+/// A configuration with its discovery document serialised once.
+pub fn live(settings: std::sync::Arc<Settings>) -> crate::config::Live {
+    // Serialising a `serde_json::Value` cannot fail.
+    let discovery = serde_json::to_vec(&metadata(&settings))
+        .unwrap_or_default()
+        .into();
+    crate::config::Live {
+        settings,
+        discovery,
+    }
+}
+
 /// Builds the metadata document once per configuration.
 pub fn metadata(s: &Settings) -> serde_json::Value {
     let iss = &s.issuer;
