@@ -26,26 +26,7 @@ pub use live::Live;
 
 use crate::keys::{KeySet, SigningAlg, SigningKey};
 
-/// Scopes the broker knows, with the claims each releases.
-pub const SCOPES: &[(&str, &[&str])] = &[
-    ("openid", &[]),
-    ("offline_access", &[]),
-    (
-        "profile",
-        &[
-            "name",
-            "given_name",
-            "family_name",
-            "middle_name",
-            "birthdate",
-            "gender",
-        ],
-    ),
-    ("email", &["email", "email_verified"]),
-    ("phone", &["phone_number", "phone_number_verified"]),
-    ("address", &["address"]),
-    ("citizen_id", &["citizen_id"]),
-];
+pub use crate::protocol::scopes::SCOPES;
 
 /// One configuration problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
