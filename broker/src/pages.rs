@@ -336,7 +336,7 @@ impl<'a> Page<'a> {
     fn client_name(&self) -> String {
         self.settings
             .clients
-            .get(&self.tx.request.client_id)
+            .get(self.tx.request.client_id.as_str())
             .map(|c| c.name.clone())
             .unwrap_or_default()
     }
@@ -368,7 +368,7 @@ impl<'a> Page<'a> {
                 t: self.t.clone(),
                 client_name: self.client_name(),
                 tx: self.tx.id.clone(),
-                csrf: self.tx.csrf.clone(),
+                csrf: self.tx.csrf.expose().to_string(),
                 any_logo: choices.iter().any(|c| c.logo.is_some()),
                 choices,
                 step_up: self.tx.request.min_level > connectors::Assurance::Low,
@@ -389,7 +389,7 @@ impl<'a> Page<'a> {
                 &FormPage {
                     source,
                     tx: self.tx.id.clone(),
-                    csrf: self.tx.csrf.clone(),
+                    csrf: self.tx.csrf.expose().to_string(),
                     title: self.t.get(&form.title),
                     intro: form
                         .intro
@@ -435,7 +435,7 @@ impl<'a> Page<'a> {
                 &WaitPage {
                     source,
                     tx: self.tx.id.clone(),
-                    csrf: self.tx.csrf.clone(),
+                    csrf: self.tx.csrf.expose().to_string(),
                     instruction: self.t.with(&instruction.key, &instruction.args),
                     qr: qr.clone().unwrap_or_default(),
                     qr_svg: qr.as_deref().map(qr_data_uri).unwrap_or_default(),
@@ -469,7 +469,7 @@ impl<'a> Page<'a> {
                 t: self.t.clone(),
                 client_name: self.client_name(),
                 tx: self.tx.id.clone(),
-                csrf: self.tx.csrf.clone(),
+                csrf: self.tx.csrf.expose().to_string(),
                 scopes,
             },
         )
@@ -484,7 +484,7 @@ impl<'a> Page<'a> {
                 intro: self.t.with("claim-intro", &args),
                 problem: problem.map(|k| self.t.get(k)).unwrap_or_default(),
                 tx: self.tx.id.clone(),
-                csrf: self.tx.csrf.clone(),
+                csrf: self.tx.csrf.expose().to_string(),
                 t: self.t.clone(),
             },
         )
@@ -509,7 +509,7 @@ impl<'a> Page<'a> {
                 can_skip,
                 client_name: self.client_name(),
                 tx: self.tx.id.clone(),
-                csrf: self.tx.csrf.clone(),
+                csrf: self.tx.csrf.expose().to_string(),
                 t: self.t.clone(),
             },
         )
@@ -522,7 +522,7 @@ impl<'a> Page<'a> {
             &NoticePage {
                 message: self.t.get(key),
                 tx: self.tx.id.clone(),
-                csrf: self.tx.csrf.clone(),
+                csrf: self.tx.csrf.expose().to_string(),
                 t: self.t.clone(),
             },
         )
@@ -536,7 +536,7 @@ impl<'a> Page<'a> {
                 t: self.t.clone(),
                 client_name: self.client_name(),
                 tx: self.tx.id.clone(),
-                csrf: self.tx.csrf.clone(),
+                csrf: self.tx.csrf.expose().to_string(),
                 name: name.to_string(),
             },
         )

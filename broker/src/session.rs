@@ -13,8 +13,8 @@ use crate::config::Settings;
 use crate::util::{now_millis, random_token, sha256_b64};
 use store::{Store, StoreResult};
 
-/// A citizen's SSO session.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A citizen's SSO session. Its `Debug` leaves out the citizen's name.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Session {
     /// Public session id (`sid` claim); not the cookie secret.
     pub sid: String,
@@ -39,6 +39,17 @@ pub struct Session {
     /// The citizen chose "Skip" when asked to link a citizen ID number.
     #[serde(default)]
     pub link_skipped: bool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("sid", &self.sid)
+            .field("level", &self.level)
+            .field("connector", &self.connector)
+            .field("clients", &self.clients)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Name of the session cookie.

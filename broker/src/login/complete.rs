@@ -9,6 +9,7 @@ use crate::oidc::authorize::{redirect_to_client, AuthRequest};
 use crate::oidc::grants::{issue_code, CodeRecord, Grant};
 use crate::pages;
 use crate::person::{self, resolve::Claim, Resolution};
+use crate::protocol::Prompt;
 use crate::session::{self, Session};
 use crate::state::AppState;
 use crate::util::{now_millis, random_token};
@@ -25,7 +26,7 @@ pub async fn consent_needed(
     request: &AuthRequest,
     person_id: &str,
 ) -> Result<bool, StoreError> {
-    if request.prompts("consent") {
+    if request.prompts(Prompt::Consent) {
         return Ok(true);
     }
     if !client.require_consent {
@@ -106,7 +107,7 @@ pub async fn issue_code_response(
             redirect_to_client(
                 settings,
                 &request.redirect_uri,
-                request.state.as_deref(),
+                request.state.as_ref().map(crate::protocol::Secret::expose),
                 &[("code", &code)],
             )
         }
@@ -127,7 +128,7 @@ pub async fn authenticated(
     let settings = &state.settings();
     let store = state.store.as_ref();
     let lang = tx.request.lang.clone();
-    let Some(client) = settings.clients.get(&tx.request.client_id) else {
+    let Some(client) = settings.clients.get(tx.request.client_id.as_str()) else {
         return pages::error_page(
             &lang,
             400,
@@ -252,7 +253,7 @@ pub async fn proceed(
     let settings = state.settings();
     let store = state.store.as_ref();
     let lang = tx.request.lang.clone();
-    let Some(client) = settings.clients.get(&tx.request.client_id) else {
+    let Some(client) = settings.clients.get(tx.request.client_id.as_str()) else {
         return pages::error_page(
             &lang,
             400,

@@ -15,6 +15,8 @@ use actix_web::{HttpRequest, HttpResponse};
 use connectors::{Assurance, Form, Message, StepState};
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::{Prompt, Secret};
+
 pub use complete::{consent_needed, issue_code_response, proceed};
 
 use crate::config::Client;
@@ -98,15 +100,16 @@ pub enum View {
     Redirect,
 }
 
-/// A login transaction.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A login transaction. Its `Debug` shows where the login stands, never the values the
+/// citizen typed, the CSRF token or the request's hints.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct LoginTx {
     /// Id (in URLs).
     pub id: String,
     /// Digest of the browser-binding cookie.
-    pub browser: String,
+    pub browser: Secret,
     /// CSRF token of this login's forms.
-    pub csrf: String,
+    pub csrf: Secret,
     /// The authorization request.
     pub request: AuthRequest,
     /// Where the login stands.
@@ -122,6 +125,26 @@ pub struct LoginTx {
     /// The citizen chose to link a citizen ID number later.
     #[serde(default)]
     pub link_skipped: bool,
+}
+
+impl std::fmt::Debug for LoginTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let stage = match &self.stage {
+            Stage::Choose => "choose",
+            Stage::Step { .. } => "step",
+            Stage::Consent => "consent",
+            Stage::SelectAccount => "select_account",
+            Stage::Claim => "claim",
+            Stage::Link { .. } => "link",
+            Stage::Notice { .. } => "notice",
+        };
+        f.debug_struct("LoginTx")
+            .field("id", &self.id)
+            .field("client_id", &self.request.client_id)
+            .field("stage", &stage)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Most wrong answers in one login before it must start again.
@@ -169,7 +192,7 @@ fn see_other(location: &str) -> HttpResponse {
 
 /// Whether a session satisfies the request without a new authentication.
 pub fn session_satisfies(request: &AuthRequest, session: &Session, now_s: u64) -> bool {
-    if request.prompts("login") || session.level < request.min_level {
+    if request.prompts(Prompt::Login) || session.level < request.min_level {
         return false;
     }
     match request.max_age {
@@ -209,7 +232,7 @@ pub async fn begin(
         None => (false, false),
     };
 
-    if request.prompts("none") {
+    if request.prompts(Prompt::None) {
         let error = match usable {
             None => OAuthError::new("login_required", "the citizen must log in"),
             Some(_) if link => OAuthError::new(
@@ -224,13 +247,13 @@ pub async fn begin(
         return error_to_client(settings, &request, &error);
     }
     if let Some((secret, s)) = usable {
-        if !consent && !link && !request.prompts("select_account") {
+        if !consent && !link && !request.prompts(Prompt::SelectAccount) {
             return issue_code_response(state, client, &request, secret, s.clone()).await;
         }
     }
 
     let stage = match usable {
-        Some(_) if request.prompts("select_account") => Stage::SelectAccount,
+        Some(_) if request.prompts(Prompt::SelectAccount) => Stage::SelectAccount,
         _ => Stage::Choose,
     };
     let (browser_secret, new_cookie) = match req.cookie(session::browser_cookie_name(settings)) {
@@ -239,8 +262,8 @@ pub async fn begin(
     };
     let tx = LoginTx {
         id: random_token(24),
-        browser: sha256_b64(browser_secret.as_bytes()),
-        csrf: random_token(24),
+        browser: Secret::new(sha256_b64(browser_secret.as_bytes())),
+        csrf: Secret::new(random_token(24)),
         request,
         stage,
         attempts: 0,
@@ -268,7 +291,7 @@ pub async fn begin(
 }
 
 fn request_prompts_select(tx: &LoginTx) -> bool {
-    tx.request.prompts("select_account")
+    tx.request.prompts(Prompt::SelectAccount)
 }
 
 /// Connectors a request may use: enabled (or in maintenance, shown greyed) and strong

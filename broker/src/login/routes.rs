@@ -16,7 +16,7 @@ use crate::pages::{self, Page};
 use crate::person::resolve::Claim;
 use crate::session;
 use crate::state::AppState;
-use crate::util::{ct_eq, now_millis, random_token, sha256_b64};
+use crate::util::{now_millis, random_token, sha256_b64};
 
 /// Form submissions per address and connector in five minutes (password guessing).
 const STEP_LIMIT_PER_ADDRESS: u64 = 30;
@@ -76,12 +76,7 @@ async fn load(req: &HttpRequest, state: &AppState, id: &str) -> Result<LoginTx, 
     };
     let bound = req
         .cookie(session::browser_cookie_name(&state.settings()))
-        .is_some_and(|c| {
-            ct_eq(
-                sha256_b64(c.value().as_bytes()).as_bytes(),
-                tx.browser.as_bytes(),
-            )
-        });
+        .is_some_and(|c| tx.browser.matches(&sha256_b64(c.value().as_bytes())));
     if !bound {
         return Err(pages::error_page(
             &tx.request.lang,
@@ -107,9 +102,7 @@ async fn load_post(
     fields: &BTreeMap<String, String>,
 ) -> Result<LoginTx, HttpResponse> {
     let tx = load(req, state, id).await?;
-    let csrf_ok = fields
-        .get("csrf")
-        .is_some_and(|c| ct_eq(c.as_bytes(), tx.csrf.as_bytes()));
+    let csrf_ok = fields.get("csrf").is_some_and(|c| tx.csrf.matches(c));
     if !csrf_ok {
         return Err(pages::error_page(
             &tx.request.lang,
@@ -165,7 +158,7 @@ pub async fn show(
             let settings = state.settings();
             let required = settings
                 .clients
-                .get(&tx.request.client_id)
+                .get(tx.request.client_id.as_str())
                 .is_some_and(|c| c.require_citizen_id);
             page.link(problem.as_ref(), name, birthdate, !required)
         }
@@ -195,7 +188,11 @@ fn context(
         state: cb_state.to_string(),
         nonce: random_token(24),
         languages: vec![tx.request.lang.clone()],
-        login_hint: tx.request.login_hint.clone(),
+        login_hint: tx
+            .request
+            .login_hint
+            .as_ref()
+            .map(|h| h.expose().to_string()),
         min_assurance: tx.request.min_level,
         now: now_millis() / 1000,
         client_address: client_address(req, &state.settings()),
@@ -568,7 +565,7 @@ pub async fn consent(
         return see_other(&login_url(&state, &tx.id));
     }
     let settings = &state.settings();
-    let Some(client) = settings.clients.get(&tx.request.client_id) else {
+    let Some(client) = settings.clients.get(tx.request.client_id.as_str()) else {
         return pages::error_page(&tx.request.lang, 400, "error-unknown-client", "client gone");
     };
     let _ = state.store.delete(&tx_key(&tx.id), now_millis()).await;
@@ -610,7 +607,7 @@ pub async fn account(
         return see_other(&login_url(&state, &tx.id));
     }
     let settings = &state.settings();
-    let Some(client) = settings.clients.get(&tx.request.client_id) else {
+    let Some(client) = settings.clients.get(tx.request.client_id.as_str()) else {
         return pages::error_page(&tx.request.lang, 400, "error-unknown-client", "client gone");
     };
     let current = session::current(&req, settings, state.store.as_ref())
@@ -756,7 +753,7 @@ pub async fn link(
     let settings = state.settings();
     let required = settings
         .clients
-        .get(&tx.request.client_id)
+        .get(tx.request.client_id.as_str())
         .is_some_and(|c| c.require_citizen_id);
     if fields.get("action").map(String::as_str) == Some("skip") {
         if required {

@@ -13,30 +13,32 @@ use super::{OAuthError, Params};
 use crate::config::{Client, Settings};
 use crate::login;
 use crate::pages;
+use crate::protocol::{ClientId, Prompt, RedirectUri, Secret};
 use crate::session;
 use crate::state::AppState;
 
-/// A validated authorization request, kept with the login transaction.
+/// A validated authorization request, kept with the login transaction. Its `Debug` shows
+/// no `state`, `nonce` or `login_hint`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuthRequest {
     /// The client.
-    pub client_id: String,
+    pub client_id: ClientId,
     /// Exact registered redirect URI.
-    pub redirect_uri: String,
+    pub redirect_uri: RedirectUri,
     /// Scopes granted (requested ∩ allowed).
     pub scopes: Vec<String>,
     /// Client `state`.
-    pub state: Option<String>,
+    pub state: Option<Secret>,
     /// Client `nonce`.
-    pub nonce: Option<String>,
+    pub nonce: Option<Secret>,
     /// PKCE S256 challenge.
     pub code_challenge: Option<String>,
     /// `prompt` values.
-    pub prompt: Vec<String>,
+    pub prompt: Vec<Prompt>,
     /// `max_age` in seconds.
     pub max_age: Option<u64>,
     /// `login_hint`.
-    pub login_hint: Option<String>,
+    pub login_hint: Option<Secret>,
     /// Citizen's language.
     pub lang: String,
     /// Lowest assurance accepted.
@@ -45,8 +47,8 @@ pub struct AuthRequest {
 
 impl AuthRequest {
     /// Whether `prompt` has a value.
-    pub fn prompts(&self, value: &str) -> bool {
-        self.prompt.iter().any(|p| p == value)
+    pub fn prompts(&self, value: Prompt) -> bool {
+        self.prompt.contains(&value)
     }
 }
 
@@ -82,7 +84,7 @@ pub fn error_to_client(settings: &Settings, req: &AuthRequest, e: &OAuthError) -
     redirect_to_client(
         settings,
         &req.redirect_uri,
-        req.state.as_deref(),
+        req.state.as_ref().map(Secret::expose),
         &[
             ("error", e.error),
             ("error_description", &e.error_description),
@@ -150,10 +152,10 @@ pub async fn authorize(
         Ok(r) => r,
         Err(e) => {
             let partial = AuthRequest {
-                client_id: client.id.clone(),
-                redirect_uri: redirect_uri.clone(),
+                client_id: ClientId::new(client.id.clone()),
+                redirect_uri: RedirectUri::new(redirect_uri.clone()),
                 scopes: vec![],
-                state: params.get("state").cloned(),
+                state: params.get("state").map(Secret::new),
                 nonce: None,
                 code_challenge: None,
                 prompt: vec![],
@@ -251,23 +253,8 @@ pub fn validate(
         ));
     }
 
-    let prompt: Vec<String> = get("prompt")
-        .unwrap_or("")
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    for p in &prompt {
-        if !matches!(p.as_str(), "none" | "login" | "consent" | "select_account") {
-            return Err(OAuthError::invalid_request(format!(
-                "unknown prompt value `{p}`"
-            )));
-        }
-    }
-    if prompt.iter().any(|p| p == "none") && prompt.len() > 1 {
-        return Err(OAuthError::invalid_request(
-            "prompt=none cannot be combined with other values",
-        ));
-    }
+    let prompt =
+        Prompt::parse_list(get("prompt").unwrap_or("")).map_err(OAuthError::invalid_request)?;
     let max_age = match get("max_age") {
         Some(v) => Some(
             v.parse::<u64>()
@@ -312,15 +299,15 @@ pub fn validate(
     }
 
     Ok(AuthRequest {
-        client_id: client.id.clone(),
-        redirect_uri: redirect_uri.to_string(),
+        client_id: ClientId::new(client.id.clone()),
+        redirect_uri: RedirectUri::new(redirect_uri),
         scopes,
-        state: get("state").map(str::to_string),
-        nonce: get("nonce").map(str::to_string),
+        state: get("state").map(Secret::new),
+        nonce: get("nonce").map(Secret::new),
         code_challenge,
         prompt,
         max_age,
-        login_hint: get("login_hint").map(str::to_string),
+        login_hint: get("login_hint").map(Secret::new),
         lang: lang.to_string(),
         min_level,
     })

@@ -16,11 +16,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Client, Settings};
 use crate::keys::KeyError;
+use crate::protocol::{RedirectUri, Secret};
 use crate::util::{now_millis, random_token, sha256_b64};
 use store::{Store, StoreResult};
 
 /// What a citizen granted a client in one login.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Grant {
     /// The client.
     pub client_id: String,
@@ -42,6 +43,18 @@ pub struct Grant {
     pub sid: String,
 }
 
+impl std::fmt::Debug for Grant {
+    // Claims are personal data: only their names are printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant")
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .field("claims", &self.claims.keys().collect::<Vec<_>>())
+            .field("acr", &self.acr)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Grant {
     /// Whether the grant includes `offline_access`.
     pub fn offline(&self) -> bool {
@@ -55,11 +68,11 @@ pub struct CodeRecord {
     /// The grant.
     pub grant: Grant,
     /// The redirect URI the code was sent to.
-    pub redirect_uri: String,
+    pub redirect_uri: RedirectUri,
     /// PKCE S256 challenge.
     pub code_challenge: Option<String>,
     /// `nonce` to put in the ID token.
-    pub nonce: Option<String>,
+    pub nonce: Option<Secret>,
 }
 
 /// The record behind a refresh token (and, as `fam:{id}`, behind a family).
@@ -130,8 +143,8 @@ pub async fn issue_code(
     Ok(code)
 }
 
-/// The JSON body of a successful token response.
-#[derive(Debug, Serialize)]
+/// The JSON body of a successful token response (no `Debug`: it holds the tokens).
+#[derive(Serialize)]
 pub struct TokenResponse {
     /// RFC 9068 access token.
     pub access_token: String,

@@ -63,7 +63,7 @@ async fn authorization_code(
             "the code was issued to another client",
         ));
     }
-    if params.get("redirect_uri") != Some(&record.redirect_uri) {
+    if params.get("redirect_uri").map(String::as_str) != Some(record.redirect_uri.as_str()) {
         return Err(OAuthError::invalid_grant(
             "redirect_uri does not match the authorization request",
         ));
@@ -120,7 +120,7 @@ async fn authorization_code(
         client,
         &record.grant,
         &fid,
-        record.nonce.as_deref(),
+        record.nonce.as_ref().map(crate::protocol::Secret::expose),
         Some(refresh_token),
     )
     .map_err(|e| OAuthError::server_error(e.to_string()))?;
