@@ -153,7 +153,7 @@ pub async fn update(
         );
     }
     // Same limit as in a login: registry checks are guessable.
-    let key = format!("rl:link:{}", session.sid);
+    let key = crate::keyspace::account_link_limit(&session.sid);
     match state
         .store
         .hit_rate_limit(

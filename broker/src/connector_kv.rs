@@ -12,7 +12,7 @@ use store::{SharedStore, StoreError};
 pub struct StoreKv(pub SharedStore);
 
 fn key(k: &str) -> String {
-    format!("cx:{k}")
+    crate::keyspace::connector(k)
 }
 
 fn err(e: StoreError) -> KvError {

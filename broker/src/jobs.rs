@@ -1,20 +1,26 @@
-//! Background jobs of one broker process: store sweeping and configuration reload.
+//! Background jobs of one broker process: store sweeping and configuration reload. Each
+//! takes a shutdown token and returns once it is cancelled, which the server does when the
+//! HTTP server stops.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actix_web::web;
+use tokio_util::sync::CancellationToken;
 
 use crate::config;
 use crate::state::AppState;
 use crate::util;
 use store::embedded::EmbeddedStore;
 
-/// Deletes expired records of the embedded store once a minute.
-pub async fn sweep(db: Arc<EmbeddedStore>) {
+/// Deletes expired records of the embedded store once a minute, until `shutdown`.
+pub async fn sweep(db: Arc<EmbeddedStore>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
         match db.sweep_async(util::now_millis()).await {
             Ok(n) if n > 0 => tracing::debug!(removed = n, "store swept"),
             Ok(_) => {}
@@ -54,22 +60,29 @@ pub fn hangup_handler() -> Option<Hangup> {
 /// Reloads the configuration on SIGHUP or when its file changes. A new configuration is
 /// validated first and swapped in whole; requests in flight finish with the one they
 /// started with. An invalid one is logged problem by problem and the last good one keeps
-/// running.
-pub async fn reload(state: web::Data<AppState>, mut hangup: Option<Hangup>) {
+/// running. Stops at `shutdown`.
+pub async fn reload(
+    state: web::Data<AppState>,
+    mut hangup: Option<Hangup>,
+    shutdown: CancellationToken,
+) {
     let path = state.settings().source.clone();
     let mut last = modified(&path);
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         #[cfg(unix)]
         let why = tokio::select! {
+            _ = shutdown.cancelled() => return,
             _ = tick.tick() => "file change",
             Some(_) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "SIGHUP",
         };
         #[cfg(not(unix))]
         let why = {
             let _ = &mut hangup;
-            tick.tick().await;
-            "file change"
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => "file change",
+            }
         };
         let now = modified(&path);
         if why == "file change" && now == last {
@@ -112,5 +125,61 @@ pub fn apply(state: &AppState, why: &str) -> bool {
             );
             false
         }
+    }
+}
+
+/// The background jobs of a process and the token that stops them.
+#[derive(Default)]
+pub struct Jobs {
+    shutdown: CancellationToken,
+    running: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Jobs {
+    /// The token a job must watch.
+    pub fn token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Starts a job (made with [`Jobs::token`]).
+    pub fn spawn(&mut self, job: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.running.push(tokio::spawn(job));
+    }
+
+    /// Cancels every job and waits until each has returned.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let count = self.running.len();
+        for job in self.running {
+            if let Err(e) = job.await {
+                tracing::warn!(error = %e, "a background job ended abnormally");
+            }
+        }
+        tracing::info!(jobs = count, "background jobs stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn jobs_return_when_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(EmbeddedStore::open(&dir.path().join("s.redb")).unwrap());
+        let mut jobs = Jobs::default();
+        let token = jobs.token();
+        jobs.spawn(sweep(db.clone(), token.clone()));
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        jobs.spawn(async move {
+            token.cancelled().await;
+            let _ = done_tx.send(());
+        });
+        // `stop` returns only once every job has returned: a sweep that ignored its token
+        // would keep this test waiting.
+        jobs.stop().await;
+        assert!(done_rx.await.is_ok());
+        // The job let go of its store handle.
+        assert_eq!(Arc::strong_count(&db), 1);
     }
 }

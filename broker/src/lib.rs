@@ -17,6 +17,7 @@ pub mod demo;
 pub mod i18n;
 pub mod jobs;
 pub mod keys;
+pub mod keyspace;
 pub mod login;
 pub mod maintenance;
 pub mod notify;

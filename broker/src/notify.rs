@@ -32,7 +32,7 @@ pub async fn notify(
     match state
         .store
         .hit_rate_limit(
-            &format!("rl:notify:{}:{address}", entry.id),
+            &crate::keyspace::notify_limit(&settings.pairwise_secret, &entry.id, &address),
             NOTIFY_LIMIT_PER_ADDRESS,
             Duration::from_secs(300),
             now_millis(),

@@ -167,8 +167,9 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
             )))
         }
     };
+    let mut background = jobs::Jobs::default();
     if let Some(db) = embedded {
-        tokio::spawn(jobs::sweep(db));
+        background.spawn(jobs::sweep(db, background.token()));
     }
     crate::observe::install_metrics();
     let store: store::SharedStore = Arc::new(store::metered::MeteredStore::new(store));
@@ -181,7 +182,11 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
         store,
         http: crate::state::http_client(),
     });
-    tokio::spawn(jobs::reload(state.clone(), jobs::hangup_handler()));
+    background.spawn(jobs::reload(
+        state.clone(),
+        jobs::hangup_handler(),
+        background.token(),
+    ));
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -193,8 +198,16 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
     if let Some(n) = workers {
         server = server.workers(n);
     }
-    let server = server.bind(&listen)?;
+    let server = match server.bind(&listen) {
+        Ok(s) => s,
+        Err(e) => {
+            background.stop().await;
+            return Err(e);
+        }
+    };
     // Tests and operators wait for this line: the port is bound when it is printed.
     tracing::info!(issuer = %issuer, listen = %listen, "broker listening");
-    server.run().await
+    let outcome = server.run().await;
+    background.stop().await;
+    outcome
 }

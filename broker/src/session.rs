@@ -10,7 +10,8 @@ use connectors::Assurance;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
-use crate::util::{now_millis, random_token, sha256_b64};
+use crate::keyspace;
+use crate::util::{now_millis, random_token};
 use store::{Store, StoreResult};
 
 /// A citizen's SSO session. Its `Debug` leaves out the citizen's name.
@@ -80,10 +81,6 @@ pub fn secure_cookie<'a>(settings: &Settings, name: &'a str, value: String) -> C
         .finish()
 }
 
-fn key(secret: &str) -> String {
-    format!("sess:{}", sha256_b64(secret.as_bytes()))
-}
-
 /// Loads the live session of this browser, if any, and marks it used.
 pub async fn current(
     req: &HttpRequest,
@@ -95,16 +92,14 @@ pub async fn current(
     };
     let secret = cookie.value().to_string();
     let now = now_millis();
-    let Some(bytes) = store.get(&key(&secret), now).await? else {
-        return Ok(None);
-    };
-    let Ok(session) = serde_json::from_slice::<Session>(&bytes) else {
+    let key = keyspace::session(&secret);
+    let Some(session) = keyspace::get_json::<Session>(store, &key, now).await? else {
         return Ok(None);
     };
     let idle_end = session.last_seen + settings.session.idle_timeout * 1000;
     let life_end = session.created + settings.session.lifetime * 1000;
     if now >= idle_end || now >= life_end {
-        store.delete(&key(&secret), now).await?;
+        store.delete(&key, now).await?;
         return Ok(None);
     }
     Ok(Some((secret, session)))
@@ -121,19 +116,21 @@ pub async fn save(
     session.last_seen = now;
     let secret = secret.unwrap_or_else(|| random_token(32));
     let remaining = (session.created + settings.session.lifetime * 1000).saturating_sub(now);
-    let bytes = serde_json::to_vec(&session).unwrap_or_default();
-    store
-        .put(
-            &key(&secret),
-            &bytes,
-            Some(Duration::from_millis(remaining.max(1))),
-            now,
-        )
-        .await?;
+    keyspace::put_json(
+        store,
+        &keyspace::session(&secret),
+        &session,
+        Some(Duration::from_millis(remaining.max(1))),
+        now,
+    )
+    .await?;
     Ok(secret)
 }
 
 /// Ends a session.
 pub async fn end(store: &dyn Store, secret: &str) -> StoreResult<()> {
-    store.delete(&key(secret), now_millis()).await.map(|_| ())
+    store
+        .delete(&keyspace::session(secret), now_millis())
+        .await
+        .map(|_| ())
 }

@@ -205,3 +205,25 @@ async fn metrics_and_request_ids() {
         "the request id is on the log lines"
     );
 }
+
+#[tokio::test]
+async fn sigterm_stops_the_server_and_its_background_jobs() {
+    let broker = Broker::start(Options::default());
+    // Serving requests: the server has installed its signal handlers (before that, SIGTERM
+    // would end the process at once).
+    let health = reqwest::get(broker.url("/healthz")).await.expect("healthz");
+    assert_eq!(health.status(), 200);
+    let status = Command::new("kill")
+        .args(["-TERM", &broker.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    // The sweep of the embedded store and the reload watcher both return: `stop` logs
+    // only once every job has.
+    assert!(
+        broker.wait_for_log("background jobs stopped", 1),
+        "{}",
+        broker.log_text()
+    );
+    assert!(broker.log_text().contains("jobs=2") || broker.log_text().contains("\"jobs\":2"));
+}

@@ -293,7 +293,10 @@ pub async fn proceed(
             show_stage(state, &tx).await
         }
         Ok(None) => {
-            if let Err(e) = store.delete(&super::tx_key(&tx.id), now_millis()).await {
+            if let Err(e) = store
+                .delete(&crate::keyspace::login_tx(&tx.id), now_millis())
+                .await
+            {
                 return pages::unavailable_page(&lang, &e);
             }
             issue_code_response(state, client, &tx.request, secret, session).await

@@ -20,6 +20,7 @@ use crate::protocol::{Prompt, Secret};
 pub use complete::{consent_needed, issue_code_response, proceed};
 
 use crate::config::Client;
+use crate::keyspace;
 use crate::oidc::authorize::{error_to_client, AuthRequest};
 use crate::oidc::OAuthError;
 use crate::pages;
@@ -150,23 +151,16 @@ impl std::fmt::Debug for LoginTx {
 /// Most wrong answers in one login before it must start again.
 pub const MAX_ATTEMPTS: u32 = 5;
 
-/// Store key of a transaction.
-pub fn tx_key(id: &str) -> String {
-    format!("tx:{id}")
-}
-
 /// Saves a transaction.
 pub async fn save_tx(state: &AppState, tx: &LoginTx) -> Result<(), store::StoreError> {
-    let bytes = serde_json::to_vec(tx).unwrap_or_default();
-    state
-        .store
-        .put(
-            &tx_key(&tx.id),
-            &bytes,
-            Some(Duration::from_secs(state.settings().session.login_timeout)),
-            now_millis(),
-        )
-        .await
+    keyspace::put_json(
+        state.store.as_ref(),
+        &keyspace::login_tx(&tx.id),
+        tx,
+        Some(Duration::from_secs(state.settings().session.login_timeout)),
+        now_millis(),
+    )
+    .await
 }
 
 /// Saves a transaction and shows its current stage (the "post, redirect, get" of every

@@ -8,8 +8,9 @@ use connectors::{ConnectorError, Context, Input, Message, Step};
 
 use super::complete::{authenticated, issue_code_response, proceed, record_consent};
 use super::{
-    eligible, login_url, save_tx, see_other, show_stage, tx_key, LoginTx, Stage, View, MAX_ATTEMPTS,
+    eligible, login_url, save_tx, see_other, show_stage, LoginTx, Stage, View, MAX_ATTEMPTS,
 };
+use crate::keyspace::{self, StepBudget};
 use crate::oidc::authorize::error_to_client;
 use crate::oidc::OAuthError;
 use crate::pages::{self, Page};
@@ -61,12 +62,11 @@ async fn timed<T>(connector: &str, call: impl std::future::Future<Output = T>) -
 /// Loads a transaction and checks that this browser started it.
 async fn load(req: &HttpRequest, state: &AppState, id: &str) -> Result<LoginTx, HttpResponse> {
     let lang = lang_of(req);
-    let bytes = state
-        .store
-        .get(&tx_key(id), now_millis())
-        .await
-        .map_err(|e| pages::unavailable_page(lang, &e))?;
-    let Some(tx) = bytes.and_then(|b| serde_json::from_slice::<LoginTx>(&b).ok()) else {
+    let tx =
+        keyspace::get_json::<LoginTx>(state.store.as_ref(), &keyspace::login_tx(id), now_millis())
+            .await
+            .map_err(|e| pages::unavailable_page(lang, &e))?;
+    let Some(tx) = tx else {
         return Err(pages::error_page(
             lang,
             400,
@@ -309,13 +309,13 @@ pub async fn step(
     let address = client_address(&req, &settings);
     // Polls of a waiting page (every few seconds) have a budget of their own.
     let (scope, budget) = match view {
-        View::Wait { .. } => ("poll", POLL_LIMIT_PER_ADDRESS),
-        _ => ("step", STEP_LIMIT_PER_ADDRESS),
+        View::Wait { .. } => (StepBudget::Poll, POLL_LIMIT_PER_ADDRESS),
+        _ => (StepBudget::Step, STEP_LIMIT_PER_ADDRESS),
     };
     let limit = state
         .store
         .hit_rate_limit(
-            &format!("rl:{scope}:{connector}:{address}"),
+            &keyspace::login_step_limit(&settings.pairwise_secret, scope, &connector, &address),
             budget,
             Duration::from_secs(300),
             now_millis(),
@@ -354,7 +354,7 @@ pub async fn callback(
     // Single use: a replayed callback finds nothing.
     let tx_id = match state
         .store
-        .take(&format!("cb:{cb_state}"), now_millis())
+        .take(&keyspace::callback_state(cb_state), now_millis())
         .await
     {
         Ok(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
@@ -430,7 +430,10 @@ async fn advance(
         Err(ConnectorError::Retry { message, step }) => {
             tx.attempts += 1;
             if tx.attempts >= MAX_ATTEMPTS {
-                let _ = state.store.delete(&tx_key(&tx.id), now_millis()).await;
+                let _ = state
+                    .store
+                    .delete(&keyspace::login_tx(&tx.id), now_millis())
+                    .await;
                 metrics::counter!("broker_logins_total", "connector" => connector.to_string(), "outcome" => "too_many_attempts").increment(1);
                 tracing::warn!(target: "audit", event = "login.failed", connector, client = %tx.request.client_id, reason = "too_many_attempts", "login abandoned after too many wrong answers");
                 return pages::failure_page(
@@ -486,7 +489,12 @@ async fn advance(
             let ttl = Some(Duration::from_secs(state.settings().session.login_timeout));
             if let Err(e) = state
                 .store
-                .put(&format!("cb:{cb_state}"), tx.id.as_bytes(), ttl, now)
+                .put(
+                    &keyspace::callback_state(cb_state),
+                    tx.id.as_bytes(),
+                    ttl,
+                    now,
+                )
                 .await
             {
                 return pages::unavailable_page(&lang, &e);
@@ -568,7 +576,10 @@ pub async fn consent(
     let Some(client) = settings.clients.get(tx.request.client_id.as_str()) else {
         return pages::error_page(&tx.request.lang, 400, "error-unknown-client", "client gone");
     };
-    let _ = state.store.delete(&tx_key(&tx.id), now_millis()).await;
+    let _ = state
+        .store
+        .delete(&keyspace::login_tx(&tx.id), now_millis())
+        .await;
     if fields.get("decision").map(String::as_str) != Some("allow") {
         let e = OAuthError::new("access_denied", "the citizen declined");
         return error_to_client(settings, &tx.request, &e);
@@ -638,7 +649,10 @@ pub async fn cancel(
         Ok(tx) => tx,
         Err(page) => return page,
     };
-    let _ = state.store.delete(&tx_key(&tx.id), now_millis()).await;
+    let _ = state
+        .store
+        .delete(&keyspace::login_tx(&tx.id), now_millis())
+        .await;
     abandon_step(&req, &state, &tx).await;
     let e = OAuthError::new("access_denied", "the citizen cancelled the login");
     error_to_client(&state.settings(), &tx.request, &e)
@@ -801,7 +815,10 @@ pub async fn link(
     };
     tx.attempts += 1;
     if tx.attempts >= MAX_LINK_ATTEMPTS && problem != "link-unavailable" {
-        let _ = state.store.delete(&tx_key(&tx.id), now_millis()).await;
+        let _ = state
+            .store
+            .delete(&keyspace::login_tx(&tx.id), now_millis())
+            .await;
         tracing::warn!(target: "audit", event = "link.failed", sid = %session.sid, reason = problem, "registry link abandoned after too many attempts");
         return pages::failure_page(&lang, 429, &Message::new("link-too-many"), None);
     }

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::{OAuthError, Params};
 use crate::config::{Client, ClientAuth, Settings};
-use crate::util::{ct_eq, now_millis, sha256_b64};
+use crate::util::{ct_eq, now_millis};
 use store::Store;
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -158,7 +158,7 @@ pub async fn authenticate<'a>(
                 return fail("client assertion lives too long (at most 10 minutes)");
             }
             let ttl = Duration::from_secs(claims.exp.saturating_sub(now_s) + 60);
-            let jti_key = format!("jti:{}:{}", client.id, sha256_b64(claims.jti.as_bytes()));
+            let jti_key = crate::keyspace::assertion_jti(&client.id, &claims.jti);
             if !store.put_new(&jti_key, b"1", Some(ttl), now).await? {
                 return fail("client assertion was already used (jti replay)");
             }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Client, Settings};
 use crate::keys::KeyError;
+use crate::keyspace;
 use crate::protocol::{RedirectUri, Secret};
 use crate::util::{now_millis, random_token, sha256_b64};
 use store::{Store, StoreResult};
@@ -87,36 +88,18 @@ pub struct FamilyRecord {
 /// The value a used code or rotated refresh token is replaced with.
 pub const TOMBSTONE: &[u8] = b"\"used\"";
 
-/// Store key of a code.
-pub fn code_key(code: &str) -> String {
-    format!("code:{}", sha256_b64(code.as_bytes()))
-}
-
 /// Family id of a code.
 pub fn family_of_code(code: &str) -> String {
     sha256_b64(format!("family:{code}").as_bytes())[..22].to_string()
 }
 
-/// Store key of a family.
-pub fn family_key(fid: &str) -> String {
-    format!("fam:{{{fid}}}")
-}
-
-/// Store key of the set of families a session's logout revokes.
-pub fn session_families_key(sid: &str) -> String {
-    format!("sfam:{sid}")
-}
-
-/// Store key of a refresh token `{fid}.{secret}`; `None` when malformed.
+/// Family id and store key of a refresh token `{fid}.{secret}`; `None` when malformed.
 pub fn refresh_key(token: &str) -> Option<(String, String)> {
     let (fid, secret) = token.split_once('.')?;
     if fid.len() != 22 || secret.len() < 32 {
         return None;
     }
-    Some((
-        fid.to_string(),
-        format!("rt:{{{fid}}}:{}", sha256_b64(secret.as_bytes())),
-    ))
+    Some((fid.to_string(), keyspace::refresh_token(fid, secret)))
 }
 
 /// A new refresh token of a family.
@@ -131,15 +114,14 @@ pub async fn issue_code(
     record: &CodeRecord,
 ) -> StoreResult<String> {
     let code = random_token(32);
-    let bytes = serde_json::to_vec(record).unwrap_or_default();
-    store
-        .put(
-            &code_key(&code),
-            &bytes,
-            Some(Duration::from_secs(settings.tokens.code_ttl)),
-            now_millis(),
-        )
-        .await?;
+    keyspace::put_json(
+        store,
+        &keyspace::code(&code),
+        record,
+        Some(Duration::from_secs(settings.tokens.code_ttl)),
+        now_millis(),
+    )
+    .await?;
     Ok(code)
 }
 

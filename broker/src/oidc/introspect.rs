@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::grants::{family_key, refresh_key, FamilyRecord, TOMBSTONE};
-use super::userinfo::{check_access_token, revoked_key};
+use super::grants::{refresh_key, FamilyRecord, TOMBSTONE};
+use super::userinfo::check_access_token;
 use super::{client_auth, no_store_json, parse_params, OAuthError};
+use crate::keyspace;
 use crate::state::AppState;
 use crate::util::now_millis;
 
@@ -30,7 +31,7 @@ pub async fn revoke(
             if bytes != TOMBSTONE {
                 if let Ok(f) = serde_json::from_slice::<FamilyRecord>(&bytes) {
                     if f.grant.client_id == client.id {
-                        store.delete(&family_key(&fid), now).await?;
+                        store.delete(&keyspace::family(&fid), now).await?;
                         tracing::info!(client = %client.id, "refresh token revoked");
                     }
                 }
@@ -41,7 +42,7 @@ pub async fn revoke(
             let ttl = claims.exp.saturating_sub(now / 1000) + 1;
             store
                 .put(
-                    &revoked_key(&claims.jti),
+                    &keyspace::revoked_access_token(&claims.jti),
                     b"1",
                     Some(Duration::from_secs(ttl)),
                     now,
@@ -77,13 +78,11 @@ pub async fn introspect(
     let now = now_millis();
     if let Some((fid, key)) = refresh_key(token) {
         let live = store.get(&key, now).await?.filter(|b| b != TOMBSTONE);
-        let family_live = store.get(&family_key(&fid), now).await?.is_some();
+        let family_live = store.get(&keyspace::family(&fid), now).await?.is_some();
         let Some(bytes) = live.filter(|_| family_live) else {
             return Ok(no_store_json(&inactive));
         };
-        let Ok(f) = serde_json::from_slice::<FamilyRecord>(&bytes) else {
-            return Ok(no_store_json(&inactive));
-        };
+        let f = keyspace::decode::<FamilyRecord>(&key, &bytes)?;
         return Ok(no_store_json(&serde_json::json!({
             "active": true,
             "token_type": "refresh_token",

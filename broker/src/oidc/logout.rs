@@ -14,9 +14,9 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::grants::{family_key, session_families_key};
 use crate::config::{Client, Settings};
 use crate::i18n;
+use crate::keyspace;
 use crate::pages;
 use crate::person;
 use crate::session::{self, Session};
@@ -41,10 +41,6 @@ struct PendingLogout {
 struct HintClaims {
     aud: serde_json::Value,
     sid: Option<String>,
-}
-
-fn pending_key(id: &str) -> String {
-    format!("logout:{id}")
 }
 
 /// `GET|POST /logout`
@@ -167,16 +163,14 @@ pub async fn end_session(
         state: logout_state,
         lang: lang.to_string(),
     };
-    let bytes = serde_json::to_vec(&pending).unwrap_or_default();
-    if let Err(e) = state
-        .store
-        .put(
-            &pending_key(&id),
-            &bytes,
-            Some(Duration::from_secs(600)),
-            now_millis(),
-        )
-        .await
+    if let Err(e) = keyspace::put_json(
+        state.store.as_ref(),
+        &keyspace::pending_logout(&id),
+        &pending,
+        Some(Duration::from_secs(600)),
+        now_millis(),
+    )
+    .await
     {
         return pages::unavailable_page(lang, &e);
     }
@@ -212,9 +206,15 @@ pub async fn confirm(
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|h| h.to_str().ok()),
     );
-    let pending = match state.store.take(&pending_key(&path), now_millis()).await {
-        Ok(Some(b)) => serde_json::from_slice::<PendingLogout>(&b).ok(),
-        Ok(None) => None,
+    let key = keyspace::pending_logout(&path);
+    let pending = match keyspace::take_json::<PendingLogout>(
+        state.store.as_ref(),
+        &key,
+        now_millis(),
+    )
+    .await
+    {
+        Ok(p) => p,
         Err(e) => return pages::unavailable_page(lang, &e),
     };
     let Some(pending) = pending else {
@@ -287,11 +287,11 @@ async fn log_out(
         return pages::unavailable_page(lang, &e);
     }
     // Refresh tokens of the session die with it, except those granted offline_access.
-    let families_key = session_families_key(&session.sid);
+    let families_key = keyspace::session_families(&session.sid);
     match store.members(&families_key, now).await {
         Ok(families) => {
             for fid in families {
-                if let Err(e) = store.delete(&family_key(&fid), now).await {
+                if let Err(e) = store.delete(&keyspace::family(&fid), now).await {
                     tracing::error!(error = %e, "could not revoke a token family at logout");
                 }
             }

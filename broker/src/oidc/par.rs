@@ -10,8 +10,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::authorize::validate;
 use super::{client_auth, parse_params, OAuthError, Params};
+use crate::keyspace;
 use crate::state::AppState;
-use crate::util::{now_millis, random_token, sha256_b64};
+use crate::util::{now_millis, random_token};
 use store::StoreError;
 
 /// What every `request_uri` starts with (RFC 9126 2.2).
@@ -40,12 +41,6 @@ const KEPT: [&str; 15] = [
     "response_mode",
 ];
 
-/// Store key of a pushed request: a digest of its id, so the store never holds a usable
-/// `request_uri`.
-fn key(id: &str) -> String {
-    format!("par:{}", sha256_b64(id.as_bytes()))
-}
-
 /// `POST /par`: checks the request as `/authorize` would and keeps it for 60 seconds.
 pub async fn push(
     req: HttpRequest,
@@ -61,7 +56,7 @@ pub async fn push(
         let decision = state
             .store
             .hit_rate_limit(
-                &format!("rl:par:{}:{address}", client.id),
+                &keyspace::pushed_request_limit(&settings.pairwise_secret, &client.id, &address),
                 PUBLIC_PUSHES_PER_MINUTE,
                 Duration::from_secs(60),
                 now_millis(),
@@ -94,12 +89,14 @@ pub async fn push(
     params.retain(|k, _| KEPT.contains(&k.as_str()));
     params.insert("client_id".into(), client.id.clone());
     let id = random_token(32);
-    let bytes = serde_json::to_vec(&params)
-        .map_err(|e| OAuthError::server_error(format!("cannot keep the request: {e}")))?;
-    state
-        .store
-        .put(&key(&id), &bytes, Some(LIFETIME), now_millis())
-        .await?;
+    keyspace::put_json(
+        state.store.as_ref(),
+        &keyspace::pushed_request(&id),
+        &params,
+        Some(LIFETIME),
+        now_millis(),
+    )
+    .await?;
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(serde_json::json!({
@@ -118,20 +115,17 @@ pub async fn take(
     let Some(id) = request_uri.strip_prefix(REQUEST_URI_PREFIX) else {
         return Ok(None);
     };
-    let key = key(id);
+    let key = keyspace::pushed_request(id);
     // Checked before it is consumed: another client's guess must not burn it.
     let Some(bytes) = state.store.get(&key, now_millis()).await? else {
         return Ok(None);
     };
-    let ours = serde_json::from_slice::<Params>(&bytes)
-        .ok()
-        .is_some_and(|p| p.get("client_id").is_some_and(|c| c == client_id));
+    let ours = keyspace::decode::<Params>(&key, &bytes)?
+        .get("client_id")
+        .is_some_and(|c| c == client_id);
     if !ours {
         return Ok(None);
     }
     // Single use: of two concurrent uses, only the one that takes it goes on.
-    let Some(bytes) = state.store.take(&key, now_millis()).await? else {
-        return Ok(None);
-    };
-    Ok(serde_json::from_slice::<Params>(&bytes).ok())
+    keyspace::take_json::<Params>(state.store.as_ref(), &key, now_millis()).await
 }

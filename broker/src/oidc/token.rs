@@ -5,11 +5,11 @@ use std::time::Duration;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::grants::{
-    code_key, family_key, family_of_code, mint, new_refresh_token, refresh_key,
-    session_families_key, CodeRecord, FamilyRecord, TOMBSTONE,
+    family_of_code, mint, new_refresh_token, refresh_key, CodeRecord, FamilyRecord, TOMBSTONE,
 };
 use super::{client_auth, no_store_json, parse_params, OAuthError, Params};
 use crate::config::Client;
+use crate::keyspace;
 use crate::state::AppState;
 use crate::util::{ct_eq, now_millis, sha256_b64};
 use store::Rotation;
@@ -46,12 +46,12 @@ async fn authorization_code(
         .ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
     let now = now_millis();
     let fid = family_of_code(code);
-    let old = store.swap(&code_key(code), TOMBSTONE, now).await?;
+    let old = store.swap(&keyspace::code(code), TOMBSTONE, now).await?;
     let record: CodeRecord = match old {
         None => return Err(OAuthError::invalid_grant("the code is invalid or expired")),
         Some(v) if v == TOMBSTONE => {
             // RFC 6749 4.1.2: a code used twice revokes what it issued.
-            store.delete(&family_key(&fid), now).await?;
+            store.delete(&keyspace::family(&fid), now).await?;
             tracing::warn!(target: "audit", event = "code.replayed", client = %client.id, "authorization code replayed; its tokens are revoked");
             return Err(OAuthError::invalid_grant("the code was already used"));
         }
@@ -94,17 +94,18 @@ async fn authorization_code(
         grant: record.grant.clone(),
         expires,
     };
-    let family_bytes = serde_json::to_vec(&family).unwrap_or_default();
     let ttl = Duration::from_secs(settings.tokens.refresh_token_ttl);
+    let family_key = keyspace::family(&fid);
+    let family_bytes = keyspace::encode(&family_key, &family)?;
     store
-        .put(&family_key(&fid), &family_bytes, Some(ttl), now)
+        .put(&family_key, &family_bytes, Some(ttl), now)
         .await?;
     if !record.grant.offline() {
         // Logout of the session revokes this family; `offline_access` outlives the session.
         let lifetime = Duration::from_secs(settings.session.lifetime);
         store
             .add_member(
-                &session_families_key(&record.grant.sid),
+                &keyspace::session_families(&record.grant.sid),
                 &fid,
                 lifetime,
                 now,
@@ -150,14 +151,14 @@ async fn refresh(
     // One atomic store operation: the new token inherits the old one's record and the
     // family's absolute expiry.
     let outcome = store
-        .rotate(&family_key(&fid), &old_key, TOMBSTONE, &new_key, now)
+        .rotate(&keyspace::family(&fid), &old_key, TOMBSTONE, &new_key, now)
         .await?;
     let family: FamilyRecord = match outcome {
         Rotation::Rotated(bytes) => serde_json::from_slice(&bytes)
             .map_err(|_| OAuthError::server_error("stored token is unreadable"))?,
         Rotation::Reused(_) => {
             // RFC 9700 4.14.2: reuse of a rotated token revokes the whole family.
-            store.delete(&family_key(&fid), now).await?;
+            store.delete(&keyspace::family(&fid), now).await?;
             tracing::warn!(target: "audit", event = "refresh.reused", client = %client.id, "refresh token reused; its family is revoked");
             return Err(OAuthError::invalid_grant(
                 "the refresh token was already used",
@@ -170,7 +171,7 @@ async fn refresh(
         }
     };
     if family.grant.client_id != client.id {
-        store.delete(&family_key(&fid), now).await?;
+        store.delete(&keyspace::family(&fid), now).await?;
         return Err(OAuthError::invalid_grant(
             "the refresh token was issued to another client",
         ));

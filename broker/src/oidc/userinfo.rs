@@ -4,17 +4,13 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use jsonwebtoken::Validation;
 
-use super::grants::{family_key, AccessClaims, FamilyRecord};
+use super::grants::{AccessClaims, FamilyRecord};
 use super::{parse_params, OAuthError};
 use crate::config::Settings;
+use crate::keyspace;
 use crate::state::AppState;
 use crate::util::now_millis;
 use store::{Store, StoreResult};
-
-/// Store key that marks a revoked access token.
-pub fn revoked_key(jti: &str) -> String {
-    format!("revoked:{jti}")
-}
 
 /// Checks one of our access tokens: signature, `typ`, issuer, expiry, and that neither it
 /// nor its family was revoked. `Ok(None)` means not active.
@@ -37,13 +33,16 @@ pub async fn check_access_token(
         return Ok(None);
     };
     let now = now_millis();
-    if store.get(&revoked_key(&claims.jti), now).await?.is_some() {
+    if store
+        .get(&keyspace::revoked_access_token(&claims.jti), now)
+        .await?
+        .is_some()
+    {
         return Ok(None);
     }
-    let Some(bytes) = store.get(&family_key(&claims.fam), now).await? else {
-        return Ok(None);
-    };
-    let Ok(family) = serde_json::from_slice::<FamilyRecord>(&bytes) else {
+    let Some(family) =
+        keyspace::get_json::<FamilyRecord>(store, &keyspace::family(&claims.fam), now).await?
+    else {
         return Ok(None);
     };
     Ok(Some((claims, family)))
