@@ -182,7 +182,7 @@ pub async fn run(dir: &Path, rp_port: u16) -> std::io::Result<()> {
     .workers(1)
     .bind(("127.0.0.1", rp_port))?
     .run();
-    let broker = crate::server::run(settings, None);
+    let broker = crate::web::run(settings, None);
     let services = futures_util::future::try_join_all(services);
     tokio::try_join!(broker, rp_server, vneid, services).map(|_| ())
 }

@@ -9,8 +9,8 @@ use actix_web::web;
 use tokio_util::sync::CancellationToken;
 
 use crate::config;
-use crate::state::AppState;
 use crate::util;
+use crate::web::state::AppState;
 use store::embedded::EmbeddedStore;
 
 /// Deletes expired records of the embedded store once a minute, until `shutdown`.

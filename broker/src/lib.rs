@@ -8,11 +8,8 @@
 //! 4. foundations: the `connectors` crate, [`store`], [`keys`], [`pages`] and [`i18n`].
 #![forbid(unsafe_code)]
 
-pub mod account;
-pub mod admin;
 pub mod config;
 pub mod connector_kv;
-pub mod connector_public;
 pub mod demo;
 pub mod i18n;
 pub mod jobs;
@@ -20,14 +17,11 @@ pub mod keys;
 pub mod keyspace;
 pub mod login;
 pub mod maintenance;
-pub mod notify;
 pub mod observe;
 pub mod oidc;
-pub mod pages;
 pub mod person;
 pub mod protocol;
-pub mod server;
 pub mod session;
-pub mod state;
 
 pub mod util;
+pub mod web;

@@ -159,7 +159,7 @@ fn main() -> ExitCode {
             if let Some(l) = listen {
                 settings.listen = l;
             }
-            run(broker::server::run(settings, workers))
+            run(broker::web::run(settings, workers))
         }
         Command::Demo { data, rp_port } => {
             let Some(_log) = init_logging(cli.log_format, None) else {

@@ -7,12 +7,12 @@ use super::{show_stage, LoginTx, PendingClaim, Stage};
 use crate::config::Client;
 use crate::oidc::authorize::{redirect_to_client, AuthRequest};
 use crate::oidc::grants::{issue_code, CodeRecord, Grant};
-use crate::pages;
 use crate::person::{self, resolve::Claim, Resolution};
 use crate::protocol::Prompt;
 use crate::session::{self, Session};
-use crate::state::AppState;
 use crate::util::{now_millis, random_token};
+use crate::web::pages;
+use crate::web::state::AppState;
 use store::StoreError;
 
 fn consent_key(person_id: &str, client_id: &str) -> String {

@@ -23,10 +23,10 @@ use crate::config::Client;
 use crate::keyspace;
 use crate::oidc::authorize::{error_to_client, AuthRequest};
 use crate::oidc::OAuthError;
-use crate::pages;
 use crate::session::{self, Session};
-use crate::state::AppState;
 use crate::util::{now_millis, random_token, sha256_b64};
+use crate::web::pages;
+use crate::web::state::AppState;
 
 /// Where a login stands.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -13,11 +13,11 @@ use super::{
 use crate::keyspace::{self, StepBudget};
 use crate::oidc::authorize::error_to_client;
 use crate::oidc::OAuthError;
-use crate::pages::{self, Page};
 use crate::person::resolve::Claim;
 use crate::session;
-use crate::state::AppState;
 use crate::util::{now_millis, random_token, sha256_b64};
+use crate::web::pages::{self, Page};
+use crate::web::state::AppState;
 
 /// Form submissions per address and connector in five minutes (password guessing).
 const STEP_LIMIT_PER_ADDRESS: u64 = 30;

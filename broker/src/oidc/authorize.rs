@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use super::{OAuthError, Params};
 use crate::config::{Client, Settings};
 use crate::login;
-use crate::pages;
 use crate::protocol::{ClientId, Prompt, RedirectUri, Secret};
 use crate::session;
-use crate::state::AppState;
+use crate::web::pages;
+use crate::web::state::AppState;
 
 /// A validated authorization request, kept with the login transaction. Its `Debug` shows
 /// no `state`, `nonce` or `login_hint`.

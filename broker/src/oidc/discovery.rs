@@ -4,7 +4,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
 use crate::config::{Settings, SCOPES};
-use crate::state::AppState;
+use crate::web::state::AppState;
 
 /// A configuration with its discovery document serialised once.
 pub fn live(settings: std::sync::Arc<Settings>) -> crate::config::Live {

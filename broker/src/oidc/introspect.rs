@@ -8,8 +8,8 @@ use super::grants::{refresh_key, FamilyRecord, TOMBSTONE};
 use super::userinfo::check_access_token;
 use super::{client_auth, no_store_json, parse_params, OAuthError};
 use crate::keyspace;
-use crate::state::AppState;
 use crate::util::now_millis;
+use crate::web::state::AppState;
 
 /// `POST /revoke`
 pub async fn revoke(

@@ -17,11 +17,11 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Client, Settings};
 use crate::i18n;
 use crate::keyspace;
-use crate::pages;
 use crate::person;
 use crate::session::{self, Session};
-use crate::state::AppState;
 use crate::util::{ct_eq, now_millis, random_token, sha256_b64};
+use crate::web::pages;
+use crate::web::state::AppState;
 
 /// How many times a logout token is offered to a platform.
 const BACKCHANNEL_ATTEMPTS: u32 = 3;

@@ -82,7 +82,7 @@ pub fn browser_params(
             let lang = crate::i18n::negotiate(params.get("ui_locales").map(String::as_str), accept);
             Ok((params, lang))
         }
-        Err(e) => Err(crate::pages::error_page(
+        Err(e) => Err(crate::web::pages::error_page(
             crate::i18n::negotiate(None, accept),
             400,
             "error-bad-request",

@@ -11,8 +11,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::authorize::validate;
 use super::{client_auth, parse_params, OAuthError, Params};
 use crate::keyspace;
-use crate::state::AppState;
 use crate::util::{now_millis, random_token};
+use crate::web::state::AppState;
 use store::StoreError;
 
 /// What every `request_uri` starts with (RFC 9126 2.2).

@@ -10,8 +10,8 @@ use super::grants::{
 use super::{client_auth, no_store_json, parse_params, OAuthError, Params};
 use crate::config::Client;
 use crate::keyspace;
-use crate::state::AppState;
 use crate::util::{ct_eq, now_millis, sha256_b64};
+use crate::web::state::AppState;
 use store::Rotation;
 
 /// `POST /token`

@@ -8,8 +8,8 @@ use super::grants::{AccessClaims, FamilyRecord};
 use super::{parse_params, OAuthError};
 use crate::config::Settings;
 use crate::keyspace;
-use crate::state::AppState;
 use crate::util::now_millis;
+use crate::web::state::AppState;
 use store::{Store, StoreResult};
 
 /// Checks one of our access tokens: signature, `typ`, issuer, expiry, and that neither it

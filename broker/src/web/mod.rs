@@ -1,5 +1,12 @@
-//! HTTP wiring: routes, request logging without personal data, health endpoints, and the
-//! background jobs of one broker process.
+//! The web layer, the only user of actix-web: routes, middleware, the shared state, the
+//! pages and the handlers that turn HTTP requests into calls of the flows below.
+
+pub mod account;
+pub mod admin;
+pub mod connector_public;
+pub mod notify;
+pub mod pages;
+pub mod state;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,8 +20,8 @@ use tracing::Instrument;
 
 use crate::config::Settings;
 use crate::oidc::{authorize, discovery, introspect, logout, par, token, userinfo};
-use crate::state::AppState;
-use crate::{jobs, login, pages, util};
+use crate::{jobs, login, util};
+use state::AppState;
 
 /// Registers every route of the broker.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -57,18 +64,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/logout", web::post().to(logout::end_session))
     .route("/logout/{id}", web::post().to(logout::confirm))
     .route("/assets/wait.js", get_or_head().to(pages::wait_script))
-    .route("/notify/{connector}", web::post().to(crate::notify::notify))
+    .route("/notify/{connector}", web::post().to(notify::notify))
     .route("/metrics", web::get().to(crate::observe::metrics_endpoint))
-    .configure(crate::admin::routes)
-    .route("/account", web::get().to(crate::account::show))
-    .route("/account/link", web::post().to(crate::account::update))
+    .configure(admin::routes)
+    .route("/account", web::get().to(account::show))
+    .route("/account/link", web::post().to(account::update))
     .route(
         "/connectors/{id}/logo/{lang}",
-        get_or_head().to(crate::connector_public::logo),
+        get_or_head().to(connector_public::logo),
     )
     .route(
         "/connectors/{id}/jwks",
-        get_or_head().to(crate::connector_public::jwks),
+        get_or_head().to(connector_public::jwks),
     )
     .route("/healthz", get_or_head().to(healthz))
     .route("/readyz", get_or_head().to(readyz))
@@ -158,7 +165,7 @@ async fn log_requests(
 /// Starts the broker's HTTP server and background jobs; returns when it stops.
 pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<()> {
     let settings = Arc::new(settings);
-    let (store, embedded) = match crate::state::open_store(&settings).await {
+    let (store, embedded) = match crate::web::state::open_store(&settings).await {
         Ok(s) => s,
         Err(e) => {
             return Err(std::io::Error::other(format!(
@@ -180,7 +187,7 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
             crate::oidc::discovery::live(settings),
         )),
         store,
-        http: crate::state::http_client(),
+        http: crate::web::state::http_client(),
     });
     background.spawn(jobs::reload(
         state.clone(),

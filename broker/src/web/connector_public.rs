@@ -4,7 +4,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
-use crate::state::AppState;
+use crate::web::state::AppState;
 
 /// `GET /connectors/{id}/logo/{lang}`.
 pub async fn logo(

@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{ClientAuth, LocalizedText};
 use crate::maintenance;
-use crate::state::AppState;
 use crate::util::ct_eq;
+use crate::web::state::AppState;
 
 /// Registers the admin routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -11,8 +11,8 @@ use connectors::ConnectorError;
 use serde_json::json;
 
 use crate::connector_kv::StoreKv;
-use crate::state::AppState;
 use crate::util::now_millis;
+use crate::web::state::AppState;
 
 /// Notifications per sending address and connector in five minutes.
 const NOTIFY_LIMIT_PER_ADDRESS: u64 = 1200;

@@ -9,7 +9,7 @@ use connectors::Message;
 use crate::config::ConnectorEntry;
 use crate::i18n::Tr;
 use crate::login::{LoginTx, View};
-use crate::state::AppState;
+use crate::web::state::AppState;
 use store::StoreError;
 
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";

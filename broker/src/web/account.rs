@@ -7,11 +7,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use crate::i18n::{self, Tr};
-use crate::pages;
 use crate::person::link::{link, LinkOutcome};
 use crate::session;
-use crate::state::AppState;
 use crate::util::{ct_eq, hmac_b64};
+use crate::web::pages;
+use crate::web::state::AppState;
 
 #[derive(Template)]
 #[template(path = "account.html")]
