@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use actix_web::cookie::{Cookie, SameSite};
-use actix_web::HttpRequest;
 use connectors::Assurance;
 use serde::{Deserialize, Serialize};
 
@@ -81,17 +80,18 @@ pub fn secure_cookie<'a>(settings: &Settings, name: &'a str, value: String) -> C
         .finish()
 }
 
-/// Loads the live session of this browser, if any, and marks it used.
+/// Loads the live session of the cookie secret `cookie`, if any. A store failure is an
+/// error, never "no session": a new login would otherwise open a second session with a
+/// new `sid`, and the next logout would miss the platforms of the first.
 pub async fn current(
-    req: &HttpRequest,
+    cookie: Option<&str>,
     settings: &Settings,
     store: &dyn Store,
+    now: u64,
 ) -> StoreResult<Option<(String, Session)>> {
-    let Some(cookie) = req.cookie(cookie_name(settings)) else {
+    let Some(secret) = cookie.map(str::to_string) else {
         return Ok(None);
     };
-    let secret = cookie.value().to_string();
-    let now = now_millis();
     let key = keyspace::session(&secret);
     let Some(session) = keyspace::get_json::<Session>(store, &key, now).await? else {
         return Ok(None);

@@ -5,7 +5,7 @@ use connectors::Identity;
 
 use super::{show_stage, LoginTx, PendingClaim, Stage};
 use crate::config::Client;
-use crate::oidc::authorize::{redirect_to_client, AuthRequest};
+use crate::oidc::authorize::{response_url, AuthRequest};
 use crate::oidc::grants::{issue_code, CodeRecord, Grant};
 use crate::person::{self, resolve::Claim, Resolution};
 use crate::protocol::Prompt;
@@ -104,12 +104,15 @@ pub async fn issue_code_response(
     match result {
         Ok(code) => {
             tracing::info!(client = %client.id, "authorization code issued");
-            redirect_to_client(
+            match response_url(
                 settings,
                 &request.redirect_uri,
                 request.state.as_ref().map(crate::protocol::Secret::expose),
                 &[("code", &code)],
-            )
+            ) {
+                Some(url) => super::see_other(&url),
+                None => HttpResponse::BadRequest().finish(),
+            }
         }
         Err(e) => pages::unavailable_page(&request.lang, &e),
     }

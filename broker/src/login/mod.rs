@@ -21,7 +21,7 @@ pub use complete::{consent_needed, issue_code_response, proceed};
 
 use crate::config::Client;
 use crate::keyspace;
-use crate::oidc::authorize::{error_to_client, AuthRequest};
+use crate::oidc::authorize::AuthRequest;
 use crate::oidc::OAuthError;
 use crate::session::{self, Session};
 use crate::util::{now_millis, random_token, sha256_b64};
@@ -175,6 +175,18 @@ pub async fn show_stage(state: &AppState, tx: &LoginTx) -> HttpResponse {
 /// The URL of a login page.
 pub fn login_url(state: &AppState, tx: &str) -> String {
     format!("{}/login/{tx}", state.settings().issuer)
+}
+
+/// Sends an OAuth error back to the client.
+pub fn error_to_client(
+    settings: &crate::config::Settings,
+    req: &AuthRequest,
+    e: &OAuthError,
+) -> HttpResponse {
+    match crate::oidc::authorize::error_url(settings, req, e) {
+        Some(url) => see_other(&url),
+        None => HttpResponse::BadRequest().finish(),
+    }
 }
 
 fn see_other(location: &str) -> HttpResponse {

@@ -7,11 +7,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use connectors::{ConnectorError, Context, Input, Message, Step};
 
 use super::complete::{authenticated, issue_code_response, proceed, record_consent};
+use super::error_to_client;
 use super::{
     eligible, login_url, save_tx, see_other, show_stage, LoginTx, Stage, View, MAX_ATTEMPTS,
 };
 use crate::keyspace::{self, StepBudget};
-use crate::oidc::authorize::error_to_client;
 use crate::oidc::OAuthError;
 use crate::person::resolve::Claim;
 use crate::session;
@@ -164,12 +164,17 @@ pub async fn show(
         }
         Stage::Notice { key } => page.notice(key),
         Stage::SelectAccount => {
-            let name = session::current(&req, &state.settings(), state.store.as_ref())
-                .await
-                .ok()
-                .flatten()
-                .map(|(_, s)| s.display_name)
-                .unwrap_or_default();
+            let name = session::current(
+                crate::web::extract::session_cookie(&req, &state.settings()).as_deref(),
+                &state.settings(),
+                state.store.as_ref(),
+                crate::util::now_millis(),
+            )
+            .await
+            .ok()
+            .flatten()
+            .map(|(_, s)| s.display_name)
+            .unwrap_or_default();
             page.select_account(&name)
         }
     }
@@ -473,10 +478,15 @@ async fn advance(
     };
     match step {
         Step::Done(identity) => {
-            let current = session::current(req, &state.settings(), state.store.as_ref())
-                .await
-                .ok()
-                .flatten();
+            let current = session::current(
+                crate::web::extract::session_cookie(req, &state.settings()).as_deref(),
+                &state.settings(),
+                state.store.as_ref(),
+                crate::util::now_millis(),
+            )
+            .await
+            .ok()
+            .flatten();
             authenticated(state, tx, connector, identity, current, Claim::Ask).await
         }
         Step::Redirect { url, state: s } => {
@@ -584,11 +594,15 @@ pub async fn consent(
         let e = OAuthError::new("access_denied", "the citizen declined");
         return error_to_client(settings, &tx.request, &e);
     }
-    let Some((secret, s)) = session::current(&req, settings, state.store.as_ref())
-        .await
-        .ok()
-        .flatten()
-    else {
+    let Some((secret, s)) = session::current(
+        crate::web::extract::session_cookie(&req, settings).as_deref(),
+        settings,
+        state.store.as_ref(),
+        crate::util::now_millis(),
+    )
+    .await
+    .ok()
+    .flatten() else {
         return pages::error_page(
             &tx.request.lang,
             400,
@@ -621,10 +635,15 @@ pub async fn account(
     let Some(client) = settings.clients.get(tx.request.client_id.as_str()) else {
         return pages::error_page(&tx.request.lang, 400, "error-unknown-client", "client gone");
     };
-    let current = session::current(&req, settings, state.store.as_ref())
-        .await
-        .ok()
-        .flatten();
+    let current = session::current(
+        crate::web::extract::session_cookie(&req, settings).as_deref(),
+        settings,
+        state.store.as_ref(),
+        crate::util::now_millis(),
+    )
+    .await
+    .ok()
+    .flatten();
     match (fields.get("choice").map(String::as_str), current) {
         (Some("continue"), Some((secret, s))) => {
             let _ = client;
@@ -681,7 +700,14 @@ async fn session_of(
     state: &AppState,
     lang: &str,
 ) -> Result<(String, crate::session::Session), HttpResponse> {
-    match session::current(req, &state.settings(), state.store.as_ref()).await {
+    match session::current(
+        crate::web::extract::session_cookie(req, &state.settings()).as_deref(),
+        &state.settings(),
+        state.store.as_ref(),
+        crate::util::now_millis(),
+    )
+    .await
+    {
         Ok(Some(s)) => Ok(s),
         Ok(None) => Err(pages::error_page(
             lang,
@@ -712,10 +738,15 @@ pub async fn claim(
     tx.notice = None;
     if fields.get("choice").map(String::as_str) == Some("not_mine") {
         tx.pending = None;
-        let current = session::current(&req, &state.settings(), state.store.as_ref())
-            .await
-            .ok()
-            .flatten();
+        let current = session::current(
+            crate::web::extract::session_cookie(&req, &state.settings()).as_deref(),
+            &state.settings(),
+            state.store.as_ref(),
+            crate::util::now_millis(),
+        )
+        .await
+        .ok()
+        .flatten();
         return authenticated(
             &state,
             tx,

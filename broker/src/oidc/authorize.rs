@@ -4,18 +4,12 @@
 //! An unknown client or an unregistered `redirect_uri` gets an error page and is never
 //! redirected to; every later error goes back to the client with `error`, `state` and `iss`.
 
-use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
 use connectors::Assurance;
 use serde::{Deserialize, Serialize};
 
 use super::{OAuthError, Params};
 use crate::config::{Client, Settings};
-use crate::login;
 use crate::protocol::{ClientId, Prompt, RedirectUri, Secret};
-use crate::session;
-use crate::web::pages;
-use crate::web::state::AppState;
 
 /// A validated authorization request, kept with the login transaction. Its `Debug` shows
 /// no `state`, `nonce` or `login_hint`.
@@ -52,17 +46,15 @@ impl AuthRequest {
     }
 }
 
-/// Builds the redirect back to the client with response parameters, `state` and `iss`.
-pub fn redirect_to_client(
+/// The URL back to the client with response parameters, `state` and `iss` (RFC 9207);
+/// `None` if the registered URI does not parse (never for a validated client).
+pub fn response_url(
     settings: &Settings,
     redirect_uri: &str,
     state: Option<&str>,
     params: &[(&str, &str)],
-) -> HttpResponse {
-    let mut url = match url::Url::parse(redirect_uri) {
-        Ok(u) => u,
-        Err(_) => return HttpResponse::BadRequest().finish(),
-    };
+) -> Option<String> {
+    let mut url = url::Url::parse(redirect_uri).ok()?;
     {
         let mut q = url.query_pairs_mut();
         for (k, v) in params {
@@ -73,15 +65,12 @@ pub fn redirect_to_client(
         }
         q.append_pair("iss", &settings.issuer);
     }
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, url.to_string()))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish()
+    Some(url.to_string())
 }
 
-/// Sends an OAuth error back to the client.
-pub fn error_to_client(settings: &Settings, req: &AuthRequest, e: &OAuthError) -> HttpResponse {
-    redirect_to_client(
+/// The URL that sends an OAuth error back to the client.
+pub fn error_url(settings: &Settings, req: &AuthRequest, e: &OAuthError) -> Option<String> {
+    response_url(
         settings,
         &req.redirect_uri,
         req.state.as_ref().map(Secret::expose),
@@ -92,64 +81,45 @@ pub fn error_to_client(settings: &Settings, req: &AuthRequest, e: &OAuthError) -
     )
 }
 
-/// `GET|POST /authorize`
-pub async fn authorize(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    body: web::Bytes,
-) -> HttpResponse {
-    let settings = &state.settings();
-    let (mut params, mut lang) = match super::browser_params(&req, &body) {
-        Ok(p) => p,
-        Err(page) => return page,
-    };
-    // A pushed request (RFC 9126): its parameters replace whatever came with the browser.
-    let pushed = params.contains_key("request_uri");
-    if let Some(request_uri) = params.get("request_uri") {
-        let client_id = params.get("client_id").map(String::as_str).unwrap_or("");
-        match super::par::take(&state, client_id, request_uri).await {
-            Ok(Some(stored)) => {
-                lang = crate::i18n::negotiate(
-                    stored.get("ui_locales").map(String::as_str),
-                    req.headers()
-                        .get(header::ACCEPT_LANGUAGE)
-                        .and_then(|h| h.to_str().ok()),
-                );
-                params = stored;
-            }
-            Ok(None) => {
-                return pages::error_page(
-                    lang,
-                    400,
-                    "error-login-expired",
-                    "request_uri is unknown, expired, already used or another client's",
-                )
-            }
-            Err(e) => return pages::unavailable_page(lang, &e),
-        }
-    }
+/// Why an authorization request is refused.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The client or its redirect URI is not known good: our own error page, never a
+    /// redirect (message key and a note for the platform's developers).
+    Page {
+        /// Message key.
+        key: &'static str,
+        /// Technical note.
+        detail: &'static str,
+    },
+    /// A bad request of a known client: the error goes back to it at this URL.
+    ToClient(String),
+}
 
-    // Until the client and redirect URI are known good, errors stay on our own page.
-    let Some(client) = params
+/// Admits an authorization request: the client and its exact redirect URI first (errors
+/// on our own page), then every other parameter (errors back to the client).
+pub fn admit<'a>(
+    settings: &'a Settings,
+    params: &Params,
+    lang: &str,
+    pushed: bool,
+) -> Result<(&'a Client, AuthRequest), Refusal> {
+    let page = |key, detail| Refusal::Page { key, detail };
+    let client = params
         .get("client_id")
         .and_then(|id| settings.clients.get(id))
-    else {
-        return pages::error_page(lang, 400, "error-unknown-client", "unknown client_id");
-    };
-    let Some(redirect_uri) = params.get("redirect_uri") else {
-        return pages::error_page(lang, 400, "error-bad-redirect", "redirect_uri is missing");
-    };
+        .ok_or(page("error-unknown-client", "unknown client_id"))?;
+    let redirect_uri = params
+        .get("redirect_uri")
+        .ok_or(page("error-bad-redirect", "redirect_uri is missing"))?;
     if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
-        return pages::error_page(
-            lang,
-            400,
+        return Err(page(
             "error-bad-redirect",
             "redirect_uri is not registered for this client",
-        );
+        ));
     }
-
-    let request = match validate(settings, client, &params, redirect_uri, lang, pushed) {
-        Ok(r) => r,
+    match validate(settings, client, params, redirect_uri, lang, pushed) {
+        Ok(request) => Ok((client, request)),
         Err(e) => {
             let partial = AuthRequest {
                 client_id: ClientId::new(client.id.clone()),
@@ -164,15 +134,11 @@ pub async fn authorize(
                 lang: lang.to_string(),
                 min_level: Assurance::Low,
             };
-            return error_to_client(settings, &partial, &e);
+            Err(error_url(settings, &partial, &e)
+                .map(Refusal::ToClient)
+                .unwrap_or(page("error-bad-redirect", "redirect_uri is not a URL")))
         }
-    };
-
-    let current = match session::current(&req, settings, state.store.as_ref()).await {
-        Ok(s) => s,
-        Err(e) => return pages::unavailable_page(lang, &e),
-    };
-    login::begin(&req, &state, client, request, current).await
+    }
 }
 
 /// Checks an authorization request of `client` for `redirect_uri` (already known to be

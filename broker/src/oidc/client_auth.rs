@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use actix_web::http::header;
-use actix_web::HttpRequest;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use jsonwebtoken::Validation;
@@ -14,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::{OAuthError, Params};
 use crate::config::{Client, ClientAuth, Settings};
-use crate::util::{ct_eq, now_millis};
+use crate::util::ct_eq;
 use store::Store;
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -30,8 +28,8 @@ struct AssertionClaims {
     jti: String,
 }
 
-fn basic_credentials(req: &HttpRequest) -> Option<Result<(String, String), OAuthError>> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+fn basic_credentials(authorization: Option<&str>) -> Option<Result<(String, String), OAuthError>> {
+    let value = authorization?;
     let encoded = value
         .strip_prefix("Basic ")
         .or_else(|| value.strip_prefix("basic "))?;
@@ -50,14 +48,16 @@ fn basic_credentials(req: &HttpRequest) -> Option<Result<(String, String), OAuth
     Some(parse().ok_or_else(bad))
 }
 
-/// Authenticates the client of a request, as its registration requires.
+/// Authenticates the client of a request, as its registration requires: `authorization`
+/// is the request's `Authorization` header (for `client_secret_basic`), `params` its form.
 pub async fn authenticate<'a>(
     settings: &'a Settings,
     store: &dyn Store,
-    req: &HttpRequest,
+    authorization: Option<&str>,
     params: &Params,
+    now: u64,
 ) -> Result<&'a Client, OAuthError> {
-    let basic = basic_credentials(req).transpose()?;
+    let basic = basic_credentials(authorization).transpose()?;
     let assertion = params.get("client_assertion");
     let methods_used = usize::from(basic.is_some())
         + usize::from(params.contains_key("client_secret"))
@@ -152,7 +152,6 @@ pub async fn authenticate<'a>(
                 );
             };
             debug_assert!(claims.iss == claims.sub);
-            let now = now_millis();
             let now_s = now / 1000;
             if claims.exp > now_s + MAX_ASSERTION_LIFETIME {
                 return fail("client assertion lives too long (at most 10 minutes)");

@@ -1,10 +1,6 @@
 //! OpenID Provider metadata (Discovery 1.0, RFC 8414) and the JWKS.
 
-use actix_web::http::header;
-use actix_web::{web, HttpResponse};
-
 use crate::config::{Settings, SCOPES};
-use crate::web::state::AppState;
 
 /// A configuration with its discovery document serialised once.
 pub fn live(settings: std::sync::Arc<Settings>) -> crate::config::Live {
@@ -77,23 +73,4 @@ pub fn metadata(s: &Settings) -> serde_json::Value {
         "request_uri_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,
     })
-}
-
-/// `GET /.well-known/openid-configuration`
-pub async fn configuration(state: web::Data<AppState>) -> HttpResponse {
-    let doc = state.live.load().discovery.clone();
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-        .content_type("application/json")
-        .body(doc)
-}
-
-/// `GET /jwks`
-pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-        .content_type("application/jwk-set+json")
-        .body(state.settings().keys.jwks_json().to_vec())
 }

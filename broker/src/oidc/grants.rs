@@ -180,8 +180,9 @@ pub fn mint(
     fid: &str,
     nonce: Option<&str>,
     refresh_token: Option<String>,
+    now_ms: u64,
 ) -> Result<TokenResponse, KeyError> {
-    let now = now_millis() / 1000;
+    let now = now_ms / 1000;
     let scope = grant.scopes.join(" ");
     let at_key = settings
         .keys

@@ -2,29 +2,24 @@
 
 use std::time::Duration;
 
-use actix_web::{web, HttpRequest, HttpResponse};
-
 use super::grants::{refresh_key, FamilyRecord, TOMBSTONE};
 use super::userinfo::check_access_token;
-use super::{client_auth, no_store_json, parse_params, OAuthError};
+use super::{OAuthError, Params};
+use crate::config::{Client, Settings};
 use crate::keyspace;
-use crate::util::now_millis;
-use crate::web::state::AppState;
+use store::Store;
 
-/// `POST /revoke`
+/// Revokes a token of `client` (RFC 7009); unknown and other clients' tokens are ignored.
 pub async fn revoke(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    body: web::Bytes,
-) -> Result<HttpResponse, OAuthError> {
-    let params = parse_params(&body)?;
-    let settings = &state.settings();
-    let store = state.store.as_ref();
-    let client = client_auth::authenticate(settings, store, &req, &params).await?;
+    settings: &Settings,
+    store: &dyn Store,
+    client: &Client,
+    params: &Params,
+    now: u64,
+) -> Result<(), OAuthError> {
     let token = params
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
-    let now = now_millis();
     // A refresh token revokes its whole family (and so every access token of it).
     if let Some((fid, key)) = refresh_key(token) {
         if let Some(bytes) = store.get(&key, now).await? {
@@ -37,7 +32,7 @@ pub async fn revoke(
                 }
             }
         }
-    } else if let Some((claims, _)) = check_access_token(settings, store, token).await? {
+    } else if let Some((claims, _)) = check_access_token(settings, store, token, now).await? {
         if claims.client_id == client.id {
             let ttl = claims.exp.saturating_sub(now / 1000) + 1;
             store
@@ -52,19 +47,17 @@ pub async fn revoke(
         }
     }
     // RFC 7009 2.2: unknown and already invalid tokens get 200 too.
-    Ok(HttpResponse::Ok().finish())
+    Ok(())
 }
 
-/// `POST /introspect`
+/// Introspects a token for `client` (RFC 7662).
 pub async fn introspect(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    body: web::Bytes,
-) -> Result<HttpResponse, OAuthError> {
-    let params = parse_params(&body)?;
-    let settings = &state.settings();
-    let store = state.store.as_ref();
-    let client = client_auth::authenticate(settings, store, &req, &params).await?;
+    settings: &Settings,
+    store: &dyn Store,
+    client: &Client,
+    params: &Params,
+    now: u64,
+) -> Result<serde_json::Value, OAuthError> {
     if client.is_public() {
         return Err(OAuthError::invalid_client(
             "public clients may not introspect tokens",
@@ -75,15 +68,14 @@ pub async fn introspect(
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
     let inactive = serde_json::json!({"active": false});
-    let now = now_millis();
     if let Some((fid, key)) = refresh_key(token) {
         let live = store.get(&key, now).await?.filter(|b| b != TOMBSTONE);
         let family_live = store.get(&keyspace::family(&fid), now).await?.is_some();
         let Some(bytes) = live.filter(|_| family_live) else {
-            return Ok(no_store_json(&inactive));
+            return Ok(inactive);
         };
         let f = keyspace::decode::<FamilyRecord>(&key, &bytes)?;
-        return Ok(no_store_json(&serde_json::json!({
+        return Ok(serde_json::json!({
             "active": true,
             "token_type": "refresh_token",
             "client_id": f.grant.client_id,
@@ -92,10 +84,10 @@ pub async fn introspect(
             "exp": f.expires / 1000,
             "iss": settings.issuer,
             "sid": f.grant.sid,
-        })));
+        }));
     }
-    match check_access_token(settings, store, token).await? {
-        Some((c, _)) => Ok(no_store_json(&serde_json::json!({
+    match check_access_token(settings, store, token, now).await? {
+        Some((c, _)) => Ok(serde_json::json!({
             "active": true,
             "token_type": "Bearer",
             "client_id": c.client_id,
@@ -109,7 +101,7 @@ pub async fn introspect(
             "auth_time": c.auth_time,
             "acr": c.acr,
             "sid": c.sid,
-        }))),
-        None => Ok(no_store_json(&inactive)),
+        })),
+        None => Ok(inactive),
     }
 }

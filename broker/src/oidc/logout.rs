@@ -50,7 +50,7 @@ pub async fn end_session(
     body: web::Bytes,
 ) -> HttpResponse {
     let settings = &state.settings();
-    let (params, lang) = match super::browser_params(&req, &body) {
+    let (params, lang) = match crate::web::extract::browser_params(&req, &body) {
         Ok(p) => p,
         Err(page) => return page,
     };
@@ -120,7 +120,14 @@ pub async fn end_session(
     };
     let logout_state = params.get("state").cloned();
 
-    let current = match session::current(&req, settings, state.store.as_ref()).await {
+    let current = match session::current(
+        crate::web::extract::session_cookie(&req, settings).as_deref(),
+        settings,
+        state.store.as_ref(),
+        crate::util::now_millis(),
+    )
+    .await
+    {
         Ok(c) => c,
         Err(e) => return pages::unavailable_page(lang, &e),
     };
@@ -248,7 +255,14 @@ pub async fn confirm(
     if fields.get("decision").map(String::as_str) != Some("logout") {
         return finish_kept(lang, pending.redirect.as_deref(), pending.state.as_deref());
     }
-    match session::current(&req, settings, state.store.as_ref()).await {
+    match session::current(
+        crate::web::extract::session_cookie(&req, settings).as_deref(),
+        settings,
+        state.store.as_ref(),
+        crate::util::now_millis(),
+    )
+    .await
+    {
         Ok(Some((secret, session))) => {
             log_out(
                 &state,

@@ -5,15 +5,12 @@
 
 use std::time::Duration;
 
-use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
-
 use super::authorize::validate;
-use super::{client_auth, parse_params, OAuthError, Params};
+use super::{OAuthError, Params};
+use crate::config::{Client, Settings};
 use crate::keyspace;
-use crate::util::{now_millis, random_token};
-use crate::web::state::AppState;
-use store::StoreError;
+use crate::util::random_token;
+use store::{Store, StoreError};
 
 /// What every `request_uri` starts with (RFC 9126 2.2).
 pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
@@ -41,25 +38,33 @@ const KEPT: [&str; 15] = [
     "response_mode",
 ];
 
-/// `POST /par`: checks the request as `/authorize` would and keeps it for 60 seconds.
+/// The answer to a pushed request (RFC 9126 2.2).
+#[derive(serde::Serialize)]
+pub struct Pushed {
+    /// Where the browser is sent with.
+    pub request_uri: String,
+    /// Seconds it stays usable.
+    pub expires_in: u64,
+}
+
+/// Checks a pushed request of `client` (from `address`) as `/authorize` would and keeps it
+/// for 60 seconds.
 pub async fn push(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    body: web::Bytes,
-) -> Result<HttpResponse, OAuthError> {
-    let mut params = parse_params(&body)?;
-    let settings = &state.settings();
-    let client = client_auth::authenticate(settings, state.store.as_ref(), &req, &params).await?;
+    settings: &Settings,
+    store: &dyn Store,
+    client: &Client,
+    mut params: Params,
+    address: &str,
+    now: u64,
+) -> Result<Pushed, OAuthError> {
     if client.is_public() {
         // Anyone can push as a public client: a budget per address keeps the store small.
-        let address = crate::login::routes::client_address(&req, settings);
-        let decision = state
-            .store
+        let decision = store
             .hit_rate_limit(
-                &keyspace::pushed_request_limit(&settings.pairwise_secret, &client.id, &address),
+                &keyspace::pushed_request_limit(&settings.pairwise_secret, &client.id, address),
                 PUBLIC_PUSHES_PER_MINUTE,
                 Duration::from_secs(60),
-                now_millis(),
+                now,
             )
             .await?;
         if !decision.allowed {
@@ -90,34 +95,33 @@ pub async fn push(
     params.insert("client_id".into(), client.id.clone());
     let id = random_token(32);
     keyspace::put_json(
-        state.store.as_ref(),
+        store,
         &keyspace::pushed_request(&id),
         &params,
         Some(LIFETIME),
-        now_millis(),
+        now,
     )
     .await?;
-    Ok(HttpResponse::Created()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({
-            "request_uri": format!("{REQUEST_URI_PREFIX}{id}"),
-            "expires_in": LIFETIME.as_secs(),
-        })))
+    Ok(Pushed {
+        request_uri: format!("{REQUEST_URI_PREFIX}{id}"),
+        expires_in: LIFETIME.as_secs(),
+    })
 }
 
 /// The parameters pushed as `request_uri` by `client_id`, once: `None` when unknown,
 /// expired, already used or pushed by another client.
 pub async fn take(
-    state: &AppState,
+    store: &dyn Store,
     client_id: &str,
     request_uri: &str,
+    now: u64,
 ) -> Result<Option<Params>, StoreError> {
     let Some(id) = request_uri.strip_prefix(REQUEST_URI_PREFIX) else {
         return Ok(None);
     };
     let key = keyspace::pushed_request(id);
     // Checked before it is consumed: another client's guess must not burn it.
-    let Some(bytes) = state.store.get(&key, now_millis()).await? else {
+    let Some(bytes) = store.get(&key, now).await? else {
         return Ok(None);
     };
     let ours = keyspace::decode::<Params>(&key, &bytes)?
@@ -127,5 +131,5 @@ pub async fn take(
         return Ok(None);
     }
     // Single use: of two concurrent uses, only the one that takes it goes on.
-    keyspace::take_json::<Params>(state.store.as_ref(), &key, now_millis()).await
+    keyspace::take_json::<Params>(store, &key, now).await
 }

@@ -2,30 +2,30 @@
 
 use std::time::Duration;
 
-use actix_web::{web, HttpRequest, HttpResponse};
-
 use super::grants::{
-    family_of_code, mint, new_refresh_token, refresh_key, CodeRecord, FamilyRecord, TOMBSTONE,
+    family_of_code, mint, new_refresh_token, refresh_key, CodeRecord, FamilyRecord, TokenResponse,
+    TOMBSTONE,
 };
-use super::{client_auth, no_store_json, parse_params, OAuthError, Params};
-use crate::config::Client;
+use super::{OAuthError, Params};
+use crate::config::{Client, Settings};
 use crate::keyspace;
-use crate::util::{ct_eq, now_millis, sha256_b64};
-use crate::web::state::AppState;
-use store::Rotation;
+use crate::util::{ct_eq, sha256_b64};
+use store::{Rotation, Store};
 
-/// `POST /token`
-pub async fn token(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    body: web::Bytes,
-) -> Result<HttpResponse, OAuthError> {
-    let params = parse_params(&body)?;
-    let settings = &state.settings();
-    let client = client_auth::authenticate(settings, state.store.as_ref(), &req, &params).await?;
+/// Answers a token request of an authenticated client: the `authorization_code` and
+/// `refresh_token` grants.
+pub async fn grant(
+    settings: &Settings,
+    store: &dyn Store,
+    client: &Client,
+    params: &Params,
+    now: u64,
+) -> Result<TokenResponse, OAuthError> {
     match params.get("grant_type").map(String::as_str) {
-        Some("authorization_code") => authorization_code(&state, client, &params).await,
-        Some("refresh_token") => refresh(&state, client, &params).await,
+        Some("authorization_code") => {
+            authorization_code(settings, store, client, params, now).await
+        }
+        Some("refresh_token") => refresh(settings, store, client, params, now).await,
         Some(other) => Err(OAuthError::new(
             "unsupported_grant_type",
             format!("grant_type `{other}` is not supported"),
@@ -35,16 +35,15 @@ pub async fn token(
 }
 
 async fn authorization_code(
-    state: &AppState,
+    settings: &Settings,
+    store: &dyn Store,
     client: &Client,
     params: &Params,
-) -> Result<HttpResponse, OAuthError> {
-    let settings = &state.settings();
-    let store = state.store.as_ref();
+    now: u64,
+) -> Result<TokenResponse, OAuthError> {
     let code = params
         .get("code")
         .ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
-    let now = now_millis();
     let fid = family_of_code(code);
     let old = store.swap(&keyspace::code(code), TOMBSTONE, now).await?;
     let record: CodeRecord = match old {
@@ -123,27 +122,27 @@ async fn authorization_code(
         &fid,
         record.nonce.as_ref().map(crate::protocol::Secret::expose),
         Some(refresh_token),
+        now,
     )
     .map_err(|e| OAuthError::server_error(e.to_string()))?;
     metrics::counter!("broker_tokens_issued_total", "grant" => "authorization_code").increment(1);
     tracing::info!(client = %client.id, grant = "authorization_code", "tokens issued");
-    Ok(no_store_json(&response))
+    Ok(response)
 }
 
 async fn refresh(
-    state: &AppState,
+    settings: &Settings,
+    store: &dyn Store,
     client: &Client,
     params: &Params,
-) -> Result<HttpResponse, OAuthError> {
-    let settings = &state.settings();
-    let store = state.store.as_ref();
+    now: u64,
+) -> Result<TokenResponse, OAuthError> {
     let token = params
         .get("refresh_token")
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
     let Some((fid, old_key)) = refresh_key(token) else {
         return Err(OAuthError::invalid_grant("the refresh token is invalid"));
     };
-    let now = now_millis();
     let new_token = new_refresh_token(&fid);
     let Some((_, new_key)) = refresh_key(&new_token) else {
         return Err(OAuthError::server_error("cannot make a refresh token"));
@@ -192,11 +191,11 @@ async fn refresh(
         });
         grant.scopes = asked;
     }
-    let response = mint(settings, client, &grant, &fid, None, Some(new_token))
+    let response = mint(settings, client, &grant, &fid, None, Some(new_token), now)
         .map_err(|e| OAuthError::server_error(e.to_string()))?;
     metrics::counter!("broker_tokens_issued_total", "grant" => "refresh_token").increment(1);
     tracing::debug!(client = %client.id, grant = "refresh_token", "tokens issued");
-    Ok(no_store_json(&response))
+    Ok(response)
 }
 
 /// RFC 7636 4.1: 43 to 128 unreserved characters.

@@ -51,7 +51,14 @@ async fn render(req: &HttpRequest, state: &AppState, message: &str, problem: &st
     let t = Tr::new(lang);
     let settings = state.settings();
     let store = state.store.as_ref();
-    let (secret, session) = match session::current(req, &settings, store).await {
+    let (secret, session) = match session::current(
+        crate::web::extract::session_cookie(req, &settings).as_deref(),
+        &settings,
+        store,
+        crate::util::now_millis(),
+    )
+    .await
+    {
         Ok(Some(s)) => s,
         Ok(None) => return pages::error_page(lang, 401, "account-no-session", ""),
         Err(e) => return pages::unavailable_page(lang, &e),
@@ -136,7 +143,14 @@ pub async fn update(
         .map(|(k, v)| (k.into_owned(), v.trim().to_string()))
         .collect();
     let settings = state.settings();
-    let (secret, session) = match session::current(&req, &settings, state.store.as_ref()).await {
+    let (secret, session) = match session::current(
+        crate::web::extract::session_cookie(&req, &settings).as_deref(),
+        &settings,
+        state.store.as_ref(),
+        crate::util::now_millis(),
+    )
+    .await
+    {
         Ok(Some(s)) => s,
         Ok(None) => return pages::error_page(lang, 401, "account-no-session", ""),
         Err(e) => return pages::unavailable_page(lang, &e),

@@ -4,7 +4,10 @@
 pub mod account;
 pub mod admin;
 pub mod connector_public;
+pub mod error;
+pub mod extract;
 pub mod notify;
+pub mod oidc;
 pub mod pages;
 pub mod state;
 
@@ -19,7 +22,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use tracing::Instrument;
 
 use crate::config::Settings;
-use crate::oidc::{authorize, discovery, introspect, logout, par, token, userinfo};
+use crate::oidc::logout;
 use crate::{jobs, login, util};
 use state::AppState;
 
@@ -27,17 +30,17 @@ use state::AppState;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route(
         "/.well-known/openid-configuration",
-        get_or_head().to(discovery::configuration),
+        get_or_head().to(oidc::configuration),
     )
-    .route("/jwks", get_or_head().to(discovery::jwks))
-    .route("/authorize", web::get().to(authorize::authorize))
-    .route("/authorize", web::post().to(authorize::authorize))
-    .route("/par", web::post().to(par::push))
-    .route("/token", web::post().to(token::token))
-    .route("/userinfo", web::get().to(userinfo::userinfo))
-    .route("/userinfo", web::post().to(userinfo::userinfo))
-    .route("/revoke", web::post().to(introspect::revoke))
-    .route("/introspect", web::post().to(introspect::introspect))
+    .route("/jwks", get_or_head().to(oidc::jwks))
+    .route("/authorize", web::get().to(oidc::authorize))
+    .route("/authorize", web::post().to(oidc::authorize))
+    .route("/par", web::post().to(oidc::push))
+    .route("/token", web::post().to(oidc::token))
+    .route("/userinfo", web::get().to(oidc::userinfo))
+    .route("/userinfo", web::post().to(oidc::userinfo))
+    .route("/revoke", web::post().to(oidc::revoke))
+    .route("/introspect", web::post().to(oidc::introspect))
     .route("/login/{tx}", web::get().to(login::routes::show))
     .route("/login/{tx}/start", web::post().to(login::routes::start))
     .route("/login/{tx}/step", web::post().to(login::routes::step))
@@ -187,7 +190,8 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
             crate::oidc::discovery::live(settings),
         )),
         store,
-        http: crate::web::state::http_client(),
+        http: state::http_client(),
+        clock: std::sync::Arc::new(crate::clock::SystemClock),
     });
     background.spawn(jobs::reload(
         state.clone(),

@@ -94,6 +94,11 @@ pub fn failure_page(
 /// The store is unreachable: 503 with "try again shortly".
 pub fn unavailable_page(lang: &str, e: &StoreError) -> HttpResponse {
     tracing::error!(error = %e, "store failure during a login");
+    unavailable(lang)
+}
+
+/// The "try again shortly" page (503 with `Retry-After`); the caller logged the cause.
+pub fn unavailable(lang: &str) -> HttpResponse {
     let mut r = error_page(lang, 503, "error-unavailable", "");
     r.headers_mut()
         .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));

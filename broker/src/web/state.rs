@@ -18,12 +18,19 @@ pub struct AppState {
     pub store: SharedStore,
     /// Outgoing HTTP (back-channel logout); redirects off.
     pub http: reqwest::Client,
+    /// The clock every flow reads.
+    pub clock: crate::clock::SharedClock,
 }
 
 impl AppState {
     /// The configuration in force.
     pub fn settings(&self) -> Arc<Settings> {
         self.live.load().settings.clone()
+    }
+
+    /// Now, in Unix milliseconds.
+    pub fn now(&self) -> u64 {
+        self.clock.now_millis()
     }
 }
 

@@ -1,0 +1,193 @@
+//! Typed extractors: what handlers take from a request instead of the raw `HttpRequest`.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+
+use super::error::PageError;
+use super::state::AppState;
+use crate::protocol::{parse_params, OAuthError, Params};
+
+/// The citizen's language from `Accept-Language` (pages that also take `ui_locales` read
+/// it from their parameters).
+pub struct Lang(pub &'static str);
+
+/// The `Accept-Language` header, if readable.
+pub fn accept_language(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|h| h.to_str().ok())
+}
+
+/// The language of a request: `ui_locales` in its query, then `Accept-Language`.
+pub fn lang_of(req: &HttpRequest) -> &'static str {
+    let ui = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "ui_locales")
+        .map(|(_, v)| v.into_owned());
+    crate::i18n::negotiate(ui.as_deref(), accept_language(req))
+}
+
+impl FromRequest for Lang {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(Ok(Lang(lang_of(req))))
+    }
+}
+
+/// The client's network address for rate limits: the peer, or the forwarding headers when
+/// the operator says a proxy sets them. Never logged, and keyed-hashed in store keys.
+pub struct ClientAddress(pub String);
+
+impl FromRequest for ClientAddress {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let trust = req
+            .app_data::<web::Data<AppState>>()
+            .is_some_and(|s| s.settings().trust_forwarded_for);
+        std::future::ready(Ok(ClientAddress(client_address(req, trust))))
+    }
+}
+
+/// The peer address, or the forwarded one when `trust_forwarded_for`.
+pub fn client_address(req: &HttpRequest, trust_forwarded_for: bool) -> String {
+    let forwarded = trust_forwarded_for
+        .then(|| {
+            req.connection_info()
+                .realip_remote_addr()
+                .map(str::to_string)
+        })
+        .flatten();
+    forwarded
+        .or_else(|| req.peer_addr().map(|a| a.ip().to_string()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The session cookie's secret, if the browser sent one.
+pub struct SessionCookie(pub Option<String>);
+
+impl FromRequest for SessionCookie {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let secret = req.app_data::<web::Data<AppState>>().and_then(|s| {
+            req.cookie(crate::session::cookie_name(&s.settings()))
+                .map(|c| c.value().to_string())
+        });
+        std::future::ready(Ok(SessionCookie(secret)))
+    }
+}
+
+/// The parameters of a browser request sent by GET (query) or POST (form), with the
+/// citizen's language (`ui_locales`, then `Accept-Language`); malformed parameters get an
+/// error page in that language.
+pub struct BrowserParams {
+    /// The parameters, each at most once.
+    pub params: Params,
+    /// The citizen's language.
+    pub lang: &'static str,
+}
+
+impl FromRequest for BrowserParams {
+    type Error = PageError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, PageError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let body = web::Bytes::from_request(&req, payload);
+        Box::pin(async move {
+            let accept = accept_language(&req).map(str::to_string);
+            let fallback = crate::i18n::negotiate(None, accept.as_deref());
+            let raw = if req.method() == actix_web::http::Method::POST {
+                body.await.map_err(|_| {
+                    PageError::new(fallback, 400, "error-bad-request", "unreadable body")
+                })?
+            } else {
+                web::Bytes::copy_from_slice(req.query_string().as_bytes())
+            };
+            let params = parse_params(&raw).map_err(|e| {
+                PageError::new(fallback, 400, "error-bad-request", e.error_description)
+            })?;
+            let lang = crate::i18n::negotiate(
+                params.get("ui_locales").map(String::as_str),
+                accept.as_deref(),
+            );
+            Ok(BrowserParams { params, lang })
+        })
+    }
+}
+
+/// What a client sends to `/token`, `/revoke`, `/introspect` and `/par`: its form
+/// parameters and its `Authorization` header (for `client_secret_basic`).
+pub struct ClientCredentials {
+    /// The form parameters, each at most once.
+    pub params: Params,
+    /// The `Authorization` header.
+    pub authorization: Option<String>,
+}
+
+impl FromRequest for ClientCredentials {
+    type Error = OAuthError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, OAuthError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let authorization = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let body = body
+                .await
+                .map_err(|_| OAuthError::invalid_request("the request body cannot be read"))?;
+            Ok(ClientCredentials {
+                params: parse_params(&body)?,
+                authorization,
+            })
+        })
+    }
+}
+
+/// The session cookie's secret of a request.
+pub fn session_cookie(req: &HttpRequest, settings: &crate::config::Settings) -> Option<String> {
+    req.cookie(crate::session::cookie_name(settings))
+        .map(|c| c.value().to_string())
+}
+
+/// [`BrowserParams`] for handlers that read the body themselves.
+// The error is the page to send; it is built once per refused request.
+#[allow(clippy::result_large_err)]
+pub fn browser_params(
+    req: &actix_web::HttpRequest,
+    body: &[u8],
+) -> Result<(Params, &'static str), actix_web::HttpResponse> {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|h| h.to_str().ok());
+    let raw = if req.method() == actix_web::http::Method::POST {
+        body
+    } else {
+        req.query_string().as_bytes()
+    };
+    match parse_params(raw) {
+        Ok(params) => {
+            let lang = crate::i18n::negotiate(params.get("ui_locales").map(String::as_str), accept);
+            Ok((params, lang))
+        }
+        Err(e) => Err(super::pages::error_page(
+            crate::i18n::negotiate(None, accept),
+            400,
+            "error-bad-request",
+            &e.error_description,
+        )),
+    }
+}
