@@ -158,9 +158,10 @@ async fn fapi2_flows_pass_against_the_reference_oidc_provider() {
         .env("SCREENSHOT_DIR", shots);
     client_env(&mut command, "MS", &ms);
     client_env(&mut command, "SP", &sp);
-    let out = tokio::task::spawn_blocking(move || command.output().expect("node must be installed"))
-        .await
-        .expect("join");
+    let out =
+        tokio::task::spawn_blocking(move || command.output().expect("node must be installed"))
+            .await
+            .expect("join");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
