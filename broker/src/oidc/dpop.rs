@@ -604,34 +604,7 @@ mod tests {
         );
     }
 
-    /// The part of the refusal text that says why, per case of `refusals`.
-    fn reason(case: &str) -> &'static str {
-        match case {
-            "wrong htm" => "htm",
-            "wrong htu" => "htu",
-            "htu of another host" => "htu",
-            "no htu" => "no htu",
-            "stale iat" => "too old",
-            "future iat" => "future",
-            "iat not a number" => "NumericDate",
-            "no jti" => "no jti",
-            "bad signature" => "signature",
-            "signed by another key than its jwk" => "signature",
-            "typ JWT" => "typ",
-            "no jwk" => "no jwk",
-            "private key in jwk" => "private",
-            "alg none" => "`none`",
-            "alg HS256 with an oct jwk" => "`HS256`",
-            "alg that does not fit the key" => "not a key for its alg",
-            "RS256 from a FAPI client" => "`RS256`",
-            "missing ath at a resource" => "no ath",
-            "wrong ath at a resource" => "ath is not",
-            "nonce not a string" => "nonce is not a string",
-            other => panic!("no reason for {other}"),
-        }
-    }
-
-    /// Every refusal the issue names, each with the error the RFC names.
+    /// Every refusal the issue names, each with the error the RFC names and for its reason.
     #[test]
     fn refusals() {
         let n = nonces();
@@ -653,52 +626,67 @@ mod tests {
         let bad_signature = parts.join(".");
         let mut private = key.public_jwk();
         private["d"] = json!("AAAA");
-        let cases: Vec<(&str, String, ProofCheck<'_>)> = vec![
-            ("wrong htm", with(&|c| c["htm"] = json!("GET")), check(&n)),
+        let cases: Vec<(&str, &str, String, ProofCheck<'_>)> = vec![
+            (
+                "wrong htm",
+                "htm",
+                with(&|c| c["htm"] = json!("GET")),
+                check(&n),
+            ),
             (
                 "wrong htu",
+                "htu",
                 with(&|c| c["htu"] = json!("https://broker.example/userinfo")),
                 check(&n),
             ),
             (
                 "htu of another host",
+                "htu",
                 with(&|c| c["htu"] = json!("https://evil.example/token")),
                 check(&n),
             ),
             (
                 "no htu",
+                "no htu",
                 with(&|c| {
-                    c.as_object_mut()
-                        .map(|o| o.remove("htu"))
-                        .map(drop)
-                        .unwrap_or(())
+                    c.as_object_mut().map(|o| o.remove("htu"));
                 }),
                 check(&n),
             ),
             (
                 "stale iat",
+                "too old",
                 proof(&key, "ES256", &claims(NOW - PROOF_MAX_AGE_SECS - 1)),
                 check(&n),
             ),
             (
                 "future iat",
+                "future",
                 proof(&key, "ES256", &claims(NOW + PROOF_MAX_AHEAD_SECS + 1)),
                 check(&n),
             ),
             (
                 "iat not a number",
+                "NumericDate",
                 with(&|c| c["iat"] = json!("now")),
                 check(&n),
             ),
-            ("no jti", with(&|c| c["jti"] = json!("")), check(&n)),
-            ("bad signature", bad_signature, check(&n)),
+            (
+                "no jti",
+                "no jti",
+                with(&|c| c["jti"] = json!("")),
+                check(&n),
+            ),
+            ("bad signature", "signature", bad_signature, check(&n)),
             (
                 "signed by another key than its jwk",
+                "signature",
                 other.sign(&header(&key, "ES256"), &claims(NOW)),
                 check(&n),
             ),
             (
                 "typ JWT",
+                "typ",
                 key.sign(
                     &json!({"typ": "JWT", "alg": "ES256", "jwk": key.public_jwk()}),
                     &claims(NOW),
@@ -707,11 +695,13 @@ mod tests {
             ),
             (
                 "no jwk",
+                "no jwk",
                 key.sign(&json!({"typ": "dpop+jwt", "alg": "ES256"}), &claims(NOW)),
                 check(&n),
             ),
             (
                 "private key in jwk",
+                "private",
                 key.sign(
                     &json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": private}),
                     &claims(NOW),
@@ -720,6 +710,7 @@ mod tests {
             ),
             (
                 "alg none",
+                "`none`",
                 unsigned(
                     &json!({"typ": "dpop+jwt", "alg": "none", "jwk": key.public_jwk()}),
                     &claims(NOW),
@@ -729,6 +720,7 @@ mod tests {
             ),
             (
                 "alg HS256 with an oct jwk",
+                "`HS256`",
                 unsigned(
                     &json!({"typ": "dpop+jwt", "alg": "HS256", "jwk": {"kty": "oct", "k": "c2VjcmV0"}}),
                     &claims(NOW),
@@ -738,6 +730,7 @@ mod tests {
             ),
             (
                 "alg that does not fit the key",
+                "not a key for its alg",
                 rsa.sign(
                     &json!({"typ": "dpop+jwt", "alg": "PS256", "jwk": key.public_jwk()}),
                     &claims(NOW),
@@ -746,6 +739,7 @@ mod tests {
             ),
             (
                 "RS256 from a FAPI client",
+                "`RS256`",
                 proof(&rsa, "RS256", &claims(NOW)),
                 ProofCheck {
                     algorithms: FAPI_ALGS,
@@ -754,6 +748,7 @@ mod tests {
             ),
             (
                 "missing ath at a resource",
+                "no ath",
                 proof(&key, "ES256", &claims(NOW)),
                 ProofCheck {
                     access_token: Some(AT),
@@ -762,6 +757,7 @@ mod tests {
             ),
             (
                 "wrong ath at a resource",
+                "ath is not",
                 with(&|c| c["ath"] = json!(access_token_hash("another token"))),
                 ProofCheck {
                     access_token: Some(AT),
@@ -770,16 +766,16 @@ mod tests {
             ),
             (
                 "nonce not a string",
+                "nonce is not a string",
                 with(&|c| c["nonce"] = json!(7)),
                 check(&n),
             ),
         ];
-        for (name, token, c) in cases {
+        for (name, reason, token, c) in cases {
             let (code, why) = refused(check_proof(&token, &c, NOW));
             assert_eq!(code, "invalid_dpop_proof", "{name}: {why}");
-            let expected = reason(name);
             assert!(
-                why.contains(expected),
+                why.contains(reason),
                 "{name}: refused for another reason: {why}"
             );
         }
@@ -888,6 +884,42 @@ mod tests {
         );
         let again = verify_proof(&store, &proof(&key, "ES256", &fixed), &c, now_ms).await;
         assert_eq!(again.expect_err("replay").code(), "invalid_dpop_proof");
+    }
+
+    /// Two broker instances on one Redis share the replay cache: a proof accepted by one
+    /// is refused by the other. Fails (never skips) when Redis is not reachable.
+    #[tokio::test]
+    async fn a_proof_replayed_at_another_instance_on_the_same_redis_is_refused() {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        // A prefix of this test's own; its keys expire with the replay window.
+        let prefix = format!("dpop-test-{}:", rand::random::<u64>());
+        let connect =
+            || crate::store::redis::RedisStore::connect(&url, &prefix, Duration::from_secs(2));
+        let (first, second) = (connect().await, connect().await);
+        let (Ok(first), Ok(second)) = (first, second) else {
+            panic!("Redis is needed at {url}: start redis-server or set REDIS_URL");
+        };
+        let n = nonces();
+        let key = TestKey::generate("dpop", SigningAlg::ES256);
+        // Real time here: Redis expires the keys by its own clock.
+        let now_ms = crate::util::now_millis();
+        let token = proof(&key, "ES256", &claims(now_ms / 1000));
+        let c = check(&n);
+        let (a, b) = futures_util::join!(
+            verify_proof(&first, &token, &c, now_ms),
+            verify_proof(&second, &token, &c, now_ms)
+        );
+        assert_eq!(
+            usize::from(a.is_ok()) + usize::from(b.is_ok()),
+            1,
+            "exactly one instance accepts the proof"
+        );
+        let refused = a.err().or(b.err()).expect("one refusal");
+        assert!(
+            refused.description().contains("replay"),
+            "{}",
+            refused.description()
+        );
     }
 
     #[test]
