@@ -30,7 +30,7 @@ const PORT = Number(need('OP_PORT'));
 const REDIRECT_URI = need('REDIRECT_URI');
 const SIGNED_ALG = process.env.SIGNED_ALG || 'PS256';
 const ISSUER = `http://127.0.0.1:${PORT}`;
-// FAPI 2.0 Security Profile 5.4: PS256, ES256 or EdDSA (Ed25519) only.
+// FAPI 2.0 Security Profile: PS256, ES256 or EdDSA (Ed25519) only.
 const FAPI_ALGS = ['PS256', 'ES256', 'EdDSA'];
 
 const ACCOUNTS = {

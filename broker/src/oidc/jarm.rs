@@ -1,8 +1,8 @@
 //! JWT Secured Authorization Response Mode (JARM): the authorization response as one JWT
 //! signed by the broker, with `iss`, `aud` and `exp` inside, delivered in the query, the
-//! fragment or an auto-submitted form (FAPI 2.0 Message Signing 5.4).
+//! fragment or an auto-submitted form (FAPI 2.0 Message Signing).
 //!
-//! Only the code flow is served, so `response_mode=jwt` means `query.jwt` (JARM 2.3.4).
+//! Only the code flow is served, so `response_mode=jwt` means `query.jwt` (JARM).
 //! The caller picks the key (the client's `authorization_signed_response_alg`; PS256 plugs
 //! in through `KeySet::signer` once the key set has it) and sends what [`deliver`] gives.
 
@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::keys::{KeyError, SigningKey};
 
-/// How long a JARM response is valid (JARM 2.1 recommends a short lifetime; the code in it
+/// How long a JARM response is valid (JARM asks for a short lifetime; the code in it
 /// lives 60 s under FAPI anyway).
 pub const RESPONSE_LIFETIME_SECS: u64 = 60;
 

@@ -24,7 +24,7 @@ pub const ACCEPTED_ALGS: &[Algorithm] = &[
     Algorithm::EdDSA,
 ];
 
-/// The algorithms FAPI 2.0 Security Profile 5.4 allows: PS256, ES256 and EdDSA (Ed25519).
+/// The algorithms FAPI 2.0 Security Profile allows: PS256, ES256 and EdDSA (Ed25519).
 pub const FAPI_ALGS: &[Algorithm] = &[Algorithm::PS256, Algorithm::ES256, Algorithm::EdDSA];
 
 /// JOSE names of `algs`, space-separated (`WWW-Authenticate: DPoP algs="…"`), in order.

@@ -1,5 +1,5 @@
 //! Signed request objects (JAR, RFC 9101) in the `request` parameter of `/par` and
-//! `/authorize`, with the limits of FAPI 2.0 Message Signing (5.3.2).
+//! `/authorize`, with the limits of FAPI 2.0 Message Signing.
 //!
 //! The object is verified against the client's registered public keys (the `jwks` of its
 //! configuration, [`ClientKey`]); only the parameters inside it count (RFC 9101 5), and
@@ -16,9 +16,9 @@ use crate::config::ClientKey;
 
 /// The `typ` RFC 9101 10.8 defines; `JWT` and no `typ` are accepted too (RFC 9101 4).
 pub const REQUEST_OBJECT_TYP: &str = "oauth-authz-req+jwt";
-/// `nbf` may be at most this old (FAPI 2.0 Message Signing 5.3.2: 60 minutes).
+/// `nbf` may be at most this old (FAPI 2.0 Message Signing: 60 minutes).
 pub const MAX_NBF_AGE_SECS: u64 = 3600;
-/// `exp` may be at most this long after `nbf` (FAPI 2.0 Message Signing 5.3.2: 60 minutes).
+/// `exp` may be at most this long after `nbf` (FAPI 2.0 Message Signing: 60 minutes).
 pub const MAX_LIFETIME_SECS: u64 = 3600;
 /// `nbf` and `iat` may be this far ahead of our clock (FAPI 2.0 clock skew: 10 s).
 pub const MAX_AHEAD_SECS: u64 = 10;
