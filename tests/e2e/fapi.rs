@@ -14,7 +14,7 @@ use broker::keys::{SigningAlg, SigningKey};
 use crate::harness::free_port;
 
 /// Scenarios tests/js/fapi.mjs runs (its `SCENARIOS`).
-const SCENARIOS: usize = 7;
+const SCENARIOS: usize = 10;
 
 /// A child process killed on drop, with its output collected.
 struct Node {
@@ -177,6 +177,8 @@ async fn fapi2_flows_pass_against_the_reference_oidc_provider() {
         "use_dpop_nonce",
         "Request Object must be used by this client",
         "Pushed Authorization Request must be used",
+        "DPoP proof htm mismatch",
+        "DPoP proof key thumbprint does not match dpop_jkt",
     ] {
         assert!(
             log.contains(refusal),

@@ -28,7 +28,7 @@ import * as client from 'openid-client';
 import { describeError, needFor } from './lib/common.mjs';
 
 const PREFIX = 'fapi e2e';
-const SCENARIOS = 7;
+const SCENARIOS = 10;
 const need = needFor(PREFIX);
 
 const ISSUER = need('ISSUER').replace(/\/+$/, '');
@@ -88,6 +88,29 @@ async function thumbprint(publicKey) {
 
 function jwtHeader(jwt) {
   return JSON.parse(Buffer.from(jwt.split('.')[0], 'base64url').toString('utf8'));
+}
+
+const b64json = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+
+/**
+ * A DPoP proof made by hand (ES256, WebCrypto's P1363 signature is the JWS form), so that
+ * each claim can be wrong on purpose: `claims` replaces or removes (undefined) defaults.
+ */
+async function handMadeProof(keys, claims) {
+  const jwk = await crypto.webcrypto.subtle.exportKey('jwk', keys.publicKey);
+  const header = { typ: 'dpop+jwt', alg: 'ES256', jwk: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y } };
+  const payload = { jti: crypto.randomUUID(), iat: Math.floor(Date.now() / 1000), ...claims };
+  for (const k of Object.keys(payload)) if (payload[k] === undefined) delete payload[k];
+  const input = `${b64json(header)}.${b64json(payload)}`;
+  const sig = await crypto.webcrypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, keys.privateKey, Buffer.from(input));
+  return `${input}.${Buffer.from(sig).toString('base64url')}`;
+}
+
+/** The `error` auth-param of a `WWW-Authenticate: DPoP …` challenge. */
+function challengeError(response) {
+  const value = response.headers.get('www-authenticate') || '';
+  if (!/^DPoP\b/i.test(value)) return `(not a DPoP challenge: ${value})`;
+  return /error="([^"]*)"/.exec(value)?.[1] ?? '(no error)';
 }
 
 // ---------------------------------------------------------------------------------------
@@ -292,6 +315,7 @@ async function main() {
   ctx.setDefaultTimeout(15000);
   const p = await ctx.newPage();
   let tokens;
+  let current; // the latest DPoP-bound access token
   let claims;
   const s1 = 'message signing: PAR with a signed request object, JARM, DPoP-bound code and token';
   const ok1 = await scenario(
@@ -319,6 +343,7 @@ async function main() {
       check(typeof tokens.refresh_token === 'string', 'no refresh token was issued');
       check(jwtHeader(tokens.id_token).alg === SIGNED_ALG, `ID token alg ${jwtHeader(tokens.id_token).alg}`);
       claims = tokens.claims();
+      current = tokens.access_token;
       check(typeof claims.sub === 'string' && claims.sub !== '', 'the ID token has no sub');
     },
     p,
@@ -354,6 +379,7 @@ async function main() {
       check(refreshed.access_token !== tokens.access_token, 'the refresh returned the same access token');
       const info = await client.fetchUserInfo(msConfig, refreshed.access_token, claims.sub, { DPoP: dpop });
       check(info.sub === claims.sub, `UserInfo sub ${info.sub} after the refresh`);
+      current = refreshed.access_token;
       const intro = await client.tokenIntrospection(msConfig, refreshed.access_token);
       check(intro.active === true && intro.cnf?.jkt === jkt, `the refreshed token is not bound to the key: ${JSON.stringify(intro)}`);
       // A proof from another key does not make the bound token usable.
@@ -368,6 +394,79 @@ async function main() {
       check(refused.status === 401 || refused.cause?.status === 401 || /invalid_token|invalid_dpop_proof/.test(describeError(refused)), `another key: ${describeError(refused)}`);
     });
   } else skip(s4, 'the Message Signing login failed');
+
+  const s6 = 'message signing: UserInfo refuses each bad DPoP proof with the error RFC 9449 names';
+  if (ok1) {
+    await scenario(s6, async () => {
+      const endpoint = meta.userinfo_endpoint;
+      const token = current;
+      const ath = crypto.createHash('sha256').update(token).digest('base64url');
+      const call = async (proof) =>
+        fetch(endpoint, { headers: { authorization: `DPoP ${token}`, dpop: proof } });
+      // Without a nonce: the server hands one out (use_dpop_nonce, DPoP-Nonce).
+      const first = await call(await handMadeProof(dpopKeys, { htm: 'GET', htu: endpoint, ath }));
+      let nonce = first.headers.get('dpop-nonce');
+      check(first.status === 401 && challengeError(first) === 'use_dpop_nonce' && nonce, `no nonce asked for: ${first.status} ${first.headers.get('www-authenticate')}`);
+      // The hand-made proof is right once it carries the nonce.
+      const goodProof = await handMadeProof(dpopKeys, { htm: 'GET', htu: endpoint, ath, nonce });
+      const good = await call(goodProof);
+      check(good.status === 200, `a correct hand-made proof got ${good.status} ${good.headers.get('www-authenticate')}`);
+      nonce = good.headers.get('dpop-nonce') || nonce;
+      const other = await client.randomDPoPKeyPair('ES256');
+      const cases = [
+        ['wrong htm', dpopKeys, { htm: 'POST', htu: endpoint, ath, nonce }, 'invalid_dpop_proof'],
+        ['wrong htu', dpopKeys, { htm: 'GET', htu: `${ISSUER}/elsewhere`, ath, nonce }, 'invalid_dpop_proof'],
+        ['missing ath', dpopKeys, { htm: 'GET', htu: endpoint, nonce }, 'invalid_dpop_proof'],
+        ['wrong ath', dpopKeys, { htm: 'GET', htu: endpoint, ath: crypto.createHash('sha256').update('x').digest('base64url'), nonce }, 'invalid_dpop_proof'],
+        // Without a nonce, so that the iat decides; a server may also answer by asking for a
+        // nonce (RFC 9449 4.3: the window may come from iat or from a server nonce).
+        ['future iat', dpopKeys, { htm: 'GET', htu: endpoint, ath, iat: Math.floor(Date.now() / 1000) + 600 }, 'invalid_dpop_proof use_dpop_nonce'],
+        ['a nonce that was not issued', dpopKeys, { htm: 'GET', htu: endpoint, ath, nonce: 'not-issued-by-this-server' }, 'use_dpop_nonce'],
+        ['another key', other, { htm: 'GET', htu: endpoint, ath, nonce }, 'invalid_token'],
+      ];
+      const wrong = [];
+      for (const [name, keys, claims, expected] of cases) {
+        const r = await call(await handMadeProof(keys, claims));
+        const got = challengeError(r);
+        if (r.status !== 401 || !expected.split(' ').includes(got)) wrong.push(`${name}: ${r.status} ${got}, expected 401 ${expected}`);
+        nonce = r.headers.get('dpop-nonce') || nonce;
+      }
+      // The proof that worked once is refused the second time (jti single use).
+      const replay = await call(goodProof);
+      if (replay.status !== 401) wrong.push(`replayed proof: ${replay.status}, expected 401`);
+      check(wrong.length === 0, wrong.join('\n'));
+    });
+  } else skip(s6, 'the Message Signing login failed');
+
+  const s7 = 'message signing: a code bound by dpop_jkt is refused with another DPoP key';
+  if (ok1) {
+    await scenario(
+      s7,
+      async () => {
+        // The browser still has its session: the provider answers without a login page.
+        const before = callbacks.length;
+        const a = await authorize(msConfig, dpop, jkt, { response_mode: 'jwt' }, { key: ms.key, kid: ms.kid });
+        await p.goto(a.url.href);
+        const back = await nextCallback(before);
+        const thief = client.getDPoPHandle(msConfig, await client.randomDPoPKeyPair('ES256'));
+        let refused = null;
+        try {
+          await client.authorizationCodeGrant(
+            msConfig,
+            back,
+            { pkceCodeVerifier: a.verifier, expectedNonce: a.nonce, expectedState: a.state, idTokenExpected: true },
+            undefined,
+            { DPoP: thief },
+          );
+        } catch (e) {
+          refused = e;
+        }
+        check(refused !== null, 'the code was redeemed with a proof from another key than dpop_jkt');
+        check(refused.error === 'invalid_grant', `refused with ${describeError(refused)}, expected invalid_grant`);
+      },
+      p,
+    );
+  } else skip(s7, 'the Message Signing login failed');
 
   const s5 = 'message signing: a request without a signed request object is refused';
   await scenario(s5, async () => {
@@ -413,6 +512,19 @@ async function main() {
     p2,
   );
   await ctx2.close();
+
+  await scenario('security profile: the client trying client_secret_basic is refused (invalid_client)', async () => {
+    const r = await fetch(meta.token_endpoint, {
+      method: 'POST',
+      headers: {
+        authorization: `Basic ${Buffer.from(`${encodeURIComponent(sp.id)}:a-guessed-secret`).toString('base64')}`,
+        'content-type': 'application/x-www-form-urlencoded',
+      },
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: 'anything' }),
+    });
+    const body = await r.json().catch(() => ({}));
+    check(r.status === 401 && body.error === 'invalid_client', `answered ${r.status} ${JSON.stringify(body)}, expected 401 invalid_client`);
+  });
 
   await scenario('security profile: an authorization request without PAR gets no code', async () => {
     const verifier = client.randomPKCECodeVerifier();
