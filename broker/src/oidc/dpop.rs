@@ -589,6 +589,25 @@ mod tests {
     }
 
     #[test]
+    fn optional_jwk_members_do_not_change_the_key_or_its_thumbprint() {
+        let n = nonces();
+        let key = TestKey::generate("dpop", SigningAlg::ES256);
+        let plain =
+            check_proof(&proof(&key, "ES256", &claims(NOW)), &check(&n), NOW).expect("plain");
+        let mut jwk = key.public_jwk();
+        jwk["kid"] = json!("k-1");
+        jwk["use"] = json!("sig");
+        jwk["key_ops"] = json!(["verify"]);
+        jwk["ext"] = json!(true);
+        let decorated = key.sign(
+            &json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}),
+            &claims(NOW),
+        );
+        let p = check_proof(&decorated, &check(&n), NOW).expect("decorated jwk");
+        assert_eq!(p.jkt, plain.jkt);
+    }
+
+    #[test]
     fn the_rfc7638_example_thumbprint() {
         // RFC 7638 3.1.
         let jwk = json!({
