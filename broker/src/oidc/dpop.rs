@@ -225,8 +225,8 @@ pub struct Proof {
     pub jti: String,
     /// The proof's `iat`.
     pub iat: u64,
-    /// A nonce to send in `DPoP-Nonce` with the successful response (the proof's was of
-    /// an adjacent slot, or it had none while nonces are in use).
+    /// A nonce to send in `DPoP-Nonce` with the successful response: the proof's nonce
+    /// was the previous (or next) slot's, so the client gets the current one.
     pub next_nonce: Option<String>,
 }
 
