@@ -5,6 +5,7 @@ pub mod authorize;
 pub mod client_auth;
 pub mod discovery;
 pub mod dpop;
+pub mod fapi;
 pub mod grants;
 pub mod introspect;
 pub mod jarm;
