@@ -47,13 +47,15 @@ const PRIVATE_JWK_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "
 const MIN_RSA_BITS: usize = 2048;
 
 /// Why a proof or a token's use was refused.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum DpopError {
     /// `invalid_dpop_proof`: the proof is malformed, signed wrongly, stale, replayed, or
     /// for another request.
+    #[error("invalid_dpop_proof: {0}")]
     InvalidProof(String),
     /// `use_dpop_nonce`: the proof lacks the server nonce or has one that is not valid;
     /// `nonce` goes into the `DPoP-Nonce` header.
+    #[error("use_dpop_nonce: {why}")]
     UseNonce {
         /// Why (for developers).
         why: &'static str,
@@ -62,9 +64,11 @@ pub enum DpopError {
     },
     /// `invalid_token` at a resource: a bound token without its key's proof, with another
     /// key's proof, or an unbound token presented with the DPoP scheme.
+    #[error("invalid_token: {0}")]
     InvalidToken(String),
     /// The replay cache cannot be reached: 503, the client may retry.
-    Unavailable(StoreError),
+    #[error("DPoP replay cache: {0}")]
+    Unavailable(#[from] StoreError),
 }
 
 impl DpopError {
@@ -122,12 +126,6 @@ impl DpopError {
             quoted(&self.description()),
             alg_names(algs).join(" ")
         )
-    }
-}
-
-impl From<StoreError> for DpopError {
-    fn from(e: StoreError) -> Self {
-        DpopError::Unavailable(e)
     }
 }
 
