@@ -26,6 +26,7 @@ import crypto from 'node:crypto';
 import { chromium } from 'playwright-core';
 import * as client from 'openid-client';
 import { describeError, needFor } from './lib/common.mjs';
+import { check, Failure, where } from './lib/harness.mjs';
 
 const PREFIX = 'fapi e2e';
 const SCENARIOS = 10;
@@ -45,11 +46,6 @@ const REDIRECT_URI = `${RP_ORIGIN}/callback`;
 if (!['oidc-provider', 'broker'].includes(LOGIN)) {
   console.error(`${PREFIX}: LOGIN must be oidc-provider or broker, got ${LOGIN}`);
   process.exit(2);
-}
-
-class Failure extends Error {}
-function check(cond, message) {
-  if (!cond) throw new Failure(message);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -185,15 +181,6 @@ async function screenshot(p, name) {
     await p.screenshot({ path: path.join(SCREENSHOT_DIR, name), fullPage: true });
   } catch (e) {
     console.error(`${PREFIX}: could not save screenshot ${name}: ${e.message}`);
-  }
-}
-
-async function where(p) {
-  try {
-    const text = (await p.locator('body').innerText({ timeout: 2000 })).replace(/\s+/g, ' ').slice(0, 500);
-    return `at ${p.url()}: ${text}`;
-  } catch {
-    return `at ${p.url()}`;
   }
 }
 
