@@ -4,10 +4,16 @@
 pub mod authorize;
 pub mod client_auth;
 pub mod discovery;
+pub mod dpop;
+pub mod fapi;
 pub mod grants;
 pub mod introspect;
+pub mod jarm;
+pub mod jws;
 pub mod logout;
 pub mod par;
+pub mod request_object;
+pub mod signed_response;
 pub mod token;
 pub mod userinfo;
 

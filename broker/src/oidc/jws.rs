@@ -1,0 +1,327 @@
+//! Compact JWS sent by clients (DPoP proofs, request objects): parsed once, the algorithm
+//! checked against an allow-list of asymmetric algorithms, the signature verified with
+//! `jsonwebtoken`'s crypto (aws-lc). Plain data in, plain data out: no HTTP here.
+//!
+//! Parsing is done here rather than through `jsonwebtoken::decode` because the callers need
+//! the raw header (`typ`, the embedded `jwk`, private key members to refuse, RFC 9864's
+//! `Ed25519` name for EdDSA that `jsonwebtoken` does not parse) and claims without the
+//! registered-claim checks that do not fit them (a DPoP proof has no `exp`).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::{Map, Value};
+
+/// Longest compact JWS accepted (a 4096-bit RSA key in a DPoP header stays well below).
+pub const MAX_JWS_LEN: usize = 16 * 1024;
+
+/// Every algorithm the broker verifies in client JWTs: asymmetric only; `none` and the
+/// HMAC algorithms are never accepted (a shared secret proves nothing about a key).
+pub const ACCEPTED_ALGS: &[Algorithm] = &[
+    Algorithm::ES256,
+    Algorithm::PS256,
+    Algorithm::RS256,
+    Algorithm::EdDSA,
+];
+
+/// The algorithms FAPI 2.0 Security Profile allows: PS256, ES256 and EdDSA (Ed25519).
+pub const FAPI_ALGS: &[Algorithm] = &[Algorithm::PS256, Algorithm::ES256, Algorithm::EdDSA];
+
+/// JOSE names of `algs`, space-separated (`WWW-Authenticate: DPoP algs="…"`), in order.
+pub fn alg_names(algs: &[Algorithm]) -> Vec<&'static str> {
+    algs.iter().filter_map(|a| alg_name(*a)).collect()
+}
+
+fn alg_name(alg: Algorithm) -> Option<&'static str> {
+    Some(match alg {
+        Algorithm::ES256 => "ES256",
+        Algorithm::PS256 => "PS256",
+        Algorithm::RS256 => "RS256",
+        Algorithm::EdDSA => "EdDSA",
+        _ => return None,
+    })
+}
+
+/// The algorithm a header's `alg` names, among the asymmetric ones the broker knows.
+/// `Ed25519` (RFC 9864, sent by current openid-client for Ed25519 keys) is EdDSA.
+pub fn algorithm(name: &str) -> Option<Algorithm> {
+    Some(match name {
+        "ES256" => Algorithm::ES256,
+        "PS256" => Algorithm::PS256,
+        "RS256" => Algorithm::RS256,
+        "EdDSA" | "Ed25519" => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+/// Why a JWS was refused. The texts are for developers of clients.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwsError {
+    /// Not a well-formed compact JWS.
+    #[error("{0}")]
+    Malformed(String),
+    /// The algorithm is not one accepted here.
+    #[error("{0}")]
+    Algorithm(String),
+    /// The signature does not verify with the key.
+    #[error("the signature does not verify")]
+    Signature,
+}
+
+/// A parsed compact JWS whose signature is not yet checked.
+#[derive(Debug)]
+pub struct Jws<'a> {
+    /// The protected header.
+    pub header: Map<String, Value>,
+    /// The payload, a JSON object.
+    pub claims: Map<String, Value>,
+    signing_input: &'a str,
+    signature: &'a str,
+}
+
+fn decode_object(part: &str, what: &str) -> Result<Map<String, Value>, JwsError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| JwsError::Malformed(format!("the {what} is not base64url")))?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(JwsError::Malformed(format!(
+            "the {what} is not a JSON object"
+        ))),
+    }
+}
+
+/// Parses a compact JWS (three base64url parts, header and payload JSON objects).
+pub fn parse(token: &str) -> Result<Jws<'_>, JwsError> {
+    if token.len() > MAX_JWS_LEN {
+        return Err(JwsError::Malformed(format!(
+            "the JWT is longer than {MAX_JWS_LEN} bytes"
+        )));
+    }
+    let parts: Vec<&str> = token.split('.').collect();
+    match parts.len() {
+        3 => {}
+        5 => {
+            return Err(JwsError::Malformed(
+                "encrypted JWTs (JWE) are not supported".into(),
+            ))
+        }
+        _ => return Err(JwsError::Malformed("not a compact JWS".into())),
+    }
+    let header = decode_object(parts[0], "JWS header")?;
+    let claims = decode_object(parts[1], "JWT payload")?;
+    // RFC 7515 4.1.11: extensions marked critical that we do not understand are refused.
+    if header.contains_key("crit") {
+        return Err(JwsError::Malformed(
+            "critical header extensions (crit) are not supported".into(),
+        ));
+    }
+    let signing_input = &token[..parts[0].len() + 1 + parts[1].len()];
+    Ok(Jws {
+        header,
+        claims,
+        signing_input,
+        signature: parts[2],
+    })
+}
+
+impl Jws<'_> {
+    /// A string member of the header.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header.get(name).and_then(Value::as_str)
+    }
+
+    /// The `alg` of the header if it is one of `accepted`; `none` and HMAC never are.
+    pub fn algorithm(&self, accepted: &[Algorithm]) -> Result<Algorithm, JwsError> {
+        let name = self
+            .header_str("alg")
+            .ok_or_else(|| JwsError::Malformed("the JWS header has no alg".into()))?;
+        match algorithm(name) {
+            Some(a) if accepted.contains(&a) => Ok(a),
+            _ => Err(JwsError::Algorithm(format!(
+                "alg `{name}` is not accepted (use {})",
+                alg_names(accepted).join(", ")
+            ))),
+        }
+    }
+
+    /// Whether the header's `typ` is `expected` (a media type: case-insensitive, the
+    /// `application/` prefix optional, RFC 7515 4.1.9).
+    pub fn typ_is(&self, expected: &str) -> bool {
+        self.header_str("typ").is_some_and(|t| {
+            let t = t.to_ascii_lowercase();
+            t.strip_prefix("application/").unwrap_or(&t) == expected
+        })
+    }
+
+    /// Verifies the signature with `key` under `alg`. A key of another type than the
+    /// algorithm needs does not verify.
+    pub fn verify(&self, key: &DecodingKey, alg: Algorithm) -> Result<(), JwsError> {
+        if self.signature.is_empty() {
+            return Err(JwsError::Signature);
+        }
+        match jsonwebtoken::crypto::verify(self.signature, self.signing_input.as_bytes(), key, alg)
+        {
+            Ok(true) => Ok(()),
+            _ => Err(JwsError::Signature),
+        }
+    }
+
+    /// A NumericDate claim in whole seconds (RFC 7519 2: fractions allowed, dropped here).
+    pub fn time_claim(&self, name: &str) -> Result<Option<u64>, JwsError> {
+        match self.claims.get(name) {
+            None => Ok(None),
+            Some(v) => match v.as_u64() {
+                Some(n) => Ok(Some(n)),
+                None => match v.as_f64() {
+                    Some(f) if f.is_finite() && f >= 0.0 => Ok(Some(f as u64)),
+                    _ => Err(JwsError::Malformed(format!(
+                        "`{name}` is not a NumericDate"
+                    ))),
+                },
+            },
+        }
+    }
+
+    /// A string claim.
+    pub fn str_claim(&self, name: &str) -> Option<&str> {
+        self.claims.get(name).and_then(Value::as_str)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Client-side signing for the tests of the modules that verify client JWTs.
+
+    use super::*;
+    use crate::keys::{SigningAlg, SigningKey};
+
+    /// A client's key pair: the public half as the broker holds it, the private half to sign.
+    pub struct TestKey {
+        /// The public key and its JWK.
+        pub key: SigningKey,
+        encoding: jsonwebtoken::EncodingKey,
+    }
+
+    impl TestKey {
+        /// A fresh key (an RSA key signs RS256 or PS256, as the header says).
+        pub fn generate(kid: &str, alg: SigningAlg) -> TestKey {
+            let (key, pem_text) = SigningKey::generate(kid, alg).expect("generate");
+            let pem_bytes = pem_text.as_bytes();
+            let encoding = match alg {
+                SigningAlg::RS256 => jsonwebtoken::EncodingKey::from_rsa_pem(pem_bytes),
+                SigningAlg::ES256 => jsonwebtoken::EncodingKey::from_ec_pem(pem_bytes),
+                SigningAlg::EdDSA => jsonwebtoken::EncodingKey::from_ed_pem(pem_bytes),
+            }
+            .expect("encoding key");
+            TestKey { key, encoding }
+        }
+
+        /// The public JWK as JSON.
+        pub fn public_jwk(&self) -> Value {
+            serde_json::to_value(self.key.jwk()).expect("jwk")
+        }
+
+        /// Signs `header` (its `alg` says how) and `claims` as a compact JWS.
+        pub fn sign(&self, header: &Value, claims: &Value) -> String {
+            let alg = header["alg"]
+                .as_str()
+                .and_then(algorithm)
+                .expect("test headers name an algorithm this key signs with");
+            let mut input = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).expect("header"));
+            input.push('.');
+            input.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims")));
+            let sig =
+                jsonwebtoken::crypto::sign(input.as_bytes(), &self.encoding, alg).expect("sign");
+            format!("{input}.{sig}")
+        }
+    }
+
+    /// An unsigned token with `header` (for `alg: none` and HMAC cases).
+    pub fn unsigned(header: &Value, claims: &Value, signature: &str) -> String {
+        format!(
+            "{}.{}.{signature}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).expect("header")),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims"))
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
+    use crate::keys::SigningAlg;
+    use serde_json::json;
+
+    #[test]
+    fn a_signed_token_verifies_and_a_changed_one_does_not() {
+        let key = TestKey::generate("k", SigningAlg::ES256);
+        let token = key.sign(&json!({"alg": "ES256"}), &json!({"a": 1}));
+        let jws = parse(&token).expect("parse");
+        let alg = jws.algorithm(ACCEPTED_ALGS).expect("alg");
+        assert_eq!(jws.verify(key.key.decoding_key(), alg), Ok(()));
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let forged = URL_SAFE_NO_PAD.encode(br#"{"a":2}"#);
+        parts[1] = &forged;
+        let forged = parts.join(".");
+        let jws = parse(&forged).expect("parse");
+        assert_eq!(
+            jws.verify(key.key.decoding_key(), alg),
+            Err(JwsError::Signature)
+        );
+    }
+
+    #[test]
+    fn none_hmac_and_unknown_algorithms_are_refused() {
+        for alg in ["none", "HS256", "HS512", "RS384", "ES512", "nonsense"] {
+            let token = unsigned(&json!({ "alg": alg }), &json!({}), "");
+            let jws = parse(&token).expect("parse");
+            assert!(
+                matches!(jws.algorithm(ACCEPTED_ALGS), Err(JwsError::Algorithm(_))),
+                "{alg}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_tokens_are_refused() {
+        let obj = URL_SAFE_NO_PAD.encode("{}");
+        let arr = URL_SAFE_NO_PAD.encode("[]");
+        let crit = URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","crit":["b64"],"b64":false}"#);
+        for token in [
+            "".to_string(),
+            "a.b".to_string(),
+            format!("{obj}.{obj}.x.y.z"),
+            format!("{arr}.{obj}.sig"),
+            format!("{obj}.{arr}.sig"),
+            format!("!!.{obj}.sig"),
+            format!("{crit}.{obj}.sig"),
+            "x".repeat(MAX_JWS_LEN + 1),
+        ] {
+            assert!(
+                matches!(parse(&token), Err(JwsError::Malformed(_))),
+                "{token:.40}"
+            );
+        }
+    }
+
+    #[test]
+    fn typ_is_a_media_type() {
+        let key = TestKey::generate("k2", SigningAlg::EdDSA);
+        for (typ, ok) in [
+            ("dpop+jwt", true),
+            ("DPoP+JWT", true),
+            ("application/dpop+jwt", true),
+            ("jwt", false),
+            ("at+jwt", false),
+        ] {
+            let token = key.sign(&json!({"alg": "EdDSA", "typ": typ}), &json!({}));
+            assert_eq!(
+                parse(&token).expect("parse").typ_is("dpop+jwt"),
+                ok,
+                "{typ}"
+            );
+        }
+    }
+}
