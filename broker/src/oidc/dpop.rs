@@ -22,8 +22,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::jws::{self, alg_names, Jws};
-use crate::store::{Millis, Store, StoreError};
 use crate::util::{ct_eq, hmac_b64, sha256_b64};
+use store::{Millis, Store, StoreError};
 
 /// The `typ` of a proof (RFC 9449 4.2).
 pub const PROOF_TYP: &str = "dpop+jwt";
@@ -869,7 +869,7 @@ mod tests {
     async fn a_jti_is_used_once_even_under_concurrency() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store =
-            crate::store::embedded::EmbeddedStore::open(&dir.path().join("s.redb")).expect("store");
+            store::embedded::EmbeddedStore::open(&dir.path().join("s.redb")).expect("store");
         let n = nonces();
         let key = TestKey::generate("dpop", SigningAlg::ES256);
         let token = proof(&key, "ES256", &claims(NOW));
@@ -910,8 +910,7 @@ mod tests {
         let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         // A prefix of this test's own; its keys expire with the replay window.
         let prefix = format!("dpop-test-{}:", rand::random::<u64>());
-        let connect =
-            || crate::store::redis::RedisStore::connect(&url, &prefix, Duration::from_secs(2));
+        let connect = || store::redis::RedisStore::connect(&url, &prefix, Duration::from_secs(2));
         let (first, second) = (connect().await, connect().await);
         let (Ok(first), Ok(second)) = (first, second) else {
             panic!("Redis is needed at {url}: start redis-server or set REDIS_URL");
