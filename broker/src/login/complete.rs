@@ -1,18 +1,15 @@
 //! The end of a login: the person behind the identity, the session, consent, the code.
 
-use actix_web::HttpResponse;
 use connectors::Identity;
 
-use super::{show_stage, LoginTx, PendingClaim, Stage};
+use super::{show_stage, Answer, Env, Failure, LoginTx, Outcome, PendingClaim, Stage};
 use crate::config::Client;
 use crate::oidc::authorize::{response_url, AuthRequest};
 use crate::oidc::grants::{issue_code, CodeRecord, Grant};
 use crate::person::{self, resolve::Claim, Resolution};
 use crate::protocol::Prompt;
 use crate::session::{self, Session};
-use crate::util::{now_millis, random_token};
-use crate::web::pages;
-use crate::web::state::AppState;
+use crate::util::random_token;
 use store::StoreError;
 
 fn consent_key(person_id: &str, client_id: &str) -> String {
@@ -21,7 +18,7 @@ fn consent_key(person_id: &str, client_id: &str) -> String {
 
 /// Whether the citizen must be asked before this client gets a login.
 pub async fn consent_needed(
-    state: &AppState,
+    state: &Env,
     client: &Client,
     request: &AuthRequest,
     person_id: &str,
@@ -34,7 +31,7 @@ pub async fn consent_needed(
     }
     let given = state
         .store
-        .get(&consent_key(person_id, &client.id), now_millis())
+        .get(&consent_key(person_id, &client.id), state.now)
         .await?;
     let granted: Vec<String> = given
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -44,7 +41,7 @@ pub async fn consent_needed(
 
 /// Records consent to the request's scopes.
 pub async fn record_consent(
-    state: &AppState,
+    state: &Env,
     client: &Client,
     request: &AuthRequest,
     person_id: &str,
@@ -52,23 +49,18 @@ pub async fn record_consent(
     let bytes = serde_json::to_vec(&request.scopes).unwrap_or_default();
     state
         .store
-        .put(
-            &consent_key(person_id, &client.id),
-            &bytes,
-            None,
-            now_millis(),
-        )
+        .put(&consent_key(person_id, &client.id), &bytes, None, state.now)
         .await
 }
 
 /// Issues a code for the session and redirects to the client.
 pub async fn issue_code_response(
-    state: &AppState,
+    state: &Env,
     client: &Client,
     request: &AuthRequest,
     session_secret: &str,
     mut session: Session,
-) -> HttpResponse {
+) -> Outcome {
     let settings = &state.settings();
     let store = state.store.as_ref();
     let result = async {
@@ -110,34 +102,39 @@ pub async fn issue_code_response(
                 request.state.as_ref().map(crate::protocol::Secret::expose),
                 &[("code", &code)],
             ) {
-                Some(url) => super::see_other(&url),
-                None => HttpResponse::BadRequest().finish(),
+                Some(url) => Ok(Answer::see_other(url)),
+                None => Err(Failure::page(
+                    &request.lang,
+                    400,
+                    "error-bad-redirect",
+                    "redirect_uri is not a URL",
+                )),
             }
         }
-        Err(e) => pages::unavailable_page(&request.lang, &e),
+        Err(e) => Err(Failure::unavailable(&request.lang, &e)),
     }
 }
 
 /// A connector finished: resolve the person (asking about an older account when the
 /// binding rules need it), open or raise the session, then go on with [`proceed`].
 pub async fn authenticated(
-    state: &AppState,
+    state: &Env,
     mut tx: LoginTx,
     connector_id: &str,
     identity: Identity,
     current: Option<(String, Session)>,
     decision: Claim,
-) -> HttpResponse {
+) -> Outcome {
     let settings = &state.settings();
     let store = state.store.as_ref();
     let lang = tx.request.lang.clone();
     let Some(client) = settings.clients.get(tx.request.client_id.as_str()) else {
-        return pages::error_page(
+        return Err(Failure::page(
             &lang,
             400,
             "error-unknown-client",
             "client no longer configured",
-        );
+        ));
     };
 
     // Proving an older account during a claim: that login must lead to the weak binding's
@@ -148,7 +145,7 @@ pub async fn authenticated(
                 match person::resolve(settings, store, connector_id, &identity, Claim::Ask).await {
                     Ok(Resolution::Found { person, .. }) => person.id == pending.weak.person,
                     Ok(Resolution::Claim { .. }) => false,
-                    Err(e) => return pages::unavailable_page(&lang, &e),
+                    Err(e) => return Err(Failure::unavailable(&lang, &e)),
                 };
             if !proved {
                 tracing::warn!(target: "audit", event = "claim.failed", connector = connector_id, "the account signed in to is not the one linked to the number");
@@ -165,12 +162,12 @@ pub async fn authenticated(
     };
     let connector_id = connector_id.as_str();
     if identity.assurance < tx.request.min_level {
-        return pages::error_page(
+        return Err(Failure::page(
             &lang,
             403,
             "error-assurance-too-low",
             "the identity source did not reach the requested level",
-        );
+        ));
     }
     let person = match person::resolve(settings, store, connector_id, &identity, claim).await {
         Ok(Resolution::Found {
@@ -191,9 +188,9 @@ pub async fn authenticated(
             tx.stage = Stage::Claim;
             return show_stage(state, &tx).await;
         }
-        Err(e) => return pages::unavailable_page(&lang, &e),
+        Err(e) => return Err(Failure::unavailable(&lang, &e)),
     };
-    let now = now_millis();
+    let now = state.now;
     // The same person keeps their session (and `sid`); anyone else gets a new one.
     let (secret, session) = match current {
         Some((secret, mut s)) if s.person_id == person.id => {
@@ -237,32 +234,26 @@ pub async fn authenticated(
     );
     let secret = match session::save(settings, store, secret, session.clone()).await {
         Ok(s) => s,
-        Err(e) => return pages::unavailable_page(&lang, &e),
+        Err(e) => return Err(Failure::unavailable(&lang, &e)),
     };
-    let cookie = session::secure_cookie(settings, session::cookie_name(settings), secret.clone());
-    let mut resp = proceed(state, tx, &secret, session).await;
-    let _ = resp.add_cookie(&cookie);
-    resp
+    let mut answer = proceed(state, tx, &secret, session).await?;
+    answer.session_cookie = Some(secret);
+    Ok(answer)
 }
 
 /// After authentication: a notice, the citizen ID link, consent, then the code — each step
 /// shown only when needed.
-pub async fn proceed(
-    state: &AppState,
-    mut tx: LoginTx,
-    secret: &str,
-    session: Session,
-) -> HttpResponse {
+pub async fn proceed(state: &Env, mut tx: LoginTx, secret: &str, session: Session) -> Outcome {
     let settings = state.settings();
     let store = state.store.as_ref();
     let lang = tx.request.lang.clone();
     let Some(client) = settings.clients.get(tx.request.client_id.as_str()) else {
-        return pages::error_page(
+        return Err(Failure::page(
             &lang,
             400,
             "error-unknown-client",
             "client no longer configured",
-        );
+        ));
     };
     let next = async {
         if let Some(key) = tx.notice.take() {
@@ -297,21 +288,21 @@ pub async fn proceed(
         }
         Ok(None) => {
             if let Err(e) = store
-                .delete(&crate::keyspace::login_tx(&tx.id), now_millis())
+                .delete(&crate::keyspace::login_tx(&tx.id), state.now)
                 .await
             {
-                return pages::unavailable_page(&lang, &e);
+                return Err(Failure::unavailable(&lang, &e));
             }
             issue_code_response(state, client, &tx.request, secret, session).await
         }
-        Err(e) => pages::unavailable_page(&lang, &e),
+        Err(e) => Err(Failure::unavailable(&lang, &e)),
     }
 }
 
 /// Whether the citizen must be asked for a citizen ID number: the person has none, a
 /// registry can check one, and the platform requires it or the citizen has not skipped.
 pub async fn link_needed(
-    state: &AppState,
+    state: &Env,
     client: &Client,
     session: &Session,
     skipped_now: bool,

@@ -5,13 +5,14 @@
 //! instance completes on any other. It is bound to the browser that started it (a random
 //! `broker_browser` cookie, SameSite=Lax) and every form carries its CSRF token.
 
+mod answer;
 mod complete;
-pub mod routes;
+pub mod steps;
+
+pub use answer::{Answer, Env, Failure, FailureKind, Outcome};
 
 use std::time::Duration;
 
-use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse};
 use connectors::{Assurance, Form, Message, StepState};
 use serde::{Deserialize, Serialize};
 
@@ -23,10 +24,8 @@ use crate::config::Client;
 use crate::keyspace;
 use crate::oidc::authorize::AuthRequest;
 use crate::oidc::OAuthError;
-use crate::session::{self, Session};
-use crate::util::{now_millis, random_token, sha256_b64};
-use crate::web::pages;
-use crate::web::state::AppState;
+use crate::session::Session;
+use crate::util::{random_token, sha256_b64};
 
 /// Where a login stands.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,29 +150,29 @@ impl std::fmt::Debug for LoginTx {
 /// Most wrong answers in one login before it must start again.
 pub const MAX_ATTEMPTS: u32 = 5;
 
-/// Saves a transaction.
-pub async fn save_tx(state: &AppState, tx: &LoginTx) -> Result<(), store::StoreError> {
+/// Saves a transaction; it lives `session.login_timeout` from now.
+pub async fn save_tx(state: &Env, tx: &LoginTx) -> Result<(), store::StoreError> {
     keyspace::put_json(
         state.store.as_ref(),
         &keyspace::login_tx(&tx.id),
         tx,
         Some(Duration::from_secs(state.settings().session.login_timeout)),
-        now_millis(),
+        state.now,
     )
     .await
 }
 
 /// Saves a transaction and shows its current stage (the "post, redirect, get" of every
 /// login form).
-pub async fn show_stage(state: &AppState, tx: &LoginTx) -> HttpResponse {
+pub async fn show_stage(state: &Env, tx: &LoginTx) -> Outcome {
     match save_tx(state, tx).await {
-        Ok(()) => see_other(&login_url(state, &tx.id)),
-        Err(e) => pages::unavailable_page(&tx.request.lang, &e),
+        Ok(()) => Ok(Answer::see_other(login_url(state, &tx.id))),
+        Err(e) => Err(Failure::unavailable(&tx.request.lang, &e)),
     }
 }
 
 /// The URL of a login page.
-pub fn login_url(state: &AppState, tx: &str) -> String {
+pub fn login_url(state: &Env, tx: &str) -> String {
     format!("{}/login/{tx}", state.settings().issuer)
 }
 
@@ -182,18 +181,20 @@ pub fn error_to_client(
     settings: &crate::config::Settings,
     req: &AuthRequest,
     e: &OAuthError,
-) -> HttpResponse {
+) -> Outcome {
     match crate::oidc::authorize::error_url(settings, req, e) {
-        Some(url) => see_other(&url),
-        None => HttpResponse::BadRequest().finish(),
+        Some(url) => Ok(Answer::see_other(url)),
+        None => Err(Failure::page(
+            &req.lang,
+            400,
+            "error-bad-redirect",
+            "redirect_uri is not a URL",
+        )),
     }
 }
 
-fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location.to_string()))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish()
+fn see_other(location: &str) -> Outcome {
+    Ok(Answer::see_other(location))
 }
 
 /// Whether a session satisfies the request without a new authentication.
@@ -210,14 +211,13 @@ pub fn session_satisfies(request: &AuthRequest, session: &Session, now_s: u64) -
 /// Answers a validated authorization request: silently from the SSO session when it is
 /// enough, with `prompt=none` errors, or by starting a login.
 pub async fn begin(
-    req: &HttpRequest,
-    state: &AppState,
+    state: &Env,
     client: &Client,
     request: AuthRequest,
     current: Option<(String, Session)>,
-) -> HttpResponse {
+) -> Outcome {
     let settings = &state.settings();
-    let now_s = now_millis() / 1000;
+    let now_s = state.now / 1000;
     let usable = current
         .as_ref()
         .filter(|(_, s)| session_satisfies(&request, s, now_s));
@@ -232,7 +232,7 @@ pub async fn begin(
             };
             match needs.await {
                 Ok(c) => c,
-                Err(e) => return pages::unavailable_page(&request.lang, &e),
+                Err(e) => return Err(Failure::unavailable(&request.lang, &e)),
             }
         }
         None => (false, false),
@@ -262,8 +262,8 @@ pub async fn begin(
         Some(_) if request.prompts(Prompt::SelectAccount) => Stage::SelectAccount,
         _ => Stage::Choose,
     };
-    let (browser_secret, new_cookie) = match req.cookie(session::browser_cookie_name(settings)) {
-        Some(c) if c.value().len() >= 32 => (c.value().to_string(), false),
+    let (browser_secret, new_cookie) = match state.browser_cookie.as_deref() {
+        Some(c) if c.len() >= 32 => (c.to_string(), false),
         _ => (random_token(32), true),
     };
     let tx = LoginTx {
@@ -278,22 +278,17 @@ pub async fn begin(
         link_skipped: false,
     };
     metrics::counter!("broker_logins_started_total", "client" => client.id.clone()).increment(1);
-    let mut resp = match usable {
+    let mut answer = match usable {
         // Signed in, but consent or a linked number is missing: straight to that step.
         Some((secret, s)) if !request_prompts_select(&tx) => {
             proceed(state, tx, secret, s.clone()).await
         }
         _ => show_stage(state, &tx).await,
-    };
+    }?;
     if new_cookie {
-        let cookie = session::secure_cookie(
-            settings,
-            session::browser_cookie_name(settings),
-            browser_secret,
-        );
-        let _ = resp.add_cookie(&cookie);
+        answer.browser_cookie = Some(browser_secret);
     }
-    resp
+    Ok(answer)
 }
 
 fn request_prompts_select(tx: &LoginTx) -> bool {

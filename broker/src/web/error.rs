@@ -5,6 +5,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::login::{Failure, FailureKind};
 use crate::protocol::OAuthError;
 
 impl ResponseError for OAuthError {
@@ -41,105 +42,55 @@ impl ResponseError for OAuthError {
     }
 }
 
-/// A failure shown to a citizen: a page in their language with what to do next, the right
-/// status, and the cause logged (never shown). Handlers return it as their error, so every
-/// refusal is built the same way.
+/// A failure shown to a citizen as a page in their language with what to do next, the
+/// right status, and the cause logged (never shown). Handlers return it as their error.
 #[derive(Debug)]
-pub struct PageError {
-    lang: String,
-    status: u16,
-    kind: PageKind,
-}
-
-#[derive(Debug)]
-enum PageKind {
-    /// An error page: message key (its `-hint` too) and a note for developers.
-    Error { key: String, detail: String },
-    /// A failure with arguments and, when the login goes on, a way back.
-    Failure {
-        message: connectors::Message,
-        back: Option<String>,
-    },
-    /// The store or the records cannot be reached: "try again shortly".
-    Unavailable,
-    /// Too many attempts: come back after `retry_after` seconds.
-    TooMany { retry_after: u64 },
-}
+pub struct PageError(pub Failure);
 
 impl PageError {
     /// An error page with message `key` and a technical `detail`.
     pub fn new(lang: &str, status: u16, key: &str, detail: impl Into<String>) -> Self {
-        PageError {
-            lang: lang.to_string(),
-            status,
-            kind: PageKind::Error {
-                key: key.to_string(),
-                detail: detail.into(),
-            },
-        }
-    }
-
-    /// A failure page with a message and, when the login goes on, a link back.
-    pub fn failure(
-        lang: &str,
-        status: u16,
-        message: connectors::Message,
-        back: Option<String>,
-    ) -> Self {
-        PageError {
-            lang: lang.to_string(),
-            status,
-            kind: PageKind::Failure { message, back },
-        }
+        PageError(Failure::page(lang, status, key, detail))
     }
 
     /// The store failed: 503 with "try again shortly"; the cause is logged.
     pub fn unavailable(lang: &str, cause: &dyn std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "store failure while serving a page");
-        PageError {
-            lang: lang.to_string(),
-            status: 503,
-            kind: PageKind::Unavailable,
-        }
+        PageError(Failure::unavailable(lang, cause))
     }
 
     /// Too many attempts: 429 with `Retry-After`.
     pub fn too_many(lang: &str, retry_after: u64) -> Self {
-        PageError {
-            lang: lang.to_string(),
-            status: 429,
-            kind: PageKind::TooMany { retry_after },
-        }
+        PageError(Failure::too_many(lang, retry_after))
+    }
+}
+
+impl From<Failure> for PageError {
+    fn from(f: Failure) -> Self {
+        PageError(f)
     }
 }
 
 impl std::fmt::Display for PageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.kind {
-            PageKind::Error { key, .. } => write!(f, "{}: {key}", self.status),
-            PageKind::Failure { message, .. } => write!(f, "{}: {}", self.status, message.key),
-            PageKind::Unavailable => write!(f, "{}: unavailable", self.status),
-            PageKind::TooMany { .. } => write!(f, "{}: too many attempts", self.status),
-        }
+        self.0.fmt(f)
     }
 }
 
 impl ResponseError for PageError {
     fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST)
+        StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::BAD_REQUEST)
     }
 
     fn error_response(&self) -> HttpResponse {
         use super::pages;
-        match &self.kind {
-            PageKind::Error { key, detail } => {
-                pages::error_page(&self.lang, self.status, key, detail)
+        let (lang, status) = (&self.0.lang, self.0.status);
+        match &self.0.kind {
+            FailureKind::Error { key, detail } => pages::error_page(lang, status, key, detail),
+            FailureKind::Message { message, back } => {
+                pages::failure_page(lang, status, message, back.as_deref())
             }
-            PageKind::Failure { message, back } => {
-                pages::failure_page(&self.lang, self.status, message, back.as_deref())
-            }
-            PageKind::Unavailable => pages::unavailable(&self.lang),
-            PageKind::TooMany { retry_after } => pages::too_many_requests(&self.lang, *retry_after),
+            FailureKind::Unavailable => pages::unavailable(lang),
+            FailureKind::TooMany { retry_after } => pages::too_many_requests(lang, *retry_after),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod connector_public;
 pub mod error;
 pub mod extract;
+pub mod login;
 pub mod notify;
 pub mod oidc;
 pub mod pages;
@@ -23,7 +24,7 @@ use tracing::Instrument;
 
 use crate::config::Settings;
 use crate::oidc::logout;
-use crate::{jobs, login, util};
+use crate::{jobs, util};
 use state::AppState;
 
 /// Registers every route of the broker.
@@ -41,28 +42,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/userinfo", web::post().to(oidc::userinfo))
     .route("/revoke", web::post().to(oidc::revoke))
     .route("/introspect", web::post().to(oidc::introspect))
-    .route("/login/{tx}", web::get().to(login::routes::show))
-    .route("/login/{tx}/start", web::post().to(login::routes::start))
-    .route("/login/{tx}/step", web::post().to(login::routes::step))
-    .route(
-        "/login/{tx}/consent",
-        web::post().to(login::routes::consent),
-    )
-    .route(
-        "/login/{tx}/account",
-        web::post().to(login::routes::account),
-    )
-    .route("/login/{tx}/cancel", web::post().to(login::routes::cancel))
-    .route("/login/{tx}/claim", web::post().to(login::routes::claim))
-    .route("/login/{tx}/link", web::post().to(login::routes::link))
+    .route("/login/{tx}", web::get().to(login::show))
+    .route("/login/{tx}/start", web::post().to(login::start))
+    .route("/login/{tx}/step", web::post().to(login::step))
+    .route("/login/{tx}/consent", web::post().to(login::consent))
+    .route("/login/{tx}/account", web::post().to(login::account))
+    .route("/login/{tx}/cancel", web::post().to(login::cancel))
+    .route("/login/{tx}/claim", web::post().to(login::claim))
+    .route("/login/{tx}/link", web::post().to(login::link))
     .route(
         "/login/{tx}/continue",
-        web::post().to(login::routes::continue_login),
+        web::post().to(login::continue_login),
     )
-    .route(
-        "/callback/{connector}",
-        web::get().to(login::routes::callback),
-    )
+    .route("/callback/{connector}", web::get().to(login::callback))
     .route("/logout", web::get().to(logout::end_session))
     .route("/logout", web::post().to(logout::end_session))
     .route("/logout/{id}", web::post().to(logout::confirm))

@@ -28,7 +28,7 @@ pub async fn notify(
     let Some(entry) = settings.connector(&path) else {
         return HttpResponse::NotFound().json(json!({"error": "unknown_connector"}));
     };
-    let address = crate::login::routes::client_address(&req, &settings);
+    let address = super::extract::client_address(&req, settings.trust_forwarded_for);
     match state
         .store
         .hit_rate_limit(

@@ -88,7 +88,11 @@ pub async fn authorize(
     )
     .await
     .map_err(|e| PageError::unavailable(lang, &e))?;
-    Ok(crate::login::begin(&req, &state, client, request, current).await)
+    let env = super::login::env_of(&req, &state);
+    super::login::respond(
+        &state,
+        crate::login::begin(&env, client, request, current).await,
+    )
 }
 
 /// `POST /par`: checks the request as `/authorize` would and keeps it for 60 seconds.

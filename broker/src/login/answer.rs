@@ -1,0 +1,173 @@
+//! What the login flow hands back to the web layer: where the browser goes next and which
+//! cookies to set ([`Answer`]), or a failure page to show ([`Failure`]); and what it needs
+//! from the request ([`Env`]). The flow never builds an HTTP response.
+
+use std::sync::Arc;
+
+use connectors::Message;
+use store::SharedStore;
+
+use crate::config::Settings;
+
+/// What the flow needs of one request: the configuration in force, the store, the time,
+/// the citizen's address (for rate limits) and the browser's cookies.
+pub struct Env {
+    settings: Arc<Settings>,
+    /// The store.
+    pub store: SharedStore,
+    /// Now, in Unix milliseconds.
+    pub now: u64,
+    /// The citizen's network address (never logged; keyed-hashed in store keys).
+    pub address: String,
+    /// The session cookie's secret, if sent.
+    pub session_cookie: Option<String>,
+    /// The browser-binding cookie's secret, if sent.
+    pub browser_cookie: Option<String>,
+}
+
+impl Env {
+    /// An environment for one request.
+    pub fn new(settings: Arc<Settings>, store: SharedStore, now: u64, address: String) -> Self {
+        Env {
+            settings,
+            store,
+            now,
+            address,
+            session_cookie: None,
+            browser_cookie: None,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.clone()
+    }
+
+    /// The citizen's live session, if any. A store failure is an error, never "no session".
+    pub async fn session(
+        &self,
+    ) -> Result<Option<(String, crate::session::Session)>, store::StoreError> {
+        crate::session::current(
+            self.session_cookie.as_deref(),
+            &self.settings,
+            self.store.as_ref(),
+            self.now,
+        )
+        .await
+    }
+}
+
+/// Where the browser goes next, and the cookies to set on the way.
+#[derive(Debug)]
+pub struct Answer {
+    /// The URL of a 303: the login page (after a save), an upstream page, or the client.
+    pub location: String,
+    /// A session cookie secret to set (a new or stepped-up session).
+    pub session_cookie: Option<String>,
+    /// A browser-binding cookie secret to set (a browser seen for the first time).
+    pub browser_cookie: Option<String>,
+}
+
+impl Answer {
+    /// A 303 to `location`.
+    pub fn see_other(location: impl Into<String>) -> Self {
+        Answer {
+            location: location.into(),
+            session_cookie: None,
+            browser_cookie: None,
+        }
+    }
+}
+
+/// A failure shown to the citizen: a page in their language that says what to do next.
+#[derive(Debug)]
+pub struct Failure {
+    /// The citizen's language.
+    pub lang: String,
+    /// HTTP status: 4xx for the citizen's own actions, 502/503 for failed sources.
+    pub status: u16,
+    /// What to show.
+    pub kind: FailureKind,
+}
+
+/// The kinds of failure pages.
+#[derive(Debug)]
+pub enum FailureKind {
+    /// An error page: message key (its `-hint` too) and a note for developers.
+    Error {
+        /// Message key.
+        key: String,
+        /// Technical note for the platform's developers.
+        detail: String,
+    },
+    /// A failure with arguments and, when the login goes on, a way back.
+    Message {
+        /// What to tell the citizen.
+        message: Message,
+        /// Where the login goes on.
+        back: Option<String>,
+    },
+    /// The store or the records cannot be reached: "try again shortly".
+    Unavailable,
+    /// Too many attempts: come back after `retry_after` seconds.
+    TooMany {
+        /// Seconds.
+        retry_after: u64,
+    },
+}
+
+impl Failure {
+    /// An error page with message `key` and a technical `detail`.
+    pub fn page(lang: &str, status: u16, key: &str, detail: impl Into<String>) -> Self {
+        Failure {
+            lang: lang.to_string(),
+            status,
+            kind: FailureKind::Error {
+                key: key.to_string(),
+                detail: detail.into(),
+            },
+        }
+    }
+
+    /// A failure with a message and, when the login goes on, a link back.
+    pub fn message(lang: &str, status: u16, message: Message, back: Option<String>) -> Self {
+        Failure {
+            lang: lang.to_string(),
+            status,
+            kind: FailureKind::Message { message, back },
+        }
+    }
+
+    /// The store failed: 503 "try again shortly"; the cause is logged here.
+    pub fn unavailable(lang: &str, cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "store failure while serving a citizen");
+        Failure {
+            lang: lang.to_string(),
+            status: 503,
+            kind: FailureKind::Unavailable,
+        }
+    }
+
+    /// Too many attempts: 429 with `Retry-After`.
+    pub fn too_many(lang: &str, retry_after: u64) -> Self {
+        Failure {
+            lang: lang.to_string(),
+            status: 429,
+            kind: FailureKind::TooMany { retry_after },
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            FailureKind::Error { key, .. } => write!(f, "{}: {key}", self.status),
+            FailureKind::Message { message, .. } => write!(f, "{}: {}", self.status, message.key),
+            FailureKind::Unavailable => write!(f, "{}: unavailable", self.status),
+            FailureKind::TooMany { .. } => write!(f, "{}: too many attempts", self.status),
+        }
+    }
+}
+
+/// The outcome of a step of the flow.
+pub type Outcome = Result<Answer, Failure>;
