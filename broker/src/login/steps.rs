@@ -571,7 +571,7 @@ pub async fn claim(state: &Env, mut tx: LoginTx, fields: Fields) -> Outcome {
             .await
             .map_err(|e| Failure::unavailable(&tx.request.lang, &e))?;
         return authenticated(
-            &state,
+            state,
             tx,
             &pending.connector,
             pending.identity,
