@@ -228,6 +228,56 @@ async fn a_back_channel_logout_survives_a_broker_crash() {
 }
 
 #[tokio::test]
+async fn a_platform_that_keeps_failing_gets_five_attempts_then_none() {
+    let (tx, attempts) = mpsc::channel::<()>();
+    let tx = std::sync::Mutex::new(tx);
+    let port = http_stub(move |_, _, _| {
+        if let Ok(tx) = tx.lock() {
+            let _ = tx.send(());
+        }
+        ("503 Service Unavailable", String::new())
+    });
+    let broker = Broker::start(Options {
+        extra: bc_client(port),
+        ..Options::default()
+    });
+    let browser = Browser::new(&broker);
+    let bc = tokens_for(
+        &broker,
+        &browser,
+        "rp-bc",
+        "http://localhost:9/bc-cb",
+        "openid",
+    )
+    .await;
+    let mut url = url::Url::parse(&broker.url("/logout")).expect("url");
+    url.query_pairs_mut()
+        .append_pair("id_token_hint", bc["id_token"].as_str().expect("id_token"));
+    let (status, _, body) = browser.follow(browser.get(url.as_str()).await).await;
+    assert_eq!(status, 200, "{body}");
+    // Retried with doubling delays (1, 2, 4, 8 s).
+    for n in 1..=5 {
+        attempts
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("attempt {n} did not come:\n{}", broker.log_text()));
+    }
+    let given_up = (0..4).any(|_| broker.wait_for_log("given up", 1));
+    assert!(given_up, "{}", broker.log_text());
+    assert!(
+        broker.log_text().contains("attempts=5"),
+        "{}",
+        broker.log_text()
+    );
+    assert_eq!(
+        broker
+            .log_text()
+            .matches("back-channel logout refused")
+            .count(),
+        5
+    );
+}
+
+#[tokio::test]
 async fn logout_without_a_hint_asks_the_citizen() {
     let broker = Broker::start(Options::default());
     let browser = Browser::new(&broker);
