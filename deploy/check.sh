@@ -7,6 +7,7 @@
 #     (kubernetes-validate), in a virtualenv under target/; skipped if it cannot be set up;
 #   * `docker compose config -q`, if the docker CLI has the compose plugin (no engine needed);
 #   * `kubectl kustomize deploy/k8s`, if kubectl is installed (no cluster needed);
+#   * that deploy/Dockerfile builds the broker with --no-default-features (no demo);
 #   * `broker check-config` of deploy/broker.compose.toml, of the ConfigMap's broker.toml and
 #     of config/broker.example.toml, with keys made by `broker keygen` in a temporary folder
 #     and exactly the environment variables compose.yaml and the k8s Secret provide.
@@ -184,6 +185,11 @@ if command -v kubectl >/dev/null; then
 else
     skip "kubectl kustomize: kubectl is not installed"
 fi
+
+# ---- Dockerfile --------------------------------------------------------------------------
+# The image is a production build: without the `demo` feature (simulators, demo platform).
+run "Dockerfile builds the broker without the demo feature" \
+    grep -Eq '^[[:space:]]*cargo build --release --locked -p broker --no-default-features' deploy/Dockerfile
 
 # ---- broker check-config -----------------------------------------------------------------
 BROKER=${BROKER_BIN:-}

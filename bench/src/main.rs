@@ -16,6 +16,7 @@ mod instance;
 mod load;
 mod own_redis;
 mod raw_get;
+mod stats;
 mod sys;
 
 use std::path::PathBuf;
@@ -494,7 +495,7 @@ fn bench(
             }
         };
         let secs = outcome.elapsed.as_secs_f64();
-        let line = |label: &str, stats: &mut load::Stats, cpu_cols: bool| {
+        let line = |label: &str, stats: &mut stats::Stats, cpu_cols: bool| {
             let rate = stats.lat_us.len() as f64 / secs;
             let p50 = stats.percentile_ms(50.0);
             let p99 = stats.percentile_ms(99.0);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::load::Stats;
+use crate::stats::Stats;
 
 /// A request without an answer this long is an error (as with the other scenarios' client).
 const TIMEOUT: Duration = Duration::from_secs(10);

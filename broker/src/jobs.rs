@@ -1,4 +1,5 @@
-//! Background jobs of one broker process: store sweeping and configuration reload. Each
+//! Background jobs of one broker process: store sweeping, configuration reload and the
+//! delivery of back-channel logouts. Each
 //! takes a shutdown token and returns once it is cancelled, which the server does when the
 //! HTTP server stops.
 
@@ -25,6 +26,32 @@ pub async fn sweep(db: Arc<EmbeddedStore>, shutdown: CancellationToken) {
             Ok(n) if n > 0 => tracing::debug!(removed = n, "store swept"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "store sweep failed"),
+        }
+    }
+}
+
+/// Delivers the back-channel logouts that are due, twice a second, until `shutdown`. Every
+/// instance runs it; the store's claims keep them from delivering one twice at a time.
+pub async fn backchannel_logout(state: web::Data<AppState>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let settings = state.settings();
+        // A delivery in flight finishes before shutdown is seen: a post takes at most the
+        // outgoing client's timeout, and one cut off is retried after its lease anyway.
+        if let Err(e) = crate::oidc::backchannel::deliver_due(
+            &settings,
+            state.store.as_ref(),
+            &state.http,
+            util::now_millis(),
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "back-channel logouts not claimed");
         }
     }
 }

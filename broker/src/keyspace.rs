@@ -88,6 +88,10 @@ pub fn connector(key: &str) -> String {
     format!("cx:{key}")
 }
 
+/// The durable queue of back-channel logouts to deliver ([`store::Store::enqueue`]; the
+/// store keeps a queue under one hash tag of its own).
+pub const BACKCHANNEL_LOGOUT_QUEUE: &str = "backchannel-logout";
+
 /// A client address as it appears in keys: a keyed hash under the pairwise secret, with a
 /// label of its own so it can never equal a subject or an index key.
 pub fn address(secret: &[u8], address: &str) -> String {

@@ -3,7 +3,8 @@
 //!
 //! Layers, each using only the ones below it:
 //! 1. [`server`] and the binary: HTTP wiring, error mapping at the edge, background jobs;
-//! 2. flows: [`oidc`] (the provider's endpoints), [`login`] (drives connectors), [`demo`];
+//! 2. flows: [`oidc`] (the provider's endpoints), [`login`] (drives connectors), `demo` (only
+//!    with the `demo` cargo feature, on by default; production builds leave it out);
 //! 3. domain: [`config`], [`person`] (who a verified identity is), [`session`];
 //! 4. foundations: the `connectors` crate, [`store`], [`keys`], [`pages`] and [`i18n`].
 #![forbid(unsafe_code)]
@@ -11,6 +12,7 @@
 pub mod clock;
 pub mod config;
 pub mod connector_kv;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod i18n;
 pub mod jobs;

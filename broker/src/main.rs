@@ -161,11 +161,19 @@ fn main() -> ExitCode {
             }
             run(broker::web::run(settings, workers))
         }
+        #[cfg(feature = "demo")]
         Command::Demo { data, rp_port } => {
             let Some(_log) = init_logging(cli.log_format, None) else {
                 return ExitCode::FAILURE;
             };
             run(broker::demo::run(&data, rp_port))
+        }
+        #[cfg(not(feature = "demo"))]
+        Command::Demo { .. } => {
+            eprintln!(
+                "broker demo: the demo is not built into this binary (it was built without the `demo` feature); run it from a default build: cargo run -p broker -- demo"
+            );
+            ExitCode::FAILURE
         }
     }
 }

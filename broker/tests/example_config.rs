@@ -6,11 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use broker::config::{self, AuthMethod, Mode};
+use broker::config::{self, AuthMethod};
 use broker::keys::{SigningAlg, SigningKey};
 
 const EXAMPLE: &str = include_str!("../../config/broker.example.toml");
-const DEMO: &str = include_str!("../../config/demo.toml");
 const FILE_RS: &str = include_str!("../src/config/file.rs");
 
 /// Where the example expects its files in production.
@@ -257,8 +256,14 @@ fn example_config_documents_every_key() {
     );
 }
 
+/// The demo's configuration is checked where the demo is built in.
+#[cfg(feature = "demo")]
+const DEMO: &str = include_str!("../../config/demo.toml");
+
+#[cfg(feature = "demo")]
 #[test]
 fn demo_config_is_accepted_in_demo_mode() {
+    use broker::config::Mode;
     let dir = tempfile::tempdir().expect("temp dir");
     // What `broker demo` writes beside its configuration: keys, secrets, the file itself.
     let path = broker::demo::prepare(dir.path()).expect("demo data folder");

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::join_all;
 
-use super::{Millis, Rotation, Store, StoreResult};
+use super::{Claimed, Millis, Rotation, Store, StoreResult};
 
 const TTL: Duration = Duration::from_secs(60);
 const TOMBSTONE: &[u8] = b"\x00used";
@@ -30,6 +30,9 @@ pub async fn run_all(store: &dyn Store) {
     sets(store, &keys).await;
     concurrent_take(store, &keys).await;
     concurrent_rotate(store, &keys).await;
+    queue(store, &keys).await;
+    queue_batches(store, &keys).await;
+    concurrent_claims(store, &keys).await;
     cleanup(store, &keys).await;
 }
 
@@ -57,6 +60,17 @@ impl Keys {
     fn key(&self, name: &str) -> String {
         format!("{{{}}}:{name}", self.run)
     }
+
+    /// A queue name of this run (no braces: the store puts a queue under its own tag).
+    fn queue(&self, name: &str) -> String {
+        format!("{}-{name}", self.run)
+    }
+}
+
+fn ids(claimed: &[Claimed]) -> Vec<&str> {
+    let mut ids: Vec<&str> = claimed.iter().map(|c| c.id.as_str()).collect();
+    ids.sort_unstable();
+    ids
 }
 
 fn ok<T>(what: &str, result: StoreResult<T>) -> T {
@@ -734,6 +748,160 @@ async fn concurrent_rotate(store: &dyn Store, keys: &Keys) {
         }
     }
     expect_eq("new keys written by concurrent rotations", written, 1);
+}
+
+async fn queue(store: &dyn Store, keys: &Keys) {
+    let q = keys.queue("queue");
+    let now: Millis = 1_000_000;
+    let lease = Duration::from_secs(30);
+    ok("enqueue", store.enqueue(&q, "a", b"first", now - 1).await);
+    ok(
+        "enqueue",
+        store.enqueue(&q, "b", b"later", now + 60_000).await,
+    );
+    let claimed = ok("claim", store.claim_due(&q, 10, lease, now).await);
+    expect_eq(
+        "claim takes the due item only",
+        claimed.clone(),
+        vec![Claimed {
+            id: "a".into(),
+            value: b"first".to_vec(),
+            lease_until: now + 30_000,
+        }],
+    );
+    let again = ok("claim", store.claim_due(&q, 10, lease, now + 29_999).await);
+    expect_eq("a leased item is not claimed again", again, vec![]);
+    // The claimer stopped: once the lease ends another one takes the item.
+    let retaken = ok("claim", store.claim_due(&q, 10, lease, now + 30_000).await);
+    expect_eq("a lapsed lease is claimed again", ids(&retaken), vec!["a"]);
+    expect_eq(
+        "the new claim's lease",
+        retaken[0].lease_until,
+        now + 60_000,
+    );
+    let stale = ok(
+        "settle",
+        store.settle(&q, "a", claimed[0].lease_until, None).await,
+    );
+    expect_eq("a lapsed claim cannot settle", stale, false);
+    let lease_until = retaken[0].lease_until;
+    let kept = ok(
+        "settle",
+        store
+            .settle(&q, "a", lease_until, Some((b"second", now + 45_000)))
+            .await,
+    );
+    expect_eq("the holder reschedules", kept, true);
+    let twice = ok("settle", store.settle(&q, "a", lease_until, None).await);
+    expect_eq("a settled claim is over", twice, false);
+    expect_eq(
+        "a rescheduled item waits for its due time",
+        ok("claim", store.claim_due(&q, 10, lease, now + 44_999).await),
+        vec![],
+    );
+    let retry = ok("claim", store.claim_due(&q, 10, lease, now + 45_000).await);
+    expect_eq("a retry carries its new value", ids(&retry), vec!["a"]);
+    expect_eq(
+        "the retry's value",
+        retry[0].value.clone(),
+        b"second".to_vec(),
+    );
+    let done = ok(
+        "settle",
+        store.settle(&q, "a", retry[0].lease_until, None).await,
+    );
+    expect_eq("the holder removes", done, true);
+    let later = ok(
+        "claim",
+        store.claim_due(&q, 10, lease, now + 3_600_000).await,
+    );
+    expect_eq("a removed item never comes back", ids(&later), vec!["b"]);
+    ok(
+        "settle",
+        store.settle(&q, "b", later[0].lease_until, None).await,
+    );
+    // Replacing an item of the same id.
+    ok("enqueue", store.enqueue(&q, "c", b"old", now).await);
+    ok("enqueue", store.enqueue(&q, "c", b"new", now).await);
+    let replaced = ok("claim", store.claim_due(&q, 10, lease, now).await);
+    expect_eq("enqueue replaces by id", replaced.len(), 1);
+    expect_eq(
+        "the replacing value",
+        replaced[0].value.clone(),
+        b"new".to_vec(),
+    );
+    ok(
+        "settle",
+        store.settle(&q, "c", replaced[0].lease_until, None).await,
+    );
+    // Queues are separate.
+    ok(
+        "enqueue",
+        store.enqueue(&keys.queue("other"), "d", b"x", now).await,
+    );
+    expect_eq(
+        "another queue's item",
+        ok("claim", store.claim_due(&q, 10, lease, now).await),
+        vec![],
+    );
+    let other = ok(
+        "claim",
+        store.claim_due(&keys.queue("other"), 10, lease, now).await,
+    );
+    expect_eq("its own queue's item", ids(&other), vec!["d"]);
+    ok(
+        "settle",
+        store
+            .settle(&keys.queue("other"), "d", other[0].lease_until, None)
+            .await,
+    );
+}
+
+async fn queue_batches(store: &dyn Store, keys: &Keys) {
+    let q = keys.queue("batches");
+    let now: Millis = 1_000_000;
+    let lease = Duration::from_secs(30);
+    for id in ["x", "y", "z"] {
+        ok("enqueue", store.enqueue(&q, id, b"v", now).await);
+    }
+    let first = ok("claim", store.claim_due(&q, 2, lease, now).await);
+    expect_eq("claim takes at most max", first.len(), 2);
+    let second = ok("claim", store.claim_due(&q, 2, lease, now).await);
+    expect_eq("the rest comes next", second.len(), 1);
+    let mut all: Vec<&str> = ids(&first);
+    all.extend(ids(&second));
+    all.sort_unstable();
+    expect_eq("every item once", all, vec!["x", "y", "z"]);
+    for c in first.iter().chain(&second) {
+        ok("settle", store.settle(&q, &c.id, c.lease_until, None).await);
+    }
+}
+
+/// Twenty claimers at once (several broker instances): each item goes to exactly one.
+async fn concurrent_claims(store: &dyn Store, keys: &Keys) {
+    let q = keys.queue("race-claims");
+    let now: Millis = 1_000_000;
+    let names: Vec<String> = (0..10).map(|i| format!("item-{i:02}")).collect();
+    for id in &names {
+        ok("enqueue", store.enqueue(&q, id, b"v", now).await);
+    }
+    let results =
+        join_all((0..20).map(|_| store.claim_due(&q, 10, Duration::from_secs(30), now))).await;
+    let claimed: Vec<Claimed> = results
+        .into_iter()
+        .flat_map(|r| ok("concurrent claim", r))
+        .collect();
+    let mut got: Vec<&str> = ids(&claimed);
+    got.dedup();
+    expect_eq("claims in all", claimed.len(), names.len());
+    expect_eq(
+        "each item claimed once",
+        got,
+        names.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    for c in &claimed {
+        ok("settle", store.settle(&q, &c.id, c.lease_until, None).await);
+    }
 }
 
 /// Durable records would stay in a shared Redis forever; TTL records expire by themselves.

@@ -1,6 +1,8 @@
 //! Single-node store on an embedded redb file.
 //!
 //! One table maps the key to `expiry (u64 big-endian, Unix millis, 0 = durable) ++ value`.
+//! Durable queues live in a second table, keyed `queue \x1f id`, valued `due (u64
+//! big-endian, Unix millis) ++ value`; every queue change commits durably.
 //! Expired records stay in the file until [`EmbeddedStore::sweep`] removes them; every read
 //! compares the expiry with `now`, so they are never returned meanwhile.
 //!
@@ -18,9 +20,13 @@ use std::time::Duration;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition};
 
-use super::{expiry, Millis, RateDecision, Rotation, Store, StoreError, StoreResult};
+use super::{expiry, Claimed, Millis, RateDecision, Rotation, Store, StoreError, StoreResult};
 
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("queues");
+
+/// Separates a queue's name from an item's id in [`QUEUES`] keys.
+const QUEUE_SEP: char = '\u{1f}';
 
 /// Length of the expiry prefix of every stored value.
 const PREFIX: usize = 8;
@@ -159,6 +165,7 @@ impl EmbeddedStore {
             // Create the table up front so read transactions can always open it.
             let txn = db.begin_write()?;
             txn.open_table(RECORDS)?;
+            txn.open_table(QUEUES)?;
             txn.commit()?;
             Ok(db)
         };
@@ -210,11 +217,27 @@ impl EmbeddedStore {
             + Send
             + 'static,
     {
+        self.write_in(RECORDS, op, f).await
+    }
+
+    /// [`Self::write`] on another table.
+    async fn write_in<T, F>(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        op: &'static str,
+        f: F,
+    ) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Table<&'static str, &'static [u8]>) -> Result<(T, Commit), Fail>
+            + Send
+            + 'static,
+    {
         let db = Arc::clone(&self.db);
         tokio::task::spawn_blocking(move || -> Result<T, Fail> {
             let mut txn = db.begin_write()?;
             let (out, commit) = {
-                let mut table = txn.open_table(RECORDS)?;
+                let mut table = txn.open_table(table)?;
                 f(&mut table)?
             };
             match commit {
@@ -249,6 +272,11 @@ fn sweep_db(db: &Database, now: Millis) -> Result<usize, Fail> {
     }
     txn.commit()?;
     Ok(removed)
+}
+
+/// The [`QUEUES`] key of an item (with an empty id: the start of the queue's range).
+fn queue_key(queue: &str, id: &str) -> String {
+    format!("{queue}{QUEUE_SEP}{id}")
 }
 
 /// Commit level for writing a record with this TTL.
@@ -451,6 +479,84 @@ impl Store for EmbeddedStore {
             Some((_, raw)) => serde_json::from_slice(&raw)
                 .map_err(|e| Fail::Corrupt(format!("set is not a JSON list: {e}"))),
             None => Ok(Vec::new()),
+        })
+        .await
+    }
+
+    async fn enqueue(&self, queue: &str, id: &str, value: &[u8], due: Millis) -> StoreResult<()> {
+        let key = queue_key(queue, id);
+        let raw = encode(due, value);
+        self.write_in(QUEUES, "enqueue", move |t| {
+            t.insert(key.as_str(), raw.as_slice())?;
+            Ok(((), Commit::Durable))
+        })
+        .await
+    }
+
+    async fn claim_due(
+        &self,
+        queue: &str,
+        max: usize,
+        lease: Duration,
+        now: Millis,
+    ) -> StoreResult<Vec<Claimed>> {
+        let start = queue_key(queue, "");
+        let lease_until = expiry(Some(lease), now).unwrap_or(now);
+        self.write_in(QUEUES, "claim_due", move |t| {
+            let mut due = Vec::new();
+            for entry in t.range(start.as_str()..)? {
+                let (key, raw) = entry?;
+                let Some(id) = key.value().strip_prefix(start.as_str()) else {
+                    break;
+                };
+                if due.len() >= max {
+                    break;
+                }
+                let (at, value) = decode(raw.value())?;
+                if at <= now {
+                    due.push((id.to_owned(), value.to_vec()));
+                }
+            }
+            if due.is_empty() {
+                return Ok((Vec::new(), Commit::Abort));
+            }
+            let mut claimed = Vec::with_capacity(due.len());
+            for (id, value) in due {
+                let key = format!("{start}{id}");
+                t.insert(key.as_str(), encode(lease_until, &value).as_slice())?;
+                claimed.push(Claimed {
+                    id,
+                    value,
+                    lease_until,
+                });
+            }
+            Ok((claimed, Commit::Durable))
+        })
+        .await
+    }
+
+    async fn settle(
+        &self,
+        queue: &str,
+        id: &str,
+        lease_until: Millis,
+        next: Option<(&[u8], Millis)>,
+    ) -> StoreResult<bool> {
+        let key = queue_key(queue, id);
+        let next = next.map(|(value, due)| encode(due, value));
+        self.write_in(QUEUES, "settle", move |t| {
+            let held = match t.get(key.as_str())? {
+                Some(raw) => decode(raw.value())?.0 == lease_until,
+                None => false,
+            };
+            if !held {
+                return Ok((false, Commit::Abort));
+            }
+            match next {
+                Some(raw) => t.insert(key.as_str(), raw.as_slice())?,
+                None => t.remove(key.as_str())?,
+            };
+            Ok((true, Commit::Durable))
         })
         .await
     }

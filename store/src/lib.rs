@@ -58,6 +58,19 @@ pub struct RateDecision {
     pub retry_after: Duration,
 }
 
+/// An item of a durable queue, claimed by [`Store::claim_due`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// The item's id in its queue.
+    pub id: String,
+    /// The item as enqueued (or as last settled).
+    pub value: Vec<u8>,
+    /// When the claim ends (Unix ms): the item is due again then, for whoever claims it,
+    /// should this claimer stop before settling it. It also identifies the claim for
+    /// [`Store::settle`].
+    pub lease_until: Millis,
+}
+
 /// The store interface. Keys are plain strings made by the callers; values are bytes
 /// (JSON in practice). A `ttl` of `None` means the record is durable.
 #[async_trait::async_trait]
@@ -136,6 +149,35 @@ pub trait Store: Send + Sync {
 
     /// The members of a live set (empty when missing).
     async fn members(&self, key: &str, now: Millis) -> StoreResult<Vec<String>>;
+
+    /// Adds an item to the durable queue `queue`, due at `due` (Unix ms), replacing an item
+    /// of the same id. Queue items have no expiry: they stay until [`Store::settle`]d.
+    /// `queue` must not contain `{` or `}` (Redis keeps a queue under one hash tag).
+    async fn enqueue(&self, queue: &str, id: &str, value: &[u8], due: Millis) -> StoreResult<()>;
+
+    /// Claims up to `max` items of `queue` that are due at `now`, in one atomic step: each
+    /// becomes due again only at `now + lease`, so of several claimers (several broker
+    /// instances) only one holds an item at a time, and an item whose claimer stopped
+    /// comes back once its lease ends.
+    async fn claim_due(
+        &self,
+        queue: &str,
+        max: usize,
+        lease: Duration,
+        now: Millis,
+    ) -> StoreResult<Vec<Claimed>>;
+
+    /// Ends a claim, if it still holds (the item's due time is still `lease_until`): with
+    /// `next = Some((value, due))` the item is kept with a new value and due time (a retry),
+    /// with `None` it is removed (done, or given up). Returns whether the claim held; a
+    /// claim that lapsed and was taken by another claimer changes nothing.
+    async fn settle(
+        &self,
+        queue: &str,
+        id: &str,
+        lease_until: Millis,
+        next: Option<(&[u8], Millis)>,
+    ) -> StoreResult<bool>;
 
     /// Whether the backend answers (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Millis, RateDecision, Rotation, SharedStore, Store, StoreResult};
+use super::{Claimed, Millis, RateDecision, Rotation, SharedStore, Store, StoreResult};
 
 /// Wraps a store with metrics.
 pub struct MeteredStore {
@@ -105,6 +105,30 @@ impl Store for MeteredStore {
 
     async fn members(&self, key: &str, now: Millis) -> StoreResult<Vec<String>> {
         timed("members", self.inner.members(key, now)).await
+    }
+
+    async fn enqueue(&self, queue: &str, id: &str, value: &[u8], due: Millis) -> StoreResult<()> {
+        timed("enqueue", self.inner.enqueue(queue, id, value, due)).await
+    }
+
+    async fn claim_due(
+        &self,
+        queue: &str,
+        max: usize,
+        lease: Duration,
+        now: Millis,
+    ) -> StoreResult<Vec<Claimed>> {
+        timed("claim_due", self.inner.claim_due(queue, max, lease, now)).await
+    }
+
+    async fn settle(
+        &self,
+        queue: &str,
+        id: &str,
+        lease_until: Millis,
+        next: Option<(&[u8], Millis)>,
+    ) -> StoreResult<bool> {
+        timed("settle", self.inner.settle(queue, id, lease_until, next)).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -149,6 +149,135 @@ async fn rp_initiated_logout_ends_the_session_everywhere_and_tells_the_platforms
 }
 
 #[tokio::test]
+async fn a_back_channel_logout_survives_a_broker_crash() {
+    // The platform takes the first delivery and does not answer it; it answers the next.
+    let (arrived_tx, arrived_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (tokens_tx, tokens_rx) = mpsc::channel::<String>();
+    let state = std::sync::Mutex::new((0u32, arrived_tx, release_rx, tokens_tx));
+    let port = http_stub(move |_, path, body| {
+        let Ok(mut guard) = state.lock() else {
+            return ("500 Internal Server Error", String::new());
+        };
+        let (calls, arrived, release, tokens) = &mut *guard;
+        if path != "/logout" {
+            return ("404 Not Found", String::new());
+        }
+        *calls += 1;
+        if *calls == 1 {
+            let _ = arrived.send(());
+            // Held until the broker that sent it is dead.
+            let _ = release.recv();
+            return ("200 OK", String::new());
+        }
+        let token = url::form_urlencoded::parse(body)
+            .find(|(k, _)| k == "logout_token")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        let _ = tokens.send(token);
+        ("200 OK", String::new())
+    });
+    let mut broker = Broker::start(Options {
+        extra: bc_client(port),
+        ..Options::default()
+    });
+    let browser = Browser::new(&broker);
+    let bc = tokens_for(
+        &broker,
+        &browser,
+        "rp-bc",
+        "http://localhost:9/bc-cb",
+        "openid",
+    )
+    .await;
+    let id_token = bc["id_token"].as_str().expect("id_token");
+    let mut url = url::Url::parse(&broker.url("/logout")).expect("url");
+    url.query_pairs_mut()
+        .append_pair("id_token_hint", id_token)
+        .append_pair("post_logout_redirect_uri", "http://localhost:9/bye");
+    let (status, _, body) = browser.follow(browser.get(url.as_str()).await).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The broker is posting the logout token: it dies before the platform answers.
+    arrived_rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the first delivery reached the platform");
+    broker.kill();
+    let _ = release_tx.send(());
+
+    // Another process on the same store takes the delivery over once its lease ends.
+    let restarted = broker.twin();
+    let token = tokens_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            panic!(
+                "no logout token after the restart:\n{}",
+                restarted.log_text()
+            )
+        });
+    assert_eq!(jwt_header(&token)["typ"], "logout+jwt");
+    let claims = verify_with_jwks(&restarted, &token, "rp-bc").await;
+    let id_claims = payload(id_token);
+    assert_eq!(claims["sid"], id_claims["sid"]);
+    assert_eq!(claims["sub"], id_claims["sub"]);
+    assert!(
+        restarted.wait_for_log("back-channel logout delivered", 1),
+        "{}",
+        restarted.log_text()
+    );
+}
+
+#[tokio::test]
+async fn a_platform_that_keeps_failing_gets_five_attempts_then_none() {
+    let (tx, attempts) = mpsc::channel::<()>();
+    let tx = std::sync::Mutex::new(tx);
+    let port = http_stub(move |_, _, _| {
+        if let Ok(tx) = tx.lock() {
+            let _ = tx.send(());
+        }
+        ("503 Service Unavailable", String::new())
+    });
+    let broker = Broker::start(Options {
+        extra: bc_client(port),
+        ..Options::default()
+    });
+    let browser = Browser::new(&broker);
+    let bc = tokens_for(
+        &broker,
+        &browser,
+        "rp-bc",
+        "http://localhost:9/bc-cb",
+        "openid",
+    )
+    .await;
+    let mut url = url::Url::parse(&broker.url("/logout")).expect("url");
+    url.query_pairs_mut()
+        .append_pair("id_token_hint", bc["id_token"].as_str().expect("id_token"));
+    let (status, _, body) = browser.follow(browser.get(url.as_str()).await).await;
+    assert_eq!(status, 200, "{body}");
+    // Retried with doubling delays (1, 2, 4, 8 s).
+    for n in 1..=5 {
+        attempts
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("attempt {n} did not come:\n{}", broker.log_text()));
+    }
+    let given_up = (0..4).any(|_| broker.wait_for_log("given up", 1));
+    assert!(given_up, "{}", broker.log_text());
+    assert!(
+        broker.log_text().contains("attempts=5"),
+        "{}",
+        broker.log_text()
+    );
+    assert_eq!(
+        broker
+            .log_text()
+            .matches("back-channel logout refused")
+            .count(),
+        5
+    );
+}
+
+#[tokio::test]
 async fn logout_without_a_hint_asks_the_citizen() {
     let broker = Broker::start(Options::default());
     let browser = Browser::new(&broker);

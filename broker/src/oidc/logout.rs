@@ -2,9 +2,9 @@
 //! Front-Channel Logout 1.0.
 //!
 //! Ending a session deletes it from the store (so every instance sees it gone at once),
-//! revokes the refresh-token families it issued without `offline_access`, posts a signed
-//! logout token to each platform of the session that has a back channel (in the background,
-//! with retries; a platform that does not answer never blocks the others), and loads the
+//! revokes the refresh-token families it issued without `offline_access`, enqueues a signed
+//! logout token for each platform of the session that has a back channel (delivered by a
+//! background job with retries, after a restart too: [`super::backchannel`]), and loads the
 //! front-channel pages of the others in iframes.
 
 use std::time::Duration;
@@ -14,17 +14,14 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Client, Settings};
+use super::backchannel;
+use crate::config::Settings;
 use crate::i18n;
 use crate::keyspace;
-use crate::person;
 use crate::session::{self, Session};
 use crate::util::{ct_eq, now_millis, random_token, sha256_b64};
 use crate::web::pages;
 use crate::web::state::AppState;
-
-/// How many times a logout token is offered to a platform.
-const BACKCHANNEL_ATTEMPTS: u32 = 3;
 
 /// A logout waiting for the citizen's confirmation.
 #[derive(Debug, Serialize, Deserialize)]
@@ -321,17 +318,12 @@ async fn log_out(
         .iter()
         .filter_map(|id| settings.clients.get(id))
     {
-        if let Some(uri) = &client.backchannel_logout_uri {
-            match logout_token(settings, client, &session) {
-                Some(token) => {
-                    tokio::spawn(deliver(
-                        state.http.clone(),
-                        client.id.clone(),
-                        uri.clone(),
-                        token,
-                    ));
-                }
-                None => tracing::error!(client = %client.id, "cannot sign a logout token"),
+        if client.backchannel_logout_uri.is_some() {
+            if let Err(e) =
+                backchannel::enqueue(store, &client.id, &session.sid, &session.person_id, now).await
+            {
+                // The session is gone already; the platform's session may outlive it.
+                tracing::error!(client = %client.id, error = %e, "back-channel logout not enqueued");
             }
         }
         if let Some(uri) = &client.frontchannel_logout_uri {
@@ -352,50 +344,6 @@ async fn log_out(
     gone.make_removal();
     let _ = resp.add_cookie(&gone);
     resp
-}
-
-/// A Back-Channel Logout 1.0 logout token for one platform.
-fn logout_token(settings: &Settings, client: &Client, session: &Session) -> Option<String> {
-    let key = settings.keys.signer(client.id_token_alg)?;
-    let now = now_millis() / 1000;
-    let claims = serde_json::json!({
-        "iss": settings.issuer,
-        "aud": client.id,
-        "iat": now,
-        "exp": now + 120,
-        "jti": random_token(16),
-        "sub": person::subject(settings, client, &session.person_id),
-        "sid": session.sid,
-        "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
-    });
-    key.sign("logout+jwt", &claims).ok()
-}
-
-/// Posts a logout token, retrying with backoff; failures are logged for operators.
-async fn deliver(http: reqwest::Client, client: String, uri: String, token: String) {
-    for attempt in 1..=BACKCHANNEL_ATTEMPTS {
-        let result = http
-            .post(&uri)
-            .form(&[("logout_token", token.as_str())])
-            .send()
-            .await;
-        match result {
-            Ok(r) if r.status().is_success() => {
-                tracing::info!(client = %client, attempt, "back-channel logout delivered");
-                return;
-            }
-            Ok(r) => {
-                tracing::warn!(client = %client, attempt, status = r.status().as_u16(), "back-channel logout refused")
-            }
-            Err(e) => {
-                tracing::warn!(client = %client, attempt, error = %e.without_url(), "back-channel logout failed")
-            }
-        }
-        if attempt < BACKCHANNEL_ATTEMPTS {
-            tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
-        }
-    }
-    tracing::error!(client = %client, "back-channel logout not delivered; the platform may keep a stale session");
 }
 
 /// After logout: straight back to the platform, or a page that first loads the

@@ -2,6 +2,7 @@
 //! introspection endpoints, and the records behind codes and tokens.
 
 pub mod authorize;
+pub mod backchannel;
 pub mod client_auth;
 pub mod discovery;
 pub mod dpop;

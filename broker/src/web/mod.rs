@@ -190,6 +190,7 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
         jobs::hangup_handler(),
         background.token(),
     ));
+    background.spawn(jobs::backchannel_logout(state.clone(), background.token()));
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

@@ -26,7 +26,7 @@ use ::redis::{Cmd, ErrorKind, RedisError, RedisResult, Script, ScriptInvocation,
 
 pub use sentinel::SentinelOptions;
 
-use super::{expiry, Millis, RateDecision, Rotation, Store, StoreError, StoreResult};
+use super::{expiry, Claimed, Millis, RateDecision, Rotation, Store, StoreError, StoreResult};
 
 /// KEYS: guard, old, new. ARGV: tombstone.
 /// Returns {0} missing, {1, old value} rotated, {2, old value} reused.
@@ -60,6 +60,49 @@ return count
 const ADD_MEMBER_LUA: &str = r"
 redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return 1
+";
+
+/// A durable queue is a sorted set of ids by due time (`q:{queue}:due`) and a hash of the
+/// items (`q:{queue}:items`), under one hash tag so every queue script runs in one slot.
+///
+/// KEYS: due, items. ARGV: id, value, due.
+const ENQUEUE_LUA: &str = r"
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
+";
+
+/// KEYS: due, items. ARGV: now, lease end, max. Returns {id, value, id, value, ...} of the
+/// claimed items, each now due at the lease end. An id without an item is dropped.
+const CLAIM_LUA: &str = r"
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, id in ipairs(ids) do
+  local v = redis.call('HGET', KEYS[2], id)
+  if v then
+    redis.call('ZADD', KEYS[1], ARGV[2], id)
+    table.insert(out, id)
+    table.insert(out, v)
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return out
+";
+
+/// KEYS: due, items. ARGV: id, lease end, '1' to keep (then value, due) or '0' to remove.
+/// Returns 1 if the claim held (the item is still due at the lease end), else 0.
+const SETTLE_LUA: &str = r"
+local at = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not at or tonumber(at) ~= tonumber(ARGV[2]) then return 0 end
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+  redis.call('ZADD', KEYS[1], ARGV[5], ARGV[1])
+else
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
 return 1
 ";
 
@@ -181,6 +224,9 @@ pub struct RedisStore {
     rotate: Script,
     rate: Script,
     add_member: Script,
+    enqueue: Script,
+    claim: Script,
+    settle: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -338,11 +384,27 @@ impl RedisStore {
             rotate: Script::new(ROTATE_LUA),
             rate: Script::new(RATE_LUA),
             add_member: Script::new(ADD_MEMBER_LUA),
+            enqueue: Script::new(ENQUEUE_LUA),
+            claim: Script::new(CLAIM_LUA),
+            settle: Script::new(SETTLE_LUA),
         }
     }
 
     fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
+    }
+
+    /// The keys of a queue: its due-time index and its items, under one hash tag.
+    fn queue_keys(&self, queue: &str) -> StoreResult<(String, String)> {
+        if queue.contains(['{', '}']) {
+            return Err(StoreError::Corrupt(
+                "redis queue: a queue name must not contain `{` or `}`".into(),
+            ));
+        }
+        Ok((
+            self.key(&format!("q:{{{queue}}}:due")),
+            self.key(&format!("q:{{{queue}}}:items")),
+        ))
     }
 
     /// Runs one Redis call under the operation timeout.
@@ -545,6 +607,68 @@ impl Store for RedisStore {
             Value::Nil => Ok(Vec::new()),
             _ => Err(corrupt("members", "expected a set")),
         }
+    }
+
+    async fn enqueue(&self, queue: &str, id: &str, value: &[u8], due: Millis) -> StoreResult<()> {
+        let (due_key, items_key) = self.queue_keys(queue)?;
+        let mut call = self.enqueue.prepare_invoke();
+        call.key(due_key).key(items_key).arg(id).arg(value).arg(due);
+        self.script("enqueue", call).await.map(|_| ())
+    }
+
+    async fn claim_due(
+        &self,
+        queue: &str,
+        max: usize,
+        lease: Duration,
+        now: Millis,
+    ) -> StoreResult<Vec<Claimed>> {
+        let (due_key, items_key) = self.queue_keys(queue)?;
+        let lease_until = expiry(Some(lease), now).unwrap_or(now);
+        let mut call = self.claim.prepare_invoke();
+        call.key(due_key)
+            .key(items_key)
+            .arg(now)
+            .arg(lease_until)
+            .arg(max);
+        let Value::Array(items) = self.script("claim_due", call).await? else {
+            return Err(corrupt("claim_due", "expected an array"));
+        };
+        let mut out = Vec::with_capacity(items.len() / 2);
+        let mut items = items.into_iter();
+        while let Some(id) = items.next() {
+            let id = bytes_opt("claim_due", id)?
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| corrupt("claim_due", "an id that is not UTF-8"))?;
+            let value = match items.next().map(|v| bytes_opt("claim_due", v)) {
+                Some(Ok(Some(v))) => v,
+                Some(Err(e)) => return Err(e),
+                _ => return Err(corrupt("claim_due", "an id without its value")),
+            };
+            out.push(Claimed {
+                id,
+                value,
+                lease_until,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn settle(
+        &self,
+        queue: &str,
+        id: &str,
+        lease_until: Millis,
+        next: Option<(&[u8], Millis)>,
+    ) -> StoreResult<bool> {
+        let (due_key, items_key) = self.queue_keys(queue)?;
+        let mut call = self.settle.prepare_invoke();
+        call.key(due_key).key(items_key).arg(id).arg(lease_until);
+        match next {
+            Some((value, due)) => call.arg("1").arg(value).arg(due),
+            None => call.arg("0"),
+        };
+        Ok(int("settle", &self.script("settle", call).await?)? == 1)
     }
 
     async fn ping(&self) -> StoreResult<()> {
