@@ -6,13 +6,17 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use actix_web::web;
+use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
-use crate::config;
+use crate::clock::SharedClock;
+use crate::config::{self, Live};
 use crate::util;
-use crate::web::state::AppState;
 use store::embedded::EmbeddedStore;
+use store::SharedStore;
+
+/// The configuration in force, swapped whole on reload.
+pub type LiveConfig = Arc<ArcSwap<Live>>;
 
 /// Deletes expired records of the embedded store once a minute, until `shutdown`.
 pub async fn sweep(db: Arc<EmbeddedStore>, shutdown: CancellationToken) {
@@ -32,7 +36,13 @@ pub async fn sweep(db: Arc<EmbeddedStore>, shutdown: CancellationToken) {
 
 /// Delivers the back-channel logouts that are due, twice a second, until `shutdown`. Every
 /// instance runs it; the store's claims keep them from delivering one twice at a time.
-pub async fn backchannel_logout(state: web::Data<AppState>, shutdown: CancellationToken) {
+pub async fn backchannel_logout(
+    live: LiveConfig,
+    store: SharedStore,
+    http: reqwest::Client,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -40,14 +50,14 @@ pub async fn backchannel_logout(state: web::Data<AppState>, shutdown: Cancellati
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let settings = state.settings();
+        let settings = live.load().settings.clone();
         // A delivery in flight finishes before shutdown is seen: a post takes at most the
         // outgoing client's timeout, and one cut off is retried after its lease anyway.
         if let Err(e) = crate::oidc::backchannel::deliver_due(
             &settings,
-            state.store.as_ref(),
-            &state.http,
-            util::now_millis(),
+            store.as_ref(),
+            &http,
+            clock.now_millis(),
         )
         .await
         {
@@ -88,12 +98,8 @@ pub fn hangup_handler() -> Option<Hangup> {
 /// validated first and swapped in whole; requests in flight finish with the one they
 /// started with. An invalid one is logged problem by problem and the last good one keeps
 /// running. Stops at `shutdown`.
-pub async fn reload(
-    state: web::Data<AppState>,
-    mut hangup: Option<Hangup>,
-    shutdown: CancellationToken,
-) {
-    let path = state.settings().source.clone();
+pub async fn reload(live: LiveConfig, mut hangup: Option<Hangup>, shutdown: CancellationToken) {
+    let path = live.load().settings.source.clone();
     let mut last = modified(&path);
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
@@ -116,13 +122,13 @@ pub async fn reload(
             continue;
         }
         last = now;
-        apply(&state, why);
+        apply(&live, why);
     }
 }
 
 /// Loads, validates and swaps in the configuration file; returns whether it was accepted.
-pub fn apply(state: &AppState, why: &str) -> bool {
-    let current = state.settings();
+pub fn apply(live: &LiveConfig, why: &str) -> bool {
+    let current = live.load().settings.clone();
     match config::load(&current.source, current.mode) {
         Ok(new) => {
             if new.listen != current.listen {
@@ -133,9 +139,7 @@ pub fn apply(state: &AppState, why: &str) -> bool {
             {
                 tracing::warn!("`store` changed: it takes effect at the next restart");
             }
-            state
-                .live
-                .store(Arc::new(crate::oidc::discovery::live(Arc::new(new))));
+            live.store(Arc::new(crate::oidc::discovery::live(Arc::new(new))));
             tracing::info!(target: "audit", event = "config.reloaded", trigger = why, "configuration reloaded");
             true
         }

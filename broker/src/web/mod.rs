@@ -7,6 +7,7 @@ pub mod connector_public;
 pub mod error;
 pub mod extract;
 pub mod login;
+pub mod logout;
 pub mod notify;
 pub mod oidc;
 pub mod pages;
@@ -23,7 +24,6 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use tracing::Instrument;
 
 use crate::config::Settings;
-use crate::oidc::logout;
 use crate::{jobs, util};
 use state::AppState;
 
@@ -186,11 +186,17 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
         clock: std::sync::Arc::new(crate::clock::SystemClock),
     });
     background.spawn(jobs::reload(
-        state.clone(),
+        state.live.clone(),
         jobs::hangup_handler(),
         background.token(),
     ));
-    background.spawn(jobs::backchannel_logout(state.clone(), background.token()));
+    background.spawn(jobs::backchannel_logout(
+        state.live.clone(),
+        state.store.clone(),
+        state.http.clone(),
+        state.clock.clone(),
+        background.token(),
+    ));
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

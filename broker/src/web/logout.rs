@@ -1,0 +1,356 @@
+//! The logout endpoint (RP-Initiated Logout 1.0, `end_session_endpoint`): who asked, the
+//! confirmation page, and the way back; ending the session is [`crate::oidc::logout::end`].
+//!
+//! Ending a session deletes it from the store (so every instance sees it gone at once),
+//! revokes the refresh-token families it issued without `offline_access`, enqueues a signed
+//! logout token for each platform of the session that has a back channel (delivered by a
+//! background job with retries, after a restart too: [`super::backchannel`]), and loads the
+//! front-channel pages of the others in iframes.
+
+use std::time::Duration;
+
+use actix_web::cookie::Cookie;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Settings;
+use crate::i18n;
+use crate::keyspace;
+use crate::session::{self, Session};
+use crate::util::{ct_eq, now_millis, random_token, sha256_b64};
+use crate::web::pages;
+use crate::web::state::AppState;
+
+/// A logout waiting for the citizen's confirmation.
+#[derive(Debug, Serialize, Deserialize)]
+struct PendingLogout {
+    csrf: String,
+    browser: String,
+    client_id: Option<String>,
+    redirect: Option<String>,
+    state: Option<String>,
+    lang: String,
+}
+
+#[derive(Deserialize)]
+struct HintClaims {
+    aud: serde_json::Value,
+    sid: Option<String>,
+}
+
+/// `GET|POST /logout`
+pub async fn end_session(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let settings = &state.settings();
+    let (params, lang) = match crate::web::extract::browser_params(&req, &body) {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
+
+    // The hint is ours if it verifies, even expired (OIDC RP-Initiated Logout 2).
+    let hint = match params.get("id_token_hint") {
+        Some(token) => {
+            let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+            v.validate_exp = false;
+            v.validate_aud = false;
+            v.set_required_spec_claims(&["iss", "aud"]);
+            v.set_issuer(&[&settings.issuer]);
+            match settings.keys.verify::<HintClaims>(token, &v) {
+                Some(h) => Some(h),
+                None => {
+                    return pages::error_page(
+                        lang,
+                        400,
+                        "error-bad-request",
+                        "id_token_hint is not an ID token of this issuer",
+                    )
+                }
+            }
+        }
+        None => None,
+    };
+    let hint_client = hint.as_ref().and_then(|h| match &h.aud {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(a) => a.first().and_then(|v| v.as_str()).map(str::to_string),
+        _ => None,
+    });
+    let client_id = match (params.get("client_id"), &hint_client) {
+        (Some(a), Some(b)) if a != b => {
+            return pages::error_page(
+                lang,
+                400,
+                "error-bad-request",
+                "client_id does not match id_token_hint",
+            )
+        }
+        (Some(a), _) => Some(a.clone()),
+        (None, b) => b.clone(),
+    };
+    let client = match &client_id {
+        Some(id) => match settings.clients.get(id) {
+            Some(c) => Some(c),
+            None => {
+                return pages::error_page(lang, 400, "error-unknown-client", "unknown client_id")
+            }
+        },
+        None => None,
+    };
+    // Never redirect anywhere not registered for the identified client.
+    let redirect = match (params.get("post_logout_redirect_uri"), client) {
+        (Some(uri), Some(c)) if c.post_logout_redirect_uris.iter().any(|u| u == uri) => {
+            Some(uri.clone())
+        }
+        (Some(_), _) => {
+            return pages::error_page(
+                lang,
+                400,
+                "error-bad-redirect",
+                "post_logout_redirect_uri is not registered for this client",
+            )
+        }
+        (None, _) => None,
+    };
+    let logout_state = params.get("state").cloned();
+
+    let current = match session::current(
+        crate::web::extract::session_cookie(&req, settings).as_deref(),
+        settings,
+        state.store.as_ref(),
+        crate::util::now_millis(),
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => return pages::unavailable_page(lang, &e),
+    };
+    let Some((secret, session)) = current else {
+        return finish(
+            settings,
+            lang,
+            redirect.as_deref(),
+            logout_state.as_deref(),
+            &[],
+        );
+    };
+    let trusted = hint
+        .as_ref()
+        .and_then(|h| h.sid.as_deref())
+        .is_some_and(|sid| ct_eq(sid.as_bytes(), session.sid.as_bytes()));
+    if trusted {
+        return log_out(
+            &state,
+            lang,
+            &secret,
+            session,
+            redirect.as_deref(),
+            logout_state.as_deref(),
+        )
+        .await;
+    }
+
+    // Not provably asked by a platform of this session: ask the citizen.
+    let browser = req
+        .cookie(session::browser_cookie_name(settings))
+        .map(|c| sha256_b64(c.value().as_bytes()))
+        .unwrap_or_default();
+    let id = random_token(24);
+    let pending = PendingLogout {
+        csrf: random_token(24),
+        browser,
+        client_id,
+        redirect,
+        state: logout_state,
+        lang: lang.to_string(),
+    };
+    if let Err(e) = keyspace::put_json(
+        state.store.as_ref(),
+        &keyspace::pending_logout(&id),
+        &pending,
+        Some(Duration::from_secs(600)),
+        now_millis(),
+    )
+    .await
+    {
+        return pages::unavailable_page(lang, &e);
+    }
+    let client_name = pending
+        .client_id
+        .as_ref()
+        .and_then(|c| settings.clients.get(c))
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
+    pages::logout_confirm(
+        lang,
+        &id,
+        &pending.csrf,
+        &session.display_name,
+        &client_name,
+    )
+}
+
+/// `POST /logout/{id}`: the citizen confirmed (or declined) the logout.
+pub async fn confirm(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let settings = &state.settings();
+    let fields: std::collections::BTreeMap<String, String> = url::form_urlencoded::parse(&body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let lang = i18n::negotiate(
+        None,
+        req.headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|h| h.to_str().ok()),
+    );
+    let key = keyspace::pending_logout(&path);
+    let pending = match keyspace::take_json::<PendingLogout>(
+        state.store.as_ref(),
+        &key,
+        now_millis(),
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => return pages::unavailable_page(lang, &e),
+    };
+    let Some(pending) = pending else {
+        return pages::error_page(
+            lang,
+            400,
+            "error-form-expired",
+            "unknown or used logout request",
+        );
+    };
+    let lang = pending.lang.as_str();
+    let browser_ok = req
+        .cookie(session::browser_cookie_name(settings))
+        .is_some_and(|c| {
+            ct_eq(
+                sha256_b64(c.value().as_bytes()).as_bytes(),
+                pending.browser.as_bytes(),
+            )
+        });
+    let csrf_ok = fields
+        .get("csrf")
+        .is_some_and(|c| ct_eq(c.as_bytes(), pending.csrf.as_bytes()));
+    if !csrf_ok || !browser_ok {
+        return pages::error_page(
+            lang,
+            400,
+            "error-form-expired",
+            "missing or wrong CSRF token",
+        );
+    }
+    if fields.get("decision").map(String::as_str) != Some("logout") {
+        return finish_kept(lang, pending.redirect.as_deref(), pending.state.as_deref());
+    }
+    match session::current(
+        crate::web::extract::session_cookie(&req, settings).as_deref(),
+        settings,
+        state.store.as_ref(),
+        crate::util::now_millis(),
+    )
+    .await
+    {
+        Ok(Some((secret, session))) => {
+            log_out(
+                &state,
+                lang,
+                &secret,
+                session,
+                pending.redirect.as_deref(),
+                pending.state.as_deref(),
+            )
+            .await
+        }
+        Ok(None) => finish(
+            settings,
+            lang,
+            pending.redirect.as_deref(),
+            pending.state.as_deref(),
+            &[],
+        ),
+        Err(e) => pages::unavailable_page(lang, &e),
+    }
+}
+
+/// Ends a session everywhere and tells its platforms.
+async fn log_out(
+    state: &AppState,
+    lang: &str,
+    secret: &str,
+    session: Session,
+    redirect: Option<&str>,
+    logout_state: Option<&str>,
+) -> HttpResponse {
+    let settings = &state.settings();
+    let front = match crate::oidc::logout::end(
+        settings,
+        state.store.as_ref(),
+        secret,
+        &session,
+        state.now(),
+    )
+    .await
+    {
+        Ok(front) => front,
+        Err(e) => return pages::unavailable_page(lang, &e),
+    };
+    let mut resp = finish(settings, lang, redirect, logout_state, &front);
+    let mut gone = Cookie::build(session::cookie_name(settings), "")
+        .path("/")
+        .http_only(true)
+        .secure(settings.secure_cookies)
+        .finish();
+    gone.make_removal();
+    let _ = resp.add_cookie(&gone);
+    resp
+}
+
+/// After logout: straight back to the platform, or a page that first loads the
+/// front-channel logout pages.
+fn finish(
+    settings: &Settings,
+    lang: &str,
+    redirect: Option<&str>,
+    logout_state: Option<&str>,
+    front: &[String],
+) -> HttpResponse {
+    let target = redirect.map(|r| with_state(r, logout_state));
+    match (&target, front.is_empty()) {
+        (Some(t), true) => HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, t.clone()))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .finish(),
+        _ => {
+            let _ = settings;
+            pages::logged_out(lang, front, target.as_deref())
+        }
+    }
+}
+
+fn finish_kept(lang: &str, redirect: Option<&str>, logout_state: Option<&str>) -> HttpResponse {
+    match redirect {
+        Some(r) => HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, with_state(r, logout_state)))
+            .finish(),
+        None => pages::logged_out(lang, &[], None),
+    }
+}
+
+fn with_state(uri: &str, logout_state: Option<&str>) -> String {
+    match (url::Url::parse(uri), logout_state) {
+        (Ok(mut u), Some(s)) => {
+            u.query_pairs_mut().append_pair("state", s);
+            u.to_string()
+        }
+        _ => uri.to_string(),
+    }
+}
