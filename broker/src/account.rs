@@ -11,7 +11,8 @@ use crate::pages;
 use crate::person::link::{link, LinkOutcome};
 use crate::session;
 use crate::state::AppState;
-use crate::util::{ct_eq, hmac_b64};
+use crate::util::ct_eq;
+use common::hash::pairwise_b64 as hmac_b64;
 
 #[derive(Template)]
 #[template(path = "account.html")]

@@ -24,15 +24,17 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
 
-use crate::http::{result_of, CallError, Endpoint, JsonClient};
 use crate::otp::{minutes, random_id, CodeCheck, CodePolicy, Codes, Guard, PerDimension};
-use crate::outage::RecentOutage;
-use crate::secret::{self, KeyedHash, SecretSource};
 use crate::sms::{mask_phone, normalise_phone, SmsConfig, SmsSender};
 use crate::{
     normalise_id, Assurance, CitizenId, Connector, ConnectorError, Context, Field, Form,
     FormAction, Health, Identity, Input, Message, Step, StepState,
 };
+use common::hash::KeyedHash;
+use common::http::{result_of, CallError, Endpoint, JsonClient};
+use common::localized::pick;
+use common::outage::RecentOutage;
+use common::secret::{self, SecretSource};
 
 /// Prefix of this connector's shared-state keys.
 const KV: &str = "bank";
@@ -190,18 +192,6 @@ struct State {
     phone: String,
     #[serde(default)]
     card_last4: String,
-}
-
-fn pick<'a>(text: &'a BTreeMap<String, String>, lang: &str) -> &'a str {
-    text.get(lang)
-        .or_else(|| text.get("en"))
-        .or_else(|| text.values().next())
-        .map(String::as_str)
-        .unwrap_or("")
-}
-
-fn lang(ctx: &Context) -> &str {
-    ctx.languages.first().map(String::as_str).unwrap_or("en")
 }
 
 /// Whether a card number passes the Luhn check.
@@ -420,7 +410,7 @@ impl BankCard {
                 submit: "button-send-code".into(),
                 problem,
                 notice: Some(
-                    Message::new("bank-card-banks").arg("banks", self.bank_list(lang(ctx))),
+                    Message::new("bank-card-banks").arg("banks", self.bank_list(ctx.language())),
                 ),
                 secondary: None,
             },
@@ -511,7 +501,7 @@ impl BankCard {
             .await
             .map_err(kv_err)?;
         let text = self.sms.text(
-            lang(ctx),
+            ctx.language(),
             &code,
             minutes(Duration::from_secs(self.config.code_ttl_seconds)),
         );
@@ -560,7 +550,7 @@ impl BankCard {
             return Err(retry(&values, Message::new("error-bank-input-phone")));
         };
         values.phone = phone.clone();
-        let lang = lang(ctx);
+        let lang = ctx.language();
         let list = self.bank_list(lang);
         let Some(bank) = self
             .bank_of(&card)

@@ -23,13 +23,15 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use crate::http::{result_of, CallError, Endpoint, JsonClient};
 use crate::otp::{minutes, Guard, PerDimension};
-use crate::secret::{self, KeyedHash, SecretSource};
 use crate::{
     normalise_id, Assurance, CitizenId, Connector, ConnectorError, Context, Field, Form, Health,
     Identity, Input, Message, Step, StepState,
 };
+use common::hash::KeyedHash;
+use common::http::{result_of, CallError, Endpoint, JsonClient};
+use common::localized::pick;
+use common::secret::{self, SecretSource};
 
 const KV: &str = "legacy";
 
@@ -119,14 +121,6 @@ pub struct LegacyAccounts {
 /// taken does not tell which usernames exist). Argon2id of a random password.
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3xn0h1MJJxUp6gW7aBKnOJpTNq1c0M7E5k5vFAmxo2k";
-
-fn pick<'a>(text: &'a BTreeMap<String, String>, lang: &str) -> &'a str {
-    text.get(lang)
-        .or_else(|| text.get("en"))
-        .or_else(|| text.values().next())
-        .map(String::as_str)
-        .unwrap_or("")
-}
 
 /// Checks a password against a PHC (Argon2) or bcrypt hash. Blocking: call it on a
 /// blocking thread.
@@ -223,7 +217,7 @@ impl LegacyAccounts {
                     .map(|(i, a)| (format!("accounts[{i}]"), a.clone()))
                     .collect();
                 if let Some(file) = &config.accounts_file {
-                    match std::fs::read_to_string(secret::resolve_path(base_dir, file)) {
+                    match std::fs::read_to_string(common::secret::resolve_path(base_dir, file)) {
                         Ok(text) => {
                             for (n, line) in text.lines().enumerate() {
                                 if line.trim().is_empty() {
@@ -278,10 +272,6 @@ impl LegacyAccounts {
         }
     }
 
-    fn lang(ctx: &Context) -> &str {
-        ctx.languages.first().map(String::as_str).unwrap_or("en")
-    }
-
     fn ended(&self, ctx: &Context) -> bool {
         let today = chrono::DateTime::from_timestamp(i64::try_from(ctx.now).unwrap_or(i64::MAX), 0)
             .map(|t| t.date_naive());
@@ -289,7 +279,7 @@ impl LegacyAccounts {
     }
 
     fn alternatives(&self, ctx: &Context) -> String {
-        pick(&self.config.alternatives, Self::lang(ctx)).to_string()
+        pick(&self.config.alternatives, ctx.language()).to_string()
     }
 
     fn form(&self, ctx: &Context, username: &str) -> Step {

@@ -15,15 +15,11 @@
 
 pub mod bank_card;
 pub mod ctid;
-pub mod http;
 pub mod kv;
 pub mod legacy;
 pub mod oidc;
 pub mod otp;
-pub mod outage;
 pub mod registry;
-pub mod secret;
-pub mod signing_key;
 pub mod sms;
 pub mod test_citizens;
 
@@ -246,7 +242,7 @@ pub enum Input {
 }
 
 /// Facts about the login a connector may use.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Context {
     /// The broker's callback URL for this connector (for redirect steps).
     pub callback_url: String,
@@ -270,6 +266,33 @@ pub struct Context {
     /// Parts of this connector that operators put into maintenance at run time (for
     /// instance a bank id of the bank-card connector), with a message per language.
     pub maintenance: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Context {
+    /// The citizen's preferred language (`en` when none is known).
+    pub fn language(&self) -> &str {
+        self.languages.first().map(String::as_str).unwrap_or("en")
+    }
+}
+
+impl fmt::Debug for Context {
+    // The hint, the upstream `state` and `nonce` and the address never reach logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("callback_url", &self.callback_url)
+            .field("state", &"[redacted]")
+            .field("nonce", &"[redacted]")
+            .field("languages", &self.languages)
+            .field(
+                "login_hint",
+                &self.login_hint.as_ref().map(|_| "[redacted]"),
+            )
+            .field("min_assurance", &self.min_assurance)
+            .field("now", &self.now)
+            .field("client_address", &"[redacted]")
+            .field("maintenance", &self.maintenance.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a step failed. The broker shows citizens the message in their language; operators
@@ -399,6 +422,33 @@ mod tests {
             proven: true,
         };
         assert!(!format!("{id:?}").contains("0792"));
+    }
+
+    #[test]
+    fn context_debug_hides_the_hint_state_nonce_and_address() {
+        let ctx = Context {
+            callback_url: "https://broker.example/callback/x".into(),
+            state: "state-secret".into(),
+            nonce: "nonce-secret".into(),
+            languages: vec!["vi".into()],
+            login_hint: Some("079201001234".into()),
+            min_assurance: Assurance::Low,
+            now: 0,
+            client_address: "203.0.113.9".into(),
+            kv: std::sync::Arc::new(kv::MemoryKv::default()),
+            maintenance: BTreeMap::new(),
+        };
+        let shown = format!("{ctx:?}");
+        for secret in [
+            "state-secret",
+            "nonce-secret",
+            "079201001234",
+            "203.0.113.9",
+        ] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("callback/x"));
+        assert_eq!(ctx.language(), "vi");
     }
 
     #[test]

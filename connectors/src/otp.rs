@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::kv::{KeyValue, KvError};
-use crate::secret::KeyedHash;
+use common::hash::KeyedHash;
 
 /// Digits of a code.
 pub const CODE_DIGITS: usize = 6;

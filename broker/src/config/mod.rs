@@ -21,6 +21,8 @@ pub use file::{
 };
 
 use crate::keys::{KeySet, SigningAlg, SigningKey};
+use common::secret::SecretSource;
+use common::url_policy::is_loopback;
 
 /// Scopes the broker knows, with the claims each releases.
 pub const SCOPES: &[(&str, &[&str])] = &[
@@ -355,35 +357,22 @@ impl Validator {
     }
 
     fn resolve_path(&self, p: &str) -> PathBuf {
-        let p = Path::new(p);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base.join(p)
-        }
+        common::secret::resolve_path(&self.base, p)
     }
 
     fn secret(&mut self, key: &str, r: &SecretRef) -> Option<Vec<u8>> {
-        match r {
-            SecretRef::Env { env } => match std::env::var(env) {
-                Ok(v) if !v.is_empty() => Some(v.into_bytes()),
-                _ => {
-                    self.report(key, format!("environment variable `{env}` is not set"));
-                    None
-                }
-            },
-            SecretRef::File { file } => match std::fs::read_to_string(self.resolve_path(file)) {
-                Ok(v) => Some(v.trim_end_matches(['\n', '\r']).as_bytes().to_vec()),
-                Err(e) => {
-                    self.report(key, format!("cannot read secret file `{file}`: {e}"));
-                    None
-                }
-            },
+        let source = match r {
+            SecretRef::Env { env } => SecretSource::Env(env.clone()),
+            SecretRef::File { file } => SecretSource::File(file.clone()),
             SecretRef::Sha256 { .. } => {
                 self.report(key, "a digest is only accepted for client secrets");
-                None
+                return None;
             }
-        }
+        };
+        source
+            .read(&self.base)
+            .map_err(|reason| self.report(key, reason))
+            .ok()
     }
 
     fn validate(&mut self, raw: FileConfig, mode: Mode) -> Option<Settings> {
@@ -928,27 +917,10 @@ impl Validator {
     }
 }
 
-fn is_loopback(u: &url::Url) -> bool {
-    matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
-}
-
 /// Checks a redirect URI (absolute, no fragment, https except on loopback) and returns its
 /// host.
 fn check_redirect_uri(uri: &str) -> Result<String, String> {
-    let u = url::Url::parse(uri).map_err(|e| format!("`{uri}` is not a URL: {e}"))?;
-    if u.fragment().is_some() {
-        return Err(format!("`{uri}` must not have a fragment"));
-    }
-    match u.scheme() {
-        "https" => {}
-        "http" if is_loopback(&u) => {}
-        "http" => {
-            return Err(format!(
-                "`{uri}` must use https (plain http only on localhost)"
-            ))
-        }
-        s => return Err(format!("`{uri}` has an unsupported scheme `{s}`")),
-    }
+    let u = common::url_policy::check_url(uri)?;
     Ok(u.host_str().unwrap_or_default().to_string())
 }
 

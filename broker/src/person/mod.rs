@@ -29,7 +29,8 @@ pub use resolve::{resolve, Resolution};
 
 use crate::config::{Client, Settings, SubjectType};
 use crate::store::{Store, StoreResult};
-use crate::util::{hmac_b64, now_millis};
+use crate::util::now_millis;
+use common::hash::pairwise_b64 as hmac_b64;
 
 /// Whether a bound number counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
