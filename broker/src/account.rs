@@ -184,7 +184,6 @@ pub async fn update(
     match outcome {
         Ok(LinkOutcome::Linked) => render(&req, &state, "account-linked", "").await,
         Ok(LinkOutcome::Mismatch) => render(&req, &state, "", "link-mismatch").await,
-        Ok(LinkOutcome::NotFound) => render(&req, &state, "", "link-not-found").await,
         Ok(LinkOutcome::TakenByAnother) => render(&req, &state, "", "link-taken").await,
         Ok(LinkOutcome::Unavailable) => render(&req, &state, "", "link-unavailable").await,
         Err(e) => pages::unavailable_page(lang, &e),

@@ -146,7 +146,8 @@ impl JsonClient {
             .map_err(|e| CallError::Invalid(format!("bad path: {e}")))
     }
 
-    /// POSTs JSON to `path` and reads a JSON answer of status 2xx or 4xx.
+    /// POSTs JSON to `path` and reads a JSON answer of status 2xx or 4xx (a 4xx with an
+    /// empty body reads as `null`).
     pub async fn post<B: Serialize + ?Sized>(
         &self,
         path: &str,
@@ -249,8 +250,18 @@ impl JsonClient {
             }
             bytes.extend_from_slice(&chunk);
         }
-        let value = serde_json::from_slice(&bytes)
-            .map_err(|e| CallError::Invalid(format!("not JSON (status {status}): {e}")))?;
+        let value = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            // A refusal need not explain itself: its status is the answer.
+            Err(_) if status >= 400 && bytes.iter().all(u8::is_ascii_whitespace) => {
+                serde_json::Value::Null
+            }
+            Err(e) => {
+                return Err(CallError::Invalid(format!(
+                    "not JSON (status {status}): {e}"
+                )))
+            }
+        };
         Ok((status, value))
     }
 }

@@ -19,7 +19,7 @@ pub mod kv;
 pub mod legacy;
 pub mod oidc;
 pub mod otp;
-pub mod registry;
+pub mod population_registry;
 pub mod sms;
 pub mod test_citizens;
 

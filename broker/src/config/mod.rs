@@ -23,6 +23,7 @@ pub use file::{
 use crate::keys::{KeySet, SigningAlg, SigningKey};
 use common::secret::SecretSource;
 use common::url_policy::is_loopback;
+use connectors::population_registry::PopulationRegistry;
 
 /// Scopes the broker knows, with the claims each releases.
 pub const SCOPES: &[(&str, &[&str])] = &[
@@ -197,7 +198,7 @@ pub struct Settings {
     /// Audit log file.
     pub audit_log: Option<PathBuf>,
     /// The population registry, when configured.
-    pub registry: Option<Arc<dyn connectors::registry::PopulationRegistry>>,
+    pub registry: Option<Arc<dyn PopulationRegistry>>,
     /// SHA-256 of the admin API token; `None` keeps the admin API off.
     pub admin_token: Option<[u8; 32]>,
 }
@@ -471,15 +472,12 @@ impl Validator {
         });
         let audit_log = raw.audit_log.as_deref().map(|p| self.resolve_path(p));
         let registry = raw.registry.as_ref().and_then(|r| {
-            if url::Url::parse(&r.url).is_err() {
-                self.report("registry.url", format!("`{}` is not a URL", r.url));
-                return None;
-            }
-            let timeout = std::time::Duration::from_millis(r.timeout_ms);
-            match connectors::registry::HttpRegistry::new(&r.url, timeout) {
-                Ok(h) => Some(Arc::new(h) as Arc<dyn connectors::registry::PopulationRegistry>),
-                Err(e) => {
-                    self.report("registry", e);
+            match connectors::population_registry::HttpRegistry::open(&r.url, r.timeout_ms) {
+                Ok(h) => Some(Arc::new(h) as Arc<dyn PopulationRegistry>),
+                Err(problems) => {
+                    for (k, reason) in problems {
+                        self.report(&format!("registry.{k}"), reason);
+                    }
                     None
                 }
             }

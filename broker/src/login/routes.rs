@@ -797,7 +797,6 @@ pub async fn link(
     let problem = match outcome {
         Ok(LinkOutcome::Linked) => return proceed(&state, tx, &secret, session).await,
         Ok(LinkOutcome::Mismatch) => "link-mismatch",
-        Ok(LinkOutcome::NotFound) => "link-not-found",
         Ok(LinkOutcome::TakenByAnother) => "link-taken",
         Ok(LinkOutcome::Unavailable) => "link-unavailable",
         Err(e) => return pages::unavailable_page(&lang, &e),
