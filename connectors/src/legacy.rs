@@ -484,30 +484,33 @@ impl Connector for LegacyAccounts {
                 step: Box::new(self.form(ctx, username)),
             });
         }
+        // Counted before the check, atomically: parallel guesses never get more checks
+        // than the limit.
+        let window = Duration::from_secs(self.config.window_seconds);
+        let attempt = match guard
+            .attempt(kv, "failed", self.config.failed_logins, window, now)
+            .await
+            .map_err(kv_err)?
+        {
+            Ok(attempt) => attempt,
+            Err(wait) => return Err(locked(wait)),
+        };
         match self.check(username, password).await? {
             Checked::Ok(identity) => {
+                attempt.succeeded(kv, now).await.map_err(kv_err)?;
                 tracing::info!(account = %self.hasher.tag("id", &account), "old portal account signed in");
                 Ok(Step::Done(identity))
             }
+            // Still counted: the contract does not say the password was checked.
             Checked::Disabled => Err(ConnectorError::Failed {
                 message: Message::new("error-legacy-disabled")
                     .arg("alternatives", self.alternatives(ctx)),
                 detail: "the old portal account is disabled".into(),
             }),
-            Checked::Invalid => {
-                let window = Duration::from_secs(self.config.window_seconds);
-                if let Some(wait) = guard
-                    .count(kv, "failed", self.config.failed_logins, window, now)
-                    .await
-                    .map_err(kv_err)?
-                {
-                    return Err(locked(wait));
-                }
-                Err(ConnectorError::Retry {
-                    message: Message::new("error-wrong-password"),
-                    step: Box::new(self.form(ctx, username)),
-                })
-            }
+            Checked::Invalid => Err(ConnectorError::Retry {
+                message: Message::new("error-wrong-password"),
+                step: Box::new(self.form(ctx, username)),
+            }),
         }
     }
 }
@@ -533,5 +536,67 @@ mod tests {
         assert!(!verify_password(&bc, "nope"));
         assert!(!hash_format_ok("plaintext"));
         assert!(hash_format_ok(DUMMY_HASH));
+    }
+
+    #[tokio::test]
+    async fn parallel_wrong_passwords_get_no_more_checks_than_the_limit() {
+        std::env::set_var(
+            "LEGACY_UNIT_TEST_HASH_KEY",
+            "hash-key-for-legacy-unit-tests-0123456789",
+        );
+        let hash = bcrypt::hash("right", 4).expect("bcrypt");
+        let config: Config = toml::from_str(&format!(
+            r#"
+            hash_key = {{ env = "LEGACY_UNIT_TEST_HASH_KEY" }}
+            available_until = "2099-12-31"
+            alternatives = {{ en = "VNeID" }}
+            failed_logins = {{ per_id = 5, per_phone = 0, per_address = 0 }}
+            [[accounts]]
+            username = "an"
+            password_hash = "{hash}"
+            "#
+        ))
+        .expect("config");
+        let c = std::sync::Arc::new(LegacyAccounts::open(config, Path::new(".")).expect("opens"));
+        let ctx = Context {
+            callback_url: String::new(),
+            state: String::new(),
+            nonce: String::new(),
+            languages: vec!["en".into()],
+            login_hint: None,
+            min_assurance: Assurance::Low,
+            now: 1_000,
+            client_address: "198.51.100.1".into(),
+            kv: std::sync::Arc::new(crate::kv::MemoryKv::default()),
+            maintenance: BTreeMap::new(),
+        };
+        let form = |p: &str| {
+            Input::Form(BTreeMap::from([
+                ("username".to_string(), "an".to_string()),
+                ("password".to_string(), p.to_string()),
+            ]))
+        };
+        let guesses: Vec<_> = (0..16)
+            .map(|_| {
+                let (c, ctx, input) = (c.clone(), ctx.clone(), form("guess"));
+                tokio::spawn(async move { c.resume(&ctx, StepState::Null, input).await })
+            })
+            .collect();
+        let mut checked = 0;
+        for g in guesses {
+            match g.await.expect("task") {
+                Err(ConnectorError::Retry { .. }) => checked += 1,
+                Err(ConnectorError::Failed { message, .. }) => {
+                    assert_eq!(message.key, "error-legacy-locked")
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(checked, 5, "16 parallel guesses, a limit of 5 checks");
+        let right = c.resume(&ctx, StepState::Null, form("right")).await;
+        assert!(
+            matches!(right, Err(ConnectorError::Failed { .. })),
+            "locked"
+        );
     }
 }
