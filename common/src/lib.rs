@@ -6,6 +6,7 @@
 //!   identifiers;
 //! * [`signing_key`]: PKCS#8 signing keys (RS256, PS256, ES256, EdDSA) and their JWKs;
 //! * [`localized`]: operator-written texts per language;
+//! * [`seal`]: AES-256-GCM sealing of small records that carry personal data;
 //! * [`http`] and [`outage`]: the bounded JSON client of documented service contracts and
 //!   its memory of recent outages.
 //!
@@ -17,6 +18,7 @@ pub mod hash;
 pub mod http;
 pub mod localized;
 pub mod outage;
+pub mod seal;
 pub mod secret;
 pub mod signing_key;
 pub mod url_policy;

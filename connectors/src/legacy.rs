@@ -25,8 +25,8 @@ use tokio::sync::Semaphore;
 
 use crate::otp::{minutes, Guard, PerDimension};
 use crate::{
-    normalise_id, Assurance, CitizenId, Connector, ConnectorError, Context, Field, Form, Health,
-    Identity, Input, Message, Step, StepState,
+    normalise_id, Assurance, CitizenId, ConnectorError, Context, Field, Form, Health, Identity,
+    Input, Message, Step, TypedConnector,
 };
 use common::hash::KeyedHash;
 use common::http::{result_of, CallError, Endpoint, JsonClient};
@@ -282,7 +282,7 @@ impl LegacyAccounts {
         pick(&self.config.alternatives, ctx.language()).to_string()
     }
 
-    fn form(&self, ctx: &Context, username: &str) -> Step {
+    fn form(&self, ctx: &Context, username: &str) -> Step<()> {
         let mut user = Field::new("username", "field-username", "text", "username");
         user.value = username.to_string();
         Step::Form {
@@ -302,7 +302,7 @@ impl LegacyAccounts {
                 ),
                 secondary: None,
             },
-            state: StepState::Null,
+            state: (),
         }
     }
 
@@ -422,7 +422,9 @@ impl LegacyAccounts {
 }
 
 #[async_trait::async_trait]
-impl Connector for LegacyAccounts {
+impl TypedConnector for LegacyAccounts {
+    type State = ();
+
     fn assurance(&self) -> Assurance {
         Assurance::Low
     }
@@ -439,7 +441,7 @@ impl Connector for LegacyAccounts {
         }
     }
 
-    async fn start(&self, ctx: &Context) -> Result<Step, ConnectorError> {
+    async fn start(&self, ctx: &Context) -> Result<Step<()>, ConnectorError> {
         if self.ended(ctx) {
             return Err(self.ended_error(ctx));
         }
@@ -449,9 +451,9 @@ impl Connector for LegacyAccounts {
     async fn resume(
         &self,
         ctx: &Context,
-        _state: StepState,
+        _state: (),
         input: Input,
-    ) -> Result<Step, ConnectorError> {
+    ) -> Result<Step<()>, ConnectorError> {
         if self.ended(ctx) {
             return Err(self.ended_error(ctx));
         }
@@ -479,10 +481,10 @@ impl Connector for LegacyAccounts {
             return Err(locked(wait));
         }
         if username.is_empty() || password.is_empty() {
-            return Err(ConnectorError::Retry {
-                message: Message::new("error-wrong-password"),
-                step: Box::new(self.form(ctx, username)),
-            });
+            return Err(ConnectorError::retry(
+                Message::new("error-wrong-password"),
+                self.form(ctx, username),
+            ));
         }
         // Counted before the check, atomically: parallel guesses never get more checks
         // than the limit.
@@ -507,10 +509,10 @@ impl Connector for LegacyAccounts {
                     .arg("alternatives", self.alternatives(ctx)),
                 detail: "the old portal account is disabled".into(),
             }),
-            Checked::Invalid => Err(ConnectorError::Retry {
-                message: Message::new("error-wrong-password"),
-                step: Box::new(self.form(ctx, username)),
-            }),
+            Checked::Invalid => Err(ConnectorError::retry(
+                Message::new("error-wrong-password"),
+                self.form(ctx, username),
+            )),
         }
     }
 }
@@ -579,7 +581,7 @@ mod tests {
         let guesses: Vec<_> = (0..16)
             .map(|_| {
                 let (c, ctx, input) = (c.clone(), ctx.clone(), form("guess"));
-                tokio::spawn(async move { c.resume(&ctx, StepState::Null, input).await })
+                tokio::spawn(async move { c.resume(&ctx, (), input).await })
             })
             .collect();
         let mut checked = 0;
@@ -593,7 +595,7 @@ mod tests {
             }
         }
         assert_eq!(checked, 5, "16 parallel guesses, a limit of 5 checks");
-        let right = c.resume(&ctx, StepState::Null, form("right")).await;
+        let right = c.resume(&ctx, (), form("right")).await;
         assert!(
             matches!(right, Err(ConnectorError::Failed { .. })),
             "locked"

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod bank_card;
+pub mod catalogue;
 pub mod ctid;
 pub mod kv;
 pub mod legacy;
@@ -196,22 +197,23 @@ impl Message {
     }
 }
 
-/// What the broker does next for the citizen.
+/// What the broker does next for the citizen. `S` is the state kept for the answer: raw
+/// JSON for the broker ([`StepState`]), a connector's own type inside a [`TypedConnector`].
 #[derive(Debug, Clone)]
-pub enum Step {
+pub enum Step<S = StepState> {
     /// Send the browser to an upstream page; the upstream returns to the callback URL.
     Redirect {
         /// The upstream URL.
         url: String,
         /// State to keep for the callback.
-        state: StepState,
+        state: S,
     },
     /// Show a form; its answer comes back as [`Input::Form`].
     Form {
         /// The form.
         form: Form,
         /// State to keep for the answer.
-        state: StepState,
+        state: S,
     },
     /// Show a waiting page (QR code, app link) and poll with [`Input::Poll`].
     Wait {
@@ -224,10 +226,44 @@ pub enum Step {
         /// Seconds between polls.
         poll_seconds: u32,
         /// State to keep for the poll.
-        state: StepState,
+        state: S,
     },
     /// The login is complete.
     Done(Identity),
+}
+
+impl<S: Serialize> Step<S> {
+    /// The step with its state encoded as JSON for the broker to keep.
+    pub fn encode(self) -> Result<Step, ConnectorError> {
+        let enc = |s: S| {
+            serde_json::to_value(s)
+                .map_err(|e| ConnectorError::InvalidState(format!("state not encodable: {e}")))
+        };
+        Ok(match self {
+            Step::Redirect { url, state } => Step::Redirect {
+                url,
+                state: enc(state)?,
+            },
+            Step::Form { form, state } => Step::Form {
+                form,
+                state: enc(state)?,
+            },
+            Step::Wait {
+                instruction,
+                qr,
+                app_link,
+                poll_seconds,
+                state,
+            } => Step::Wait {
+                instruction,
+                qr,
+                app_link,
+                poll_seconds,
+                state: enc(state)?,
+            },
+            Step::Done(identity) => Step::Done(identity),
+        })
+    }
 }
 
 /// The citizen's answer to a step.
@@ -323,6 +359,19 @@ pub enum ConnectorError {
     InvalidState(String),
 }
 
+impl ConnectorError {
+    /// A [`ConnectorError::Retry`] showing `step` again (its state encoded for the broker).
+    pub fn retry<S: Serialize>(message: Message, step: Step<S>) -> ConnectorError {
+        match step.encode() {
+            Ok(step) => ConnectorError::Retry {
+                message,
+                step: Box::new(step),
+            },
+            Err(e) => e,
+        }
+    }
+}
+
 /// Whether a source can be used right now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
@@ -394,6 +443,89 @@ pub trait Connector: Send + Sync {
         Err(ConnectorError::InvalidState(
             "this identity source sends no notifications".into(),
         ))
+    }
+}
+
+/// An identity source with its own type of step state, encoded and decoded in one place
+/// ([`Typed`]) instead of in every `resume`. A new source implements this trait; [`Typed`]
+/// makes it a [`Connector`] the broker can drive.
+#[async_trait::async_trait]
+pub trait TypedConnector: Send + Sync {
+    /// What the connector keeps between steps. A stored state that does not decode into
+    /// it (a stale login, another connector's) is [`ConnectorError::InvalidState`].
+    type State: Serialize + serde::de::DeserializeOwned + Send + Sync;
+
+    /// The highest assurance this connector can reach.
+    fn assurance(&self) -> Assurance;
+
+    /// Starts a login.
+    async fn start(&self, ctx: &Context) -> Result<Step<Self::State>, ConnectorError>;
+
+    /// Takes the answer to the step that produced `state` and returns the next step.
+    async fn resume(
+        &self,
+        ctx: &Context,
+        state: Self::State,
+        input: Input,
+    ) -> Result<Step<Self::State>, ConnectorError>;
+
+    /// See [`Connector::abandon`].
+    async fn abandon(&self, _ctx: &Context, _state: &Self::State) {}
+
+    /// See [`Connector::health`].
+    async fn health(&self) -> Health {
+        Health::Up
+    }
+
+    /// See [`Connector::recently_unavailable`].
+    fn recently_unavailable(&self) -> bool {
+        false
+    }
+}
+
+/// The [`Connector`] of a [`TypedConnector`]: encodes its state on the way out and
+/// decodes it on the way in.
+pub struct Typed<C>(pub C);
+
+impl<C: TypedConnector> Typed<C> {
+    fn decode(state: StepState) -> Result<C::State, ConnectorError> {
+        serde_json::from_value(state)
+            .map_err(|e| ConnectorError::InvalidState(format!("step state does not decode: {e}")))
+    }
+}
+
+#[async_trait::async_trait]
+impl<C: TypedConnector> Connector for Typed<C> {
+    fn assurance(&self) -> Assurance {
+        self.0.assurance()
+    }
+
+    async fn start(&self, ctx: &Context) -> Result<Step, ConnectorError> {
+        self.0.start(ctx).await?.encode()
+    }
+
+    async fn resume(
+        &self,
+        ctx: &Context,
+        state: StepState,
+        input: Input,
+    ) -> Result<Step, ConnectorError> {
+        let state = Self::decode(state)?;
+        self.0.resume(ctx, state, input).await?.encode()
+    }
+
+    async fn abandon(&self, ctx: &Context, state: &StepState) {
+        if let Ok(state) = Self::decode(state.clone()) {
+            self.0.abandon(ctx, &state).await;
+        }
+    }
+
+    async fn health(&self) -> Health {
+        self.0.health().await
+    }
+
+    fn recently_unavailable(&self) -> bool {
+        self.0.recently_unavailable()
     }
 }
 

@@ -14,8 +14,8 @@ use subtle::ConstantTimeEq;
 
 use crate::otp::{Guard, PerDimension};
 use crate::{
-    normalise_id, Assurance, CitizenId, Connector, ConnectorError, Context, Field, Form, Identity,
-    Input, Message, Step, StepState,
+    normalise_id, Assurance, CitizenId, ConnectorError, Context, Field, Form, Identity, Input,
+    Message, Step, TypedConnector,
 };
 
 /// Configuration of the test-citizens connector.
@@ -148,7 +148,7 @@ impl TestCitizens {
         }
     }
 
-    fn form(&self, username: &str, problem: Option<Message>) -> Step {
+    fn form(&self, username: &str, problem: Option<Message>) -> Step<()> {
         let mut user = Field::new("username", "field-username", "text", "username");
         user.value = username.to_string();
         Step::Form {
@@ -164,7 +164,7 @@ impl TestCitizens {
                 notice: None,
                 secondary: None,
             },
-            state: StepState::Null,
+            state: (),
         }
     }
 
@@ -182,21 +182,23 @@ impl TestCitizens {
 }
 
 #[async_trait::async_trait]
-impl Connector for TestCitizens {
+impl TypedConnector for TestCitizens {
+    type State = ();
+
     fn assurance(&self) -> Assurance {
         self.config.assurance
     }
 
-    async fn start(&self, ctx: &Context) -> Result<Step, ConnectorError> {
+    async fn start(&self, ctx: &Context) -> Result<Step<()>, ConnectorError> {
         Ok(self.form(ctx.login_hint.as_deref().unwrap_or(""), None))
     }
 
     async fn resume(
         &self,
         ctx: &Context,
-        _state: StepState,
+        _state: (),
         input: Input,
-    ) -> Result<Step, ConnectorError> {
+    ) -> Result<Step<()>, ConnectorError> {
         let Input::Form(fields) = input else {
             return Err(ConnectorError::InvalidState("expected a form".into()));
         };
@@ -243,10 +245,10 @@ impl Connector for TestCitizens {
                     amr: vec![self.config.amr.clone()],
                 }))
             }
-            None => Err(ConnectorError::Retry {
-                message: Message::new("error-wrong-password"),
-                step: Box::new(self.form(username, None)),
-            }),
+            None => Err(ConnectorError::retry(
+                Message::new("error-wrong-password"),
+                self.form(username, None),
+            )),
         }
     }
 }
@@ -298,7 +300,7 @@ mod tests {
     async fn right_password_gives_identity() {
         let c = connector();
         let step = c
-            .resume(&ctx(), StepState::Null, answer("an", "pw"))
+            .resume(&ctx(), (), answer("an", "pw"))
             .await
             .expect("login");
         let Step::Done(id) = step else {
@@ -315,7 +317,7 @@ mod tests {
     async fn wrong_password_asks_again() {
         let c = connector();
         let err = c
-            .resume(&ctx(), StepState::Null, answer("an", "nope"))
+            .resume(&ctx(), (), answer("an", "nope"))
             .await
             .expect_err("must fail");
         assert!(
@@ -353,9 +355,7 @@ mod tests {
             let mut ctx = ctx.clone();
             // Every guess from its own address: only the account limit (5) applies.
             ctx.client_address = format!("198.51.100.{i}");
-            tokio::spawn(
-                async move { c.resume(&ctx, StepState::Null, answer("an", "guess")).await },
-            )
+            tokio::spawn(async move { c.resume(&ctx, (), answer("an", "guess")).await })
         });
         let mut checked = 0;
         let mut locked = 0;
@@ -372,7 +372,7 @@ mod tests {
         }
         assert_eq!((checked, locked), (5, 11));
         // Locked: the right password does not get in either.
-        let right = c.resume(&ctx, StepState::Null, answer("an", "pw")).await;
+        let right = c.resume(&ctx, (), answer("an", "pw")).await;
         assert!(matches!(right, Err(ConnectorError::Failed { .. })));
     }
 
@@ -381,14 +381,14 @@ mod tests {
         let c = connector();
         let ctx = ctx();
         for _ in 0..12 {
-            let step = c.resume(&ctx, StepState::Null, answer("an", "pw")).await;
+            let step = c.resume(&ctx, (), answer("an", "pw")).await;
             assert!(matches!(step, Ok(Step::Done(_))));
         }
         for _ in 0..4 {
-            let wrong = c.resume(&ctx, StepState::Null, answer("an", "x")).await;
+            let wrong = c.resume(&ctx, (), answer("an", "x")).await;
             assert!(matches!(wrong, Err(ConnectorError::Retry { .. })));
         }
-        let step = c.resume(&ctx, StepState::Null, answer("an", "pw")).await;
+        let step = c.resume(&ctx, (), answer("an", "pw")).await;
         assert!(matches!(step, Ok(Step::Done(_))), "4 failures of 5 allowed");
     }
 }

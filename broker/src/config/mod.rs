@@ -3,14 +3,13 @@
 //! the reason, so `broker check-config` shows them all at once.
 
 pub mod file;
-mod registry;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use connectors::{Assurance, Connector};
+use connectors::{catalogue, Assurance, Connector};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use sha2::{Digest, Sha256};
@@ -623,7 +622,7 @@ impl Validator {
                     "a connector in maintenance needs a message for citizens",
                 );
             }
-            if c.kind == registry::TEST_CITIZENS
+            if catalogue::demo_only_type(&c.kind)
                 && mode == Mode::Serve
                 && !raw.allow_test_citizens
                 && c.status != ConnectorStatus::Disabled
@@ -633,7 +632,7 @@ impl Validator {
                     "`test-citizens` is for demos and tests; set `allow_test_citizens = true` to use it in `serve`",
                 );
             }
-            if let Some((k, reason)) = registry::demo_only(&c.kind, &c.settings) {
+            if let Some((k, reason)) = catalogue::demo_only(&c.kind, &c.settings) {
                 if mode == Mode::Serve
                     && !raw.allow_test_citizens
                     && c.status != ConnectorStatus::Disabled
@@ -661,7 +660,7 @@ impl Validator {
                     Err(reason) => self.report(&logo_key, reason),
                 }
             }
-            match registry::open(&c.kind, &c.settings, &self.base) {
+            match catalogue::open(&c.kind, &c.settings, &self.base) {
                 Ok(connector) => out.push(ConnectorEntry {
                     id: c.id.clone(),
                     kind: c.kind.clone(),
@@ -671,15 +670,15 @@ impl Validator {
                     logos,
                     connector,
                 }),
-                Err(registry::OpenError::UnknownType) => self.report(
+                Err(catalogue::OpenError::UnknownType) => self.report(
                     &format!("{key}.type"),
                     format!(
                         "unknown connector type `{}` (known: {})",
                         c.kind,
-                        registry::TYPES.join(", ")
+                        catalogue::TYPES.join(", ")
                     ),
                 ),
-                Err(registry::OpenError::Settings(problems)) => {
+                Err(catalogue::OpenError::Settings(problems)) => {
                     for (k, reason) in problems {
                         let path = if k.is_empty() || k == "." {
                             format!("{key}.settings")
