@@ -21,7 +21,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use store::{Millis, Store, StoreError, StoreResult};
 
-use crate::util::{hmac_b64, sha256_b64};
+use crate::util::sha256_b64;
+use common::hash::pairwise_b64 as hmac_b64;
 
 /// A login transaction, by its id (random, 24 bytes; it is in the login URLs anyway).
 pub fn login_tx(id: &str) -> String {

@@ -60,7 +60,7 @@ enum Command {
     /// Generate a signing key (PKCS#8 PEM) for the `keys` section.
     Keygen {
         /// Algorithm.
-        #[arg(long, value_parser = ["RS256", "ES256", "EdDSA"])]
+        #[arg(long, value_parser = ["RS256", "PS256", "ES256", "EdDSA"])]
         alg: String,
         /// Output file (created with mode 0600; never overwritten).
         #[arg(long)]
@@ -115,10 +115,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Keygen { alg, out } => {
-            let alg = match alg.as_str() {
-                "RS256" => SigningAlg::RS256,
-                "ES256" => SigningAlg::ES256,
-                _ => SigningAlg::EdDSA,
+            let Some(alg) = SigningAlg::from_name(&alg) else {
+                eprintln!("--alg: `{alg}` is not RS256, PS256, ES256 or EdDSA");
+                return ExitCode::from(2);
             };
             if out.exists() {
                 eprintln!("{}: already exists, not overwritten", out.display());

@@ -1,8 +1,8 @@
-//! Small helpers shared by the flows: random tokens, digests, time.
+//! Small helpers shared by the flows: random tokens, digests, time. Keyed hashes are in
+//! `common::hash` (the pairwise framing of subjects and index keys is `pairwise_b64`).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -17,22 +17,6 @@ pub fn random_token(bytes: usize) -> String {
 /// Base64url SHA-256 of a value (store keys of secrets, PKCE).
 pub fn sha256_b64(value: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(value))
-}
-
-/// Base64url HMAC-SHA256 (pairwise subjects, keyed hashes of personal identifiers).
-pub fn hmac_b64(secret: &[u8], parts: &[&[u8]]) -> String {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
-        Ok(m) => m,
-        Err(_) => return String::new(),
-    };
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            mac.update(b"\x1f");
-        }
-        mac.update(p);
-    }
-    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }
 
 /// Constant-time comparison of two byte strings.
@@ -62,13 +46,5 @@ mod tests {
         let a = random_token(32);
         assert_eq!(a.len(), 43);
         assert_ne!(a, random_token(32));
-    }
-
-    #[test]
-    fn hmac_separates_parts() {
-        assert_ne!(
-            hmac_b64(b"k", &[b"ab", b"c"]),
-            hmac_b64(b"k", &[b"a", b"bc"])
-        );
     }
 }

@@ -24,15 +24,18 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
 
-use crate::http::{result_of, CallError, Endpoint, JsonClient};
 use crate::otp::{minutes, random_id, CodeCheck, CodePolicy, Codes, Guard, PerDimension};
-use crate::outage::RecentOutage;
-use crate::secret::{self, KeyedHash, SecretSource};
 use crate::sms::{mask_phone, normalise_phone, SmsConfig, SmsSender};
 use crate::{
-    normalise_id, Assurance, CitizenId, Connector, ConnectorError, Context, Field, Form,
-    FormAction, Health, Identity, Input, Message, Step, StepState,
+    normalise_id, Assurance, CitizenId, ConnectorError, Context, Field, Form, FormAction, Health,
+    Identity, Input, Message, Step, TypedConnector,
 };
+use common::hash::KeyedHash;
+use common::http::{result_of, CallError, Endpoint, JsonClient};
+use common::localized::pick;
+use common::outage::RecentOutage;
+use common::seal::Sealer;
+use common::secret::{self, SecretSource};
 
 /// Prefix of this connector's shared-state keys.
 const KV: &str = "bank";
@@ -170,39 +173,53 @@ pub struct BankCard {
     config: Config,
     banks: Vec<OpenBank>,
     hasher: KeyedHash,
+    sealer: Sealer,
     codes: Codes,
     sms: SmsSender,
 }
 
-/// Step state: which step, and what the code step needs (never the card number).
-#[derive(Serialize, Deserialize, Default)]
-struct State {
-    stage: String,
-    #[serde(default)]
+/// Step state, kept by the broker with the login: only what the next step needs. Never
+/// the card number; the ID number, name and phone only sealed (AES-256-GCM under a key
+/// derived from `hash_key`, bound to the flow), since the identity at the end needs them.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum State {
+    /// The four-elements form.
+    Details,
+    /// The code form.
+    Code(CodeState),
+}
+
+/// What the code step needs.
+#[derive(Serialize, Deserialize)]
+pub struct CodeState {
+    /// The random id of this code flow (keys of the code in the shared state).
     flow: String,
-    #[serde(default)]
+    /// The bank that confirmed the four elements.
     bank: String,
-    #[serde(default)]
+    /// [`Confirmed`], sealed.
+    sealed: String,
+}
+
+/// The details the bank confirmed, for the identity and for sending codes.
+#[derive(Serialize, Deserialize, Default)]
+struct Confirmed {
     name: String,
-    #[serde(default)]
     id_number: String,
-    #[serde(default)]
+    /// E.164.
     phone: String,
-    #[serde(default)]
-    card_last4: String,
 }
 
-fn pick<'a>(text: &'a BTreeMap<String, String>, lang: &str) -> &'a str {
-    text.get(lang)
-        .or_else(|| text.get("en"))
-        .or_else(|| text.values().next())
-        .map(String::as_str)
-        .unwrap_or("")
+/// What the citizen typed, shown again in the form after a problem (never the card).
+#[derive(Default)]
+struct Entered {
+    name: String,
+    id_number: String,
+    phone: String,
 }
 
-fn lang(ctx: &Context) -> &str {
-    ctx.languages.first().map(String::as_str).unwrap_or("en")
-}
+/// Purpose of the key that seals [`Confirmed`].
+const SEAL_PURPOSE: &str = "bank-card-step-state";
 
 /// Whether a card number passes the Luhn check.
 pub fn luhn_ok(digits: &str) -> bool {
@@ -363,6 +380,7 @@ impl BankCard {
                 Ok(BankCard {
                     config,
                     banks,
+                    sealer: Sealer::derive(&hasher, SEAL_PURPOSE),
                     hasher,
                     codes,
                     sms,
@@ -403,7 +421,12 @@ impl BankCard {
             .map(|(_, b)| b)
     }
 
-    fn details_form(&self, ctx: &Context, values: &State, problem: Option<Message>) -> Step {
+    fn details_form(
+        &self,
+        ctx: &Context,
+        values: &Entered,
+        problem: Option<Message>,
+    ) -> Step<State> {
         let mut name = Field::new("name", "field-full-name", "text", "name");
         name.value = values.name.clone();
         let mut id = Field::new("id_number", "field-citizen-id", "text", "off");
@@ -420,19 +443,39 @@ impl BankCard {
                 submit: "button-send-code".into(),
                 problem,
                 notice: Some(
-                    Message::new("bank-card-banks").arg("banks", self.bank_list(lang(ctx))),
+                    Message::new("bank-card-banks").arg("banks", self.bank_list(ctx.language())),
                 ),
                 secondary: None,
             },
-            state: serde_json::to_value(State {
-                stage: "details".into(),
-                ..State::default()
-            })
-            .unwrap_or_default(),
+            state: State::Details,
         }
     }
 
-    fn code_form(&self, state: &State, notice: Message, problem: Option<Message>) -> Step {
+    fn seal(&self, flow: &str, who: &Confirmed) -> Result<String, ConnectorError> {
+        let plain = serde_json::to_vec(who)
+            .map_err(|e| ConnectorError::InvalidState(format!("bank-card details: {e}")))?;
+        self.sealer
+            .seal(flow, &plain)
+            .map_err(|e| ConnectorError::Unavailable(format!("bank-card state: {e}")))
+    }
+
+    fn unseal(&self, state: &CodeState) -> Result<Confirmed, ConnectorError> {
+        self.sealer
+            .open(&state.flow, &state.sealed)
+            .and_then(|plain| serde_json::from_slice(&plain).ok())
+            .ok_or_else(|| {
+                ConnectorError::InvalidState(
+                    "bank-card state does not open (changed, or another hash_key)".into(),
+                )
+            })
+    }
+
+    fn code_form(
+        &self,
+        state: &CodeState,
+        notice: Message,
+        problem: Option<Message>,
+    ) -> Step<State> {
         Step::Form {
             form: Form {
                 title: "bank-card-code-title".into(),
@@ -451,18 +494,22 @@ impl BankCard {
                     label: "button-resend-code".into(),
                 }),
             },
-            state: serde_json::to_value(state).unwrap_or_default(),
+            state: State::Code(CodeState {
+                flow: state.flow.clone(),
+                bank: state.bank.clone(),
+                sealed: state.sealed.clone(),
+            }),
         }
     }
 
-    fn sent_notice(&self, state: &State) -> Message {
+    fn sent_notice(&self, who: &Confirmed) -> Message {
         let key = if self.sms.demo_inbox_url.is_some() {
             "bank-card-code-sent-demo"
         } else {
             "bank-card-code-sent"
         };
         Message::new(key)
-            .arg("phone", mask_phone(&state.phone))
+            .arg("phone", mask_phone(&who.phone))
             .arg(
                 "minutes",
                 minutes(Duration::from_secs(self.config.code_ttl_seconds)),
@@ -494,10 +541,15 @@ impl BankCard {
     }
 
     /// Sends a new code for the flow of `state`, after the rate limits.
-    async fn send_code(&self, ctx: &Context, state: &State) -> Result<(), ConnectorError> {
+    async fn send_code(
+        &self,
+        ctx: &Context,
+        state: &CodeState,
+        who: &Confirmed,
+    ) -> Result<(), ConnectorError> {
         let now = ctx.now.saturating_mul(1000);
         let kv = ctx.kv.as_ref();
-        let guard = self.guard(ctx, &state.id_number, &state.phone);
+        let guard = self.guard(ctx, &who.id_number, &who.phone);
         if let Some(wait) = guard
             .count(kv, "sms", self.config.limits.sms, self.window(), now)
             .await
@@ -511,12 +563,12 @@ impl BankCard {
             .await
             .map_err(kv_err)?;
         let text = self.sms.text(
-            lang(ctx),
+            ctx.language(),
             &code,
             minutes(Duration::from_secs(self.config.code_ttl_seconds)),
         );
         self.sms
-            .send(&state.phone, &text, &random_id())
+            .send(&who.phone, &text, &random_id())
             .await
             .map_err(|e| ConnectorError::Unavailable(e.to_string()))
     }
@@ -525,7 +577,7 @@ impl BankCard {
         &self,
         ctx: &Context,
         fields: &BTreeMap<String, String>,
-    ) -> Result<Step, ConnectorError> {
+    ) -> Result<Step<State>, ConnectorError> {
         let get = |k: &str| fields.get(k).map(String::as_str).unwrap_or("");
         let name = normalise_name(get("name"));
         let id_number = normalise_id(get("id_number"));
@@ -534,15 +586,13 @@ impl BankCard {
             .filter(|c| !c.is_whitespace() && *c != '-')
             .collect();
         let phone = normalise_phone(get("phone"), &self.config.phone_country_code);
-        let mut values = State {
+        let mut values = Entered {
             name: name.clone(),
             id_number: id_number.clone(),
             phone: get("phone").trim().to_string(),
-            ..State::default()
         };
-        let retry = |values: &State, m: Message| ConnectorError::Retry {
-            message: m,
-            step: Box::new(self.details_form(ctx, values, None)),
+        let retry = |values: &Entered, m: Message| {
+            ConnectorError::retry(m, self.details_form(ctx, values, None))
         };
         if name.is_empty() || name.chars().count() > 100 {
             return Err(retry(&values, Message::new("error-bank-input-name")));
@@ -560,7 +610,7 @@ impl BankCard {
             return Err(retry(&values, Message::new("error-bank-input-phone")));
         };
         values.phone = phone.clone();
-        let lang = lang(ctx);
+        let lang = ctx.language();
         let list = self.bank_list(lang);
         let Some(bank) = self
             .bank_of(&card)
@@ -618,7 +668,6 @@ impl BankCard {
             "phone": phone,
             "request_id": random_id(),
         });
-        let card_last4: String = card[card.len().saturating_sub(4)..].to_string();
         drop(card);
         let answer = client.post("verify", &body).await;
         drop(body);
@@ -668,32 +717,35 @@ impl BankCard {
         if let Some(m) = problem {
             return Err(retry(&values, m));
         }
-        let state = State {
-            stage: "code".into(),
-            flow: random_id(),
-            bank: bank.bank.id.clone(),
+        let flow = random_id();
+        let who = Confirmed {
             name,
             id_number,
             phone,
-            card_last4,
+        };
+        let state = CodeState {
+            sealed: self.seal(&flow, &who)?,
+            flow,
+            bank: bank.bank.id.clone(),
         };
         self.codes
             .start_cooldown(kv, &state.flow, now)
             .await
             .map_err(kv_err)?;
-        self.send_code(ctx, &state).await?;
-        Ok(self.code_form(&state, self.sent_notice(&state), None))
+        self.send_code(ctx, &state, &who).await?;
+        Ok(self.code_form(&state, self.sent_notice(&who), None))
     }
 
     async fn code(
         &self,
         ctx: &Context,
-        state: State,
+        state: CodeState,
         fields: &BTreeMap<String, String>,
-    ) -> Result<Step, ConnectorError> {
+    ) -> Result<Step<State>, ConnectorError> {
         let now = ctx.now.saturating_mul(1000);
         let kv = ctx.kv.as_ref();
-        let guard = self.guard(ctx, &state.id_number, &state.phone);
+        let who = self.unseal(&state)?;
+        let guard = self.guard(ctx, &who.id_number, &who.phone);
         if let Some(wait) = guard.locked(kv, now).await.map_err(kv_err)? {
             return Err(self.locked(wait));
         }
@@ -706,19 +758,18 @@ impl BankCard {
             {
                 let problem =
                     Message::new("error-otp-cooldown").arg("seconds", left.as_secs().max(1));
-                return Ok(self.code_form(&state, self.sent_notice(&state), Some(problem)));
+                return Ok(self.code_form(&state, self.sent_notice(&who), Some(problem)));
             }
-            self.send_code(ctx, &state).await?;
-            let notice = self.sent_notice(&state);
+            self.send_code(ctx, &state, &who).await?;
+            let notice = self.sent_notice(&who);
             return Ok(self.code_form(&state, notice, Some(Message::new("bank-card-code-resent"))));
         }
         let code: String = fields
             .get("code")
             .map(|c| c.chars().filter(|c| !c.is_whitespace()).collect())
             .unwrap_or_default();
-        let again = |m: Message| ConnectorError::Retry {
-            message: m,
-            step: Box::new(self.code_form(&state, self.sent_notice(&state), None)),
+        let again = |m: Message| {
+            ConnectorError::retry(m, self.code_form(&state, self.sent_notice(&who), None))
         };
         if code.len() != crate::otp::CODE_DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(again(Message::new("error-otp-format")));
@@ -730,12 +781,12 @@ impl BankCard {
             .map_err(kv_err)?
         {
             CodeCheck::Right => {
-                tracing::info!(bank = %state.bank, citizen = %self.hasher.tag("id", &state.id_number), "bank-card verification completed");
+                tracing::info!(bank = %state.bank, citizen = %self.hasher.tag("id", &who.id_number), "bank-card verification completed");
                 let mut claims = BTreeMap::new();
-                claims.insert("name".into(), serde_json::Value::String(state.name.clone()));
+                claims.insert("name".into(), serde_json::Value::String(who.name.clone()));
                 claims.insert(
                     "phone_number".into(),
-                    serde_json::Value::String(state.phone.clone()),
+                    serde_json::Value::String(who.phone.clone()),
                 );
                 claims.insert(
                     "phone_number_verified".into(),
@@ -746,9 +797,9 @@ impl BankCard {
                     serde_json::Value::String(state.bank.clone()),
                 );
                 Ok(Step::Done(Identity {
-                    subject: self.hasher.tag("subject", &state.id_number),
+                    subject: self.hasher.tag("subject", &who.id_number),
                     citizen_id: Some(CitizenId {
-                        value: state.id_number.clone(),
+                        value: who.id_number.clone(),
                         proven: true,
                     }),
                     claims,
@@ -803,7 +854,9 @@ impl BankCard {
 }
 
 #[async_trait::async_trait]
-impl Connector for BankCard {
+impl TypedConnector for BankCard {
+    type State = State;
+
     fn assurance(&self) -> Assurance {
         Assurance::Substantial
     }
@@ -837,27 +890,22 @@ impl Connector for BankCard {
         }
     }
 
-    async fn start(&self, ctx: &Context) -> Result<Step, ConnectorError> {
-        Ok(self.details_form(ctx, &State::default(), None))
+    async fn start(&self, ctx: &Context) -> Result<Step<State>, ConnectorError> {
+        Ok(self.details_form(ctx, &Entered::default(), None))
     }
 
     async fn resume(
         &self,
         ctx: &Context,
-        state: StepState,
+        state: State,
         input: Input,
-    ) -> Result<Step, ConnectorError> {
+    ) -> Result<Step<State>, ConnectorError> {
         let Input::Form(fields) = input else {
             return Err(ConnectorError::InvalidState("expected a form".into()));
         };
-        let state: State = serde_json::from_value(state)
-            .map_err(|e| ConnectorError::InvalidState(format!("bank-card state: {e}")))?;
-        match state.stage.as_str() {
-            "details" => self.details(ctx, &fields).await,
-            "code" => self.code(ctx, state, &fields).await,
-            other => Err(ConnectorError::InvalidState(format!(
-                "unknown stage `{other}`"
-            ))),
+        match state {
+            State::Details => self.details(ctx, &fields).await,
+            State::Code(state) => self.code(ctx, state, &fields).await,
         }
     }
 }
@@ -926,5 +974,84 @@ mod tests {
         assert!(luhn_ok("4539578763621486"));
         assert!(!luhn_ok("4539578763621487"));
         assert_eq!(normalise_name("  Nguyễn   Văn An "), "Nguyễn Văn An");
+    }
+
+    fn ctx() -> Context {
+        Context {
+            callback_url: String::new(),
+            state: String::new(),
+            nonce: String::new(),
+            languages: vec!["zh".into()],
+            login_hint: None,
+            min_assurance: Assurance::Low,
+            now: 1_000,
+            client_address: "198.51.100.7".into(),
+            kv: std::sync::Arc::new(crate::kv::MemoryKv::default()),
+            maintenance: BTreeMap::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_code_step_state_holds_no_personal_data_in_clear() {
+        use crate::Connector;
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let bank = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/verify"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(serde_json::json!({"result": "match"})),
+            )
+            .mount(&bank)
+            .await;
+        let c = crate::Typed(
+            open(&format!(
+                "hash_key = {{ env = \"BANK_TEST_HASH_KEY\" }}\nverification = {{ url = \"{}\" }}\nsms = {{ kind = \"log\" }}\n[[banks]]\nid = \"icbc\"\nname = {{ en = \"ICBC\" }}\nbins = [\"622202\"]\n",
+                bank.uri()
+            ))
+            .expect("opens"),
+        );
+        let ctx = ctx();
+        let Step::Form { state, .. } = c.start(&ctx).await.expect("start") else {
+            panic!("a form")
+        };
+        let answer = Input::Form(BTreeMap::from([
+            ("name".to_string(), "王伟".to_string()),
+            ("id_number".to_string(), "110101199003074517".to_string()),
+            ("card_number".to_string(), "6222020200112345679".to_string()),
+            ("phone".to_string(), "13800138000".to_string()),
+        ]));
+        let Step::Form { state, .. } = c.resume(&ctx, state, answer).await.expect("code step")
+        else {
+            panic!("the code form")
+        };
+        let stored = state.to_string();
+        for clear in [
+            "王伟",
+            "110101199003074517",
+            "6222020200112345679",
+            "13800138000",
+        ] {
+            assert!(!stored.contains(clear), "{clear} in {stored}");
+        }
+        assert_eq!(state["stage"], "code");
+        // The sealed part opens only unchanged.
+        let mut tampered = state.clone();
+        tampered["flow"] = serde_json::Value::String("another-flow".into());
+        let code = Input::Form(BTreeMap::from([("code".to_string(), "000000".to_string())]));
+        assert!(matches!(
+            c.resume(&ctx, tampered, code.clone()).await,
+            Err(ConnectorError::InvalidState(_))
+        ));
+        assert!(matches!(
+            c.resume(&ctx, serde_json::json!({"stage": "nonsense"}), code.clone())
+                .await,
+            Err(ConnectorError::InvalidState(_))
+        ));
+        // A wrong code is checked against the real flow.
+        assert!(matches!(
+            c.resume(&ctx, state, code).await,
+            Err(ConnectorError::Retry { .. })
+        ));
     }
 }

@@ -31,14 +31,13 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
-use crate::http::{CallError, Endpoint, JsonClient};
 use crate::kv::KeyValue;
 use crate::otp::{minutes, random_id};
-use crate::secret;
 use crate::{
     normalise_id, Assurance, CitizenId, Connector, ConnectorError, Context, Health, Identity,
     Input, Message, Step, StepState,
 };
+use common::http::{CallError, Endpoint, JsonClient};
 
 /// Algorithms a CTID result may be signed with (never `none` or a shared secret).
 const ALGORITHMS: [Algorithm; 4] = [
@@ -160,7 +159,7 @@ impl Ctid {
                 "`delivery = \"notify\"` needs the broker's notification URL".into(),
             )),
             (_, Some(u)) => {
-                if let Err(e) = crate::http::check_url(u) {
+                if let Err(e) = common::url_policy::check_url(u) {
                     problems.push(("notify_url".into(), e));
                 }
             }
@@ -170,7 +169,7 @@ impl Ctid {
             problems.push(("poll_seconds".into(), "must be between 1 and 30".into()));
         }
         let keys = match (&config.jwks_url, &config.jwks_file) {
-            (Some(u), None) => match crate::http::check_url(u) {
+            (Some(u), None) => match common::url_policy::check_url(u) {
                 Ok(url) => Some(Keys::Url {
                     url,
                     cache: RwLock::new(None),
@@ -180,23 +179,25 @@ impl Ctid {
                     None
                 }
             },
-            (None, Some(f)) => match std::fs::read_to_string(secret::resolve_path(base_dir, f))
-                .map_err(|e| e.to_string())
-                .and_then(|t| serde_json::from_str::<JwkSet>(&t).map_err(|e| e.to_string()))
-            {
-                Ok(set) if !set.keys.is_empty() => Some(Keys::Fixed(set)),
-                Ok(_) => {
-                    problems.push(("jwks_file".into(), "holds no key".into()));
-                    None
+            (None, Some(f)) => {
+                match std::fs::read_to_string(common::secret::resolve_path(base_dir, f))
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| serde_json::from_str::<JwkSet>(&t).map_err(|e| e.to_string()))
+                {
+                    Ok(set) if !set.keys.is_empty() => Some(Keys::Fixed(set)),
+                    Ok(_) => {
+                        problems.push(("jwks_file".into(), "holds no key".into()));
+                        None
+                    }
+                    Err(e) => {
+                        problems.push((
+                            "jwks_file".into(),
+                            format!("cannot read a JWKS from `{f}`: {e}"),
+                        ));
+                        None
+                    }
                 }
-                Err(e) => {
-                    problems.push((
-                        "jwks_file".into(),
-                        format!("cannot read a JWKS from `{f}`: {e}"),
-                    ));
-                    None
-                }
-            },
+            }
             _ => {
                 problems.push((
                     "jwks_url".into(),

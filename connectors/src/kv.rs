@@ -4,7 +4,7 @@
 //! is checked by another; a rate limit cannot be dodged by landing on another instance).
 //!
 //! Keys are plain strings made by the connectors; they must never hold personal data in
-//! clear (use [`crate::secret::KeyedHash`] of ID numbers, phone numbers and usernames).
+//! clear (use [`common::hash::KeyedHash`] of ID numbers, phone numbers and usernames).
 //! Every check-and-set is one atomic method, never a read followed by a write. Time is a
 //! parameter (Unix milliseconds), so expiry is testable without sleeping.
 

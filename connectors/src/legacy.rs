@@ -23,13 +23,15 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use crate::http::{result_of, CallError, Endpoint, JsonClient};
 use crate::otp::{minutes, Guard, PerDimension};
-use crate::secret::{self, KeyedHash, SecretSource};
 use crate::{
-    normalise_id, Assurance, CitizenId, Connector, ConnectorError, Context, Field, Form, Health,
-    Identity, Input, Message, Step, StepState,
+    normalise_id, Assurance, CitizenId, ConnectorError, Context, Field, Form, Health, Identity,
+    Input, Message, Step, TypedConnector,
 };
+use common::hash::KeyedHash;
+use common::http::{result_of, CallError, Endpoint, JsonClient};
+use common::localized::pick;
+use common::secret::{self, SecretSource};
 
 const KV: &str = "legacy";
 
@@ -119,14 +121,6 @@ pub struct LegacyAccounts {
 /// taken does not tell which usernames exist). Argon2id of a random password.
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3xn0h1MJJxUp6gW7aBKnOJpTNq1c0M7E5k5vFAmxo2k";
-
-fn pick<'a>(text: &'a BTreeMap<String, String>, lang: &str) -> &'a str {
-    text.get(lang)
-        .or_else(|| text.get("en"))
-        .or_else(|| text.values().next())
-        .map(String::as_str)
-        .unwrap_or("")
-}
 
 /// Checks a password against a PHC (Argon2) or bcrypt hash. Blocking: call it on a
 /// blocking thread.
@@ -223,7 +217,7 @@ impl LegacyAccounts {
                     .map(|(i, a)| (format!("accounts[{i}]"), a.clone()))
                     .collect();
                 if let Some(file) = &config.accounts_file {
-                    match std::fs::read_to_string(secret::resolve_path(base_dir, file)) {
+                    match std::fs::read_to_string(common::secret::resolve_path(base_dir, file)) {
                         Ok(text) => {
                             for (n, line) in text.lines().enumerate() {
                                 if line.trim().is_empty() {
@@ -278,10 +272,6 @@ impl LegacyAccounts {
         }
     }
 
-    fn lang(ctx: &Context) -> &str {
-        ctx.languages.first().map(String::as_str).unwrap_or("en")
-    }
-
     fn ended(&self, ctx: &Context) -> bool {
         let today = chrono::DateTime::from_timestamp(i64::try_from(ctx.now).unwrap_or(i64::MAX), 0)
             .map(|t| t.date_naive());
@@ -289,10 +279,10 @@ impl LegacyAccounts {
     }
 
     fn alternatives(&self, ctx: &Context) -> String {
-        pick(&self.config.alternatives, Self::lang(ctx)).to_string()
+        pick(&self.config.alternatives, ctx.language()).to_string()
     }
 
-    fn form(&self, ctx: &Context, username: &str) -> Step {
+    fn form(&self, ctx: &Context, username: &str) -> Step<()> {
         let mut user = Field::new("username", "field-username", "text", "username");
         user.value = username.to_string();
         Step::Form {
@@ -312,7 +302,7 @@ impl LegacyAccounts {
                 ),
                 secondary: None,
             },
-            state: StepState::Null,
+            state: (),
         }
     }
 
@@ -432,7 +422,9 @@ impl LegacyAccounts {
 }
 
 #[async_trait::async_trait]
-impl Connector for LegacyAccounts {
+impl TypedConnector for LegacyAccounts {
+    type State = ();
+
     fn assurance(&self) -> Assurance {
         Assurance::Low
     }
@@ -449,7 +441,7 @@ impl Connector for LegacyAccounts {
         }
     }
 
-    async fn start(&self, ctx: &Context) -> Result<Step, ConnectorError> {
+    async fn start(&self, ctx: &Context) -> Result<Step<()>, ConnectorError> {
         if self.ended(ctx) {
             return Err(self.ended_error(ctx));
         }
@@ -459,9 +451,9 @@ impl Connector for LegacyAccounts {
     async fn resume(
         &self,
         ctx: &Context,
-        _state: StepState,
+        _state: (),
         input: Input,
-    ) -> Result<Step, ConnectorError> {
+    ) -> Result<Step<()>, ConnectorError> {
         if self.ended(ctx) {
             return Err(self.ended_error(ctx));
         }
@@ -489,35 +481,38 @@ impl Connector for LegacyAccounts {
             return Err(locked(wait));
         }
         if username.is_empty() || password.is_empty() {
-            return Err(ConnectorError::Retry {
-                message: Message::new("error-wrong-password"),
-                step: Box::new(self.form(ctx, username)),
-            });
+            return Err(ConnectorError::retry(
+                Message::new("error-wrong-password"),
+                self.form(ctx, username),
+            ));
         }
+        // Counted before the check, atomically: parallel guesses never get more checks
+        // than the limit.
+        let window = Duration::from_secs(self.config.window_seconds);
+        let attempt = match guard
+            .attempt(kv, "failed", self.config.failed_logins, window, now)
+            .await
+            .map_err(kv_err)?
+        {
+            Ok(attempt) => attempt,
+            Err(wait) => return Err(locked(wait)),
+        };
         match self.check(username, password).await? {
             Checked::Ok(identity) => {
+                attempt.succeeded(kv, now).await.map_err(kv_err)?;
                 tracing::info!(account = %self.hasher.tag("id", &account), "old portal account signed in");
                 Ok(Step::Done(identity))
             }
+            // Still counted: the contract does not say the password was checked.
             Checked::Disabled => Err(ConnectorError::Failed {
                 message: Message::new("error-legacy-disabled")
                     .arg("alternatives", self.alternatives(ctx)),
                 detail: "the old portal account is disabled".into(),
             }),
-            Checked::Invalid => {
-                let window = Duration::from_secs(self.config.window_seconds);
-                if let Some(wait) = guard
-                    .count(kv, "failed", self.config.failed_logins, window, now)
-                    .await
-                    .map_err(kv_err)?
-                {
-                    return Err(locked(wait));
-                }
-                Err(ConnectorError::Retry {
-                    message: Message::new("error-wrong-password"),
-                    step: Box::new(self.form(ctx, username)),
-                })
-            }
+            Checked::Invalid => Err(ConnectorError::retry(
+                Message::new("error-wrong-password"),
+                self.form(ctx, username),
+            )),
         }
     }
 }
@@ -543,5 +538,67 @@ mod tests {
         assert!(!verify_password(&bc, "nope"));
         assert!(!hash_format_ok("plaintext"));
         assert!(hash_format_ok(DUMMY_HASH));
+    }
+
+    #[tokio::test]
+    async fn parallel_wrong_passwords_get_no_more_checks_than_the_limit() {
+        std::env::set_var(
+            "LEGACY_UNIT_TEST_HASH_KEY",
+            "hash-key-for-legacy-unit-tests-0123456789",
+        );
+        let hash = bcrypt::hash("right", 4).expect("bcrypt");
+        let config: Config = toml::from_str(&format!(
+            r#"
+            hash_key = {{ env = "LEGACY_UNIT_TEST_HASH_KEY" }}
+            available_until = "2099-12-31"
+            alternatives = {{ en = "VNeID" }}
+            failed_logins = {{ per_id = 5, per_phone = 0, per_address = 0 }}
+            [[accounts]]
+            username = "an"
+            password_hash = "{hash}"
+            "#
+        ))
+        .expect("config");
+        let c = std::sync::Arc::new(LegacyAccounts::open(config, Path::new(".")).expect("opens"));
+        let ctx = Context {
+            callback_url: String::new(),
+            state: String::new(),
+            nonce: String::new(),
+            languages: vec!["en".into()],
+            login_hint: None,
+            min_assurance: Assurance::Low,
+            now: 1_000,
+            client_address: "198.51.100.1".into(),
+            kv: std::sync::Arc::new(crate::kv::MemoryKv::default()),
+            maintenance: BTreeMap::new(),
+        };
+        let form = |p: &str| {
+            Input::Form(BTreeMap::from([
+                ("username".to_string(), "an".to_string()),
+                ("password".to_string(), p.to_string()),
+            ]))
+        };
+        let guesses: Vec<_> = (0..16)
+            .map(|_| {
+                let (c, ctx, input) = (c.clone(), ctx.clone(), form("guess"));
+                tokio::spawn(async move { c.resume(&ctx, (), input).await })
+            })
+            .collect();
+        let mut checked = 0;
+        for g in guesses {
+            match g.await.expect("task") {
+                Err(ConnectorError::Retry { .. }) => checked += 1,
+                Err(ConnectorError::Failed { message, .. }) => {
+                    assert_eq!(message.key, "error-legacy-locked")
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(checked, 5, "16 parallel guesses, a limit of 5 checks");
+        let right = c.resume(&ctx, (), form("right")).await;
+        assert!(
+            matches!(right, Err(ConnectorError::Failed { .. })),
+            "locked"
+        );
     }
 }

@@ -14,16 +14,13 @@
 #![warn(missing_docs)]
 
 pub mod bank_card;
+pub mod catalogue;
 pub mod ctid;
-pub mod http;
 pub mod kv;
 pub mod legacy;
 pub mod oidc;
 pub mod otp;
-pub mod outage;
-pub mod registry;
-pub mod secret;
-pub mod signing_key;
+pub mod population_registry;
 pub mod sms;
 pub mod test_citizens;
 
@@ -200,22 +197,23 @@ impl Message {
     }
 }
 
-/// What the broker does next for the citizen.
+/// What the broker does next for the citizen. `S` is the state kept for the answer: raw
+/// JSON for the broker ([`StepState`]), a connector's own type inside a [`TypedConnector`].
 #[derive(Debug, Clone)]
-pub enum Step {
+pub enum Step<S = StepState> {
     /// Send the browser to an upstream page; the upstream returns to the callback URL.
     Redirect {
         /// The upstream URL.
         url: String,
         /// State to keep for the callback.
-        state: StepState,
+        state: S,
     },
     /// Show a form; its answer comes back as [`Input::Form`].
     Form {
         /// The form.
         form: Form,
         /// State to keep for the answer.
-        state: StepState,
+        state: S,
     },
     /// Show a waiting page (QR code, app link) and poll with [`Input::Poll`].
     Wait {
@@ -228,10 +226,44 @@ pub enum Step {
         /// Seconds between polls.
         poll_seconds: u32,
         /// State to keep for the poll.
-        state: StepState,
+        state: S,
     },
     /// The login is complete.
     Done(Identity),
+}
+
+impl<S: Serialize> Step<S> {
+    /// The step with its state encoded as JSON for the broker to keep.
+    pub fn encode(self) -> Result<Step, ConnectorError> {
+        let enc = |s: S| {
+            serde_json::to_value(s)
+                .map_err(|e| ConnectorError::InvalidState(format!("state not encodable: {e}")))
+        };
+        Ok(match self {
+            Step::Redirect { url, state } => Step::Redirect {
+                url,
+                state: enc(state)?,
+            },
+            Step::Form { form, state } => Step::Form {
+                form,
+                state: enc(state)?,
+            },
+            Step::Wait {
+                instruction,
+                qr,
+                app_link,
+                poll_seconds,
+                state,
+            } => Step::Wait {
+                instruction,
+                qr,
+                app_link,
+                poll_seconds,
+                state: enc(state)?,
+            },
+            Step::Done(identity) => Step::Done(identity),
+        })
+    }
 }
 
 /// The citizen's answer to a step.
@@ -246,7 +278,7 @@ pub enum Input {
 }
 
 /// Facts about the login a connector may use.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Context {
     /// The broker's callback URL for this connector (for redirect steps).
     pub callback_url: String,
@@ -270,6 +302,33 @@ pub struct Context {
     /// Parts of this connector that operators put into maintenance at run time (for
     /// instance a bank id of the bank-card connector), with a message per language.
     pub maintenance: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Context {
+    /// The citizen's preferred language (`en` when none is known).
+    pub fn language(&self) -> &str {
+        self.languages.first().map(String::as_str).unwrap_or("en")
+    }
+}
+
+impl fmt::Debug for Context {
+    // The hint, the upstream `state` and `nonce` and the address never reach logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("callback_url", &self.callback_url)
+            .field("state", &"[redacted]")
+            .field("nonce", &"[redacted]")
+            .field("languages", &self.languages)
+            .field(
+                "login_hint",
+                &self.login_hint.as_ref().map(|_| "[redacted]"),
+            )
+            .field("min_assurance", &self.min_assurance)
+            .field("now", &self.now)
+            .field("client_address", &"[redacted]")
+            .field("maintenance", &self.maintenance.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a step failed. The broker shows citizens the message in their language; operators
@@ -298,6 +357,19 @@ pub enum ConnectorError {
     /// The stored step state does not fit this connector (a bug or a stale login).
     #[error("invalid step state: {0}")]
     InvalidState(String),
+}
+
+impl ConnectorError {
+    /// A [`ConnectorError::Retry`] showing `step` again (its state encoded for the broker).
+    pub fn retry<S: Serialize>(message: Message, step: Step<S>) -> ConnectorError {
+        match step.encode() {
+            Ok(step) => ConnectorError::Retry {
+                message,
+                step: Box::new(step),
+            },
+            Err(e) => e,
+        }
+    }
 }
 
 /// Whether a source can be used right now.
@@ -374,6 +446,89 @@ pub trait Connector: Send + Sync {
     }
 }
 
+/// An identity source with its own type of step state, encoded and decoded in one place
+/// ([`Typed`]) instead of in every `resume`. A new source implements this trait; [`Typed`]
+/// makes it a [`Connector`] the broker can drive.
+#[async_trait::async_trait]
+pub trait TypedConnector: Send + Sync {
+    /// What the connector keeps between steps. A stored state that does not decode into
+    /// it (a stale login, another connector's) is [`ConnectorError::InvalidState`].
+    type State: Serialize + serde::de::DeserializeOwned + Send + Sync;
+
+    /// The highest assurance this connector can reach.
+    fn assurance(&self) -> Assurance;
+
+    /// Starts a login.
+    async fn start(&self, ctx: &Context) -> Result<Step<Self::State>, ConnectorError>;
+
+    /// Takes the answer to the step that produced `state` and returns the next step.
+    async fn resume(
+        &self,
+        ctx: &Context,
+        state: Self::State,
+        input: Input,
+    ) -> Result<Step<Self::State>, ConnectorError>;
+
+    /// See [`Connector::abandon`].
+    async fn abandon(&self, _ctx: &Context, _state: &Self::State) {}
+
+    /// See [`Connector::health`].
+    async fn health(&self) -> Health {
+        Health::Up
+    }
+
+    /// See [`Connector::recently_unavailable`].
+    fn recently_unavailable(&self) -> bool {
+        false
+    }
+}
+
+/// The [`Connector`] of a [`TypedConnector`]: encodes its state on the way out and
+/// decodes it on the way in.
+pub struct Typed<C>(pub C);
+
+impl<C: TypedConnector> Typed<C> {
+    fn decode(state: StepState) -> Result<C::State, ConnectorError> {
+        serde_json::from_value(state)
+            .map_err(|e| ConnectorError::InvalidState(format!("step state does not decode: {e}")))
+    }
+}
+
+#[async_trait::async_trait]
+impl<C: TypedConnector> Connector for Typed<C> {
+    fn assurance(&self) -> Assurance {
+        self.0.assurance()
+    }
+
+    async fn start(&self, ctx: &Context) -> Result<Step, ConnectorError> {
+        self.0.start(ctx).await?.encode()
+    }
+
+    async fn resume(
+        &self,
+        ctx: &Context,
+        state: StepState,
+        input: Input,
+    ) -> Result<Step, ConnectorError> {
+        let state = Self::decode(state)?;
+        self.0.resume(ctx, state, input).await?.encode()
+    }
+
+    async fn abandon(&self, ctx: &Context, state: &StepState) {
+        if let Ok(state) = Self::decode(state.clone()) {
+            self.0.abandon(ctx, &state).await;
+        }
+    }
+
+    async fn health(&self) -> Health {
+        self.0.health().await
+    }
+
+    fn recently_unavailable(&self) -> bool {
+        self.0.recently_unavailable()
+    }
+}
+
 /// Keeps only the digits and ASCII letters of an identifier, upper-cased.
 pub fn normalise_id(raw: &str) -> String {
     raw.chars()
@@ -399,6 +554,33 @@ mod tests {
             proven: true,
         };
         assert!(!format!("{id:?}").contains("0792"));
+    }
+
+    #[test]
+    fn context_debug_hides_the_hint_state_nonce_and_address() {
+        let ctx = Context {
+            callback_url: "https://broker.example/callback/x".into(),
+            state: "state-secret".into(),
+            nonce: "nonce-secret".into(),
+            languages: vec!["vi".into()],
+            login_hint: Some("079201001234".into()),
+            min_assurance: Assurance::Low,
+            now: 0,
+            client_address: "203.0.113.9".into(),
+            kv: std::sync::Arc::new(kv::MemoryKv::default()),
+            maintenance: BTreeMap::new(),
+        };
+        let shown = format!("{ctx:?}");
+        for secret in [
+            "state-secret",
+            "nonce-secret",
+            "079201001234",
+            "203.0.113.9",
+        ] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("callback/x"));
+        assert_eq!(ctx.language(), "vi");
     }
 
     #[test]

@@ -47,13 +47,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
-use crate::outage::{unix_now, RecentOutage};
-use crate::secret;
-use crate::signing_key::{SigningAlg, SigningKey};
 use crate::{
     Assurance, Connector, ConnectorError, Context, Health, Identity, Input, Message, Step,
     StepState,
 };
+use common::outage::{unix_now, RecentOutage};
+use common::secret;
+use common::signing_key::{SigningAlg, SigningKey};
 
 pub use claims::ClaimMapping;
 
@@ -88,56 +88,7 @@ const ACCEPTED_ALGS: [CoreJwsSigningAlgorithm; 4] = [
 // ---------------------------------------------------------------------------------------
 // Configuration
 
-/// Where the client secret comes from: `{ env = "NAME" }` or `{ file = "path" }` (relative
-/// to the configuration file; a trailing newline is dropped). Never written inline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub enum SecretSource {
-    /// An environment variable.
-    Env(String),
-    /// A file.
-    File(String),
-}
-
-impl<'de> Deserialize<'de> for SecretSource {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = SecretSource;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("{ env = \"NAME\" } or { file = \"path\" }")
-            }
-            // The value is a secret: the error never repeats it.
-            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<SecretSource, E> {
-                Err(E::custom(
-                    "secrets are never written inline: use { env = \"NAME\" } or { file = \"path\" }",
-                ))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<SecretSource, A::Error> {
-                let mut found = None;
-                while let Some(key) = map.next_key::<String>()? {
-                    let value: String = map.next_value()?;
-                    let source = match key.as_str() {
-                        "env" => SecretSource::Env(value),
-                        "file" => SecretSource::File(value),
-                        other => {
-                            return Err(serde::de::Error::unknown_field(other, &["env", "file"]))
-                        }
-                    };
-                    if found.replace(source).is_some() {
-                        return Err(serde::de::Error::custom(
-                            "give either `env` or `file`, not both",
-                        ));
-                    }
-                }
-                found.ok_or_else(|| serde::de::Error::custom("needs `env` or `file`"))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
+pub use common::secret::SecretSource;
 
 /// How the broker authenticates at the provider's token endpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -466,10 +417,6 @@ enum ClientAuth {
     Assertion(Box<SigningKey>),
 }
 
-fn is_loopback(u: &url::Url) -> bool {
-    matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
-}
-
 impl OidcConnector {
     /// Checks the settings, reads the client secret (environment variables and files are
     /// resolved here; relative paths against `base_dir`, the configuration's folder) and
@@ -485,7 +432,7 @@ impl OidcConnector {
                 problem("issuer", "must not have a query or a fragment".into());
                 None
             }
-            Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && is_loopback(&u)) => {
+            Ok(u) if common::url_policy::is_allowed(&u) => {
                 IssuerUrl::new(config.issuer.clone()).ok()
             }
             Ok(_) => {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::kv::{KeyValue, KvError};
-use crate::secret::KeyedHash;
+use common::hash::KeyedHash;
 
 /// Digits of a code.
 pub const CODE_DIGITS: usize = 6;
@@ -290,6 +290,99 @@ impl Guard {
             }
         }
         Ok(longest)
+    }
+}
+
+/// An attempt counted by [`Guard::attempt`] before its check: a success is recorded with
+/// [`Attempt::succeeded`], so only failures use up the limit.
+#[derive(Debug)]
+#[must_use = "a success must be recorded, or it counts as a failure"]
+pub struct Attempt {
+    /// (successes key, what is left of the attempts window) per limited dimension.
+    counters: Vec<(String, Duration)>,
+}
+
+impl Attempt {
+    /// Records that the checked answer was right: this attempt no longer counts.
+    pub async fn succeeded(self, kv: &dyn KeyValue, now: u64) -> Result<(), KvError> {
+        for (key, window_left) in &self.counters {
+            // Read and write, not atomic: two right answers at once may be counted as one,
+            // which errs on the safe side (one fewer attempt). The count lives as long as
+            // the attempts window it offsets.
+            let n = read_count(kv, key, now).await?;
+            let ttl = (*window_left).max(Duration::from_millis(1));
+            kv.put(key, (n + 1).to_string().as_bytes(), ttl, now)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+async fn read_count(kv: &dyn KeyValue, key: &str, now: u64) -> Result<u64, KvError> {
+    Ok(kv
+        .get(key, now)
+        .await?
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0))
+}
+
+/// A limit no counter reaches: [`KeyValue::hit`] then only counts.
+const UNLIMITED: u64 = u32::MAX as u64;
+
+impl Guard {
+    fn limit_of(dim: &str, limits: PerDimension) -> u64 {
+        match dim {
+            "id" => limits.per_id,
+            "phone" => limits.per_phone,
+            "address" => limits.per_address,
+            _ => 0,
+        }
+    }
+
+    /// Counts one `action` against every dimension BEFORE its check (a password, an
+    /// answer), in one atomic increment each, so parallel guesses can never get more
+    /// checks than the limit: of N concurrent attempts over a limit L, at most L pass.
+    /// Failures are what counts: a right answer is given back by [`Attempt::succeeded`].
+    /// `Err(wait)`: over the limit (the dimension is locked until its window ends); the
+    /// check must not be made.
+    pub async fn attempt(
+        &self,
+        kv: &dyn KeyValue,
+        action: &str,
+        limits: PerDimension,
+        window: Duration,
+        now: u64,
+    ) -> Result<Result<Attempt, Duration>, KvError> {
+        let mut counters = Vec::new();
+        let mut longest: Option<Duration> = None;
+        for (dim, tag) in &self.dims {
+            let limit = Self::limit_of(dim, limits);
+            if limit == 0 {
+                continue;
+            }
+            let attempts = format!("{}:rl:{action}:{dim}:{tag}", self.prefix);
+            let successes = format!("{}:rl:{action}-ok:{dim}:{tag}", self.prefix);
+            let hit = kv.hit(&attempts, UNLIMITED, window, now).await?;
+            let forgiven = read_count(kv, &successes, now).await?;
+            if hit.count.saturating_sub(forgiven) > limit {
+                let wait = hit.retry_after.max(Duration::from_secs(1));
+                let until = now.saturating_add(ms(wait));
+                kv.put(
+                    &self.lock_key(dim, tag),
+                    until.to_string().as_bytes(),
+                    wait,
+                    now,
+                )
+                .await?;
+                longest = Some(longest.map_or(wait, |l| l.max(wait)));
+            }
+            counters.push((successes, hit.retry_after));
+        }
+        Ok(match longest {
+            Some(wait) => Err(wait),
+            None => Ok(Attempt { counters }),
+        })
     }
 }
 

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::http::{CallError, Endpoint, JsonClient};
-use crate::secret::SecretSource;
+use common::http::{CallError, Endpoint, JsonClient};
+use common::secret::SecretSource;
 
 /// How codes are sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -113,7 +113,7 @@ impl SmsSender {
             }
         }
         if let Some(u) = &config.demo_inbox_url {
-            if let Err(e) = crate::http::check_url(u) {
+            if let Err(e) = common::url_policy::check_url(u) {
                 problems.push((format!("{key}.demo_inbox_url"), e));
             }
         }

@@ -5,13 +5,17 @@
 //! The broker refuses it in `serve` unless the operator enables it explicitly.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use common::hash::KeyedHash;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::otp::{Guard, PerDimension};
 use crate::{
-    normalise_id, Assurance, CitizenId, Connector, ConnectorError, Context, Field, Form, Identity,
-    Input, Message, Step, StepState,
+    normalise_id, Assurance, CitizenId, ConnectorError, Context, Field, Form, Identity, Input,
+    Message, Step, TypedConnector,
 };
 
 /// Configuration of the test-citizens connector.
@@ -30,7 +34,29 @@ pub struct Config {
     /// Authentication method reference of a login (`pwd`, `otp`, `face`, ...).
     #[serde(default = "default_amr")]
     pub amr: String,
+    /// Most wrong passwords per account (`per_id`) and per address in a window; each is
+    /// counted before its check, so parallel guesses get no more.
+    #[serde(default = "default_throttle")]
+    pub failed_logins: PerDimension,
+    /// Throttling window, in seconds.
+    #[serde(default = "default_window")]
+    pub window_seconds: u64,
 }
+
+fn default_throttle() -> PerDimension {
+    PerDimension {
+        per_id: 5,
+        per_phone: 0,
+        per_address: 30,
+    }
+}
+
+fn default_window() -> u64 {
+    300
+}
+
+/// Prefix of this connector's counters in the shared state.
+const KV: &str = "test-citizens";
 
 fn proven_by_default() -> bool {
     true
@@ -71,6 +97,9 @@ impl std::fmt::Debug for Citizen {
 /// The connector.
 pub struct TestCitizens {
     config: Config,
+    /// Keys the counters: derived from the configuration, so every broker instance with
+    /// the same citizens counts in the same place (test data: no secret of its own).
+    hasher: KeyedHash,
 }
 
 impl TestCitizens {
@@ -95,14 +124,31 @@ impl TestCitizens {
                 problems.push((format!("citizens[{i}].password"), "is empty".into()));
             }
         }
+        if config.failed_logins.per_phone != 0 {
+            problems.push((
+                "failed_logins.per_phone".into(),
+                "test citizens have no phone: leave it 0".into(),
+            ));
+        }
+        if config.window_seconds == 0 {
+            problems.push(("window_seconds".into(), "must be more than 0".into()));
+        }
         if problems.is_empty() {
-            Ok(TestCitizens { config })
+            let mut key = Sha256::new();
+            for c in &config.citizens {
+                key.update((c.username.len() as u64).to_be_bytes());
+                key.update(c.username.as_bytes());
+                key.update((c.password.len() as u64).to_be_bytes());
+                key.update(c.password.as_bytes());
+            }
+            let hasher = KeyedHash::new(&key.finalize());
+            Ok(TestCitizens { config, hasher })
         } else {
             Err(problems)
         }
     }
 
-    fn form(&self, username: &str, problem: Option<Message>) -> Step {
+    fn form(&self, username: &str, problem: Option<Message>) -> Step<()> {
         let mut user = Field::new("username", "field-username", "text", "username");
         user.value = username.to_string();
         Step::Form {
@@ -118,7 +164,7 @@ impl TestCitizens {
                 notice: None,
                 secondary: None,
             },
-            state: StepState::Null,
+            state: (),
         }
     }
 
@@ -136,41 +182,73 @@ impl TestCitizens {
 }
 
 #[async_trait::async_trait]
-impl Connector for TestCitizens {
+impl TypedConnector for TestCitizens {
+    type State = ();
+
     fn assurance(&self) -> Assurance {
         self.config.assurance
     }
 
-    async fn start(&self, ctx: &Context) -> Result<Step, ConnectorError> {
+    async fn start(&self, ctx: &Context) -> Result<Step<()>, ConnectorError> {
         Ok(self.form(ctx.login_hint.as_deref().unwrap_or(""), None))
     }
 
     async fn resume(
         &self,
-        _ctx: &Context,
-        _state: StepState,
+        ctx: &Context,
+        _state: (),
         input: Input,
-    ) -> Result<Step, ConnectorError> {
+    ) -> Result<Step<()>, ConnectorError> {
         let Input::Form(fields) = input else {
             return Err(ConnectorError::InvalidState("expected a form".into()));
         };
         let username = fields.get("username").map(|s| s.trim()).unwrap_or("");
         let password = fields.get("password").map(String::as_str).unwrap_or("");
+        let kv = ctx.kv.as_ref();
+        let now = ctx.now.saturating_mul(1000);
+        let kv_err = |e: crate::kv::KvError| ConnectorError::Unavailable(e.to_string());
+        let guard = Guard::new(
+            &self.hasher,
+            KV,
+            &[
+                ("id", &username.to_lowercase()),
+                ("address", &ctx.client_address),
+            ],
+        );
+        let locked = || ConnectorError::Failed {
+            message: Message::new("error-too-many-attempts"),
+            detail: "failed-login throttling for this test citizen or address".into(),
+        };
+        if guard.locked(kv, now).await.map_err(kv_err)?.is_some() {
+            return Err(locked());
+        }
+        // Counted before the check, atomically: parallel guesses get no more checks.
+        let window = Duration::from_secs(self.config.window_seconds);
+        let Ok(attempt) = guard
+            .attempt(kv, "failed", self.config.failed_logins, window, now)
+            .await
+            .map_err(kv_err)?
+        else {
+            return Err(locked());
+        };
         match self.find(username, password) {
-            Some(c) => Ok(Step::Done(Identity {
-                subject: c.username.clone(),
-                citizen_id: c.citizen_id.as_deref().map(|v| CitizenId {
-                    value: normalise_id(v),
-                    proven: self.config.citizen_id_proven,
-                }),
-                claims: c.claims.clone(),
-                assurance: self.config.assurance,
-                amr: vec![self.config.amr.clone()],
-            })),
-            None => Err(ConnectorError::Retry {
-                message: Message::new("error-wrong-password"),
-                step: Box::new(self.form(username, None)),
-            }),
+            Some(c) => {
+                attempt.succeeded(kv, now).await.map_err(kv_err)?;
+                Ok(Step::Done(Identity {
+                    subject: c.username.clone(),
+                    citizen_id: c.citizen_id.as_deref().map(|v| CitizenId {
+                        value: normalise_id(v),
+                        proven: self.config.citizen_id_proven,
+                    }),
+                    claims: c.claims.clone(),
+                    assurance: self.config.assurance,
+                    amr: vec![self.config.amr.clone()],
+                }))
+            }
+            None => Err(ConnectorError::retry(
+                Message::new("error-wrong-password"),
+                self.form(username, None),
+            )),
         }
     }
 }
@@ -190,6 +268,8 @@ mod tests {
             assurance: Assurance::Substantial,
             citizen_id_proven: true,
             amr: "pwd".into(),
+            failed_logins: default_throttle(),
+            window_seconds: 300,
         })
         .expect("valid config")
     }
@@ -220,7 +300,7 @@ mod tests {
     async fn right_password_gives_identity() {
         let c = connector();
         let step = c
-            .resume(&ctx(), StepState::Null, answer("an", "pw"))
+            .resume(&ctx(), (), answer("an", "pw"))
             .await
             .expect("login");
         let Step::Done(id) = step else {
@@ -237,7 +317,7 @@ mod tests {
     async fn wrong_password_asks_again() {
         let c = connector();
         let err = c
-            .resume(&ctx(), StepState::Null, answer("an", "nope"))
+            .resume(&ctx(), (), answer("an", "nope"))
             .await
             .expect_err("must fail");
         assert!(
@@ -258,9 +338,57 @@ mod tests {
             assurance: Assurance::Low,
             citizen_id_proven: true,
             amr: "pwd".into(),
+            failed_logins: default_throttle(),
+            window_seconds: 300,
         }) else {
             panic!("expected problems")
         };
         assert_eq!(problems[0].0, "citizens[1].username");
+    }
+
+    #[tokio::test]
+    async fn parallel_wrong_passwords_get_no_more_checks_than_the_limit() {
+        let c = std::sync::Arc::new(connector());
+        let ctx = ctx();
+        let attempts = (0..16).map(|i| {
+            let c = c.clone();
+            let mut ctx = ctx.clone();
+            // Every guess from its own address: only the account limit (5) applies.
+            ctx.client_address = format!("198.51.100.{i}");
+            tokio::spawn(async move { c.resume(&ctx, (), answer("an", "guess")).await })
+        });
+        let mut checked = 0;
+        let mut locked = 0;
+        for a in attempts {
+            match a.await.expect("task") {
+                Err(ConnectorError::Retry { .. }) => checked += 1,
+                Err(ConnectorError::Failed { message, .. })
+                    if message.key == "error-too-many-attempts" =>
+                {
+                    locked += 1
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!((checked, locked), (5, 11));
+        // Locked: the right password does not get in either.
+        let right = c.resume(&ctx, (), answer("an", "pw")).await;
+        assert!(matches!(right, Err(ConnectorError::Failed { .. })));
+    }
+
+    #[tokio::test]
+    async fn right_passwords_do_not_use_up_the_limit() {
+        let c = connector();
+        let ctx = ctx();
+        for _ in 0..12 {
+            let step = c.resume(&ctx, (), answer("an", "pw")).await;
+            assert!(matches!(step, Ok(Step::Done(_))));
+        }
+        for _ in 0..4 {
+            let wrong = c.resume(&ctx, (), answer("an", "x")).await;
+            assert!(matches!(wrong, Err(ConnectorError::Retry { .. })));
+        }
+        let step = c.resume(&ctx, (), answer("an", "pw")).await;
+        assert!(matches!(step, Ok(Step::Done(_))), "4 failures of 5 allowed");
     }
 }

@@ -5,14 +5,13 @@
 pub mod assets;
 pub mod file;
 mod live;
-mod registry;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use connectors::{Assurance, Connector};
+use connectors::{catalogue, Assurance, Connector};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use sha2::{Digest, Sha256};
@@ -25,6 +24,9 @@ pub use file::{
 pub use live::Live;
 
 use crate::keys::{KeySet, SigningAlg, SigningKey};
+use common::secret::SecretSource;
+use common::url_policy::is_loopback;
+use connectors::population_registry::PopulationRegistry;
 
 pub use crate::protocol::scopes::SCOPES;
 
@@ -180,7 +182,7 @@ pub struct Settings {
     /// Audit log file.
     pub audit_log: Option<PathBuf>,
     /// The population registry, when configured.
-    pub registry: Option<Arc<dyn connectors::registry::PopulationRegistry>>,
+    pub registry: Option<Arc<dyn PopulationRegistry>>,
     /// SHA-256 of the admin API token; `None` keeps the admin API off.
     pub admin_token: Option<[u8; 32]>,
 }
@@ -340,35 +342,22 @@ impl Validator {
     }
 
     fn resolve_path(&self, p: &str) -> PathBuf {
-        let p = Path::new(p);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base.join(p)
-        }
+        common::secret::resolve_path(&self.base, p)
     }
 
     fn secret(&mut self, key: &str, r: &SecretRef) -> Option<Vec<u8>> {
-        match r {
-            SecretRef::Env { env } => match std::env::var(env) {
-                Ok(v) if !v.is_empty() => Some(v.into_bytes()),
-                _ => {
-                    self.report(key, format!("environment variable `{env}` is not set"));
-                    None
-                }
-            },
-            SecretRef::File { file } => match std::fs::read_to_string(self.resolve_path(file)) {
-                Ok(v) => Some(v.trim_end_matches(['\n', '\r']).as_bytes().to_vec()),
-                Err(e) => {
-                    self.report(key, format!("cannot read secret file `{file}`: {e}"));
-                    None
-                }
-            },
+        let source = match r {
+            SecretRef::Env { env } => SecretSource::Env(env.clone()),
+            SecretRef::File { file } => SecretSource::File(file.clone()),
             SecretRef::Sha256 { .. } => {
                 self.report(key, "a digest is only accepted for client secrets");
-                None
+                return None;
             }
-        }
+        };
+        source
+            .read(&self.base)
+            .map_err(|reason| self.report(key, reason))
+            .ok()
     }
 
     fn validate(&mut self, raw: FileConfig, mode: Mode) -> Option<Settings> {
@@ -467,15 +456,12 @@ impl Validator {
         });
         let audit_log = raw.audit_log.as_deref().map(|p| self.resolve_path(p));
         let registry = raw.registry.as_ref().and_then(|r| {
-            if url::Url::parse(&r.url).is_err() {
-                self.report("registry.url", format!("`{}` is not a URL", r.url));
-                return None;
-            }
-            let timeout = std::time::Duration::from_millis(r.timeout_ms);
-            match connectors::registry::HttpRegistry::new(&r.url, timeout) {
-                Ok(h) => Some(Arc::new(h) as Arc<dyn connectors::registry::PopulationRegistry>),
-                Err(e) => {
-                    self.report("registry", e);
+            match connectors::population_registry::HttpRegistry::open(&r.url, r.timeout_ms) {
+                Ok(h) => Some(Arc::new(h) as Arc<dyn PopulationRegistry>),
+                Err(problems) => {
+                    for (k, reason) in problems {
+                        self.report(&format!("registry.{k}"), reason);
+                    }
                     None
                 }
             }
@@ -621,7 +607,7 @@ impl Validator {
                     "a connector in maintenance needs a message for citizens",
                 );
             }
-            if c.kind == registry::TEST_CITIZENS
+            if catalogue::demo_only_type(&c.kind)
                 && mode == Mode::Serve
                 && !raw.allow_test_citizens
                 && c.status != ConnectorStatus::Disabled
@@ -631,7 +617,7 @@ impl Validator {
                     "`test-citizens` is for demos and tests; set `allow_test_citizens = true` to use it in `serve`",
                 );
             }
-            if let Some((k, reason)) = registry::demo_only(&c.kind, &c.settings) {
+            if let Some((k, reason)) = catalogue::demo_only(&c.kind, &c.settings) {
                 if mode == Mode::Serve
                     && !raw.allow_test_citizens
                     && c.status != ConnectorStatus::Disabled
@@ -659,7 +645,7 @@ impl Validator {
                     Err(reason) => self.report(&logo_key, reason),
                 }
             }
-            match registry::open(&c.kind, &c.settings, &self.base) {
+            match catalogue::open(&c.kind, &c.settings, &self.base) {
                 Ok(connector) => out.push(ConnectorEntry {
                     id: c.id.clone(),
                     kind: c.kind.clone(),
@@ -669,15 +655,15 @@ impl Validator {
                     logos,
                     connector,
                 }),
-                Err(registry::OpenError::UnknownType) => self.report(
+                Err(catalogue::OpenError::UnknownType) => self.report(
                     &format!("{key}.type"),
                     format!(
                         "unknown connector type `{}` (known: {})",
                         c.kind,
-                        registry::TYPES.join(", ")
+                        catalogue::TYPES.join(", ")
                     ),
                 ),
-                Err(registry::OpenError::Settings(problems)) => {
+                Err(catalogue::OpenError::Settings(problems)) => {
                     for (k, reason) in problems {
                         let path = if k.is_empty() || k == "." {
                             format!("{key}.settings")
@@ -913,27 +899,10 @@ impl Validator {
     }
 }
 
-fn is_loopback(u: &url::Url) -> bool {
-    matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
-}
-
 /// Checks a redirect URI (absolute, no fragment, https except on loopback) and returns its
 /// host.
 fn check_redirect_uri(uri: &str) -> Result<String, String> {
-    let u = url::Url::parse(uri).map_err(|e| format!("`{uri}` is not a URL: {e}"))?;
-    if u.fragment().is_some() {
-        return Err(format!("`{uri}` must not have a fragment"));
-    }
-    match u.scheme() {
-        "https" => {}
-        "http" if is_loopback(&u) => {}
-        "http" => {
-            return Err(format!(
-                "`{uri}` must use https (plain http only on localhost)"
-            ))
-        }
-        s => return Err(format!("`{uri}` has an unsupported scheme `{s}`")),
-    }
+    let u = common::url_policy::check_url(uri)?;
     Ok(u.host_str().unwrap_or_default().to_string())
 }
 

@@ -659,7 +659,6 @@ pub async fn link(state: &Env, mut tx: LoginTx, fields: Fields) -> Outcome {
     let problem = match outcome {
         Ok(LinkOutcome::Linked) => return proceed(state, tx, &secret, session).await,
         Ok(LinkOutcome::Mismatch) => "link-mismatch",
-        Ok(LinkOutcome::NotFound) => "link-not-found",
         Ok(LinkOutcome::TakenByAnother) => "link-taken",
         Ok(LinkOutcome::Unavailable) => "link-unavailable",
         Err(e) => return Err(Failure::unavailable(&lang, &e)),

@@ -22,7 +22,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::jws::{self, alg_names, Jws};
-use crate::util::{ct_eq, hmac_b64, sha256_b64};
+use crate::util::{ct_eq, sha256_b64};
+use common::hash::pairwise_b64 as hmac_b64;
 use store::{Millis, Store, StoreError};
 
 /// The `typ` of a proof (RFC 9449 4.2).

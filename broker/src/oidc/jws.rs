@@ -209,7 +209,9 @@ pub(crate) mod test_support {
             let (key, pem_text) = SigningKey::generate(kid, alg).expect("generate");
             let pem_bytes = pem_text.as_bytes();
             let encoding = match alg {
-                SigningAlg::RS256 => jsonwebtoken::EncodingKey::from_rsa_pem(pem_bytes),
+                SigningAlg::RS256 | SigningAlg::PS256 => {
+                    jsonwebtoken::EncodingKey::from_rsa_pem(pem_bytes)
+                }
                 SigningAlg::ES256 => jsonwebtoken::EncodingKey::from_ec_pem(pem_bytes),
                 SigningAlg::EdDSA => jsonwebtoken::EncodingKey::from_ed_pem(pem_bytes),
             }

@@ -1,7 +1,7 @@
 //! Linking an account that has no proven citizen ID number (an old portal account) to one,
 //! checked against the population registry with the name and birth date.
 
-use connectors::registry::RegistryMatch;
+use connectors::population_registry::RegistryAnswer;
 use connectors::{normalise_id, Assurance};
 
 use super::resolve::bind_id;
@@ -15,10 +15,9 @@ use store::{Store, StoreResult};
 pub enum LinkOutcome {
     /// Linked (or already linked to this person).
     Linked,
-    /// The registry knows the number with another name or birth date.
+    /// The registry does not confirm the number with this name and birth date (unknown
+    /// number or other details: one answer, so the form is no oracle of which numbers exist).
     Mismatch,
-    /// The registry does not know the number.
-    NotFound,
     /// The number is bound to another account: a registry check never takes it over.
     TakenByAnother,
     /// No registry is configured, or it cannot answer now.
@@ -44,9 +43,8 @@ pub async fn link(
     };
     let value = normalise_id(citizen_id);
     match registry.check(&value, name.trim(), birthdate.trim()).await {
-        Ok(RegistryMatch::Match) => {}
-        Ok(RegistryMatch::Mismatch) => return Ok(LinkOutcome::Mismatch),
-        Ok(RegistryMatch::NotFound) => return Ok(LinkOutcome::NotFound),
+        Ok(RegistryAnswer::Match) => {}
+        Ok(RegistryAnswer::NoMatch) => return Ok(LinkOutcome::Mismatch),
         Err(e) => {
             tracing::warn!(error = %e, "population registry check failed");
             return Ok(LinkOutcome::Unavailable);

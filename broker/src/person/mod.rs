@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 pub use resolve::{resolve, Resolution};
 
 use crate::config::{Client, Settings, SubjectType};
-use crate::util::{hmac_b64, now_millis};
+use crate::util::now_millis;
+use common::hash::pairwise_b64 as hmac_b64;
 use store::{Store, StoreResult};
 
 /// Whether a bound number counts.

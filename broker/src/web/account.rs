@@ -9,9 +9,10 @@ use askama::Template;
 use crate::i18n::{self, Tr};
 use crate::person::link::{link, LinkOutcome};
 use crate::session;
-use crate::util::{ct_eq, hmac_b64};
+use crate::util::ct_eq;
 use crate::web::pages;
 use crate::web::state::AppState;
+use common::hash::pairwise_b64 as hmac_b64;
 
 #[derive(Template)]
 #[template(path = "account.html")]
@@ -197,7 +198,6 @@ pub async fn update(
     match outcome {
         Ok(LinkOutcome::Linked) => render(&req, &state, "account-linked", "").await,
         Ok(LinkOutcome::Mismatch) => render(&req, &state, "", "link-mismatch").await,
-        Ok(LinkOutcome::NotFound) => render(&req, &state, "", "link-not-found").await,
         Ok(LinkOutcome::TakenByAnother) => render(&req, &state, "", "link-taken").await,
         Ok(LinkOutcome::Unavailable) => render(&req, &state, "", "link-unavailable").await,
         Err(e) => pages::unavailable_page(lang, &e),

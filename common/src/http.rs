@@ -1,4 +1,4 @@
-//! The JSON-over-HTTP client of the connectors that speak a documented contract (bank
+//! The JSON-over-HTTP client of the services that speak a documented contract (bank
 //! verification, SMS gateway, CTID, an old portal's accounts API, the population registry).
 //!
 //! Every call has a timeout, follows no redirects (an upstream must not send the broker
@@ -65,28 +65,7 @@ impl std::fmt::Debug for JsonClient {
     }
 }
 
-/// Whether a URL is on this machine (plain http is accepted there only).
-pub fn is_loopback(u: &url::Url) -> bool {
-    matches!(
-        u.host_str(),
-        Some("localhost" | "127.0.0.1" | "[::1]" | "::1")
-    )
-}
-
-/// Checks a service URL: absolute, https (http only on localhost), no fragment.
-pub fn check_url(raw: &str) -> Result<url::Url, String> {
-    let u = url::Url::parse(raw).map_err(|e| format!("`{raw}` is not a URL: {e}"))?;
-    if u.fragment().is_some() {
-        return Err(format!("`{raw}` must not have a fragment"));
-    }
-    match u.scheme() {
-        "https" => Ok(u),
-        "http" if is_loopback(&u) => Ok(u),
-        _ => Err(format!(
-            "`{raw}` must use https (plain http only on localhost)"
-        )),
-    }
-}
+pub use crate::url_policy::check_url;
 
 impl JsonClient {
     /// Validates an endpoint (problems get `key` as prefix) and builds its client.
@@ -110,7 +89,8 @@ impl JsonClient {
                 None
             }
         };
-        if endpoint.timeout_ms == 0 || endpoint.timeout_ms > 60_000 {
+        let timeout_ok = (1..=60_000).contains(&endpoint.timeout_ms);
+        if !timeout_ok {
             problems.push((
                 join("timeout_ms"),
                 "must be between 1 and 60000 milliseconds".into(),
@@ -140,6 +120,9 @@ impl JsonClient {
                 return None;
             }
         };
+        if !timeout_ok {
+            return None;
+        }
         Some(JsonClient {
             http,
             base: base?,
@@ -163,7 +146,8 @@ impl JsonClient {
             .map_err(|e| CallError::Invalid(format!("bad path: {e}")))
     }
 
-    /// POSTs JSON to `path` and reads a JSON answer of status 2xx or 4xx.
+    /// POSTs JSON to `path` and reads a JSON answer of status 2xx or 4xx (a 4xx with an
+    /// empty body reads as `null`).
     pub async fn post<B: Serialize + ?Sized>(
         &self,
         path: &str,
@@ -266,8 +250,18 @@ impl JsonClient {
             }
             bytes.extend_from_slice(&chunk);
         }
-        let value = serde_json::from_slice(&bytes)
-            .map_err(|e| CallError::Invalid(format!("not JSON (status {status}): {e}")))?;
+        let value = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            // A refusal need not explain itself: its status is the answer.
+            Err(_) if status >= 400 && bytes.iter().all(u8::is_ascii_whitespace) => {
+                serde_json::Value::Null
+            }
+            Err(e) => {
+                return Err(CallError::Invalid(format!(
+                    "not JSON (status {status}): {e}"
+                )))
+            }
+        };
         Ok((status, value))
     }
 }
@@ -275,4 +269,100 @@ impl JsonClient {
 /// The `result` string of a contract answer, if any.
 pub fn result_of(v: &serde_json::Value) -> Option<&str> {
     v.get("result").and_then(serde_json::Value::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    fn client(url: &str, timeout_ms: u64) -> Result<JsonClient, Vec<(String, String)>> {
+        let mut problems = Vec::new();
+        let endpoint = Endpoint {
+            url: url.into(),
+            timeout_ms,
+            api_key: None,
+        };
+        JsonClient::open(&endpoint, Path::new("."), "bank", &mut problems).ok_or(problems)
+    }
+
+    #[test]
+    fn plain_http_is_refused_off_this_machine() {
+        let problems = client("http://bank.example.org/api", 1000).expect_err("refused");
+        assert_eq!(problems[0].0, "bank.url");
+        assert!(problems[0].1.contains("must use https"), "{problems:?}");
+        let problems = client("https://bank.example.org/", 0).expect_err("refused");
+        assert_eq!(problems[0].0, "bank.timeout_ms");
+    }
+
+    #[tokio::test]
+    async fn a_large_body_a_redirect_and_an_overload_are_told_apart() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/big"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_string(format!("\"{}\"", "x".repeat(MAX_BODY))),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/moved"))
+            .respond_with(
+                ResponseTemplate::new(302).insert_header("location", "https://elsewhere.example/"),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/busy"))
+            .respond_with(ResponseTemplate::new(503))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/ok"))
+            .respond_with(ResponseTemplate::new(404).set_body_json(serde_json::json!({"a": 1})))
+            .mount(&server)
+            .await;
+        let c = client(&server.uri(), 2000).expect("opens");
+        assert!(
+            matches!(c.get("big").await, Err(CallError::Invalid(m)) if m == "answer too large")
+        );
+        assert!(matches!(c.get("moved").await, Err(CallError::Invalid(_))));
+        assert_eq!(c.recent_outage(), None, "invalid answers are no outage");
+        let (status, body) = c.get("ok").await.expect("a 4xx JSON answer is an answer");
+        assert_eq!((status, body["a"].as_i64()), (404, Some(1)));
+        assert!(matches!(
+            c.post_best_effort("busy", &()).await,
+            Err(CallError::Outage(_))
+        ));
+        assert_eq!(
+            c.recent_outage(),
+            None,
+            "best-effort calls are not remembered"
+        );
+        assert!(matches!(
+            c.post("busy", &()).await,
+            Err(CallError::Outage(_))
+        ));
+        let reason = c.recent_outage().expect("remembered");
+        assert!(
+            reason.contains("status 503") && !reason.contains("/busy"),
+            "{reason}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_service_is_an_outage() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({}))
+                    .set_delay(Duration::from_secs(30)),
+            )
+            .mount(&server)
+            .await;
+        let c = client(&server.uri(), 50).expect("opens");
+        assert!(matches!(c.get("slow").await, Err(CallError::Outage(m)) if m == "timeout"));
+    }
 }

@@ -1,8 +1,10 @@
 //! A signing key loaded from a PKCS#8 PEM file: signs compact JWS and gives its public JWK.
 //!
 //! Used by the broker for its own tokens and by connectors that authenticate to a source
-//! with a signed assertion (`private_key_jwt`). Keys are parsed once and kept as aws-lc key
-//! pairs, so signing an ES256 token costs one ECDSA operation, not a key parse.
+//! with a signed assertion (`private_key_jwt`). Every key carries its own `kid`, set in the
+//! header of what it signs and in its JWK. Keys are parsed once and kept as aws-lc key
+//! pairs (the same library `jsonwebtoken` verifies with here), so signing an ES256 token
+//! costs one ECDSA operation, not a key parse; verification goes through `jsonwebtoken`.
 
 use std::path::Path;
 
@@ -23,6 +25,8 @@ use serde::{Deserialize, Serialize};
 pub enum SigningAlg {
     /// RSASSA-PKCS1-v1_5 with SHA-256 (mandatory for OpenID Connect).
     RS256,
+    /// RSASSA-PSS with SHA-256 (FAPI 2.0 accepts PS256 and ES256, not RS256).
+    PS256,
     /// ECDSA P-256 with SHA-256.
     ES256,
     /// Ed25519.
@@ -30,10 +34,29 @@ pub enum SigningAlg {
 }
 
 impl SigningAlg {
+    /// Every algorithm, in the order they are offered.
+    pub const ALL: [SigningAlg; 4] = [
+        SigningAlg::RS256,
+        SigningAlg::PS256,
+        SigningAlg::ES256,
+        SigningAlg::EdDSA,
+    ];
+
+    /// The algorithm of a JOSE name.
+    pub fn from_name(name: &str) -> Option<SigningAlg> {
+        Self::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
+    /// Whether keys of this algorithm are RSA keys.
+    pub fn is_rsa(self) -> bool {
+        matches!(self, SigningAlg::RS256 | SigningAlg::PS256)
+    }
+
     /// The JOSE name.
     pub fn as_str(self) -> &'static str {
         match self {
             SigningAlg::RS256 => "RS256",
+            SigningAlg::PS256 => "PS256",
             SigningAlg::ES256 => "ES256",
             SigningAlg::EdDSA => "EdDSA",
         }
@@ -43,6 +66,7 @@ impl SigningAlg {
     pub fn jwt_alg(self) -> Algorithm {
         match self {
             SigningAlg::RS256 => Algorithm::RS256,
+            SigningAlg::PS256 => Algorithm::PS256,
             SigningAlg::ES256 => Algorithm::ES256,
             SigningAlg::EdDSA => Algorithm::EdDSA,
         }
@@ -132,7 +156,7 @@ impl SigningKey {
     /// Builds a key from PKCS#8 DER.
     pub fn from_pkcs8(kid: &str, alg: SigningAlg, der: &[u8]) -> Result<Self, String> {
         let (signer, encoding) = match alg {
-            SigningAlg::RS256 => {
+            SigningAlg::RS256 | SigningAlg::PS256 => {
                 let kp = RsaKeyPair::from_pkcs8(der).map_err(rejected)?;
                 if kp.public_modulus_len() < 256 {
                     return Err("RSA keys must have at least 2048 bits".into());
@@ -170,6 +194,7 @@ impl SigningKey {
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         jwk.common.key_algorithm = Some(match alg {
             SigningAlg::RS256 => KeyAlgorithm::RS256,
+            SigningAlg::PS256 => KeyAlgorithm::PS256,
             SigningAlg::ES256 => KeyAlgorithm::ES256,
             SigningAlg::EdDSA => KeyAlgorithm::EdDSA,
         });
@@ -186,7 +211,7 @@ impl SigningKey {
     /// Generates a new key and returns it with its PKCS#8 PEM encoding (demo and tests).
     pub fn generate(kid: &str, alg: SigningAlg) -> Result<(Self, String), String> {
         let der: Vec<u8> = match alg {
-            SigningAlg::RS256 => {
+            SigningAlg::RS256 | SigningAlg::PS256 => {
                 let kp = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
                     .map_err(|e| e.to_string())?;
                 kp.as_der().map_err(|e| e.to_string())?.as_ref().to_vec()
@@ -214,14 +239,13 @@ impl SigningKey {
     fn sign_bytes(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
         match &self.signer {
             Signer::Rsa(kp) => {
+                let padding: &'static dyn signature::RsaEncoding = match self.alg {
+                    SigningAlg::PS256 => &signature::RSA_PSS_SHA256,
+                    _ => &signature::RSA_PKCS1_SHA256,
+                };
                 let mut sig = vec![0; kp.public_modulus_len()];
-                kp.sign(
-                    &signature::RSA_PKCS1_SHA256,
-                    &SystemRandom::new(),
-                    msg,
-                    &mut sig,
-                )
-                .map_err(|_| KeyError::Sign)?;
+                kp.sign(padding, &SystemRandom::new(), msg, &mut sig)
+                    .map_err(|_| KeyError::Sign)?;
                 Ok(sig)
             }
             Signer::Ec(kp) => kp
@@ -274,5 +298,53 @@ mod tests {
             .err()
             .expect("an ES256 key is not an RS256 key");
         assert_eq!(err, "the file holds a key of another algorithm");
+    }
+
+    #[test]
+    fn every_algorithm_signs_with_its_own_kid_and_verifies_through_jsonwebtoken() {
+        for alg in SigningAlg::ALL {
+            let kid = format!("kid-{}", alg.as_str());
+            let (key, pem_text) = SigningKey::generate(&kid, alg).expect("generate");
+            let reloaded = SigningKey::from_pem(&kid, alg, pem_text.as_bytes()).expect("reload");
+            assert_eq!(reloaded.jwk().common.key_id.as_deref(), Some(kid.as_str()));
+            let token = key
+                .sign(
+                    "JWT",
+                    &serde_json::json!({"sub": "x", "exp": 4_000_000_000u64}),
+                )
+                .expect("sign");
+            let header = jsonwebtoken::decode_header(&token).expect("header");
+            assert_eq!(header.kid.as_deref(), Some(kid.as_str()));
+            assert_eq!(header.alg, alg.jwt_alg());
+            let mut v = jsonwebtoken::Validation::new(alg.jwt_alg());
+            v.validate_aud = false;
+            // Verified with the key rebuilt from the published JWK, as a relying party does.
+            let public = DecodingKey::from_jwk(reloaded.jwk()).expect("jwk");
+            let claims = jsonwebtoken::decode::<serde_json::Value>(&token, &public, &v)
+                .expect("verifies")
+                .claims;
+            assert_eq!(claims["sub"], "x");
+            assert_eq!(SigningAlg::from_name(alg.as_str()), Some(alg));
+        }
+    }
+
+    #[test]
+    fn ps256_and_rs256_signatures_are_not_interchangeable() {
+        let (key, pem_text) = SigningKey::generate("k", SigningAlg::PS256).expect("generate");
+        let as_rs = SigningKey::from_pem("k", SigningAlg::RS256, pem_text.as_bytes()).expect("rsa");
+        let token = key
+            .sign("JWT", &serde_json::json!({"exp": 4_000_000_000u64}))
+            .expect("sign");
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        v.validate_aud = false;
+        v.required_spec_claims.clear();
+        // A PSS signature under an RS256 header would not verify as PKCS#1 v1.5.
+        let parts: Vec<&str> = token.split('.').collect();
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","kid":"k","typ":"JWT"}"#);
+        let relabelled = format!("{header}.{}.{}", parts[1], parts[2]);
+        assert!(
+            jsonwebtoken::decode::<serde_json::Value>(&relabelled, as_rs.decoding_key(), &v)
+                .is_err()
+        );
     }
 }

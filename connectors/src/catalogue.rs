@@ -1,11 +1,13 @@
-//! From a connector `type` in the configuration to an opened connector (Dex's
-//! `ConnectorsConfig` + `Open`). Opening validates the settings, which is also what
-//! `check-config` does, so a connector that opens here will start.
+//! The catalogue of connector types: from a `type` in the configuration to an opened
+//! connector (Dex's `ConnectorsConfig` + `Open`), and which settings are for demos only.
+//! Opening validates the settings, which is also what `check-config` does, so a connector
+//! that opens here will start. A new identity source is one file in this crate plus one
+//! line here.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use connectors::{bank_card, ctid, legacy, oidc, test_citizens, Connector};
+use crate::{bank_card, ctid, legacy, oidc, test_citizens, Connector, Typed};
 
 /// The type of the test-citizens connector.
 pub const TEST_CITIZENS: &str = "test-citizens";
@@ -44,7 +46,7 @@ pub fn open(
         TEST_CITIZENS => {
             let config: test_citizens::Config = parse(settings)?;
             let c = test_citizens::TestCitizens::open(config).map_err(OpenError::Settings)?;
-            Ok(Arc::new(c))
+            Ok(Arc::new(Typed(c)))
         }
         OIDC => {
             let config: oidc::Config = parse(settings)?;
@@ -54,12 +56,12 @@ pub fn open(
         BANK_CARD => {
             let config: bank_card::Config = parse(settings)?;
             let c = bank_card::BankCard::open(config, base_dir).map_err(OpenError::Settings)?;
-            Ok(Arc::new(c))
+            Ok(Arc::new(Typed(c)))
         }
         LEGACY_ACCOUNTS => {
             let config: legacy::Config = parse(settings)?;
             let c = legacy::LegacyAccounts::open(config, base_dir).map_err(OpenError::Settings)?;
-            Ok(Arc::new(c))
+            Ok(Arc::new(Typed(c)))
         }
         CTID => {
             let config: ctid::Config = parse(settings)?;
@@ -68,6 +70,12 @@ pub fn open(
         }
         _ => Err(OpenError::UnknownType),
     }
+}
+
+/// Whether a connector type is for demos and tests only: `serve` refuses it unless
+/// `allow_test_citizens` is set.
+pub fn demo_only_type(kind: &str) -> bool {
+    kind == TEST_CITIZENS
 }
 
 /// A setting that is for demos and tests only, as (key below `settings`, reason): `serve`
