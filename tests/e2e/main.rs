@@ -11,6 +11,7 @@ mod legacy;
 mod login_pages;
 mod logout;
 mod operators;
+mod pages_browser;
 mod persons;
 mod persons_sims;
 mod protocol;

@@ -1,0 +1,170 @@
+// The citizen pages of every identity source, checked in headless Chromium in the four
+// languages at three widths (1280×800, 390×844 and 320×640): each page is checked with
+// axe-core (any violation of impact "serious" or "critical" fails) and for horizontal
+// overflow (WCAG 1.4.10 Reflow: document.scrollingElement.scrollWidth > innerWidth fails),
+// and must not show a raw message key.
+//
+// A scenario is one page in one language (its three widths inside); the shared machinery is
+// in lib/harness.mjs.
+//
+//   ISSUER=http://127.0.0.1:18080 CLIENT_ID=js-rp CLIENT_SECRET=... RP_PORT=18081 \
+//   SMS_INBOX=http://127.0.0.1:18084/inbox node tests/js/pages.mjs
+//
+// Optional: BANK_ID (default bank-card), CTID_ID (ctid), LEGACY_ID (old-portal),
+// TEST_ID (test-citizens), VNEID_ID (vneid), LANGUAGES (default "en vi zh es"), SCREENSHOT_DIR, CHROMIUM,
+// E2E_TIMEOUT_MS (default 900000).
+
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import { Harness, check } from './lib/harness.mjs';
+
+const AXE_SOURCE = fs.readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+const VIEWPORTS = [
+  { width: 1280, height: 800 },
+  { width: 390, height: 844 },
+  { width: 320, height: 640 },
+];
+const LANGUAGES = (process.env.LANGUAGES || 'en vi zh es').split(/\s+/).filter(Boolean);
+const BANK_ID = process.env.BANK_ID || 'bank-card';
+const CTID_ID = process.env.CTID_ID || 'ctid';
+const LEGACY_ID = process.env.LEGACY_ID || 'old-portal';
+const TEST_ID = process.env.TEST_ID || 'test-citizens';
+const VNEID_ID = process.env.VNEID_ID || 'vneid';
+
+// Each page: a name and how to reach it from a fresh browser in language `lang`.
+// `h.rpOrigin` starts a login at the relying party; `h.issuer` is the broker.
+const PAGES = [
+  ['choice of identity sources', async (p, lang) => {
+    await start(p, lang);
+  }],
+  ['test account form', async (p, lang) => {
+    await start(p, lang);
+    await p.locator(`#use-${TEST_ID}`).click();
+    await p.locator('#f-username').waitFor();
+  }],
+  ['test account form after a wrong password', async (p, lang) => {
+    await start(p, lang);
+    await p.locator(`#use-${TEST_ID}`).click();
+    await p.locator('#f-username').fill(`nobody-${lang}`);
+    await p.locator('#f-password').fill('wrong');
+    await p.locator('#submit').click();
+    await p.locator('#problem').waitFor();
+  }],
+  ['bank card form', async (p, lang) => {
+    await start(p, lang);
+    await p.locator(`#use-${BANK_ID}`).click();
+    await p.locator('#f-card_number').waitFor();
+  }],
+  ['bank card: the bank does not know these details (remedies)', async (p, lang) => {
+    await start(p, lang);
+    await p.locator(`#use-${BANK_ID}`).click();
+    await fillBank(p, '139 0000 0000');
+    await p.locator('#problem').waitFor();
+  }],
+  ['bank card: the SMS code', async (p, lang) => {
+    await start(p, lang);
+    await p.locator(`#use-${BANK_ID}`).click();
+    await fillBank(p, '138 0013 8000');
+    await p.locator('#f-code').waitFor();
+  }],
+  ['CTID waiting page', async (p, lang) => {
+    await start(p, lang);
+    await p.locator(`#use-${CTID_ID}`).click();
+    await p.locator('#qr').waitFor();
+  }],
+  ['old portal form', async (p, lang) => {
+    await start(p, lang);
+    await p.locator(`#use-${LEGACY_ID}`).click();
+    await p.locator('#f-username').waitFor();
+  }],
+  ['VNeID: cancelled at the identity provider', async (p, lang) => {
+    await start(p, lang);
+    await p.locator(`#use-${VNEID_ID}`).click();
+    await p.locator('#cancel').click();
+    await p.waitForURL((u) => u.origin === h.brokerOrigin);
+    await p.locator('#message').waitFor();
+  }],
+  ['error page: unknown platform', async (p, lang) => {
+    await p.goto(`${h.issuer}/authorize?client_id=nobody&response_type=code&ui_locales=${lang}`);
+    await p.locator('#message').waitFor();
+  }],
+  ['logged out', async (p, lang) => {
+    await p.goto(`${h.issuer}/logout?ui_locales=${lang}`);
+    await p.locator('#logged-out').waitFor();
+  }],
+];
+
+const h = new Harness({
+  prefix: 'pages e2e',
+  scenarios: PAGES.length * LANGUAGES.length,
+  timeoutMs: 900000,
+  scope: 'openid profile citizen_id',
+  contextTimeoutMs: 20000,
+});
+
+async function start(p, lang) {
+  await p.goto(`${h.rpOrigin}/login?ui_locales=${lang}`);
+  await p.locator(`#use-${TEST_ID}`).waitFor();
+}
+
+async function fillBank(p, phone) {
+  await p.locator('#f-name').fill('王伟');
+  await p.locator('#f-id_number').fill('110101199003074517');
+  await p.locator('#f-card_number').fill('6222 0202 0011 2345 679');
+  await p.locator('#f-phone').fill(phone);
+  await p.locator('#submit').click();
+}
+
+/** What is wrong with the page as shown now: a list of sentences (empty when nothing). */
+async function problems(p, label) {
+  const found = [];
+  const { scrollWidth, innerWidth } = await p.evaluate(() => ({
+    scrollWidth: document.scrollingElement.scrollWidth,
+    innerWidth: window.innerWidth,
+  }));
+  if (scrollWidth > innerWidth) {
+    const wide = await p.evaluate(() =>
+      [...document.querySelectorAll('body *')]
+        .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+        .slice(0, 5)
+        .map((e) => `<${e.tagName.toLowerCase()}${e.id ? ` id=${e.id}` : ''}> ${JSON.stringify((e.textContent || '').trim().slice(0, 40))}`),
+    );
+    found.push(`${label}: overflows horizontally (scrollWidth ${scrollWidth} > innerWidth ${innerWidth}; WCAG 1.4.10): ${wide.join(', ')}`);
+  }
+  // The CSP of the pages does not apply to evaluation by the driver.
+  const loaded = await p.evaluate(() => typeof window.axe !== 'undefined');
+  if (!loaded) await p.evaluate(AXE_SOURCE);
+  const result = await p.evaluate(() =>
+    window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] } }),
+  );
+  for (const v of result.violations) {
+    if (v.impact !== 'serious' && v.impact !== 'critical') continue;
+    const nodes = v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ');
+    found.push(`${label}: axe ${v.impact} ${v.id} (${v.help}) at ${nodes}`);
+  }
+  const text = await p.locator('body').innerText();
+  const raw = text.match(/Unknown localization key[^\n]*/);
+  if (raw) found.push(`${label}: shows a raw message key: ${raw[0]}`);
+  return found;
+}
+
+h.run(async () => {
+  for (const lang of LANGUAGES) {
+    for (const [name, reach] of PAGES) {
+      await h.scenarioInFreshContext(`${name} (${lang})`, async (p) => {
+        await p.setViewportSize(VIEWPORTS[0]);
+        await reach(p, lang);
+        const shownLang = await p.locator('html').getAttribute('lang');
+        check(shownLang === lang, `the page is in ${shownLang}, expected ${lang}`);
+        const found = [];
+        for (const vp of VIEWPORTS) {
+          await p.setViewportSize(vp);
+          found.push(...(await problems(p, `${vp.width}×${vp.height}`)));
+          if (vp.width === 320) await h.screenshot(p, `${name.replace(/\W+/g, '-')}-${lang}-320.png`);
+        }
+        check(found.length === 0, found.join('\n'));
+      });
+    }
+  }
+});
