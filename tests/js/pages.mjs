@@ -2,7 +2,8 @@
 // languages at three widths (1280×800, 390×844 and 320×640): each page is checked with
 // axe-core (any violation of impact "serious" or "critical" fails) and for horizontal
 // overflow (WCAG 1.4.10 Reflow: document.scrollingElement.scrollWidth > innerWidth fails),
-// and must not show a raw message key.
+// and must not show a raw message key. Some pages check more (values kept after an error,
+// numeric keyboards, the bank's remedies as a list, the resend countdown).
 //
 // A scenario is one page in one language (its three widths inside); the shared machinery is
 // in lib/harness.mjs.
@@ -37,6 +38,11 @@ const VNEID_ID = process.env.VNEID_ID || 'vneid';
 const PAGES = [
   ['choice of identity sources', async (p, lang) => {
     await start(p, lang);
+  }, async (p) => {
+    // Each button is named after its source ("Continue with …").
+    const label = await p.locator(`#use-${BANK_ID}`).innerText();
+    const name = await p.locator(`#use-${BANK_ID}`).locator('xpath=..').locator('strong').innerText();
+    check(label.includes(name), `the button of ${name} says ${JSON.stringify(label)}`);
   }],
   ['test account form', async (p, lang) => {
     await start(p, lang);
@@ -50,23 +56,41 @@ const PAGES = [
     await p.locator('#f-password').fill('wrong');
     await p.locator('#submit').click();
     await p.locator('#problem').waitFor();
+  }, async (p, lang) => {
+    // What was typed is kept, never the password.
+    check((await p.locator('#f-username').inputValue()) === `nobody-${lang}`, 'the username is kept after an error');
+    check((await p.locator('#f-password').inputValue()) === '', 'the password is never filled in again');
   }],
   ['bank card form', async (p, lang) => {
     await start(p, lang);
     await p.locator(`#use-${BANK_ID}`).click();
     await p.locator('#f-card_number').waitFor();
+  }, async (p) => {
+    check((await p.locator('#f-card_number').getAttribute('inputmode')) === 'numeric', 'the card number gets a numeric keyboard');
+    check((await p.locator('#f-phone').getAttribute('type')) === 'tel', 'the phone gets a phone keyboard');
   }],
   ['bank card: the bank does not know these details (remedies)', async (p, lang) => {
     await start(p, lang);
     await p.locator(`#use-${BANK_ID}`).click();
     await fillBank(p, '139 0000 0000');
     await p.locator('#problem').waitFor();
+  }, async (p) => {
+    const steps = await p.locator('#remedies li').count();
+    check(steps === 4, `the bank's four remedies are a list, found ${steps} items`);
+    check((await p.locator('#f-name').inputValue()) === '王伟', 'the name is kept after an error');
+    check((await p.locator('#f-phone').inputValue()) !== '', 'the phone is kept after an error');
+    check((await p.locator('#f-card_number').inputValue()) === '', 'the card number is never filled in again');
   }],
   ['bank card: the SMS code', async (p, lang) => {
     await start(p, lang);
     await p.locator(`#use-${BANK_ID}`).click();
     await fillBank(p, '138 0013 8000');
     await p.locator('#f-code').waitFor();
+  }, async (p) => {
+    check((await p.locator('#f-code').getAttribute('inputmode')) === 'numeric', 'the code gets a numeric keyboard');
+    check(await p.locator('#resend').isDisabled(), 'a new code cannot be asked for before the cooldown ends');
+    const wait = await p.locator('#resend-wait').innerText();
+    check(/\d/.test(wait), `the countdown is shown: ${JSON.stringify(wait)}`);
   }],
   ['CTID waiting page', async (p, lang) => {
     await start(p, lang);
@@ -151,10 +175,11 @@ async function problems(p, label) {
 
 h.run(async () => {
   for (const lang of LANGUAGES) {
-    for (const [name, reach] of PAGES) {
+    for (const [name, reach, expect] of PAGES) {
       await h.scenarioInFreshContext(`${name} (${lang})`, async (p) => {
         await p.setViewportSize(VIEWPORTS[0]);
         await reach(p, lang);
+        if (expect) await expect(p, lang);
         const shownLang = await p.locator('html').getAttribute('lang');
         check(shownLang === lang, `the page is in ${shownLang}, expected ${lang}`);
         const found = [];
