@@ -50,21 +50,59 @@ struct MessagePage {
     message: String,
     hint: String,
     action: Option<(String, String)>,
+    /// What the citizen tells the help desk (found in the broker's log).
+    reference: String,
+    /// A short technical note in English for the platform's developers, shown under
+    /// "Details for support" only.
     detail: String,
 }
 
-/// An error page: `key` names the message (its `-title` and `-hint` variants are used
-/// too); `detail` is a short technical note for the platform's developers.
+impl MessagePage {
+    /// The page of message `key` (with `args`): its heading is `<key>-heading` when the
+    /// message has one, else "Something went wrong"; its hint `<key>-hint`, if any.
+    fn new(t: Tr, key: &str, args: &std::collections::BTreeMap<String, String>) -> Self {
+        let optional = |suffix: &str| {
+            let k = format!("{key}{suffix}");
+            t.try_get(&k).map(|_| t.with(&k, args))
+        };
+        MessagePage {
+            title: optional("-heading").unwrap_or_else(|| t.get("error-title")),
+            message: t.with(key, args),
+            hint: optional("-hint").unwrap_or_default(),
+            action: None,
+            reference: String::new(),
+            detail: String::new(),
+            t,
+        }
+    }
+}
+
+/// An error page: `key` names the message (its `-heading` and `-hint` variants are used
+/// when they exist); `detail` is a short technical note for the platform's developers,
+/// logged with a reference and shown only under "Details for support".
 pub fn error_page(lang: &str, status: u16, key: &str, detail: &str) -> HttpResponse {
-    let t = Tr::new(lang);
-    let page = MessagePage {
-        title: t.get("error-title"),
-        message: t.get(key),
-        hint: t.get(&format!("{key}-hint")),
-        action: None,
-        detail: detail.to_string(),
-        t,
-    };
+    error_page_with_languages(lang, status, key, detail, Vec::new())
+}
+
+/// [`error_page`] with a language menu (see [`crate::i18n::language_links`]).
+pub fn error_page_with_languages(
+    lang: &str,
+    status: u16,
+    key: &str,
+    detail: &str,
+    languages: Vec<crate::i18n::LanguageLink>,
+) -> HttpResponse {
+    let mut page = MessagePage::new(
+        Tr::new(lang).with_links(languages),
+        key,
+        &Default::default(),
+    );
+    if !detail.is_empty() {
+        let reference = crate::util::random_token(6);
+        tracing::info!(%reference, message = key, status, detail, "error page shown");
+        page.reference = reference;
+        page.detail = detail.to_string();
+    }
     render(status, &page)
 }
 
@@ -76,18 +114,9 @@ pub fn failure_page(
     back: Option<&str>,
 ) -> HttpResponse {
     let t = Tr::new(lang);
-    let page = MessagePage {
-        title: t.get("error-title"),
-        message: t.with(&message.key, &message.args),
-        hint: t.with(&format!("{}-hint", message.key), &message.args),
-        action: back.map(|b| (b.to_string(), t.get("button-other-way"))),
-        detail: message
-            .args
-            .get("reference")
-            .map(|r| format!("{}: {r}", t.get("label-reference")))
-            .unwrap_or_default(),
-        t,
-    };
+    let mut page = MessagePage::new(t, &message.key, &message.args);
+    page.action = back.map(|b| (b.to_string(), page.t.get("button-other-way")));
+    page.reference = message.args.get("reference").cloned().unwrap_or_default();
     render(status, &page)
 }
 
@@ -438,7 +467,7 @@ impl<'a> Page<'a> {
         self.settings
             .clients
             .get(&self.tx.request.client_id)
-            .map(|c| c.name.clone())
+            .map(|c| c.display_name(self.t.lang).to_string())
             .unwrap_or_default()
     }
 
@@ -696,6 +725,29 @@ mod tests {
         assert_eq!((lead.as_str(), steps.len()), ("Wait 1. Then go.", 0));
         let (_, steps) = numbered_steps("Card 621. 2. x");
         assert!(steps.is_empty());
+    }
+
+    #[test]
+    fn error_pages_have_their_heading_a_folded_detail_and_a_language_menu() {
+        let links = crate::i18n::language_links("es", "/logout?ui_locales=es");
+        let mut page = MessagePage::new(
+            Tr::new("es").with_links(links),
+            "error-unknown-client",
+            &Default::default(),
+        );
+        page.reference = "REF123".into();
+        page.detail = "unknown client_id".into();
+        let html = page.render().expect("renders");
+        assert!(html.contains("<title>Servicio no registrado · "), "{html}");
+        assert!(html.contains("<h1>Servicio no registrado</h1>"), "{html}");
+        assert!(html.contains("<summary>Datos para el servicio de ayuda</summary>"));
+        assert!(html.contains("<code lang=\"en\" id=\"detail\">unknown client_id</code>"));
+        assert!(html.contains("href=\"/logout?ui_locales=vi\" lang=\"vi\""), "{html}");
+        assert!(html.contains("aria-current=\"page\">Español"), "{html}");
+        // A message without a heading of its own, and without a hint.
+        let page = MessagePage::new(Tr::new("en"), "account-linked", &Default::default());
+        assert_eq!(page.title, "Something went wrong");
+        assert_eq!(page.hint, "");
     }
 
     #[test]

@@ -103,7 +103,7 @@ async fn claims_of(broker: &Broker, user: &str) -> serde_json::Value {
     let form = browser.choose(&choice, "old-portal").await;
     let notice = sims::element_text(&form, "notice").expect("notice with the end date");
     assert!(
-        notice.contains("2099-12-31") && notice.contains("VNeID"),
+        notice.contains("31 December 2099") && notice.contains("VNeID"),
         "{notice}"
     );
     let resp = browser.submit_password(&form, user, PASSWORD).await;

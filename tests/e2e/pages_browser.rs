@@ -66,7 +66,7 @@ async fn every_citizen_page_passes_axe_and_reflows_at_320_px() {
 
     let rp_port = free_port();
     let extra = format!(
-        "{}{}{}{}\n[[clients]]\nid = \"js-rp\"\nname = \"openid-client platform\"\nredirect_uris = [\"http://127.0.0.1:{rp_port}/callback\"]\nsecret = {{ env = \"TEST_RP_SECRET\" }}\nscopes = [\"openid\", \"profile\", \"citizen_id\"]\n",
+        "{}{}{}{}\n[[clients]]\nid = \"js-rp\"\nname = {{ en = \"openid-client platform\", vi = \"Nền tảng openid-client\", zh = \"openid-client 平台\", es = \"Plataforma openid-client\" }}\nredirect_uris = [\"http://127.0.0.1:{rp_port}/callback\"]\nsecret = {{ env = \"TEST_RP_SECRET\" }}\nscopes = [\"openid\", \"profile\", \"citizen_id\"]\n",
         crate::bank_card::connector_toml(&banks, &sms, &key_path, ROOMY_LIMITS),
         crate::ctid::connector_toml(&ctid.url, &ctid_key.display().to_string()),
         crate::legacy::connector_toml(

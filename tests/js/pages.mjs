@@ -38,7 +38,10 @@ const VNEID_ID = process.env.VNEID_ID || 'vneid';
 const PAGES = [
   ['choice of identity sources', async (p, lang) => {
     await start(p, lang);
-  }, async (p) => {
+  }, async (p, lang) => {
+    // The platform's name in the page's language (a per-language name in its configuration).
+    const platform = await p.locator('p strong').first().innerText();
+    check(platform === PLATFORM[lang], `the platform is called ${JSON.stringify(platform)}, expected ${JSON.stringify(PLATFORM[lang])}`);
     // Each button is named after its source ("Continue with …").
     const label = await p.locator(`#use-${BANK_ID}`).innerText();
     const name = await p.locator(`#use-${BANK_ID}`).locator('xpath=..').locator('strong').innerText();
@@ -101,6 +104,10 @@ const PAGES = [
     await start(p, lang);
     await p.locator(`#use-${LEGACY_ID}`).click();
     await p.locator('#f-username').waitFor();
+  }, async (p, lang) => {
+    // Its end date as people of the language write dates.
+    const notice = await p.locator('#notice').innerText();
+    check(notice.includes(UNTIL[lang]), `the end date is written ${JSON.stringify(UNTIL[lang])}: ${notice}`);
   }],
   ['VNeID: cancelled at the identity provider', async (p, lang) => {
     await start(p, lang);
@@ -108,16 +115,33 @@ const PAGES = [
     await p.locator('#cancel').click();
     await p.waitForURL((u) => u.origin === h.brokerOrigin);
     await p.locator('#message').waitFor();
+  }, async (p, lang) => {
+    // A heading that fits the failure, not "Something went wrong".
+    const heading = await p.locator('h1').innerText();
+    check(heading === CANCELLED[lang], `heading ${JSON.stringify(heading)}, expected ${JSON.stringify(CANCELLED[lang])}`);
+    check(await p.locator('#reference').count() === 1, 'the reference is given for support');
   }],
   ['error page: unknown platform', async (p, lang) => {
     await p.goto(`${h.issuer}/authorize?client_id=nobody&response_type=code&ui_locales=${lang}`);
     await p.locator('#message').waitFor();
+  }, async (p) => {
+    // The English technical note is only under "Details for support", with the reference.
+    check(!(await p.locator('#detail').isVisible()), 'the technical detail is folded away');
+    check(await p.locator('#support summary').isVisible(), 'the "details for support" line is shown');
+    check(((await p.locator('#reference').textContent()) || '').length > 0, 'with a reference');
   }],
   ['logged out', async (p, lang) => {
     await p.goto(`${h.issuer}/logout?ui_locales=${lang}`);
     await p.locator('#logged-out').waitFor();
   }],
 ];
+
+// The heading of a cancelled login, per language (broker/locales/*/main.ftl).
+const CANCELLED = { en: 'You cancelled', vi: 'Bạn đã hủy', zh: '您已取消', es: 'Ha cancelado' };
+
+// The platform's names in tests/e2e/pages_browser.rs, and the old portal's end date there.
+const PLATFORM = { en: 'openid-client platform', vi: 'Nền tảng openid-client', zh: 'openid-client 平台', es: 'Plataforma openid-client' };
+const UNTIL = { en: '31 December 2099', vi: '31/12/2099', zh: '2099年12月31日', es: '31 de diciembre de 2099' };
 
 const h = new Harness({
   prefix: 'pages e2e',
@@ -167,6 +191,9 @@ async function problems(p, label) {
     const nodes = v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ');
     found.push(`${label}: axe ${v.impact} ${v.id} (${v.help}) at ${nodes}`);
   }
+  // Each page its own title: what its heading says.
+  const [title, h1] = [await p.title(), await p.locator('h1').first().innerText()];
+  if (!title.startsWith(h1.trim())) found.push(`${label}: the title ${JSON.stringify(title)} does not name the page (${JSON.stringify(h1)})`);
   const text = await p.locator('body').innerText();
   const raw = text.match(/Unknown localization key[^\n]*/);
   if (raw) found.push(`${label}: shows a raw message key: ${raw[0]}`);

@@ -480,8 +480,8 @@ pub enum SubjectType {
 pub struct ClientConfig {
     /// `client_id`.
     pub id: String,
-    /// Name shown to citizens.
-    pub name: String,
+    /// Name shown to citizens: one text, or one per language (`{ en = …, vi = … }`).
+    pub name: ClientName,
     /// Exact redirect URIs.
     pub redirect_uris: Vec<String>,
     /// Exact post-logout redirect URIs.
@@ -528,6 +528,26 @@ pub struct ClientConfig {
     /// ends, for platforms without a back channel.
     #[serde(default)]
     pub frontchannel_logout_uri: Option<String>,
+}
+
+/// A client's name: the same in every language, or per language.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ClientName {
+    /// One name for every language.
+    Plain(String),
+    /// A name per language (English, or the first, for the others).
+    PerLanguage(LocalizedText),
+}
+
+impl ClientName {
+    /// The names per language; a plain name is under `en`.
+    pub fn texts(&self) -> LocalizedText {
+        match self {
+            ClientName::Plain(name) => BTreeMap::from([("en".to_string(), name.clone())]),
+            ClientName::PerLanguage(names) => names.clone(),
+        }
+    }
 }
 
 fn default_scopes() -> Vec<String> {

@@ -99,8 +99,10 @@ pub struct ClientKey {
 pub struct Client {
     /// `client_id`.
     pub id: String,
-    /// Name shown to citizens.
+    /// Name shown to citizens (in English, or the first language written).
     pub name: String,
+    /// Name shown to citizens, per language.
+    pub names: LocalizedText,
     /// Exact redirect URIs.
     pub redirect_uris: Vec<String>,
     /// Exact post-logout redirect URIs.
@@ -130,6 +132,16 @@ pub struct Client {
 }
 
 impl Client {
+    /// Its name in `lang`, else in English, else in the first language written.
+    pub fn display_name(&self, lang: &str) -> &str {
+        self.names
+            .get(lang)
+            .or_else(|| self.names.get("en"))
+            .or_else(|| self.names.values().next())
+            .map(String::as_str)
+            .unwrap_or(&self.id)
+    }
+
     /// Whether this is a public client.
     pub fn is_public(&self) -> bool {
         matches!(self.auth, ClientAuth::None)
@@ -800,7 +812,15 @@ impl Validator {
                 c.id.clone(),
                 Client {
                     id: c.id.clone(),
-                    name: c.name.clone(),
+                    names: c.name.texts(),
+                    name: {
+                        let names = c.name.texts();
+                        names
+                            .get("en")
+                            .or_else(|| names.values().next())
+                            .cloned()
+                            .unwrap_or_default()
+                    },
                     redirect_uris: c.redirect_uris.clone(),
                     post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
                     auth,
