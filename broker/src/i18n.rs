@@ -176,11 +176,18 @@ impl Tr {
         LOCALES.try_lookup(&self.id, key)
     }
 
-    /// The message of `key` with named arguments; an argument named `date` (or ending in
-    /// `_date`) holding an ISO date is written as people of this language write dates.
-    pub fn with(&self, key: &str, args: &BTreeMap<String, String>) -> String {
-        let args: HashMap<Cow<'static, str>, FluentValue> = args
-            .iter()
+    /// The message of `key` with named arguments, if there is one.
+    pub fn try_with(&self, key: &str, args: &BTreeMap<String, String>) -> Option<String> {
+        // Whether the message exists, whatever its arguments.
+        let exists = LOCALES
+            .try_lookup_with_args(&self.id, key, &self.fluent_args(args))
+            .is_some()
+            || LOCALES.try_lookup(&self.id, key).is_some();
+        exists.then(|| self.with(key, args))
+    }
+
+    fn fluent_args(&self, args: &BTreeMap<String, String>) -> HashMap<Cow<'static, str>, FluentValue<'static>> {
+        args.iter()
             .map(|(k, v)| {
                 let v = if k == "date" || k.ends_with("_date") {
                     format_date(self.lang, v)
@@ -189,8 +196,13 @@ impl Tr {
                 };
                 (Cow::Owned(k.clone()), FluentValue::from(v))
             })
-            .collect();
-        LOCALES.lookup_with_args(&self.id, key, &args)
+            .collect()
+    }
+
+    /// The message of `key` with named arguments; an argument named `date` (or ending in
+    /// `_date`) holding an ISO date is written as people of this language write dates.
+    pub fn with(&self, key: &str, args: &BTreeMap<String, String>) -> String {
+        LOCALES.lookup_with_args(&self.id, key, &self.fluent_args(args))
     }
 
     /// Text of an operator-written per-language map, falling back to English, then any.

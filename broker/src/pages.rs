@@ -61,10 +61,7 @@ impl MessagePage {
     /// The page of message `key` (with `args`): its heading is `<key>-heading` when the
     /// message has one, else "Something went wrong"; its hint `<key>-hint`, if any.
     fn new(t: Tr, key: &str, args: &std::collections::BTreeMap<String, String>) -> Self {
-        let optional = |suffix: &str| {
-            let k = format!("{key}{suffix}");
-            t.try_get(&k).map(|_| t.with(&k, args))
-        };
+        let optional = |suffix: &str| t.try_with(&format!("{key}{suffix}"), args);
         MessagePage {
             title: optional("-heading").unwrap_or_else(|| t.get("error-title")),
             message: t.with(key, args),
@@ -748,6 +745,10 @@ mod tests {
         let page = MessagePage::new(Tr::new("en"), "account-linked", &Default::default());
         assert_eq!(page.title, "Something went wrong");
         assert_eq!(page.hint, "");
+        // A hint with arguments is found too.
+        let args = std::collections::BTreeMap::from([("alternatives".to_string(), "VNeID".to_string())]);
+        let page = MessagePage::new(Tr::new("vi"), "error-legacy-disabled", &args);
+        assert!(page.hint.contains("VNeID"), "{}", page.hint);
     }
 
     #[test]
