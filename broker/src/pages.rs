@@ -305,6 +305,8 @@ struct FormPage {
     /// The numbered remedies of the problem, shown as a list after `problem`.
     problem_steps: Vec<String>,
     notice: String,
+    /// The demo's simulated SMS inbox, linked from the code page.
+    inbox: String,
     secondary: Option<(String, String)>,
     /// Seconds before the second button (a new code) may be used, counted down by the
     /// page's script; 0 when it may be used now.
@@ -575,6 +577,13 @@ impl<'a> Page<'a> {
                         .secondary
                         .as_ref()
                         .map(|a| (a.name.clone(), self.t.get(&a.label))),
+                    inbox: form
+                        .notice
+                        .as_ref()
+                        .and_then(|m| m.args.get("inbox"))
+                        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+                        .cloned()
+                        .unwrap_or_default(),
                     secondary_wait,
                     secondary_wait_text: self.t.with(
                         "resend-wait",

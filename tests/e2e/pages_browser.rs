@@ -79,7 +79,7 @@ async fn every_citizen_page_passes_axe_and_reflows_at_320_px() {
     );
     let broker = Broker::start(Options {
         port: Some(broker_port),
-        extra: with_demo_names(&extra),
+        extra: with_demo_names(&extra, &format!("{}/inbox", sms.url)),
         ..Options::default()
     });
     let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots/pages");
@@ -119,8 +119,9 @@ async fn every_citizen_page_passes_axe_and_reflows_at_320_px() {
 }
 
 /// The connectors of `extra` with the names and logos of `config/demo.toml` (the longest
-/// names, in every language, are what must fit on a phone).
-fn with_demo_names(extra: &str) -> String {
+/// names, in every language, are what must fit on a phone), and the bank card's SMS code
+/// read in the simulated inbox at `inbox`, as in the demo.
+fn with_demo_names(extra: &str, inbox: &str) -> String {
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
     let demo: toml::Table = std::fs::read_to_string(config.join("demo.toml"))
         .expect("config/demo.toml")
@@ -140,6 +141,13 @@ fn with_demo_names(extra: &str) -> String {
         };
         let c = connector.as_table_mut().expect("table");
         c.insert("name".into(), d["name"].clone());
+        if let Some(sms) = c
+            .get_mut("settings")
+            .and_then(|s| s.get_mut("sms"))
+            .and_then(|s| s.as_table_mut())
+        {
+            sms.insert("demo_inbox_url".into(), toml::Value::String(inbox.into()));
+        }
         if let Some(logos) = d.get("logo").and_then(|l| l.as_table()) {
             let absolute: toml::Table = logos
                 .iter()

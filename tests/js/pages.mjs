@@ -94,11 +94,25 @@ const PAGES = [
     check(await p.locator('#resend').isDisabled(), 'a new code cannot be asked for before the cooldown ends');
     const wait = await p.locator('#resend-wait').innerText();
     check(/\d/.test(wait), `the countdown is shown: ${JSON.stringify(wait)}`);
+    // The demo's inbox opens beside the code page and finds the number as the README writes it.
+    const link = p.locator('#inbox-link');
+    check((await link.getAttribute('target')) === '_blank' && (await link.getAttribute('rel')) === 'noopener', 'the inbox opens in a new tab');
+    const phone = await p.context().newPage();
+    await phone.goto(`${await link.getAttribute('href')}?to=13800138000`);
+    const sms = await phone.locator('#messages .text').first().innerText();
+    check(/(?<!\d)\d{6}(?!\d)/.test(sms), `the inbox shows the code for 13800138000: ${sms}`);
+    await phone.close();
   }],
   ['CTID waiting page', async (p, lang) => {
     await start(p, lang);
+    // Without its script the page stays put (it polls by reloading) while it is checked.
+    await p.route('**/assets/wait.js', (r) => r.abort());
     await p.locator(`#use-${CTID_ID}`).click();
     await p.locator('#qr').waitFor();
+  }, async (p) => {
+    // "Open the app" opens beside the waiting page, which keeps polling.
+    const link = p.locator('#app-link');
+    check((await link.getAttribute('target')) === '_blank' && (await link.getAttribute('rel')) === 'noopener', 'the app link opens in a new tab');
   }],
   ['old portal form', async (p, lang) => {
     await start(p, lang);

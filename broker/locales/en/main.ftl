@@ -178,6 +178,7 @@ ctid-scan = Open the CTID app on your phone, scan this QR code and confirm with 
 ctid-scanned = The code was scanned. Complete the face verification in the CTID app; this page continues by itself.
 wait-qr-alt = QR code to scan with the app
 wait-on-phone = On this phone? Open the app instead of scanning.
+demo-open-inbox = Open the simulated SMS inbox
 error-ctid-rejected = The sign-in was refused in the CTID app.
 error-ctid-rejected-hint = Nothing was shared. You can try again, or choose another way to sign in.
 error-ctid-expired = The QR code expired before the sign-in was confirmed.

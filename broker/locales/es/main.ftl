@@ -178,6 +178,7 @@ ctid-scan = Abra la aplicación CTID en su teléfono, escanee este código QR y 
 ctid-scanned = Se ha escaneado el código. Complete el reconocimiento facial en la aplicación CTID; esta página continuará sola.
 wait-qr-alt = Código QR para escanear con la aplicación
 wait-on-phone = ¿Está en este teléfono? Abra la aplicación en lugar de escanear.
+demo-open-inbox = Abrir la bandeja de SMS simulada
 error-ctid-rejected = El acceso se rechazó en la aplicación CTID.
 error-ctid-rejected-hint = No se ha compartido nada. Puede intentarlo de nuevo o elegir otra forma de acceder.
 error-ctid-expired = El código QR caducó antes de confirmarse el acceso.

@@ -178,6 +178,7 @@ ctid-scan = Mở ứng dụng CTID trên điện thoại, quét mã QR này và 
 ctid-scanned = Mã đã được quét. Hãy hoàn tất nhận diện khuôn mặt trong ứng dụng CTID; trang này sẽ tự tiếp tục.
 wait-qr-alt = Mã QR để quét bằng ứng dụng
 wait-on-phone = Đang dùng điện thoại này? Hãy mở ứng dụng thay vì quét mã.
+demo-open-inbox = Mở hộp thư SMS mô phỏng
 error-ctid-rejected = Việc đăng nhập đã bị từ chối trong ứng dụng CTID.
 error-ctid-rejected-hint = Không có thông tin nào được chia sẻ. Bạn có thể thử lại hoặc chọn cách đăng nhập khác.
 error-ctid-expired = Mã QR đã hết hạn trước khi việc đăng nhập được xác nhận.

@@ -178,6 +178,7 @@ ctid-scan = 请在手机上打开 CTID 应用，扫描此二维码并通过人�
 ctid-scanned = 二维码已扫描。请在 CTID 应用中完成人脸识别，本页面会自动继续。
 wait-qr-alt = 用应用扫描的二维码
 wait-on-phone = 正在使用本手机？请直接打开应用，无需扫码。
+demo-open-inbox = 打开模拟短信收件箱
 error-ctid-rejected = 您已在 CTID 应用中拒绝本次登录。
 error-ctid-rejected-hint = 未共享任何信息。您可以重试，或选择其他登录方式。
 error-ctid-expired = 二维码在确认登录前已过期。
