@@ -174,9 +174,9 @@ pub async fn run(dir: &Path, rp_port: u16) -> std::io::Result<()> {
     };
     let rp = web::Data::new(rp);
     let rp_server = HttpServer::new(move || App::new().configure(rp_routes(rp.clone())))
-    .workers(1)
-    .bind(("127.0.0.1", rp_port))?
-    .run();
+        .workers(1)
+        .bind(("127.0.0.1", rp_port))?
+        .run();
     let broker = crate::server::run(settings, None);
     let services = futures_util::future::try_join_all(services);
     tokio::try_join!(broker, rp_server, vneid, services).map(|_| ())
@@ -423,9 +423,14 @@ mod tests {
     #[actix_web::test]
     async fn the_home_page_fits_phones_and_offers_every_language() {
         let html = get("/").await;
-        assert!(html.contains("<meta name=viewport content=\"width=device-width, initial-scale=1\">"));
+        assert!(
+            html.contains("<meta name=viewport content=\"width=device-width, initial-scale=1\">")
+        );
         for lang in ["vi", "zh", "es"] {
-            assert!(html.contains(&format!("href=\"/login?lang={lang}\"")), "{lang}");
+            assert!(
+                html.contains(&format!("href=\"/login?lang={lang}\"")),
+                "{lang}"
+            );
         }
     }
 
@@ -443,6 +448,8 @@ mod tests {
             .and_then(|c| c.iter().find(|c| c["id"].as_str() == Some("demo-rp")))
             .expect("demo-rp");
         let uris = rp["post_logout_redirect_uris"].as_array().expect("uris");
-        assert!(uris.iter().any(|u| u.as_str() == Some("http://localhost:8081/logged-out")));
+        assert!(uris
+            .iter()
+            .any(|u| u.as_str() == Some("http://localhost:8081/logged-out")));
     }
 }

@@ -122,12 +122,32 @@ pub fn format_date(lang: &str, text: &str) -> String {
         return text.to_string();
     }
     const EN: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September",
-        "October", "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ];
     const ES: [&str; 12] = [
-        "enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto",
-        "septiembre", "octubre", "noviembre", "diciembre",
+        "enero",
+        "febrero",
+        "marzo",
+        "abril",
+        "mayo",
+        "junio",
+        "julio",
+        "agosto",
+        "septiembre",
+        "octubre",
+        "noviembre",
+        "diciembre",
     ];
     let month = (m as usize).saturating_sub(1).min(11);
     match supported(lang).unwrap_or("en") {
@@ -186,7 +206,10 @@ impl Tr {
         exists.then(|| self.with(key, args))
     }
 
-    fn fluent_args(&self, args: &BTreeMap<String, String>) -> HashMap<Cow<'static, str>, FluentValue<'static>> {
+    fn fluent_args(
+        &self,
+        args: &BTreeMap<String, String>,
+    ) -> HashMap<Cow<'static, str>, FluentValue<'static>> {
         args.iter()
             .map(|(k, v)| {
                 let v = if k == "date" || k.ends_with("_date") {
@@ -240,7 +263,9 @@ mod tests {
             ("date".to_string(), "2027-06-30".to_string()),
             ("alternatives".to_string(), "VNeID".to_string()),
         ]);
-        assert!(Tr::new("zh").with("legacy-until", &args).contains("2027年6月30日"));
+        assert!(Tr::new("zh")
+            .with("legacy-until", &args)
+            .contains("2027年6月30日"));
     }
 
     #[test]
@@ -251,7 +276,10 @@ mod tests {
         assert_eq!(es.href, "/authorize?client_id=rp&state=a+b&ui_locales=es");
         assert!(!es.current);
         assert!(links.iter().find(|l| l.lang == "vi").expect("vi").current);
-        assert_eq!(language_links("en", "/logout")[0].href, "/logout?ui_locales=vi");
+        assert_eq!(
+            language_links("en", "/logout")[0].href,
+            "/logout?ui_locales=vi"
+        );
     }
 
     #[test]

@@ -240,10 +240,7 @@ fn input_mode(field: &connectors::Field) -> &'static str {
         field.autocomplete.as_str(),
         "one-time-code" | "cc-number" | "cc-csc" | "postal-code"
     );
-    let numeric_name = matches!(
-        field.name.as_str(),
-        "code" | "citizen_id" | "card_number"
-    );
+    let numeric_name = matches!(field.name.as_str(), "code" | "citizen_id" | "card_number");
     match field.input_type.as_str() {
         "number" => "numeric",
         "text" if numeric_autocomplete || numeric_name => "numeric",
@@ -542,59 +539,59 @@ impl<'a> Page<'a> {
                     })
                     .unwrap_or(0);
                 render(
-                200,
-                &FormPage {
-                    source,
-                    tx: self.tx.id.clone(),
-                    csrf: self.tx.csrf.clone(),
-                    title: self.t.get(&form.title),
-                    intro: form
-                        .intro
-                        .as_deref()
-                        .map(|k| self.t.get(k))
-                        .unwrap_or_default(),
-                    fields: form
-                        .fields
-                        .iter()
-                        .map(|f| FieldView {
-                            name: f.name.clone(),
-                            label: self.t.get(&f.label),
-                            input_type: f.input_type.clone(),
-                            inputmode: input_mode(f),
-                            autocomplete: f.autocomplete.clone(),
-                            value: f.value.clone(),
-                        })
-                        .collect(),
-                    submit: self.t.get(&form.submit),
-                    problem,
-                    problem_steps,
-                    notice: form
-                        .notice
-                        .as_ref()
-                        .map(|m| self.t.with(&m.key, &m.args))
-                        .unwrap_or_default(),
-                    secondary: form
-                        .secondary
-                        .as_ref()
-                        .map(|a| (a.name.clone(), self.t.get(&a.label))),
-                    inbox: form
-                        .notice
-                        .as_ref()
-                        .and_then(|m| m.args.get("inbox"))
-                        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
-                        .cloned()
-                        .unwrap_or_default(),
-                    secondary_wait,
-                    secondary_wait_text: self.t.with(
-                        "resend-wait",
-                        &std::collections::BTreeMap::from([(
-                            "seconds".to_string(),
-                            "%s".to_string(),
-                        )]),
-                    ),
-                    t: self.t.clone(),
-                },
-            )
+                    200,
+                    &FormPage {
+                        source,
+                        tx: self.tx.id.clone(),
+                        csrf: self.tx.csrf.clone(),
+                        title: self.t.get(&form.title),
+                        intro: form
+                            .intro
+                            .as_deref()
+                            .map(|k| self.t.get(k))
+                            .unwrap_or_default(),
+                        fields: form
+                            .fields
+                            .iter()
+                            .map(|f| FieldView {
+                                name: f.name.clone(),
+                                label: self.t.get(&f.label),
+                                input_type: f.input_type.clone(),
+                                inputmode: input_mode(f),
+                                autocomplete: f.autocomplete.clone(),
+                                value: f.value.clone(),
+                            })
+                            .collect(),
+                        submit: self.t.get(&form.submit),
+                        problem,
+                        problem_steps,
+                        notice: form
+                            .notice
+                            .as_ref()
+                            .map(|m| self.t.with(&m.key, &m.args))
+                            .unwrap_or_default(),
+                        secondary: form
+                            .secondary
+                            .as_ref()
+                            .map(|a| (a.name.clone(), self.t.get(&a.label))),
+                        inbox: form
+                            .notice
+                            .as_ref()
+                            .and_then(|m| m.args.get("inbox"))
+                            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+                            .cloned()
+                            .unwrap_or_default(),
+                        secondary_wait,
+                        secondary_wait_text: self.t.with(
+                            "resend-wait",
+                            &std::collections::BTreeMap::from([(
+                                "seconds".to_string(),
+                                "%s".to_string(),
+                            )]),
+                        ),
+                        t: self.t.clone(),
+                    },
+                )
             }
             View::Wait {
                 instruction,
@@ -720,10 +717,12 @@ mod tests {
 
     #[test]
     fn numbered_remedies_become_steps_in_every_script() {
-        let (lead, steps) = numbered_steps("No match at X. 1. Check it. 2. Try another card. 3. Call 12333.");
+        let (lead, steps) =
+            numbered_steps("No match at X. 1. Check it. 2. Try another card. 3. Call 12333.");
         assert_eq!(lead, "No match at X.");
         assert_eq!(steps, ["Check it.", "Try another card.", "Call 12333."]);
-        let (lead, steps) = numbered_steps("不匹配。1. 请核对；2. 更换银行卡；3. 拨打 12333 客服电话。");
+        let (lead, steps) =
+            numbered_steps("不匹配。1. 请核对；2. 更换银行卡；3. 拨打 12333 客服电话。");
         assert_eq!(lead, "不匹配。");
         assert_eq!(steps, ["请核对", "更换银行卡", "拨打 12333 客服电话。"]);
         // One number is not a list, and digits inside words are not steps.
@@ -748,28 +747,42 @@ mod tests {
         assert!(html.contains("<h1>Servicio no registrado</h1>"), "{html}");
         assert!(html.contains("<summary>Datos para el servicio de ayuda</summary>"));
         assert!(html.contains("<code lang=\"en\" id=\"detail\">unknown client_id</code>"));
-        assert!(html.contains("href=\"/logout?ui_locales=vi\" lang=\"vi\""), "{html}");
+        assert!(
+            html.contains("href=\"/logout?ui_locales=vi\" lang=\"vi\""),
+            "{html}"
+        );
         assert!(html.contains("aria-current=\"page\">Español"), "{html}");
         // A message without a heading of its own, and without a hint.
         let page = MessagePage::new(Tr::new("en"), "account-linked", &Default::default());
         assert_eq!(page.title, "Something went wrong");
         assert_eq!(page.hint, "");
         // A hint with arguments is found too.
-        let args = std::collections::BTreeMap::from([("alternatives".to_string(), "VNeID".to_string())]);
+        let args =
+            std::collections::BTreeMap::from([("alternatives".to_string(), "VNeID".to_string())]);
         let page = MessagePage::new(Tr::new("vi"), "error-legacy-disabled", &args);
         assert!(page.hint.contains("VNeID"), "{}", page.hint);
     }
 
     #[test]
     fn number_fields_get_a_numeric_keyboard() {
-        let field = |name: &str, kind: &str, auto: &str| connectors::Field::new(name, "l", kind, auto);
-        assert_eq!(input_mode(&field("code", "text", "one-time-code")), "numeric");
-        assert_eq!(input_mode(&field("card_number", "text", "cc-number")), "numeric");
+        let field =
+            |name: &str, kind: &str, auto: &str| connectors::Field::new(name, "l", kind, auto);
+        assert_eq!(
+            input_mode(&field("code", "text", "one-time-code")),
+            "numeric"
+        );
+        assert_eq!(
+            input_mode(&field("card_number", "text", "cc-number")),
+            "numeric"
+        );
         assert_eq!(input_mode(&field("citizen_id", "text", "off")), "numeric");
         // A Chinese resident ID number may end in X.
         assert_eq!(input_mode(&field("id_number", "text", "off")), "");
         assert_eq!(input_mode(&field("username", "text", "username")), "");
-        assert_eq!(input_mode(&field("password", "password", "current-password")), "");
+        assert_eq!(
+            input_mode(&field("password", "password", "current-password")),
+            ""
+        );
         // `tel` brings its own keyboard.
         assert_eq!(input_mode(&field("phone", "tel", "tel")), "");
     }

@@ -82,7 +82,8 @@ async fn every_citizen_page_passes_axe_and_reflows_at_320_px() {
         extra: with_demo_names(&extra, &format!("{}/inbox", sms.url)),
         ..Options::default()
     });
-    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots/pages");
+    let shots =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots/pages");
     let out = tokio::task::spawn_blocking({
         let issuer = broker.issuer.clone();
         let inbox = format!("{}/inbox", sms.url);
@@ -135,8 +136,15 @@ fn with_demo_names(extra: &str, inbox: &str) -> String {
         .expect("connectors")
     {
         let id = connector["id"].as_str().expect("id").to_string();
-        let demo_id = if id == "bank" { "bank-card" } else { id.as_str() };
-        let Some(d) = demo_connectors.iter().find(|d| d["id"].as_str() == Some(demo_id)) else {
+        let demo_id = if id == "bank" {
+            "bank-card"
+        } else {
+            id.as_str()
+        };
+        let Some(d) = demo_connectors
+            .iter()
+            .find(|d| d["id"].as_str() == Some(demo_id))
+        else {
             continue;
         };
         let c = connector.as_table_mut().expect("table");
@@ -153,7 +161,10 @@ fn with_demo_names(extra: &str, inbox: &str) -> String {
                 .iter()
                 .map(|(lang, path)| {
                     let path = config.join(path.as_str().expect("logo path"));
-                    (lang.clone(), toml::Value::String(path.display().to_string()))
+                    (
+                        lang.clone(),
+                        toml::Value::String(path.display().to_string()),
+                    )
                 })
                 .collect();
             c.insert("logo".into(), toml::Value::Table(absolute));
