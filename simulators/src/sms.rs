@@ -250,7 +250,12 @@ mod tests {
 
     #[test]
     fn the_inbox_finds_a_number_as_citizens_write_it() {
-        for written in ["+8613800138000", "13800138000", "138 0013 8000", "+86 138-0013-8000"] {
+        for written in [
+            "+8613800138000",
+            "13800138000",
+            "138 0013 8000",
+            "+86 138-0013-8000",
+        ] {
             assert!(same_phone(written, "+8613800138000"), "{written}");
         }
         assert!(same_phone("0901234567", "+84901234567"));
