@@ -57,6 +57,7 @@ pub fn hangup_handler() -> Option<Hangup> {
 /// running.
 pub async fn reload(state: web::Data<AppState>, mut hangup: Option<Hangup>) {
     let path = state.settings().source.clone();
+    crate::observe::config_applied(&path, false);
     let mut last = modified(&path);
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
@@ -94,10 +95,12 @@ pub fn apply(state: &AppState, why: &str) -> bool {
                 tracing::warn!("`store` changed: it takes effect at the next restart");
             }
             state.live.store(Arc::new(Live::new(Arc::new(new))));
+            crate::observe::config_applied(&current.source, true);
             tracing::info!(target: "audit", event = "config.reloaded", trigger = why, "configuration reloaded");
             true
         }
         Err(problems) => {
+            crate::observe::config_rejected();
             for p in &problems {
                 tracing::error!(problem = %p, "configuration rejected");
             }

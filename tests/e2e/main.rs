@@ -10,6 +10,7 @@ mod interop;
 mod legacy;
 mod login_pages;
 mod logout;
+mod metrics;
 mod operators;
 mod pages_browser;
 mod persons;

@@ -57,6 +57,9 @@ pub struct FileConfig {
     /// The admin API (off unless a token is configured).
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// The Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
     /// Identity sources.
     #[serde(default)]
     pub connectors: Vec<ConnectorConfig>,
@@ -95,6 +98,16 @@ pub struct AdminConfig {
     /// Bearer token of the admin API (at least 32 bytes), from an environment variable or a
     /// file.
     pub token: SecretRef,
+}
+
+/// The Prometheus endpoint `/metrics`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A bearer token scrapers must send (at least 16 bytes); without it `/metrics` is open
+    /// (keep it off the public route at the proxy then).
+    #[serde(default)]
+    pub token: Option<SecretRef>,
 }
 
 /// Store selection. `kind = "redis"` has a `mode`: `single` (default, one `url`),

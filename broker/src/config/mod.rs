@@ -218,6 +218,8 @@ pub struct Settings {
     pub registry: Option<Arc<dyn connectors::registry::PopulationRegistry>>,
     /// SHA-256 of the admin API token; `None` keeps the admin API off.
     pub admin_token: Option<[u8; 32]>,
+    /// SHA-256 of the bearer token `/metrics` asks for; `None` leaves it open.
+    pub metrics_token: Option<[u8; 32]>,
 }
 
 impl Settings {
@@ -312,7 +314,7 @@ fn located(problems: Vec<Problem>, table: &toml::Table, text: &str) -> Vec<Probl
 }
 
 /// The top-level keys of a configuration file.
-const TOP_LEVEL_KEYS: [&str; 16] = [
+const TOP_LEVEL_KEYS: [&str; 17] = [
     "issuer",
     "listen",
     "audit_log",
@@ -325,6 +327,7 @@ const TOP_LEVEL_KEYS: [&str; 16] = [
     "session",
     "acr",
     "admin",
+    "metrics",
     "registry",
     "keys",
     "connectors",
@@ -428,6 +431,7 @@ fn shape_problems(v: &Validator, table: &toml::Table) -> Vec<Problem> {
             "session" => check::<SessionConfig>(v, key, value, &mut out),
             "acr" => check::<AcrConfig>(v, key, value, &mut out),
             "admin" => check::<file::AdminConfig>(v, key, value, &mut out),
+            "metrics" => check::<file::MetricsConfig>(v, key, value, &mut out),
             "registry" => check::<file::RegistryConfig>(v, key, value, &mut out),
             "keys" => each::<file::KeyConfig>(v, key, value, &mut out),
             "connectors" => each::<file::ConnectorConfig>(v, key, value, &mut out),
@@ -600,6 +604,17 @@ impl Validator {
             }
             Some(Sha256::digest(&token).into())
         });
+        let metrics_token = raw
+            .metrics
+            .as_ref()
+            .and_then(|m| m.token.as_ref())
+            .and_then(|t| {
+                let token = self.secret("metrics.token", t)?;
+                if token.len() < 16 {
+                    self.report("metrics.token", "must be at least 16 bytes long");
+                }
+                Some(Sha256::digest(&token).into())
+            });
         let audit_log = raw.audit_log.as_deref().map(|p| self.resolve_path(p));
         let registry = raw.registry.as_ref().and_then(|r| {
             if url::Url::parse(&r.url).is_err() {
@@ -643,6 +658,7 @@ impl Validator {
             audit_log,
             registry,
             admin_token,
+            metrics_token,
         })
     }
 
