@@ -1,15 +1,15 @@
 // The citizen pages of every identity source, checked in headless Chromium in the four
-// languages at three widths (1280×800, 390×844 and 320×640): each page is checked with
+// languages at four widths (1280×800, 390×844, 360×740 and 320×640): each page is checked with
 // axe-core (any violation of impact "serious" or "critical" fails) and for horizontal
 // overflow (WCAG 1.4.10 Reflow: document.scrollingElement.scrollWidth > innerWidth fails),
 // and must not show a raw message key. Some pages check more (values kept after an error,
 // numeric keyboards, the bank's remedies as a list, the resend countdown).
 //
-// A scenario is one page in one language (its three widths inside); the shared machinery is
+// A scenario is one page in one language (its four widths inside); the shared machinery is
 // in lib/harness.mjs.
 //
 //   ISSUER=http://127.0.0.1:18080 CLIENT_ID=js-rp CLIENT_SECRET=... RP_PORT=18081 \
-//   SMS_INBOX=http://127.0.0.1:18084/inbox node tests/js/pages.mjs
+//   node tests/js/pages.mjs
 //
 // Optional: BANK_ID (default bank-card), CTID_ID (ctid), LEGACY_ID (old-portal),
 // TEST_ID (test-citizens), VNEID_ID (vneid), LANGUAGES (default "en vi zh es"), SCREENSHOT_DIR, CHROMIUM,
@@ -24,6 +24,7 @@ const AXE_SOURCE = fs.readFileSync(createRequire(import.meta.url).resolve('axe-c
 const VIEWPORTS = [
   { width: 1280, height: 800 },
   { width: 390, height: 844 },
+  { width: 360, height: 740 },
   { width: 320, height: 640 },
 ];
 const LANGUAGES = (process.env.LANGUAGES || 'en vi zh es').split(/\s+/).filter(Boolean);
