@@ -92,7 +92,12 @@ const PAGES = [
     await p.locator('#f-code').waitFor();
   }, async (p) => {
     check((await p.locator('#f-code').getAttribute('inputmode')) === 'numeric', 'the code gets a numeric keyboard');
-    check(await p.locator('#resend').isDisabled(), 'a new code cannot be asked for before the cooldown ends');
+    // The page's script (loaded after the form) disables the button and shows the countdown.
+    const disabled = await p
+      .waitForFunction(() => document.getElementById('resend')?.disabled === true, null, { timeout: 10000 })
+      .then(() => true, () => false);
+    check(disabled, 'a new code cannot be asked for before the cooldown ends');
+    await p.locator('#resend-wait').waitFor({ state: 'visible' });
     const wait = await p.locator('#resend-wait').innerText();
     check(/\d/.test(wait), `the countdown is shown: ${JSON.stringify(wait)}`);
     // The demo's inbox opens beside the code page and finds the number as the README writes it.
