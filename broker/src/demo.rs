@@ -164,6 +164,7 @@ pub async fn run(dir: &Path, rp_port: u16) -> std::io::Result<()> {
     println!();
     let rp = RelyingParty {
         issuer: issuer.clone(),
+        home: format!("http://localhost:{rp_port}/"),
         redirect: format!("http://localhost:{rp_port}/callback"),
         pending: Mutex::new(HashMap::new()),
         http: openidconnect::reqwest::Client::builder()
@@ -172,23 +173,30 @@ pub async fn run(dir: &Path, rp_port: u16) -> std::io::Result<()> {
             .map_err(std::io::Error::other)?,
     };
     let rp = web::Data::new(rp);
-    let rp_server = HttpServer::new(move || {
-        App::new()
-            .app_data(rp.clone())
-            .route("/", web::get().to(home))
-            .route("/login", web::get().to(login))
-            .route("/callback", web::get().to(callback))
-    })
-    .workers(1)
-    .bind(("127.0.0.1", rp_port))?
-    .run();
+    let rp_server = HttpServer::new(move || App::new().configure(rp_routes(rp.clone())))
+        .workers(1)
+        .bind(("127.0.0.1", rp_port))?
+        .run();
     let broker = crate::web::run(settings, None);
     let services = futures_util::future::try_join_all(services);
     tokio::try_join!(broker, rp_server, vneid, services).map(|_| ())
 }
 
+/// The demo relying party's pages.
+fn rp_routes(rp: web::Data<RelyingParty>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(rp)
+            .route("/", web::get().to(home))
+            .route("/login", web::get().to(login))
+            .route("/callback", web::get().to(callback))
+            .route("/logged-out", web::get().to(logged_out));
+    }
+}
+
 struct RelyingParty {
     issuer: String,
+    /// Its home page (also where the broker sends the citizen back after a logout).
+    home: String,
     redirect: String,
     pending: Mutex<HashMap<String, (String, String)>>,
     http: openidconnect::reqwest::Client,
@@ -199,9 +207,11 @@ fn page(title: &str, body: &str) -> HttpResponse {
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(format!(
-            "<!doctype html><html lang=en><head><meta charset=utf-8><title>{title}</title>\
+            "<!doctype html><html lang=en><head><meta charset=utf-8>\
+             <meta name=viewport content=\"width=device-width, initial-scale=1\"><title>{title}</title>\
              <style>body{{font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem}}\
-             pre{{background:#f6f8fa;padding:1rem;overflow:auto}}a.b{{background:#1f6feb;color:#fff;padding:.5rem 1rem;border-radius:6px;text-decoration:none;margin-right:.5rem}}</style>\
+             pre{{background:#f6f8fa;padding:1rem;overflow:auto}}.links{{display:flex;flex-wrap:wrap;gap:.5rem}}\
+             a.b,button.b{{background:#1f6feb;color:#fff;padding:.5rem 1rem;border:0;border-radius:6px;text-decoration:none;font:inherit;cursor:pointer}}</style>\
              </head><body><h1>{title}</h1>{body}</body></html>"
         ))
 }
@@ -217,9 +227,10 @@ async fn home() -> HttpResponse {
     page(
         "Demo regional platform",
         "<p>This platform is an ordinary OpenID Connect relying party of the broker.</p>\
-         <p><a class=b id=login href=/login>Log in with the national identity broker</a>\
-         <a class=b id=login-vi href=\"/login?lang=vi\">Đăng nhập (tiếng Việt)</a>\
-         <a class=b id=login-zh href=\"/login?lang=zh\">登录（中文）</a></p>",
+         <p class=links><a class=b id=login href=/login>Log in with the national identity broker</a>\
+         <a class=b id=login-vi href=\"/login?lang=vi\" lang=vi>Đăng nhập (tiếng Việt)</a>\
+         <a class=b id=login-zh href=\"/login?lang=zh\" lang=zh>登录（中文）</a>\
+         <a class=b id=login-es href=\"/login?lang=es\" lang=es>Iniciar sesión (español)</a></p>",
     )
 }
 
@@ -362,9 +373,83 @@ async fn callback(
         &format!(
             "<p>The broker's ID token was verified with its published keys.</p>\
              <h2>ID token claims</h2><pre id=claims>{}</pre>\
-             <h2>UserInfo</h2><pre id=userinfo>{}</pre><p><a class=b href=/>Back</a></p>",
+             <h2>UserInfo</h2><pre id=userinfo>{}</pre>\
+             <form method=post action=\"{}/logout\" class=links>\
+             <input type=hidden name=id_token_hint value=\"{}\">\
+             <input type=hidden name=post_logout_redirect_uri value=\"{}logged-out\">\
+             <input type=hidden name=state value=\"{}\">\
+             <button class=b id=logout>Log out</button><a class=b href=/>Back</a></form>",
             pretty(&payload),
-            pretty(&userinfo)
+            pretty(&userinfo),
+            escape(&rp.issuer),
+            escape(&id_token.to_string()),
+            escape(&rp.home),
+            crate::util::random_token(12),
         ),
     )
+}
+
+/// Where the broker sends the citizen after an RP-initiated logout.
+async fn logged_out() -> HttpResponse {
+    page(
+        "Logged out",
+        "<p id=logged-out>You are logged out of the demo platform and of the national identity sign-in.</p>\
+         <p class=links><a class=b id=home href=/>Back to the demo platform</a></p>",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test;
+
+    fn demo_rp() -> web::Data<RelyingParty> {
+        web::Data::new(RelyingParty {
+            issuer: "http://localhost:8080".into(),
+            home: "http://localhost:8081/".into(),
+            redirect: "http://localhost:8081/callback".into(),
+            pending: Mutex::new(HashMap::new()),
+            http: openidconnect::reqwest::Client::new(),
+        })
+    }
+
+    async fn get(path: &str) -> String {
+        let app = test::init_service(App::new().configure(rp_routes(demo_rp()))).await;
+        let resp = test::call_service(&app, test::TestRequest::get().uri(path).to_request()).await;
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        String::from_utf8(test::read_body(resp).await.to_vec()).expect("utf-8")
+    }
+
+    #[actix_web::test]
+    async fn the_home_page_fits_phones_and_offers_every_language() {
+        let html = get("/").await;
+        assert!(
+            html.contains("<meta name=viewport content=\"width=device-width, initial-scale=1\">")
+        );
+        for lang in ["vi", "zh", "es"] {
+            assert!(
+                html.contains(&format!("href=\"/login?lang={lang}\"")),
+                "{lang}"
+            );
+        }
+    }
+
+    #[actix_web::test]
+    async fn the_logged_out_page_links_back_to_the_platform() {
+        let html = get("/logged-out").await;
+        assert!(html.contains("id=home href=/>"), "{html}");
+    }
+
+    #[actix_web::test]
+    async fn the_logout_address_is_registered_for_the_demo_platform() {
+        let config: toml::Table = DEMO_CONFIG.parse().expect("demo.toml");
+        let rp = config["clients"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["id"].as_str() == Some("demo-rp")))
+            .expect("demo-rp");
+        let uris = rp["post_logout_redirect_uris"].as_array().expect("uris");
+        assert!(uris
+            .iter()
+            .any(|u| u.as_str() == Some("http://localhost:8081/logged-out")));
+    }
 }

@@ -52,12 +52,120 @@ pub fn supported(tag: &str) -> Option<&'static str> {
     LANGUAGES.into_iter().find(|l| *l == primary)
 }
 
+/// Names of the languages in themselves, for the language menu.
+fn endonym(lang: &str) -> &'static str {
+    match lang {
+        "vi" => "Tiếng Việt",
+        "zh" => "中文",
+        "es" => "Español",
+        _ => "English",
+    }
+}
+
+/// One entry of a page's language menu.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LanguageLink {
+    /// Language code.
+    pub lang: &'static str,
+    /// Its name, in itself.
+    pub label: &'static str,
+    /// The same page in that language.
+    pub href: String,
+    /// The language the page is in.
+    pub current: bool,
+}
+
+/// The language menu of a page reached by GET at `path_and_query`, where `ui_locales`
+/// chooses the language: the same address with `ui_locales` set to each language.
+pub fn language_links(current: &str, path_and_query: &str) -> Vec<LanguageLink> {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let kept: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k != "ui_locales")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    LANGUAGES
+        .into_iter()
+        .map(|lang| {
+            let mut q = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in &kept {
+                q.append_pair(k, v);
+            }
+            q.append_pair("ui_locales", lang);
+            LanguageLink {
+                lang,
+                label: endonym(lang),
+                href: format!("{path}?{}", q.finish()),
+                current: lang == current,
+            }
+        })
+        .collect()
+}
+
+/// An ISO date (`2027-06-30`) as people of `lang` write it; anything else unchanged.
+pub fn format_date(lang: &str, text: &str) -> String {
+    let parts: Vec<&str> = text.split('-').collect();
+    let number = |s: &str, len: usize| {
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u32>().ok())
+            .flatten()
+    };
+    let found = match parts.as_slice() {
+        [y, m, d] => (number(y, 4), number(m, 2), number(d, 2)),
+        _ => (None, None, None),
+    };
+    let (Some(y), Some(m), Some(d)) = found else {
+        return text.to_string();
+    };
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return text.to_string();
+    }
+    const EN: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    const ES: [&str; 12] = [
+        "enero",
+        "febrero",
+        "marzo",
+        "abril",
+        "mayo",
+        "junio",
+        "julio",
+        "agosto",
+        "septiembre",
+        "octubre",
+        "noviembre",
+        "diciembre",
+    ];
+    let month = (m as usize).saturating_sub(1).min(11);
+    match supported(lang).unwrap_or("en") {
+        "vi" => format!("{d}/{m}/{y}"),
+        "zh" => format!("{y}年{m}月{d}日"),
+        "es" => format!("{d} de {} de {y}", ES[month]),
+        _ => format!("{d} {} {y}", EN[month]),
+    }
+}
+
 /// Translations in one language, handed to page templates.
 #[derive(Clone)]
 pub struct Tr {
     /// Language code (`vi`, `zh`, `es`, `en`).
     pub lang: &'static str,
     id: LanguageIdentifier,
+    /// The page's language menu (empty: none shown).
+    pub links: Vec<LanguageLink>,
 }
 
 impl Tr {
@@ -65,7 +173,17 @@ impl Tr {
     pub fn new(lang: &str) -> Self {
         let lang = supported(lang).unwrap_or("en");
         let id = lang.parse().unwrap_or_default();
-        Tr { lang, id }
+        Tr {
+            lang,
+            id,
+            links: Vec::new(),
+        }
+    }
+
+    /// The same translations with a language menu on the page.
+    pub fn with_links(mut self, links: Vec<LanguageLink>) -> Self {
+        self.links = links;
+        self
     }
 
     /// The message of `key`.
@@ -73,13 +191,41 @@ impl Tr {
         LOCALES.lookup(&self.id, key)
     }
 
-    /// The message of `key` with named arguments.
+    /// The message of `key`, if there is one (in this language or English).
+    pub fn try_get(&self, key: &str) -> Option<String> {
+        LOCALES.try_lookup(&self.id, key)
+    }
+
+    /// The message of `key` with named arguments, if there is one.
+    pub fn try_with(&self, key: &str, args: &BTreeMap<String, String>) -> Option<String> {
+        // Whether the message exists, whatever its arguments.
+        let exists = LOCALES
+            .try_lookup_with_args(&self.id, key, &self.fluent_args(args))
+            .is_some()
+            || LOCALES.try_lookup(&self.id, key).is_some();
+        exists.then(|| self.with(key, args))
+    }
+
+    fn fluent_args(
+        &self,
+        args: &BTreeMap<String, String>,
+    ) -> HashMap<Cow<'static, str>, FluentValue<'static>> {
+        args.iter()
+            .map(|(k, v)| {
+                let v = if k == "date" || k.ends_with("_date") {
+                    format_date(self.lang, v)
+                } else {
+                    v.clone()
+                };
+                (Cow::Owned(k.clone()), FluentValue::from(v))
+            })
+            .collect()
+    }
+
+    /// The message of `key` with named arguments; an argument named `date` (or ending in
+    /// `_date`) holding an ISO date is written as people of this language write dates.
     pub fn with(&self, key: &str, args: &BTreeMap<String, String>) -> String {
-        let args: HashMap<Cow<'static, str>, FluentValue> = args
-            .iter()
-            .map(|(k, v)| (Cow::Owned(k.clone()), FluentValue::from(v.clone())))
-            .collect();
-        LOCALES.lookup_with_args(&self.id, key, &args)
+        LOCALES.lookup_with_args(&self.id, key, &self.fluent_args(args))
     }
 
     /// Text of an operator-written per-language map, falling back to English, then any.
@@ -104,6 +250,36 @@ mod tests {
             "zh"
         );
         assert_eq!(negotiate(None, None), "en");
+    }
+
+    #[test]
+    fn dates_are_written_per_language() {
+        assert_eq!(format_date("en", "2027-06-30"), "30 June 2027");
+        assert_eq!(format_date("vi", "2027-06-30"), "30/6/2027");
+        assert_eq!(format_date("zh", "2027-06-30"), "2027年6月30日");
+        assert_eq!(format_date("es", "2027-06-30"), "30 de junio de 2027");
+        assert_eq!(format_date("vi", "soon"), "soon");
+        let args = BTreeMap::from([
+            ("date".to_string(), "2027-06-30".to_string()),
+            ("alternatives".to_string(), "VNeID".to_string()),
+        ]);
+        assert!(Tr::new("zh")
+            .with("legacy-until", &args)
+            .contains("2027年6月30日"));
+    }
+
+    #[test]
+    fn the_language_menu_keeps_the_address_and_swaps_ui_locales() {
+        let links = language_links("vi", "/authorize?client_id=rp&ui_locales=vi&state=a%20b");
+        assert_eq!(links.len(), 4);
+        let es = links.iter().find(|l| l.lang == "es").expect("es");
+        assert_eq!(es.href, "/authorize?client_id=rp&state=a+b&ui_locales=es");
+        assert!(!es.current);
+        assert!(links.iter().find(|l| l.lang == "vi").expect("vi").current);
+        assert_eq!(
+            language_links("en", "/logout")[0].href,
+            "/logout?ui_locales=vi"
+        );
     }
 
     #[test]

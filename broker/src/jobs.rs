@@ -100,6 +100,7 @@ pub fn hangup_handler() -> Option<Hangup> {
 /// running. Stops at `shutdown`.
 pub async fn reload(live: LiveConfig, mut hangup: Option<Hangup>, shutdown: CancellationToken) {
     let path = live.load().settings.source.clone();
+    crate::observe::config_applied(&path, false);
     let mut last = modified(&path);
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
@@ -140,10 +141,12 @@ pub fn apply(live: &LiveConfig, why: &str) -> bool {
                 tracing::warn!("`store` changed: it takes effect at the next restart");
             }
             live.store(Arc::new(crate::oidc::discovery::live(Arc::new(new))));
+            crate::observe::config_applied(&current.source, true);
             tracing::info!(target: "audit", event = "config.reloaded", trigger = why, "configuration reloaded");
             true
         }
         Err(problems) => {
+            crate::observe::config_rejected();
             for p in &problems {
                 tracing::error!(problem = %p, "configuration rejected");
             }

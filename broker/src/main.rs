@@ -178,9 +178,19 @@ fn main() -> ExitCode {
 }
 
 fn run(fut: impl std::future::Future<Output = std::io::Result<()>>) -> ExitCode {
+    let started = std::time::Instant::now();
     match actix_web::rt::System::new().block_on(fut) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            // The server returns after a SIGTERM or SIGINT, once requests in flight finished
+            // (or its shutdown timeout passed): say so before the log is flushed.
+            tracing::info!(
+                uptime_seconds = started.elapsed().as_secs(),
+                "broker stopped"
+            );
+            ExitCode::SUCCESS
+        }
         Err(e) => {
+            tracing::error!(error = %e, "broker stopped");
             eprintln!("broker stopped: {e}");
             ExitCode::FAILURE
         }

@@ -8,7 +8,6 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use actix_web::HttpResponse;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::layer::SubscriberExt;
@@ -87,23 +86,162 @@ pub fn init_logging(format: LogFormat, audit_log: Option<&Path>) -> Result<LogGu
 
 static METRICS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// Installs the Prometheus recorder once per process.
+/// Upper bounds (seconds) of the latency histograms: buckets, not quantiles, so that the
+/// series of several instances add up (`histogram_quantile(…, sum by (le) (rate(…)))`).
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Every metric the broker and its connectors record, with its `# HELP` text.
+const COUNTERS: &[(&str, &str)] = &[
+    (
+        "broker_http_requests_total",
+        "HTTP requests answered, by route and status.",
+    ),
+    (
+        "broker_logins_started_total",
+        "Logins started at /authorize, by client.",
+    ),
+    (
+        "broker_logins_total",
+        "Logins finished at an identity source, by connector and outcome.",
+    ),
+    (
+        "broker_connector_errors_total",
+        "Errors of identity sources (not the citizen's mistakes), by connector.",
+    ),
+    (
+        "broker_rate_limited_total",
+        "Requests refused by a rate limit, by scope.",
+    ),
+    (
+        "broker_tokens_issued_total",
+        "Tokens issued at /token, by grant.",
+    ),
+    (
+        "broker_store_errors_total",
+        "Failed store operations, by operation.",
+    ),
+    (
+        "broker_sms_total",
+        "SMS codes handed to the gateway, by outcome.",
+    ),
+    (
+        "broker_config_reloads_total",
+        "Configuration reloads, by outcome (applied, rejected).",
+    ),
+];
+const HISTOGRAMS: &[(&str, &str)] = &[
+    (
+        "broker_http_request_seconds",
+        "Time to answer an HTTP request, by route, in seconds.",
+    ),
+    (
+        "broker_connector_seconds",
+        "Time an identity source took for one step, by connector, in seconds.",
+    ),
+    (
+        "broker_store_seconds",
+        "Time of one store operation, by operation, in seconds.",
+    ),
+];
+const GAUGES: &[(&str, &str)] = &[
+    (
+        "broker_build_info",
+        "The running build: always 1, with its version.",
+    ),
+    (
+        "broker_config_generation",
+        "How many configurations this process has run with (1 at start, +1 per applied reload).",
+    ),
+    (
+        "broker_config_info",
+        "The configuration running: 1 for the SHA-256 prefix of its file (0 for earlier ones).",
+    ),
+    (
+        "broker_config_loaded_timestamp_seconds",
+        "When the running configuration was loaded (Unix time).",
+    ),
+    (
+        "broker_config_last_reload_ok",
+        "1 when the last reload was applied (or none was tried), 0 when it was rejected.",
+    ),
+];
+
+/// Installs the Prometheus recorder once per process, with the descriptions of every
+/// metric and the build information.
 pub fn install_metrics() {
-    METRICS.get_or_init(|| match PrometheusBuilder::new().install_recorder() {
-        Ok(handle) => Some(handle),
-        Err(e) => {
-            tracing::warn!(error = %e, "metrics recorder not installed");
-            None
+    METRICS.get_or_init(|| {
+        let builder = match PrometheusBuilder::new().set_buckets(&LATENCY_BUCKETS) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics recorder not installed");
+                return None;
+            }
+        };
+        match builder.install_recorder() {
+            Ok(handle) => {
+                for (name, help) in COUNTERS {
+                    metrics::describe_counter!(*name, *help);
+                }
+                for (name, help) in HISTOGRAMS {
+                    metrics::describe_histogram!(*name, metrics::Unit::Seconds, *help);
+                }
+                for (name, help) in GAUGES {
+                    metrics::describe_gauge!(*name, *help);
+                }
+                metrics::gauge!("broker_build_info", "version" => env!("CARGO_PKG_VERSION"))
+                    .set(1.0);
+                metrics::gauge!("broker_config_last_reload_ok").set(1.0);
+                Some(handle)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics recorder not installed");
+                None
+            }
         }
     });
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics_endpoint() -> HttpResponse {
-    match METRICS.get().and_then(Option::as_ref) {
-        Some(handle) => HttpResponse::Ok()
-            .content_type("text/plain; version=0.0.4")
-            .body(handle.render()),
-        None => HttpResponse::ServiceUnavailable().body("metrics are not enabled"),
+/// The digest label of the configuration running now.
+static CONFIG_DIGEST: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Records that the configuration in `path` now runs (at start and after each applied
+/// reload): its generation, its digest and when.
+pub fn config_applied(path: &Path, reload: bool) {
+    use sha2::{Digest, Sha256};
+    let digest = std::fs::read(path)
+        .map(|bytes| {
+            Sha256::digest(bytes)
+                .iter()
+                .take(6)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    if let Ok(mut last) = CONFIG_DIGEST.lock() {
+        if let Some(old) = last.replace(digest.clone()) {
+            if old != digest {
+                metrics::gauge!("broker_config_info", "sha256" => old).set(0.0);
+            }
+        }
     }
+    metrics::gauge!("broker_config_info", "sha256" => digest).set(1.0);
+    metrics::gauge!("broker_config_generation").increment(1.0);
+    metrics::gauge!("broker_config_loaded_timestamp_seconds").set(crate::util::now_secs() as f64);
+    if reload {
+        metrics::counter!("broker_config_reloads_total", "outcome" => "applied").increment(1);
+        metrics::gauge!("broker_config_last_reload_ok").set(1.0);
+    }
+}
+
+/// Records a rejected reload (the last good configuration keeps running).
+pub fn config_rejected() {
+    metrics::counter!("broker_config_reloads_total", "outcome" => "rejected").increment(1);
+    metrics::gauge!("broker_config_last_reload_ok").set(0.0);
+}
+
+/// The metrics in Prometheus text format, when they are installed.
+pub fn render_metrics() -> Option<String> {
+    METRICS.get().and_then(Option::as_ref).map(|h| h.render())
 }

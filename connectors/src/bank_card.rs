@@ -515,6 +515,8 @@ impl BankCard {
                 minutes(Duration::from_secs(self.config.code_ttl_seconds)),
             )
             .arg("inbox", self.sms.demo_inbox_url.as_deref().unwrap_or(""))
+            // For the page's countdown: the cooldown starts when a code is sent.
+            .arg("resend_seconds", self.config.resend_cooldown_seconds)
     }
 
     fn guard(&self, ctx: &Context, id: &str, phone: &str) -> Guard {

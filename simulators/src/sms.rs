@@ -126,14 +126,23 @@ struct ToQuery {
     to: String,
 }
 
+/// Whether a number as a citizen writes it (`+86 138 0013 8000`, `13800138000`,
+/// `0901234567`) is the international number a message was sent to: the same digits, or
+/// its national part (without the trunk `0`) at the end of them.
+fn same_phone(written: &str, sent_to: &str) -> bool {
+    let written = phone_digits(written);
+    let national = written.trim_start_matches('0');
+    let sent = phone_digits(sent_to);
+    !written.is_empty() && (sent == written || (national.len() >= 7 && sent.ends_with(national)))
+}
+
 fn messages_to(gw: &Gateway, to: &str) -> Vec<Sms> {
-    let digits = phone_digits(to);
     gw.inbox
         .lock()
         .map(|i| {
             i.messages
                 .iter()
-                .filter(|m| !digits.is_empty() && phone_digits(&m.to) == digits)
+                .filter(|m| same_phone(to, &m.to))
                 .take(20)
                 .cloned()
                 .collect()
@@ -177,7 +186,7 @@ async fn inbox(gw: web::Data<Gateway>, q: web::Query<ToQuery>) -> HttpResponse {
             "<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content=\"width=device-width, initial-scale=1\">\
              <title>SMS inbox (simulated)</title><style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem}}\
              li.sms{{background:#ddf4ff;border-radius:10px;padding:.7rem;margin:.5rem 0;list-style:none}}ul{{padding:0}}</style></head><body>\
-             <h1>SMS inbox (simulated)</h1><p>This page stands for the citizen's phone in the demo. Enter the phone number you gave the bank (e.g. +8613800138000).</p>\
+             <h1>SMS inbox (simulated)</h1><p>This page stands for the citizen's phone in the demo. Enter the phone number you gave the bank (e.g. 13800138000 or +8613800138000).</p>\
              <form method=get action=/inbox><input name=to id=to value=\"{}\" placeholder=\"+8613800138000\"> <button id=show>Show messages</button></form>{body}</body></html>",
             escape(&q.to)
         ))
@@ -233,4 +242,25 @@ pub fn serve(addr: &str, api_key: Option<String>) -> std::io::Result<actix_web::
     .workers(1)
     .bind(addr)?
     .run())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_inbox_finds_a_number_as_citizens_write_it() {
+        for written in [
+            "+8613800138000",
+            "13800138000",
+            "138 0013 8000",
+            "+86 138-0013-8000",
+        ] {
+            assert!(same_phone(written, "+8613800138000"), "{written}");
+        }
+        assert!(same_phone("0901234567", "+84901234567"));
+        assert!(!same_phone("13800138001", "+8613800138000"));
+        assert!(!same_phone("8000", "+8613800138000"));
+        assert!(!same_phone("", "+8613800138000"));
+    }
 }

@@ -58,15 +58,15 @@ fn every_problem_is_reported_with_file_key_and_reason() {
     let (ok, text) = check(&config);
     assert!(!ok, "must fail");
     for expected in [
-        "clients[1].redirect_uris[0]: `http://platform.example/cb` must use https",
-        "clients[3].id: `rp-basic` is used twice",
-        "connectors[1].type: unknown connector type `carrier-pigeon`",
-        "clients[6].secret: environment variable `NOT_SET_ANYWHERE` is not set",
-        "clients[6].min_assurance: no enabled connector reaches `high`",
+        "clients[\"rp-other\"].redirect_uris[0]: `http://platform.example/cb` must use https",
+        "clients[\"rp-basic\"].id: `rp-basic` is used twice",
+        "connectors[\"closed-bank\"].type: unknown connector type `carrier-pigeon`",
+        "clients[\"rp-high\"].secret: environment variable `NOT_SET_ANYWHERE` is not set",
+        "clients[\"rp-high\"].min_assurance: no enabled connector reaches `high`",
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
-    assert!(text.contains("broker.toml: "), "names the file");
+    assert!(text.contains("broker.toml:"), "names the file");
 }
 
 #[test]
@@ -79,7 +79,7 @@ fn unknown_keys_and_wrong_types_name_the_key() {
     let (ok, text) = check(&typo);
     assert!(!ok);
     assert!(
-        text.contains("require_pkec: unknown key `require_pkec`"),
+        text.contains("require_pkec: unknown key `require_pkec` (did you mean `require_pkce`?)"),
         "{text}"
     );
 
@@ -97,7 +97,10 @@ fn unknown_keys_and_wrong_types_name_the_key() {
         base_config(1, store, &jwks(), "").replace("username = \"lan\"", "user = \"lan\"");
     let (ok, text) = check(&bad_settings);
     assert!(!ok);
-    assert!(text.contains("connectors[0].settings.citizens"), "{text}");
+    assert!(
+        text.contains("connectors[\"test-citizens\"].settings.citizens"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -107,7 +110,7 @@ fn test_citizens_are_refused_in_serve_unless_allowed() {
     let (ok, text) = check(&config);
     assert!(!ok);
     assert!(
-        text.contains("connectors[0].type: `test-citizens` is for demos and tests"),
+        text.contains("connectors[\"test-citizens\"].type: `test-citizens` is for demos and tests"),
         "{text}"
     );
 }
@@ -127,9 +130,9 @@ fn shape_problems_in_several_sections_are_all_reported() {
     let (ok, text) = check(&config);
     assert!(!ok);
     for expected in [
-        "allow_test_citizens: invalid type",
-        "require_pkec: unknown key `require_pkec`",
-        "clients[1].redirect_url: unknown field `redirect_url`",
+        "allow_test_citizens: must be true or false, found the text \"yes\"",
+        "require_pkec: unknown key `require_pkec` (did you mean `require_pkce`?)",
+        "clients[\"rp-other\"].redirect_url: unknown key `redirect_url` (did you mean `redirect_uris`?)",
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
@@ -170,4 +173,118 @@ private_key_alg = "ES256"
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
+}
+
+#[test]
+fn problems_are_in_words_on_their_line_all_at_once() {
+    let store = "[store]\nkind = \"embedded\"\npath = \"b.redb\"\n";
+    let config = base_config(1, store, &jwks(), "")
+        .replace(
+            "pairwise_secret = { env = \"TEST_PAIRWISE\" }",
+            "pairwise_secret = \"written-inline-0123456789\"\n[tokens]\ncode_ttl = \"60\"",
+        )
+        // Three mistakes in one entry are all reported.
+        .replace(
+            "id = \"rp-other\"\nname = \"Other platform\"",
+            "id = \"rp-other\"\nname = \"Other platform\"\nrequire_consnet = true\nsubject_type = \"pairwise-ish\"\nscope = [\"openid\"]",
+        );
+    let (ok, text) = check(&config);
+    assert!(!ok, "must fail");
+    let line_of = |needle: &str| {
+        config
+            .lines()
+            .position(|l| l.starts_with(needle))
+            .map(|i| i + 1)
+            .expect("in the file")
+    };
+    for expected in [
+        format!(
+            "broker.toml:{}: tokens.code_ttl: must be a number of seconds, found the text \"60\"",
+            line_of("code_ttl")
+        ),
+        format!(
+            "broker.toml:{}: pairwise_secret: secrets are never written inline: use {{ env = … }} or {{ file = … }}",
+            line_of("pairwise_secret")
+        ),
+        format!(
+            "broker.toml:{}: clients[\"rp-other\"].require_consnet: unknown key `require_consnet` (did you mean `require_consent`?)",
+            line_of("require_consnet")
+        ),
+        format!(
+            "broker.toml:{}: clients[\"rp-other\"].scope: unknown key `scope` (did you mean `scopes`?)",
+            line_of("scope =")
+        ),
+    ] {
+        assert!(text.contains(&expected), "missing `{expected}` in:\n{text}");
+    }
+    assert!(
+        text.contains("clients[\"rp-other\"].subject_type: unknown value `pairwise-ish`"),
+        "{text}"
+    );
+    // One line per problem, none in serde's words.
+    for line in text.lines() {
+        assert!(
+            line.starts_with(&format!("{}", std::path::Path::new("/").display()))
+                || line.ends_with("problems found"),
+            "one line per problem: {line:?}"
+        );
+    }
+    for serde_words in [
+        "invalid type",
+        "untagged enum",
+        "expected u64",
+        "unknown field",
+    ] {
+        assert!(!text.contains(serde_words), "`{serde_words}` in:\n{text}");
+    }
+}
+
+#[test]
+fn an_unreadable_key_file_is_one_problem() {
+    let store = "[store]\nkind = \"embedded\"\npath = \"b.redb\"\n";
+    let config = base_config(1, store, &jwks(), "")
+        .replace("file = \"ed.pem\"", "file = \"missing-ed.pem\"");
+    let (ok, text) = check(&config);
+    assert!(!ok, "must fail");
+    assert!(text.contains("keys[\"ed-1\"].file"), "{text}");
+    assert!(
+        !text.contains("no key in `keys` has algorithm EdDSA"),
+        "the clients signing with EdDSA are not blamed too:\n{text}"
+    );
+    assert!(text.contains("1 problem found"), "{text}");
+}
+
+#[test]
+fn a_platform_no_enabled_source_can_serve_is_refused() {
+    let store = "[store]\nkind = \"embedded\"\npath = \"b.redb\"\n";
+    let config = base_config(1, store, &jwks(), "").replace(
+        "id = \"test-citizens\"\ntype = \"test-citizens\"",
+        "id = \"test-citizens\"\ntype = \"test-citizens\"\nstatus = \"disabled\"",
+    );
+    let config = config.replace("status = \"maintenance\"", "status = \"disabled\"");
+    let (ok, text) = check(&config);
+    assert!(!ok, "must fail:\n{text}");
+    assert!(
+        text.contains("clients[\"rp-basic\"].min_assurance: no enabled connector reaches `low`: no connector is enabled"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_shipped_example_enables_a_source_for_its_platforms() {
+    let example = include_str!("../../config/broker.example.toml");
+    let table: toml::Table = example.parse().expect("the example parses");
+    let enabled = table["connectors"]
+        .as_array()
+        .expect("connectors")
+        .iter()
+        .filter(|c| {
+            c.get("status")
+                .and_then(|s| s.as_str())
+                .unwrap_or("enabled")
+                == "enabled"
+        })
+        .count();
+    assert!(enabled >= 1, "the example enables an identity source");
+    assert!(!example.contains("not a\n# Cluster or Sentinel client"));
 }

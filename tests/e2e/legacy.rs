@@ -103,7 +103,7 @@ async fn claims_of(broker: &Broker, user: &str) -> serde_json::Value {
     let form = browser.choose(&choice, "old-portal").await;
     let notice = sims::element_text(&form, "notice").expect("notice with the end date");
     assert!(
-        notice.contains("2099-12-31") && notice.contains("VNeID"),
+        notice.contains("31 December 2099") && notice.contains("VNeID"),
         "{notice}"
     );
     let resp = browser.submit_password(&form, user, PASSWORD).await;
@@ -256,7 +256,7 @@ async fn after_the_end_date_the_citizen_is_told_which_way_to_use() {
     assert_eq!(status, 502);
     let message = sims::element_text(&body, "message").expect("message");
     let hint = sims::element_text(&body, "hint").expect("hint");
-    assert!(message.contains("2020-01-01"), "{message}");
+    assert!(message.contains("1/1/2020"), "{message}");
     assert!(hint.contains("VNeID hoặc thẻ ngân hàng"), "{hint}");
     assert!(
         body.contains("id=\"action\""),

@@ -57,6 +57,9 @@ pub struct FileConfig {
     /// The admin API (off unless a token is configured).
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// The Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
     /// Identity sources.
     #[serde(default)]
     pub connectors: Vec<ConnectorConfig>,
@@ -95,6 +98,16 @@ pub struct AdminConfig {
     /// Bearer token of the admin API (at least 32 bytes), from an environment variable or a
     /// file.
     pub token: SecretRef,
+}
+
+/// The Prometheus endpoint `/metrics`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A bearer token scrapers must send (at least 16 bytes); without it `/metrics` is open
+    /// (keep it off the public route at the proxy then).
+    #[serde(default)]
+    pub token: Option<SecretRef>,
 }
 
 /// Store selection. `kind = "redis"` has a `mode`: `single` (default, one `url`),
@@ -480,8 +493,8 @@ pub enum SubjectType {
 pub struct ClientConfig {
     /// `client_id`.
     pub id: String,
-    /// Name shown to citizens.
-    pub name: String,
+    /// Name shown to citizens: one text, or one per language (`{ en = …, vi = … }`).
+    pub name: ClientName,
     /// Exact redirect URIs.
     pub redirect_uris: Vec<String>,
     /// Exact post-logout redirect URIs.
@@ -528,6 +541,26 @@ pub struct ClientConfig {
     /// ends, for platforms without a back channel.
     #[serde(default)]
     pub frontchannel_logout_uri: Option<String>,
+}
+
+/// A client's name: the same in every language, or per language.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ClientName {
+    /// One name for every language.
+    Plain(String),
+    /// A name per language (English, or the first, for the others).
+    PerLanguage(LocalizedText),
+}
+
+impl ClientName {
+    /// The names per language; a plain name is under `en`.
+    pub fn texts(&self) -> LocalizedText {
+        match self {
+            ClientName::Plain(name) => BTreeMap::from([("en".to_string(), name.clone())]),
+            ClientName::PerLanguage(names) => names.clone(),
+        }
+    }
 }
 
 fn default_scopes() -> Vec<String> {

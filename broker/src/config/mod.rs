@@ -5,6 +5,8 @@
 pub mod assets;
 pub mod file;
 mod live;
+mod locate;
+mod wording;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -35,7 +37,9 @@ pub use crate::protocol::scopes::SCOPES;
 pub struct Problem {
     /// The file.
     pub file: String,
-    /// The key path (`clients[2].redirect_uris[0]`), empty for the whole file.
+    /// The 1-based line of the file, when known.
+    pub line: Option<usize>,
+    /// The key path (`clients["rp-basic"].redirect_uris[0]`), empty for the whole file.
     pub key: String,
     /// What is wrong.
     pub reason: String,
@@ -43,10 +47,14 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
         if self.key.is_empty() {
-            write!(f, "{}: {}", self.file, self.reason)
+            write!(f, ": {}", self.reason)
         } else {
-            write!(f, "{}: {}: {}", self.file, self.key, self.reason)
+            write!(f, ": {}: {}", self.key, self.reason)
         }
     }
 }
@@ -86,8 +94,10 @@ pub struct ClientKey {
 pub struct Client {
     /// `client_id`.
     pub id: String,
-    /// Name shown to citizens.
+    /// Name shown to citizens (in English, or the first language written).
     pub name: String,
+    /// Name shown to citizens, per language.
+    pub names: LocalizedText,
     /// Exact redirect URIs.
     pub redirect_uris: Vec<String>,
     /// Exact post-logout redirect URIs.
@@ -117,6 +127,16 @@ pub struct Client {
 }
 
 impl Client {
+    /// Its name in `lang`, else in English, else in the first language written.
+    pub fn display_name(&self, lang: &str) -> &str {
+        self.names
+            .get(lang)
+            .or_else(|| self.names.get("en"))
+            .or_else(|| self.names.values().next())
+            .map(String::as_str)
+            .unwrap_or(&self.id)
+    }
+
     /// Whether this is a public client.
     pub fn is_public(&self) -> bool {
         matches!(self.auth, ClientAuth::None)
@@ -185,6 +205,8 @@ pub struct Settings {
     pub registry: Option<Arc<dyn PopulationRegistry>>,
     /// SHA-256 of the admin API token; `None` keeps the admin API off.
     pub admin_token: Option<[u8; 32]>,
+    /// SHA-256 of the bearer token `/metrics` asks for; `None` leaves it open.
+    pub metrics_token: Option<[u8; 32]>,
 }
 
 impl Settings {
@@ -224,6 +246,7 @@ pub fn load(path: &Path, mode: Mode) -> Result<Settings, Vec<Problem>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         vec![Problem {
             file: path.display().to_string(),
+            line: None,
             key: String::new(),
             reason: format!("cannot read: {e}"),
         }]
@@ -239,20 +262,64 @@ pub fn load_str(text: &str, path: &Path, mode: Mode) -> Result<Settings, Vec<Pro
         base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         problems: Vec::new(),
     };
-    let table: toml::Table =
-        toml::from_str(text).map_err(|e| vec![v.problem("", e.to_string())])?;
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
+        // A syntax error stops the parser: one problem, on one line, where it is.
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let mut p = v.problem("", format!("is not valid TOML: {}", e.message()));
+        p.line = line;
+        vec![p]
+    })?;
     let raw: FileConfig = match serde_path_to_error::deserialize(toml::Value::Table(table.clone()))
     {
         Ok(raw) => raw,
         // serde stops at the first problem: look at each section alone to report them all.
-        Err(_) => return Err(shape_problems(&v, &table)),
+        Err(_) => return Err(located(shape_problems(&v, &table), &table, text)),
     };
     let settings = v.validate(raw, mode);
     match settings {
         Some(s) if v.problems.is_empty() => Ok(s),
-        _ => Err(v.problems),
+        _ => Err(located(v.problems, &table, text)),
     }
 }
+
+/// Problems told in words, with their entries named by id and their line; one per key and
+/// reason.
+fn located(problems: Vec<Problem>, table: &toml::Table, text: &str) -> Vec<Problem> {
+    let mut seen = HashSet::new();
+    problems
+        .into_iter()
+        .map(|p| Problem {
+            line: p.line.or_else(|| locate::line(text, &p.key)),
+            reason: wording::in_words(&p.key, &p.reason),
+            key: locate::named(&p.key, table),
+            file: p.file,
+        })
+        .filter(|p| seen.insert((p.key.clone(), p.reason.clone())))
+        .collect()
+}
+
+/// The top-level keys of a configuration file.
+const TOP_LEVEL_KEYS: [&str; 17] = [
+    "issuer",
+    "listen",
+    "audit_log",
+    "require_pkce",
+    "allow_test_citizens",
+    "trust_forwarded_for",
+    "pairwise_secret",
+    "store",
+    "tokens",
+    "session",
+    "acr",
+    "admin",
+    "metrics",
+    "registry",
+    "keys",
+    "connectors",
+    "clients",
+];
 
 /// Every problem of shape (unknown key, wrong type, missing key), section by section, so
 /// one mistake does not hide the next.
@@ -263,7 +330,15 @@ fn shape_problems(v: &Validator, table: &toml::Table) -> Vec<Problem> {
         value: &toml::Value,
         out: &mut Vec<Problem>,
     ) {
-        if let Err(e) = serde_path_to_error::deserialize::<_, T>(value.clone()) {
+        // serde stops at the first problem of a value: take the faulty key out and try
+        // again, so every problem of the entry is reported.
+        let mut value = value.clone();
+        let mut removed: Vec<String> = Vec::new();
+        for _ in 0..32 {
+            let Err(e) = serde_path_to_error::deserialize::<_, T>(value.clone()) else {
+                return;
+            };
+            let segments: Vec<serde_path_to_error::Segment> = e.path().iter().cloned().collect();
             let inner = e.path().to_string();
             let path = if inner == "." || inner.is_empty() {
                 key.to_string()
@@ -272,7 +347,47 @@ fn shape_problems(v: &Validator, table: &toml::Table) -> Vec<Problem> {
             } else {
                 format!("{key}.{inner}")
             };
-            out.push(v.problem(&path, e.into_inner().to_string()));
+            let reason = e.into_inner().to_string();
+            // A key taken out because it was wrong is not also "missing".
+            let missing_removed = reason
+                .strip_prefix("missing field `")
+                .and_then(|r| r.strip_suffix('`'))
+                .is_some_and(|f| removed.iter().any(|r| r == &format!("{path}.{f}")));
+            if missing_removed {
+                return;
+            }
+            out.push(v.problem(&path, reason));
+            if !remove_at(&mut value, &segments) {
+                return;
+            }
+            removed.push(path);
+        }
+    }
+
+    /// Takes the key at `segments` out of `value`; false when it cannot (a list element,
+    /// or nothing there).
+    fn remove_at(value: &mut toml::Value, segments: &[serde_path_to_error::Segment]) -> bool {
+        use serde_path_to_error::Segment;
+        let Some((last, parents)) = segments.split_last() else {
+            return false;
+        };
+        let mut here = value;
+        for s in parents {
+            here = match s {
+                Segment::Map { key } => match here.get_mut(key.as_str()) {
+                    Some(v) => v,
+                    None => return false,
+                },
+                Segment::Seq { index } => match here.get_mut(*index) {
+                    Some(v) => v,
+                    None => return false,
+                },
+                _ => return false,
+            };
+        }
+        match (last, here.as_table_mut()) {
+            (Segment::Map { key }, Some(t)) => t.remove(key.as_str()).is_some(),
+            _ => false,
         }
     }
     fn each<T: serde::de::DeserializeOwned>(
@@ -303,11 +418,19 @@ fn shape_problems(v: &Validator, table: &toml::Table) -> Vec<Problem> {
             "session" => check::<SessionConfig>(v, key, value, &mut out),
             "acr" => check::<AcrConfig>(v, key, value, &mut out),
             "admin" => check::<file::AdminConfig>(v, key, value, &mut out),
+            "metrics" => check::<file::MetricsConfig>(v, key, value, &mut out),
             "registry" => check::<file::RegistryConfig>(v, key, value, &mut out),
             "keys" => each::<file::KeyConfig>(v, key, value, &mut out),
             "connectors" => each::<file::ConnectorConfig>(v, key, value, &mut out),
             "clients" => each::<file::ClientConfig>(v, key, value, &mut out),
-            other => out.push(v.problem(other, format!("unknown key `{other}`"))),
+            other => {
+                let known: Vec<String> = TOP_LEVEL_KEYS.map(String::from).into();
+                let reason = match wording::suggest(other, &known) {
+                    Some(best) => format!("unknown key `{other}` (did you mean `{best}`?)"),
+                    None => format!("unknown key `{other}`"),
+                };
+                out.push(v.problem(other, reason))
+            }
         }
     }
     for required in ["issuer", "keys", "pairwise_secret"] {
@@ -331,6 +454,7 @@ impl Validator {
     fn problem(&self, key: &str, reason: impl Into<String>) -> Problem {
         Problem {
             file: self.file.clone(),
+            line: None,
             key: key.to_string(),
             reason: reason.into().trim_end().to_string(),
         }
@@ -454,6 +578,17 @@ impl Validator {
             }
             Some(Sha256::digest(&token).into())
         });
+        let metrics_token = raw
+            .metrics
+            .as_ref()
+            .and_then(|m| m.token.as_ref())
+            .and_then(|t| {
+                let token = self.secret("metrics.token", t)?;
+                if token.len() < 16 {
+                    self.report("metrics.token", "must be at least 16 bytes long");
+                }
+                Some(Sha256::digest(&token).into())
+            });
         let audit_log = raw.audit_log.as_deref().map(|p| self.resolve_path(p));
         let registry = raw.registry.as_ref().and_then(|r| {
             match connectors::population_registry::HttpRegistry::open(&r.url, r.timeout_ms) {
@@ -494,6 +629,7 @@ impl Validator {
             audit_log,
             registry,
             admin_token,
+            metrics_token,
         })
     }
 
@@ -734,7 +870,12 @@ impl Validator {
             if !c.scopes.iter().any(|s| s == "openid") {
                 self.report(&format!("{key}.scopes"), "must include `openid`");
             }
-            if !algs.contains(&c.id_token_signed_response_alg) {
+            // A key that could not be read is reported once, at its file, not again here.
+            let unreadable = raw
+                .keys
+                .iter()
+                .any(|k| k.alg == c.id_token_signed_response_alg);
+            if !algs.contains(&c.id_token_signed_response_alg) && !unreadable {
                 self.report(
                     &format!("{key}.id_token_signed_response_alg"),
                     format!(
@@ -743,16 +884,24 @@ impl Validator {
                     ),
                 );
             }
-            if let Some(best) = best {
-                if c.min_assurance > best {
-                    self.report(
-                        &format!("{key}.min_assurance"),
-                        format!(
-                            "no enabled connector reaches `{}` (the best is `{best}`)",
-                            c.min_assurance
-                        ),
-                    );
-                }
+            match best {
+                Some(best) if c.min_assurance > best => self.report(
+                    &format!("{key}.min_assurance"),
+                    format!(
+                        "no enabled connector reaches `{}` (the best is `{best}`)",
+                        c.min_assurance
+                    ),
+                ),
+                Some(_) => {}
+                // Enabled connectors that failed their own checks are reported there.
+                None if raw.connectors.iter().any(|c| c.status != ConnectorStatus::Disabled) => {}
+                None => self.report(
+                    &format!("{key}.min_assurance"),
+                    format!(
+                        "no enabled connector reaches `{}`: no connector is enabled, so no citizen can sign in",
+                        c.min_assurance
+                    ),
+                ),
             }
             let auth = self.client_auth(&key, c);
             let sector = match &c.sector_identifier {
@@ -771,7 +920,15 @@ impl Validator {
                 c.id.clone(),
                 Client {
                     id: c.id.clone(),
-                    name: c.name.clone(),
+                    names: c.name.texts(),
+                    name: {
+                        let names = c.name.texts();
+                        names
+                            .get("en")
+                            .or_else(|| names.values().next())
+                            .cloned()
+                            .unwrap_or_default()
+                    },
                     redirect_uris: c.redirect_uris.clone(),
                     post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
                     auth,

@@ -11,6 +11,7 @@ pub mod logout;
 pub mod notify;
 pub mod oidc;
 pub mod pages;
+pub mod prometheus;
 pub mod state;
 
 use std::sync::Arc;
@@ -60,7 +61,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/logout/{id}", web::post().to(logout::confirm))
     .route("/assets/wait.js", get_or_head().to(pages::wait_script))
     .route("/notify/{connector}", web::post().to(notify::notify))
-    .route("/metrics", web::get().to(crate::observe::metrics_endpoint))
+    .route("/metrics", web::get().to(prometheus::endpoint))
     .configure(admin::routes)
     .route("/account", web::get().to(account::show))
     .route("/account/link", web::post().to(account::update))

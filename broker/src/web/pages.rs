@@ -50,21 +50,56 @@ struct MessagePage {
     message: String,
     hint: String,
     action: Option<(String, String)>,
+    /// What the citizen tells the help desk (found in the broker's log).
+    reference: String,
+    /// A short technical note in English for the platform's developers, shown under
+    /// "Details for support" only.
     detail: String,
 }
 
-/// An error page: `key` names the message (its `-title` and `-hint` variants are used
-/// too); `detail` is a short technical note for the platform's developers.
+impl MessagePage {
+    /// The page of message `key` (with `args`): its heading is `<key>-heading` when the
+    /// message has one, else "Something went wrong"; its hint `<key>-hint`, if any.
+    fn new(t: Tr, key: &str, args: &std::collections::BTreeMap<String, String>) -> Self {
+        let optional = |suffix: &str| t.try_with(&format!("{key}{suffix}"), args);
+        MessagePage {
+            title: optional("-heading").unwrap_or_else(|| t.get("error-title")),
+            message: t.with(key, args),
+            hint: optional("-hint").unwrap_or_default(),
+            action: None,
+            reference: String::new(),
+            detail: String::new(),
+            t,
+        }
+    }
+}
+
+/// An error page: `key` names the message (its `-heading` and `-hint` variants are used
+/// when they exist); `detail` is a short technical note for the platform's developers,
+/// logged with a reference and shown only under "Details for support".
 pub fn error_page(lang: &str, status: u16, key: &str, detail: &str) -> HttpResponse {
-    let t = Tr::new(lang);
-    let page = MessagePage {
-        title: t.get("error-title"),
-        message: t.get(key),
-        hint: t.get(&format!("{key}-hint")),
-        action: None,
-        detail: detail.to_string(),
-        t,
-    };
+    error_page_with_languages(lang, status, key, detail, Vec::new())
+}
+
+/// [`error_page`] with a language menu (see [`crate::i18n::language_links`]).
+pub fn error_page_with_languages(
+    lang: &str,
+    status: u16,
+    key: &str,
+    detail: &str,
+    languages: Vec<crate::i18n::LanguageLink>,
+) -> HttpResponse {
+    let mut page = MessagePage::new(
+        Tr::new(lang).with_links(languages),
+        key,
+        &Default::default(),
+    );
+    if !detail.is_empty() {
+        let reference = crate::util::random_token(6);
+        tracing::info!(%reference, message = key, status, detail, "error page shown");
+        page.reference = reference;
+        page.detail = detail.to_string();
+    }
     render(status, &page)
 }
 
@@ -76,18 +111,9 @@ pub fn failure_page(
     back: Option<&str>,
 ) -> HttpResponse {
     let t = Tr::new(lang);
-    let page = MessagePage {
-        title: t.get("error-title"),
-        message: t.with(&message.key, &message.args),
-        hint: t.with(&format!("{}-hint", message.key), &message.args),
-        action: back.map(|b| (b.to_string(), t.get("button-other-way"))),
-        detail: message
-            .args
-            .get("reference")
-            .map(|r| format!("{}: {r}", t.get("label-reference")))
-            .unwrap_or_default(),
-        t,
-    };
+    let mut page = MessagePage::new(t, &message.key, &message.args);
+    page.action = back.map(|b| (b.to_string(), page.t.get("button-other-way")));
+    page.reference = message.args.get("reference").cloned().unwrap_or_default();
     render(status, &page)
 }
 
@@ -179,6 +205,8 @@ pub fn logged_out(lang: &str, frames: &[String], next: Option<&str>) -> HttpResp
 struct Choice {
     id: String,
     name: String,
+    /// "Continue with <name>".
+    button: String,
     logo: Option<String>,
     /// The source failed to answer in the last minutes.
     troubled: bool,
@@ -204,8 +232,64 @@ struct FieldView {
     name: String,
     label: String,
     input_type: String,
+    /// `inputmode` for numbers typed in a text field (phones get theirs from `tel`).
+    inputmode: &'static str,
     autocomplete: String,
     value: String,
+}
+
+/// The keyboard a phone should offer for a field: digits for codes, card numbers and
+/// Vietnamese citizen ID numbers (not Chinese resident ID numbers, which may end in X).
+fn input_mode(field: &connectors::Field) -> &'static str {
+    let numeric_autocomplete = matches!(
+        field.autocomplete.as_str(),
+        "one-time-code" | "cc-number" | "cc-csc" | "postal-code"
+    );
+    let numeric_name = matches!(field.name.as_str(), "code" | "citizen_id" | "card_number");
+    match field.input_type.as_str() {
+        "number" => "numeric",
+        "text" if numeric_autocomplete || numeric_name => "numeric",
+        _ => "",
+    }
+}
+
+/// A message as its lead and the numbered steps it lists (`… 1. Check … 2. Try …`), so
+/// that remedies are shown as a list; no steps when it numbers none.
+fn numbered_steps(text: &str) -> (String, Vec<String>) {
+    let mut cuts = Vec::new();
+    let mut from = 0;
+    for n in 1.. {
+        let marker = format!("{n}. ");
+        let found = text[from..].match_indices(&marker).find(|(i, _)| {
+            let at = from + i;
+            text[..at]
+                .chars()
+                .next_back()
+                .is_none_or(|c| c.is_whitespace() || "。；;:：".contains(c))
+        });
+        match found {
+            Some((i, _)) => {
+                cuts.push(from + i);
+                from += i + marker.len();
+            }
+            None => break,
+        }
+    }
+    if cuts.len() < 2 {
+        return (text.to_string(), Vec::new());
+    }
+    let tidy = |s: &str| s.trim().trim_end_matches(['；', ';']).trim().to_string();
+    let lead = tidy(&text[..cuts[0]]);
+    let items = cuts
+        .iter()
+        .enumerate()
+        .map(|(k, &at)| {
+            let end = cuts.get(k + 1).copied().unwrap_or(text.len());
+            let body = &text[at..end];
+            tidy(body.split_once(". ").map(|(_, rest)| rest).unwrap_or(body))
+        })
+        .collect();
+    (lead, items)
 }
 
 #[derive(Template)]
@@ -220,8 +304,17 @@ struct FormPage {
     fields: Vec<FieldView>,
     submit: String,
     problem: String,
+    /// The numbered remedies of the problem, shown as a list after `problem`.
+    problem_steps: Vec<String>,
     notice: String,
+    /// The demo's simulated SMS inbox, linked from the code page.
+    inbox: String,
     secondary: Option<(String, String)>,
+    /// Seconds before the second button (a new code) may be used, counted down by the
+    /// page's script; 0 when it may be used now.
+    secondary_wait: u64,
+    /// "You can ask for a new code in %s s", `%s` replaced by the script.
+    secondary_wait_text: String,
 }
 
 #[derive(Template)]
@@ -256,9 +349,42 @@ fn qr_data_uri(content: &str) -> String {
     )
 }
 
-/// The script of waiting pages: checks again after the step's poll interval by submitting
-/// the page's "check" form (the page works without it: the button does the same).
-const WAIT_SCRIPT: &str = "(function () {\n  var b = document.getElementById('check');\n  if (!b || !b.form) return;\n  var s = parseInt(b.getAttribute('data-poll'), 10);\n  if (!(s > 0)) s = 3;\n  window.setTimeout(function () { b.form.submit(); }, s * 1000);\n})();\n";
+/// The script of the pages that wait (same origin, so the CSP allows it; every page works
+/// without it):
+/// - a waiting page checks again after the step's poll interval by submitting its "check"
+///   form (the button does the same);
+/// - a button with `data-wait` (a new SMS code) stays disabled until its cooldown ends, and
+///   the countdown is shown in the element named by `data-wait-text` (the server refuses an
+///   early press anyway).
+const WAIT_SCRIPT: &str = r#"(function () {
+  var b = document.getElementById('check');
+  if (b && b.form) {
+    var s = parseInt(b.getAttribute('data-poll'), 10);
+    if (!(s > 0)) s = 3;
+    window.setTimeout(function () { b.form.submit(); }, s * 1000);
+  }
+  var buttons = document.querySelectorAll('button[data-wait]');
+  Array.prototype.forEach.call(buttons, function (button) {
+    var left = parseInt(button.getAttribute('data-wait'), 10);
+    var shown = document.getElementById(button.getAttribute('data-wait-text') || '');
+    if (!(left > 0)) return;
+    var template = shown ? shown.getAttribute('data-template') || '' : '';
+    var end = Date.now() + left * 1000;
+    function tick() {
+      var s = Math.ceil((end - Date.now()) / 1000);
+      if (s <= 0) {
+        button.disabled = false;
+        if (shown) shown.hidden = true;
+        return;
+      }
+      button.disabled = true;
+      if (shown) { shown.textContent = template.replace('%s', String(s)); shown.hidden = false; }
+      window.setTimeout(tick, 1000);
+    }
+    tick();
+  });
+})();
+"#;
 
 /// `GET /assets/wait.js`
 pub async fn wait_script() -> HttpResponse {
@@ -342,7 +468,7 @@ impl<'a> Page<'a> {
         self.settings
             .clients
             .get(self.tx.request.client_id.as_str())
-            .map(|c| c.name.clone())
+            .map(|c| c.display_name(self.t.lang).to_string())
             .unwrap_or_default()
     }
 
@@ -358,6 +484,13 @@ impl<'a> Page<'a> {
             .map(|(c, (status, message))| Choice {
                 id: c.id.clone(),
                 name: self.t.pick(&c.name).to_string(),
+                button: self.t.with(
+                    "button-use-source",
+                    &std::collections::BTreeMap::from([(
+                        "source".to_string(),
+                        self.t.pick(&c.name).to_string(),
+                    )]),
+                ),
                 logo: crate::config::assets::logo_url(&c.id, &c.logos, &self.tx.request.lang),
                 troubled: c.connector.recently_unavailable(),
                 level: self
@@ -389,47 +522,82 @@ impl<'a> Page<'a> {
             .map(|c| self.t.pick(&c.name).to_string())
             .unwrap_or_default();
         match view {
-            View::Form { form } => render(
-                200,
-                &FormPage {
-                    source,
-                    tx: self.tx.id.clone(),
-                    csrf: self.tx.csrf.expose().to_string(),
-                    title: self.t.get(&form.title),
-                    intro: form
-                        .intro
-                        .as_deref()
-                        .map(|k| self.t.get(k))
-                        .unwrap_or_default(),
-                    fields: form
-                        .fields
-                        .iter()
-                        .map(|f| FieldView {
-                            name: f.name.clone(),
-                            label: self.t.get(&f.label),
-                            input_type: f.input_type.clone(),
-                            autocomplete: f.autocomplete.clone(),
-                            value: f.value.clone(),
-                        })
-                        .collect(),
-                    submit: self.t.get(&form.submit),
-                    problem: form
-                        .problem
-                        .as_ref()
-                        .map(|m| self.t.with(&m.key, &m.args))
-                        .unwrap_or_default(),
-                    notice: form
-                        .notice
-                        .as_ref()
-                        .map(|m| self.t.with(&m.key, &m.args))
-                        .unwrap_or_default(),
-                    secondary: form
-                        .secondary
-                        .as_ref()
-                        .map(|a| (a.name.clone(), self.t.get(&a.label))),
-                    t: self.t.clone(),
-                },
-            ),
+            View::Form { form } => {
+                let problem = form
+                    .problem
+                    .as_ref()
+                    .map(|m| self.t.with(&m.key, &m.args))
+                    .unwrap_or_default();
+                let (problem, problem_steps) = numbered_steps(&problem);
+                // The connector tells how long the resend waits: the seconds left when
+                // it refused, else the cooldown it started when it sent the code.
+                let secondary_wait = [form.problem.as_ref(), form.notice.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .find_map(|m| {
+                        let key = if m.key == "error-otp-cooldown" {
+                            "seconds"
+                        } else {
+                            "resend_seconds"
+                        };
+                        m.args.get(key).and_then(|v| v.parse::<u64>().ok())
+                    })
+                    .unwrap_or(0);
+                render(
+                    200,
+                    &FormPage {
+                        source,
+                        tx: self.tx.id.clone(),
+                        csrf: self.tx.csrf.expose().to_string(),
+                        title: self.t.get(&form.title),
+                        intro: form
+                            .intro
+                            .as_deref()
+                            .map(|k| self.t.get(k))
+                            .unwrap_or_default(),
+                        fields: form
+                            .fields
+                            .iter()
+                            .map(|f| FieldView {
+                                name: f.name.clone(),
+                                label: self.t.get(&f.label),
+                                input_type: f.input_type.clone(),
+                                inputmode: input_mode(f),
+                                autocomplete: f.autocomplete.clone(),
+                                value: f.value.clone(),
+                            })
+                            .collect(),
+                        submit: self.t.get(&form.submit),
+                        problem,
+                        problem_steps,
+                        notice: form
+                            .notice
+                            .as_ref()
+                            .map(|m| self.t.with(&m.key, &m.args))
+                            .unwrap_or_default(),
+                        secondary: form
+                            .secondary
+                            .as_ref()
+                            .map(|a| (a.name.clone(), self.t.get(&a.label))),
+                        inbox: form
+                            .notice
+                            .as_ref()
+                            .and_then(|m| m.args.get("inbox"))
+                            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+                            .cloned()
+                            .unwrap_or_default(),
+                        secondary_wait,
+                        secondary_wait_text: self.t.with(
+                            "resend-wait",
+                            &std::collections::BTreeMap::from([(
+                                "seconds".to_string(),
+                                "%s".to_string(),
+                            )]),
+                        ),
+                        t: self.t.clone(),
+                    },
+                )
+            }
             View::Wait {
                 instruction,
                 qr,
@@ -545,5 +713,82 @@ impl<'a> Page<'a> {
                 name: name.to_string(),
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_remedies_become_steps_in_every_script() {
+        let (lead, steps) =
+            numbered_steps("No match at X. 1. Check it. 2. Try another card. 3. Call 12333.");
+        assert_eq!(lead, "No match at X.");
+        assert_eq!(steps, ["Check it.", "Try another card.", "Call 12333."]);
+        let (lead, steps) =
+            numbered_steps("不匹配。1. 请核对；2. 更换银行卡；3. 拨打 12333 客服电话。");
+        assert_eq!(lead, "不匹配。");
+        assert_eq!(steps, ["请核对", "更换银行卡", "拨打 12333 客服电话。"]);
+        // One number is not a list, and digits inside words are not steps.
+        let (lead, steps) = numbered_steps("Wait 1. Then go.");
+        assert_eq!((lead.as_str(), steps.len()), ("Wait 1. Then go.", 0));
+        let (_, steps) = numbered_steps("Card 621. 2. x");
+        assert!(steps.is_empty());
+    }
+
+    #[test]
+    fn error_pages_have_their_heading_a_folded_detail_and_a_language_menu() {
+        let links = crate::i18n::language_links("es", "/logout?ui_locales=es");
+        let mut page = MessagePage::new(
+            Tr::new("es").with_links(links),
+            "error-unknown-client",
+            &Default::default(),
+        );
+        page.reference = "REF123".into();
+        page.detail = "unknown client_id".into();
+        let html = page.render().expect("renders");
+        assert!(html.contains("<title>Servicio no registrado · "), "{html}");
+        assert!(html.contains("<h1>Servicio no registrado</h1>"), "{html}");
+        assert!(html.contains("<summary>Datos para el servicio de ayuda</summary>"));
+        assert!(html.contains("<code lang=\"en\" id=\"detail\">unknown client_id</code>"));
+        assert!(
+            html.contains("href=\"/logout?ui_locales=vi\" lang=\"vi\""),
+            "{html}"
+        );
+        assert!(html.contains("aria-current=\"page\">Español"), "{html}");
+        // A message without a heading of its own, and without a hint.
+        let page = MessagePage::new(Tr::new("en"), "account-linked", &Default::default());
+        assert_eq!(page.title, "Something went wrong");
+        assert_eq!(page.hint, "");
+        // A hint with arguments is found too.
+        let args =
+            std::collections::BTreeMap::from([("alternatives".to_string(), "VNeID".to_string())]);
+        let page = MessagePage::new(Tr::new("vi"), "error-legacy-disabled", &args);
+        assert!(page.hint.contains("VNeID"), "{}", page.hint);
+    }
+
+    #[test]
+    fn number_fields_get_a_numeric_keyboard() {
+        let field =
+            |name: &str, kind: &str, auto: &str| connectors::Field::new(name, "l", kind, auto);
+        assert_eq!(
+            input_mode(&field("code", "text", "one-time-code")),
+            "numeric"
+        );
+        assert_eq!(
+            input_mode(&field("card_number", "text", "cc-number")),
+            "numeric"
+        );
+        assert_eq!(input_mode(&field("citizen_id", "text", "off")), "numeric");
+        // A Chinese resident ID number may end in X.
+        assert_eq!(input_mode(&field("id_number", "text", "off")), "");
+        assert_eq!(input_mode(&field("username", "text", "username")), "");
+        assert_eq!(
+            input_mode(&field("password", "password", "current-password")),
+            ""
+        );
+        // `tel` brings its own keyboard.
+        assert_eq!(input_mode(&field("phone", "tel", "tel")), "");
     }
 }
