@@ -347,6 +347,12 @@ async fn a_citizen_verifies_with_a_card_and_the_sms_code() {
         !text.contains(&format!("\"{code}\"")),
         "the code was stored in clear"
     );
+    // Rate-limit counters of the login steps count per address, under a keyed hash of it.
+    assert!(text.contains("rl:step:"), "a step counter exists");
+    assert!(
+        !text.contains(":127.0.0.1"),
+        "a client address was stored in clear"
+    );
 
     // Operators see the SMS codes sent.
     let metrics = reqwest::get(s.broker.url("/metrics"))

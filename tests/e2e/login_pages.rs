@@ -401,3 +401,27 @@ async fn secrets_codes_and_id_numbers_stay_out_of_the_logs() {
     }
     assert!(!logs.contains("code="), "no query strings in logs");
 }
+
+#[tokio::test]
+async fn the_account_page_without_a_session_says_what_to_do_in_every_language() {
+    let broker = Broker::start(Options::default());
+    let browser = Browser::new(&broker);
+    for (lang, hint) in [
+        ("en", "Sign in through a service"),
+        ("vi", "Hãy đăng nhập qua một dịch vụ"),
+        ("zh", "请先通过使用本登录方式的服务登录"),
+        ("es", "Inicie sesión a través de un servicio"),
+    ] {
+        let resp = browser
+            .http
+            .get(broker.url("/account"))
+            .header("accept-language", lang)
+            .send()
+            .await
+            .expect("account page");
+        assert_eq!(resp.status().as_u16(), 401);
+        let page = resp.text().await.expect("page");
+        assert!(!page.contains("Unknown localization key"), "{lang}: {page}");
+        assert!(page.contains(hint), "{lang}: {page}");
+    }
+}
