@@ -56,7 +56,7 @@ async fn render(req: &HttpRequest, state: &AppState, message: &str, problem: &st
         Ok(None) => return pages::error_page(lang, 401, "account-no-session", ""),
         Err(e) => return pages::unavailable_page(lang, &e),
     };
-    let person = match crate::person::load(store, &session.person_id).await {
+    let person = match crate::person::load(&settings, state.records.as_ref(), &session.person_id).await {
         Ok(p) => p,
         Err(e) => return pages::unavailable_page(lang, &e),
     };
@@ -173,7 +173,7 @@ pub async fn update(
     let get = |k: &str| fields.get(k).cloned().unwrap_or_default();
     let outcome = link(
         &settings,
-        state.store.as_ref(),
+        state.records.as_ref(),
         &session.person_id,
         &get("citizen_id"),
         &get("name"),

@@ -86,10 +86,18 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.store.ping().await {
-        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
-        Err(e) => HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({"status": "unavailable", "store": e.to_string()})),
+    let (store, records) = futures_util::join!(state.store.ping(), state.records.ping());
+    let report = |r: Result<(), String>| r.err().unwrap_or_else(|| "ready".into());
+    let ready = store.is_ok() && records.is_ok();
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "store": report(store.map_err(|e| e.to_string())),
+        "records": report(records.map_err(|e| e.to_string())),
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
     }
 }
 
@@ -170,6 +178,19 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
     if let Some(db) = embedded {
         tokio::spawn(jobs::sweep(db));
     }
+    let records = match crate::person::records::open(&settings).await {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(std::io::Error::other(format!(
+                "{}: records: {e}",
+                settings.source.display()
+            )))
+        }
+    };
+    tokio::spawn(crate::person::records::purge_activity(
+        records.clone(),
+        settings.records.activity_retention,
+    ));
     crate::observe::install_metrics();
     let store: crate::store::SharedStore =
         Arc::new(crate::store::metered::MeteredStore::new(store));
@@ -180,6 +201,7 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
             settings,
         ))),
         store,
+        records,
         http: crate::state::http_client(),
     });
     tokio::spawn(jobs::reload(state.clone(), jobs::hangup_handler()));

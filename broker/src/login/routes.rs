@@ -133,7 +133,7 @@ pub async fn show(
     };
     let page = Page::new(&state, &tx);
     match &tx.stage {
-        Stage::Choose => match crate::maintenance::load(state.store.as_ref()).await {
+        Stage::Choose => match crate::maintenance::load(state.records.as_ref()).await {
             Ok(m) => page.choose(&eligible(&state.settings(), tx.request.min_level), &m),
             Err(e) => pages::unavailable_page(&tx.request.lang, &e),
         },
@@ -261,7 +261,7 @@ pub async fn start(
             "unknown connector",
         );
     };
-    let maintenance = match crate::maintenance::load(state.store.as_ref()).await {
+    let maintenance = match crate::maintenance::load(state.records.as_ref()).await {
         Ok(m) => m,
         Err(e) => return pages::unavailable_page(&tx.request.lang, &e),
     };
@@ -337,7 +337,7 @@ pub async fn step(
         _ => Input::Form(fields),
     };
     let cb_state = random_token(24);
-    let maintenance = crate::maintenance::load_or_none(state.store.as_ref()).await;
+    let maintenance = crate::maintenance::load_or_none(state.records.as_ref()).await;
     let ctx = context(&req, &state, &tx, &connector, &cb_state, &maintenance);
     let result = timed(&entry.id, entry.connector.resume(&ctx, step_state, input)).await;
     advance(&req, &state, tx, &connector, &cb_state, result).await
@@ -406,7 +406,7 @@ pub async fn callback(
         );
     };
     let next_state = random_token(24);
-    let maintenance = crate::maintenance::load_or_none(state.store.as_ref()).await;
+    let maintenance = crate::maintenance::load_or_none(state.records.as_ref()).await;
     let ctx = context(&req, &state, &tx, &connector, cb_state, &maintenance);
     let result = timed(
         &entry.id,
@@ -653,7 +653,7 @@ async fn weak_connector(state: &AppState, weak: &crate::person::Binding) -> Opti
     if settings.connector(&weak.source).is_some() {
         return Some(weak.source.clone());
     }
-    let person = crate::person::load(state.store.as_ref(), &weak.person)
+    let person = crate::person::load(&settings, state.records.as_ref(), &weak.person)
         .await
         .ok()
         .flatten()?;
@@ -723,7 +723,7 @@ pub async fn claim(
         return pages::failure_page(&tx.request.lang, 409, &Message::new("claim-no-way"), None);
     };
     let cb_state = random_token(24);
-    let maintenance = crate::maintenance::load_or_none(state.store.as_ref()).await;
+    let maintenance = crate::maintenance::load_or_none(state.records.as_ref()).await;
     let ctx = context(&req, &state, &tx, &entry.id, &cb_state, &maintenance);
     let result = timed(&entry.id, entry.connector.start(&ctx)).await;
     tx.attempts = 0;
@@ -786,7 +786,7 @@ pub async fn link(
     let (citizen_id, name, birthdate) = (field("citizen_id"), field("name"), field("birthdate"));
     let outcome = crate::person::link::link(
         &settings,
-        state.store.as_ref(),
+        state.records.as_ref(),
         &session.person_id,
         &citizen_id,
         &name,

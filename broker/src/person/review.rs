@@ -1,0 +1,1 @@
+//! Operators reviewing bindings.
