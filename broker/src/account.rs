@@ -56,10 +56,11 @@ async fn render(req: &HttpRequest, state: &AppState, message: &str, problem: &st
         Ok(None) => return pages::error_page(lang, 401, "account-no-session", ""),
         Err(e) => return pages::unavailable_page(lang, &e),
     };
-    let person = match crate::person::load(&settings, state.records.as_ref(), &session.person_id).await {
-        Ok(p) => p,
-        Err(e) => return pages::unavailable_page(lang, &e),
-    };
+    let person =
+        match crate::person::load(&settings, state.records.as_ref(), &session.person_id).await {
+            Ok(p) => p,
+            Err(e) => return pages::unavailable_page(lang, &e),
+        };
     let (id_status, linked) = match person.as_ref().and_then(|p| p.citizen_id()) {
         Some(id) => {
             let last: String = id

@@ -1,5 +1,6 @@
 //! A database of its own for a test run on the PostgreSQL at 127.0.0.1:5432 (trust
-//! authentication, user `postgres`): created with a unique name, dropped by [`TestDb::drop`].
+//! authentication, user `postgres`): created with a unique name, dropped when the [`TestDb`]
+//! is (also when the test panics).
 //! PostgreSQL not reachable is a test failure with a clear message, never a skip.
 
 use std::sync::Arc;
@@ -84,16 +85,29 @@ impl TestDb {
                 .expect("connect to the test database"),
         )
     }
+}
 
-    /// Drops it (disconnecting whoever is still connected).
-    pub async fn drop(self) {
-        admin(&self.address)
-            .await
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            ))
-            .await
-            .expect("drop the test database");
+impl Drop for TestDb {
+    /// Drops the database (disconnecting whoever is still connected), on a thread of its own
+    /// so it works inside and outside a runtime.
+    fn drop(&mut self) {
+        let (address, name) = (self.address.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                admin(&address)
+                    .await
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("test database {} not dropped: {e}", self.name);
+        }
     }
 }

@@ -25,8 +25,8 @@ async fn conformance_postgres() {
     let a = pg::TestDb::create().await;
     let b = pg::TestDb::create().await;
     records::conformance::run_all(a.records().await, b.records().await).await;
-    a.drop().await;
-    b.drop().await;
+    drop(a);
+    drop(b);
 }
 
 #[tokio::test]
@@ -71,7 +71,7 @@ async fn postgres_schema_is_checked_and_migrated_once() {
         .await
         .expect("schema now current");
     r.ping().await.expect("ping");
-    db.drop().await;
+    drop(db);
 }
 
 #[tokio::test]
@@ -124,5 +124,5 @@ async fn postgres_pool_exhaustion_is_unavailable_not_a_hang() {
     );
     let _ = holder.await;
     drop(r);
-    db.drop().await;
+    drop(db);
 }

@@ -14,6 +14,7 @@ mod operators;
 mod persons;
 mod persons_sims;
 mod protocol;
+mod records;
 mod sims;
 mod tokens;
 mod upstream_oidc;

@@ -183,7 +183,10 @@ impl super::Validator {
             if tls == TlsMode::Disable {
                 self.report("records.ca_file", "needs `tls = \"verify-full\"`");
             } else if let Err(e) = std::fs::metadata(path) {
-                self.report("records.ca_file", format!("cannot read `{}`: {e}", path.display()));
+                self.report(
+                    "records.ca_file",
+                    format!("cannot read `{}`: {e}", path.display()),
+                );
             }
         }
         PgOptions {
@@ -203,8 +206,7 @@ impl super::Validator {
 /// the host is a loopback address.
 fn check_postgres_url(address: &str) -> Result<bool, String> {
     let example = "postgres://host:5432/database";
-    let u = url::Url::parse(address)
-        .map_err(|e| format!("is not a URL like `{example}`: {e}"))?;
+    let u = url::Url::parse(address).map_err(|e| format!("is not a URL like `{example}`: {e}"))?;
     // Checked first, and the address not quoted: it may hold a password.
     if !u.username().is_empty() || u.password().is_some() {
         return Err(
@@ -240,8 +242,14 @@ mod tests {
 
     #[test]
     fn postgres_urls_carry_no_credentials_and_name_a_database() {
-        assert_eq!(check_postgres_url("postgres://127.0.0.1:5432/broker"), Ok(true));
-        assert_eq!(check_postgres_url("postgresql://db.internal/broker"), Ok(false));
+        assert_eq!(
+            check_postgres_url("postgres://127.0.0.1:5432/broker"),
+            Ok(true)
+        );
+        assert_eq!(
+            check_postgres_url("postgresql://db.internal/broker"),
+            Ok(false)
+        );
         let secret = check_postgres_url("postgres://u:hunter2@db/broker").unwrap_err();
         assert!(!secret.contains("hunter2"), "{secret}");
         assert!(check_postgres_url("postgres://db:5432/").is_err());

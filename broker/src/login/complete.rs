@@ -92,8 +92,13 @@ pub async fn issue_code_response(
     match result {
         Ok(code) => {
             tracing::info!(client = %client.id, "authorization code issued");
-            person::activity::record(state.records.as_ref(), &signed_in.0, &client.id, &signed_in.1)
-                .await;
+            person::activity::record(
+                state.records.as_ref(),
+                &signed_in.0,
+                &client.id,
+                &signed_in.1,
+            )
+            .await;
             redirect_to_client(
                 settings,
                 &request.redirect_uri,
@@ -133,7 +138,8 @@ pub async fn authenticated(
     let (connector_id, identity, claim) = match tx.pending.take() {
         Some(pending) => {
             let proved =
-                match person::resolve(settings, records, connector_id, &identity, Claim::Ask).await {
+                match person::resolve(settings, records, connector_id, &identity, Claim::Ask).await
+                {
                     Ok(Resolution::Found { person, .. }) => person.id == pending.weak.person,
                     Ok(Resolution::Claim { .. }) => false,
                     Err(e) => return pages::unavailable_page(&lang, &e),

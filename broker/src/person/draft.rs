@@ -25,6 +25,7 @@ pub struct Draft<'a> {
     settings: &'a Settings,
     records: &'a dyn Records,
     read: BTreeMap<String, Option<Person>>,
+    bindings: BTreeMap<String, Option<Binding>>,
     staged: Vec<Person>,
     audit: Vec<AuditRow>,
     reviews: Vec<ReviewItem>,
@@ -38,6 +39,7 @@ impl<'a> Draft<'a> {
             settings,
             records,
             read: BTreeMap::new(),
+            bindings: BTreeMap::new(),
             staged: Vec::new(),
             audit: Vec::new(),
             reviews: Vec::new(),
@@ -71,7 +73,9 @@ impl<'a> Draft<'a> {
         }
     }
 
-    /// The binding of a number, as the staged persons leave it.
+    /// The binding of a number, as the staged persons leave it. The records are asked once
+    /// per number: one decision never sees two answers (another login may bind the number
+    /// meanwhile; then this draft's own binding of it is refused at the commit).
     pub async fn binding(&mut self, value: &str) -> StoreResult<Option<Binding>> {
         for p in &self.staged {
             if let Some(c) = p
@@ -86,7 +90,15 @@ impl<'a> Draft<'a> {
                 }));
             }
         }
-        match binding(self.settings, self.records, value).await? {
+        let read = match self.bindings.get(value) {
+            Some(known) => known.clone(),
+            None => {
+                let read = binding(self.settings, self.records, value).await?;
+                self.bindings.insert(value.to_string(), read.clone());
+                read
+            }
+        };
+        match read {
             // Its holder is staged without it.
             Some(b) if self.staged.iter().any(|p| p.id == b.person) => Ok(None),
             other => Ok(other),

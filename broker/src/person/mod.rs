@@ -28,6 +28,7 @@ pub mod records;
 pub mod resolve;
 pub mod review;
 pub mod seal;
+pub mod transfer;
 
 use std::collections::BTreeMap;
 

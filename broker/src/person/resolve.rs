@@ -310,7 +310,11 @@ pub async fn bind_id(
         let before = person.id_level(v);
         person.add_id(v, level, source, now);
         if before.is_none_or(|l| level > l) {
-            let event = if before.is_some() { "binding.raised" } else { "binding.created" };
+            let event = if before.is_some() {
+                "binding.raised"
+            } else {
+                "binding.created"
+            };
             let detail = json!({"level": level, "mapped": is_mapped, "key": key});
             draft.audit(
                 AuditRow::new(now, "citizen", event, source, &person.id, detail),
@@ -395,13 +399,23 @@ mod tests {
             .await
             .expect("read")
             .expect("bound");
-        assert_eq!((bound.level, bound.person), (Assurance::High, first.id.clone()));
+        assert_eq!(
+            (bound.level, bound.person),
+            (Assurance::High, first.id.clone())
+        );
         assert_eq!(second.id_level(number), Some(Assurance::High));
         // Stored sealed and under its keyed hash only.
-        let stored = records.person(&first.id).await.expect("read").expect("stored");
+        let stored = records
+            .person(&first.id)
+            .await
+            .expect("read")
+            .expect("stored");
         let text = serde_json::to_string(&stored).expect("json");
         assert!(!text.contains(number), "{text}");
-        assert!(!text.contains("card-1") && !text.contains("ctid-1"), "{text}");
+        assert!(
+            !text.contains("card-1") && !text.contains("ctid-1"),
+            "{text}"
+        );
         let events: Vec<String> = records
             .audit_of(&first.id)
             .await
@@ -424,7 +438,10 @@ mod tests {
             let (settings, records) = (settings.clone(), records.clone());
             tasks.push(tokio::spawn(async move {
                 let (connector, who) = if i % 2 == 0 {
-                    ("bank-card", identity("card-9", number, Assurance::Substantial))
+                    (
+                        "bank-card",
+                        identity("card-9", number, Assurance::Substantial),
+                    )
                 } else {
                     ("ctid", identity("ctid-9", number, Assurance::High))
                 };
@@ -445,7 +462,10 @@ mod tests {
         assert_eq!(bound.level, Assurance::High);
         for (connector, subject) in [("bank-card", "card-9"), ("ctid", "ctid-9")] {
             let key = crate::person::link_hash(&settings, connector, subject);
-            assert_eq!(records.way_in(&key).await.expect("read"), Some(bound.person.clone()));
+            assert_eq!(
+                records.way_in(&key).await.expect("read"),
+                Some(bound.person.clone())
+            );
         }
         let person = crate::person::load(&settings, records.as_ref(), &bound.person)
             .await
@@ -472,6 +492,6 @@ mod tests {
         let records = db.records().await;
         a_stronger_proof_of_the_same_number_raises_its_binding(&settings, records.as_ref()).await;
         concurrent_first_logins_through_two_sources_make_one_person(settings, records).await;
-        db.drop().await;
+        drop(db);
     }
 }

@@ -35,7 +35,9 @@ fn key(secret: &[u8]) -> Option<LessSafeKey> {
     let okm = prk.expand(&[b"records-seal-v1"], &AES_256_GCM).ok()?;
     let mut bytes = [0u8; 32];
     okm.fill(&mut bytes).ok()?;
-    Some(LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &bytes).ok()?))
+    Some(LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, &bytes).ok()?,
+    ))
 }
 
 /// Seals a value: `v1.` and base64url of nonce, ciphertext and tag.
@@ -87,7 +89,14 @@ mod tests {
             Some("079201001234")
         );
         assert_eq!(open(secret, Kind::Subject, &sealed), None);
-        assert_eq!(open(b"another secret of 32 bytes.......", Kind::CitizenId, &sealed), None);
+        assert_eq!(
+            open(
+                b"another secret of 32 bytes.......",
+                Kind::CitizenId,
+                &sealed
+            ),
+            None
+        );
         let mut altered = sealed.clone();
         altered.pop();
         altered.push(if sealed.ends_with('A') { 'B' } else { 'A' });
