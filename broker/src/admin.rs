@@ -31,13 +31,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/admin/connectors/{id}/parts/{part}/maintenance",
             web::delete().to(end_part_maintenance),
-        );
+        )
+        .configure(crate::review::routes);
 }
 
 /// Checks the bearer token; a broker without an admin token has no admin API at all.
 // The error is the response to send; it is built once per refused call.
 #[allow(clippy::result_large_err)]
-fn check(req: &HttpRequest, state: &AppState) -> Result<(), HttpResponse> {
+pub(crate) fn check(req: &HttpRequest, state: &AppState) -> Result<(), HttpResponse> {
     let Some(expected) = state.settings().admin_token else {
         return Err(HttpResponse::NotFound().finish());
     };

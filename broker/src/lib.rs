@@ -23,6 +23,7 @@ pub mod observe;
 pub mod oidc;
 pub mod pages;
 pub mod person;
+pub mod review;
 pub mod server;
 pub mod session;
 pub mod state;

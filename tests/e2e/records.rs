@@ -186,3 +186,170 @@ async fn serve_refuses_an_unmigrated_database_until_broker_migrate() {
         (&"ready".into(), &"ready".into(), &"ready".into())
     );
 }
+
+/// A person as the records hold it, with `number` (sealed, keyed-hashed) and one way in.
+fn stored_person(
+    number: &str,
+    status: records::IdStatus,
+    level: records::Level,
+    connector: &str,
+) -> records::Person {
+    use broker::person::seal::{seal, Kind};
+    let secret = PAIRWISE.as_bytes();
+    let subject = format!("{connector}-subject");
+    let mut p = records::Person::new(&records::new_id());
+    p.citizen_ids.push(records::CitizenId {
+        key: broker::util::hmac_b64(secret, &[b"cid", number.as_bytes()]),
+        sealed: seal(secret, Kind::CitizenId, number).expect("seal"),
+        level,
+        source: connector.into(),
+        at: 1,
+        status,
+    });
+    p.ways_in.push(records::WayIn {
+        key: broker::util::hmac_b64(secret, &[b"ext", connector.as_bytes(), subject.as_bytes()]),
+        connector: connector.into(),
+        sealed_subject: seal(secret, Kind::Subject, &subject).expect("seal"),
+        at: 1,
+    });
+    p
+}
+
+#[tokio::test]
+async fn operators_find_a_person_by_number_and_close_a_review_item() {
+    let db = records::testing::TestDb::create().await;
+    let pg = db.records().await;
+    let holder = stored_person(
+        NUMBER,
+        records::IdStatus::Active,
+        records::Level::High,
+        "vneid",
+    );
+    let other = stored_person(
+        NUMBER,
+        records::IdStatus::Suspended,
+        records::Level::Low,
+        "legacy",
+    );
+    let key = holder.citizen_ids[0].key.clone();
+    let item = records::ReviewItem::open(
+        records::ReviewKind::Suspended,
+        &key,
+        &holder.id,
+        &other.id,
+        5,
+    );
+    let changes = records::Changes {
+        persons: vec![holder.clone(), other.clone()],
+        open_reviews: vec![item.clone()],
+        ..Default::default()
+    };
+    assert_eq!(
+        pg.commit(changes).await.expect("commit"),
+        records::Commit::Done
+    );
+    let broker = Broker::start(Options {
+        records_url: Some(db.url()),
+        extra: "[admin]\ntoken = { env = \"TEST_ADMIN_TOKEN\" }\n".into(),
+        ..Options::default()
+    });
+    let http = reqwest::Client::new();
+    let admin = |r: reqwest::RequestBuilder| r.bearer_auth(ADMIN_TOKEN).send();
+
+    let denied = http
+        .post(broker.url("/admin/persons/lookup"))
+        .json(&serde_json::json!({"citizen_id": NUMBER}))
+        .send()
+        .await
+        .expect("lookup");
+    assert_eq!(denied.status().as_u16(), 401);
+
+    // Found by the number, written with spaces as citizens do.
+    let spaced = format!("{} {}", &NUMBER[..6], &NUMBER[6..]);
+    let found = admin(
+        http.post(broker.url("/admin/persons/lookup"))
+            .json(&serde_json::json!({"citizen_id": spaced})),
+    )
+    .await
+    .expect("lookup");
+    assert_eq!(found.status().as_u16(), 200);
+    let text = found.text().await.expect("body");
+    assert!(!text.contains(NUMBER), "the number is never shown: {text}");
+    let view: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(view["id"], holder.id.as_str());
+    assert_eq!(view["bindings"][0]["key"], key.as_str());
+    assert_eq!(view["bindings"][0]["status"], "active");
+    assert_eq!(view["ways_in"][0]["connector"], "vneid");
+    assert_eq!(view["reviews"][0]["id"], item.id.as_str());
+    let nobody = admin(
+        http.post(broker.url("/admin/persons/lookup"))
+            .json(&serde_json::json!({"citizen_id": "000000000000"})),
+    )
+    .await
+    .expect("lookup");
+    assert_eq!(nobody.status().as_u16(), 404);
+
+    let open: serde_json::Value = admin(http.get(broker.url("/admin/reviews")))
+        .await
+        .expect("reviews")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(open[0]["id"], item.id.as_str());
+    assert_eq!(open[0]["kind"], "suspended");
+
+    let close = |action: &'static str| {
+        admin(
+            http.post(broker.url(&format!("/admin/reviews/{}", item.id)))
+                .json(&serde_json::json!({"action": action, "operator": "op-7"})),
+        )
+    };
+    let merged = close("merge").await.expect("close");
+    assert_eq!(merged.status().as_u16(), 200);
+    assert_eq!(close("keep").await.expect("close").status().as_u16(), 409);
+    let bad = admin(
+        http.post(broker.url(&format!("/admin/reviews/{}", item.id)))
+            .json(&serde_json::json!({"action": "burn", "operator": "op-7"})),
+    )
+    .await
+    .expect("close");
+    assert_eq!(bad.status().as_u16(), 400);
+
+    // The old account's way in now leads to the holder; the queue is empty; audited.
+    let joined: serde_json::Value =
+        admin(http.get(broker.url(&format!("/admin/persons/{}", holder.id))))
+            .await
+            .expect("person")
+            .json()
+            .await
+            .expect("json");
+    let ways: Vec<&str> = joined["ways_in"]
+        .as_array()
+        .expect("ways")
+        .iter()
+        .filter_map(|w| w["connector"].as_str())
+        .collect();
+    assert_eq!(ways, ["vneid", "legacy"]);
+    assert_eq!(joined["reviews"][0]["closed"]["action"], "merge");
+    assert_eq!(joined["reviews"][0]["closed"]["by"], "op-7");
+    let open: serde_json::Value = admin(http.get(broker.url("/admin/reviews")))
+        .await
+        .expect("reviews")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(open, serde_json::json!([]));
+    let rows = pg.audit_of(&item.id).await.expect("audit");
+    assert_eq!(
+        rows.iter().map(|r| r.event.as_str()).collect::<Vec<_>>(),
+        ["review.merged"]
+    );
+    assert!(pg
+        .audit_of(&holder.id)
+        .await
+        .expect("audit")
+        .iter()
+        .any(|r| r.event == "admin.person_viewed"));
+    let logs = broker.settled_log_text().await;
+    assert!(!logs.contains(NUMBER) && !logs.contains(&spaced), "{logs}");
+}
