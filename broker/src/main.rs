@@ -90,6 +90,16 @@ enum RecordsAction {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Move the records earlier versions kept in the `[store]` (Redis or redb) into the
+    /// `[records]`; refuses records that are not empty without `--force`.
+    Move {
+        /// Configuration file (TOML).
+        #[arg(long, short, env = "BROKER_CONFIG")]
+        config: PathBuf,
+        /// Add to records that are not empty (what exists is kept, nothing is duplicated).
+        #[arg(long)]
+        force: bool,
+    },
     /// Add exported records; refuses records that are not empty without `--force`.
     Import {
         /// Configuration file (TOML).
@@ -162,6 +172,23 @@ fn records_command(command: Command) -> ExitCode {
                 Ok(format!(
                     "imported {written} of {read} records ({} already there)",
                     read - written
+                ))
+            }
+            Command::Records {
+                action: RecordsAction::Move { config, force },
+            } => {
+                let settings = load_or_report(&config).map_err(Err)?;
+                let m = broker::person::transfer::move_from_store(&settings, force)
+                    .await
+                    .map_err(Ok)?;
+                Ok(format!(
+                    "moved {} persons, {} consents, {} settings ({} bindings held by another person kept suspended for review); {} written, {} already there",
+                    m.persons,
+                    m.consents,
+                    m.settings,
+                    m.conflicts,
+                    m.written,
+                    m.persons + m.conflicts + m.consents + m.settings - m.written
                 ))
             }
             _ => Ok(String::new()),

@@ -353,3 +353,183 @@ async fn operators_find_a_person_by_number_and_close_a_review_item() {
     let logs = broker.settled_log_text().await;
     assert!(!logs.contains(NUMBER) && !logs.contains(&spaced), "{logs}");
 }
+
+fn run_ok(config: &std::path::Path, args: &[&str]) -> String {
+    let out = broker_command(config, args);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{args:?}: {said}");
+    said
+}
+
+fn persons_in(entries: &[Entry]) -> Vec<records::Person> {
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Person(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn records_kept_in_redis_move_to_postgres_and_round_trip_through_export() {
+    use broker::store::Store;
+    let prefix = format!("move:{}:", records::new_id());
+    let redis = broker::store::redis::RedisStore::connect(
+        &crate::harness::redis_url(),
+        &prefix,
+        std::time::Duration::from_secs(2),
+    )
+    .await
+    .expect("redis");
+    let secret = PAIRWISE.as_bytes();
+    let cid_key = format!(
+        "idx:cid:{}",
+        broker::util::hmac_b64(secret, &[b"cid", NUMBER.as_bytes()])
+    );
+    let ext_key = |connector: &str| {
+        format!(
+            "idx:ext:{}",
+            broker::util::hmac_b64(secret, &[b"ext", connector.as_bytes(), b"an"])
+        )
+    };
+    let old_person = |id: &str, connector: &str, level: &str| {
+        serde_json::json!({
+            "id": id,
+            "citizen_ids": [{"value": NUMBER, "level": level, "source": connector, "at": 1, "status": "active"}],
+            "claims": {"name": "Old Name"},
+            "links": [{"connector": connector, "subject": "an", "at": 1}],
+            "updated": 1
+        })
+        .to_string()
+    };
+    // P1 holds the number; P2 is the other half of a person an earlier version split.
+    let put = |k: String, v: String| {
+        let redis = &redis;
+        async move { redis.put(&k, v.as_bytes(), None, 1).await.expect("put") }
+    };
+    put("person:P1".into(), old_person("P1", "bank", "substantial")).await;
+    put("person:P2".into(), old_person("P2", "vneid", "high")).await;
+    put(
+        cid_key,
+        r#"{"person":"P1","level":"substantial","source":"bank"}"#.into(),
+    )
+    .await;
+    put(ext_key("bank"), "P1".into()).await;
+    put(ext_key("vneid"), "P2".into()).await;
+    put(
+        "consent:P1:rp-consent".into(),
+        r#"["openid","profile"]"#.into(),
+    )
+    .await;
+    put(
+        "maintenance".into(),
+        r#"{"connectors":{"vneid":{"en":"VNeID is down for the move"}}}"#.into(),
+    )
+    .await;
+
+    let broker = Broker::start(Options {
+        redis_prefix: Some(prefix.clone()),
+        postgres_records: true,
+        extra: two_sources(),
+        ..Options::default()
+    });
+    let config = broker.config_path().to_path_buf();
+    let said = run_ok(&config, &["records", "move"]);
+    assert!(
+        said.contains("moved 2 persons, 1 consents, 1 settings (1 bindings")
+            && said.contains("5 written"),
+        "{said}"
+    );
+    let again = broker_command(&config, &["records", "move"]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("--force"),
+        "refused a second time"
+    );
+    let forced = run_ok(&config, &["records", "move", "--force"]);
+    assert!(forced.contains("0 written, 5 already there"), "{forced}");
+
+    let pg = records::postgres::PgRecords::connect(&broker.records_options().expect("postgres"))
+        .await
+        .expect("records");
+    let key = broker::util::hmac_b64(secret, &[b"cid", NUMBER.as_bytes()]);
+    assert_eq!(
+        pg.binding(&key).await.expect("read").map(|b| b.person),
+        Some("P1".into())
+    );
+    assert_eq!(
+        pg.consent("P1", "rp-consent").await.expect("read"),
+        Some(vec!["openid".to_string(), "profile".to_string()])
+    );
+    let open = pg.reviews(false).await.expect("reviews");
+    assert_eq!(
+        (open.len(), open[0].holder.as_str(), open[0].other.as_str()),
+        (1, "P1", "P2")
+    );
+
+    // The citizen's next login through the bank is P1's (claims refreshed), no new person;
+    // the maintenance message moved too.
+    let choice = Browser::new(&broker).choice_page().await;
+    assert!(choice.contains("VNeID is down for the move"), "{choice}");
+    sub_of(&broker, "bank").await;
+    let exported = pg.export().await.expect("export");
+    let persons = persons_in(&exported);
+    assert_eq!(persons.len(), 2);
+    let p1 = persons.iter().find(|p| p.id == "P1").expect("P1");
+    assert_eq!(p1.claims["name"], "Lê Thị Hoa");
+    assert!(!serde_json::to_string(&exported)
+        .expect("json")
+        .contains(NUMBER));
+
+    // Export, import into another database, export again: the same records.
+    let dump = config.with_file_name("records.ndjson");
+    let said = run_ok(
+        &config,
+        &["records", "export", "--out", dump.to_str().expect("path")],
+    );
+    let lines = std::fs::read_to_string(&dump)
+        .expect("dump")
+        .lines()
+        .count();
+    assert!(
+        said.contains(&format!("exported {lines} records")),
+        "{said}"
+    );
+    assert!(!std::fs::read_to_string(&dump)
+        .expect("dump")
+        .contains(NUMBER));
+    let target = records::testing::TestDb::create().await;
+    let text = std::fs::read_to_string(&config).expect("config");
+    let source_url = broker.records_options().expect("postgres").url;
+    let other = config.with_file_name("other.toml");
+    std::fs::write(&other, text.replace(&source_url, &target.url())).expect("config");
+    let import = ["records", "import", "--in", dump.to_str().expect("path")];
+    let said = run_ok(&other, &import);
+    assert!(
+        said.contains(&format!("imported {lines} of {lines}")),
+        "{said}"
+    );
+    assert!(
+        !broker_command(&other, &import).status.success(),
+        "refused twice"
+    );
+    let copy = target.records().await.export().await.expect("export");
+    let normal = |entries: Vec<Entry>| {
+        let mut lines: Vec<String> = entries
+            .into_iter()
+            .map(|mut e| {
+                if let Entry::Person(p) = &mut e {
+                    p.version = 1;
+                }
+                serde_json::to_string(&e).expect("json")
+            })
+            .collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(normal(copy), normal(pg.export().await.expect("export")));
+    for key in redis.keys_with_prefix("", 1).await.expect("keys") {
+        let _ = redis.delete(&key, 1).await;
+    }
+}

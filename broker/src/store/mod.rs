@@ -137,6 +137,11 @@ pub trait Store: Send + Sync {
 
     /// Whether the backend answers (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The live keys that start with `prefix`, for moving the durable records that earlier
+    /// versions kept here into the records (`broker records move`). Not a snapshot; refused
+    /// on Redis Cluster.
+    async fn keys_with_prefix(&self, prefix: &str, now: Millis) -> StoreResult<Vec<String>>;
 }
 
 /// A shared store handle.
