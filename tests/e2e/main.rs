@@ -15,6 +15,7 @@ mod persons;
 mod persons_sims;
 mod protocol;
 mod records;
+mod records_fault;
 mod sims;
 mod tokens;
 mod upstream_oidc;

@@ -13,7 +13,7 @@ use crate::harness::{
 const NUMBER: &str = "038099004321";
 
 /// A bank card and a state credential that both prove [`NUMBER`] for `an`.
-fn two_sources() -> String {
+pub fn two_sources() -> String {
     let an = format!(
         "{{ username = \"an\", password = \"pw\", citizen_id = \"{NUMBER}\", claims = {{ name = \"Lê Thị Hoa\" }} }}"
     );
