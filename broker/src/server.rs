@@ -187,6 +187,14 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
             )))
         }
     };
+    let redis_store = !matches!(settings.store, crate::config::StoreConfig::Embedded { .. });
+    let embedded_records = matches!(
+        settings.records.backend,
+        crate::config::records::RecordsBackend::Embedded(_)
+    );
+    if redis_store && embedded_records {
+        tracing::warn!("the store is Redis but the records are embedded: every instance keeps persons of its own; set [records] kind = \"postgres\" for several instances");
+    }
     tokio::spawn(crate::person::records::purge_activity(
         records.clone(),
         settings.records.activity_retention,
