@@ -20,6 +20,7 @@ struct AccountPage {
     name: String,
     id_status: String,
     ways: Vec<String>,
+    activity: Vec<String>,
     linked: bool,
     csrf: String,
     message: String,
@@ -90,6 +91,17 @@ async fn render(req: &HttpRequest, state: &AppState, message: &str, problem: &st
                 .collect()
         })
         .unwrap_or_default();
+    let activity = match crate::person::activity::shown(
+        &settings,
+        &t,
+        state.records.as_ref(),
+        &session.person_id,
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(e) => return pages::unavailable_page(lang, &e),
+    };
     let birthdate = person
         .as_ref()
         .and_then(|p| p.claims.get("birthdate"))
@@ -100,6 +112,7 @@ async fn render(req: &HttpRequest, state: &AppState, message: &str, problem: &st
         name: session.display_name.clone(),
         id_status,
         ways,
+        activity,
         linked,
         csrf: csrf_for(state, &secret),
         message: if message.is_empty() {

@@ -533,3 +533,43 @@ async fn records_kept_in_redis_move_to_postgres_and_round_trip_through_export() 
         let _ = redis.delete(&key, 1).await;
     }
 }
+
+#[tokio::test]
+async fn the_account_page_lists_recent_sign_ins_with_platform_and_way_in() {
+    let broker = Broker::start(Options {
+        postgres_records: true,
+        ..Options::default()
+    });
+    let browser = Browser::new(&broker);
+    let account = browser.get(&broker.url("/account")).await;
+    assert_eq!(account.status().as_u16(), 401);
+    let (_, challenge) = pkce();
+    let params = auth_params("rp-basic", "http://localhost:9/cb", "openid", &challenge);
+    browser.login(&params, "an", "demo").await;
+    // A second platform through the same session (SSO) is a sign-in too.
+    let (_, challenge) = pkce();
+    let other = auth_params("rp-other", "http://127.0.0.1:9/cb", "openid", &challenge);
+    let (status, _, body) = browser.follow(browser.authorize(&other).await).await;
+    assert_eq!(status, 303, "{body}");
+    let page = browser
+        .get(&broker.url("/account"))
+        .await
+        .text()
+        .await
+        .expect("page");
+    let items: Vec<&str> = page
+        .split("<li>")
+        .skip(1)
+        .filter(|l| l.contains(" through "))
+        .collect();
+    assert_eq!(items.len(), 2, "{page}");
+    assert!(
+        items[0].starts_with("Other platform through Test citizens, "),
+        "{page}"
+    );
+    assert!(
+        items[1].starts_with("Basic platform through Test citizens, "),
+        "{page}"
+    );
+    assert!(items[0].contains(" UTC"), "{page}");
+}

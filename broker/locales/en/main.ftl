@@ -102,6 +102,9 @@ account-id-missing = No citizen ID number is linked to your account yet.
 account-update = Update from the population registry
 account-linked = Your citizen ID number is now linked.
 account-ways-in = Ways you have signed in
+account-activity = Recent activity
+account-activity-item = { $platform } through { $way }, { $when }
+account-activity-none = No sign-ins yet.
 
 # Bank card + SMS code, legacy accounts, CTID (issue 4)
 bank-card-title = Verify with your bank card

@@ -102,6 +102,9 @@ account-id-missing = Su cuenta aún no tiene un número de identidad vinculado.
 account-update = Actualizar desde el registro de población
 account-linked = Su número de identidad ya está vinculado.
 account-ways-in = Formas en que ha accedido
+account-activity = Actividad reciente
+account-activity-item = { $platform } mediante { $way }, { $when }
+account-activity-none = Todavía no hay accesos.
 
 # Bank card + SMS code, legacy accounts, CTID (issue 4)
 bank-card-title = Verificación con su tarjeta bancaria

@@ -102,6 +102,9 @@ account-id-missing = Tài khoản của bạn chưa liên kết số định dan
 account-update = Cập nhật từ Cơ sở dữ liệu quốc gia về dân cư
 account-linked = Số định danh của bạn đã được liên kết.
 account-ways-in = Các cách bạn đã đăng nhập
+account-activity = Hoạt động gần đây
+account-activity-item = { $platform } qua { $way }, { $when }
+account-activity-none = Chưa có lần đăng nhập nào.
 
 # Bank card + SMS code, legacy accounts, CTID (issue 4)
 bank-card-title = Xác thực bằng thẻ ngân hàng

@@ -102,6 +102,9 @@ account-id-missing = 您的账号尚未关联公民身份号码。
 account-update = 从国家人口信息库更新
 account-linked = 您的公民身份号码已关联。
 account-ways-in = 您使用过的登录方式
+account-activity = 最近活动
+account-activity-item = { $platform }，通过 { $way }，{ $when }
+account-activity-none = 尚无登录记录。
 
 # Bank card + SMS code, legacy accounts, CTID (issue 4)
 bank-card-title = 银行卡实名认证
