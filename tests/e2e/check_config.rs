@@ -171,3 +171,24 @@ private_key_alg = "ES256"
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
 }
+
+#[test]
+fn records_problems_are_reported_with_their_keys() {
+    let store = "[store]\nkind = \"embedded\"\npath = \"b.redb\"\n[records]\nkind = \"postgres\"\nurl = \"postgres://broker:hunter2@db.internal/broker\"\npassword = { env = \"NOT_SET_ANYWHERE\" }\npool_size = 0\nstatement_timeout_ms = 0\npath = \"r.redb\"\n";
+    let (ok, text) = check(&base_config(1, store, &jwks(), ""));
+    assert!(!ok, "must fail: {text}");
+    for expected in [
+        "broker.toml: records.url: must not carry credentials",
+        "broker.toml: records.password: environment variable `NOT_SET_ANYWHERE` is not set",
+        "broker.toml: records.pool_size: must be between 1 and 1000",
+        "broker.toml: records.statement_timeout_ms: must be between 1 and 60000 milliseconds",
+        "broker.toml: records.path: is only for `kind = \"embedded\"`",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+    assert!(!text.contains("hunter2"), "a password in the URL is never repeated: {text}");
+    let embedded = "[store]\nkind = \"embedded\"\npath = \"b.redb\"\n[records]\nurl = \"postgres://db/broker\"\n";
+    let (ok, text) = check(&base_config(1, embedded, &jwks(), ""));
+    assert!(!ok);
+    assert!(text.contains("records.url: is only for `kind = \"postgres\"`"), "{text}");
+}

@@ -89,7 +89,7 @@ pub struct Options {
     /// broker starts, e.g. for an upstream provider's redirect URI).
     pub port: Option<u16>,
     /// Keep the records in a new PostgreSQL database instead of the embedded file (also
-    /// the default inside [`on_postgres_records`]).
+    /// the default with a Redis store and inside [`on_postgres_records`]).
     pub postgres_records: bool,
     /// Keep the records in this PostgreSQL database URL (created by the test).
     pub records_url: Option<String>,
@@ -238,7 +238,11 @@ impl Broker {
             ),
             None => "[store]\nkind = \"embedded\"\npath = \"broker.redb\"\n".to_string(),
         };
-        let postgres = opts.postgres_records || POSTGRES_RECORDS.with(|c| c.get());
+        // A Redis store means several instances, as in deployments: their records are shared
+        // in PostgreSQL (embedded records are one process's file).
+        let postgres = opts.postgres_records
+            || opts.redis_prefix.is_some()
+            || POSTGRES_RECORDS.with(|c| c.get());
         let records_db = (postgres && opts.records_url.is_none())
             .then(|| blocking(records::testing::TestDb::create()));
         let records = match (&opts.records_url, &records_db) {

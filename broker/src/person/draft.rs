@@ -65,6 +65,11 @@ impl<'a> Draft<'a> {
         Ok(p)
     }
 
+    /// Whether a person is staged to be written.
+    pub fn is_staged(&self, id: &str) -> bool {
+        self.staged.iter().any(|p| p.id == id)
+    }
+
     /// Stages a person to be written (replacing an earlier staged copy).
     pub fn stage(&mut self, person: Person) {
         match self.staged.iter_mut().find(|p| p.id == person.id) {

@@ -72,8 +72,11 @@ pub async fn resolve(
             // Asking the citizen writes nothing.
             return Ok(resolution);
         };
+        let written = draft.is_staged(&person.id);
         if draft.commit().await? == Commit::Done {
-            person.version += 1;
+            if written {
+                person.version += 1;
+            }
             return Ok(Resolution::Found {
                 person,
                 suspended_other,
