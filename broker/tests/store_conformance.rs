@@ -865,3 +865,59 @@ fn redis_topology_config_is_checked() {
     let p = check("kind = \"redis\"\nmode = \"ring\"\n");
     has(&p, "store", "unknown variant `ring`");
 }
+
+/// `keys_with_prefix` (for `broker records move`): live keys under a prefix, without the
+/// store's own prefix, and nothing else.
+async fn lists_live_keys_under_a_prefix(store: &dyn Store) {
+    let now = real_now();
+    let run = format!("scan-{:016x}:", rand::random::<u64>());
+    for (name, ttl) in [
+        ("a", None),
+        ("b", Some(Duration::from_secs(60))),
+        ("c*", None),
+    ] {
+        store
+            .put(&format!("{run}{name}"), b"v", ttl, now)
+            .await
+            .expect("put");
+    }
+    store
+        .put(
+            &format!("{run}gone"),
+            b"v",
+            Some(Duration::from_secs(1)),
+            now - 60_000,
+        )
+        .await
+        .expect("put expired");
+    store.put("scan-other", b"v", None, now).await.expect("put");
+    let mut keys = store.keys_with_prefix(&run, now).await.expect("scan");
+    keys.retain(|k| !k.ends_with("gone"));
+    keys.sort();
+    assert_eq!(
+        keys,
+        [format!("{run}a"), format!("{run}b"), format!("{run}c*")]
+    );
+    // A glob character in the prefix is taken literally.
+    let star = store
+        .keys_with_prefix(&format!("{run}c*"), now)
+        .await
+        .expect("scan");
+    assert_eq!(star, [format!("{run}c*")]);
+    for k in ["a", "b", "c*", "gone"] {
+        let _ = store.delete(&format!("{run}{k}"), now).await;
+    }
+    let _ = store.delete("scan-other", now).await;
+}
+
+#[tokio::test]
+async fn embedded_and_redis_stores_list_keys_under_a_prefix() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let embedded = EmbeddedStore::open(&dir.path().join("store.redb")).expect("open");
+    lists_live_keys_under_a_prefix(&embedded).await;
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let redis = RedisStore::connect(&url, &random_prefix(), OP_TIMEOUT)
+        .await
+        .expect("redis");
+    lists_live_keys_under_a_prefix(&redis).await;
+}

@@ -186,9 +186,15 @@ fn records_problems_are_reported_with_their_keys() {
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
-    assert!(!text.contains("hunter2"), "a password in the URL is never repeated: {text}");
+    assert!(
+        !text.contains("hunter2"),
+        "a password in the URL is never repeated: {text}"
+    );
     let embedded = "[store]\nkind = \"embedded\"\npath = \"b.redb\"\n[records]\nurl = \"postgres://db/broker\"\n";
     let (ok, text) = check(&base_config(1, embedded, &jwks(), ""));
     assert!(!ok);
-    assert!(text.contains("records.url: is only for `kind = \"postgres\"`"), "{text}");
+    assert!(
+        text.contains("records.url: is only for `kind = \"postgres\"`"),
+        "{text}"
+    );
 }
