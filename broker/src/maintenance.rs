@@ -90,6 +90,20 @@ pub async fn set(
         };
         let value = serde_json::to_value(&m).unwrap_or_default();
         if records.set_setting(KEY, version, &value).await? {
+            let event = if message.is_some() {
+                "admin.maintenance_on"
+            } else {
+                "admin.maintenance_off"
+            };
+            let row = records::AuditRow::new(
+                crate::util::now_millis(),
+                "admin",
+                event,
+                "admin-api",
+                connector,
+                serde_json::json!({"version": version + 1}),
+            );
+            records.audit(&[row]).await?;
             return Ok(());
         }
     }

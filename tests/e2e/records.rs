@@ -352,6 +352,21 @@ async fn operators_find_a_person_by_number_and_close_a_review_item() {
         .any(|r| r.event == "admin.person_viewed"));
     let logs = broker.settled_log_text().await;
     assert!(!logs.contains(NUMBER) && !logs.contains(&spaced), "{logs}");
+
+    // Maintenance switches are audit rows too.
+    let on = admin(
+        http.put(broker.url("/admin/connectors/test-citizens/maintenance"))
+            .json(&serde_json::json!({"message": {"en": "Back soon"}})),
+    )
+    .await
+    .expect("maintenance");
+    assert_eq!(on.status().as_u16(), 204);
+    let rows = pg.audit_of("test-citizens").await.expect("audit");
+    assert_eq!(
+        rows.iter().map(|r| r.event.as_str()).collect::<Vec<_>>(),
+        ["admin.maintenance_on"]
+    );
+    assert_eq!(pg.setting("maintenance").await.expect("read").version, 1);
 }
 
 fn run_ok(config: &std::path::Path, args: &[&str]) -> String {

@@ -1,5 +1,6 @@
 //! One store for everything with a lifetime (login transactions, codes, sessions, refresh
-//! tokens, replay caches, rate-limit counters) and for durable records.
+//! tokens, replay caches, rate-limit counters). Durable records (persons, bindings, consents,
+//! maintenance) live in the `records` crate.
 //!
 //! Two implementations pass the same conformance suite ([`conformance`]): [`embedded`]
 //! (redb, a single node, survives restarts) and [`redis`] (several broker instances).
