@@ -24,6 +24,7 @@ pub mod observe;
 pub mod oidc;
 pub mod person;
 pub mod protocol;
+
 pub mod session;
 
 pub mod util;

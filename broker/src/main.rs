@@ -1,4 +1,4 @@
-//! The `broker` command: `serve`, `check-config`, `demo`, `keygen`.
+//! The `broker` command: `serve`, `check-config`, `demo`, `keygen`, `migrate`, `records`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -57,6 +57,17 @@ enum Command {
         #[arg(long, default_value_t = 8081)]
         rp_port: u16,
     },
+    /// Apply the schema migrations of the records (`[records]`, PostgreSQL).
+    Migrate {
+        /// Configuration file (TOML).
+        #[arg(long, short, env = "BROKER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Export or import the durable records (NDJSON; keyed hashes and sealed values only).
+    Records {
+        #[command(subcommand)]
+        action: RecordsAction,
+    },
     /// Generate a signing key (PKCS#8 PEM) for the `keys` section.
     Keygen {
         /// Algorithm.
@@ -66,6 +77,134 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum RecordsAction {
+    /// Write every record, one JSON line each.
+    Export {
+        /// Configuration file (TOML).
+        #[arg(long, short, env = "BROKER_CONFIG")]
+        config: PathBuf,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Move the records earlier versions kept in the `[store]` (Redis or redb) into the
+    /// `[records]`; refuses records that are not empty without `--force`.
+    Move {
+        /// Configuration file (TOML).
+        #[arg(long, short, env = "BROKER_CONFIG")]
+        config: PathBuf,
+        /// Add to records that are not empty (what exists is kept, nothing is duplicated).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Add exported records; refuses records that are not empty without `--force`.
+    Import {
+        /// Configuration file (TOML).
+        #[arg(long, short, env = "BROKER_CONFIG")]
+        config: PathBuf,
+        /// The exported file.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Add to records that are not empty (what exists is kept, nothing is duplicated).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn load_or_report(config: &std::path::Path) -> Result<config::Settings, ExitCode> {
+    config::load(config, Mode::Serve).map_err(|problems| {
+        print_problems(&problems);
+        ExitCode::from(2)
+    })
+}
+
+fn records_command(command: Command) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match command {
+            Command::Migrate { config } => {
+                let settings = load_or_report(&config).map_err(Err)?;
+                broker::person::transfer::migrate(&settings)
+                    .await
+                    .map_err(Ok)
+            }
+            Command::Records {
+                action: RecordsAction::Export { config, out },
+            } => {
+                let settings = load_or_report(&config).map_err(Err)?;
+                let mut sink: Box<dyn std::io::Write> = match &out {
+                    Some(path) => Box::new(std::io::BufWriter::new(
+                        std::fs::File::create(path)
+                            .map_err(|e| Ok(format!("{}: {e}", path.display())))?,
+                    )),
+                    None => Box::new(std::io::stdout().lock()),
+                };
+                let n = broker::person::transfer::export(&settings, &mut sink)
+                    .await
+                    .map_err(Ok)?;
+                Ok(format!("exported {n} records"))
+            }
+            Command::Records {
+                action:
+                    RecordsAction::Import {
+                        config,
+                        input,
+                        force,
+                    },
+            } => {
+                let settings = load_or_report(&config).map_err(Err)?;
+                let file = std::fs::File::open(&input)
+                    .map_err(|e| Ok(format!("{}: {e}", input.display())))?;
+                let mut reader = std::io::BufReader::new(file);
+                let (read, written) =
+                    broker::person::transfer::import(&settings, &mut reader, force)
+                        .await
+                        .map_err(Ok)?;
+                Ok(format!(
+                    "imported {written} of {read} records ({} already there)",
+                    read - written
+                ))
+            }
+            Command::Records {
+                action: RecordsAction::Move { config, force },
+            } => {
+                let settings = load_or_report(&config).map_err(Err)?;
+                let m = broker::person::transfer::move_from_store(&settings, force)
+                    .await
+                    .map_err(Ok)?;
+                Ok(format!(
+                    "moved {} persons, {} consents, {} settings ({} bindings held by another person kept suspended for review); {} written, {} already there",
+                    m.persons,
+                    m.consents,
+                    m.settings,
+                    m.conflicts,
+                    m.written,
+                    m.persons + m.conflicts + m.consents + m.settings - m.written
+                ))
+            }
+            _ => Ok(String::new()),
+        }
+    });
+    match result {
+        Ok(message) => {
+            eprintln!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(Ok(message)) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+        Err(Err(code)) => code,
+    }
 }
 
 fn init_logging(
@@ -99,6 +238,7 @@ fn print_problems(problems: &[config::Problem]) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        command @ (Command::Migrate { .. } | Command::Records { .. }) => records_command(command),
         Command::CheckConfig { config } => match config::load(&config, Mode::Serve) {
             Ok(s) => {
                 println!(

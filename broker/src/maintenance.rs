@@ -1,16 +1,19 @@
 //! Maintenance set by operators at run time through the admin API, on top of the
 //! configuration: a connector (or, later, one bank of a connector) is shown greyed with a
-//! message per language. Kept in the store so every broker instance sees it at once.
+//! message per language. Kept in the records so every broker instance sees it at once;
+//! changes are compare-and-set, so two operators changing two connectors at once both win.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConnectorEntry, ConnectorStatus, LocalizedText};
-use crate::util::now_millis;
-use store::{Store, StoreResult};
+use records::Records;
 
-const KEY: &str = "maintenance";
+use crate::config::{ConnectorEntry, ConnectorStatus, LocalizedText};
+use store::{StoreError, StoreResult};
+
+/// Name of the setting in the records (and key in the store of earlier versions).
+pub const KEY: &str = "maintenance";
 
 /// Maintenance messages by connector id.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -45,35 +48,66 @@ impl Maintenance {
     }
 }
 
-/// Loads the current maintenance settings; an unreadable store means none (logged), for
+/// Loads the current maintenance settings; unreadable records mean none (logged), for
 /// callers that can go on without them.
-pub async fn load_or_none(store: &dyn Store) -> Maintenance {
-    load(store).await.unwrap_or_else(|e| {
+pub async fn load_or_none(records: &dyn Records) -> Maintenance {
+    load(records).await.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "maintenance settings unreadable");
         Maintenance::default()
     })
 }
 
 /// Loads the current maintenance settings.
-pub async fn load(store: &dyn Store) -> StoreResult<Maintenance> {
-    Ok(store
-        .get(KEY, now_millis())
-        .await?
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default())
+pub async fn load(records: &dyn Records) -> StoreResult<Maintenance> {
+    Ok(load_versioned(records).await?.1)
+}
+
+async fn load_versioned(records: &dyn Records) -> StoreResult<(u64, Maintenance)> {
+    let setting = records.setting(KEY).await?;
+    let m = if setting.value.is_null() {
+        Maintenance::default()
+    } else {
+        serde_json::from_value(setting.value)
+            .map_err(|e| StoreError::Corrupt(format!("maintenance settings: {e}")))?
+    };
+    Ok((setting.version, m))
 }
 
 /// Puts a connector into maintenance (`Some(message)`) or takes it out (`None`).
 pub async fn set(
-    store: &dyn Store,
+    records: &dyn Records,
     connector: &str,
     message: Option<LocalizedText>,
 ) -> StoreResult<()> {
-    let mut m = load(store).await?;
-    match message {
-        Some(msg) => m.connectors.insert(connector.to_string(), msg),
-        None => m.connectors.remove(connector),
-    };
-    let bytes = serde_json::to_vec(&m).unwrap_or_default();
-    store.put(KEY, &bytes, None, now_millis()).await
+    for attempt in 0..crate::person::draft::ATTEMPTS {
+        if attempt > 0 {
+            crate::person::draft::backoff(attempt).await;
+        }
+        let (version, mut m) = load_versioned(records).await?;
+        match &message {
+            Some(msg) => m.connectors.insert(connector.to_string(), msg.clone()),
+            None => m.connectors.remove(connector),
+        };
+        let value = serde_json::to_value(&m).unwrap_or_default();
+        if records.set_setting(KEY, version, &value).await? {
+            let event = if message.is_some() {
+                "admin.maintenance_on"
+            } else {
+                "admin.maintenance_off"
+            };
+            let row = records::AuditRow::new(
+                crate::util::now_millis(),
+                "admin",
+                event,
+                "admin-api",
+                connector,
+                serde_json::json!({"version": version + 1}),
+            );
+            records.audit(&[row]).await?;
+            return Ok(());
+        }
+    }
+    Err(StoreError::Unavailable(
+        "maintenance settings changed concurrently too often".into(),
+    ))
 }

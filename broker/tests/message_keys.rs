@@ -221,3 +221,23 @@ fn every_message_key_the_code_uses_exists_in_every_language() {
         missing.join("\n")
     );
 }
+
+/// A message defined twice in one language makes the Fluent loader panic at the first page
+/// it renders: every citizen would get an error instead of a page.
+#[test]
+fn no_message_is_defined_twice_in_a_language() {
+    let id = Regex::new(r"(?m)^([a-z][a-z0-9-]*)[ \t]*=").expect("regex");
+    for lang in ["en", "vi", "zh", "es"] {
+        let path = root().join(format!("broker/locales/{lang}/main.ftl"));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut seen = BTreeSet::new();
+        let twice: Vec<&str> = id
+            .captures_iter(&text)
+            .filter_map(|c| c.get(1))
+            .map(|m| m.as_str())
+            .filter(|k| !seen.insert(*k))
+            .collect();
+        assert!(twice.is_empty(), "{lang}: defined twice: {twice:?}");
+    }
+}

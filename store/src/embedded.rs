@@ -564,4 +564,23 @@ impl Store for EmbeddedStore {
     async fn ping(&self) -> StoreResult<()> {
         self.read("ping", |_| Ok(())).await
     }
+
+    async fn keys_with_prefix(&self, prefix: &str, now: Millis) -> StoreResult<Vec<String>> {
+        let prefix = prefix.to_owned();
+        self.read("keys_with_prefix", move |t| {
+            let mut out = Vec::new();
+            for item in t.range(prefix.as_str()..)? {
+                let (k, v) = item?;
+                if !k.value().starts_with(prefix.as_str()) {
+                    break;
+                }
+                let (expires, _) = decode(v.value())?;
+                if is_live(expires, now) {
+                    out.push(k.value().to_string());
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
 }

@@ -1,5 +1,6 @@
-//! The broker's store for everything with a lifetime (login transactions, codes, sessions,
-//! refresh tokens, replay caches, rate-limit counters, pushed requests).
+//! One store for everything with a lifetime (login transactions, codes, sessions, refresh
+//! tokens, replay caches, rate-limit counters). Durable records (persons, bindings, consents,
+//! maintenance) live in the `records` crate.
 //!
 //! Two implementations pass the same conformance suite ([`conformance`]): [`embedded`]
 //! (redb, a single node, survives restarts) and [`redis`] (several broker instances).
@@ -181,6 +182,11 @@ pub trait Store: Send + Sync {
 
     /// Whether the backend answers (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The live keys that start with `prefix`, for moving the durable records that earlier
+    /// versions kept here into the records (`broker records move`). Not a snapshot; refused
+    /// on Redis Cluster.
+    async fn keys_with_prefix(&self, prefix: &str, now: Millis) -> StoreResult<Vec<String>>;
 }
 
 /// A shared store handle.

@@ -131,6 +131,10 @@ impl Store for MeteredStore {
         timed("settle", self.inner.settle(queue, id, lease_until, next)).await
     }
 
+    async fn keys_with_prefix(&self, prefix: &str, now: Millis) -> StoreResult<Vec<String>> {
+        timed("keys_with_prefix", self.inner.keys_with_prefix(prefix, now)).await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         timed("ping", self.inner.ping()).await
     }

@@ -288,3 +288,30 @@ fn the_shipped_example_enables_a_source_for_its_platforms() {
     assert!(enabled >= 1, "the example enables an identity source");
     assert!(!example.contains("not a\n# Cluster or Sentinel client"));
 }
+
+#[test]
+fn records_problems_are_reported_with_their_keys() {
+    let store = "[store]\nkind = \"embedded\"\npath = \"b.redb\"\n[records]\nkind = \"postgres\"\nurl = \"postgres://broker:hunter2@db.internal/broker\"\npassword = { env = \"NOT_SET_ANYWHERE\" }\npool_size = 0\nstatement_timeout_ms = 0\npath = \"r.redb\"\n";
+    let (ok, text) = check(&base_config(1, store, &jwks(), ""));
+    assert!(!ok, "must fail: {text}");
+    for expected in [
+        ": records.url: must not carry credentials",
+        ": records.password: environment variable `NOT_SET_ANYWHERE` is not set",
+        ": records.pool_size: must be between 1 and 1000",
+        ": records.statement_timeout_ms: must be between 1 and 60000 milliseconds",
+        ": records.path: is only for `kind = \"embedded\"`",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+    assert!(
+        !text.contains("hunter2"),
+        "a password in the URL is never repeated: {text}"
+    );
+    let embedded = "[store]\nkind = \"embedded\"\npath = \"b.redb\"\n[records]\nurl = \"postgres://db/broker\"\n";
+    let (ok, text) = check(&base_config(1, embedded, &jwks(), ""));
+    assert!(!ok);
+    assert!(
+        text.contains("records.url: is only for `kind = \"postgres\"`"),
+        "{text}"
+    );
+}

@@ -30,13 +30,48 @@ pub struct Broker {
     /// Private key (PEM) of the `rp-jwt` client, for `private_key_jwt`.
     pub client_key_pem: String,
     pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The PostgreSQL database of its records, dropped with the broker that created it.
+    records_db: Option<records::testing::TestDb>,
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // After the broker: the database is dropped with the last connection gone.
+        drop(self.records_db.take());
     }
+}
+
+/// Runs a future to its end on a runtime of its own (from sync code inside a test's runtime).
+pub fn blocking<T: Send + 'static>(f: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    })
+    .join()
+    .expect("blocking task")
+}
+
+thread_local! {
+    static POSTGRES_RECORDS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs a test with every broker it starts keeping its records in PostgreSQL (a database of
+/// its own at 127.0.0.1:5432): the same scenario, the other backend.
+pub fn on_postgres_records(test: fn()) {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            POSTGRES_RECORDS.with(|c| c.set(false));
+        }
+    }
+    POSTGRES_RECORDS.with(|c| c.set(true));
+    let _reset = Reset;
+    test();
 }
 
 /// How to start a broker.
@@ -53,6 +88,11 @@ pub struct Options {
     /// Listen on this port instead of a free one (when the port must be known before the
     /// broker starts, e.g. for an upstream provider's redirect URI).
     pub port: Option<u16>,
+    /// Keep the records in a new PostgreSQL database instead of the embedded file (also
+    /// the default with a Redis store and inside [`on_postgres_records`]).
+    pub postgres_records: bool,
+    /// Keep the records in this PostgreSQL database URL (created by the test).
+    pub records_url: Option<String>,
 }
 
 pub fn free_port() -> u16 {
@@ -71,6 +111,11 @@ fn write_key(dir: &std::path::Path, name: &str, alg: SigningAlg) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, pem).expect("write key");
     path
+}
+
+/// `[records]` in a PostgreSQL database.
+pub fn postgres_records_toml(url: &str) -> String {
+    format!("[records]\nkind = \"postgres\"\nurl = \"{url}\"\nuser = \"postgres\"\ntls = \"disable\"\npool_size = 4\n")
 }
 
 /// The configuration every test starts from.
@@ -193,11 +238,30 @@ impl Broker {
             ),
             None => "[store]\nkind = \"embedded\"\npath = \"broker.redb\"\n".to_string(),
         };
-        let config = base_config(port, &format!("{}\n{store}", opts.top), &jwks, &opts.extra);
+        // A Redis store means several instances, as in deployments: their records are shared
+        // in PostgreSQL (embedded records are one process's file).
+        let postgres = opts.postgres_records
+            || opts.redis_prefix.is_some()
+            || POSTGRES_RECORDS.with(|c| c.get());
+        let records_db = (postgres && opts.records_url.is_none())
+            .then(|| blocking(records::testing::TestDb::create()));
+        let records = match (&opts.records_url, &records_db) {
+            (Some(url), _) => postgres_records_toml(url),
+            (None, Some(db)) => postgres_records_toml(&db.url()),
+            (None, None) => String::new(),
+        };
+        let config = base_config(
+            port,
+            &format!("{}\n{store}\n{records}", opts.top),
+            &jwks,
+            &opts.extra,
+        );
         let config_path = dir.path().join("broker.toml");
         std::fs::write(&config_path, config).expect("write config");
         let redis = opts.redis_url.clone().unwrap_or_else(redis_url);
-        Self::spawn(Some(dir), &config_path, port, port, client_key_pem, &redis)
+        let mut broker = Self::spawn(Some(dir), &config_path, port, port, client_key_pem, &redis);
+        broker.records_db = records_db;
+        broker
     }
 
     /// A second broker process with the same configuration, keys and store, on another
@@ -281,11 +345,17 @@ impl Broker {
             _dir: dir,
             client_key_pem,
             logs,
+            records_db: None,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The PostgreSQL database of the records, when this broker created one.
+    pub fn records_options(&self) -> Option<records::postgres::PgOptions> {
+        self.records_db.as_ref().map(|db| db.options())
     }
 
     /// The configuration file.

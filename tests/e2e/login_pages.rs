@@ -407,10 +407,10 @@ async fn the_account_page_without_a_session_says_what_to_do_in_every_language() 
     let broker = Broker::start(Options::default());
     let browser = Browser::new(&broker);
     for (lang, hint) in [
-        ("en", "Sign in through a service"),
-        ("vi", "Hãy đăng nhập qua một dịch vụ"),
-        ("zh", "请先通过使用本登录方式的服务登录"),
-        ("es", "Inicie sesión a través de un servicio"),
+        ("en", "Sign in to one of the services"),
+        ("vi", "Hãy đăng nhập vào một dịch vụ"),
+        ("zh", "请先登录使用本登录服务的任一服务"),
+        ("es", "Inicie sesión en uno de los servicios"),
     ] {
         let resp = browser
             .http

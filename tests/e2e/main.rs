@@ -17,6 +17,8 @@ mod pages_browser;
 mod persons;
 mod persons_sims;
 mod protocol;
+mod records;
+mod records_fault;
 mod sims;
 mod tokens;
 mod upstream_oidc;

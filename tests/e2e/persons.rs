@@ -714,3 +714,5 @@ async fn an_essential_acr_claim_asks_for_the_level_too() {
     };
     assert_eq!(cb.param("error").as_deref(), Some("invalid_request"));
 }
+
+mod on_postgres;

@@ -651,3 +651,5 @@ async fn a_bank_card_session_is_stepped_up_with_ctid_for_a_high_platform() {
         "{steps:?}"
     );
 }
+
+mod on_postgres;

@@ -126,12 +126,14 @@ notice-binding-suspended = Your citizen ID number was linked to another account 
 button-continue = Continue
 account-title = Your account
 account-no-session = You are not signed in.
-account-no-session-hint = Sign in through a service that uses this sign-in, then open this page again.
 account-id-linked = Citizen ID number linked, ending in { $last }.
 account-id-missing = No citizen ID number is linked to your account yet.
 account-update = Update from the population registry
 account-linked = Your citizen ID number is now linked.
 account-ways-in = Ways you have signed in
+account-activity = Recent activity
+account-activity-item = { $platform } through { $way }, { $when }
+account-activity-none = No sign-ins yet.
 
 # Bank card + SMS code, legacy accounts, CTID (issue 4)
 bank-card-title = Verify with your bank card

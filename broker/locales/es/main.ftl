@@ -126,12 +126,14 @@ notice-binding-suspended = Su número de identidad estaba vinculado a otra cuent
 button-continue = Continuar
 account-title = Su cuenta
 account-no-session = No ha iniciado sesión.
-account-no-session-hint = Inicie sesión a través de un servicio que use este acceso y vuelva a abrir esta página.
 account-id-linked = Número de identidad vinculado, terminado en { $last }.
 account-id-missing = Su cuenta aún no tiene un número de identidad vinculado.
 account-update = Actualizar desde el registro de población
 account-linked = Su número de identidad ya está vinculado.
 account-ways-in = Formas en que ha accedido
+account-activity = Actividad reciente
+account-activity-item = { $platform } mediante { $way }, { $when }
+account-activity-none = Todavía no hay accesos.
 
 # Bank card + SMS code, legacy accounts, CTID (issue 4)
 bank-card-title = Verificación con su tarjeta bancaria

@@ -126,12 +126,14 @@ notice-binding-suspended = Số định danh của bạn đã được liên k�
 button-continue = Tiếp tục
 account-title = Tài khoản của bạn
 account-no-session = Bạn chưa đăng nhập.
-account-no-session-hint = Hãy đăng nhập qua một dịch vụ sử dụng hình thức đăng nhập này, rồi mở lại trang này.
 account-id-linked = Đã liên kết số định danh, kết thúc bằng { $last }.
 account-id-missing = Tài khoản của bạn chưa liên kết số định danh cá nhân.
 account-update = Cập nhật từ Cơ sở dữ liệu quốc gia về dân cư
 account-linked = Số định danh của bạn đã được liên kết.
 account-ways-in = Các cách bạn đã đăng nhập
+account-activity = Hoạt động gần đây
+account-activity-item = { $platform } qua { $way }, { $when }
+account-activity-none = Chưa có lần đăng nhập nào.
 
 # Bank card + SMS code, legacy accounts, CTID (issue 4)
 bank-card-title = Xác thực bằng thẻ ngân hàng

@@ -126,12 +126,14 @@ notice-binding-suspended = 您的公民身份号码曾通过较弱的核验方�
 button-continue = 继续
 account-title = 您的账号
 account-no-session = 您尚未登录。
-account-no-session-hint = 请先通过使用本登录方式的服务登录，然后再次打开此页面。
 account-id-linked = 已关联公民身份号码，尾号 { $last }。
 account-id-missing = 您的账号尚未关联公民身份号码。
 account-update = 从国家人口信息库更新
 account-linked = 您的公民身份号码已关联。
 account-ways-in = 您使用过的登录方式
+account-activity = 最近活动
+account-activity-item = { $platform }，通过 { $way }，{ $when }
+account-activity-none = 尚无登录记录。
 
 # Bank card + SMS code, legacy accounts, CTID (issue 4)
 bank-card-title = 银行卡实名认证

@@ -24,6 +24,9 @@ pub struct FileConfig {
     /// Where state lives.
     #[serde(default)]
     pub store: StoreConfig,
+    /// Where the durable records live.
+    #[serde(default)]
+    pub records: super::records::RecordsConfig,
     /// Signing keys; the first key of an algorithm signs, all are published.
     pub keys: Vec<KeyConfig>,
     /// Secret for pairwise subject identifiers (at least 32 bytes).

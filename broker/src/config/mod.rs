@@ -6,6 +6,7 @@ pub mod assets;
 pub mod file;
 mod live;
 mod locate;
+pub mod records;
 mod wording;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -171,6 +172,8 @@ pub struct Settings {
     pub listen: String,
     /// Store selection (opened by the server).
     pub store: StoreConfig,
+    /// Where the durable records live (opened by the server).
+    pub records: records::RecordsSettings,
     /// Resolved Redis URL, when the store is Redis (`mode = "single"`).
     pub redis_url: Option<String>,
     /// Resolved password of the Redis nodes (`mode = "sentinel"` or `"cluster"`).
@@ -414,6 +417,7 @@ fn shape_problems(v: &Validator, table: &toml::Table) -> Vec<Problem> {
             }
             "pairwise_secret" => check::<SecretRef>(v, key, value, &mut out),
             "store" => check::<StoreConfig>(v, key, value, &mut out),
+            "records" => check::<records::RecordsConfig>(v, key, value, &mut out),
             "tokens" => check::<TokenConfig>(v, key, value, &mut out),
             "session" => check::<SessionConfig>(v, key, value, &mut out),
             "acr" => check::<AcrConfig>(v, key, value, &mut out),
@@ -550,6 +554,7 @@ impl Validator {
             _ => None,
         };
         let (redis_password, redis_sentinel_password) = self.redis_topology(&raw.store);
+        let records = self.records(&raw.records);
 
         for (key, value) in [
             ("tokens.code_ttl", raw.tokens.code_ttl),
@@ -612,6 +617,7 @@ impl Validator {
             issuer,
             listen: raw.listen,
             store: raw.store,
+            records,
             redis_url,
             redis_password,
             redis_sentinel_password,

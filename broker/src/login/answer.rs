@@ -13,8 +13,10 @@ use crate::config::Settings;
 /// the citizen's address (for rate limits) and the browser's cookies.
 pub struct Env {
     settings: Arc<Settings>,
-    /// The store.
+    /// The store of what has a lifetime.
     pub store: SharedStore,
+    /// The durable records (persons, bindings, consents, maintenance).
+    pub records: records::SharedRecords,
     /// Now, in Unix milliseconds.
     pub now: u64,
     /// The citizen's network address (never logged; keyed-hashed in store keys).
@@ -27,10 +29,17 @@ pub struct Env {
 
 impl Env {
     /// An environment for one request.
-    pub fn new(settings: Arc<Settings>, store: SharedStore, now: u64, address: String) -> Self {
+    pub fn new(
+        settings: Arc<Settings>,
+        store: SharedStore,
+        records: records::SharedRecords,
+        now: u64,
+        address: String,
+    ) -> Self {
         Env {
             settings,
             store,
+            records,
             now,
             address,
             session_cookie: None,

@@ -12,10 +12,6 @@ use crate::session::{self, Session};
 use crate::util::random_token;
 use store::StoreError;
 
-fn consent_key(person_id: &str, client_id: &str) -> String {
-    format!("consent:{person_id}:{client_id}")
-}
-
 /// Whether the citizen must be asked before this client gets a login.
 pub async fn consent_needed(
     state: &Env,
@@ -29,12 +25,10 @@ pub async fn consent_needed(
     if !client.require_consent {
         return Ok(false);
     }
-    let given = state
-        .store
-        .get(&consent_key(person_id, &client.id), state.now)
-        .await?;
-    let granted: Vec<String> = given
-        .and_then(|b| serde_json::from_slice(&b).ok())
+    let granted = state
+        .records
+        .consent(person_id, &client.id)
+        .await?
         .unwrap_or_default();
     Ok(!request.scopes.iter().all(|s| granted.contains(s)))
 }
@@ -46,11 +40,10 @@ pub async fn record_consent(
     request: &AuthRequest,
     person_id: &str,
 ) -> Result<(), StoreError> {
-    let bytes = serde_json::to_vec(&request.scopes).unwrap_or_default();
-    state
-        .store
-        .put(&consent_key(person_id, &client.id), &bytes, None, state.now)
-        .await
+    Ok(state
+        .records
+        .put_consent(person_id, &client.id, &request.scopes, state.now)
+        .await?)
 }
 
 /// Issues a code for the session and redirects to the client.
@@ -63,8 +56,9 @@ pub async fn issue_code_response(
 ) -> Outcome {
     let settings = &state.settings();
     let store = state.store.as_ref();
+    let signed_in = (session.person_id.clone(), session.connector.clone());
     let result = async {
-        let person = person::load(store, &session.person_id).await?;
+        let person = person::load(settings, state.records.as_ref(), &session.person_id).await?;
         let claims = person
             .as_ref()
             .map(|p| person::released_claims(p, &request.scopes))
@@ -96,6 +90,13 @@ pub async fn issue_code_response(
     match result {
         Ok(code) => {
             tracing::info!(client = %client.id, "authorization code issued");
+            person::activity::record(
+                state.records.as_ref(),
+                &signed_in.0,
+                &client.id,
+                &signed_in.1,
+            )
+            .await;
             match response_url(
                 settings,
                 &request.redirect_uri,
@@ -127,6 +128,7 @@ pub async fn authenticated(
 ) -> Outcome {
     let settings = &state.settings();
     let store = state.store.as_ref();
+    let records = state.records.as_ref();
     let lang = tx.request.lang.clone();
     let Some(client) = settings.clients.get(tx.request.client_id.as_str()) else {
         return Err(Failure::page(
@@ -142,7 +144,8 @@ pub async fn authenticated(
     let (connector_id, identity, claim) = match tx.pending.take() {
         Some(pending) => {
             let proved =
-                match person::resolve(settings, store, connector_id, &identity, Claim::Ask).await {
+                match person::resolve(settings, records, connector_id, &identity, Claim::Ask).await
+                {
                     Ok(Resolution::Found { person, .. }) => person.id == pending.weak.person,
                     Ok(Resolution::Claim { .. }) => false,
                     Err(e) => return Err(Failure::unavailable(&lang, &e)),
@@ -169,7 +172,7 @@ pub async fn authenticated(
             "the identity source did not reach the requested level",
         ));
     }
-    let person = match person::resolve(settings, store, connector_id, &identity, claim).await {
+    let person = match person::resolve(settings, records, connector_id, &identity, claim).await {
         Ok(Resolution::Found {
             person,
             suspended_other,
@@ -260,7 +263,8 @@ pub async fn proceed(state: &Env, mut tx: LoginTx, secret: &str, session: Sessio
             return Ok(Some(Stage::Notice { key }));
         }
         if link_needed(state, client, &session, tx.link_skipped).await? {
-            let person = person::load(store, &session.person_id).await?;
+            let person =
+                person::load(&settings, state.records.as_ref(), &session.person_id).await?;
             let claim = |k: &str| {
                 person
                     .as_ref()
@@ -314,6 +318,6 @@ pub async fn link_needed(
     if !client.require_citizen_id && (skipped_now || session.link_skipped) {
         return Ok(false);
     }
-    let person = person::load(state.store.as_ref(), &session.person_id).await?;
+    let person = person::load(&settings, state.records.as_ref(), &session.person_id).await?;
     Ok(person.as_ref().and_then(|p| p.citizen_id()).is_none())
 }

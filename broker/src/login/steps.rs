@@ -158,7 +158,7 @@ pub async fn start(state: &Env, mut tx: LoginTx, fields: Fields) -> Outcome {
             "unknown connector",
         ));
     };
-    let maintenance = match crate::maintenance::load(state.store.as_ref()).await {
+    let maintenance = match crate::maintenance::load(state.records.as_ref()).await {
         Ok(m) => m,
         Err(e) => return Err(Failure::unavailable(&tx.request.lang, &e)),
     };
@@ -227,7 +227,7 @@ pub async fn step(state: &Env, tx: LoginTx, mut fields: Fields) -> Outcome {
         _ => Input::Form(fields),
     };
     let cb_state = random_token(24);
-    let maintenance = crate::maintenance::load_or_none(state.store.as_ref()).await;
+    let maintenance = crate::maintenance::load_or_none(state.records.as_ref()).await;
     let ctx = context(state, &tx, &connector, &cb_state, &maintenance);
     let result = timed(&entry.id, entry.connector.resume(&ctx, step_state, input)).await;
     advance(state, tx, &connector, &cb_state, result).await
@@ -292,7 +292,7 @@ pub async fn callback(state: &Env, path: &str, params: Fields, lang: &str) -> Ou
         ));
     };
     let next_state = random_token(24);
-    let maintenance = crate::maintenance::load_or_none(state.store.as_ref()).await;
+    let maintenance = crate::maintenance::load_or_none(state.records.as_ref()).await;
     let ctx = context(state, &tx, &connector, cb_state, &maintenance);
     let result = timed(
         &entry.id,
@@ -532,7 +532,7 @@ pub async fn weak_connector(state: &Env, weak: &crate::person::Binding) -> Optio
     if settings.connector(&weak.source).is_some() {
         return Some(weak.source.clone());
     }
-    let person = crate::person::load(state.store.as_ref(), &weak.person)
+    let person = crate::person::load(&settings, state.records.as_ref(), &weak.person)
         .await
         .ok()
         .flatten()?;
@@ -598,7 +598,7 @@ pub async fn claim(state: &Env, mut tx: LoginTx, fields: Fields) -> Outcome {
         ));
     };
     let cb_state = random_token(24);
-    let maintenance = crate::maintenance::load_or_none(state.store.as_ref()).await;
+    let maintenance = crate::maintenance::load_or_none(state.records.as_ref()).await;
     let ctx = context(state, &tx, &entry.id, &cb_state, &maintenance);
     let result = timed(&entry.id, entry.connector.start(&ctx)).await;
     tx.attempts = 0;
@@ -648,7 +648,7 @@ pub async fn link(state: &Env, mut tx: LoginTx, fields: Fields) -> Outcome {
     let (citizen_id, name, birthdate) = (field("citizen_id"), field("name"), field("birthdate"));
     let outcome = crate::person::link::link(
         &settings,
-        state.store.as_ref(),
+        state.records.as_ref(),
         &session.person_id,
         &citizen_id,
         &name,

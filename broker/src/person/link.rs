@@ -3,12 +3,14 @@
 
 use connectors::population_registry::RegistryAnswer;
 use connectors::{normalise_id, Assurance};
+use records::{AuditRow, Commit, Records};
+use serde_json::json;
 
-use super::resolve::bind_id;
-use super::{binding, load, save};
+use super::draft::{backoff, too_many_conflicts, Draft, ATTEMPTS};
+use super::resolve::{bind_id, RegistryAnswers};
 use crate::config::Settings;
 use crate::util::now_millis;
-use store::{Store, StoreResult};
+use store::StoreResult;
 
 /// The outcome of a link attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +34,7 @@ pub const REGISTRY_SOURCE: &str = "registry";
 /// details, not that this citizen holds it).
 pub async fn link(
     settings: &Settings,
-    store: &dyn Store,
+    records: &dyn Records,
     person_id: &str,
     citizen_id: &str,
     name: &str,
@@ -50,32 +52,55 @@ pub async fn link(
             return Ok(LinkOutcome::Unavailable);
         }
     }
-    match binding(settings, store, &value).await? {
-        Some(b) if b.person == person_id => return Ok(LinkOutcome::Linked),
-        Some(_) => {
-            tracing::warn!(target: "audit", event = "link.refused", person = %person_id, "a registry-checked link was refused: the number is bound to another account");
-            return Ok(LinkOutcome::TakenByAnother);
+    let mut answers = RegistryAnswers::default();
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            backoff(attempt).await;
         }
-        None => {}
+        let mut draft = Draft::new(settings, records);
+        let now = now_millis();
+        match draft.binding(&value).await? {
+            Some(b) if b.person == person_id => return Ok(LinkOutcome::Linked),
+            Some(b) => {
+                let row = AuditRow::new(
+                    now,
+                    "citizen",
+                    "link.refused",
+                    REGISTRY_SOURCE,
+                    person_id,
+                    json!({"holder": b.person, "bound_level": b.level}),
+                );
+                records.audit(&[row]).await?;
+                tracing::warn!(target: "audit", event = "link.refused", person = %person_id, "a registry-checked link was refused: the number is bound to another account");
+                return Ok(LinkOutcome::TakenByAnother);
+            }
+            None => {}
+        }
+        let mut person = draft
+            .person(person_id)
+            .await?
+            .unwrap_or_else(|| super::Person::new(person_id));
+        let mapped = answers.current(settings, &value).await;
+        bind_id(
+            &mut draft,
+            &mut person,
+            &value,
+            mapped.as_deref(),
+            Assurance::Low,
+            REGISTRY_SOURCE,
+            now,
+        )
+        .await?;
+        person.updated = now;
+        draft.stage(person);
+        let person = person_id.to_string();
+        draft.audit(
+            AuditRow::new(now, "citizen", "link.created", REGISTRY_SOURCE, person_id, json!({})),
+            move || tracing::info!(target: "audit", event = "link.created", person = %person, "account linked to a citizen ID number checked at the registry"),
+        );
+        if draft.commit().await? == Commit::Done {
+            return Ok(LinkOutcome::Linked);
+        }
     }
-    let now = now_millis();
-    let mut person = load(store, person_id)
-        .await?
-        .unwrap_or_else(|| super::Person::new(person_id));
-    let mapped = super::resolve::current_number(settings, &value).await;
-    bind_id(
-        settings,
-        store,
-        &mut person,
-        &value,
-        mapped.as_deref(),
-        Assurance::Low,
-        REGISTRY_SOURCE,
-        now,
-    )
-    .await?;
-    person.updated = now;
-    save(store, &person).await?;
-    tracing::info!(target: "audit", event = "link.created", person = %person_id, "account linked to a citizen ID number checked at the registry");
-    Ok(LinkOutcome::Linked)
+    Err(too_many_conflicts())
 }

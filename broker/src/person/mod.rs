@@ -14,11 +14,21 @@
 //! * The person's id never changes, so its pairwise `sub` survives name changes, ID number
 //!   changes (old numbers map to current ones through the registry) and linking.
 //!
-//! Index keys hold keyed hashes, never ID numbers. Attributes are refreshed at every login,
-//! so a changed name never blocks a login.
+//! The records live behind [`records::Records`] (embedded file or PostgreSQL): bindings and
+//! ways in are keyed by keyed hashes, never by ID numbers; the numbers and subjects a person
+//! keeps are sealed ([`seal`]). Every resolution reads, decides, then commits one change set
+//! whose preconditions the records check atomically ([`draft`]); a lost race is decided again
+//! from the start. Attributes are refreshed at every login, so a changed name never blocks a
+//! login.
 
+pub mod activity;
+pub mod draft;
 pub mod link;
+pub mod records;
 pub mod resolve;
+pub mod review;
+pub mod seal;
+pub mod transfer;
 
 use std::collections::BTreeMap;
 
@@ -28,9 +38,9 @@ use serde::{Deserialize, Serialize};
 pub use resolve::{resolve, Resolution};
 
 use crate::config::{Client, Settings, SubjectType};
-use crate::util::now_millis;
+use ::records::Records;
 use common::hash::pairwise_b64 as hmac_b64;
-use store::{Store, StoreResult};
+use store::{StoreError, StoreResult};
 
 /// Whether a bound number counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,7 +53,7 @@ pub enum IdStatus {
 }
 
 /// A citizen ID number of a person.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct CitizenIdRecord {
     /// The number.
     pub value: String,
@@ -79,10 +89,13 @@ pub struct LinkRecord {
 }
 
 /// The durable record of a person.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Person {
     /// Internal id; the seed of every `sub`, so it never changes.
     pub id: String,
+    /// The version it was read at (0: not stored yet), checked when it is written.
+    #[serde(default)]
+    pub version: u64,
     /// Citizen ID numbers, current and old, with how each was bound.
     #[serde(default)]
     pub citizen_ids: Vec<CitizenIdRecord>,
@@ -102,6 +115,7 @@ impl Person {
     pub fn new(id: &str) -> Person {
         Person {
             id: id.to_string(),
+            version: 0,
             citizen_ids: Vec::new(),
             claims: BTreeMap::new(),
             links: Vec::new(),
@@ -136,7 +150,7 @@ impl Person {
             .max()
     }
 
-    fn add_id(&mut self, value: &str, level: Assurance, source: &str, now: u64) {
+    pub(crate) fn add_id(&mut self, value: &str, level: Assurance, source: &str, now: u64) {
         match self.citizen_ids.iter_mut().find(|c| c.value == value) {
             Some(c) => {
                 if c.status == IdStatus::Suspended || level > c.level {
@@ -156,7 +170,7 @@ impl Person {
         }
     }
 
-    fn add_link(&mut self, connector: &str, subject: &str, now: u64) {
+    pub(crate) fn add_link(&mut self, connector: &str, subject: &str, now: u64) {
         if !self
             .links
             .iter()
@@ -182,55 +196,157 @@ pub struct Binding {
     pub source: String,
 }
 
-/// Index key of a citizen ID number.
+/// The keyed hash of a citizen ID number: the key of its binding.
+pub fn id_hash(settings: &Settings, value: &str) -> String {
+    hmac_b64(&settings.pairwise_secret, &[b"cid", value.as_bytes()])
+}
+
+/// The keyed hash of a connector subject: the key of its way in.
+pub fn link_hash(settings: &Settings, connector: &str, subject: &str) -> String {
+    hmac_b64(
+        &settings.pairwise_secret,
+        &[b"ext", connector.as_bytes(), subject.as_bytes()],
+    )
+}
+
+/// Index key of a citizen ID number in the `Store` of earlier versions (for the move).
 pub fn id_key(settings: &Settings, value: &str) -> String {
-    format!(
-        "idx:cid:{}",
-        hmac_b64(&settings.pairwise_secret, &[b"cid", value.as_bytes()])
-    )
+    format!("idx:cid:{}", id_hash(settings, value))
 }
 
-/// Index key of a connector subject.
+/// Index key of a connector subject in the `Store` of earlier versions (for the move).
 pub fn link_key(settings: &Settings, connector: &str, subject: &str) -> String {
-    format!(
-        "idx:ext:{}",
-        hmac_b64(
-            &settings.pairwise_secret,
-            &[b"ext", connector.as_bytes(), subject.as_bytes()]
-        )
-    )
+    format!("idx:ext:{}", link_hash(settings, connector, subject))
 }
 
-fn person_key(id: &str) -> String {
-    format!("person:{id}")
+pub(crate) fn level_of(a: Assurance) -> ::records::Level {
+    match a {
+        Assurance::Low => ::records::Level::Low,
+        Assurance::Substantial => ::records::Level::Substantial,
+        Assurance::High => ::records::Level::High,
+    }
+}
+
+pub(crate) fn assurance_of(l: ::records::Level) -> Assurance {
+    match l {
+        ::records::Level::Low => Assurance::Low,
+        ::records::Level::Substantial => Assurance::Substantial,
+        ::records::Level::High => Assurance::High,
+    }
+}
+
+impl From<::records::Binding> for Binding {
+    fn from(b: ::records::Binding) -> Self {
+        Binding {
+            person: b.person,
+            level: assurance_of(b.level),
+            source: b.source,
+        }
+    }
+}
+
+/// The stored form of a person: hashes for keys, numbers and subjects sealed.
+pub fn to_record(settings: &Settings, p: &Person) -> StoreResult<::records::Person> {
+    let secret = &settings.pairwise_secret;
+    let sealing = || StoreError::Corrupt("cannot seal a value".into());
+    let mut citizen_ids = Vec::with_capacity(p.citizen_ids.len());
+    for c in &p.citizen_ids {
+        citizen_ids.push(::records::CitizenId {
+            key: id_hash(settings, &c.value),
+            sealed: seal::seal(secret, seal::Kind::CitizenId, &c.value).ok_or_else(sealing)?,
+            level: level_of(c.level),
+            source: c.source.clone(),
+            at: c.at,
+            status: match c.status {
+                IdStatus::Active => ::records::IdStatus::Active,
+                IdStatus::Suspended => ::records::IdStatus::Suspended,
+            },
+        });
+    }
+    let mut ways_in = Vec::with_capacity(p.links.len());
+    for l in &p.links {
+        ways_in.push(::records::WayIn {
+            key: link_hash(settings, &l.connector, &l.subject),
+            connector: l.connector.clone(),
+            sealed_subject: seal::seal(secret, seal::Kind::Subject, &l.subject)
+                .ok_or_else(sealing)?,
+            at: l.at,
+        });
+    }
+    Ok(::records::Person {
+        id: p.id.clone(),
+        version: p.version,
+        citizen_ids,
+        ways_in,
+        claims: p.claims.clone(),
+        updated: p.updated,
+    })
+}
+
+/// A person from its stored form.
+pub fn from_record(settings: &Settings, r: ::records::Person) -> StoreResult<Person> {
+    let secret = &settings.pairwise_secret;
+    let unsealable = |what: &str| {
+        StoreError::Corrupt(format!(
+            "a sealed {what} of person {} does not open (was pairwise_secret changed?)",
+            r.id
+        ))
+    };
+    let mut citizen_ids = Vec::with_capacity(r.citizen_ids.len());
+    for c in &r.citizen_ids {
+        citizen_ids.push(CitizenIdRecord {
+            value: seal::open(secret, seal::Kind::CitizenId, &c.sealed)
+                .ok_or_else(|| unsealable("number"))?,
+            level: assurance_of(c.level),
+            source: c.source.clone(),
+            at: c.at,
+            status: match c.status {
+                ::records::IdStatus::Active => IdStatus::Active,
+                ::records::IdStatus::Suspended => IdStatus::Suspended,
+            },
+        });
+    }
+    let mut links = Vec::with_capacity(r.ways_in.len());
+    for w in &r.ways_in {
+        links.push(LinkRecord {
+            connector: w.connector.clone(),
+            subject: seal::open(secret, seal::Kind::Subject, &w.sealed_subject)
+                .ok_or_else(|| unsealable("subject"))?,
+            at: w.at,
+        });
+    }
+    Ok(Person {
+        id: r.id,
+        version: r.version,
+        citizen_ids,
+        claims: r.claims,
+        links,
+        updated: r.updated,
+    })
 }
 
 /// Loads a person.
-pub async fn load(store: &dyn Store, id: &str) -> StoreResult<Option<Person>> {
-    Ok(store
-        .get(&person_key(id), now_millis())
-        .await?
-        .and_then(|b| serde_json::from_slice(&b).ok()))
-}
-
-/// Saves a person.
-pub async fn save(store: &dyn Store, person: &Person) -> StoreResult<()> {
-    let bytes = serde_json::to_vec(person).unwrap_or_default();
-    store
-        .put(&person_key(&person.id), &bytes, None, now_millis())
-        .await
+pub async fn load(
+    settings: &Settings,
+    records: &dyn Records,
+    id: &str,
+) -> StoreResult<Option<Person>> {
+    match records.person(id).await? {
+        Some(r) => Ok(Some(from_record(settings, r)?)),
+        None => Ok(None),
+    }
 }
 
 /// Reads the binding of a citizen ID number.
 pub async fn binding(
     settings: &Settings,
-    store: &dyn Store,
+    records: &dyn Records,
     value: &str,
 ) -> StoreResult<Option<Binding>> {
-    Ok(store
-        .get(&id_key(settings, value), now_millis())
+    Ok(records
+        .binding(&id_hash(settings, value))
         .await?
-        .and_then(|b| serde_json::from_slice(&b).ok()))
+        .map(Binding::from))
 }
 
 /// The `sub` a client sees for a person: pairwise per sector unless the client is public.

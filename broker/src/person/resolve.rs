@@ -1,11 +1,16 @@
 //! From a verified identity to its person, with the binding rules of citizen ID numbers.
 
-use connectors::{Assurance, Identity};
+use std::collections::HashMap;
 
-use super::{binding, id_key, link_key, load, save, Binding, IdStatus, Person};
+use connectors::{Assurance, Identity};
+use records::{AuditRow, Commit, Records, ReviewItem, ReviewKind};
+use serde_json::json;
+
+use super::draft::{backoff, too_many_conflicts, Draft, ATTEMPTS};
+use super::{id_hash, Binding, IdStatus, Person};
 use crate::config::Settings;
 use crate::util::{now_millis, random_token};
-use store::{Store, StoreResult};
+use store::StoreResult;
 
 /// What to do when the identity proves a number bound to another person through a weak
 /// source: a `low` binding, such as an old account linked after a registry check, which
@@ -40,19 +45,73 @@ pub enum Resolution {
 
 /// Finds or creates the person of a verified identity, applies the binding rules, and
 /// refreshes the person's attributes from the source.
+///
+/// The rules decide on what the records hold now and their outcome is committed at once; if
+/// another login changed any of it meanwhile (the same citizen's first login through another
+/// source, say), the commit is refused and the rules decide again on the new state, so the
+/// loser of a race joins the winner.
 pub async fn resolve(
     settings: &Settings,
-    store: &dyn Store,
+    records: &dyn Records,
     connector: &str,
     identity: &Identity,
     claim: Claim,
 ) -> StoreResult<Resolution> {
+    let mut registry = RegistryAnswers::default();
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            backoff(attempt).await;
+        }
+        let mut draft = Draft::new(settings, records);
+        let resolution = decide(&mut draft, &mut registry, connector, identity, &claim).await?;
+        let Resolution::Found {
+            mut person,
+            suspended_other,
+        } = resolution
+        else {
+            // Asking the citizen writes nothing.
+            return Ok(resolution);
+        };
+        let written = draft.is_staged(&person.id);
+        if draft.commit().await? == Commit::Done {
+            if written {
+                person.version += 1;
+            }
+            return Ok(Resolution::Found {
+                person,
+                suspended_other,
+            });
+        }
+    }
+    Err(too_many_conflicts())
+}
+
+/// The registry's answers, asked once per resolution however often it is decided again.
+#[derive(Default)]
+pub(crate) struct RegistryAnswers(HashMap<String, Option<String>>);
+
+impl RegistryAnswers {
+    pub(crate) async fn current(&mut self, settings: &Settings, value: &str) -> Option<String> {
+        if let Some(known) = self.0.get(value) {
+            return known.clone();
+        }
+        let answer = current_number(settings, value).await;
+        self.0.insert(value.to_string(), answer.clone());
+        answer
+    }
+}
+
+/// One decision of the binding rules, staged in `draft`.
+async fn decide(
+    draft: &mut Draft<'_>,
+    registry: &mut RegistryAnswers,
+    connector: &str,
+    identity: &Identity,
+    claim: &Claim,
+) -> StoreResult<Resolution> {
+    let settings = draft.settings();
     let now = now_millis();
-    let ext_key = link_key(settings, connector, &identity.subject);
-    let ext_person = store
-        .get(&ext_key, now)
-        .await?
-        .map(|v| String::from_utf8_lossy(&v).into_owned());
+    let ext_person = draft.way_in(connector, &identity.subject).await?;
     let proven = identity
         .citizen_id
         .as_ref()
@@ -65,7 +124,7 @@ pub async fn resolve(
     let mut claim_answered = false;
     let mut target: Option<String> = match &proven {
         None => ext_person.clone(),
-        Some(value) => match binding(settings, store, value).await? {
+        Some(value) => match draft.binding(value).await? {
             None => {
                 bind = true;
                 ext_person.clone()
@@ -85,7 +144,20 @@ pub async fn resolve(
                 Some(p) => {
                     // Two accounts both proven: never move a binding to an equal or weaker
                     // proof. Operators review the pair.
-                    tracing::warn!(target: "audit", event = "binding.refused", connector, level = %level, bound_level = %b.level, "a number already bound at an equal or stronger level was proven again for another account");
+                    let key = id_hash(settings, value);
+                    draft.review(ReviewItem::open(
+                        ReviewKind::Conflict,
+                        &key,
+                        &b.person,
+                        p,
+                        now,
+                    ));
+                    let detail = json!({"holder": b.person, "other": p, "level": level, "bound_level": b.level, "key": key});
+                    let (connector_id, bound_level) = (connector.to_string(), b.level);
+                    draft.audit(
+                        AuditRow::new(now, "citizen", "binding.refused", connector, p, detail),
+                        move || tracing::warn!(target: "audit", event = "binding.refused", connector = %connector_id, level = %level, bound_level = %bound_level, "a number already bound at an equal or stronger level was proven again for another account"),
+                    );
                     Some(p.clone())
                 }
             },
@@ -93,7 +165,7 @@ pub async fn resolve(
                 claim_answered = true;
                 match claim {
                     Claim::Ask => return Ok(Resolution::Claim { weak: b }),
-                    Claim::Merge(ref id) if *id == b.person => {
+                    Claim::Merge(id) if *id == b.person => {
                         bind = true;
                         Some(b.person)
                     }
@@ -113,15 +185,15 @@ pub async fn resolve(
     // number to someone else is met as one of the proven number is: the citizen is asked
     // (once: an answer given for the proven number stands).
     let mapped = match (&proven, bind) {
-        (Some(value), true) => current_number(settings, value).await,
+        (Some(value), true) => registry.current(settings, value).await,
         _ => None,
     };
     if let (Some(current), false) = (&mapped, claim_answered) {
-        if let Some(b) = binding(settings, store, current).await? {
+        if let Some(b) = draft.binding(current).await? {
             if Some(&b.person) != target.as_ref() && b.level == Assurance::Low && level > b.level {
                 match claim {
                     Claim::Ask => return Ok(Resolution::Claim { weak: b }),
-                    Claim::Merge(ref id) if *id == b.person => target = Some(b.person),
+                    Claim::Merge(id) if *id == b.person => target = Some(b.person),
                     Claim::Merge(_) => return Ok(Resolution::Claim { weak: b }),
                     Claim::TakeOver => suspended_other = true,
                 }
@@ -129,46 +201,54 @@ pub async fn resolve(
         }
     }
 
-    // Find or create the person; two first logins at once agree through put_new.
-    let id = match target {
-        Some(id) => id,
-        None => {
-            let fresh = random_token(16);
-            if store.put_new(&ext_key, fresh.as_bytes(), None, now).await? {
-                fresh
-            } else {
-                store
-                    .get(&ext_key, now)
-                    .await?
-                    .map(|v| String::from_utf8_lossy(&v).into_owned())
-                    .unwrap_or(fresh)
-            }
+    // Find or create the person; two first logins at once agree because the way in (and a
+    // proven number) can be written for one person only.
+    let id = target.unwrap_or_else(|| random_token(16));
+    if let Some(old) = ext_person.as_ref().filter(|old| **old != id) {
+        // The way in now leads to the person it joined.
+        if let Some(mut o) = draft.person(old).await? {
+            o.links
+                .retain(|l| !(l.connector == connector && l.subject == identity.subject));
+            o.updated = now;
+            draft.stage(o);
         }
-    };
-    if ext_person.as_deref() != Some(id.as_str()) {
-        store.put(&ext_key, id.as_bytes(), None, now).await?;
     }
-    let mut person = load(store, &id).await?.unwrap_or_else(|| Person::new(&id));
+    let stored = draft.person(&id).await?;
+    let mut person = stored.clone().unwrap_or_else(|| Person::new(&id));
     person.add_link(connector, &identity.subject, now);
     if let (true, Some(value)) = (bind, &proven) {
-        let mapped = mapped.as_deref();
         bind_id(
-            settings,
-            store,
+            draft,
             &mut person,
             value,
-            mapped,
+            mapped.as_deref(),
             level,
             connector,
             now,
         )
         .await?;
     }
+    if let Claim::Merge(id) = claim {
+        if *id == person.id {
+            draft.audit(
+                AuditRow::new(now, "citizen", "person.joined", connector, id, json!({})),
+                || {},
+            );
+        }
+    }
     for (k, v) in &identity.claims {
         person.claims.insert(k.clone(), v.clone());
     }
-    person.updated = now;
-    save(store, &person).await?;
+    // A login that changes nothing writes nothing (and cannot conflict with another).
+    let unchanged = stored.as_ref().is_some_and(|s| {
+        let mut same = person.clone();
+        same.updated = s.updated;
+        same == *s
+    });
+    if !unchanged {
+        person.updated = now;
+        draft.stage(person.clone());
+    }
     Ok(Resolution::Found {
         person,
         suspended_other,
@@ -188,11 +268,9 @@ pub async fn current_number(settings: &Settings, value: &str) -> Option<String> 
 }
 
 /// Binds a number, and `mapped`, the current number the registry maps it to
-/// ([`current_number`]), to a person.
-#[allow(clippy::too_many_arguments)]
+/// ([`current_number`]), to a person; the caller stages the person.
 pub async fn bind_id(
-    settings: &Settings,
-    store: &dyn Store,
+    draft: &mut Draft<'_>,
     person: &mut Person,
     value: &str,
     mapped: Option<&str>,
@@ -200,40 +278,64 @@ pub async fn bind_id(
     source: &str,
     now: u64,
 ) -> StoreResult<()> {
+    let settings = draft.settings();
     for v in std::iter::once(value).chain(mapped) {
-        let v = v.to_string();
-        match binding(settings, store, &v).await? {
+        let key = id_hash(settings, v);
+        let is_mapped = v != value;
+        match draft.binding(v).await? {
             Some(b) if b.person != person.id && b.level >= level => {
-                tracing::warn!(target: "audit", event = "binding.refused", source, "a mapped ID number is bound to another account at an equal or stronger level");
+                let src = source.to_string();
+                let detail = json!({"holder": b.person, "level": level, "bound_level": b.level, "mapped": is_mapped, "key": key});
+                draft.audit(
+                    AuditRow::new(now, "citizen", "binding.refused", source, &person.id, detail),
+                    move || tracing::warn!(target: "audit", event = "binding.refused", source = %src, "a mapped ID number is bound to another account at an equal or stronger level"),
+                );
                 continue;
             }
             Some(b) if b.person != person.id => {
-                suspend(store, &b.person, &v, now).await?;
-                let mapped = v != value;
-                tracing::warn!(target: "audit", event = "binding.suspended", source, level = %level, bound_level = %b.level, bound_source = %b.source, suspended_person = %b.person, mapped, "a weaker binding of a citizen ID number was suspended by a stronger proof");
+                suspend(draft, &b.person, v, now).await?;
+                draft.review(ReviewItem::open(
+                    ReviewKind::Suspended,
+                    &key,
+                    &person.id,
+                    &b.person,
+                    now,
+                ));
+                let detail = json!({"by": person.id, "level": level, "bound_level": b.level, "bound_source": b.source, "mapped": is_mapped, "key": key});
+                let src = source.to_string();
+                draft.audit(
+                    AuditRow::new(now, "citizen", "binding.suspended", source, &b.person, detail),
+                    move || tracing::warn!(target: "audit", event = "binding.suspended", source = %src, level = %level, bound_level = %b.level, bound_source = %b.source, suspended_person = %b.person, mapped = is_mapped, "a weaker binding of a citizen ID number was suspended by a stronger proof"),
+                );
             }
             _ => {}
         }
-        let b = Binding {
-            person: person.id.clone(),
-            level: person.id_level(&v).map_or(level, |l| l.max(level)),
-            source: source.to_string(),
-        };
-        let bytes = serde_json::to_vec(&b).unwrap_or_default();
-        store.put(&id_key(settings, &v), &bytes, None, now).await?;
-        person.add_id(&v, level, source, now);
+        let before = person.id_level(v);
+        person.add_id(v, level, source, now);
+        if before.is_none_or(|l| level > l) {
+            let event = if before.is_some() {
+                "binding.raised"
+            } else {
+                "binding.created"
+            };
+            let detail = json!({"level": level, "mapped": is_mapped, "key": key});
+            draft.audit(
+                AuditRow::new(now, "citizen", event, source, &person.id, detail),
+                || {},
+            );
+        }
     }
     Ok(())
 }
 
-async fn suspend(store: &dyn Store, person_id: &str, value: &str, now: u64) -> StoreResult<()> {
-    if let Some(mut p) = load(store, person_id).await? {
+async fn suspend(draft: &mut Draft<'_>, person_id: &str, value: &str, now: u64) -> StoreResult<()> {
+    if let Some(mut p) = draft.person(person_id).await? {
         for c in p.citizen_ids.iter_mut().filter(|c| c.value == value) {
             c.status = IdStatus::Suspended;
             c.at = now;
         }
         p.updated = now;
-        save(store, &p).await?;
+        draft.stage(p);
     }
     Ok(())
 }
@@ -242,7 +344,10 @@ async fn suspend(store: &dyn Store, person_id: &str, value: &str, now: u64) -> S
 #[cfg(all(test, feature = "demo"))]
 mod tests {
     use super::*;
+    use crate::person::binding;
     use connectors::CitizenId;
+    use records::SharedRecords;
+    use std::sync::Arc;
 
     fn identity(subject: &str, number: &str, assurance: Assurance) -> Identity {
         Identity {
@@ -258,38 +363,139 @@ mod tests {
     }
 
     async fn found(r: StoreResult<Resolution>) -> Person {
-        match r.expect("store answers") {
+        match r.expect("records answer") {
             Resolution::Found { person, .. } => person,
             Resolution::Claim { .. } => panic!("no weak binding here"),
         }
     }
 
-    #[tokio::test]
-    async fn a_stronger_proof_of_the_same_number_raises_its_binding() {
-        let dir = tempfile::tempdir().expect("dir");
-        let config = crate::demo::prepare(dir.path()).expect("demo files");
+    fn settings(dir: &std::path::Path) -> Settings {
+        let config = crate::demo::prepare(dir).expect("demo files");
         let mut settings =
             crate::config::load_str(crate::demo::DEMO_CONFIG, &config, crate::config::Mode::Demo)
                 .unwrap_or_else(|_| panic!("demo configuration loads"));
         // No registry: nothing here depends on a service on the demo's port.
         settings.registry = None;
-        let store =
-            store::embedded::EmbeddedStore::open(&dir.path().join("s.redb")).expect("store");
+        settings
+    }
+
+    fn embedded(dir: &std::path::Path) -> SharedRecords {
+        Arc::new(
+            records::embedded::EmbeddedRecords::open(&dir.join("records.redb")).expect("records"),
+        )
+    }
+
+    async fn a_stronger_proof_of_the_same_number_raises_its_binding(
+        settings: &Settings,
+        records: &dyn Records,
+    ) {
         let number = "079201001234";
         let bank = identity("card-1", number, Assurance::Substantial);
-        let first = found(resolve(&settings, &store, "bank-card", &bank, Claim::Ask).await).await;
-        let bound = binding(&settings, &store, number).await.expect("read");
+        let first = found(resolve(settings, records, "bank-card", &bank, Claim::Ask).await).await;
+        let bound = binding(settings, records, number).await.expect("read");
         assert_eq!(bound.map(|b| b.level), Some(Assurance::Substantial));
 
         // The same number proven by a state credential: same person, binding now `high`.
         let ctid = identity("ctid-1", number, Assurance::High);
-        let second = found(resolve(&settings, &store, "ctid", &ctid, Claim::Ask).await).await;
+        let second = found(resolve(settings, records, "ctid", &ctid, Claim::Ask).await).await;
         assert_eq!(second.id, first.id);
-        let bound = binding(&settings, &store, number)
+        let bound = binding(settings, records, number)
             .await
             .expect("read")
             .expect("bound");
-        assert_eq!((bound.level, bound.person), (Assurance::High, first.id));
+        assert_eq!(
+            (bound.level, bound.person),
+            (Assurance::High, first.id.clone())
+        );
         assert_eq!(second.id_level(number), Some(Assurance::High));
+        // Stored sealed and under its keyed hash only.
+        let stored = records
+            .person(&first.id)
+            .await
+            .expect("read")
+            .expect("stored");
+        let text = serde_json::to_string(&stored).expect("json");
+        assert!(!text.contains(number), "{text}");
+        assert!(
+            !text.contains("card-1") && !text.contains("ctid-1"),
+            "{text}"
+        );
+        let events: Vec<String> = records
+            .audit_of(&first.id)
+            .await
+            .expect("audit")
+            .into_iter()
+            .map(|r| r.event)
+            .collect();
+        assert_eq!(events, ["binding.created", "binding.raised"]);
+    }
+
+    /// Many first logins of one citizen at once, through a bank card and CTID: one person,
+    /// whom both ways in and the number lead to.
+    async fn concurrent_first_logins_through_two_sources_make_one_person(
+        settings: Arc<Settings>,
+        records: SharedRecords,
+    ) {
+        let number = "001099012345";
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let (settings, records) = (settings.clone(), records.clone());
+            tasks.push(tokio::spawn(async move {
+                let (connector, who) = if i % 2 == 0 {
+                    (
+                        "bank-card",
+                        identity("card-9", number, Assurance::Substantial),
+                    )
+                } else {
+                    ("ctid", identity("ctid-9", number, Assurance::High))
+                };
+                found(resolve(&settings, records.as_ref(), connector, &who, Claim::Ask).await)
+                    .await
+                    .id
+            }));
+        }
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.push(t.await.expect("task"));
+        }
+        let bound = binding(&settings, records.as_ref(), number)
+            .await
+            .expect("read")
+            .expect("bound");
+        assert!(ids.iter().all(|id| *id == bound.person), "{ids:?}");
+        assert_eq!(bound.level, Assurance::High);
+        for (connector, subject) in [("bank-card", "card-9"), ("ctid", "ctid-9")] {
+            let key = crate::person::link_hash(&settings, connector, subject);
+            assert_eq!(
+                records.way_in(&key).await.expect("read"),
+                Some(bound.person.clone())
+            );
+        }
+        let person = crate::person::load(&settings, records.as_ref(), &bound.person)
+            .await
+            .expect("read")
+            .expect("person");
+        assert_eq!(person.links.len(), 2);
+        assert_eq!(person.citizen_id(), Some(number));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn binding_rules_on_embedded_records() {
+        let dir = tempfile::tempdir().expect("dir");
+        let settings = Arc::new(settings(dir.path()));
+        let records = embedded(dir.path());
+        a_stronger_proof_of_the_same_number_raises_its_binding(&settings, records.as_ref()).await;
+        concurrent_first_logins_through_two_sources_make_one_person(settings, records).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn binding_rules_on_postgres_records() {
+        let dir = tempfile::tempdir().expect("dir");
+        let settings = Arc::new(settings(dir.path()));
+        let db = records::testing::TestDb::create().await;
+        let records = db.records().await;
+        a_stronger_proof_of_the_same_number_raises_its_binding(&settings, records.as_ref()).await;
+        concurrent_first_logins_through_two_sources_make_one_person(settings, records).await;
+        drop(db);
     }
 }

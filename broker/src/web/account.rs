@@ -21,6 +21,7 @@ struct AccountPage {
     name: String,
     id_status: String,
     ways: Vec<String>,
+    activity: Vec<String>,
     linked: bool,
     csrf: String,
     message: String,
@@ -64,10 +65,11 @@ async fn render(req: &HttpRequest, state: &AppState, message: &str, problem: &st
         Ok(None) => return pages::error_page(lang, 401, "account-no-session", ""),
         Err(e) => return pages::unavailable_page(lang, &e),
     };
-    let person = match crate::person::load(store, &session.person_id).await {
-        Ok(p) => p,
-        Err(e) => return pages::unavailable_page(lang, &e),
-    };
+    let person =
+        match crate::person::load(&settings, state.records.as_ref(), &session.person_id).await {
+            Ok(p) => p,
+            Err(e) => return pages::unavailable_page(lang, &e),
+        };
     let (id_status, linked) = match person.as_ref().and_then(|p| p.citizen_id()) {
         Some(id) => {
             let last: String = id
@@ -97,6 +99,17 @@ async fn render(req: &HttpRequest, state: &AppState, message: &str, problem: &st
                 .collect()
         })
         .unwrap_or_default();
+    let activity = match crate::person::activity::shown(
+        &settings,
+        &t,
+        state.records.as_ref(),
+        &session.person_id,
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(e) => return pages::unavailable_page(lang, &e),
+    };
     let birthdate = person
         .as_ref()
         .and_then(|p| p.claims.get("birthdate"))
@@ -107,6 +120,7 @@ async fn render(req: &HttpRequest, state: &AppState, message: &str, problem: &st
         name: session.display_name.clone(),
         id_status,
         ways,
+        activity,
         linked,
         csrf: csrf_for(state, &secret),
         message: if message.is_empty() {
@@ -188,7 +202,7 @@ pub async fn update(
     let get = |k: &str| fields.get(k).cloned().unwrap_or_default();
     let outcome = link(
         &settings,
-        state.store.as_ref(),
+        state.records.as_ref(),
         &session.person_id,
         &get("citizen_id"),
         &get("name"),

@@ -31,13 +31,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/admin/connectors/{id}/parts/{part}/maintenance",
             web::delete().to(end_part_maintenance),
-        );
+        )
+        .configure(crate::web::review::routes);
 }
 
 /// Checks the bearer token; a broker without an admin token has no admin API at all.
 // The error is the response to send; it is built once per refused call.
 #[allow(clippy::result_large_err)]
-fn check(req: &HttpRequest, state: &AppState) -> Result<(), HttpResponse> {
+pub(crate) fn check(req: &HttpRequest, state: &AppState) -> Result<(), HttpResponse> {
     let Some(expected) = state.settings().admin_token else {
         return Err(HttpResponse::NotFound().finish());
     };
@@ -62,7 +63,7 @@ async fn connectors(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         return r;
     }
     let settings = state.settings();
-    let m = match maintenance::load(state.store.as_ref()).await {
+    let m = match maintenance::load(state.records.as_ref()).await {
         Ok(m) => m,
         Err(e) => {
             return HttpResponse::ServiceUnavailable()
@@ -147,7 +148,7 @@ async fn put_maintenance(
             "error_description": "message needs at least an English (`en`) text"
         }));
     }
-    match maintenance::set(state.store.as_ref(), &path, Some(body.message)).await {
+    match maintenance::set(state.records.as_ref(), &path, Some(body.message)).await {
         Ok(()) => {
             tracing::info!(target: "audit", event = "admin.maintenance_on", connector = %path, "connector put into maintenance");
             HttpResponse::NoContent().finish()
@@ -188,7 +189,7 @@ async fn end_maintenance(
     if let Err(r) = check(&req, &state) {
         return r;
     }
-    match maintenance::set(state.store.as_ref(), &path, None).await {
+    match maintenance::set(state.records.as_ref(), &path, None).await {
         Ok(()) => {
             tracing::info!(target: "audit", event = "admin.maintenance_off", connector = %path, "connector taken out of maintenance");
             HttpResponse::NoContent().finish()

@@ -21,7 +21,13 @@ use crate::session;
 pub fn env_of(req: &HttpRequest, state: &AppState) -> Env {
     let settings = state.settings();
     let address = client_address(req, settings.trust_forwarded_for);
-    let mut env = Env::new(settings.clone(), state.store.clone(), state.now(), address);
+    let mut env = Env::new(
+        settings.clone(),
+        state.store.clone(),
+        state.records.clone(),
+        state.now(),
+        address,
+    );
     env.session_cookie = session_cookie(req, &settings);
     env.browser_cookie = req
         .cookie(session::browser_cookie_name(&settings))
@@ -161,7 +167,7 @@ pub async fn show(
     let lang = tx.request.lang.as_str();
     Ok(match &tx.stage {
         Stage::Choose => {
-            let m = crate::maintenance::load(state.store.as_ref())
+            let m = crate::maintenance::load(state.records.as_ref())
                 .await
                 .map_err(|e| PageError::unavailable(lang, &e))?;
             page.choose(&eligible(&state.settings(), tx.request.min_level), &m)

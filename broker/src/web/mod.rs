@@ -12,6 +12,7 @@ pub mod notify;
 pub mod oidc;
 pub mod pages;
 pub mod prometheus;
+pub mod review;
 pub mod state;
 
 use std::sync::Arc;
@@ -89,10 +90,18 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.store.ping().await {
-        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
-        Err(e) => HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({"status": "unavailable", "store": e.to_string()})),
+    let (store, records) = futures_util::join!(state.store.ping(), state.records.ping());
+    let report = |r: Result<(), String>| r.err().unwrap_or_else(|| "ready".into());
+    let ready = store.is_ok() && records.is_ok();
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "store": report(store.map_err(|e| e.to_string())),
+        "records": report(records.map_err(|e| e.to_string())),
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
     }
 }
 
@@ -174,6 +183,27 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
     if let Some(db) = embedded {
         background.spawn(jobs::sweep(db, background.token()));
     }
+    let records = match crate::person::records::open(&settings).await {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(std::io::Error::other(format!(
+                "{}: records: {e}",
+                settings.source.display()
+            )))
+        }
+    };
+    let redis_store = !matches!(settings.store, crate::config::StoreConfig::Embedded { .. });
+    let embedded_records = matches!(
+        settings.records.backend,
+        crate::config::records::RecordsBackend::Embedded(_)
+    );
+    if redis_store && embedded_records {
+        tracing::warn!("the store is Redis but the records are embedded: every instance keeps persons of its own; set [records] kind = \"postgres\" for several instances");
+    }
+    tokio::spawn(crate::person::records::purge_activity(
+        records.clone(),
+        settings.records.activity_retention,
+    ));
     crate::observe::install_metrics();
     let store: store::SharedStore = Arc::new(store::metered::MeteredStore::new(store));
     let listen = settings.listen.clone();
@@ -183,6 +213,7 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
             crate::oidc::discovery::live(settings),
         )),
         store,
+        records,
         http: state::http_client(),
         clock: std::sync::Arc::new(crate::clock::SystemClock),
     });

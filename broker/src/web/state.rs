@@ -14,8 +14,10 @@ pub struct AppState {
     /// The configuration in force (live reload swaps it atomically; requests in flight keep
     /// the one they started with).
     pub live: Arc<arc_swap::ArcSwap<Live>>,
-    /// The store.
+    /// The store (everything with a lifetime).
     pub store: SharedStore,
+    /// The durable records (persons, bindings, consents, maintenance, audit, activity).
+    pub records: records::SharedRecords,
     /// Outgoing HTTP (back-channel logout); redirects off.
     pub http: reqwest::Client,
     /// The clock every flow reads.

@@ -671,6 +671,57 @@ impl Store for RedisStore {
         Ok(int("settle", &self.script("settle", call).await?)? == 1)
     }
 
+    async fn keys_with_prefix(&self, prefix: &str, _now: Millis) -> StoreResult<Vec<String>> {
+        if matches!(self.backend, Backend::Cluster(_)) {
+            return Err(StoreError::Unavailable(
+                "keys_with_prefix: not on Redis Cluster (move the records from each node)".into(),
+            ));
+        }
+        let mut pattern = String::new();
+        for c in self.key(prefix).chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('*');
+        let mut cursor = "0".to_string();
+        let mut out = Vec::new();
+        loop {
+            let mut cmd = ::redis::cmd("SCAN");
+            cmd.arg(&cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let Value::Array(parts) = self.read("keys_with_prefix", cmd).await? else {
+                return Err(corrupt("keys_with_prefix", "expected an array"));
+            };
+            let mut parts = parts.into_iter();
+            let next = bytes_opt("keys_with_prefix", parts.next().unwrap_or(Value::Nil))?
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| corrupt("keys_with_prefix", "no cursor"))?;
+            if let Some(Value::Array(keys)) = parts.next() {
+                for k in keys {
+                    if let Some(b) = bytes_opt("keys_with_prefix", k)? {
+                        let key = String::from_utf8(b)
+                            .map_err(|_| corrupt("keys_with_prefix", "not UTF-8"))?;
+                        if let Some(rest) = key.strip_prefix(&self.prefix) {
+                            out.push(rest.to_string());
+                        }
+                    }
+                }
+            }
+            if next == "0" {
+                break;
+            }
+            cursor = next;
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         match self.read("ping", ::redis::cmd("PING")).await? {
             Value::SimpleString(s) if s == "PONG" => Ok(()),

@@ -1,0 +1,165 @@
+//! A change set in the making: what one resolution read and what it will write.
+//!
+//! Reads go to the records once and are remembered; writes are staged, and reads of a
+//! binding see the staged persons first, so the binding rules can be written as a sequence
+//! of steps. [`Draft::commit`] hands everything to the records at once: persons at the
+//! versions they were read at, bindings and ways in that must not belong to anyone else,
+//! audit rows and review items. A [`records::Commit::Conflict`] means another instance won a
+//! race: decide again from a new draft, at most [`ATTEMPTS`] times. Audit log lines are
+//! written only once their change set is committed, so a race lost is never audited.
+
+use std::collections::BTreeMap;
+
+use records::{AuditRow, Changes, Commit, Records, ReviewItem};
+
+use super::{binding, link_hash, load, to_record, Binding, IdStatus, Person};
+use crate::config::Settings;
+use store::{StoreError, StoreResult};
+
+/// How many times a resolution is decided again after losing a race before the citizen is
+/// asked to try again later.
+pub const ATTEMPTS: usize = 8;
+
+/// What one resolution read and will write.
+pub struct Draft<'a> {
+    settings: &'a Settings,
+    records: &'a dyn Records,
+    read: BTreeMap<String, Option<Person>>,
+    bindings: BTreeMap<String, Option<Binding>>,
+    staged: Vec<Person>,
+    audit: Vec<AuditRow>,
+    reviews: Vec<ReviewItem>,
+    logs: Vec<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl<'a> Draft<'a> {
+    /// An empty draft.
+    pub fn new(settings: &'a Settings, records: &'a dyn Records) -> Draft<'a> {
+        Draft {
+            settings,
+            records,
+            read: BTreeMap::new(),
+            bindings: BTreeMap::new(),
+            staged: Vec::new(),
+            audit: Vec::new(),
+            reviews: Vec::new(),
+            logs: Vec::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn settings(&self) -> &'a Settings {
+        self.settings
+    }
+
+    /// A person as staged, or as read.
+    pub async fn person(&mut self, id: &str) -> StoreResult<Option<Person>> {
+        if let Some(p) = self.staged.iter().find(|p| p.id == id) {
+            return Ok(Some(p.clone()));
+        }
+        if let Some(p) = self.read.get(id) {
+            return Ok(p.clone());
+        }
+        let p = load(self.settings, self.records, id).await?;
+        self.read.insert(id.to_string(), p.clone());
+        Ok(p)
+    }
+
+    /// Whether a person is staged to be written.
+    pub fn is_staged(&self, id: &str) -> bool {
+        self.staged.iter().any(|p| p.id == id)
+    }
+
+    /// Stages a person to be written (replacing an earlier staged copy).
+    pub fn stage(&mut self, person: Person) {
+        match self.staged.iter_mut().find(|p| p.id == person.id) {
+            Some(p) => *p = person,
+            None => self.staged.push(person),
+        }
+    }
+
+    /// The binding of a number, as the staged persons leave it. The records are asked once
+    /// per number: one decision never sees two answers (another login may bind the number
+    /// meanwhile; then this draft's own binding of it is refused at the commit).
+    pub async fn binding(&mut self, value: &str) -> StoreResult<Option<Binding>> {
+        for p in &self.staged {
+            if let Some(c) = p
+                .citizen_ids
+                .iter()
+                .find(|c| c.value == value && c.status == IdStatus::Active)
+            {
+                return Ok(Some(Binding {
+                    person: p.id.clone(),
+                    level: c.level,
+                    source: c.source.clone(),
+                }));
+            }
+        }
+        let read = match self.bindings.get(value) {
+            Some(known) => known.clone(),
+            None => {
+                let read = binding(self.settings, self.records, value).await?;
+                self.bindings.insert(value.to_string(), read.clone());
+                read
+            }
+        };
+        match read {
+            // Its holder is staged without it.
+            Some(b) if self.staged.iter().any(|p| p.id == b.person) => Ok(None),
+            other => Ok(other),
+        }
+    }
+
+    /// The person a way in leads to.
+    pub async fn way_in(&self, connector: &str, subject: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .records
+            .way_in(&link_hash(self.settings, connector, subject))
+            .await?)
+    }
+
+    /// Adds an audit row, and the audit log line written once it is committed.
+    pub fn audit(&mut self, row: AuditRow, log: impl FnOnce() + Send + Sync + 'static) {
+        self.audit.push(row);
+        self.logs.push(Box::new(log));
+    }
+
+    /// Opens a review item.
+    pub fn review(&mut self, item: ReviewItem) {
+        self.reviews.push(item);
+    }
+
+    /// Commits everything staged, atomically.
+    pub async fn commit(self) -> StoreResult<Commit> {
+        let mut persons = Vec::with_capacity(self.staged.len());
+        for p in &self.staged {
+            persons.push(to_record(self.settings, p)?);
+        }
+        let changes = Changes {
+            persons,
+            audit: self.audit,
+            open_reviews: self.reviews,
+            close_reviews: Vec::new(),
+        };
+        let outcome = self.records.commit(changes).await?;
+        if outcome == Commit::Done {
+            for log in self.logs {
+                log();
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+/// A short random pause before deciding again after a lost race (up to a few tens of
+/// milliseconds, growing with the attempt), so the contenders do not collide again in step.
+pub async fn backoff(attempt: usize) {
+    let most = 1u64 << attempt.min(6);
+    let ms = rand::random_range(1..=most);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
+/// The error of a resolution that lost [`ATTEMPTS`] races in a row.
+pub fn too_many_conflicts() -> StoreError {
+    StoreError::Unavailable("records: too many concurrent changes of one person".into())
+}
