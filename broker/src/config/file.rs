@@ -528,6 +528,13 @@ pub struct ClientConfig {
     /// ends, for platforms without a back channel.
     #[serde(default)]
     pub frontchannel_logout_uri: Option<String>,
+    /// RFC 9449 5.2: every token request must carry a DPoP proof (any client that sends one
+    /// gets bound tokens anyway).
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
+    /// RFC 9449 8, 9: DPoP proofs of this client must carry a server nonce (`DPoP-Nonce`).
+    #[serde(default)]
+    pub require_dpop_nonce: bool,
 }
 
 fn default_scopes() -> Vec<String> {

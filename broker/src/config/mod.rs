@@ -112,6 +112,10 @@ pub struct Client {
     pub backchannel_logout_uri: Option<String>,
     /// Front-channel logout page.
     pub frontchannel_logout_uri: Option<String>,
+    /// Token requests without a DPoP proof are refused (RFC 9449 5.2).
+    pub dpop_bound_access_tokens: bool,
+    /// DPoP proofs must carry a server nonce (RFC 9449 8, 9).
+    pub require_dpop_nonce: bool,
 }
 
 impl Client {
@@ -799,6 +803,8 @@ impl Validator {
                     require_citizen_id: c.require_citizen_id,
                     backchannel_logout_uri: c.backchannel_logout_uri.clone(),
                     frontchannel_logout_uri: c.frontchannel_logout_uri.clone(),
+                    dpop_bound_access_tokens: c.dpop_bound_access_tokens,
+                    require_dpop_nonce: c.require_dpop_nonce,
                 },
             );
         }

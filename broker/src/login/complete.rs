@@ -97,6 +97,7 @@ pub async fn issue_code_response(
             redirect_uri: request.redirect_uri.clone(),
             code_challenge: request.code_challenge.clone(),
             nonce: request.nonce.clone(),
+            dpop_jkt: request.dpop_jkt.clone(),
         };
         issue_code(settings, store, &record).await
     }

@@ -37,6 +37,9 @@ pub struct AuthRequest {
     pub lang: String,
     /// Lowest assurance accepted.
     pub min_level: Assurance,
+    /// The DPoP key the code will be bound to (`dpop_jkt`, RFC 9449 10).
+    #[serde(default)]
+    pub dpop_jkt: Option<String>,
 }
 
 impl AuthRequest {
@@ -133,6 +136,7 @@ pub fn admit<'a>(
                 login_hint: None,
                 lang: lang.to_string(),
                 min_level: Assurance::Low,
+                dpop_jkt: None,
             };
             Err(error_url(settings, &partial, &e)
                 .map(Refusal::ToClient)
@@ -219,6 +223,11 @@ pub fn validate(
         ));
     }
 
+    // Pushed requests carry the binding PAR settled (with its proof); a direct one may name
+    // the key itself.
+    let dpop_jkt = super::dpop::authorization_binding(get("dpop_jkt"), None)
+        .map_err(OAuthError::invalid_request)?;
+
     let prompt =
         Prompt::parse_list(get("prompt").unwrap_or("")).map_err(OAuthError::invalid_request)?;
     let max_age = match get("max_age") {
@@ -276,5 +285,6 @@ pub fn validate(
         login_hint: get("login_hint").map(Secret::new),
         lang: lang.to_string(),
         min_level,
+        dpop_jkt,
     })
 }

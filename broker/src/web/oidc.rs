@@ -7,11 +7,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::{no_store_json, PageError};
 use super::extract::{
-    accept_language, BrowserParams, ClientAddress, ClientCredentials, SessionCookie,
+    accept_language, BrowserParams, ClientAddress, ClientCredentials, DpopHeader, SessionCookie,
 };
 use super::state::AppState;
 use crate::oidc::authorize::Refusal;
-use crate::oidc::{authorize, client_auth, introspect, par, token, userinfo};
+use crate::oidc::dpop::{self, Scheme};
+use crate::oidc::{authorize, client_auth, introspect, jws, par, token, userinfo};
 use crate::protocol::{parse_params, OAuthError};
 
 /// `GET /.well-known/openid-configuration`
@@ -96,6 +97,7 @@ pub async fn push(
     state: web::Data<AppState>,
     credentials: ClientCredentials,
     address: ClientAddress,
+    proof: DpopHeader,
 ) -> Result<HttpResponse, OAuthError> {
     let settings = &state.settings();
     let store = state.store.as_ref();
@@ -108,16 +110,40 @@ pub async fn push(
         now,
     )
     .await?;
-    let pushed = par::push(settings, store, client, credentials.params, &address.0, now).await?;
-    Ok(HttpResponse::Created()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(pushed))
+    let proof = dpop::at_endpoint(
+        settings,
+        store,
+        client,
+        proof.0.as_deref(),
+        "/par",
+        false,
+        now,
+    )
+    .await
+    .map_err(|e| e.at_endpoint())?;
+    let pushed = par::push(
+        settings,
+        store,
+        client,
+        credentials.params,
+        proof.as_ref(),
+        &address.0,
+        now,
+    )
+    .await?;
+    let mut response = HttpResponse::Created();
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    if let Some(nonce) = proof.and_then(|p| p.next_nonce) {
+        response.insert_header(("DPoP-Nonce", nonce));
+    }
+    Ok(response.json(pushed))
 }
 
 /// `POST /token`
 pub async fn token(
     state: web::Data<AppState>,
     credentials: ClientCredentials,
+    proof: DpopHeader,
 ) -> Result<HttpResponse, OAuthError> {
     let settings = &state.settings();
     let store = state.store.as_ref();
@@ -130,8 +156,35 @@ pub async fn token(
         now,
     )
     .await?;
-    let response = token::grant(settings, store, client, &credentials.params, now).await?;
-    Ok(no_store_json(&response))
+    // The proof is checked before the code is used up or the refresh token rotated.
+    let proof = dpop::at_endpoint(
+        settings,
+        store,
+        client,
+        proof.0.as_deref(),
+        "/token",
+        client.dpop_bound_access_tokens,
+        now,
+    )
+    .await
+    .map_err(|e| e.at_endpoint())?;
+    let response = token::grant(
+        settings,
+        store,
+        client,
+        &credentials.params,
+        proof.as_ref(),
+        now,
+    )
+    .await?;
+    let mut http = no_store_json(&response);
+    if let Some(nonce) = proof.and_then(|p| p.next_nonce) {
+        if let Ok(value) = header::HeaderValue::from_str(&nonce) {
+            http.headers_mut()
+                .insert(header::HeaderName::from_static("dpop-nonce"), value);
+        }
+    }
+    Ok(http)
 }
 
 /// `POST /revoke`
@@ -174,18 +227,26 @@ pub async fn introspect(
     Ok(no_store_json(&answer))
 }
 
-/// The access token of a UserInfo request: the `Authorization: Bearer` header or the
-/// `access_token` form parameter (RFC 6750 2.1, 2.2), never both.
-fn bearer_token(req: &HttpRequest, body: &[u8]) -> Result<String, OAuthError> {
-    let from_header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(|t| t.trim().to_string());
+/// The access token of a UserInfo request and how it came: `Authorization: Bearer` or
+/// `Authorization: DPoP` (RFC 9449 7.1), or the `access_token` form parameter (RFC 6750
+/// 2.2, bearer tokens only), never two of them.
+fn presented_token(req: &HttpRequest, body: &[u8]) -> Result<(Scheme, String), OAuthError> {
+    let from_header = match req.headers().get(header::AUTHORIZATION) {
+        None => None,
+        Some(h) => {
+            let value = h.to_str().unwrap_or("");
+            match dpop::authorization(value) {
+                Some((scheme, token)) => Some((scheme, token.to_string())),
+                None => {
+                    return Err(OAuthError::bearer(
+                        "invalid_request",
+                        "the Authorization header must be `Bearer <token>` or `DPoP <token>`",
+                        400,
+                    ))
+                }
+            }
+        }
+    };
     let from_body = if body.is_empty() {
         None
     } else {
@@ -199,8 +260,17 @@ fn bearer_token(req: &HttpRequest, body: &[u8]) -> Result<String, OAuthError> {
             "send the access token in one place only",
             400,
         )),
-        (Some(t), None) | (None, Some(t)) => Ok(t),
-        (None, None) => Err(OAuthError::bearer("invalid_request", "", 401)),
+        (Some(t), None) => Ok(t),
+        (None, Some(t)) => Ok((Scheme::Bearer, t)),
+        (None, None) => {
+            // No token at all: both challenges (RFC 9449 7.1), no error code.
+            let mut e = OAuthError::bearer("invalid_request", "", 401);
+            e.www_authenticate = Some(format!(
+                "Bearer realm=\"broker\", {}",
+                dpop::challenge(jws::ACCEPTED_ALGS)
+            ));
+            Err(e)
+        }
     }
 }
 
@@ -208,12 +278,27 @@ fn bearer_token(req: &HttpRequest, body: &[u8]) -> Result<String, OAuthError> {
 pub async fn userinfo(
     req: HttpRequest,
     state: web::Data<AppState>,
+    proof: DpopHeader,
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
-    let token = bearer_token(&req, &body)?;
-    let claims =
-        userinfo::claims(&state.settings(), state.store.as_ref(), &token, state.now()).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(claims))
+    let (scheme, token) = presented_token(&req, &body)?;
+    let presented = userinfo::Presented {
+        token: &token,
+        scheme,
+        proof: proof.0.as_deref(),
+        method: req.method().as_str(),
+    };
+    let (claims, nonce) = userinfo::claims(
+        &state.settings(),
+        state.store.as_ref(),
+        &presented,
+        state.now(),
+    )
+    .await?;
+    let mut response = HttpResponse::Ok();
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    if let Some(nonce) = nonce {
+        response.insert_header(("DPoP-Nonce", nonce));
+    }
+    Ok(response.json(claims))
 }
