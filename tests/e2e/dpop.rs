@@ -11,13 +11,13 @@ use sha2::{Digest, Sha256};
 use crate::harness::*;
 
 /// A client's DPoP key.
-struct DpopKey {
+pub struct DpopKey {
     jwk: Value,
     encoding: jsonwebtoken::EncodingKey,
 }
 
 impl DpopKey {
-    fn new() -> DpopKey {
+    pub fn new() -> DpopKey {
         let (key, pem) = SigningKey::generate("dpop", SigningAlg::ES256).expect("key");
         let mut jwk = serde_json::to_value(key.jwk()).expect("jwk");
         if let Some(o) = jwk.as_object_mut() {
@@ -32,7 +32,7 @@ impl DpopKey {
     }
 
     /// RFC 7638 thumbprint, computed here independently of the broker.
-    fn jkt(&self) -> String {
+    pub fn jkt(&self) -> String {
         let canonical = format!(
             r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
             self.jwk["crv"].as_str().expect("crv"),
@@ -57,7 +57,7 @@ impl DpopKey {
     }
 
     /// A fresh proof for `method` at `url`, with `iat` shifted by `skew` seconds.
-    fn proof_at(
+    pub fn proof_at(
         &self,
         method: &str,
         url: &str,
@@ -84,19 +84,19 @@ impl DpopKey {
         self.sign_claims(&claims)
     }
 
-    fn proof(&self, method: &str, url: &str) -> String {
+    pub fn proof(&self, method: &str, url: &str) -> String {
         self.proof_at(method, url, None, None, 0)
     }
 }
 
-struct Answer {
-    status: u16,
-    body: Value,
-    www: Option<String>,
-    nonce: Option<String>,
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub www: Option<String>,
+    pub nonce: Option<String>,
 }
 
-async fn answer(resp: reqwest::Response) -> Answer {
+pub async fn answer(resp: reqwest::Response) -> Answer {
     let status = resp.status().as_u16();
     let header = |name: &str| {
         resp.headers()

@@ -7,6 +7,7 @@ mod connectors_browser;
 mod ctid;
 mod dpop;
 mod fapi;
+mod fapi_profile;
 mod harness;
 mod interop;
 mod legacy;

@@ -514,9 +514,10 @@ pub struct ClientConfig {
     /// Ask the citizen's consent before the first login to this platform.
     #[serde(default)]
     pub require_consent: bool,
-    /// RFC 9126: its authorization requests must be pushed to `/par` first.
+    /// RFC 9126: its authorization requests must be pushed to `/par` first (implied by a
+    /// FAPI profile).
     #[serde(default)]
-    pub require_pushed_authorization_requests: bool,
+    pub require_pushed_authorization_requests: Option<bool>,
     /// The platform needs a linked citizen ID number: a citizen without one must link it
     /// (no "Skip") before the platform gets a login.
     #[serde(default)]
@@ -535,6 +536,14 @@ pub struct ClientConfig {
     /// RFC 9449 8, 9: DPoP proofs of this client must carry a server nonce (`DPoP-Nonce`).
     #[serde(default)]
     pub require_dpop_nonce: bool,
+    /// FAPI 2.0: `"fapi2-security"` or `"fapi2-message-signing"`; absent for an ordinary
+    /// platform.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Whether a refresh replaces the refresh token (default: yes, except under a FAPI
+    /// profile, which allows rotation only in extraordinary circumstances).
+    #[serde(default)]
+    pub rotate_refresh_tokens: Option<bool>,
 }
 
 fn default_scopes() -> Vec<String> {

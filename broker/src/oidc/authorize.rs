@@ -223,6 +223,17 @@ pub fn validate(
         ));
     }
 
+    if let Some(profile) = client.profile {
+        if let Some(why) = super::fapi::request_problem(
+            profile,
+            pushed,
+            code_challenge.is_some(),
+            get("nonce"),
+            false,
+        ) {
+            return Err(OAuthError::invalid_request(why));
+        }
+    }
     // Pushed requests carry the binding PAR settled (with its proof); a direct one may name
     // the key itself.
     let dpop_jkt = super::dpop::authorization_binding(get("dpop_jkt"), None)

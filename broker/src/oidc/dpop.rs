@@ -521,8 +521,10 @@ pub fn server_nonces(settings: &crate::config::Settings) -> DpopNonces {
 }
 
 /// The algorithms a client's proofs may use.
-pub fn algorithms_for(_client: &crate::config::Client) -> &'static [Algorithm] {
-    jws::ACCEPTED_ALGS
+pub fn algorithms_for(client: &crate::config::Client) -> &'static [Algorithm] {
+    client
+        .profile
+        .map_or(jws::ACCEPTED_ALGS, |p| p.algorithms())
 }
 
 /// Checks the `DPoP` header of a request of `client` to the broker's endpoint `path`

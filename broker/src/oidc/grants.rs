@@ -122,11 +122,20 @@ pub async fn issue_code(
     record: &CodeRecord,
 ) -> StoreResult<String> {
     let code = random_token(32);
+    // FAPI 2.0: a code lives at most 60 seconds.
+    let ttl = match settings
+        .clients
+        .get(&record.grant.client_id)
+        .and_then(|c| c.profile)
+    {
+        Some(profile) => profile.code_ttl(settings.tokens.code_ttl),
+        None => settings.tokens.code_ttl,
+    };
     keyspace::put_json(
         store,
         &keyspace::code(&code),
         record,
-        Some(Duration::from_secs(settings.tokens.code_ttl)),
+        Some(Duration::from_secs(ttl)),
         now_millis(),
     )
     .await?;

@@ -173,30 +173,24 @@ async fn refresh(
             }
         }
     }
-    let new_token = new_refresh_token(&fid);
-    let Some((_, new_key)) = refresh_key(&new_token) else {
-        return Err(OAuthError::server_error("cannot make a refresh token"));
-    };
-    // One atomic store operation: the new token inherits the old one's record and the
-    // family's absolute expiry.
-    let outcome = store
-        .rotate(&keyspace::family(&fid), &old_key, TOMBSTONE, &new_key, now)
-        .await?;
-    let family: FamilyRecord = match outcome {
-        Rotation::Rotated(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|_| OAuthError::server_error("stored token is unreadable"))?,
-        Rotation::Reused(_) => {
-            // RFC 9700 4.14.2: reuse of a rotated token revokes the whole family.
-            store.delete(&keyspace::family(&fid), now).await?;
-            tracing::warn!(target: "audit", event = "refresh.reused", client = %client.id, "refresh token reused; its family is revoked");
-            return Err(OAuthError::invalid_grant(
-                "the refresh token was already used",
-            ));
-        }
-        Rotation::Missing => {
-            return Err(OAuthError::invalid_grant(
-                "the refresh token is invalid or revoked",
-            ))
+    let (family, next_token) = if client.rotate_refresh_tokens {
+        let (family, new_token) = rotate(store, client, &fid, &old_key, now).await?;
+        (family, new_token)
+    } else {
+        // No rotation (FAPI 2.0 Security Profile): the same token is used again; the
+        // family still dies on revocation, code replay and logout.
+        let live = store.get(&keyspace::family(&fid), now).await?.is_some();
+        let record = store.get(&old_key, now).await?.filter(|_| live);
+        match record {
+            Some(bytes) if bytes != TOMBSTONE => (
+                keyspace::decode::<FamilyRecord>(&old_key, &bytes)?,
+                token.clone(),
+            ),
+            _ => {
+                return Err(OAuthError::invalid_grant(
+                    "the refresh token is invalid or revoked",
+                ))
+            }
         }
     };
     if family.grant.client_id != client.id {
@@ -229,7 +223,7 @@ async fn refresh(
         &grant,
         &fid,
         None,
-        Some(new_token),
+        Some(next_token),
         jkt.as_deref(),
         now,
     )
@@ -237,6 +231,44 @@ async fn refresh(
     metrics::counter!("broker_tokens_issued_total", "grant" => "refresh_token").increment(1);
     tracing::debug!(client = %client.id, grant = "refresh_token", "tokens issued");
     Ok(response)
+}
+
+/// Rotates a refresh token in one atomic store operation: the new token inherits the old
+/// one's record and the family's absolute expiry; reuse of a rotated one revokes the family.
+async fn rotate(
+    store: &dyn Store,
+    client: &Client,
+    fid: &str,
+    old_key: &str,
+    now: u64,
+) -> Result<(FamilyRecord, String), OAuthError> {
+    let new_token = new_refresh_token(fid);
+    let Some((_, new_key)) = refresh_key(&new_token) else {
+        return Err(OAuthError::server_error("cannot make a refresh token"));
+    };
+    // One atomic store operation: the new token inherits the old one's record and the
+    // family's absolute expiry.
+    let outcome = store
+        .rotate(&keyspace::family(fid), old_key, TOMBSTONE, &new_key, now)
+        .await?;
+    let family: FamilyRecord = match outcome {
+        Rotation::Rotated(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|_| OAuthError::server_error("stored token is unreadable"))?,
+        Rotation::Reused(_) => {
+            // RFC 9700 4.14.2: reuse of a rotated token revokes the whole family.
+            store.delete(&keyspace::family(fid), now).await?;
+            tracing::warn!(target: "audit", event = "refresh.reused", client = %client.id, "refresh token reused; its family is revoked");
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used",
+            ));
+        }
+        Rotation::Missing => {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token is invalid or revoked",
+            ))
+        }
+    };
+    Ok((family, new_token))
 }
 
 /// A refresh token of a bound family is used only with a proof of the family's key.

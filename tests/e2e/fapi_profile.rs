@@ -1,0 +1,323 @@
+//! The per-client FAPI 2.0 profile through the real binary: `check-config` refuses a
+//! registration that contradicts it, and a running broker holds a FAPI client to
+//! `private_key_jwt` (the `Ed25519` label too), PAR, PKCE S256, DPoP with server nonces,
+//! short nonces, the clock-skew rule, and refresh tokens that are not rotated but still
+//! die on revocation.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use broker::keys::{SigningAlg, SigningKey};
+use serde_json::json;
+
+use crate::dpop::{answer, Answer, DpopKey};
+use crate::harness::*;
+
+const CB: &str = "http://localhost:9/fapi-cb";
+
+/// The FAPI client's signing keys: ES256 and Ed25519.
+struct ClientKeys {
+    es: jsonwebtoken::EncodingKey,
+    ed: jsonwebtoken::EncodingKey,
+    jwks: String,
+}
+
+impl ClientKeys {
+    fn new() -> ClientKeys {
+        let (es_key, es_pem) = SigningKey::generate("fapi-es", SigningAlg::ES256).expect("key");
+        let (ed_key, ed_pem) = SigningKey::generate("fapi-ed", SigningAlg::EdDSA).expect("key");
+        ClientKeys {
+            es: jsonwebtoken::EncodingKey::from_ec_pem(es_pem.as_bytes()).expect("pem"),
+            ed: jsonwebtoken::EncodingKey::from_ed_pem(ed_pem.as_bytes()).expect("pem"),
+            jwks: json!({"keys": [es_key.jwk(), ed_key.jwk()]}).to_string(),
+        }
+    }
+
+    /// A client assertion with header `alg` (`ES256`, or `Ed25519` as openid-client writes
+    /// EdDSA) and `iat` shifted by `skew` seconds.
+    fn assertion(&self, broker: &Broker, alg: &str, skew: i64) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs() as i64;
+        let (kid, key, jose) = match alg {
+            "ES256" => ("fapi-es", &self.es, jsonwebtoken::Algorithm::ES256),
+            _ => ("fapi-ed", &self.ed, jsonwebtoken::Algorithm::EdDSA),
+        };
+        let header = json!({"alg": alg, "kid": kid, "typ": "JWT"});
+        let claims = json!({
+            "iss": "rp-fapi", "sub": "rp-fapi", "aud": broker.issuer,
+            "jti": format!("{:x}", rand::random::<u128>()),
+            "iat": now + skew, "exp": now + skew + 60,
+        });
+        let mut input = URL_SAFE_NO_PAD.encode(header.to_string());
+        input.push('.');
+        input.push_str(&URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let sig = jsonwebtoken::crypto::sign(input.as_bytes(), key, jose).expect("sign");
+        format!("{input}.{sig}")
+    }
+}
+
+fn fapi_client(jwks: &str) -> String {
+    format!(
+        r#"
+[[clients]]
+id = "rp-fapi"
+name = "Signature platform"
+redirect_uris = ["{CB}"]
+auth_method = "private_key_jwt"
+jwks = '{jwks}'
+profile = "fapi2-security"
+id_token_signed_response_alg = "ES256"
+"#
+    )
+}
+
+/// POSTs a form to `path` as the FAPI client, with a DPoP proof that carries the server
+/// nonce (asked for first, as a client does).
+async fn post_with_dpop(
+    broker: &Broker,
+    keys: &ClientKeys,
+    key: &DpopKey,
+    path: &str,
+    form: &[(&str, &str)],
+) -> Answer {
+    let url = format!("{}{path}", broker.issuer);
+    let send = |proof: String| {
+        let assertion = keys.assertion(broker, "ES256", 0);
+        let mut form: Vec<(String, String)> = form
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        form.push((
+            "client_assertion_type".into(),
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+        ));
+        form.push(("client_assertion".into(), assertion));
+        let req = reqwest::Client::new()
+            .post(broker.url(path))
+            .header("DPoP", proof)
+            .form(&form);
+        async move { answer(req.send().await.expect("request")).await }
+    };
+    let first = send(key.proof("POST", &url)).await;
+    assert_eq!(
+        first.body["error"], "use_dpop_nonce",
+        "{path}: {}",
+        first.body
+    );
+    let nonce = first.nonce.expect("DPoP-Nonce");
+    send(key.proof_at("POST", &url, None, Some(&nonce), 0)).await
+}
+
+#[tokio::test]
+async fn a_fapi_client_is_held_to_its_profile() {
+    let keys = ClientKeys::new();
+    let broker = Broker::start(Options {
+        redis_prefix: Some(format!("fapi-{}:", rand::random::<u64>())),
+        extra: fapi_client(&keys.jwks),
+        ..Options::default()
+    });
+    let key = DpopKey::new();
+    let (verifier, challenge) = pkce();
+    let form = [
+        ("response_type", "code"),
+        ("redirect_uri", CB),
+        ("scope", "openid profile"),
+        ("state", "st"),
+        ("nonce", "n-1"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+
+    // client_secret_basic is refused, whatever the secret.
+    let basic = answer(
+        reqwest::Client::new()
+            .post(broker.url("/par"))
+            .basic_auth("rp-fapi", Some(RP_SECRET))
+            .form(&form)
+            .send()
+            .await
+            .expect("par"),
+    )
+    .await;
+    assert_eq!(basic.status, 401);
+    assert_eq!(basic.body["error"], "invalid_client");
+
+    // Without PAR: refused, back to the client.
+    let mut direct = form.to_vec();
+    direct.push(("client_id", "rp-fapi"));
+    let resp = Browser::new(&broker).authorize(&direct).await;
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        location.starts_with(CB) && location.contains("error=invalid_request"),
+        "{location}"
+    );
+
+    // PKCE is required; a nonce longer than 64 characters is refused.
+    let no_pkce: Vec<(&str, &str)> = form
+        .iter()
+        .copied()
+        .filter(|(k, _)| !k.starts_with("code_challenge"))
+        .collect();
+    let r = post_with_dpop(&broker, &keys, &key, "/par", &no_pkce).await;
+    assert_eq!(r.body["error"], "invalid_request", "{}", r.body);
+    let long = "n".repeat(65);
+    let mut long_nonce = form.to_vec();
+    long_nonce.retain(|(k, _)| *k != "nonce");
+    long_nonce.push(("nonce", &long));
+    let r = post_with_dpop(&broker, &keys, &key, "/par", &long_nonce).await;
+    assert_eq!(r.body["error"], "invalid_request", "{}", r.body);
+
+    // An assertion from 30 s in the future is refused (FAPI: at most 10 s ahead).
+    let future = answer(
+        reqwest::Client::new()
+            .post(broker.url("/par"))
+            .form(&[
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                (
+                    "client_assertion",
+                    keys.assertion(&broker, "ES256", 30).as_str(),
+                ),
+                ("redirect_uri", CB),
+            ])
+            .send()
+            .await
+            .expect("par"),
+    )
+    .await;
+    assert_eq!(future.body["error"], "invalid_client", "{}", future.body);
+
+    // The full flow; the assertion at /par is signed with Ed25519, labelled as
+    // openid-client labels it.
+    let ed = answer(
+        reqwest::Client::new()
+            .post(broker.url("/par"))
+            .form(
+                &[
+                    form.to_vec(),
+                    vec![
+                        (
+                            "client_assertion_type",
+                            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                        ),
+                        (
+                            "client_assertion",
+                            keys.assertion(&broker, "Ed25519", 0).as_str(),
+                        ),
+                    ],
+                ]
+                .concat(),
+            )
+            .send()
+            .await
+            .expect("par"),
+    )
+    .await;
+    assert_eq!(ed.status, 201, "Ed25519 assertion: {}", ed.body);
+    let request_uri = ed.body["request_uri"].as_str().expect("request_uri");
+    let cb = Browser::new(&broker)
+        .login(
+            &[("client_id", "rp-fapi"), ("request_uri", request_uri)],
+            "an",
+            "demo",
+        )
+        .await;
+    let code = cb.param("code").expect("code");
+    assert_eq!(cb.param("iss").as_deref(), Some(broker.issuer.as_str()));
+    let redeem = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", CB),
+        ("code_verifier", verifier.as_str()),
+    ];
+    // Without DPoP: refused, and the code stays usable.
+    let bare = answer(
+        reqwest::Client::new()
+            .post(broker.url("/token"))
+            .form(
+                &[
+                    redeem.to_vec(),
+                    vec![
+                        (
+                            "client_assertion_type",
+                            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                        ),
+                        (
+                            "client_assertion",
+                            keys.assertion(&broker, "ES256", 0).as_str(),
+                        ),
+                    ],
+                ]
+                .concat(),
+            )
+            .send()
+            .await
+            .expect("token"),
+    )
+    .await;
+    assert_eq!(bare.body["error"], "invalid_dpop_proof", "{}", bare.body);
+    let tokens = post_with_dpop(&broker, &keys, &key, "/token", &redeem).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.body);
+    assert_eq!(tokens.body["token_type"], "DPoP");
+    assert_eq!(
+        payload(tokens.body["access_token"].as_str().expect("at"))["cnf"]["jkt"],
+        key.jkt()
+    );
+    let id = verify_with_jwks(
+        &broker,
+        tokens.body["id_token"].as_str().expect("id"),
+        "rp-fapi",
+    )
+    .await;
+    assert_eq!(id["nonce"], "n-1");
+
+    // Refresh: the same refresh token comes back and keeps working.
+    let rt = tokens.body["refresh_token"]
+        .as_str()
+        .expect("rt")
+        .to_string();
+    let refresh = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", rt.as_str()),
+    ];
+    for _ in 0..2 {
+        let r = post_with_dpop(&broker, &keys, &key, "/token", &refresh).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(
+            r.body["refresh_token"].as_str(),
+            Some(rt.as_str()),
+            "not rotated"
+        );
+    }
+    // Revocation still ends the family.
+    let revoke = answer(
+        reqwest::Client::new()
+            .post(broker.url("/revoke"))
+            .form(&[
+                ("token", rt.as_str()),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                (
+                    "client_assertion",
+                    keys.assertion(&broker, "ES256", 0).as_str(),
+                ),
+            ])
+            .send()
+            .await
+            .expect("revoke"),
+    )
+    .await;
+    assert_eq!(revoke.status, 200);
+    let after = post_with_dpop(&broker, &keys, &key, "/token", &refresh).await;
+    assert_eq!(after.body["error"], "invalid_grant", "{}", after.body);
+}
