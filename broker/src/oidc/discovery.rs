@@ -72,5 +72,7 @@ pub fn metadata(s: &Settings) -> serde_json::Value {
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,
+        // RFC 9449 5.1: proofs accepted from any client (FAPI clients: PS256, ES256, EdDSA).
+        "dpop_signing_alg_values_supported": super::jws::alg_names(super::jws::ACCEPTED_ALGS),
     })
 }
