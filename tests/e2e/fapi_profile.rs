@@ -58,6 +58,10 @@ impl ClientKeys {
 }
 
 fn fapi_client(jwks: &str) -> String {
+    fapi_client_with(jwks, "")
+}
+
+fn fapi_client_with(jwks: &str, more: &str) -> String {
     format!(
         r#"
 [[clients]]
@@ -68,8 +72,27 @@ auth_method = "private_key_jwt"
 jwks = '{jwks}'
 profile = "fapi2-security"
 id_token_signed_response_alg = "ES256"
+{more}
 "#
     )
+}
+
+/// Signs `claims` as a compact JWS with `header`, with the ES256 key of `keys`.
+fn sign_es(keys: &ClientKeys, header: &serde_json::Value, claims: &serde_json::Value) -> String {
+    let mut input = URL_SAFE_NO_PAD.encode(header.to_string());
+    input.push('.');
+    input.push_str(&URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let sig =
+        jsonwebtoken::crypto::sign(input.as_bytes(), &keys.es, jsonwebtoken::Algorithm::ES256)
+            .expect("sign");
+    format!("{input}.{sig}")
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
 }
 
 /// POSTs a form to `path` as the FAPI client, with a DPoP proof that carries the server
@@ -320,4 +343,201 @@ async fn a_fapi_client_is_held_to_its_profile() {
     assert_eq!(revoke.status, 200);
     let after = post_with_dpop(&broker, &keys, &key, "/token", &refresh).await;
     assert_eq!(after.body["error"], "invalid_grant", "{}", after.body);
+}
+
+#[tokio::test]
+async fn request_objects_are_verified_and_answers_signed_for_the_clients_that_ask() {
+    let keys = ClientKeys::new();
+    let broker = Broker::start(Options {
+        redis_prefix: Some(format!("fapi-jar-{}:", rand::random::<u64>())),
+        extra: fapi_client_with(
+            &keys.jwks,
+            "require_signed_request_object = true\nuserinfo_signed_response_alg = \"ES256\"\nintrospection_signed_response_alg = \"ES256\"",
+        ),
+        ..Options::default()
+    });
+    let key = DpopKey::new();
+    let (verifier, challenge) = pkce();
+    let params = json!({
+        "client_id": "rp-fapi", "response_type": "code", "redirect_uri": CB,
+        "scope": "openid profile", "state": "st", "nonce": "n-2",
+        "code_challenge": challenge, "code_challenge_method": "S256",
+    });
+    let object = |header: serde_json::Value, aud: &str, exp_in: i64| {
+        let mut claims = params.clone();
+        claims["iss"] = "rp-fapi".into();
+        claims["aud"] = aud.into();
+        claims["nbf"] = (unix_now() - 5).into();
+        claims["exp"] = (unix_now() + exp_in).into();
+        sign_es(&keys, &header, &claims)
+    };
+    let typ = json!({"alg": "ES256", "kid": "fapi-es", "typ": "oauth-authz-req+jwt"});
+
+    // Without a request object: refused.
+    let plain = [
+        ("response_type", "code"),
+        ("redirect_uri", CB),
+        ("scope", "openid"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let r = post_with_dpop(&broker, &keys, &key, "/par", &plain).await;
+    assert_eq!(r.body["error"], "invalid_request", "{}", r.body);
+
+    // Bad objects: another key's signature, wrong aud, expired, alg none.
+    let other = ClientKeys::new();
+    let good = object(typ.clone(), &broker.issuer, 300);
+    let mut claims = params.clone();
+    claims["iss"] = "rp-fapi".into();
+    claims["aud"] = broker.issuer.clone().into();
+    claims["exp"] = (unix_now() + 300).into();
+    claims["nbf"] = (unix_now() - 5).into();
+    let forged = sign_es(&other, &typ, &claims);
+    let none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(json!({"alg": "none"}).to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    for (why, jwt) in [
+        ("another key", forged),
+        (
+            "wrong aud",
+            object(typ.clone(), "https://elsewhere.example", 300),
+        ),
+        ("expired", object(typ.clone(), &broker.issuer, -120)),
+        ("alg none", none),
+    ] {
+        let r = post_with_dpop(&broker, &keys, &key, "/par", &[("request", jwt.as_str())]).await;
+        assert_eq!(r.status, 400, "{why}");
+        assert_eq!(
+            r.body["error"], "invalid_request_object",
+            "{why}: {}",
+            r.body
+        );
+        assert!(r.body.get("request_uri").is_none(), "{why}");
+    }
+
+    // A good one: only its parameters count (the outer scope is ignored).
+    let pushed = post_with_dpop(
+        &broker,
+        &keys,
+        &key,
+        "/par",
+        &[("request", good.as_str()), ("scope", "openid phone")],
+    )
+    .await;
+    assert_eq!(pushed.status, 201, "{}", pushed.body);
+    let cb = Browser::new(&broker)
+        .login(
+            &[
+                ("client_id", "rp-fapi"),
+                (
+                    "request_uri",
+                    pushed.body["request_uri"].as_str().expect("uri"),
+                ),
+            ],
+            "an",
+            "demo",
+        )
+        .await;
+    let code = cb.param("code").expect("code");
+    assert_eq!(cb.param("state").as_deref(), Some("st"));
+    let tokens = post_with_dpop(
+        &broker,
+        &keys,
+        &key,
+        "/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(tokens.status, 200, "{}", tokens.body);
+    assert_eq!(tokens.body["scope"], "openid profile");
+    let at = tokens.body["access_token"].as_str().expect("at");
+
+    // Signed UserInfo.
+    let userinfo_url = format!("{}/userinfo", broker.issuer);
+    let ask = |nonce: Option<String>| {
+        let proof = key.proof_at("GET", &userinfo_url, Some(at), nonce.as_deref(), 0);
+        reqwest::Client::new()
+            .get(broker.url("/userinfo"))
+            .header("Authorization", format!("DPoP {at}"))
+            .header("DPoP", proof)
+            .send()
+    };
+    let first = ask(None).await.expect("userinfo");
+    let nonce = first
+        .headers()
+        .get("dpop-nonce")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    let resp = ask(nonce).await.expect("userinfo");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|h| h.to_str().ok()),
+        Some("application/jwt")
+    );
+    let jwt = resp.text().await.expect("body");
+    let info = signed_answer(&broker, &jwt).await;
+    assert!(info["sub"].is_string());
+
+    // Signed introspection (RFC 9701).
+    let resp = reqwest::Client::new()
+        .post(broker.url("/introspect"))
+        .header("Accept", "application/token-introspection+jwt")
+        .form(&[
+            ("token", at),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            (
+                "client_assertion",
+                keys.assertion(&broker, "ES256", 0).as_str(),
+            ),
+        ])
+        .send()
+        .await
+        .expect("introspect");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|h| h.to_str().ok()),
+        Some("application/token-introspection+jwt")
+    );
+    let jwt = resp.text().await.expect("body");
+    assert_eq!(jwt_header(&jwt)["typ"], "token-introspection+jwt");
+    let answer = signed_answer(&broker, &jwt).await;
+    assert_eq!(answer["token_introspection"]["active"], true);
+    assert_eq!(answer["token_introspection"]["cnf"]["jkt"], key.jkt());
+}
+
+/// Verifies a signed answer (no `exp`: UserInfo and introspection JWTs) with the broker's
+/// JWKS, for the FAPI client.
+async fn signed_answer(broker: &Broker, jwt: &str) -> serde_json::Value {
+    let jwks: jsonwebtoken::jwk::JwkSet = reqwest::get(broker.url("/jwks"))
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("jwks json");
+    let header = jsonwebtoken::decode_header(jwt).expect("header");
+    let jwk = jwks
+        .find(&header.kid.clone().expect("kid"))
+        .expect("published kid");
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).expect("key");
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.set_audience(&["rp-fapi"]);
+    v.set_issuer(&[&broker.issuer]);
+    v.set_required_spec_claims(&["iss", "aud"]);
+    jsonwebtoken::decode::<serde_json::Value>(jwt, &key, &v)
+        .expect("the answer verifies with the published JWKS")
+        .claims
 }

@@ -544,6 +544,17 @@ pub struct ClientConfig {
     /// profile, which allows rotation only in extraordinary circumstances).
     #[serde(default)]
     pub rotate_refresh_tokens: Option<bool>,
+    /// RFC 9101 10.5: authorization requests only as signed request objects (implied by
+    /// `fapi2-message-signing`).
+    #[serde(default)]
+    pub require_signed_request_object: Option<bool>,
+    /// Signed UserInfo answers (OpenID Connect Core 5.3.2) with this algorithm.
+    #[serde(default)]
+    pub userinfo_signed_response_alg: Option<SigningAlg>,
+    /// Signed introspection answers (RFC 9701) with this algorithm (otherwise the ID token's
+    /// when a signed answer is asked for).
+    #[serde(default)]
+    pub introspection_signed_response_alg: Option<SigningAlg>,
 }
 
 fn default_scopes() -> Vec<String> {

@@ -121,6 +121,12 @@ pub struct Client {
     pub profile: Option<FapiProfile>,
     /// A refresh replaces the refresh token.
     pub rotate_refresh_tokens: bool,
+    /// Authorization requests only as signed request objects (RFC 9101 10.5).
+    pub require_signed_request_object: bool,
+    /// Signed UserInfo answers with this algorithm.
+    pub userinfo_alg: Option<SigningAlg>,
+    /// Algorithm of signed introspection answers (RFC 9701).
+    pub introspection_alg: SigningAlg,
 }
 
 impl Client {
@@ -766,6 +772,23 @@ impl Validator {
                     ),
                 );
             }
+            for (name, alg) in [
+                (
+                    "userinfo_signed_response_alg",
+                    c.userinfo_signed_response_alg,
+                ),
+                (
+                    "introspection_signed_response_alg",
+                    c.introspection_signed_response_alg,
+                ),
+            ] {
+                if let Some(alg) = alg.filter(|a| !algs.contains(a)) {
+                    self.report(
+                        &format!("{key}.{name}"),
+                        format!("no key in `keys` has algorithm {}", alg.as_str()),
+                    );
+                }
+            }
             if let Some(best) = best {
                 if c.min_assurance > best {
                     self.report(
@@ -815,6 +838,13 @@ impl Validator {
                     require_dpop_nonce: c.require_dpop_nonce || profile.is_some(),
                     profile,
                     rotate_refresh_tokens: c.rotate_refresh_tokens.unwrap_or(profile.is_none()),
+                    require_signed_request_object: c
+                        .require_signed_request_object
+                        .unwrap_or(profile.is_some_and(FapiProfile::message_signing)),
+                    userinfo_alg: c.userinfo_signed_response_alg,
+                    introspection_alg: c
+                        .introspection_signed_response_alg
+                        .unwrap_or(c.id_token_signed_response_alg),
                 },
             );
         }
@@ -860,12 +890,26 @@ impl Validator {
             auth_method: c.auth_method.as_str(),
             has_secret: c.secret.is_some(),
             key_algs: &key_algs,
-            response_algs: &[(
-                "id_token_signed_response_alg",
-                c.id_token_signed_response_alg.as_str(),
-            )],
+            response_algs: &[
+                (
+                    "id_token_signed_response_alg",
+                    c.id_token_signed_response_alg.as_str(),
+                ),
+                (
+                    "userinfo_signed_response_alg",
+                    c.userinfo_signed_response_alg
+                        .unwrap_or(c.id_token_signed_response_alg)
+                        .as_str(),
+                ),
+                (
+                    "introspection_signed_response_alg",
+                    c.introspection_signed_response_alg
+                        .unwrap_or(c.id_token_signed_response_alg)
+                        .as_str(),
+                ),
+            ],
             require_par: c.require_pushed_authorization_requests,
-            require_signed_request_object: None,
+            require_signed_request_object: c.require_signed_request_object,
         };
         for p in crate::oidc::fapi::registration_problems(profile, &registration) {
             self.report(&format!("{key}.{}", p.key), p.reason);

@@ -106,6 +106,7 @@ pub fn admit<'a>(
     params: &Params,
     lang: &str,
     pushed: bool,
+    now: u64,
 ) -> Result<(&'a Client, AuthRequest), Refusal> {
     let page = |key, detail| Refusal::Page { key, detail };
     let client = params
@@ -121,7 +122,23 @@ pub fn admit<'a>(
             "redirect_uri is not registered for this client",
         ));
     }
-    match validate(settings, client, params, redirect_uri, lang, pushed) {
+    // A request object (RFC 9101): only its parameters count, and its redirect URI must be
+    // registered too. A pushed request was unpacked at /par.
+    let unpacked = if pushed {
+        Ok(params.clone())
+    } else {
+        super::request_object::effective_params(settings, client, params.clone(), now)
+    };
+    if let Ok(inner) = &unpacked {
+        if inner.get("redirect_uri") != Some(redirect_uri) {
+            return Err(page(
+                "error-bad-redirect",
+                "the request object's redirect_uri is not the request's",
+            ));
+        }
+    }
+    match unpacked.and_then(|inner| validate(settings, client, &inner, redirect_uri, lang, pushed))
+    {
         Ok(request) => Ok((client, request)),
         Err(e) => {
             let partial = AuthRequest {
@@ -158,8 +175,8 @@ pub fn validate(
     let get = |k: &str| params.get(k).map(String::as_str);
     if get("request").is_some() {
         return Err(OAuthError::new(
-            "request_not_supported",
-            "request objects are not supported",
+            "invalid_request_object",
+            "a request object cannot hold another one",
         ));
     }
     if client.require_par && !pushed {

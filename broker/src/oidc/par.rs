@@ -56,7 +56,7 @@ pub async fn push(
     settings: &Settings,
     store: &dyn Store,
     client: &Client,
-    mut params: Params,
+    params: Params,
     proof: Option<&Proof>,
     address: &str,
     now: u64,
@@ -79,6 +79,7 @@ pub async fn push(
             ));
         }
     }
+    let mut params = super::request_object::effective_params(settings, client, params, now)?;
     if params.contains_key("request_uri") {
         return Err(OAuthError::invalid_request(
             "request_uri cannot be pushed (RFC 9126 2.1)",

@@ -58,14 +58,23 @@ pub struct Presented<'a> {
     pub method: &'a str,
 }
 
-/// The UserInfo answer for an access token (OIDC Core 5.3.2) and the `DPoP-Nonce` to send
-/// with it, or the bearer or DPoP error.
+/// A UserInfo answer.
+pub struct Answer {
+    /// The claims (OIDC Core 5.3.2).
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    /// The client the token was issued to.
+    pub client_id: String,
+    /// The `DPoP-Nonce` to send with it.
+    pub next_nonce: Option<String>,
+}
+
+/// The UserInfo answer for an access token (OIDC Core 5.3.2), or the bearer or DPoP error.
 pub async fn claims(
     settings: &Settings,
     store: &dyn Store,
     presented: &Presented<'_>,
     now: u64,
-) -> Result<(serde_json::Map<String, serde_json::Value>, Option<String>), OAuthError> {
+) -> Result<Answer, OAuthError> {
     let Some((claims, family)) = check_access_token(settings, store, presented.token, now).await?
     else {
         let why = "the access token is invalid, expired or revoked";
@@ -113,5 +122,9 @@ pub async fn claims(
         body.insert(k, v);
     }
     body.insert("sub".into(), claims.sub.into());
-    Ok((body, proof.and_then(|p| p.next_nonce)))
+    Ok(Answer {
+        claims: body,
+        client_id: claims.client_id,
+        next_nonce: proof.and_then(|p| p.next_nonce),
+    })
 }

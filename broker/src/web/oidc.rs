@@ -12,7 +12,7 @@ use super::extract::{
 use super::state::AppState;
 use crate::oidc::authorize::Refusal;
 use crate::oidc::dpop::{self, Scheme};
-use crate::oidc::{authorize, client_auth, introspect, jws, par, token, userinfo};
+use crate::oidc::{authorize, client_auth, introspect, jws, par, signed_response, token, userinfo};
 use crate::protocol::{parse_params, OAuthError};
 
 /// `GET /.well-known/openid-configuration`
@@ -76,7 +76,7 @@ pub async fn authorize(
         );
         params = stored;
     }
-    let (client, request) = match authorize::admit(settings, &params, lang, pushed) {
+    let (client, request) = match authorize::admit(settings, &params, lang, pushed, state.now()) {
         Ok(admitted) => admitted,
         Err(Refusal::Page { key, detail }) => return Err(PageError::new(lang, 400, key, detail)),
         Err(Refusal::ToClient(url)) => return Ok(see_other(&url)),
@@ -209,6 +209,7 @@ pub async fn revoke(
 
 /// `POST /introspect`
 pub async fn introspect(
+    req: HttpRequest,
     state: web::Data<AppState>,
     credentials: ClientCredentials,
 ) -> Result<HttpResponse, OAuthError> {
@@ -224,7 +225,27 @@ pub async fn introspect(
     )
     .await?;
     let answer = introspect::introspect(settings, store, client, &credentials.params, now).await?;
-    Ok(no_store_json(&answer))
+    // RFC 9701: a signed answer when asked for, always for Message Signing clients.
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|h| h.to_str().ok());
+    let signed = signed_response::wants_introspection_jwt(accept)
+        || client.profile.is_some_and(|p| p.message_signing());
+    if !signed {
+        return Ok(no_store_json(&answer));
+    }
+    let key = settings
+        .keys
+        .signer(client.introspection_alg)
+        .ok_or_else(|| OAuthError::server_error("no key for the introspection algorithm"))?;
+    let jwt =
+        signed_response::introspection_jwt(key, &settings.issuer, &client.id, &answer, now / 1000)
+            .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .content_type(signed_response::INTROSPECTION_JWT_TYPE)
+        .body(jwt))
 }
 
 /// The access token of a UserInfo request and how it came: `Authorization: Bearer` or
@@ -288,17 +309,34 @@ pub async fn userinfo(
         proof: proof.0.as_deref(),
         method: req.method().as_str(),
     };
-    let (claims, nonce) = userinfo::claims(
-        &state.settings(),
-        state.store.as_ref(),
-        &presented,
-        state.now(),
-    )
-    .await?;
+    let settings = state.settings();
+    let now = state.now();
+    let answer = userinfo::claims(&settings, state.store.as_ref(), &presented, now).await?;
     let mut response = HttpResponse::Ok();
     response.insert_header((header::CACHE_CONTROL, "no-store"));
-    if let Some(nonce) = nonce {
+    if let Some(nonce) = answer.next_nonce {
         response.insert_header(("DPoP-Nonce", nonce));
     }
-    Ok(response.json(claims))
+    // Signed UserInfo (OIDC Core 5.3.2) for the clients registered for it.
+    let signing = settings
+        .clients
+        .get(&answer.client_id)
+        .and_then(|c| c.userinfo_alg)
+        .and_then(|alg| settings.keys.signer(alg));
+    match signing {
+        Some(key) => {
+            let jwt = signed_response::userinfo_jwt(
+                key,
+                &settings.issuer,
+                &answer.client_id,
+                &answer.claims,
+                now / 1000,
+            )
+            .map_err(|e| OAuthError::server_error(e.to_string()))?;
+            Ok(response
+                .content_type(signed_response::USERINFO_JWT_TYPE)
+                .body(jwt))
+        }
+        None => Ok(response.json(answer.claims)),
+    }
 }
