@@ -541,3 +541,97 @@ async fn signed_answer(broker: &Broker, jwt: &str) -> serde_json::Value {
         .expect("the answer verifies with the published JWKS")
         .claims
 }
+
+#[tokio::test]
+async fn jarm_responses_are_signed_jwts_with_iss_aud_and_exp() {
+    let keys = ClientKeys::new();
+    let broker = Broker::start(Options {
+        redis_prefix: Some(format!("fapi-jarm-{}:", rand::random::<u64>())),
+        extra: fapi_client(&keys.jwks),
+        ..Options::default()
+    });
+    let key = DpopKey::new();
+    let (verifier, challenge) = pkce();
+    let form = [
+        ("response_type", "code"),
+        ("redirect_uri", CB),
+        ("scope", "openid"),
+        ("state", "st-jarm"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("response_mode", "jwt"),
+    ];
+    let pushed = post_with_dpop(&broker, &keys, &key, "/par", &form).await;
+    assert_eq!(pushed.status, 201, "{}", pushed.body);
+    let cb = Browser::new(&broker)
+        .login(
+            &[
+                ("client_id", "rp-fapi"),
+                (
+                    "request_uri",
+                    pushed.body["request_uri"].as_str().expect("uri"),
+                ),
+            ],
+            "an",
+            "demo",
+        )
+        .await;
+    assert!(
+        cb.param("code").is_none() && cb.param("state").is_none(),
+        "{}",
+        cb.url
+    );
+    let response = cb.param("response").expect("JARM response");
+    let claims = verify_with_jwks(&broker, &response, "rp-fapi").await;
+    assert_eq!(claims["state"], "st-jarm");
+    assert!(claims["exp"].as_u64().is_some());
+    let code = claims["code"]
+        .as_str()
+        .expect("code in the JWT")
+        .to_string();
+    let tokens = post_with_dpop(
+        &broker,
+        &keys,
+        &key,
+        "/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(tokens.status, 200, "{}", tokens.body);
+
+    // An error after admission is a JARM response too (prompt=none without a session).
+    let mut none = form.to_vec();
+    none.push(("prompt", "none"));
+    let pushed = post_with_dpop(&broker, &keys, &key, "/par", &none).await;
+    assert_eq!(pushed.status, 201, "{}", pushed.body);
+    let resp = Browser::new(&broker)
+        .authorize(&[
+            ("client_id", "rp-fapi"),
+            (
+                "request_uri",
+                pushed.body["request_uri"].as_str().expect("uri"),
+            ),
+        ])
+        .await;
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|h| h.to_str().ok())
+        .expect("redirect")
+        .to_string();
+    let url = url::Url::parse(&location).expect("url");
+    let response = url
+        .query_pairs()
+        .find(|(k, _)| k == "response")
+        .map(|(_, v)| v.into_owned())
+        .expect("JARM error response");
+    assert!(!location.contains("error="), "{location}");
+    let claims = verify_with_jwks(&broker, &response, "rp-fapi").await;
+    assert_eq!(claims["error"], "login_required");
+    assert_eq!(claims["state"], "st-jarm");
+}

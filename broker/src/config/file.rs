@@ -555,6 +555,9 @@ pub struct ClientConfig {
     /// when a signed answer is asked for).
     #[serde(default)]
     pub introspection_signed_response_alg: Option<SigningAlg>,
+    /// JARM: algorithm of signed authorization responses (otherwise the ID token's).
+    #[serde(default)]
+    pub authorization_signed_response_alg: Option<SigningAlg>,
 }
 
 fn default_scopes() -> Vec<String> {

@@ -127,6 +127,8 @@ pub struct Client {
     pub userinfo_alg: Option<SigningAlg>,
     /// Algorithm of signed introspection answers (RFC 9701).
     pub introspection_alg: SigningAlg,
+    /// Algorithm of signed authorization responses (JARM).
+    pub authorization_alg: SigningAlg,
 }
 
 impl Client {
@@ -845,6 +847,9 @@ impl Validator {
                     introspection_alg: c
                         .introspection_signed_response_alg
                         .unwrap_or(c.id_token_signed_response_alg),
+                    authorization_alg: c
+                        .authorization_signed_response_alg
+                        .unwrap_or(c.id_token_signed_response_alg),
                 },
             );
         }
@@ -904,6 +909,12 @@ impl Validator {
                 (
                     "introspection_signed_response_alg",
                     c.introspection_signed_response_alg
+                        .unwrap_or(c.id_token_signed_response_alg)
+                        .as_str(),
+                ),
+                (
+                    "authorization_signed_response_alg",
+                    c.authorization_signed_response_alg
                         .unwrap_or(c.id_token_signed_response_alg)
                         .as_str(),
                 ),

@@ -5,7 +5,7 @@ use connectors::Identity;
 
 use super::{show_stage, LoginTx, PendingClaim, Stage};
 use crate::config::Client;
-use crate::oidc::authorize::{response_url, AuthRequest};
+use crate::oidc::authorize::AuthRequest;
 use crate::oidc::grants::{issue_code, CodeRecord, Grant};
 use crate::person::{self, resolve::Claim, Resolution};
 use crate::protocol::Prompt;
@@ -105,13 +105,13 @@ pub async fn issue_code_response(
     match result {
         Ok(code) => {
             tracing::info!(client = %client.id, "authorization code issued");
-            match response_url(
+            match crate::oidc::authorize::authorization_response(
                 settings,
-                &request.redirect_uri,
-                request.state.as_ref().map(crate::protocol::Secret::expose),
+                request,
                 &[("code", &code)],
+                now_millis(),
             ) {
-                Some(url) => super::see_other(&url),
+                Some(delivery) => crate::web::oidc::deliver(delivery),
                 None => HttpResponse::BadRequest().finish(),
             }
         }

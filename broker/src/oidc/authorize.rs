@@ -7,9 +7,11 @@
 use connectors::Assurance;
 use serde::{Deserialize, Serialize};
 
+use super::jarm::{Delivery, JwtResponseMode};
 use super::{OAuthError, Params};
 use crate::config::{Client, Settings};
 use crate::protocol::{ClientId, Prompt, RedirectUri, Secret};
+use crate::util::now_millis;
 
 /// A validated authorization request, kept with the login transaction. Its `Debug` shows
 /// no `state`, `nonce` or `login_hint`.
@@ -40,6 +42,10 @@ pub struct AuthRequest {
     /// The DPoP key the code will be bound to (`dpop_jkt`, RFC 9449 10).
     #[serde(default)]
     pub dpop_jkt: Option<String>,
+    /// A JARM `response_mode` (`jwt`, `query.jwt`, `fragment.jwt`, `form_post.jwt`);
+    /// `None` for `query`.
+    #[serde(default)]
+    pub response_mode: Option<String>,
 }
 
 impl AuthRequest {
@@ -71,17 +77,62 @@ pub fn response_url(
     Some(url.to_string())
 }
 
-/// The URL that sends an OAuth error back to the client.
+/// The URL that sends an OAuth error back to the client: a JARM response when the request
+/// asked for one (`form_post.jwt` errors go in the query, as `query.jwt`, since this is a
+/// redirect).
 pub fn error_url(settings: &Settings, req: &AuthRequest, e: &OAuthError) -> Option<String> {
+    let params = [
+        ("error", e.error),
+        ("error_description", e.error_description.as_str()),
+    ];
+    if req.response_mode.is_some() {
+        let mut error_req = req.clone();
+        if error_req.response_mode.as_deref() == Some("form_post.jwt") {
+            error_req.response_mode = Some("query.jwt".into());
+        }
+        return match authorization_response(settings, &error_req, &params, now_millis()) {
+            Some(Delivery::Redirect(url)) => Some(url),
+            _ => None,
+        };
+    }
     response_url(
         settings,
         &req.redirect_uri,
         req.state.as_ref().map(Secret::expose),
-        &[
-            ("error", e.error),
-            ("error_description", &e.error_description),
-        ],
+        &params,
     )
+}
+
+/// The authorization response to `req` with `params` (`code`, or `error` and
+/// `error_description`), plus `state` and `iss`: a redirect with them in the query, or,
+/// when the request asked for JARM, one JWT signed with the client's
+/// `authorization_signed_response_alg` in the query, the fragment or a posted form.
+/// `None` if the redirect URI does not parse or no key signs (never for a validated
+/// client). `now` in Unix milliseconds.
+pub fn authorization_response(
+    settings: &Settings,
+    req: &AuthRequest,
+    params: &[(&str, &str)],
+    now: u64,
+) -> Option<Delivery> {
+    let state = req.state.as_ref().map(Secret::expose);
+    let Some(mode) = req
+        .response_mode
+        .as_deref()
+        .and_then(JwtResponseMode::parse)
+    else {
+        return response_url(settings, &req.redirect_uri, state, params).map(Delivery::Redirect);
+    };
+    let client = settings.clients.get(req.client_id.as_str())?;
+    let key = settings.keys.signer(client.authorization_alg)?;
+    let mut all: Vec<(&str, &str)> = params.to_vec();
+    if let Some(s) = state {
+        all.push(("state", s));
+    }
+    // RFC 9207: `iss` is inside the JWT (JARM's own `iss`).
+    let jwt =
+        super::jarm::response_jwt(key, &settings.issuer, &client.id, &all, now / 1000).ok()?;
+    Some(super::jarm::deliver(mode, &req.redirect_uri, &jwt))
 }
 
 /// Why an authorization request is refused.
@@ -154,6 +205,7 @@ pub fn admit<'a>(
                 lang: lang.to_string(),
                 min_level: Assurance::Low,
                 dpop_jkt: None,
+                response_mode: None,
             };
             Err(error_url(settings, &partial, &e)
                 .map(Refusal::ToClient)
@@ -194,13 +246,15 @@ pub fn validate(
         }
         None => return Err(OAuthError::invalid_request("response_type is missing")),
     }
-    if let Some(mode) = get("response_mode") {
-        if mode != "query" {
+    let response_mode = match get("response_mode") {
+        None | Some("query") => None,
+        Some(mode) if JwtResponseMode::parse(mode).is_some() => Some(mode.to_string()),
+        Some(_) => {
             return Err(OAuthError::invalid_request(
-                "only response_mode=query is supported",
-            ));
+                "response_mode must be query, jwt, query.jwt, fragment.jwt or form_post.jwt",
+            ))
         }
-    }
+    };
     let requested: Vec<&str> = get("scope").unwrap_or("").split_whitespace().collect();
     if !requested.contains(&"openid") {
         return Err(OAuthError::new(
@@ -246,7 +300,7 @@ pub fn validate(
             pushed,
             code_challenge.is_some(),
             get("nonce"),
-            false,
+            response_mode.is_some(),
         ) {
             return Err(OAuthError::invalid_request(why));
         }
@@ -314,5 +368,6 @@ pub fn validate(
         lang: lang.to_string(),
         min_level,
         dpop_jkt,
+        response_mode,
     })
 }

@@ -42,6 +42,18 @@ pub fn see_other(url: &str) -> HttpResponse {
         .finish()
 }
 
+/// Sends an authorization response: a 303, or the auto-submitted form of `form_post.jwt`.
+pub fn deliver(delivery: crate::oidc::jarm::Delivery) -> HttpResponse {
+    match delivery {
+        crate::oidc::jarm::Delivery::Redirect(url) => see_other(&url),
+        crate::oidc::jarm::Delivery::FormPost { body, csp } => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::CONTENT_SECURITY_POLICY, csp))
+            .content_type("text/html; charset=utf-8")
+            .body(body),
+    }
+}
+
 /// `GET|POST /authorize`: admits the request, then answers from the SSO session or starts
 /// a login.
 pub async fn authorize(
