@@ -198,12 +198,14 @@ async fn fapi2_flows_pass_against_the_reference_oidc_provider() {
     drop(op);
 }
 
-/// The same script against the broker: the Security Profile flow (PAR, PKCE, private_key_jwt
-/// with PS256, DPoP with server nonces and the code bound to the key, iss in the response,
-/// UserInfo with DPoP, the bearer use of a bound token refused, client_secret_basic and
-/// requests without PAR refused).
+/// The same script against the broker, both flows: Message Signing (a signed request object
+/// at PAR, JARM, signed UserInfo and introspection, ES256 as the broker has no PS256 key
+/// here) and the Security Profile (PAR, PKCE, private_key_jwt with PS256, DPoP with server
+/// nonces and the code bound to the key, iss in the response, UserInfo with DPoP, the
+/// bearer use of a bound token refused, client_secret_basic and requests without PAR
+/// refused).
 #[tokio::test]
-async fn fapi2_security_profile_passes_against_the_broker() {
+async fn fapi2_message_signing_and_security_profile_pass_against_the_broker() {
     require_tools();
     let rp_port = free_port();
     let redirect_uri = format!("http://127.0.0.1:{rp_port}/callback");
@@ -222,6 +224,20 @@ profile = "fapi2-security"
 id_token_signed_response_alg = "ES256"
 "#,
         client_jwks(&sp, SigningAlg::RS256, "PS256")
+    ) + &format!(
+        r#"
+[[clients]]
+id = "fapi-ms"
+name = "Seal platform"
+redirect_uris = ["{redirect_uri}"]
+auth_method = "private_key_jwt"
+jwks = '{}'
+profile = "fapi2-message-signing"
+scopes = ["openid", "profile", "offline_access"]
+id_token_signed_response_alg = "ES256"
+userinfo_signed_response_alg = "ES256"
+"#,
+        client_jwks(&ms, SigningAlg::ES256, "ES256")
     );
     let broker = Broker::start(Options {
         redis_prefix: Some(format!("fapi-js-{}:", rand::random::<u64>())),
@@ -236,7 +252,7 @@ id_token_signed_response_alg = "ES256"
         .env("ISSUER", &broker.issuer)
         .env("RP_PORT", rp_port.to_string())
         .env("LOGIN", "broker")
-        .env("FLOWS", "security")
+        .env("SIGNED_ALG", "ES256")
         .env("USERNAME", "an")
         .env("PASSWORD", "demo")
         .env("SCREENSHOT_DIR", shots);
@@ -249,8 +265,8 @@ id_token_signed_response_alg = "ES256"
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.status.success() && stdout.contains("fapi e2e: 3 passed, 0 failed"),
-        "the FAPI 2.0 Security Profile flow failed against the broker:\n{stdout}\n{stderr}\nbroker log:\n{}",
+        out.status.success() && stdout.contains(&format!("fapi e2e: {SCENARIOS} passed, 0 failed")),
+        "the FAPI 2.0 flows failed against the broker:\n{stdout}\n{stderr}\nbroker log:\n{}",
         broker.log_text()
     );
 }
