@@ -540,3 +540,64 @@ async fn a_public_client_that_uses_dpop_gets_bound_refresh_tokens() {
         key.jkt()
     );
 }
+
+#[tokio::test]
+async fn one_proof_sent_concurrently_to_two_instances_is_accepted_once() {
+    let (a, b) = start_pair();
+    let key = DpopKey::new();
+    let token_url = format!("{}/token", a.issuer);
+    let (verifier, challenge) = pkce();
+    let cb = Browser::new(&a)
+        .login(
+            &auth_params("rp-basic", CB, "openid", &challenge),
+            "an",
+            "demo",
+        )
+        .await;
+    let code = cb.param("code").expect("code");
+    let tokens = token(
+        &a.base,
+        "rp-basic",
+        Some(&key.proof("POST", &token_url)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(tokens.status, 200, "{}", tokens.body);
+    let rt = tokens.body["refresh_token"]
+        .as_str()
+        .expect("rt")
+        .to_string();
+
+    // Eight copies of one proof, half to each instance, at once: the replay cache lets one
+    // through.
+    let proof = key.proof("POST", &token_url);
+    let attempts = (0..8).map(|i| {
+        let base = if i % 2 == 0 {
+            a.base.clone()
+        } else {
+            b.base.clone()
+        };
+        let proof = proof.clone();
+        let rt = rt.clone();
+        async move {
+            token(
+                &base,
+                "rp-basic",
+                Some(&proof),
+                &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+            )
+            .await
+        }
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    let accepted = answers.iter().filter(|r| r.status == 200).count();
+    assert_eq!(accepted, 1, "exactly one use of the proof");
+    for r in answers.iter().filter(|r| r.status != 200) {
+        assert_eq!(r.body["error"], "invalid_dpop_proof", "{}", r.body);
+    }
+}
