@@ -635,3 +635,48 @@ async fn jarm_responses_are_signed_jwts_with_iss_aud_and_exp() {
     assert_eq!(claims["error"], "login_required");
     assert_eq!(claims["state"], "st-jarm");
 }
+
+#[tokio::test]
+async fn form_post_jwt_posts_the_signed_response_to_the_client() {
+    let keys = ClientKeys::new();
+    let broker = Broker::start(Options {
+        extra: fapi_client(&keys.jwks),
+        ..Options::default()
+    });
+    let key = DpopKey::new();
+    let (_, challenge) = pkce();
+    let form = [
+        ("response_type", "code"),
+        ("redirect_uri", CB),
+        ("scope", "openid"),
+        ("state", "st-post"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("response_mode", "form_post.jwt"),
+    ];
+    let pushed = post_with_dpop(&broker, &keys, &key, "/par", &form).await;
+    assert_eq!(pushed.status, 201, "{}", pushed.body);
+    let browser = Browser::new(&broker);
+    let resp = browser
+        .authorize(&[
+            ("client_id", "rp-fapi"),
+            (
+                "request_uri",
+                pushed.body["request_uri"].as_str().expect("uri"),
+            ),
+        ])
+        .await;
+    let choice = browser.login_page(resp).await;
+    let login = browser.choose(&choice, "test-citizens").await;
+    let resp = browser.submit_password(&login, "an", "demo").await;
+    let (status, location, body) = browser.follow(resp).await;
+    assert_eq!(
+        status, 200,
+        "a page that posts, not a redirect: {location:?}"
+    );
+    assert!(body.contains(&format!("action=\"{CB}\"")), "{body}");
+    let response = hidden(&body, "response").expect("the response field");
+    let claims = verify_with_jwks(&broker, &response, "rp-fapi").await;
+    assert_eq!(claims["state"], "st-post");
+    assert!(claims["code"].is_string());
+}
