@@ -304,18 +304,73 @@ async fn login(http: &Client, base: &str, client_id: &str) -> Result<(String, St
     }
 }
 
-/// Posts a grant to `/token` with HTTP Basic; returns the next refresh token.
+/// A client's DPoP key (ES256): one per load task; each grant gets a fresh proof.
+pub struct DpopKey {
+    jwk: serde_json::Value,
+    encoding: jsonwebtoken::EncodingKey,
+}
+
+impl DpopKey {
+    /// A fresh key.
+    pub fn new() -> Result<DpopKey, String> {
+        let (key, pem) =
+            broker::keys::SigningKey::generate("dpop", broker::keys::SigningAlg::ES256)
+                .map_err(|e| format!("DPoP key: {e}"))?;
+        let mut jwk = serde_json::to_value(key.jwk()).map_err(|e| e.to_string())?;
+        if let Some(o) = jwk.as_object_mut() {
+            for member in ["kid", "alg", "use"] {
+                o.remove(member);
+            }
+        }
+        let encoding = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes())
+            .map_err(|e| format!("DPoP key: {e}"))?;
+        Ok(DpopKey { jwk, encoding })
+    }
+
+    /// A proof for `POST url` (RFC 9449 4.2).
+    fn proof(&self, url: &str) -> Result<String, String> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let iat = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_secs();
+        let header = serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk});
+        let claims = serde_json::json!({
+            "jti": format!("{:x}", rand::random::<u128>()), "htm": "POST", "htu": url, "iat": iat,
+        });
+        let mut input = b64.encode(header.to_string());
+        input.push('.');
+        input.push_str(&b64.encode(claims.to_string()));
+        let sig = jsonwebtoken::crypto::sign(
+            input.as_bytes(),
+            &self.encoding,
+            jsonwebtoken::Algorithm::ES256,
+        )
+        .map_err(|e| format!("DPoP proof: {e}"))?;
+        Ok(format!("{input}.{sig}"))
+    }
+}
+
+/// Posts a grant to `/token` with HTTP Basic (and a DPoP proof of `dpop`); returns the
+/// next refresh token.
 async fn token(
     rp: &Client,
     target: &Target,
     client_id: &str,
     form: &[(&str, &str)],
+    dpop: Option<&DpopKey>,
 ) -> Result<String, String> {
     let grant = form.first().map(|(_, g)| *g).unwrap_or("token");
-    let resp = rp
-        .post(format!("{}/token", target.base))
+    let url = format!("{}/token", target.base);
+    let mut req = rp
+        .post(&url)
         .basic_auth(client_id, Some(&target.secret))
-        .form(form)
+        .form(form);
+    if let Some(key) = dpop {
+        req = req.header("DPoP", key.proof(&url)?);
+    }
+    let resp = req
         .send()
         .await
         .map_err(|e| format!("token ({grant}): {e}"))?;
@@ -344,6 +399,7 @@ async fn redeem(
     client_id: &str,
     code: &str,
     verifier: &str,
+    dpop: Option<&DpopKey>,
 ) -> Result<String, String> {
     token(
         rp,
@@ -355,6 +411,7 @@ async fn redeem(
             ("redirect_uri", REDIRECT_URI),
             ("code_verifier", verifier),
         ],
+        dpop,
     )
     .await
 }
@@ -413,16 +470,19 @@ async fn new_chain(
     rp: &Client,
     target: &Target,
     client_id: &str,
+    dpop: Option<&DpopKey>,
 ) -> Result<String, String> {
     let (code, verifier) = login(browser.next()?, &target.base, client_id).await?;
-    redeem(rp, target, client_id, &code, &verifier).await
+    redeem(rp, target, client_id, &code, &verifier, dpop).await
 }
 
 /// Refresh-token grants: each task logs in once, then rotates its own token chain until
-/// `deadline` (each response carries the next refresh token).
+/// `deadline` (each response carries the next refresh token). With `dpop`, each task has
+/// its own ES256 DPoP key: the family is bound to it and every grant carries a fresh proof.
 pub async fn refresh(
     target: &Target,
     client_id: &'static str,
+    dpop: bool,
     concurrency: usize,
     duration: Duration,
 ) -> Result<Outcome, String> {
@@ -433,8 +493,9 @@ pub async fn refresh(
         let (rp, target) = (rp.clone(), target.clone());
         set.spawn(async move {
             let mut browser = Browser::new(target.addrs.clone())?;
-            let chain = new_chain(&mut browser, &rp, &target, client_id).await?;
-            Ok::<_, String>((browser, chain))
+            let key = if dpop { Some(DpopKey::new()?) } else { None };
+            let chain = new_chain(&mut browser, &rp, &target, client_id, key.as_ref()).await?;
+            Ok::<_, String>((browser, chain, key))
         });
     }
     let mut chains = Vec::with_capacity(concurrency);
@@ -448,7 +509,7 @@ pub async fn refresh(
         let chain = chains.pop();
         async move {
             let mut stats = Stats::default();
-            let Some((mut browser, mut current)) = chain else {
+            let Some((mut browser, mut current, key)) = chain else {
                 return (stats, None);
             };
             while Instant::now() < deadline {
@@ -457,7 +518,7 @@ pub async fn refresh(
                     ("grant_type", "refresh_token"),
                     ("refresh_token", current.as_str()),
                 ];
-                match token(&rp, &target, client_id, &form).await {
+                match token(&rp, &target, client_id, &form, key.as_ref()).await {
                     Ok(next) => {
                         stats.ok(t);
                         current = next;
@@ -465,7 +526,7 @@ pub async fn refresh(
                     Err(e) => {
                         // The chain may be broken: start a new one (untimed).
                         stats.err(e);
-                        match new_chain(&mut browser, &rp, &target, client_id).await {
+                        match new_chain(&mut browser, &rp, &target, client_id, key.as_ref()).await {
                             Ok(next) => current = next,
                             Err(e) => {
                                 stats.err(e);
@@ -520,7 +581,7 @@ pub async fn logins(
                     }
                 };
                 let tt = Instant::now();
-                match redeem(&rp, &target, client_id, &code, &verifier).await {
+                match redeem(&rp, &target, client_id, &code, &verifier, None).await {
                     Ok(_) => {
                         tokens.ok(tt);
                         flows.ok(t);

@@ -48,6 +48,10 @@ const SCENARIOS: &[(&str, &str)] = &[
         "refresh grant, client with RS256 ID tokens (ES256 access token + RS256 ID token)",
     ),
     (
+        "refresh-dpop",
+        "refresh grant with a DPoP proof (ES256 proof, bound family, ES256 access token + ES256 ID token)",
+    ),
+    (
         "login",
         "whole login, fresh cookie jar each: authorize, choice page, start, form page, password step, code redemption (ES256 client)",
     ),
@@ -72,7 +76,7 @@ usage: bench [--seconds N] [--concurrency N] [--broker PATH] [--only a,b,...] [-
   --seconds N        duration of each scenario (default 10)
   --concurrency N    concurrent request loops (default 64)
   --broker PATH      broker executable (default: cargo build --release -p broker)
-  --only LIST        scenarios to run: discovery, jwks, refresh-es256, refresh-rs256, login
+  --only LIST        scenarios to run: discovery, jwks, refresh-es256, refresh-rs256, refresh-dpop, login
   --no-pin           do not pin the broker and the load generator to separate cores
   --no-poll-idle     let idle CPUs halt (by default, while it runs, the benchmark asks
                      the kernel for polling idle CPUs through /dev/cpu_dma_latency)
@@ -477,8 +481,9 @@ fn bench(
                     load::get(&target, "/.well-known/openid-configuration", conc, duration).await
                 }
                 "jwks" => load::get(&target, "/jwks", conc, duration).await,
-                "refresh-es256" => load::refresh(&target, ES_CLIENT, conc, duration).await,
-                "refresh-rs256" => load::refresh(&target, RS_CLIENT, conc, duration).await,
+                "refresh-es256" => load::refresh(&target, ES_CLIENT, false, conc, duration).await,
+                "refresh-rs256" => load::refresh(&target, RS_CLIENT, false, conc, duration).await,
+                "refresh-dpop" => load::refresh(&target, ES_CLIENT, true, conc, duration).await,
                 _ => load::logins(&target, ES_CLIENT, conc, duration).await,
             }
         });

@@ -72,6 +72,11 @@ pub fn assertion_jti(client_id: &str, jti: &str) -> String {
     format!("jti:{client_id}:{}", sha256_b64(jti.as_bytes()))
 }
 
+/// A used DPoP proof (RFC 9449 11.1), by the digest of its key's thumbprint and `jti`.
+pub fn dpop_jti(jkt: &str, jti: &str) -> String {
+    format!("dpop-jti:{}", sha256_b64(format!("{jkt}:{jti}").as_bytes()))
+}
+
 /// A logout waiting for the citizen's confirmation, by its id (in the form's URL).
 pub fn pending_logout(id: &str) -> String {
     format!("logout:{id}")

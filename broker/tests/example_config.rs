@@ -44,6 +44,7 @@ fn install_example(dir: &Path) -> PathBuf {
         ("keys/rs256.pem", SigningAlg::RS256),
         ("keys/es256.pem", SigningAlg::ES256),
         ("keys/eddsa.pem", SigningAlg::EdDSA),
+        ("keys/vneid-client.pem", SigningAlg::ES256),
     ] {
         write_key(&dir.join(file), alg);
     }

@@ -315,3 +315,32 @@ fn records_problems_are_reported_with_their_keys() {
         "{text}"
     );
 }
+
+#[test]
+fn a_fapi_client_that_contradicts_its_profile_is_refused() {
+    let store = "[store]\nkind = \"embedded\"\npath = \"b.redb\"\n";
+    let rsa_only = {
+        let (k, _) =
+            broker::keys::SigningKey::generate("r", broker::keys::SigningAlg::RS256).expect("key");
+        serde_json::json!({"keys": [k.jwk()]}).to_string()
+    };
+    let config = base_config(1, store, &jwks(), "")
+        + "\n[[clients]]\nid = \"rp-sign\"\nname = \"E-signature\"\nredirect_uris = [\"https://sign.example/cb\"]\nsecret = { env = \"TEST_RP_SECRET\" }\nprofile = \"fapi2-security\"\nrequire_pushed_authorization_requests = false\n"
+        + &format!("\n[[clients]]\nid = \"rp-seal\"\nname = \"E-seal\"\nredirect_uris = [\"https://seal.example/cb\"]\nauth_method = \"private_key_jwt\"\njwks = '{rsa_only}'\nprofile = \"fapi2-security\"\n")
+        + "\n[[clients]]\nid = \"rp-typo\"\nname = \"Typo\"\nredirect_uris = [\"https://typo.example/cb\"]\nauth_method = \"private_key_jwt\"\njwks = '{\"keys\": []}'\nprofile = \"fapi3\"\n"
+        + &format!("\n[[clients]]\nid = \"rp-ms\"\nname = \"Seal\"\nredirect_uris = [\"https://ms.example/cb\"]\nauth_method = \"private_key_jwt\"\njwks = '{}'\nprofile = \"fapi2-message-signing\"\nid_token_signed_response_alg = \"ES256\"\nrequire_signed_request_object = false\n", jwks());
+    let (ok, text) = check(&config);
+    assert!(!ok, "must fail:\n{text}");
+    for expected in [
+        "clients[\"rp-sign\"].auth_method: a fapi2-security client authenticates with private_key_jwt only",
+        "clients[\"rp-sign\"].secret: a fapi2-security client has no shared secret",
+        "clients[\"rp-sign\"].jwks: a fapi2-security client needs its public keys",
+        "clients[\"rp-sign\"].id_token_signed_response_alg: a fapi2-security client's answers are signed with PS256, ES256, EdDSA, not RS256",
+        "clients[\"rp-sign\"].require_pushed_authorization_requests: a fapi2-security client must push its requests",
+        "clients[\"rp-seal\"].jwks.keys[0]: a fapi2-security client's keys are for PS256, ES256, EdDSA only",
+        "clients[\"rp-typo\"].profile: unknown profile `fapi3`",
+        "clients[\"rp-ms\"].require_signed_request_object: a fapi2-message-signing client signs its requests",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+}

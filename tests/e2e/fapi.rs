@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use broker::keys::{SigningAlg, SigningKey};
 
-use crate::harness::free_port;
+use crate::harness::{free_port, Broker, Options};
 
 /// Scenarios tests/js/fapi.mjs runs (its `SCENARIOS`).
 const SCENARIOS: usize = 10;
@@ -71,6 +71,16 @@ fn client_key(dir: &Path, id: &'static str, kid: &'static str, alg: SigningAlg) 
     let file = dir.join(format!("{id}.pem"));
     std::fs::write(&file, pem_text).expect("write the client key");
     ClientKeyFile { id, kid, file }
+}
+
+/// The public JWKS of a client key file, with the `alg` the scripts sign with (PS256 for
+/// RSA keys, ES256 for P-256 keys).
+fn client_jwks(key: &ClientKeyFile, alg: SigningAlg, jose_alg: &str) -> String {
+    let pem = std::fs::read(&key.file).expect("read the client key");
+    let public = SigningKey::from_pem(key.kid, alg, &pem).expect("client key");
+    let mut jwk = serde_json::to_value(public.jwk()).expect("jwk");
+    jwk["alg"] = jose_alg.into();
+    serde_json::json!({ "keys": [jwk] }).to_string()
 }
 
 fn client_env(command: &mut Command, prefix: &str, key: &ClientKeyFile) {
@@ -186,4 +196,77 @@ async fn fapi2_flows_pass_against_the_reference_oidc_provider() {
         );
     }
     drop(op);
+}
+
+/// The same script against the broker, both flows: Message Signing (a signed request object
+/// at PAR, JARM, signed UserInfo and introspection, ES256 as the broker has no PS256 key
+/// here) and the Security Profile (PAR, PKCE, private_key_jwt with PS256, DPoP with server
+/// nonces and the code bound to the key, iss in the response, UserInfo with DPoP, the
+/// bearer use of a bound token refused, client_secret_basic and requests without PAR
+/// refused).
+#[tokio::test]
+async fn fapi2_message_signing_and_security_profile_pass_against_the_broker() {
+    require_tools();
+    let rp_port = free_port();
+    let redirect_uri = format!("http://127.0.0.1:{rp_port}/callback");
+    let keys = tempfile::tempdir().expect("temp dir");
+    let ms = client_key(keys.path(), "fapi-ms", "fapi-ms-1", SigningAlg::ES256);
+    let sp = client_key(keys.path(), "fapi-sp", "fapi-sp-1", SigningAlg::RS256);
+    let extra = format!(
+        r#"
+[[clients]]
+id = "fapi-sp"
+name = "Signature platform"
+redirect_uris = ["{redirect_uri}"]
+auth_method = "private_key_jwt"
+jwks = '{}'
+profile = "fapi2-security"
+id_token_signed_response_alg = "ES256"
+"#,
+        client_jwks(&sp, SigningAlg::RS256, "PS256")
+    ) + &format!(
+        r#"
+[[clients]]
+id = "fapi-ms"
+name = "Seal platform"
+redirect_uris = ["{redirect_uri}"]
+auth_method = "private_key_jwt"
+jwks = '{}'
+profile = "fapi2-message-signing"
+scopes = ["openid", "profile", "offline_access"]
+id_token_signed_response_alg = "ES256"
+userinfo_signed_response_alg = "ES256"
+"#,
+        client_jwks(&ms, SigningAlg::ES256, "ES256")
+    );
+    let broker = Broker::start(Options {
+        redis_prefix: Some(format!("fapi-js-{}:", rand::random::<u64>())),
+        extra,
+        ..Options::default()
+    });
+
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots/fapi-broker");
+    let mut command = Command::new("node");
+    command
+        .arg(js_dir().join("fapi.mjs"))
+        .env("ISSUER", &broker.issuer)
+        .env("RP_PORT", rp_port.to_string())
+        .env("LOGIN", "broker")
+        .env("SIGNED_ALG", "ES256")
+        .env("USERNAME", "an")
+        .env("PASSWORD", "demo")
+        .env("SCREENSHOT_DIR", shots);
+    client_env(&mut command, "MS", &ms);
+    client_env(&mut command, "SP", &sp);
+    let out =
+        tokio::task::spawn_blocking(move || command.output().expect("node must be installed"))
+            .await
+            .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains(&format!("fapi e2e: {SCENARIOS} passed, 0 failed")),
+        "the FAPI 2.0 flows failed against the broker:\n{stdout}\n{stderr}\nbroker log:\n{}",
+        broker.log_text()
+    );
 }

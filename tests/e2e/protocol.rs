@@ -224,7 +224,7 @@ async fn authorization_errors_go_back_with_state_and_iss() {
         (with("code_challenge_method", "plain"), "invalid_request"),
         (with("prompt", "none login"), "invalid_request"),
         (with("max_age", "soon"), "invalid_request"),
-        (with("request", "eyJ.x.y"), "request_not_supported"),
+        (with("request", "eyJ.x.y"), "invalid_request_object"),
         (
             with("acr_values", "http://eidas.europa.eu/LoA/high"),
             "unmet_authentication_requirements",

@@ -29,7 +29,11 @@ import { describeError, needFor } from './lib/common.mjs';
 import { check, Failure, where } from './lib/harness.mjs';
 
 const PREFIX = 'fapi e2e';
-const SCENARIOS = 10;
+// FLOWS: which flows to run (default both); the Message Signing flow has 7 scenarios, the
+// Security Profile flow 3.
+const FLOWS = (process.env.FLOWS || 'message-signing,security').split(',');
+const MESSAGE_SIGNING = FLOWS.includes('message-signing');
+const SCENARIOS = (MESSAGE_SIGNING ? 7 : 0) + (FLOWS.includes('security') ? 3 : 0);
 const need = needFor(PREFIX);
 
 const ISSUER = need('ISSUER').replace(/\/+$/, '');
@@ -294,244 +298,248 @@ async function main() {
   step = 'launching chromium';
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
 
-  // --- Message Signing -----------------------------------------------------------------
-  const dpopKeys = await client.randomDPoPKeyPair('ES256');
-  const jkt = await thumbprint(dpopKeys.publicKey);
-  const dpop = client.getDPoPHandle(msConfig, dpopKeys);
-  const ctx = await browser.newContext({ locale: 'en-US' });
-  ctx.setDefaultTimeout(15000);
-  const p = await ctx.newPage();
-  let tokens;
-  let current; // the latest DPoP-bound access token
-  let claims;
-  const s1 = 'message signing: PAR with a signed request object, JARM, DPoP-bound code and token';
-  const ok1 = await scenario(
-    s1,
-    async () => {
-      const a = await authorize(msConfig, dpop, jkt, { response_mode: 'jwt' }, { key: ms.key, kid: ms.kid });
-      check(a.url.searchParams.has('request_uri') && !a.url.searchParams.has('request'), `the browser carries only client_id and request_uri: ${a.url.search}`);
-      const back = await signIn(p, a.url, 'ms');
-      await screenshot(p, 'ms-back.png');
-      // JARM: the whole answer is one signed JWT in `response` (query.jwt for the code flow).
-      check(back.searchParams.has('response'), `no JARM response parameter in ${back.search}`);
-      check(!back.searchParams.has('code') && !back.searchParams.has('state'), `parameters outside the JARM response: ${back.search}`);
-      const jarm = jwtHeader(back.searchParams.get('response'));
-      check(jarm.alg === SIGNED_ALG, `JARM response signed with ${jarm.alg}, expected ${SIGNED_ALG}`);
-      // openid-client checks the JARM JWT (signature, iss, aud, exp), state, PKCE, the DPoP
-      // binding and the ID token (signature, iss, aud, nonce, alg).
-      tokens = await client.authorizationCodeGrant(
-        msConfig,
-        back,
-        { pkceCodeVerifier: a.verifier, expectedNonce: a.nonce, expectedState: a.state, idTokenExpected: true },
-        undefined,
-        { DPoP: dpop },
-      );
-      check(tokens.token_type?.toLowerCase() === 'dpop', `token_type ${tokens.token_type}, expected DPoP`);
-      check(typeof tokens.refresh_token === 'string', 'no refresh token was issued');
-      check(jwtHeader(tokens.id_token).alg === SIGNED_ALG, `ID token alg ${jwtHeader(tokens.id_token).alg}`);
-      claims = tokens.claims();
-      current = tokens.access_token;
-      check(typeof claims.sub === 'string' && claims.sub !== '', 'the ID token has no sub');
-    },
-    p,
-  );
-
-  const s2 = 'message signing: signed UserInfo with DPoP; the token alone (Bearer) is refused';
-  if (ok1) {
-    await scenario(s2, async () => {
-      const info = await client.fetchUserInfo(msConfig, tokens.access_token, claims.sub, { DPoP: dpop });
-      check(lastType(meta.userinfo_endpoint).startsWith('application/jwt'), `UserInfo answered ${lastType(meta.userinfo_endpoint)}, expected application/jwt`);
-      check(info.sub === claims.sub, `UserInfo sub ${info.sub}, ID token sub ${claims.sub}`);
-      await bearerRefused(msConfig, tokens.access_token);
-    });
-  } else skip(s2, 'the Message Signing login failed');
-
-  const s3 = 'message signing: signed introspection reports the DPoP key (cnf.jkt)';
-  if (ok1) {
-    await scenario(s3, async () => {
-      const intro = await client.tokenIntrospection(msConfig, tokens.access_token);
-      const type = lastType(meta.introspection_endpoint);
-      check(type.startsWith('application/token-introspection+jwt'), `introspection answered ${type}, expected application/token-introspection+jwt`);
-      check(intro.active === true, `introspection: ${JSON.stringify(intro)}`);
-      check(intro.cnf?.jkt === jkt, `cnf.jkt ${intro.cnf?.jkt}, expected the DPoP key's ${jkt}`);
-      check(intro.client_id === ms.id, `client_id ${intro.client_id}`);
-    });
-  } else skip(s3, 'the Message Signing login failed');
-
-  const s4 = 'message signing: DPoP-bound refresh; the new token works with the same key only';
-  if (ok1) {
-    await scenario(s4, async () => {
-      const refreshed = await client.refreshTokenGrant(msConfig, tokens.refresh_token, undefined, { DPoP: dpop });
-      check(refreshed.token_type?.toLowerCase() === 'dpop', `token_type ${refreshed.token_type}, expected DPoP`);
-      check(refreshed.access_token !== tokens.access_token, 'the refresh returned the same access token');
-      const info = await client.fetchUserInfo(msConfig, refreshed.access_token, claims.sub, { DPoP: dpop });
-      check(info.sub === claims.sub, `UserInfo sub ${info.sub} after the refresh`);
-      current = refreshed.access_token;
-      const intro = await client.tokenIntrospection(msConfig, refreshed.access_token);
-      check(intro.active === true && intro.cnf?.jkt === jkt, `the refreshed token is not bound to the key: ${JSON.stringify(intro)}`);
-      // A proof from another key does not make the bound token usable.
-      const other = client.getDPoPHandle(msConfig, await client.randomDPoPKeyPair('ES256'));
-      let refused = null;
-      try {
-        await client.fetchUserInfo(msConfig, refreshed.access_token, claims.sub, { DPoP: other });
-      } catch (e) {
-        refused = e;
-      }
-      check(refused !== null, 'UserInfo accepted the bound token with a proof from another key');
-      check(refused.status === 401 || refused.cause?.status === 401 || /invalid_token|invalid_dpop_proof/.test(describeError(refused)), `another key: ${describeError(refused)}`);
-    });
-  } else skip(s4, 'the Message Signing login failed');
-
-  const s6 = 'message signing: UserInfo refuses each bad DPoP proof with the error RFC 9449 names';
-  if (ok1) {
-    await scenario(s6, async () => {
-      const endpoint = meta.userinfo_endpoint;
-      const token = current;
-      const ath = crypto.createHash('sha256').update(token).digest('base64url');
-      const call = async (proof) =>
-        fetch(endpoint, { headers: { authorization: `DPoP ${token}`, dpop: proof } });
-      // Without a nonce: the server hands one out (use_dpop_nonce, DPoP-Nonce).
-      const first = await call(await handMadeProof(dpopKeys, { htm: 'GET', htu: endpoint, ath }));
-      let nonce = first.headers.get('dpop-nonce');
-      check(first.status === 401 && challengeError(first) === 'use_dpop_nonce' && nonce, `no nonce asked for: ${first.status} ${first.headers.get('www-authenticate')}`);
-      // The hand-made proof is right once it carries the nonce.
-      const goodProof = await handMadeProof(dpopKeys, { htm: 'GET', htu: endpoint, ath, nonce });
-      const good = await call(goodProof);
-      check(good.status === 200, `a correct hand-made proof got ${good.status} ${good.headers.get('www-authenticate')}`);
-      nonce = good.headers.get('dpop-nonce') || nonce;
-      const other = await client.randomDPoPKeyPair('ES256');
-      const cases = [
-        ['wrong htm', dpopKeys, { htm: 'POST', htu: endpoint, ath, nonce }, 'invalid_dpop_proof'],
-        ['wrong htu', dpopKeys, { htm: 'GET', htu: `${ISSUER}/elsewhere`, ath, nonce }, 'invalid_dpop_proof'],
-        ['missing ath', dpopKeys, { htm: 'GET', htu: endpoint, nonce }, 'invalid_dpop_proof'],
-        ['wrong ath', dpopKeys, { htm: 'GET', htu: endpoint, ath: crypto.createHash('sha256').update('x').digest('base64url'), nonce }, 'invalid_dpop_proof'],
-        // Without a nonce, so that the iat decides; a server may also answer by asking for a
-        // nonce (RFC 9449 4.3: the window may come from iat or from a server nonce).
-        ['future iat', dpopKeys, { htm: 'GET', htu: endpoint, ath, iat: Math.floor(Date.now() / 1000) + 600 }, 'invalid_dpop_proof use_dpop_nonce'],
-        ['a nonce that was not issued', dpopKeys, { htm: 'GET', htu: endpoint, ath, nonce: 'not-issued-by-this-server' }, 'use_dpop_nonce'],
-        ['another key', other, { htm: 'GET', htu: endpoint, ath, nonce }, 'invalid_token'],
-      ];
-      const wrong = [];
-      for (const [name, keys, claims, expected] of cases) {
-        const r = await call(await handMadeProof(keys, claims));
-        const got = challengeError(r);
-        if (r.status !== 401 || !expected.split(' ').includes(got)) wrong.push(`${name}: ${r.status} ${got}, expected 401 ${expected}`);
-        nonce = r.headers.get('dpop-nonce') || nonce;
-      }
-      // The proof that worked once is refused the second time (jti single use).
-      const replay = await call(goodProof);
-      if (replay.status !== 401) wrong.push(`replayed proof: ${replay.status}, expected 401`);
-      check(wrong.length === 0, wrong.join('\n'));
-    });
-  } else skip(s6, 'the Message Signing login failed');
-
-  const s7 = 'message signing: a code bound by dpop_jkt is refused with another DPoP key';
-  if (ok1) {
-    await scenario(
-      s7,
+  if (MESSAGE_SIGNING) {
+    // --- Message Signing -----------------------------------------------------------------
+    const dpopKeys = await client.randomDPoPKeyPair('ES256');
+    const jkt = await thumbprint(dpopKeys.publicKey);
+    const dpop = client.getDPoPHandle(msConfig, dpopKeys);
+    const ctx = await browser.newContext({ locale: 'en-US' });
+    ctx.setDefaultTimeout(15000);
+    const p = await ctx.newPage();
+    let tokens;
+    let current; // the latest DPoP-bound access token
+    let claims;
+    const s1 = 'message signing: PAR with a signed request object, JARM, DPoP-bound code and token';
+    const ok1 = await scenario(
+      s1,
       async () => {
-        // The browser still has its session: the provider answers without a login page.
-        const before = callbacks.length;
         const a = await authorize(msConfig, dpop, jkt, { response_mode: 'jwt' }, { key: ms.key, kid: ms.kid });
-        await p.goto(a.url.href);
-        const back = await nextCallback(before);
-        const thief = client.getDPoPHandle(msConfig, await client.randomDPoPKeyPair('ES256'));
-        let refused = null;
-        try {
-          await client.authorizationCodeGrant(
-            msConfig,
-            back,
-            { pkceCodeVerifier: a.verifier, expectedNonce: a.nonce, expectedState: a.state, idTokenExpected: true },
-            undefined,
-            { DPoP: thief },
-          );
-        } catch (e) {
-          refused = e;
-        }
-        check(refused !== null, 'the code was redeemed with a proof from another key than dpop_jkt');
-        check(refused.error === 'invalid_grant', `refused with ${describeError(refused)}, expected invalid_grant`);
+        check(a.url.searchParams.has('request_uri') && !a.url.searchParams.has('request'), `the browser carries only client_id and request_uri: ${a.url.search}`);
+        const back = await signIn(p, a.url, 'ms');
+        await screenshot(p, 'ms-back.png');
+        // JARM: the whole answer is one signed JWT in `response` (query.jwt for the code flow).
+        check(back.searchParams.has('response'), `no JARM response parameter in ${back.search}`);
+        check(!back.searchParams.has('code') && !back.searchParams.has('state'), `parameters outside the JARM response: ${back.search}`);
+        const jarm = jwtHeader(back.searchParams.get('response'));
+        check(jarm.alg === SIGNED_ALG, `JARM response signed with ${jarm.alg}, expected ${SIGNED_ALG}`);
+        // openid-client checks the JARM JWT (signature, iss, aud, exp), state, PKCE, the DPoP
+        // binding and the ID token (signature, iss, aud, nonce, alg).
+        tokens = await client.authorizationCodeGrant(
+          msConfig,
+          back,
+          { pkceCodeVerifier: a.verifier, expectedNonce: a.nonce, expectedState: a.state, idTokenExpected: true },
+          undefined,
+          { DPoP: dpop },
+        );
+        check(tokens.token_type?.toLowerCase() === 'dpop', `token_type ${tokens.token_type}, expected DPoP`);
+        check(typeof tokens.refresh_token === 'string', 'no refresh token was issued');
+        check(jwtHeader(tokens.id_token).alg === SIGNED_ALG, `ID token alg ${jwtHeader(tokens.id_token).alg}`);
+        claims = tokens.claims();
+        current = tokens.access_token;
+        check(typeof claims.sub === 'string' && claims.sub !== '', 'the ID token has no sub');
       },
       p,
     );
-  } else skip(s7, 'the Message Signing login failed');
 
-  const s5 = 'message signing: a request without a signed request object is refused';
-  await scenario(s5, async () => {
-    let refused = null;
-    try {
-      await authorize(msConfig, dpop, jkt, { response_mode: 'jwt' }, null);
-    } catch (e) {
-      refused = e;
-    }
-    check(refused !== null, 'the provider accepted an unsigned pushed request from a Message Signing client');
-    check(/invalid_request|invalid_request_object/.test(refused.error ?? refused.code ?? describeError(refused)), `refused with ${describeError(refused)}`);
-  });
-  await ctx.close();
+    const s2 = 'message signing: signed UserInfo with DPoP; the token alone (Bearer) is refused';
+    if (ok1) {
+      await scenario(s2, async () => {
+        const info = await client.fetchUserInfo(msConfig, tokens.access_token, claims.sub, { DPoP: dpop });
+        check(lastType(meta.userinfo_endpoint).startsWith('application/jwt'), `UserInfo answered ${lastType(meta.userinfo_endpoint)}, expected application/jwt`);
+        check(info.sub === claims.sub, `UserInfo sub ${info.sub}, ID token sub ${claims.sub}`);
+        await bearerRefused(msConfig, tokens.access_token);
+      });
+    } else skip(s2, 'the Message Signing login failed');
 
-  // --- Security Profile ------------------------------------------------------------------
-  const spKeys = await client.randomDPoPKeyPair('ES256');
-  const spJkt = await thumbprint(spKeys.publicKey);
-  const spDpop = client.getDPoPHandle(spConfig, spKeys);
-  const ctx2 = await browser.newContext({ locale: 'en-US' });
-  ctx2.setDefaultTimeout(15000);
-  const p2 = await ctx2.newPage();
-  await scenario(
-    'security profile: PAR, PKCE, private_key_jwt, DPoP; plain response with iss; JSON UserInfo',
-    async () => {
-      const a = await authorize(spConfig, spDpop, spJkt, {}, null);
-      const back = await signIn(p2, a.url, 'sp');
-      check(back.searchParams.has('code') && !back.searchParams.has('response'), `expected a plain code response: ${back.search}`);
-      check(back.searchParams.get('iss') === ISSUER, `authorization response iss ${back.searchParams.get('iss')}, expected ${ISSUER} (RFC 9207)`);
-      const t = await client.authorizationCodeGrant(
-        spConfig,
-        back,
-        { pkceCodeVerifier: a.verifier, expectedNonce: a.nonce, expectedState: a.state, idTokenExpected: true },
-        undefined,
-        { DPoP: spDpop },
+    const s3 = 'message signing: signed introspection reports the DPoP key (cnf.jkt)';
+    if (ok1) {
+      await scenario(s3, async () => {
+        const intro = await client.tokenIntrospection(msConfig, tokens.access_token);
+        const type = lastType(meta.introspection_endpoint);
+        check(type.startsWith('application/token-introspection+jwt'), `introspection answered ${type}, expected application/token-introspection+jwt`);
+        check(intro.active === true, `introspection: ${JSON.stringify(intro)}`);
+        check(intro.cnf?.jkt === jkt, `cnf.jkt ${intro.cnf?.jkt}, expected the DPoP key's ${jkt}`);
+        check(intro.client_id === ms.id, `client_id ${intro.client_id}`);
+      });
+    } else skip(s3, 'the Message Signing login failed');
+
+    const s4 = 'message signing: DPoP-bound refresh; the new token works with the same key only';
+    if (ok1) {
+      await scenario(s4, async () => {
+        const refreshed = await client.refreshTokenGrant(msConfig, tokens.refresh_token, undefined, { DPoP: dpop });
+        check(refreshed.token_type?.toLowerCase() === 'dpop', `token_type ${refreshed.token_type}, expected DPoP`);
+        check(refreshed.access_token !== tokens.access_token, 'the refresh returned the same access token');
+        const info = await client.fetchUserInfo(msConfig, refreshed.access_token, claims.sub, { DPoP: dpop });
+        check(info.sub === claims.sub, `UserInfo sub ${info.sub} after the refresh`);
+        current = refreshed.access_token;
+        const intro = await client.tokenIntrospection(msConfig, refreshed.access_token);
+        check(intro.active === true && intro.cnf?.jkt === jkt, `the refreshed token is not bound to the key: ${JSON.stringify(intro)}`);
+        // A proof from another key does not make the bound token usable.
+        const other = client.getDPoPHandle(msConfig, await client.randomDPoPKeyPair('ES256'));
+        let refused = null;
+        try {
+          await client.fetchUserInfo(msConfig, refreshed.access_token, claims.sub, { DPoP: other });
+        } catch (e) {
+          refused = e;
+        }
+        check(refused !== null, 'UserInfo accepted the bound token with a proof from another key');
+        check(refused.status === 401 || refused.cause?.status === 401 || /invalid_token|invalid_dpop_proof/.test(describeError(refused)), `another key: ${describeError(refused)}`);
+      });
+    } else skip(s4, 'the Message Signing login failed');
+
+    const s6 = 'message signing: UserInfo refuses each bad DPoP proof with the error RFC 9449 names';
+    if (ok1) {
+      await scenario(s6, async () => {
+        const endpoint = meta.userinfo_endpoint;
+        const token = current;
+        const ath = crypto.createHash('sha256').update(token).digest('base64url');
+        const call = async (proof) =>
+          fetch(endpoint, { headers: { authorization: `DPoP ${token}`, dpop: proof } });
+        // Without a nonce: the server hands one out (use_dpop_nonce, DPoP-Nonce).
+        const first = await call(await handMadeProof(dpopKeys, { htm: 'GET', htu: endpoint, ath }));
+        let nonce = first.headers.get('dpop-nonce');
+        check(first.status === 401 && challengeError(first) === 'use_dpop_nonce' && nonce, `no nonce asked for: ${first.status} ${first.headers.get('www-authenticate')}`);
+        // The hand-made proof is right once it carries the nonce.
+        const goodProof = await handMadeProof(dpopKeys, { htm: 'GET', htu: endpoint, ath, nonce });
+        const good = await call(goodProof);
+        check(good.status === 200, `a correct hand-made proof got ${good.status} ${good.headers.get('www-authenticate')}`);
+        nonce = good.headers.get('dpop-nonce') || nonce;
+        const other = await client.randomDPoPKeyPair('ES256');
+        const cases = [
+          ['wrong htm', dpopKeys, { htm: 'POST', htu: endpoint, ath, nonce }, 'invalid_dpop_proof'],
+          ['wrong htu', dpopKeys, { htm: 'GET', htu: `${ISSUER}/elsewhere`, ath, nonce }, 'invalid_dpop_proof'],
+          ['missing ath', dpopKeys, { htm: 'GET', htu: endpoint, nonce }, 'invalid_dpop_proof'],
+          ['wrong ath', dpopKeys, { htm: 'GET', htu: endpoint, ath: crypto.createHash('sha256').update('x').digest('base64url'), nonce }, 'invalid_dpop_proof'],
+          // Without a nonce, so that the iat decides; a server may also answer by asking for a
+          // nonce (RFC 9449 4.3: the window may come from iat or from a server nonce).
+          ['future iat', dpopKeys, { htm: 'GET', htu: endpoint, ath, iat: Math.floor(Date.now() / 1000) + 600 }, 'invalid_dpop_proof use_dpop_nonce'],
+          ['a nonce that was not issued', dpopKeys, { htm: 'GET', htu: endpoint, ath, nonce: 'not-issued-by-this-server' }, 'use_dpop_nonce'],
+          ['another key', other, { htm: 'GET', htu: endpoint, ath, nonce }, 'invalid_token'],
+        ];
+        const wrong = [];
+        for (const [name, keys, claims, expected] of cases) {
+          const r = await call(await handMadeProof(keys, claims));
+          const got = challengeError(r);
+          if (r.status !== 401 || !expected.split(' ').includes(got)) wrong.push(`${name}: ${r.status} ${got}, expected 401 ${expected}`);
+          nonce = r.headers.get('dpop-nonce') || nonce;
+        }
+        // The proof that worked once is refused the second time (jti single use).
+        const replay = await call(goodProof);
+        if (replay.status !== 401) wrong.push(`replayed proof: ${replay.status}, expected 401`);
+        check(wrong.length === 0, wrong.join('\n'));
+      });
+    } else skip(s6, 'the Message Signing login failed');
+
+    const s7 = 'message signing: a code bound by dpop_jkt is refused with another DPoP key';
+    if (ok1) {
+      await scenario(
+        s7,
+        async () => {
+          // The browser still has its session: the provider answers without a login page.
+          const before = callbacks.length;
+          const a = await authorize(msConfig, dpop, jkt, { response_mode: 'jwt' }, { key: ms.key, kid: ms.kid });
+          await p.goto(a.url.href);
+          const back = await nextCallback(before);
+          const thief = client.getDPoPHandle(msConfig, await client.randomDPoPKeyPair('ES256'));
+          let refused = null;
+          try {
+            await client.authorizationCodeGrant(
+              msConfig,
+              back,
+              { pkceCodeVerifier: a.verifier, expectedNonce: a.nonce, expectedState: a.state, idTokenExpected: true },
+              undefined,
+              { DPoP: thief },
+            );
+          } catch (e) {
+            refused = e;
+          }
+          check(refused !== null, 'the code was redeemed with a proof from another key than dpop_jkt');
+          check(refused.error === 'invalid_grant', `refused with ${describeError(refused)}, expected invalid_grant`);
+        },
+        p,
       );
-      check(t.token_type?.toLowerCase() === 'dpop', `token_type ${t.token_type}, expected DPoP`);
-      const c = t.claims();
-      const info = await client.fetchUserInfo(spConfig, t.access_token, c.sub, { DPoP: spDpop });
-      check(lastType(meta.userinfo_endpoint).startsWith('application/json'), `UserInfo answered ${lastType(meta.userinfo_endpoint)}, expected JSON`);
-      check(info.sub === c.sub, `UserInfo sub ${info.sub}, ID token sub ${c.sub}`);
-      await bearerRefused(spConfig, t.access_token);
-    },
-    p2,
-  );
-  await ctx2.close();
+    } else skip(s7, 'the Message Signing login failed');
 
-  await scenario('security profile: the client trying client_secret_basic is refused (invalid_client)', async () => {
-    const r = await fetch(meta.token_endpoint, {
-      method: 'POST',
-      headers: {
-        authorization: `Basic ${Buffer.from(`${encodeURIComponent(sp.id)}:a-guessed-secret`).toString('base64')}`,
-        'content-type': 'application/x-www-form-urlencoded',
+    const s5 = 'message signing: a request without a signed request object is refused';
+    await scenario(s5, async () => {
+      let refused = null;
+      try {
+        await authorize(msConfig, dpop, jkt, { response_mode: 'jwt' }, null);
+      } catch (e) {
+        refused = e;
+      }
+      check(refused !== null, 'the provider accepted an unsigned pushed request from a Message Signing client');
+      check(/invalid_request|invalid_request_object/.test(refused.error ?? refused.code ?? describeError(refused)), `refused with ${describeError(refused)}`);
+    });
+    await ctx.close();
+  }
+
+  if (FLOWS.includes('security')) {
+    // --- Security Profile ------------------------------------------------------------------
+    const spKeys = await client.randomDPoPKeyPair('ES256');
+    const spJkt = await thumbprint(spKeys.publicKey);
+    const spDpop = client.getDPoPHandle(spConfig, spKeys);
+    const ctx2 = await browser.newContext({ locale: 'en-US' });
+    ctx2.setDefaultTimeout(15000);
+    const p2 = await ctx2.newPage();
+    await scenario(
+      'security profile: PAR, PKCE, private_key_jwt, DPoP; plain response with iss; JSON UserInfo',
+      async () => {
+        const a = await authorize(spConfig, spDpop, spJkt, {}, null);
+        const back = await signIn(p2, a.url, 'sp');
+        check(back.searchParams.has('code') && !back.searchParams.has('response'), `expected a plain code response: ${back.search}`);
+        check(back.searchParams.get('iss') === ISSUER, `authorization response iss ${back.searchParams.get('iss')}, expected ${ISSUER} (RFC 9207)`);
+        const t = await client.authorizationCodeGrant(
+          spConfig,
+          back,
+          { pkceCodeVerifier: a.verifier, expectedNonce: a.nonce, expectedState: a.state, idTokenExpected: true },
+          undefined,
+          { DPoP: spDpop },
+        );
+        check(t.token_type?.toLowerCase() === 'dpop', `token_type ${t.token_type}, expected DPoP`);
+        const c = t.claims();
+        const info = await client.fetchUserInfo(spConfig, t.access_token, c.sub, { DPoP: spDpop });
+        check(lastType(meta.userinfo_endpoint).startsWith('application/json'), `UserInfo answered ${lastType(meta.userinfo_endpoint)}, expected JSON`);
+        check(info.sub === c.sub, `UserInfo sub ${info.sub}, ID token sub ${c.sub}`);
+        await bearerRefused(spConfig, t.access_token);
       },
-      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: 'anything' }),
-    });
-    const body = await r.json().catch(() => ({}));
-    check(r.status === 401 && body.error === 'invalid_client', `answered ${r.status} ${JSON.stringify(body)}, expected 401 invalid_client`);
-  });
+      p2,
+    );
+    await ctx2.close();
 
-  await scenario('security profile: an authorization request without PAR gets no code', async () => {
-    const verifier = client.randomPKCECodeVerifier();
-    const url = client.buildAuthorizationUrl(spConfig, {
-      redirect_uri: REDIRECT_URI,
-      response_type: 'code',
-      scope: 'openid',
-      code_challenge: await client.calculatePKCECodeChallenge(verifier),
-      code_challenge_method: 'S256',
-      state: client.randomState(),
+    await scenario('security profile: the client trying client_secret_basic is refused (invalid_client)', async () => {
+      const r = await fetch(meta.token_endpoint, {
+        method: 'POST',
+        headers: {
+          authorization: `Basic ${Buffer.from(`${encodeURIComponent(sp.id)}:a-guessed-secret`).toString('base64')}`,
+          'content-type': 'application/x-www-form-urlencoded',
+        },
+        body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: 'anything' }),
+      });
+      const body = await r.json().catch(() => ({}));
+      check(r.status === 401 && body.error === 'invalid_client', `answered ${r.status} ${JSON.stringify(body)}, expected 401 invalid_client`);
     });
-    const r = await fetch(url, { redirect: 'manual' });
-    const location = r.headers.get('location') || '';
-    if (r.status >= 300 && r.status < 400) {
-      const to = new URL(location, url);
-      check(to.origin !== RP_ORIGIN || (to.searchParams.get('error') === 'invalid_request' && !to.searchParams.has('code')), `redirected to ${location}`);
-    } else {
-      check(r.status >= 400 && r.status < 500, `answered ${r.status}, expected a refusal`);
-    }
-  });
+
+    await scenario('security profile: an authorization request without PAR gets no code', async () => {
+      const verifier = client.randomPKCECodeVerifier();
+      const url = client.buildAuthorizationUrl(spConfig, {
+        redirect_uri: REDIRECT_URI,
+        response_type: 'code',
+        scope: 'openid',
+        code_challenge: await client.calculatePKCECodeChallenge(verifier),
+        code_challenge_method: 'S256',
+        state: client.randomState(),
+      });
+      const r = await fetch(url, { redirect: 'manual' });
+      const location = r.headers.get('location') || '';
+      if (r.status >= 300 && r.status < 400) {
+        const to = new URL(location, url);
+        check(to.origin !== RP_ORIGIN || (to.searchParams.get('error') === 'invalid_request' && !to.searchParams.has('code')), `redirected to ${location}`);
+      } else {
+        check(r.status >= 400 && r.status < 500, `answered ${r.status}, expected a refusal`);
+      }
+    });
+  }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -530,9 +530,10 @@ pub struct ClientConfig {
     /// Ask the citizen's consent before the first login to this platform.
     #[serde(default)]
     pub require_consent: bool,
-    /// RFC 9126: its authorization requests must be pushed to `/par` first.
+    /// RFC 9126: its authorization requests must be pushed to `/par` first (implied by a
+    /// FAPI profile).
     #[serde(default)]
-    pub require_pushed_authorization_requests: bool,
+    pub require_pushed_authorization_requests: Option<bool>,
     /// The platform needs a linked citizen ID number: a citizen without one must link it
     /// (no "Skip") before the platform gets a login.
     #[serde(default)]
@@ -544,6 +545,35 @@ pub struct ClientConfig {
     /// ends, for platforms without a back channel.
     #[serde(default)]
     pub frontchannel_logout_uri: Option<String>,
+    /// RFC 9449 5.2: every token request must carry a DPoP proof (any client that sends one
+    /// gets bound tokens anyway).
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
+    /// RFC 9449 8, 9: DPoP proofs of this client must carry a server nonce (`DPoP-Nonce`).
+    #[serde(default)]
+    pub require_dpop_nonce: bool,
+    /// FAPI 2.0: `"fapi2-security"` or `"fapi2-message-signing"`; absent for an ordinary
+    /// platform.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Whether a refresh replaces the refresh token (default: yes, except under a FAPI
+    /// profile, which allows rotation only in extraordinary circumstances).
+    #[serde(default)]
+    pub rotate_refresh_tokens: Option<bool>,
+    /// RFC 9101 10.5: authorization requests only as signed request objects (implied by
+    /// `fapi2-message-signing`).
+    #[serde(default)]
+    pub require_signed_request_object: Option<bool>,
+    /// Signed UserInfo answers (OpenID Connect Core 5.3.2) with this algorithm.
+    #[serde(default)]
+    pub userinfo_signed_response_alg: Option<SigningAlg>,
+    /// Signed introspection answers (RFC 9701) with this algorithm (otherwise the ID token's
+    /// when a signed answer is asked for).
+    #[serde(default)]
+    pub introspection_signed_response_alg: Option<SigningAlg>,
+    /// JARM: algorithm of signed authorization responses (otherwise the ID token's).
+    #[serde(default)]
+    pub authorization_signed_response_alg: Option<SigningAlg>,
 }
 
 /// A client's name: the same in every language, or per language.

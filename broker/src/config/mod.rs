@@ -27,6 +27,7 @@ pub use file::{
 pub use live::Live;
 
 use crate::keys::{KeySet, SigningAlg, SigningKey};
+use crate::oidc::fapi::FapiProfile;
 use common::secret::SecretSource;
 use common::url_policy::is_loopback;
 use connectors::population_registry::PopulationRegistry;
@@ -125,6 +126,22 @@ pub struct Client {
     pub backchannel_logout_uri: Option<String>,
     /// Front-channel logout page.
     pub frontchannel_logout_uri: Option<String>,
+    /// Token requests without a DPoP proof are refused (RFC 9449 5.2).
+    pub dpop_bound_access_tokens: bool,
+    /// DPoP proofs must carry a server nonce (RFC 9449 8, 9).
+    pub require_dpop_nonce: bool,
+    /// The FAPI 2.0 profile it is held to, if any.
+    pub profile: Option<FapiProfile>,
+    /// A refresh replaces the refresh token.
+    pub rotate_refresh_tokens: bool,
+    /// Authorization requests only as signed request objects (RFC 9101 10.5).
+    pub require_signed_request_object: bool,
+    /// Signed UserInfo answers with this algorithm.
+    pub userinfo_alg: Option<SigningAlg>,
+    /// Algorithm of signed introspection answers (RFC 9701).
+    pub introspection_alg: SigningAlg,
+    /// Algorithm of signed authorization responses (JARM).
+    pub authorization_alg: SigningAlg,
 }
 
 impl Client {
@@ -890,6 +907,23 @@ impl Validator {
                     ),
                 );
             }
+            for (name, alg) in [
+                (
+                    "userinfo_signed_response_alg",
+                    c.userinfo_signed_response_alg,
+                ),
+                (
+                    "introspection_signed_response_alg",
+                    c.introspection_signed_response_alg,
+                ),
+            ] {
+                if let Some(alg) = alg.filter(|a| !algs.contains(a)) {
+                    self.report(
+                        &format!("{key}.{name}"),
+                        format!("no key in `keys` has algorithm {}", alg.as_str()),
+                    );
+                }
+            }
             match best {
                 Some(best) if c.min_assurance > best => self.report(
                     &format!("{key}.min_assurance"),
@@ -909,6 +943,7 @@ impl Validator {
                     ),
                 ),
             }
+            let profile = self.client_profile(&key, c);
             let auth = self.client_auth(&key, c);
             let sector = match &c.sector_identifier {
                 Some(s) => s.clone(),
@@ -944,14 +979,102 @@ impl Validator {
                     id_token_alg: c.id_token_signed_response_alg,
                     min_assurance: c.min_assurance,
                     require_consent: c.require_consent,
-                    require_par: c.require_pushed_authorization_requests,
+                    require_par: c
+                        .require_pushed_authorization_requests
+                        .unwrap_or(profile.is_some()),
                     require_citizen_id: c.require_citizen_id,
                     backchannel_logout_uri: c.backchannel_logout_uri.clone(),
                     frontchannel_logout_uri: c.frontchannel_logout_uri.clone(),
+                    dpop_bound_access_tokens: c.dpop_bound_access_tokens || profile.is_some(),
+                    require_dpop_nonce: c.require_dpop_nonce || profile.is_some(),
+                    profile,
+                    rotate_refresh_tokens: c.rotate_refresh_tokens.unwrap_or(profile.is_none()),
+                    require_signed_request_object: c
+                        .require_signed_request_object
+                        .unwrap_or(profile.is_some_and(FapiProfile::message_signing)),
+                    userinfo_alg: c.userinfo_signed_response_alg,
+                    introspection_alg: c
+                        .introspection_signed_response_alg
+                        .unwrap_or(c.id_token_signed_response_alg),
+                    authorization_alg: c
+                        .authorization_signed_response_alg
+                        .unwrap_or(c.id_token_signed_response_alg),
                 },
             );
         }
         out
+    }
+
+    /// The client's FAPI profile, with every contradiction of its registration reported.
+    fn client_profile(&mut self, key: &str, c: &file::ClientConfig) -> Option<FapiProfile> {
+        let name = c.profile.as_deref()?;
+        let Some(profile) = FapiProfile::parse(name) else {
+            self.report(
+                &format!("{key}.profile"),
+                format!("unknown profile `{name}` (use fapi2-security or fapi2-message-signing)"),
+            );
+            return None;
+        };
+        let key_algs: Vec<Option<Algorithm>> = c
+            .jwks
+            .as_deref()
+            .and_then(|text| serde_json::from_str::<JwkSet>(text).ok())
+            .map(|set| {
+                set.keys
+                    .iter()
+                    .map(|jwk| {
+                        jwk.common
+                            .key_algorithm
+                            .and_then(|a| a.to_string().parse::<Algorithm>().ok())
+                            .or(match &jwk.algorithm {
+                                jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => {
+                                    Some(Algorithm::ES256)
+                                }
+                                jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_) => {
+                                    Some(Algorithm::EdDSA)
+                                }
+                                // An RSA key without `alg` would be used with RS256.
+                                _ => None,
+                            })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let registration = crate::oidc::fapi::Registration {
+            auth_method: c.auth_method.as_str(),
+            has_secret: c.secret.is_some(),
+            key_algs: &key_algs,
+            response_algs: &[
+                (
+                    "id_token_signed_response_alg",
+                    c.id_token_signed_response_alg.as_str(),
+                ),
+                (
+                    "userinfo_signed_response_alg",
+                    c.userinfo_signed_response_alg
+                        .unwrap_or(c.id_token_signed_response_alg)
+                        .as_str(),
+                ),
+                (
+                    "introspection_signed_response_alg",
+                    c.introspection_signed_response_alg
+                        .unwrap_or(c.id_token_signed_response_alg)
+                        .as_str(),
+                ),
+                (
+                    "authorization_signed_response_alg",
+                    c.authorization_signed_response_alg
+                        .unwrap_or(c.id_token_signed_response_alg)
+                        .as_str(),
+                ),
+            ],
+            require_par: c.require_pushed_authorization_requests,
+            require_signed_request_object: c.require_signed_request_object,
+        };
+        for p in crate::oidc::fapi::registration_problems(profile, &registration) {
+            self.report(&format!("{key}.{}", p.key), p.reason);
+        }
+        Some(profile)
     }
 
     fn client_auth(&mut self, key: &str, c: &file::ClientConfig) -> Option<ClientAuth> {

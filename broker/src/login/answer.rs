@@ -8,6 +8,7 @@ use connectors::Message;
 use store::SharedStore;
 
 use crate::config::Settings;
+use crate::oidc::jarm::Delivery;
 
 /// What the flow needs of one request: the configuration in force, the store, the time,
 /// the citizen's address (for rate limits) and the browser's cookies.
@@ -69,8 +70,9 @@ impl Env {
 /// Where the browser goes next, and the cookies to set on the way.
 #[derive(Debug)]
 pub struct Answer {
-    /// The URL of a 303: the login page (after a save), an upstream page, or the client.
-    pub location: String,
+    /// A 303 to the login page (after a save), an upstream page or the client, or the page
+    /// that posts a signed response to the client (JARM `form_post.jwt`).
+    pub to: Delivery,
     /// A session cookie secret to set (a new or stepped-up session).
     pub session_cookie: Option<String>,
     /// A browser-binding cookie secret to set (a browser seen for the first time).
@@ -80,8 +82,13 @@ pub struct Answer {
 impl Answer {
     /// A 303 to `location`.
     pub fn see_other(location: impl Into<String>) -> Self {
+        Answer::deliver(Delivery::Redirect(location.into()))
+    }
+
+    /// The authorization response, however the client asked for it.
+    pub fn deliver(to: Delivery) -> Self {
         Answer {
-            location: location.into(),
+            to,
             session_cookie: None,
             browser_cookie: None,
         }

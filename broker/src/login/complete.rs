@@ -4,7 +4,7 @@ use connectors::Identity;
 
 use super::{show_stage, Answer, Env, Failure, LoginTx, Outcome, PendingClaim, Stage};
 use crate::config::Client;
-use crate::oidc::authorize::{response_url, AuthRequest};
+use crate::oidc::authorize::AuthRequest;
 use crate::oidc::grants::{issue_code, CodeRecord, Grant};
 use crate::person::{self, resolve::Claim, Resolution};
 use crate::protocol::Prompt;
@@ -83,6 +83,7 @@ pub async fn issue_code_response(
             redirect_uri: request.redirect_uri.clone(),
             code_challenge: request.code_challenge.clone(),
             nonce: request.nonce.clone(),
+            dpop_jkt: request.dpop_jkt.clone(),
         };
         issue_code(settings, store, &record).await
     }
@@ -97,13 +98,13 @@ pub async fn issue_code_response(
                 &signed_in.1,
             )
             .await;
-            match response_url(
+            match crate::oidc::authorize::authorization_response(
                 settings,
-                &request.redirect_uri,
-                request.state.as_ref().map(crate::protocol::Secret::expose),
+                request,
                 &[("code", &code)],
+                state.now,
             ) {
-                Some(url) => Ok(Answer::see_other(url)),
+                Some(delivery) => Ok(Answer::deliver(delivery)),
                 None => Err(Failure::page(
                     &request.lang,
                     400,

@@ -7,9 +7,11 @@
 use connectors::Assurance;
 use serde::{Deserialize, Serialize};
 
+use super::jarm::{Delivery, JwtResponseMode};
 use super::{OAuthError, Params};
 use crate::config::{Client, Settings};
 use crate::protocol::{ClientId, Prompt, RedirectUri, Secret};
+use crate::util::now_millis;
 
 /// A validated authorization request, kept with the login transaction. Its `Debug` shows
 /// no `state`, `nonce` or `login_hint`.
@@ -37,6 +39,13 @@ pub struct AuthRequest {
     pub lang: String,
     /// Lowest assurance accepted.
     pub min_level: Assurance,
+    /// The DPoP key the code will be bound to (`dpop_jkt`, RFC 9449 10).
+    #[serde(default)]
+    pub dpop_jkt: Option<String>,
+    /// A JARM `response_mode` (`jwt`, `query.jwt`, `fragment.jwt`, `form_post.jwt`);
+    /// `None` for `query`.
+    #[serde(default)]
+    pub response_mode: Option<String>,
 }
 
 impl AuthRequest {
@@ -68,17 +77,62 @@ pub fn response_url(
     Some(url.to_string())
 }
 
-/// The URL that sends an OAuth error back to the client.
+/// The URL that sends an OAuth error back to the client: a JARM response when the request
+/// asked for one (`form_post.jwt` errors go in the query, as `query.jwt`, since this is a
+/// redirect).
 pub fn error_url(settings: &Settings, req: &AuthRequest, e: &OAuthError) -> Option<String> {
+    let params = [
+        ("error", e.error),
+        ("error_description", e.error_description.as_str()),
+    ];
+    if req.response_mode.is_some() {
+        let mut error_req = req.clone();
+        if error_req.response_mode.as_deref() == Some("form_post.jwt") {
+            error_req.response_mode = Some("query.jwt".into());
+        }
+        return match authorization_response(settings, &error_req, &params, now_millis()) {
+            Some(Delivery::Redirect(url)) => Some(url),
+            _ => None,
+        };
+    }
     response_url(
         settings,
         &req.redirect_uri,
         req.state.as_ref().map(Secret::expose),
-        &[
-            ("error", e.error),
-            ("error_description", &e.error_description),
-        ],
+        &params,
     )
+}
+
+/// The authorization response to `req` with `params` (`code`, or `error` and
+/// `error_description`), plus `state` and `iss`: a redirect with them in the query, or,
+/// when the request asked for JARM, one JWT signed with the client's
+/// `authorization_signed_response_alg` in the query, the fragment or a posted form.
+/// `None` if the redirect URI does not parse or no key signs (never for a validated
+/// client). `now` in Unix milliseconds.
+pub fn authorization_response(
+    settings: &Settings,
+    req: &AuthRequest,
+    params: &[(&str, &str)],
+    now: u64,
+) -> Option<Delivery> {
+    let state = req.state.as_ref().map(Secret::expose);
+    let Some(mode) = req
+        .response_mode
+        .as_deref()
+        .and_then(JwtResponseMode::parse)
+    else {
+        return response_url(settings, &req.redirect_uri, state, params).map(Delivery::Redirect);
+    };
+    let client = settings.clients.get(req.client_id.as_str())?;
+    let key = settings.keys.signer(client.authorization_alg)?;
+    let mut all: Vec<(&str, &str)> = params.to_vec();
+    if let Some(s) = state {
+        all.push(("state", s));
+    }
+    // RFC 9207: `iss` is inside the JWT (JARM's own `iss`).
+    let jwt =
+        super::jarm::response_jwt(key, &settings.issuer, &client.id, &all, now / 1000).ok()?;
+    Some(super::jarm::deliver(mode, &req.redirect_uri, &jwt))
 }
 
 /// Why an authorization request is refused.
@@ -103,6 +157,7 @@ pub fn admit<'a>(
     params: &Params,
     lang: &str,
     pushed: bool,
+    now: u64,
 ) -> Result<(&'a Client, AuthRequest), Refusal> {
     let page = |key, detail| Refusal::Page { key, detail };
     let client = params
@@ -118,7 +173,23 @@ pub fn admit<'a>(
             "redirect_uri is not registered for this client",
         ));
     }
-    match validate(settings, client, params, redirect_uri, lang, pushed) {
+    // A request object (RFC 9101): only its parameters count, and its redirect URI must be
+    // registered too. A pushed request was unpacked at /par.
+    let unpacked = if pushed {
+        Ok(params.clone())
+    } else {
+        super::request_object::effective_params(settings, client, params.clone(), now)
+    };
+    if let Ok(inner) = &unpacked {
+        if inner.get("redirect_uri") != Some(redirect_uri) {
+            return Err(page(
+                "error-bad-redirect",
+                "the request object's redirect_uri is not the request's",
+            ));
+        }
+    }
+    match unpacked.and_then(|inner| validate(settings, client, &inner, redirect_uri, lang, pushed))
+    {
         Ok(request) => Ok((client, request)),
         Err(e) => {
             let partial = AuthRequest {
@@ -133,6 +204,8 @@ pub fn admit<'a>(
                 login_hint: None,
                 lang: lang.to_string(),
                 min_level: Assurance::Low,
+                dpop_jkt: None,
+                response_mode: None,
             };
             Err(error_url(settings, &partial, &e)
                 .map(Refusal::ToClient)
@@ -154,8 +227,8 @@ pub fn validate(
     let get = |k: &str| params.get(k).map(String::as_str);
     if get("request").is_some() {
         return Err(OAuthError::new(
-            "request_not_supported",
-            "request objects are not supported",
+            "invalid_request_object",
+            "a request object cannot hold another one",
         ));
     }
     if client.require_par && !pushed {
@@ -173,13 +246,15 @@ pub fn validate(
         }
         None => return Err(OAuthError::invalid_request("response_type is missing")),
     }
-    if let Some(mode) = get("response_mode") {
-        if mode != "query" {
+    let response_mode = match get("response_mode") {
+        None | Some("query") => None,
+        Some(mode) if JwtResponseMode::parse(mode).is_some() => Some(mode.to_string()),
+        Some(_) => {
             return Err(OAuthError::invalid_request(
-                "only response_mode=query is supported",
-            ));
+                "response_mode must be query, jwt, query.jwt, fragment.jwt or form_post.jwt",
+            ))
         }
-    }
+    };
     let requested: Vec<&str> = get("scope").unwrap_or("").split_whitespace().collect();
     if !requested.contains(&"openid") {
         return Err(OAuthError::new(
@@ -218,6 +293,22 @@ pub fn validate(
             "PKCE is required: send code_challenge with code_challenge_method=S256",
         ));
     }
+
+    if let Some(profile) = client.profile {
+        if let Some(why) = super::fapi::request_problem(
+            profile,
+            pushed,
+            code_challenge.is_some(),
+            get("nonce"),
+            response_mode.is_some(),
+        ) {
+            return Err(OAuthError::invalid_request(why));
+        }
+    }
+    // Pushed requests carry the binding PAR settled (with its proof); a direct one may name
+    // the key itself.
+    let dpop_jkt = super::dpop::authorization_binding(get("dpop_jkt"), None)
+        .map_err(OAuthError::invalid_request)?;
 
     let prompt =
         Prompt::parse_list(get("prompt").unwrap_or("")).map_err(OAuthError::invalid_request)?;
@@ -276,5 +367,7 @@ pub fn validate(
         login_hint: get("login_hint").map(Secret::new),
         lang: lang.to_string(),
         min_level,
+        dpop_jkt,
+        response_mode,
     })
 }

@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use jsonwebtoken::Validation;
-use serde::Deserialize;
+use jsonwebtoken::Algorithm;
 use sha2::{Digest, Sha256};
 
-use super::{OAuthError, Params};
+use super::{jws, OAuthError, Params};
 use crate::config::{Client, ClientAuth, Settings};
 use crate::util::ct_eq;
 use store::Store;
@@ -20,12 +19,97 @@ const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 /// Longest accepted lifetime of a client assertion, so the replay cache stays small.
 const MAX_ASSERTION_LIFETIME: u64 = 600;
 
-#[derive(Deserialize)]
+/// Clock skew accepted on a client assertion's `exp`, `nbf` and `iat` for ordinary clients.
+const LEEWAY: u64 = 30;
+/// FAPI 2.0 Security Profile 5.3.2.1: `iat`/`nbf` up to 10 s in the future are accepted,
+/// beyond that refused.
+const FAPI_FUTURE_SKEW: u64 = 10;
+
 struct AssertionClaims {
-    iss: String,
-    sub: String,
     exp: u64,
     jti: String,
+}
+
+/// Verifies a `private_key_jwt` assertion (RFC 7523 3) against the client's registered
+/// keys: the header parsed by [`jws::parse`] so that RFC 9864's `Ed25519` label is read
+/// as EdDSA; `now` in Unix seconds. The error is for `invalid_client`.
+fn verify_assertion(
+    settings: &Settings,
+    client: &Client,
+    keys: &[crate::config::ClientKey],
+    assertion: &str,
+    now: u64,
+) -> Result<AssertionClaims, String> {
+    let token = jws::parse(assertion).map_err(|e| format!("malformed client assertion: {e}"))?;
+    let name = token.header_str("alg").unwrap_or_default();
+    let alg = jws::algorithm(name)
+        .or_else(|| name.parse::<Algorithm>().ok())
+        .ok_or_else(|| format!("client assertion alg `{name}` is not accepted"))?;
+    if let Some(profile) = client.profile {
+        if !profile.algorithms().contains(&alg) {
+            return Err(format!(
+                "a {} client signs with {} only",
+                profile.as_str(),
+                jws::alg_names(profile.algorithms()).join(", ")
+            ));
+        }
+    }
+    let kid = token.header_str("kid");
+    let verified = keys
+        .iter()
+        .filter(|k| k.alg == alg && (kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid))
+        .any(|k| token.verify(&k.key, alg).is_ok());
+    if !verified {
+        return Err("client assertion is not signed by a registered key".into());
+    }
+    if token.str_claim("iss") != Some(client.id.as_str())
+        || token.str_claim("sub") != Some(client.id.as_str())
+    {
+        return Err("client assertion iss and sub must be the client_id".into());
+    }
+    // RFC 7523 3: the authorization server's issuer, or one of its endpoints (RFC 9126 2:
+    // the PAR endpoint's URL is a valid audience there).
+    let audiences = [
+        settings.issuer.clone(),
+        format!("{}/token", settings.issuer),
+        format!("{}/revoke", settings.issuer),
+        format!("{}/introspect", settings.issuer),
+        format!("{}/par", settings.issuer),
+    ];
+    let aud_ok = match token.claims.get("aud") {
+        Some(serde_json::Value::String(a)) => audiences.contains(a),
+        Some(serde_json::Value::Array(list)) => list
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .any(|a| audiences.iter().any(|x| x == a)),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err("client assertion aud must be the issuer".into());
+    }
+    let time = |name: &str| token.time_claim(name).map_err(|e| e.to_string());
+    let exp = time("exp")?.ok_or("client assertion has no exp")?;
+    if exp + LEEWAY < now {
+        return Err("client assertion is expired".into());
+    }
+    let future = if client.profile.is_some() {
+        FAPI_FUTURE_SKEW
+    } else {
+        LEEWAY
+    };
+    for name in ["nbf", "iat"] {
+        if time(name)?.is_some_and(|t| t > now + future) {
+            return Err(format!("client assertion {name} is in the future"));
+        }
+    }
+    let jti = token
+        .str_claim("jti")
+        .filter(|j| !j.is_empty())
+        .ok_or("client assertion has no jti")?;
+    Ok(AssertionClaims {
+        exp,
+        jti: jti.to_string(),
+    })
 }
 
 fn basic_credentials(authorization: Option<&str>) -> Option<Result<(String, String), OAuthError>> {
@@ -119,39 +203,8 @@ pub async fn authenticate<'a>(
                     "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
                 ));
             }
-            let header = jsonwebtoken::decode_header(assertion)
-                .map_err(|_| OAuthError::invalid_client("malformed client assertion", false))?;
-            let candidates = keys.iter().filter(|k| {
-                k.alg == header.alg
-                    && (header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)
-            });
-            let token_endpoint = format!("{}/token", settings.issuer);
-            let mut claims = None;
-            for key in candidates {
-                let mut v = Validation::new(key.alg);
-                v.set_audience(&[
-                    token_endpoint.as_str(),
-                    settings.issuer.as_str(),
-                    &format!("{}/revoke", settings.issuer),
-                    &format!("{}/introspect", settings.issuer),
-                    // RFC 9126 2: the PAR endpoint's URL is a valid audience there.
-                    &format!("{}/par", settings.issuer),
-                ]);
-                v.set_issuer(&[&client.id]);
-                v.sub = Some(client.id.clone());
-                v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-                v.leeway = 30;
-                if let Ok(data) = jsonwebtoken::decode::<AssertionClaims>(assertion, &key.key, &v) {
-                    claims = Some(data.claims);
-                    break;
-                }
-            }
-            let Some(claims) = claims else {
-                return fail(
-                    "client assertion is invalid, expired or not signed by a registered key",
-                );
-            };
-            debug_assert!(claims.iss == claims.sub);
+            let claims = verify_assertion(settings, client, keys, assertion, now / 1000)
+                .map_err(|why| OAuthError::invalid_client(why, false))?;
             let now_s = now / 1000;
             if claims.exp > now_s + MAX_ASSERTION_LIFETIME {
                 return fail("client assertion lives too long (at most 10 minutes)");
@@ -167,11 +220,8 @@ pub async fn authenticate<'a>(
 }
 
 fn assertion_issuer(assertion: &str) -> Result<String, OAuthError> {
-    #[derive(Deserialize)]
-    struct Iss {
-        iss: String,
-    }
-    jsonwebtoken::dangerous::insecure_decode::<Iss>(assertion)
-        .map(|d| d.claims.iss)
-        .map_err(|_| OAuthError::invalid_client("malformed client assertion", false))
+    jws::parse(assertion)
+        .ok()
+        .and_then(|t| t.str_claim("iss").map(str::to_string))
+        .ok_or_else(|| OAuthError::invalid_client("malformed client assertion", false))
 }

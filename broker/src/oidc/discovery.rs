@@ -54,11 +54,13 @@ pub fn metadata(s: &Settings) -> serde_json::Value {
         "frontchannel_logout_session_supported": true,
         "scopes_supported": SCOPES.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
+        "response_modes_supported": std::iter::once("query").chain(super::jarm::JWT_RESPONSE_MODES.iter().copied()).collect::<Vec<_>>(),
+        "authorization_signing_alg_values_supported": algs,
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["pairwise", "public"],
         "id_token_signing_alg_values_supported": algs,
-        "userinfo_signing_alg_values_supported": ["none"],
+        "userinfo_signing_alg_values_supported": algs,
+        "introspection_signing_alg_values_supported": algs,
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "EdDSA", "PS256"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
@@ -69,8 +71,11 @@ pub fn metadata(s: &Settings) -> serde_json::Value {
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "ui_locales_supported": crate::i18n::LANGUAGES,
         "claims_parameter_supported": true,
-        "request_parameter_supported": false,
+        "request_parameter_supported": true,
+        "request_object_signing_alg_values_supported": super::jws::alg_names(super::jws::ACCEPTED_ALGS),
         "request_uri_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,
+        // RFC 9449 5.1: proofs accepted from any client (FAPI clients: PS256, ES256, EdDSA).
+        "dpop_signing_alg_values_supported": super::jws::alg_names(super::jws::ACCEPTED_ALGS),
     })
 }

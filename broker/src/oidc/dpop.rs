@@ -328,10 +328,7 @@ pub async fn verify_proof(
     now: Millis,
 ) -> Result<Proof, DpopError> {
     let checked = check_proof(proof, c, now / 1000)?;
-    let key = format!(
-        "dpop-jti:{}",
-        sha256_b64(format!("{}:{}", checked.jkt, checked.jti).as_bytes())
-    );
+    let key = crate::keyspace::dpop_jti(&checked.jkt, &checked.jti);
     if !store.put_new(&key, b"1", Some(JTI_TTL), now).await? {
         return Err(invalid("the DPoP proof was already used (jti replay)"));
     }
@@ -515,6 +512,79 @@ pub fn check_token_binding(
         (Some(_), Scheme::Dpop, Some(_)) => Err(DpopError::InvalidToken(
             "the DPoP proof's key is not the one this access token is bound to".into(),
         )),
+    }
+}
+
+/// The server nonces of a broker: keyed by its pairwise secret, so every instance of one
+/// configuration issues and accepts the same ones.
+pub fn server_nonces(settings: &crate::config::Settings) -> DpopNonces {
+    DpopNonces::new(&settings.pairwise_secret)
+}
+
+/// The algorithms a client's proofs may use.
+pub fn algorithms_for(client: &crate::config::Client) -> &'static [Algorithm] {
+    client
+        .profile
+        .map_or(jws::ACCEPTED_ALGS, |p| p.algorithms())
+}
+
+/// Checks the `DPoP` header of a request of `client` to the broker's endpoint `path`
+/// (`/token`, `/par`): `Ok(None)` without one unless `required`. Nothing single-use is
+/// touched before this passes, so a client told `use_dpop_nonce` retries the same request.
+pub async fn at_endpoint(
+    settings: &crate::config::Settings,
+    store: &dyn Store,
+    client: &crate::config::Client,
+    header: Option<&str>,
+    path: &str,
+    required: bool,
+    now: Millis,
+) -> Result<Option<Proof>, DpopError> {
+    let Some(proof) = header else {
+        return if required {
+            Err(invalid("this client must send a DPoP proof (RFC 9449)"))
+        } else {
+            Ok(None)
+        };
+    };
+    let url = format!("{}{path}", settings.issuer);
+    let check = ProofCheck {
+        method: "POST",
+        url: &url,
+        access_token: None,
+        algorithms: algorithms_for(client),
+        nonces: &server_nonces(settings),
+        require_nonce: client.require_dpop_nonce,
+    };
+    verify_proof(store, proof, &check, now).await.map(Some)
+}
+
+impl DpopError {
+    /// The error at the token and PAR endpoints: a JSON body, 400 (or 503), with the
+    /// nonce to use when there is one.
+    pub fn at_endpoint(&self) -> crate::protocol::OAuthError {
+        let mut e = match self {
+            DpopError::Unavailable(s) => crate::protocol::OAuthError::unavailable(s),
+            _ => crate::protocol::OAuthError::new(self.code(), self.description()),
+        };
+        e.status = self.endpoint_status();
+        e.dpop_nonce = self.nonce().map(str::to_string);
+        e
+    }
+
+    /// The error at a protected resource (UserInfo): 401 with a `WWW-Authenticate: DPoP`
+    /// challenge (or 503), with the nonce to use when there is one.
+    pub fn at_resource(&self, algs: &[Algorithm]) -> crate::protocol::OAuthError {
+        let mut e = match self {
+            DpopError::Unavailable(s) => crate::protocol::OAuthError::unavailable(s),
+            _ => crate::protocol::OAuthError::new(self.code(), self.description()),
+        };
+        e.status = self.resource_status();
+        if !matches!(self, DpopError::Unavailable(_)) {
+            e.www_authenticate = Some(self.www_authenticate(algs));
+        }
+        e.dpop_nonce = self.nonce().map(str::to_string);
+        e
     }
 }
 

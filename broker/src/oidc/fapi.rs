@@ -1,7 +1,7 @@
 //! The per-client FAPI 2.0 profile (`profile = "fapi2-security"` or
 //! `"fapi2-message-signing"`): what it demands of a client's registration and of its
-//! requests, as plain data and checks, for `check-config` and the endpoints to call. Not
-//! wired yet (docs/fapi-plan.md says where each check goes).
+//! requests, as plain data and checks: `config` reports [`registration_problems`],
+//! `authorize::validate` applies [`request_problem`].
 
 use jsonwebtoken::Algorithm;
 

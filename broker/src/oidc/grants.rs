@@ -74,6 +74,10 @@ pub struct CodeRecord {
     pub code_challenge: Option<String>,
     /// `nonce` to put in the ID token.
     pub nonce: Option<Secret>,
+    /// The DPoP key the code is bound to (`dpop_jkt`, RFC 9449 10): only a proof of that
+    /// key redeems it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 /// The record behind a refresh token (and, as `fam:{id}`, behind a family).
@@ -83,6 +87,10 @@ pub struct FamilyRecord {
     pub grant: Grant,
     /// When the family ends, whatever the rotations (Unix ms).
     pub expires: u64,
+    /// The DPoP key thumbprint its refresh tokens are bound to (RFC 9449 5): the code was
+    /// redeemed with a proof, so every refresh needs a proof of the same key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
 }
 
 /// The value a used code or rotated refresh token is replaced with.
@@ -114,11 +122,20 @@ pub async fn issue_code(
     record: &CodeRecord,
 ) -> StoreResult<String> {
     let code = random_token(32);
+    // FAPI 2.0: a code lives at most 60 seconds.
+    let ttl = match settings
+        .clients
+        .get(&record.grant.client_id)
+        .and_then(|c| c.profile)
+    {
+        Some(profile) => profile.code_ttl(settings.tokens.code_ttl),
+        None => settings.tokens.code_ttl,
+    };
     keyspace::put_json(
         store,
         &keyspace::code(&code),
         record,
-        Some(Duration::from_secs(settings.tokens.code_ttl)),
+        Some(Duration::from_secs(ttl)),
         now_millis(),
     )
     .await?;
@@ -130,7 +147,7 @@ pub async fn issue_code(
 pub struct TokenResponse {
     /// RFC 9068 access token.
     pub access_token: String,
-    /// Always `Bearer`.
+    /// `Bearer`, or `DPoP` for a DPoP-bound access token (RFC 9449 5).
     pub token_type: &'static str,
     /// Lifetime of the access token in seconds.
     pub expires_in: u64,
@@ -170,9 +187,21 @@ pub struct AccessClaims {
     pub sid: String,
     /// Family id, for revocation checks.
     pub fam: String,
+    /// Confirmation (RFC 9449 6.1): the thumbprint of the DPoP key the token is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
 }
 
-/// Mints the access token and ID token of a grant.
+/// The `cnf` claim of a DPoP-bound token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Confirmation {
+    /// RFC 7638 SHA-256 thumbprint of the key.
+    pub jkt: String,
+}
+
+/// Mints the access token and ID token of a grant; with `jkt`, the access token is bound
+/// to that DPoP key.
+#[allow(clippy::too_many_arguments)]
 pub fn mint(
     settings: &Settings,
     client: &Client,
@@ -180,6 +209,7 @@ pub fn mint(
     fid: &str,
     nonce: Option<&str>,
     refresh_token: Option<String>,
+    jkt: Option<&str>,
     now_ms: u64,
 ) -> Result<TokenResponse, KeyError> {
     let now = now_ms / 1000;
@@ -201,6 +231,7 @@ pub fn mint(
         acr: grant.acr.clone(),
         sid: grant.sid.clone(),
         fam: fid.to_string(),
+        cnf: jkt.map(|j| Confirmation { jkt: j.to_string() }),
     };
     let access_token = at_key.sign("at+jwt", &access)?;
 
@@ -229,7 +260,7 @@ pub fn mint(
 
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: if jkt.is_some() { "DPoP" } else { "Bearer" },
         expires_in: settings.tokens.access_token_ttl,
         id_token,
         refresh_token,

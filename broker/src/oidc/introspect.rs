@@ -75,7 +75,7 @@ pub async fn introspect(
             return Ok(inactive);
         };
         let f = keyspace::decode::<FamilyRecord>(&key, &bytes)?;
-        return Ok(serde_json::json!({
+        let mut answer = serde_json::json!({
             "active": true,
             "token_type": "refresh_token",
             "client_id": f.grant.client_id,
@@ -84,12 +84,17 @@ pub async fn introspect(
             "exp": f.expires / 1000,
             "iss": settings.issuer,
             "sid": f.grant.sid,
-        }));
+        });
+        if let Some(jkt) = f.jkt {
+            answer["cnf"] = serde_json::json!({ "jkt": jkt });
+        }
+        return Ok(answer);
     }
     match check_access_token(settings, store, token, now).await? {
-        Some((c, _)) => Ok(serde_json::json!({
+        Some((c, _)) => {
+            let mut answer = serde_json::json!({
             "active": true,
-            "token_type": "Bearer",
+            "token_type": if c.cnf.is_some() { "DPoP" } else { "Bearer" },
             "client_id": c.client_id,
             "sub": c.sub,
             "aud": c.aud,
@@ -101,7 +106,13 @@ pub async fn introspect(
             "auth_time": c.auth_time,
             "acr": c.acr,
             "sid": c.sid,
-        })),
+            });
+            // RFC 9449 6.2: the binding, for resource servers that introspect.
+            if let Some(cnf) = c.cnf {
+                answer["cnf"] = serde_json::json!({ "jkt": cnf.jkt });
+            }
+            Ok(answer)
+        }
         None => Ok(inactive),
     }
 }

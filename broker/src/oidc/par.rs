@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use super::authorize::validate;
+use super::dpop::{authorization_binding, Proof};
 use super::{OAuthError, Params};
 use crate::config::{Client, Settings};
 use crate::keyspace;
@@ -20,7 +21,7 @@ const LIFETIME: Duration = Duration::from_secs(60);
 const PUBLIC_PUSHES_PER_MINUTE: u64 = 30;
 /// The authorization parameters kept; anything else pushed (client authentication
 /// included) is dropped, so a push stores no more than a request needs.
-const KEPT: [&str; 15] = [
+const KEPT: [&str; 16] = [
     "response_type",
     "client_id",
     "redirect_uri",
@@ -36,6 +37,7 @@ const KEPT: [&str; 15] = [
     "acr_values",
     "claims",
     "response_mode",
+    "dpop_jkt",
 ];
 
 /// The answer to a pushed request (RFC 9126 2.2).
@@ -48,12 +50,14 @@ pub struct Pushed {
 }
 
 /// Checks a pushed request of `client` (from `address`) as `/authorize` would and keeps it
-/// for 60 seconds.
+/// for 60 seconds. With a DPoP `proof` (already verified), the code will be bound to its
+/// key (RFC 9449 10.1).
 pub async fn push(
     settings: &Settings,
     store: &dyn Store,
     client: &Client,
-    mut params: Params,
+    params: Params,
+    proof: Option<&Proof>,
     address: &str,
     now: u64,
 ) -> Result<Pushed, OAuthError> {
@@ -75,10 +79,19 @@ pub async fn push(
             ));
         }
     }
+    let mut params = super::request_object::effective_params(settings, client, params, now)?;
     if params.contains_key("request_uri") {
         return Err(OAuthError::invalid_request(
             "request_uri cannot be pushed (RFC 9126 2.1)",
         ));
+    }
+    match authorization_binding(params.get("dpop_jkt").map(String::as_str), proof) {
+        Ok(Some(jkt)) => {
+            params.insert("dpop_jkt".into(), jkt);
+        }
+        Ok(None) => {}
+        Err(why) if proof.is_some() => return Err(OAuthError::new("invalid_dpop_proof", why)),
+        Err(why) => return Err(OAuthError::invalid_request(why)),
     }
     let redirect_uri = params
         .get("redirect_uri")

@@ -186,6 +186,46 @@ fn check_times(jws: &Jws<'_>, required: bool, now: u64) -> Result<(), RequestObj
     Ok(())
 }
 
+/// The authorization parameters of a request of `client` (at `/par` or `/authorize`):
+/// those inside its request object when it sent one (RFC 9101 5: the outer ones other
+/// than `client_id` are ignored), else the given ones; a client that must sign its
+/// requests is refused without one. `now` in Unix milliseconds.
+pub fn effective_params(
+    settings: &crate::config::Settings,
+    client: &crate::config::Client,
+    params: Params,
+    now: u64,
+) -> Result<Params, crate::protocol::OAuthError> {
+    use crate::protocol::OAuthError;
+    let Some(jwt) = params.get("request") else {
+        if client.require_signed_request_object {
+            return Err(OAuthError::invalid_request(
+                "this client must send its authorization request as a signed request object (request)",
+            ));
+        }
+        return Ok(params);
+    };
+    let keys: &[ClientKey] = match &client.auth {
+        crate::config::ClientAuth::PrivateKeyJwt(keys) => keys,
+        _ => &[],
+    };
+    if keys.is_empty() {
+        return Err(OAuthError::new(
+            RequestObjectError::CODE,
+            "register public keys (jwks) to sign request objects",
+        ));
+    }
+    let check = RequestObjectCheck {
+        issuer: &settings.issuer,
+        client_id: &client.id,
+        keys,
+        algorithms: super::dpop::algorithms_for(client),
+        require_exp_nbf: client.profile.is_some_and(|p| p.message_signing()),
+    };
+    verify_request_object(jwt, &check, now / 1000)
+        .map_err(|e| OAuthError::new(RequestObjectError::CODE, e.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::dpop::{check_code_binding, Proof};
 use super::grants::{
     family_of_code, mint, new_refresh_token, refresh_key, CodeRecord, FamilyRecord, TokenResponse,
     TOMBSTONE,
@@ -13,19 +14,21 @@ use crate::util::{ct_eq, sha256_b64};
 use store::{Rotation, Store};
 
 /// Answers a token request of an authenticated client: the `authorization_code` and
-/// `refresh_token` grants.
+/// `refresh_token` grants. `proof` is the request's DPoP proof, already verified: the
+/// tokens are bound to its key.
 pub async fn grant(
     settings: &Settings,
     store: &dyn Store,
     client: &Client,
     params: &Params,
+    proof: Option<&Proof>,
     now: u64,
 ) -> Result<TokenResponse, OAuthError> {
     match params.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
-            authorization_code(settings, store, client, params, now).await
+            authorization_code(settings, store, client, params, proof, now).await
         }
-        Some("refresh_token") => refresh(settings, store, client, params, now).await,
+        Some("refresh_token") => refresh(settings, store, client, params, proof, now).await,
         Some(other) => Err(OAuthError::new(
             "unsupported_grant_type",
             format!("grant_type `{other}` is not supported"),
@@ -39,12 +42,23 @@ async fn authorization_code(
     store: &dyn Store,
     client: &Client,
     params: &Params,
+    proof: Option<&Proof>,
     now: u64,
 ) -> Result<TokenResponse, OAuthError> {
     let code = params
         .get("code")
         .ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
     let fid = family_of_code(code);
+    // A code bound to a DPoP key (RFC 9449 10) is refused with another key before it is
+    // used up: a thief's attempt must not burn the rightful client's code.
+    if let Some(bytes) = store.get(&keyspace::code(code), now).await? {
+        if bytes != TOMBSTONE {
+            if let Ok(r) = serde_json::from_slice::<CodeRecord>(&bytes) {
+                check_code_binding(r.dpop_jkt.as_deref(), proof)
+                    .map_err(OAuthError::invalid_grant)?;
+            }
+        }
+    }
     let old = store.swap(&keyspace::code(code), TOMBSTONE, now).await?;
     let record: CodeRecord = match old {
         None => return Err(OAuthError::invalid_grant("the code is invalid or expired")),
@@ -62,6 +76,8 @@ async fn authorization_code(
             "the code was issued to another client",
         ));
     }
+    check_code_binding(record.dpop_jkt.as_deref(), proof).map_err(OAuthError::invalid_grant)?;
+    let jkt = proof.map(|p| p.jkt.clone());
     if params.get("redirect_uri").map(String::as_str) != Some(record.redirect_uri.as_str()) {
         return Err(OAuthError::invalid_grant(
             "redirect_uri does not match the authorization request",
@@ -89,9 +105,12 @@ async fn authorization_code(
     }
 
     let expires = now + settings.tokens.refresh_token_ttl * 1000;
+    // RFC 9449 5: the refresh tokens of a code redeemed with a proof are bound to its key,
+    // for public and confidential clients alike.
     let family = FamilyRecord {
         grant: record.grant.clone(),
         expires,
+        jkt: jkt.clone(),
     };
     let ttl = Duration::from_secs(settings.tokens.refresh_token_ttl);
     let family_key = keyspace::family(&fid);
@@ -122,6 +141,7 @@ async fn authorization_code(
         &fid,
         record.nonce.as_ref().map(crate::protocol::Secret::expose),
         Some(refresh_token),
+        jkt.as_deref(),
         now,
     )
     .map_err(|e| OAuthError::server_error(e.to_string()))?;
@@ -135,6 +155,7 @@ async fn refresh(
     store: &dyn Store,
     client: &Client,
     params: &Params,
+    proof: Option<&Proof>,
     now: u64,
 ) -> Result<TokenResponse, OAuthError> {
     let token = params
@@ -143,30 +164,33 @@ async fn refresh(
     let Some((fid, old_key)) = refresh_key(token) else {
         return Err(OAuthError::invalid_grant("the refresh token is invalid"));
     };
-    let new_token = new_refresh_token(&fid);
-    let Some((_, new_key)) = refresh_key(&new_token) else {
-        return Err(OAuthError::server_error("cannot make a refresh token"));
-    };
-    // One atomic store operation: the new token inherits the old one's record and the
-    // family's absolute expiry.
-    let outcome = store
-        .rotate(&keyspace::family(&fid), &old_key, TOMBSTONE, &new_key, now)
-        .await?;
-    let family: FamilyRecord = match outcome {
-        Rotation::Rotated(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|_| OAuthError::server_error("stored token is unreadable"))?,
-        Rotation::Reused(_) => {
-            // RFC 9700 4.14.2: reuse of a rotated token revokes the whole family.
-            store.delete(&keyspace::family(&fid), now).await?;
-            tracing::warn!(target: "audit", event = "refresh.reused", client = %client.id, "refresh token reused; its family is revoked");
-            return Err(OAuthError::invalid_grant(
-                "the refresh token was already used",
-            ));
+    // A bound refresh token without its key's proof is refused before it is rotated, so a
+    // stolen one can neither be used nor burn the family.
+    if let Some(bytes) = store.get(&old_key, now).await? {
+        if bytes != TOMBSTONE {
+            if let Ok(f) = serde_json::from_slice::<FamilyRecord>(&bytes) {
+                check_refresh_binding(&f, proof)?;
+            }
         }
-        Rotation::Missing => {
-            return Err(OAuthError::invalid_grant(
-                "the refresh token is invalid or revoked",
-            ))
+    }
+    let (family, next_token) = if client.rotate_refresh_tokens {
+        let (family, new_token) = rotate(store, client, &fid, &old_key, now).await?;
+        (family, new_token)
+    } else {
+        // No rotation (FAPI 2.0 Security Profile): the same token is used again; the
+        // family still dies on revocation, code replay and logout.
+        let live = store.get(&keyspace::family(&fid), now).await?.is_some();
+        let record = store.get(&old_key, now).await?.filter(|_| live);
+        match record {
+            Some(bytes) if bytes != TOMBSTONE => (
+                keyspace::decode::<FamilyRecord>(&old_key, &bytes)?,
+                token.clone(),
+            ),
+            _ => {
+                return Err(OAuthError::invalid_grant(
+                    "the refresh token is invalid or revoked",
+                ))
+            }
         }
     };
     if family.grant.client_id != client.id {
@@ -175,6 +199,8 @@ async fn refresh(
             "the refresh token was issued to another client",
         ));
     }
+    check_refresh_binding(&family, proof)?;
+    let jkt = proof.map(|p| p.jkt.clone());
     let mut grant = family.grant;
     if let Some(scope) = params.get("scope") {
         let asked: Vec<String> = scope.split_whitespace().map(str::to_string).collect();
@@ -191,11 +217,72 @@ async fn refresh(
         });
         grant.scopes = asked;
     }
-    let response = mint(settings, client, &grant, &fid, None, Some(new_token), now)
-        .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    let response = mint(
+        settings,
+        client,
+        &grant,
+        &fid,
+        None,
+        Some(next_token),
+        jkt.as_deref(),
+        now,
+    )
+    .map_err(|e| OAuthError::server_error(e.to_string()))?;
     metrics::counter!("broker_tokens_issued_total", "grant" => "refresh_token").increment(1);
     tracing::debug!(client = %client.id, grant = "refresh_token", "tokens issued");
     Ok(response)
+}
+
+/// Rotates a refresh token in one atomic store operation: the new token inherits the old
+/// one's record and the family's absolute expiry; reuse of a rotated one revokes the family.
+async fn rotate(
+    store: &dyn Store,
+    client: &Client,
+    fid: &str,
+    old_key: &str,
+    now: u64,
+) -> Result<(FamilyRecord, String), OAuthError> {
+    let new_token = new_refresh_token(fid);
+    let Some((_, new_key)) = refresh_key(&new_token) else {
+        return Err(OAuthError::server_error("cannot make a refresh token"));
+    };
+    // One atomic store operation: the new token inherits the old one's record and the
+    // family's absolute expiry.
+    let outcome = store
+        .rotate(&keyspace::family(fid), old_key, TOMBSTONE, &new_key, now)
+        .await?;
+    let family: FamilyRecord = match outcome {
+        Rotation::Rotated(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|_| OAuthError::server_error("stored token is unreadable"))?,
+        Rotation::Reused(_) => {
+            // RFC 9700 4.14.2: reuse of a rotated token revokes the whole family.
+            store.delete(&keyspace::family(fid), now).await?;
+            tracing::warn!(target: "audit", event = "refresh.reused", client = %client.id, "refresh token reused; its family is revoked");
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used",
+            ));
+        }
+        Rotation::Missing => {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token is invalid or revoked",
+            ))
+        }
+    };
+    Ok((family, new_token))
+}
+
+/// A refresh token of a bound family is used only with a proof of the family's key.
+fn check_refresh_binding(family: &FamilyRecord, proof: Option<&Proof>) -> Result<(), OAuthError> {
+    match (&family.jkt, proof) {
+        (None, _) => Ok(()),
+        (Some(_), None) => Err(OAuthError::invalid_grant(
+            "this refresh token is bound to a DPoP key: send a DPoP proof",
+        )),
+        (Some(j), Some(p)) if crate::util::ct_eq(j.as_bytes(), p.jkt.as_bytes()) => Ok(()),
+        (Some(_), Some(_)) => Err(OAuthError::invalid_grant(
+            "the refresh token is bound to another DPoP key",
+        )),
+    }
 }
 
 /// RFC 7636 4.1: 43 to 128 unreserved characters.

@@ -2,7 +2,9 @@
 
 use jsonwebtoken::Validation;
 
+use super::dpop::{self, DpopError, ProofCheck, Scheme};
 use super::grants::{AccessClaims, FamilyRecord};
+use super::jws;
 use super::OAuthError;
 use crate::config::Settings;
 use crate::keyspace;
@@ -44,20 +46,70 @@ pub async fn check_access_token(
     Ok(Some((claims, family)))
 }
 
-/// The UserInfo answer for an access token (OIDC Core 5.3.2), or the bearer error.
+/// How an access token came to a protected resource.
+pub struct Presented<'a> {
+    /// The token.
+    pub token: &'a str,
+    /// `Bearer` (header or form) or `DPoP` (header, RFC 9449 7.1).
+    pub scheme: Scheme,
+    /// The request's `DPoP` header.
+    pub proof: Option<&'a str>,
+    /// The request's method (`htm`).
+    pub method: &'a str,
+}
+
+/// A UserInfo answer.
+pub struct Answer {
+    /// The claims (OIDC Core 5.3.2).
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    /// The client the token was issued to.
+    pub client_id: String,
+    /// The `DPoP-Nonce` to send with it.
+    pub next_nonce: Option<String>,
+}
+
+/// The UserInfo answer for an access token (OIDC Core 5.3.2), or the bearer or DPoP error.
 pub async fn claims(
     settings: &Settings,
     store: &dyn Store,
-    token: &str,
+    presented: &Presented<'_>,
     now: u64,
-) -> Result<serde_json::Map<String, serde_json::Value>, OAuthError> {
-    let Some((claims, family)) = check_access_token(settings, store, token, now).await? else {
-        return Err(OAuthError::bearer(
-            "invalid_token",
-            "the access token is invalid, expired or revoked",
-            401,
-        ));
+) -> Result<Answer, OAuthError> {
+    let Some((claims, family)) = check_access_token(settings, store, presented.token, now).await?
+    else {
+        let why = "the access token is invalid, expired or revoked";
+        return Err(match presented.scheme {
+            Scheme::Bearer => OAuthError::bearer("invalid_token", why, 401),
+            Scheme::Dpop => DpopError::InvalidToken(why.into()).at_resource(jws::ACCEPTED_ALGS),
+        });
     };
+    let client = settings.clients.get(&claims.client_id);
+    let algs = client.map_or(jws::ACCEPTED_ALGS, dpop::algorithms_for);
+    let proof = match (presented.scheme, presented.proof) {
+        (Scheme::Dpop, Some(proof)) => {
+            let url = format!("{}/userinfo", settings.issuer);
+            let check = ProofCheck {
+                method: presented.method,
+                url: &url,
+                access_token: Some(presented.token),
+                algorithms: algs,
+                nonces: &dpop::server_nonces(settings),
+                require_nonce: client.is_some_and(|c| c.require_dpop_nonce),
+            };
+            Some(
+                dpop::verify_proof(store, proof, &check, now)
+                    .await
+                    .map_err(|e| e.at_resource(algs))?,
+            )
+        }
+        _ => None,
+    };
+    dpop::check_token_binding(
+        claims.cnf.as_ref().map(|c| c.jkt.as_str()),
+        presented.scheme,
+        proof.as_ref(),
+    )
+    .map_err(|e| e.at_resource(algs))?;
     if !claims.scope.split(' ').any(|s| s == "openid") {
         return Err(OAuthError::bearer(
             "insufficient_scope",
@@ -70,5 +122,9 @@ pub async fn claims(
         body.insert(k, v);
     }
     body.insert("sub".into(), claims.sub.into());
-    Ok(body)
+    Ok(Answer {
+        claims: body,
+        client_id: claims.client_id,
+        next_nonce: proof.and_then(|p| p.next_nonce),
+    })
 }

@@ -21,6 +21,9 @@ pub struct OAuthError {
     /// `Retry-After` seconds.
     #[serde(skip)]
     pub retry_after: Option<u64>,
+    /// `DPoP-Nonce` (RFC 9449 8, 9): the server nonce the client must put in its next proof.
+    #[serde(skip)]
+    pub dpop_nonce: Option<String>,
 }
 
 impl OAuthError {
@@ -32,6 +35,7 @@ impl OAuthError {
             status: 400,
             www_authenticate: None,
             retry_after: None,
+            dpop_nonce: None,
         }
     }
 
@@ -72,6 +76,7 @@ impl OAuthError {
             status,
             www_authenticate: Some(challenge),
             retry_after: None,
+            dpop_nonce: None,
         }
     }
 

@@ -28,6 +28,9 @@ impl ResponseError for OAuthError {
         if let Some(c) = &self.www_authenticate {
             r.insert_header((header::WWW_AUTHENTICATE, c.clone()));
         }
+        if let Some(n) = &self.dpop_nonce {
+            r.insert_header(("DPoP-Nonce", n.clone()));
+        }
         if self
             .www_authenticate
             .as_deref()

@@ -191,3 +191,29 @@ pub fn browser_params(
         )),
     }
 }
+
+/// The `DPoP` header of a request (RFC 9449 4.1): `None` without one. Two or more, or one
+/// that is not ASCII, are refused with `invalid_dpop_proof`.
+pub struct DpopHeader(pub Option<String>);
+
+impl FromRequest for DpopHeader {
+    type Error = OAuthError;
+    type Future = std::future::Ready<Result<Self, OAuthError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let mut values = req.headers().get_all("dpop");
+        let first = values.next();
+        let result = match (first, values.next()) {
+            (None, _) => Ok(DpopHeader(None)),
+            (Some(_), Some(_)) => Err(OAuthError::new(
+                "invalid_dpop_proof",
+                "send one DPoP header only",
+            )),
+            (Some(v), None) => v
+                .to_str()
+                .map(|v| DpopHeader(Some(v.to_string())))
+                .map_err(|_| OAuthError::new("invalid_dpop_proof", "the DPoP header is not ASCII")),
+        };
+        std::future::ready(result)
+    }
+}

@@ -10,7 +10,6 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 
 use super::error::PageError;
 use super::extract::{client_address, lang_of, session_cookie};
-use super::oidc::see_other;
 use super::pages::Page;
 use super::state::AppState;
 use crate::login::steps::{self, Fields};
@@ -38,12 +37,12 @@ pub fn env_of(req: &HttpRequest, state: &AppState) -> Env {
 /// Turns the flow's answer into a 303 with its cookies.
 pub fn respond(state: &AppState, outcome: Outcome) -> Result<HttpResponse, PageError> {
     let Answer {
-        location,
+        to,
         session_cookie,
         browser_cookie,
     } = outcome?;
     let settings = state.settings();
-    let mut resp = see_other(&location);
+    let mut resp = super::oidc::deliver(to);
     for (name, value) in [
         (session::cookie_name(&settings), session_cookie),
         (session::browser_cookie_name(&settings), browser_cookie),

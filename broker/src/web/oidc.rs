@@ -7,11 +7,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::{no_store_json, PageError};
 use super::extract::{
-    accept_language, BrowserParams, ClientAddress, ClientCredentials, SessionCookie,
+    accept_language, BrowserParams, ClientAddress, ClientCredentials, DpopHeader, SessionCookie,
 };
 use super::state::AppState;
 use crate::oidc::authorize::Refusal;
-use crate::oidc::{authorize, client_auth, introspect, par, token, userinfo};
+use crate::oidc::dpop::{self, Scheme};
+use crate::oidc::{authorize, client_auth, introspect, jws, par, signed_response, token, userinfo};
 use crate::protocol::{parse_params, OAuthError};
 
 /// `GET /.well-known/openid-configuration`
@@ -39,6 +40,18 @@ pub fn see_other(url: &str) -> HttpResponse {
         .insert_header((header::LOCATION, url.to_string()))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish()
+}
+
+/// Sends an authorization response: a 303, or the auto-submitted form of `form_post.jwt`.
+pub fn deliver(delivery: crate::oidc::jarm::Delivery) -> HttpResponse {
+    match delivery {
+        crate::oidc::jarm::Delivery::Redirect(url) => see_other(&url),
+        crate::oidc::jarm::Delivery::FormPost { body, csp } => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::CONTENT_SECURITY_POLICY, csp))
+            .content_type("text/html; charset=utf-8")
+            .body(body),
+    }
 }
 
 /// `GET|POST /authorize`: admits the request, then answers from the SSO session or starts
@@ -75,7 +88,7 @@ pub async fn authorize(
         );
         params = stored;
     }
-    let (client, request) = match authorize::admit(settings, &params, lang, pushed) {
+    let (client, request) = match authorize::admit(settings, &params, lang, pushed, state.now()) {
         Ok(admitted) => admitted,
         Err(Refusal::Page { key, detail }) => return Err(PageError::new(lang, 400, key, detail)),
         Err(Refusal::ToClient(url)) => return Ok(see_other(&url)),
@@ -100,6 +113,7 @@ pub async fn push(
     state: web::Data<AppState>,
     credentials: ClientCredentials,
     address: ClientAddress,
+    proof: DpopHeader,
 ) -> Result<HttpResponse, OAuthError> {
     let settings = &state.settings();
     let store = state.store.as_ref();
@@ -112,16 +126,40 @@ pub async fn push(
         now,
     )
     .await?;
-    let pushed = par::push(settings, store, client, credentials.params, &address.0, now).await?;
-    Ok(HttpResponse::Created()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(pushed))
+    let proof = dpop::at_endpoint(
+        settings,
+        store,
+        client,
+        proof.0.as_deref(),
+        "/par",
+        false,
+        now,
+    )
+    .await
+    .map_err(|e| e.at_endpoint())?;
+    let pushed = par::push(
+        settings,
+        store,
+        client,
+        credentials.params,
+        proof.as_ref(),
+        &address.0,
+        now,
+    )
+    .await?;
+    let mut response = HttpResponse::Created();
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    if let Some(nonce) = proof.and_then(|p| p.next_nonce) {
+        response.insert_header(("DPoP-Nonce", nonce));
+    }
+    Ok(response.json(pushed))
 }
 
 /// `POST /token`
 pub async fn token(
     state: web::Data<AppState>,
     credentials: ClientCredentials,
+    proof: DpopHeader,
 ) -> Result<HttpResponse, OAuthError> {
     let settings = &state.settings();
     let store = state.store.as_ref();
@@ -134,8 +172,35 @@ pub async fn token(
         now,
     )
     .await?;
-    let response = token::grant(settings, store, client, &credentials.params, now).await?;
-    Ok(no_store_json(&response))
+    // The proof is checked before the code is used up or the refresh token rotated.
+    let proof = dpop::at_endpoint(
+        settings,
+        store,
+        client,
+        proof.0.as_deref(),
+        "/token",
+        client.dpop_bound_access_tokens,
+        now,
+    )
+    .await
+    .map_err(|e| e.at_endpoint())?;
+    let response = token::grant(
+        settings,
+        store,
+        client,
+        &credentials.params,
+        proof.as_ref(),
+        now,
+    )
+    .await?;
+    let mut http = no_store_json(&response);
+    if let Some(nonce) = proof.and_then(|p| p.next_nonce) {
+        if let Ok(value) = header::HeaderValue::from_str(&nonce) {
+            http.headers_mut()
+                .insert(header::HeaderName::from_static("dpop-nonce"), value);
+        }
+    }
+    Ok(http)
 }
 
 /// `POST /revoke`
@@ -160,6 +225,7 @@ pub async fn revoke(
 
 /// `POST /introspect`
 pub async fn introspect(
+    req: HttpRequest,
     state: web::Data<AppState>,
     credentials: ClientCredentials,
 ) -> Result<HttpResponse, OAuthError> {
@@ -175,21 +241,49 @@ pub async fn introspect(
     )
     .await?;
     let answer = introspect::introspect(settings, store, client, &credentials.params, now).await?;
-    Ok(no_store_json(&answer))
+    // RFC 9701: a signed answer when asked for, always for Message Signing clients.
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|h| h.to_str().ok());
+    let signed = signed_response::wants_introspection_jwt(accept)
+        || client.profile.is_some_and(|p| p.message_signing());
+    if !signed {
+        return Ok(no_store_json(&answer));
+    }
+    let key = settings
+        .keys
+        .signer(client.introspection_alg)
+        .ok_or_else(|| OAuthError::server_error("no key for the introspection algorithm"))?;
+    let jwt =
+        signed_response::introspection_jwt(key, &settings.issuer, &client.id, &answer, now / 1000)
+            .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .content_type(signed_response::INTROSPECTION_JWT_TYPE)
+        .body(jwt))
 }
 
-/// The access token of a UserInfo request: the `Authorization: Bearer` header or the
-/// `access_token` form parameter (RFC 6750 2.1, 2.2), never both.
-fn bearer_token(req: &HttpRequest, body: &[u8]) -> Result<String, OAuthError> {
-    let from_header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(|t| t.trim().to_string());
+/// The access token of a UserInfo request and how it came: `Authorization: Bearer` or
+/// `Authorization: DPoP` (RFC 9449 7.1), or the `access_token` form parameter (RFC 6750
+/// 2.2, bearer tokens only), never two of them.
+fn presented_token(req: &HttpRequest, body: &[u8]) -> Result<(Scheme, String), OAuthError> {
+    let from_header = match req.headers().get(header::AUTHORIZATION) {
+        None => None,
+        Some(h) => {
+            let value = h.to_str().unwrap_or("");
+            match dpop::authorization(value) {
+                Some((scheme, token)) => Some((scheme, token.to_string())),
+                None => {
+                    return Err(OAuthError::bearer(
+                        "invalid_request",
+                        "the Authorization header must be `Bearer <token>` or `DPoP <token>`",
+                        400,
+                    ))
+                }
+            }
+        }
+    };
     let from_body = if body.is_empty() {
         None
     } else {
@@ -203,8 +297,17 @@ fn bearer_token(req: &HttpRequest, body: &[u8]) -> Result<String, OAuthError> {
             "send the access token in one place only",
             400,
         )),
-        (Some(t), None) | (None, Some(t)) => Ok(t),
-        (None, None) => Err(OAuthError::bearer("invalid_request", "", 401)),
+        (Some(t), None) => Ok(t),
+        (None, Some(t)) => Ok((Scheme::Bearer, t)),
+        (None, None) => {
+            // No token at all: both challenges (RFC 9449 7.1), no error code.
+            let mut e = OAuthError::bearer("invalid_request", "", 401);
+            e.www_authenticate = Some(format!(
+                "Bearer realm=\"broker\", {}",
+                dpop::challenge(jws::ACCEPTED_ALGS)
+            ));
+            Err(e)
+        }
     }
 }
 
@@ -212,12 +315,44 @@ fn bearer_token(req: &HttpRequest, body: &[u8]) -> Result<String, OAuthError> {
 pub async fn userinfo(
     req: HttpRequest,
     state: web::Data<AppState>,
+    proof: DpopHeader,
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
-    let token = bearer_token(&req, &body)?;
-    let claims =
-        userinfo::claims(&state.settings(), state.store.as_ref(), &token, state.now()).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(claims))
+    let (scheme, token) = presented_token(&req, &body)?;
+    let presented = userinfo::Presented {
+        token: &token,
+        scheme,
+        proof: proof.0.as_deref(),
+        method: req.method().as_str(),
+    };
+    let settings = state.settings();
+    let now = state.now();
+    let answer = userinfo::claims(&settings, state.store.as_ref(), &presented, now).await?;
+    let mut response = HttpResponse::Ok();
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    if let Some(nonce) = answer.next_nonce {
+        response.insert_header(("DPoP-Nonce", nonce));
+    }
+    // Signed UserInfo (OIDC Core 5.3.2) for the clients registered for it.
+    let signing = settings
+        .clients
+        .get(&answer.client_id)
+        .and_then(|c| c.userinfo_alg)
+        .and_then(|alg| settings.keys.signer(alg));
+    match signing {
+        Some(key) => {
+            let jwt = signed_response::userinfo_jwt(
+                key,
+                &settings.issuer,
+                &answer.client_id,
+                &answer.claims,
+                now / 1000,
+            )
+            .map_err(|e| OAuthError::server_error(e.to_string()))?;
+            Ok(response
+                .content_type(signed_response::USERINFO_JWT_TYPE)
+                .body(jwt))
+        }
+        None => Ok(response.json(answer.claims)),
+    }
 }
