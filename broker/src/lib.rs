@@ -26,6 +26,7 @@ pub mod person;
 pub mod protocol;
 
 pub mod session;
+pub mod stores;
 
 pub mod util;
 pub mod web;

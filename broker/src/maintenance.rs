@@ -79,9 +79,9 @@ pub async fn set(
     connector: &str,
     message: Option<LocalizedText>,
 ) -> StoreResult<()> {
-    for attempt in 0..crate::person::draft::ATTEMPTS {
+    for attempt in 0..crate::util::ATTEMPTS {
         if attempt > 0 {
-            crate::person::draft::backoff(attempt).await;
+            crate::util::backoff(attempt).await;
         }
         let (version, mut m) = load_versioned(records).await?;
         match &message {

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use actix_web::cookie::{Cookie, SameSite};
 use connectors::Assurance;
 use serde::{Deserialize, Serialize};
 
@@ -68,16 +67,6 @@ pub fn browser_cookie_name(settings: &Settings) -> &'static str {
     } else {
         "broker_browser"
     }
-}
-
-/// A cookie with the broker's security attributes.
-pub fn secure_cookie<'a>(settings: &Settings, name: &'a str, value: String) -> Cookie<'a> {
-    Cookie::build(name, value)
-        .path("/")
-        .http_only(true)
-        .secure(settings.secure_cookies)
-        .same_site(SameSite::Lax)
-        .finish()
 }
 
 /// Loads the live session of the cookie secret `cookie`, if any. A store failure is an

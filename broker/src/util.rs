@@ -37,6 +37,18 @@ pub fn now_secs() -> u64 {
     now_millis() / 1000
 }
 
+/// How many times a change of durable records is decided again after losing a race (to a
+/// concurrent change of the same person or setting) before the caller gives up.
+pub const ATTEMPTS: usize = 8;
+
+/// A short random pause before deciding again after a lost race (up to a few tens of
+/// milliseconds, growing with the attempt), so the contenders do not collide again in step.
+pub async fn backoff(attempt: usize) {
+    let most = 1u64 << attempt.min(6);
+    let ms = rand::random_range(1..=most);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -67,7 +67,15 @@ fn redis_topology_config_is_checked() {
     let p = check("kind = \"redis\"\nsentinels = [\"redis://a:26379\"]\n");
     has(&p, "store", "`sentinels` is only used with");
     let p = check("kind = \"redis\"\n");
-    has(&p, "store", "missing field `url`");
+    has(
+        &p,
+        "store",
+        "needs `url` (or set `mode = \"sentinel\"` or `\"cluster\"`)",
+    );
     let p = check("kind = \"redis\"\nmode = \"ring\"\n");
-    has(&p, "store", "unknown variant `ring`");
+    has(
+        &p,
+        "store",
+        "unknown value `ring`: use one of `single`, `sentinel`, `cluster`",
+    );
 }

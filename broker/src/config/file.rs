@@ -266,7 +266,7 @@ impl TryFrom<RawRedisConfig> for StoreConfig {
             Single => StoreConfig::Redis {
                 url: raw
                     .url
-                    .ok_or("missing field `url` (or set `mode = \"sentinel\"` or `\"cluster\"`)")?,
+                    .ok_or("needs `url` (or set `mode = \"sentinel\"` or `\"cluster\"`)")?,
                 prefix: raw.prefix,
                 timeout_ms: raw.timeout_ms,
             },

@@ -27,7 +27,7 @@ pub use file::{
 pub use live::Live;
 
 use crate::keys::{KeySet, SigningAlg, SigningKey};
-use crate::oidc::fapi::FapiProfile;
+use crate::protocol::fapi::FapiProfile;
 use common::secret::SecretSource;
 use common::url_policy::is_loopback;
 use connectors::population_registry::PopulationRegistry;
@@ -1040,7 +1040,7 @@ impl Validator {
                     .collect()
             })
             .unwrap_or_default();
-        let registration = crate::oidc::fapi::Registration {
+        let registration = crate::protocol::fapi::Registration {
             auth_method: c.auth_method.as_str(),
             has_secret: c.secret.is_some(),
             key_algs: &key_algs,
@@ -1071,7 +1071,7 @@ impl Validator {
             require_par: c.require_pushed_authorization_requests,
             require_signed_request_object: c.require_signed_request_object,
         };
-        for p in crate::oidc::fapi::registration_problems(profile, &registration) {
+        for p in crate::protocol::fapi::registration_problems(profile, &registration) {
             self.report(&format!("{key}.{}", p.key), p.reason);
         }
         Some(profile)

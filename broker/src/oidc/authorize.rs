@@ -295,7 +295,7 @@ pub fn validate(
     }
 
     if let Some(profile) = client.profile {
-        if let Some(why) = super::fapi::request_problem(
+        if let Some(why) = crate::protocol::fapi::request_problem(
             profile,
             pushed,
             code_challenge.is_some(),

@@ -6,7 +6,6 @@ pub mod backchannel;
 pub mod client_auth;
 pub mod discovery;
 pub mod dpop;
-pub mod fapi;
 pub mod grants;
 pub mod introspect;
 pub mod jarm;

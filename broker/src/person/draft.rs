@@ -16,9 +16,7 @@ use super::{binding, link_hash, load, to_record, Binding, IdStatus, Person};
 use crate::config::Settings;
 use store::{StoreError, StoreResult};
 
-/// How many times a resolution is decided again after losing a race before the citizen is
-/// asked to try again later.
-pub const ATTEMPTS: usize = 8;
+pub use crate::util::{backoff, ATTEMPTS};
 
 /// What one resolution read and will write.
 pub struct Draft<'a> {
@@ -149,14 +147,6 @@ impl<'a> Draft<'a> {
         }
         Ok(outcome)
     }
-}
-
-/// A short random pause before deciding again after a lost race (up to a few tens of
-/// milliseconds, growing with the attempt), so the contenders do not collide again in step.
-pub async fn backoff(attempt: usize) {
-    let most = 1u64 << attempt.min(6);
-    let ms = rand::random_range(1..=most);
-    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
 }
 
 /// The error of a resolution that lost [`ATTEMPTS`] races in a row.

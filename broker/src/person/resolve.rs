@@ -341,7 +341,7 @@ async fn suspend(draft: &mut Draft<'_>, person_id: &str, value: &str, now: u64) 
 }
 
 // On the demo's configuration, the quickest complete one.
-#[cfg(all(test, feature = "demo"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::person::binding;
@@ -369,14 +369,20 @@ mod tests {
         }
     }
 
+    /// The least configuration that loads: a key, a pairwise secret, no registry (nothing
+    /// here depends on a service).
     fn settings(dir: &std::path::Path) -> Settings {
-        let config = crate::demo::prepare(dir).expect("demo files");
-        let mut settings =
-            crate::config::load_str(crate::demo::DEMO_CONFIG, &config, crate::config::Mode::Demo)
-                .unwrap_or_else(|_| panic!("demo configuration loads"));
-        // No registry: nothing here depends on a service on the demo's port.
-        settings.registry = None;
-        settings
+        let (_, pem) =
+            crate::keys::SigningKey::generate("k", crate::keys::SigningAlg::RS256).expect("key");
+        std::fs::write(dir.join("rs256.pem"), pem).expect("key file");
+        std::fs::write(dir.join("pairwise.secret"), "p".repeat(48)).expect("secret file");
+        let text = "issuer = \"http://localhost:8080\"\n\
+                    pairwise_secret = { file = \"pairwise.secret\" }\n\
+                    [[keys]]\nkid = \"k\"\nalg = \"RS256\"\nfile = \"rs256.pem\"\n\
+                    [tokens]\naccess_token_alg = \"RS256\"\n\
+                    [store]\nkind = \"embedded\"\npath = \"s.redb\"\n";
+        crate::config::load_str(text, &dir.join("broker.toml"), crate::config::Mode::Demo)
+            .unwrap_or_else(|p| panic!("configuration loads: {p:?}"))
     }
 
     fn embedded(dir: &std::path::Path) -> SharedRecords {

@@ -80,7 +80,7 @@ pub struct Moved {
 /// moves as two persons with one binding (the other suspended and queued for review) instead
 /// of failing the move. Nothing is deleted from the store.
 pub async fn move_from_store(settings: &Settings, force: bool) -> Result<Moved, String> {
-    let (store, _) = crate::web::state::open_store(settings)
+    let (store, _) = crate::stores::open_store(settings)
         .await
         .map_err(|e| format!("store: {e}"))?;
     let now = crate::util::now_millis();

@@ -2,7 +2,9 @@
 //! scopes, request parameters and newtypes for protocol strings (secret ones redact in
 //! `Debug`). No HTTP framework and no store calls here.
 
+pub mod algorithms;
 pub mod error;
+pub mod fapi;
 pub mod ids;
 pub mod params;
 pub mod prompt;

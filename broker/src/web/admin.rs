@@ -35,12 +35,30 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(crate::web::review::routes);
 }
 
+/// Why an admin call is refused.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// No admin token is configured: there is no admin API.
+    Off,
+    /// A wrong or missing token.
+    Token,
+}
+
+impl From<Refused> for HttpResponse {
+    fn from(r: Refused) -> HttpResponse {
+        match r {
+            Refused::Off => HttpResponse::NotFound().json(serde_json::json!({"error": "not_found", "error_description": "the admin API is not configured"})),
+            Refused::Token => HttpResponse::Unauthorized()
+                .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"broker-admin\""))
+                .json(serde_json::json!({"error": "invalid_token"})),
+        }
+    }
+}
+
 /// Checks the bearer token; a broker without an admin token has no admin API at all.
-// The error is the response to send; it is built once per refused call.
-#[allow(clippy::result_large_err)]
-pub(crate) fn check(req: &HttpRequest, state: &AppState) -> Result<(), HttpResponse> {
+pub(crate) fn check(req: &HttpRequest, state: &AppState) -> Result<(), Refused> {
     let Some(expected) = state.settings().admin_token else {
-        return Err(HttpResponse::NotFound().finish());
+        return Err(Refused::Off);
     };
     let presented = req
         .headers()
@@ -51,16 +69,14 @@ pub(crate) fn check(req: &HttpRequest, state: &AppState) -> Result<(), HttpRespo
         Some(t) if ct_eq(&Sha256::digest(t.as_bytes()), &expected) => Ok(()),
         _ => {
             tracing::warn!(target: "audit", event = "admin.denied", "admin API call with a wrong or missing token");
-            Err(HttpResponse::Unauthorized()
-                .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"broker-admin\""))
-                .json(serde_json::json!({"error": "invalid_token"})))
+            Err(Refused::Token)
         }
     }
 }
 
 async fn connectors(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if let Err(r) = check(&req, &state) {
-        return r;
+        return r.into();
     }
     let settings = state.settings();
     let m = match maintenance::load(state.records.as_ref()).await {
@@ -88,7 +104,7 @@ async fn connectors(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
 
 async fn clients(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if let Err(r) = check(&req, &state) {
-        return r;
+        return r.into();
     }
     let settings = state.settings();
     let mut out: Vec<_> = settings
@@ -129,7 +145,7 @@ async fn put_maintenance(
     body: web::Bytes,
 ) -> HttpResponse {
     if let Err(r) = check(&req, &state) {
-        return r;
+        return r.into();
     }
     let connector = path.split('/').next().unwrap_or_default();
     if state.settings().connector(connector).is_none() {
@@ -187,7 +203,7 @@ async fn end_maintenance(
     path: web::Path<String>,
 ) -> HttpResponse {
     if let Err(r) = check(&req, &state) {
-        return r;
+        return r.into();
     }
     match maintenance::set(state.records.as_ref(), &path, None).await {
         Ok(()) => {

@@ -162,36 +162,6 @@ pub fn session_cookie(req: &HttpRequest, settings: &crate::config::Settings) -> 
         .map(|c| c.value().to_string())
 }
 
-/// [`BrowserParams`] for handlers that read the body themselves.
-// The error is the page to send; it is built once per refused request.
-#[allow(clippy::result_large_err)]
-pub fn browser_params(
-    req: &actix_web::HttpRequest,
-    body: &[u8],
-) -> Result<(Params, &'static str), actix_web::HttpResponse> {
-    let accept = req
-        .headers()
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|h| h.to_str().ok());
-    let raw = if req.method() == actix_web::http::Method::POST {
-        body
-    } else {
-        req.query_string().as_bytes()
-    };
-    match parse_params(raw) {
-        Ok(params) => {
-            let lang = crate::i18n::negotiate(params.get("ui_locales").map(String::as_str), accept);
-            Ok((params, lang))
-        }
-        Err(e) => Err(super::pages::error_page(
-            crate::i18n::negotiate(None, accept),
-            400,
-            "error-bad-request",
-            &e.error_description,
-        )),
-    }
-}
-
 /// The `DPoP` header of a request (RFC 9449 4.1): `None` without one. Two or more, or one
 /// that is not ASCII, are refused with `invalid_dpop_proof`.
 pub struct DpopHeader(pub Option<String>);

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use actix_web::cookie::{Cookie, SameSite};
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 
@@ -49,7 +50,7 @@ pub fn respond(state: &AppState, outcome: Outcome) -> Result<HttpResponse, PageE
     ] {
         if let Some(value) = value {
             // Adding a cookie fails only on a malformed name, and ours are constants.
-            let _ = resp.add_cookie(&session::secure_cookie(&settings, name, value));
+            let _ = resp.add_cookie(&secure_cookie(&settings, name, value));
         }
     }
     Ok(resp)
@@ -214,4 +215,18 @@ pub async fn show(
             page.select_account(&name)
         }
     })
+}
+
+/// A cookie with the broker's security attributes.
+pub fn secure_cookie<'a>(
+    settings: &crate::config::Settings,
+    name: &'a str,
+    value: String,
+) -> Cookie<'a> {
+    Cookie::build(name, value)
+        .path("/")
+        .http_only(true)
+        .secure(settings.secure_cookies)
+        .same_site(SameSite::Lax)
+        .finish()
 }

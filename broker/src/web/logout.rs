@@ -43,13 +43,10 @@ struct HintClaims {
 pub async fn end_session(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    browser: crate::web::extract::BrowserParams,
 ) -> HttpResponse {
     let settings = &state.settings();
-    let (params, lang) = match crate::web::extract::browser_params(&req, &body) {
-        Ok(p) => p,
-        Err(page) => return page,
-    };
+    let crate::web::extract::BrowserParams { params, lang } = browser;
 
     // The hint is ours if it verifies, even expired (OIDC RP-Initiated Logout 2).
     let hint = match params.get("id_token_hint") {

@@ -170,7 +170,7 @@ async fn log_requests(
 /// Starts the broker's HTTP server and background jobs; returns when it stops.
 pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<()> {
     let settings = Arc::new(settings);
-    let (store, embedded) = match crate::web::state::open_store(&settings).await {
+    let (store, embedded) = match crate::stores::open_store(&settings).await {
         Ok(s) => s,
         Err(e) => {
             return Err(std::io::Error::other(format!(

@@ -59,7 +59,7 @@ struct LookupBody {
 /// `POST /admin/persons/lookup` with `{"citizen_id": "…"}`.
 async fn lookup(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
     if let Err(r) = crate::web::admin::check(&req, &state) {
-        return r;
+        return r.into();
     }
     let body: LookupBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -84,7 +84,7 @@ async fn person(
     id: web::Path<String>,
 ) -> HttpResponse {
     if let Err(r) = crate::web::admin::check(&req, &state) {
-        return r;
+        return r.into();
     }
     audited_view(&state, &id, "id").await
 }
@@ -98,7 +98,7 @@ struct ListQuery {
 /// `GET /admin/reviews` (`?all=true` for closed items too).
 async fn reviews(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if let Err(r) = crate::web::admin::check(&req, &state) {
-        return r;
+        return r.into();
     }
     let query = match web::Query::<ListQuery>::from_query(req.query_string()) {
         Ok(q) => q.into_inner(),
@@ -125,7 +125,7 @@ async fn close(
     body: web::Bytes,
 ) -> HttpResponse {
     if let Err(r) = crate::web::admin::check(&req, &state) {
-        return r;
+        return r.into();
     }
     let body: CloseBody = match serde_json::from_slice(&body) {
         Ok(b) => b,

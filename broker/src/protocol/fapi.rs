@@ -5,7 +5,7 @@
 
 use jsonwebtoken::Algorithm;
 
-use super::jws::{alg_names, algorithm, FAPI_ALGS};
+use super::algorithms::{alg_names, algorithm, FAPI_ALGS};
 
 /// A FAPI 2.0 profile a client is registered with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
