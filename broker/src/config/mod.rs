@@ -1250,3 +1250,31 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
         .collect()
 }
+
+/// A small configuration for unit tests: an RS256 key, a pairwise secret, one test-citizens
+/// connector at `substantial`, the confidential client `rp` (secret `rp-secret-0123456789`,
+/// redirect URI `https://rp.example/cb`) and the public client `spa`; `extra` (top-level
+/// keys) comes first.
+#[cfg(test)]
+pub fn for_tests(dir: &Path, extra: &str) -> Settings {
+    let (_, pem) = SigningKey::generate("k", SigningAlg::RS256).expect("key");
+    std::fs::write(dir.join("rs256.pem"), pem).expect("key file");
+    std::fs::write(dir.join("pairwise.secret"), "p".repeat(48)).expect("secret file");
+    std::fs::write(dir.join("rp.secret"), "rp-secret-0123456789").expect("client secret");
+    let text = format!(
+        "{extra}issuer = \"http://localhost:8080\"\n\
+         pairwise_secret = {{ file = \"pairwise.secret\" }}\n\
+         [[keys]]\nkid = \"k\"\nalg = \"RS256\"\nfile = \"rs256.pem\"\n\
+         [tokens]\naccess_token_alg = \"RS256\"\n\
+         [store]\nkind = \"embedded\"\npath = \"s.redb\"\n\
+         [[connectors]]\nid = \"tc\"\ntype = \"test-citizens\"\nname = {{ en = \"Test\" }}\n\
+         [connectors.settings]\nassurance = \"substantial\"\n\
+         [[connectors.settings.citizens]]\nusername = \"an\"\npassword = \"demo\"\n\
+         [[clients]]\nid = \"rp\"\nname = \"RP\"\nredirect_uris = [\"https://rp.example/cb\"]\n\
+         secret = {{ file = \"rp.secret\" }}\nscopes = [\"openid\", \"profile\", \"offline_access\"]\n\
+         [[clients]]\nid = \"spa\"\nname = \"SPA\"\nredirect_uris = [\"https://spa.example/cb\"]\n\
+         auth_method = \"none\"\nscopes = [\"openid\"]\n"
+    );
+    load_str(&text, &dir.join("broker.toml"), Mode::Demo)
+        .unwrap_or_else(|p| panic!("test configuration loads: {p:#?}"))
+}

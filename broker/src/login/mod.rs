@@ -203,6 +203,9 @@ pub fn session_satisfies(request: &AuthRequest, session: &Session, now_s: u64) -
         return false;
     }
     match request.max_age {
+        // max_age=0 asks for an authentication now, as prompt=login does: a session
+        // authenticated earlier in the same second must not count (auth_time has seconds).
+        Some(0) => false,
         Some(max) => now_s.saturating_sub(session.auth_time) <= max,
         None => true,
     }

@@ -371,3 +371,144 @@ pub fn validate(
         response_mode,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+    /// The parameters of a good request of `rp`, with `changes` applied (an empty value
+    /// removes the parameter).
+    fn request(changes: &[(&str, &str)]) -> Params {
+        let mut p = params(&[
+            ("response_type", "code"),
+            ("client_id", "rp"),
+            ("redirect_uri", "https://rp.example/cb"),
+            ("scope", "openid profile email"),
+            ("state", "s"),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+        ]);
+        for (k, v) in changes {
+            if v.is_empty() {
+                p.remove(*k);
+            } else {
+                p.insert(k.to_string(), v.to_string());
+            }
+        }
+        p
+    }
+
+    #[test]
+    fn requests_are_validated_parameter_by_parameter() {
+        let dir = tempfile::tempdir().expect("dir");
+        let settings = crate::config::for_tests(dir.path(), "");
+        let rp = settings.clients.get("rp").expect("rp");
+        // (changes to a good request, the error expected, or None for a valid request)
+        let table: &[(&[(&str, &str)], Option<&str>)] = &[
+            (&[], None),
+            (&[("response_type", "")], Some("invalid_request")),
+            (
+                &[("response_type", "token")],
+                Some("unsupported_response_type"),
+            ),
+            (&[("response_mode", "fragment")], Some("invalid_request")),
+            (&[("scope", "profile")], Some("invalid_scope")),
+            (&[("prompt", "login consent")], None),
+            (&[("prompt", "none login")], Some("invalid_request")),
+            (&[("prompt", "create")], Some("invalid_request")),
+            (&[("max_age", "0")], None),
+            (&[("max_age", "soon")], Some("invalid_request")),
+            (&[("code_challenge", "")], Some("invalid_request")),
+            (&[("code_challenge", "short")], Some("invalid_request")),
+            (
+                &[("code_challenge_method", "plain")],
+                Some("invalid_request"),
+            ),
+            (&[("acr_values", "substantial")], None),
+            (
+                &[("acr_values", "high")],
+                Some("unmet_authentication_requirements"),
+            ),
+            (&[("claims", "[1]")], Some("invalid_request")),
+            (
+                &[("claims", r#"{"id_token":{"acr":{"values":["high"]}}}"#)],
+                Some("unmet_authentication_requirements"),
+            ),
+        ];
+        for (changes, expected) in table {
+            let p = request(changes);
+            let got = validate(&settings, rp, &p, "https://rp.example/cb", "en", false);
+            match (expected, got) {
+                (None, Ok(_)) => {}
+                (Some(code), Err(e)) => assert_eq!(e.error, *code, "{changes:?}: {e}"),
+                (None, Err(e)) => panic!("{changes:?} should be valid: {e}"),
+                (Some(code), Ok(_)) => panic!("{changes:?} should be refused with {code}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_valid_request_keeps_only_the_allowed_scopes_and_its_typed_values() {
+        let dir = tempfile::tempdir().expect("dir");
+        let settings = crate::config::for_tests(dir.path(), "");
+        let rp = settings.clients.get("rp").expect("rp");
+        let p = request(&[("prompt", "login"), ("max_age", "60"), ("nonce", "n-1")]);
+        let r = validate(&settings, rp, &p, "https://rp.example/cb", "vi", false)
+            .unwrap_or_else(|e| panic!("valid: {e}"));
+        // `email` is not among the client's scopes: narrowed away, not refused.
+        assert_eq!(r.scopes, vec!["openid".to_string(), "profile".to_string()]);
+        assert!(r.prompts(Prompt::Login) && !r.prompts(Prompt::Consent));
+        assert_eq!(r.max_age, Some(60));
+        assert_eq!(r.min_level, Assurance::Low);
+        assert_eq!(r.lang, "vi");
+        // Hints and state never print.
+        assert!(!format!("{r:?}").contains("n-1"));
+    }
+
+    #[test]
+    fn a_public_client_always_needs_pkce_and_unknown_clients_stay_on_our_page() {
+        let dir = tempfile::tempdir().expect("dir");
+        let settings = crate::config::for_tests(dir.path(), "require_pkce = false\n");
+        let spa = settings.clients.get("spa").expect("spa");
+        let p = request(&[
+            ("client_id", "spa"),
+            ("redirect_uri", "https://spa.example/cb"),
+            ("code_challenge", ""),
+            ("code_challenge_method", ""),
+        ]);
+        let e = validate(&settings, spa, &p, "https://spa.example/cb", "en", false)
+            .expect_err("public clients need PKCE");
+        assert_eq!(e.error, "invalid_request");
+        for changes in [
+            &[("client_id", "nobody")][..],
+            &[("redirect_uri", "https://rp.example/other")][..],
+        ] {
+            match admit(&settings, &request(changes), "en", false, 0) {
+                Err(Refusal::Page { .. }) => {}
+                other => panic!("{changes:?}: never a redirect, got {:?}", other.map(|_| ())),
+            }
+        }
+        match admit(&settings, &request(&[("scope", "profile")]), "en", false, 0) {
+            Err(Refusal::ToClient(url)) => {
+                assert!(
+                    url.starts_with("https://rp.example/cb?error=invalid_scope"),
+                    "{url}"
+                );
+                assert!(url.contains("state=s") && url.contains("iss="), "{url}");
+            }
+            other => panic!(
+                "a bad request of a known client goes back: {:?}",
+                other.map(|_| ())
+            ),
+        }
+    }
+}
