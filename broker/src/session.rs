@@ -100,8 +100,8 @@ pub async fn save(
     store: &dyn Store,
     secret: Option<String>,
     mut session: Session,
+    now: u64,
 ) -> StoreResult<String> {
-    let now = now_millis();
     session.last_seen = now;
     let secret = secret.unwrap_or_else(|| random_token(32));
     let remaining = (session.created + settings.session.lifetime * 1000).saturating_sub(now);
@@ -122,4 +122,89 @@ pub async fn end(store: &dyn Store, secret: &str) -> StoreResult<()> {
         .delete(&keyspace::session(secret), now_millis())
         .await
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: u64 = 1_800_000_000_000;
+
+    fn session(created: u64) -> Session {
+        Session {
+            sid: "sid-1".into(),
+            person_id: "p-1".into(),
+            display_name: "An".into(),
+            auth_time: created / 1000,
+            level: Assurance::Substantial,
+            amr: vec!["pwd".into()],
+            connector: "tc".into(),
+            created,
+            last_seen: created,
+            clients: vec![],
+            link_skipped: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_session_ends_when_idle_and_at_its_absolute_lifetime() {
+        let dir = tempfile::tempdir().expect("dir");
+        let settings = crate::config::for_tests(dir.path(), "");
+        let store =
+            store::embedded::EmbeddedStore::open(&dir.path().join("t.redb")).expect("store");
+        let (idle, life) = (
+            settings.session.idle_timeout * 1000,
+            settings.session.lifetime * 1000,
+        );
+        assert!(
+            idle < life,
+            "the test needs an idle timeout shorter than the lifetime"
+        );
+
+        // Used just before the idle timeout: alive, and each use moves the idle end.
+        let secret = save(&settings, &store, None, session(T0), T0)
+            .await
+            .expect("save");
+        let (_, s) = current(Some(&secret), &settings, &store, T0 + idle - 1)
+            .await
+            .expect("read")
+            .expect("alive before the idle timeout");
+        save(&settings, &store, Some(secret.clone()), s, T0 + idle - 1)
+            .await
+            .expect("touch");
+        assert!(current(Some(&secret), &settings, &store, T0 + idle + 1)
+            .await
+            .expect("read")
+            .is_some());
+        // Not used for the idle timeout: gone.
+        assert!(current(Some(&secret), &settings, &store, T0 + 2 * idle)
+            .await
+            .expect("read")
+            .is_none());
+
+        // Used all the time, but older than its lifetime: gone however recent the use.
+        let secret = save(&settings, &store, None, session(T0), T0)
+            .await
+            .expect("save");
+        let mut at = T0;
+        while at + idle / 2 < T0 + life {
+            at += idle / 2;
+            let (_, s) = current(Some(&secret), &settings, &store, at)
+                .await
+                .expect("read")
+                .expect("kept alive by use");
+            save(&settings, &store, Some(secret.clone()), s, at)
+                .await
+                .expect("touch");
+        }
+        assert!(current(Some(&secret), &settings, &store, T0 + life)
+            .await
+            .expect("read")
+            .is_none());
+        // An unknown cookie is no session, never an error.
+        assert!(current(Some("nope"), &settings, &store, T0)
+            .await
+            .expect("read")
+            .is_none());
+    }
 }

@@ -77,7 +77,14 @@ pub async fn issue_code_response(
             amr: session.amr.clone(),
             sid: session.sid.clone(),
         };
-        session::save(settings, store, Some(session_secret.to_string()), session).await?;
+        session::save(
+            settings,
+            store,
+            Some(session_secret.to_string()),
+            session,
+            state.now,
+        )
+        .await?;
         let record = CodeRecord {
             grant,
             redirect_uri: request.redirect_uri.clone(),
@@ -85,7 +92,7 @@ pub async fn issue_code_response(
             nonce: request.nonce.clone(),
             dpop_jkt: request.dpop_jkt.clone(),
         };
-        issue_code(settings, store, &record).await
+        issue_code(settings, store, &record, state.now).await
     }
     .await;
     match result {
@@ -236,7 +243,7 @@ pub async fn authenticated(
         sid = %session.sid,
         "citizen authenticated"
     );
-    let secret = match session::save(settings, store, secret, session.clone()).await {
+    let secret = match session::save(settings, store, secret, session.clone(), state.now).await {
         Ok(s) => s,
         Err(e) => return Err(Failure::unavailable(&lang, &e)),
     };

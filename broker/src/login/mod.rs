@@ -311,3 +311,142 @@ pub fn eligible(
         .filter(|c| c.connector.assurance() >= min)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    const T0: u64 = 1_800_000_000_000;
+
+    fn request(prompt: Vec<Prompt>, max_age: Option<u64>, min_level: Assurance) -> AuthRequest {
+        AuthRequest {
+            client_id: "rp".into(),
+            redirect_uri: "https://rp.example/cb".into(),
+            scopes: vec!["openid".into(), "profile".into()],
+            state: None,
+            nonce: None,
+            code_challenge: None,
+            prompt,
+            max_age,
+            login_hint: None,
+            lang: "en".into(),
+            min_level,
+            dpop_jkt: None,
+            response_mode: None,
+        }
+    }
+
+    fn session(auth_time: u64, level: Assurance) -> Session {
+        Session {
+            sid: "sid-1".into(),
+            person_id: "p-1".into(),
+            display_name: String::new(),
+            auth_time,
+            level,
+            amr: vec![],
+            connector: "tc".into(),
+            created: auth_time * 1000,
+            last_seen: auth_time * 1000,
+            clients: vec![],
+            link_skipped: false,
+        }
+    }
+
+    #[test]
+    fn a_session_is_reused_only_within_max_age_at_the_level_and_without_prompt_login() {
+        let now = T0 / 1000;
+        let s = session(now - 100, Assurance::Substantial);
+        let sub = Assurance::Substantial;
+        assert!(session_satisfies(&request(vec![], None, sub), &s, now));
+        assert!(session_satisfies(&request(vec![], Some(100), sub), &s, now));
+        assert!(!session_satisfies(&request(vec![], Some(99), sub), &s, now));
+        assert!(!session_satisfies(
+            &request(vec![Prompt::Login], None, sub),
+            &s,
+            now
+        ));
+        assert!(!session_satisfies(
+            &request(vec![], None, Assurance::High),
+            &s,
+            now
+        ));
+        // max_age=0 is "authenticate now", even in the second of the last authentication.
+        let fresh = session(now, Assurance::Substantial);
+        assert!(!session_satisfies(
+            &request(vec![], Some(0), sub),
+            &fresh,
+            now
+        ));
+    }
+
+    fn env(dir: &std::path::Path, settings: Arc<crate::config::Settings>, now: u64) -> Env {
+        let store: store::SharedStore =
+            Arc::new(store::embedded::EmbeddedStore::open(&dir.join("t.redb")).expect("store"));
+        let records: records::SharedRecords = Arc::new(
+            records::embedded::EmbeddedRecords::open(&dir.join("r.redb")).expect("records"),
+        );
+        let mut env = Env::new(settings, store, records, now, "127.0.0.1".into());
+        env.browser_cookie = Some("b".repeat(32));
+        env
+    }
+
+    #[tokio::test]
+    async fn a_login_lives_login_timeout_and_consent_is_asked_until_given() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut settings = crate::config::for_tests(dir.path(), "");
+        if let Some(rp) = settings.clients.get_mut("rp") {
+            rp.require_consent = true;
+        }
+        let settings = Arc::new(settings);
+        let mut state = env(dir.path(), settings.clone(), T0);
+        let tx = LoginTx {
+            id: "tx-1".into(),
+            browser: Secret::new(sha256_b64("b".repeat(32).as_bytes())),
+            csrf: Secret::new("c"),
+            request: request(vec![], None, Assurance::Low),
+            stage: Stage::Choose,
+            attempts: 0,
+            pending: None,
+            notice: None,
+            link_skipped: false,
+        };
+        save_tx(&state, &tx).await.expect("saved");
+        let timeout = settings.session.login_timeout * 1000;
+        state.now = T0 + timeout - 1;
+        steps::load(&state, "tx-1", "en")
+            .await
+            .expect("alive before the timeout");
+        state.now = T0 + timeout + 1;
+        match steps::load(&state, "tx-1", "en").await {
+            Err(f) => assert!(format!("{f}").contains("error-login-expired"), "{f}"),
+            Ok(_) => panic!("a login past login_timeout must be gone"),
+        }
+        // Another browser never gets the transaction.
+        state.now = T0 + 1;
+        state.browser_cookie = Some("x".repeat(32));
+        assert!(steps::load(&state, "tx-1", "en").await.is_err());
+
+        let rp = settings.clients.get("rp").expect("rp");
+        let asked = request(vec![], None, Assurance::Low);
+        assert!(consent_needed(&state, rp, &asked, "p-1")
+            .await
+            .expect("read"));
+        complete::record_consent(&state, rp, &asked, "p-1")
+            .await
+            .expect("recorded");
+        assert!(!consent_needed(&state, rp, &asked, "p-1")
+            .await
+            .expect("read"));
+        // A wider request, or prompt=consent, asks again.
+        let mut wider = asked.clone();
+        wider.scopes.push("offline_access".into());
+        assert!(consent_needed(&state, rp, &wider, "p-1")
+            .await
+            .expect("read"));
+        let again = request(vec![Prompt::Consent], None, Assurance::Low);
+        assert!(consent_needed(&state, rp, &again, "p-1")
+            .await
+            .expect("read"));
+    }
+}

@@ -631,6 +631,7 @@ pub async fn link(state: &Env, mut tx: LoginTx, fields: Fields) -> Outcome {
             state.store.as_ref(),
             Some(secret.clone()),
             session.clone(),
+            state.now,
         )
         .await
         {

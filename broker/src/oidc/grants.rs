@@ -18,7 +18,7 @@ use crate::config::{Client, Settings};
 use crate::keys::KeyError;
 use crate::keyspace;
 use crate::protocol::{RedirectUri, Secret};
-use crate::util::{now_millis, random_token, sha256_b64};
+use crate::util::{random_token, sha256_b64};
 use store::{Store, StoreResult};
 
 /// What a citizen granted a client in one login.
@@ -120,6 +120,7 @@ pub async fn issue_code(
     settings: &Settings,
     store: &dyn Store,
     record: &CodeRecord,
+    now: u64,
 ) -> StoreResult<String> {
     let code = random_token(32);
     // FAPI 2.0: a code lives at most 60 seconds.
@@ -136,7 +137,7 @@ pub async fn issue_code(
         &keyspace::code(&code),
         record,
         Some(Duration::from_secs(ttl)),
-        now_millis(),
+        now,
     )
     .await?;
     Ok(code)

@@ -291,3 +291,137 @@ fn valid_verifier(v: &str) -> bool {
         && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oidc::grants::{issue_code, Grant};
+    use crate::protocol::RedirectUri;
+
+    const T0: u64 = 1_800_000_000_000;
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+    fn record() -> CodeRecord {
+        CodeRecord {
+            grant: Grant {
+                client_id: "rp".into(),
+                sub: "sub-1".into(),
+                person_id: "p-1".into(),
+                scopes: vec!["openid".into()],
+                claims: Default::default(),
+                auth_time: T0 / 1000,
+                acr: "substantial".into(),
+                amr: vec!["pwd".into()],
+                sid: "sid-1".into(),
+            },
+            redirect_uri: RedirectUri::new("https://rp.example/cb"),
+            code_challenge: Some(sha256_b64(VERIFIER.as_bytes())),
+            nonce: None,
+            dpop_jkt: None,
+        }
+    }
+
+    fn redeem(code: &str) -> Params {
+        [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", "https://rp.example/cb"),
+            ("code_verifier", VERIFIER),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    fn refresh(token: &str) -> Params {
+        [("grant_type", "refresh_token"), ("refresh_token", token)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_code_lives_code_ttl_and_a_family_refresh_token_ttl_whatever_the_rotations() {
+        let dir = tempfile::tempdir().expect("dir");
+        let settings = crate::config::for_tests(dir.path(), "");
+        let store =
+            store::embedded::EmbeddedStore::open(&dir.path().join("t.redb")).expect("store");
+        let rp = settings.clients.get("rp").expect("rp");
+        let code_ttl = settings.tokens.code_ttl * 1000;
+
+        // A code redeemed after its lifetime is refused, and so never issues anything.
+        let late = issue_code(&settings, &store, &record(), T0)
+            .await
+            .expect("code");
+        let e = grant(
+            &settings,
+            &store,
+            rp,
+            &redeem(&late),
+            None,
+            T0 + code_ttl + 1,
+        )
+        .await
+        .err()
+        .expect("expired code refused");
+        assert_eq!(e.error, "invalid_grant");
+
+        // One redeemed in time gives tokens; the refresh family then lives
+        // refresh_token_ttl from that redemption, however often it rotates.
+        let code = issue_code(&settings, &store, &record(), T0)
+            .await
+            .expect("code");
+        let tokens = grant(
+            &settings,
+            &store,
+            rp,
+            &redeem(&code),
+            None,
+            T0 + code_ttl - 1,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("redeemed in time: {e}"));
+        let family_end = T0 + code_ttl - 1 + settings.tokens.refresh_token_ttl * 1000;
+        let mut rt = tokens.refresh_token.expect("refresh token");
+        let mut at = T0 + code_ttl;
+        let step = settings.tokens.refresh_token_ttl * 1000 / 4;
+        while at + step < family_end {
+            at += step;
+            let next = grant(&settings, &store, rp, &refresh(&rt), None, at)
+                .await
+                .unwrap_or_else(|e| panic!("refresh within the family's life: {e}"));
+            rt = next.refresh_token.expect("rotated");
+        }
+        let e = grant(&settings, &store, rp, &refresh(&rt), None, family_end + 1)
+            .await
+            .err()
+            .expect("the family's absolute end holds");
+        assert_eq!(e.error, "invalid_grant");
+    }
+
+    #[tokio::test]
+    async fn a_code_replayed_in_time_revokes_what_it_issued() {
+        let dir = tempfile::tempdir().expect("dir");
+        let settings = crate::config::for_tests(dir.path(), "");
+        let store =
+            store::embedded::EmbeddedStore::open(&dir.path().join("t.redb")).expect("store");
+        let rp = settings.clients.get("rp").expect("rp");
+        let code = issue_code(&settings, &store, &record(), T0)
+            .await
+            .expect("code");
+        let first = grant(&settings, &store, rp, &redeem(&code), None, T0 + 1)
+            .await
+            .unwrap_or_else(|e| panic!("first redemption: {e}"));
+        let e = grant(&settings, &store, rp, &redeem(&code), None, T0 + 2)
+            .await
+            .err()
+            .expect("second redemption refused");
+        assert_eq!(e.error, "invalid_grant");
+        let rt = first.refresh_token.expect("refresh token");
+        let e = grant(&settings, &store, rp, &refresh(&rt), None, T0 + 3)
+            .await
+            .err()
+            .expect("the first redemption's family is revoked");
+        assert_eq!(e.error, "invalid_grant");
+    }
+}
