@@ -385,6 +385,9 @@ mod tests {
 
     const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
+    /// Changes to a good request, and the error expected (`None`: still valid).
+    type Case = (&'static [(&'static str, &'static str)], Option<&'static str>);
+
     /// The parameters of a good request of `rp`, with `changes` applied (an empty value
     /// removes the parameter).
     fn request(changes: &[(&str, &str)]) -> Params {
@@ -413,7 +416,7 @@ mod tests {
         let settings = crate::config::for_tests(dir.path(), "");
         let rp = settings.clients.get("rp").expect("rp");
         // (changes to a good request, the error expected, or None for a valid request)
-        let table: &[(&[(&str, &str)], Option<&str>)] = &[
+        let table: &[Case] = &[
             (&[], None),
             (&[("response_type", "")], Some("invalid_request")),
             (
