@@ -230,11 +230,7 @@ impl Tr {
 
     /// Text of an operator-written per-language map, falling back to English, then any.
     pub fn pick<'a>(&self, text: &'a BTreeMap<String, String>) -> &'a str {
-        text.get(self.lang)
-            .or_else(|| text.get("en"))
-            .or_else(|| text.values().next())
-            .map(String::as_str)
-            .unwrap_or("")
+        common::localized::pick(text, self.lang)
     }
 }
 

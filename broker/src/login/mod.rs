@@ -449,4 +449,32 @@ mod tests {
             .await
             .expect("read"));
     }
+
+    #[tokio::test]
+    async fn a_citizen_id_is_asked_for_only_where_it_can_be_checked_or_is_required() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut settings = crate::config::for_tests(dir.path(), "");
+        let s = session(T0 / 1000, Assurance::Low);
+        let state = env(
+            dir.path(),
+            Arc::new(crate::config::for_tests(dir.path(), "")),
+            T0,
+        );
+        // No registry to check a number, and the platform does not require one: no question.
+        let rp = settings.clients.get("rp").expect("rp");
+        assert!(!complete::link_needed(&state, rp, &s, false)
+            .await
+            .expect("read"));
+        // A platform that requires one asks, and "Skip" does not count for it.
+        if let Some(rp) = settings.clients.get_mut("rp") {
+            rp.require_citizen_id = true;
+        }
+        let rp = settings.clients.get("rp").expect("rp");
+        assert!(complete::link_needed(&state, rp, &s, false)
+            .await
+            .expect("read"));
+        assert!(complete::link_needed(&state, rp, &s, true)
+            .await
+            .expect("read"));
+    }
 }

@@ -386,7 +386,10 @@ mod tests {
     const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
     /// Changes to a good request, and the error expected (`None`: still valid).
-    type Case = (&'static [(&'static str, &'static str)], Option<&'static str>);
+    type Case = (
+        &'static [(&'static str, &'static str)],
+        Option<&'static str>,
+    );
 
     /// The parameters of a good request of `rp`, with `changes` applied (an empty value
     /// removes the parameter).

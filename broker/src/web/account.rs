@@ -2,17 +2,15 @@
 //! has signed in, and "Update from the population registry" for an account that skipped
 //! linking (the `003_…` document's profile page).
 
-use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use crate::i18n::{self, Tr};
+use crate::i18n::Tr;
 use crate::person::link::{link, LinkOutcome};
 use crate::session;
 use crate::util::ct_eq;
 use crate::web::pages;
 use crate::web::state::AppState;
-use common::hash::pairwise_b64 as hmac_b64;
 
 #[derive(Template)]
 #[template(path = "account.html")]
@@ -29,27 +27,17 @@ struct AccountPage {
     birthdate: String,
 }
 
-fn lang_of(req: &HttpRequest) -> &'static str {
-    let q = url::form_urlencoded::parse(req.query_string().as_bytes())
-        .find(|(k, _)| k == "ui_locales")
-        .map(|(_, v)| v.into_owned());
-    i18n::negotiate(
-        q.as_deref(),
-        req.headers()
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|h| h.to_str().ok()),
-    )
-}
-
+/// The account page's CSRF token: a keyed hash of the session cookie under a key of its
+/// own, derived from the pairwise secret once per token, so the framing of pairwise
+/// subjects and index keys (`pairwise_b64`) is never reused for it.
 fn csrf_for(state: &AppState, secret: &str) -> String {
-    hmac_b64(
-        &state.settings().pairwise_secret,
-        &[b"account-csrf", secret.as_bytes()],
-    )
+    let key = common::hash::KeyedHash::new(&state.settings().pairwise_secret)
+        .mac(&[b"account-page csrf key"]);
+    common::hash::KeyedHash::new(&key).tag("account-csrf", secret)
 }
 
 async fn render(req: &HttpRequest, state: &AppState, message: &str, problem: &str) -> HttpResponse {
-    let lang = lang_of(req);
+    let lang = super::extract::lang_of(req);
     let t = Tr::new(lang);
     let settings = state.settings();
     let store = state.store.as_ref();
@@ -57,7 +45,7 @@ async fn render(req: &HttpRequest, state: &AppState, message: &str, problem: &st
         crate::web::extract::session_cookie(req, &settings).as_deref(),
         &settings,
         store,
-        crate::util::now_millis(),
+        state.now(),
     )
     .await
     {
@@ -153,7 +141,7 @@ pub async fn update(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let lang = lang_of(&req);
+    let lang = super::extract::lang_of(&req);
     let fields: std::collections::BTreeMap<String, String> = url::form_urlencoded::parse(&body)
         .map(|(k, v)| (k.into_owned(), v.trim().to_string()))
         .collect();
@@ -162,7 +150,7 @@ pub async fn update(
         crate::web::extract::session_cookie(&req, &settings).as_deref(),
         &settings,
         state.store.as_ref(),
-        crate::util::now_millis(),
+        state.now(),
     )
     .await
     {
@@ -185,12 +173,7 @@ pub async fn update(
     let key = crate::keyspace::account_link_limit(&session.sid);
     match state
         .store
-        .hit_rate_limit(
-            &key,
-            5,
-            std::time::Duration::from_secs(3600),
-            crate::util::now_millis(),
-        )
+        .hit_rate_limit(&key, 5, std::time::Duration::from_secs(3600), state.now())
         .await
     {
         Ok(d) if !d.allowed => {

@@ -18,7 +18,7 @@ use crate::config::Settings;
 use crate::i18n;
 use crate::keyspace;
 use crate::session::{self, Session};
-use crate::util::{ct_eq, now_millis, random_token, sha256_b64};
+use crate::util::{ct_eq, random_token, sha256_b64};
 use crate::web::pages;
 use crate::web::state::AppState;
 
@@ -117,7 +117,7 @@ pub async fn end_session(
         crate::web::extract::session_cookie(&req, settings).as_deref(),
         settings,
         state.store.as_ref(),
-        crate::util::now_millis(),
+        state.now(),
     )
     .await
     {
@@ -168,7 +168,7 @@ pub async fn end_session(
         &keyspace::pending_logout(&id),
         &pending,
         Some(Duration::from_secs(600)),
-        now_millis(),
+        state.now(),
     )
     .await
     {
@@ -207,16 +207,11 @@ pub async fn confirm(
             .and_then(|h| h.to_str().ok()),
     );
     let key = keyspace::pending_logout(&path);
-    let pending = match keyspace::take_json::<PendingLogout>(
-        state.store.as_ref(),
-        &key,
-        now_millis(),
-    )
-    .await
-    {
-        Ok(p) => p,
-        Err(e) => return pages::unavailable_page(lang, &e),
-    };
+    let pending =
+        match keyspace::take_json::<PendingLogout>(state.store.as_ref(), &key, state.now()).await {
+            Ok(p) => p,
+            Err(e) => return pages::unavailable_page(lang, &e),
+        };
     let Some(pending) = pending else {
         return pages::error_page(
             lang,
@@ -252,7 +247,7 @@ pub async fn confirm(
         crate::web::extract::session_cookie(&req, settings).as_deref(),
         settings,
         state.store.as_ref(),
-        crate::util::now_millis(),
+        state.now(),
     )
     .await
     {

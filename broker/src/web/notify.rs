@@ -11,7 +11,6 @@ use connectors::ConnectorError;
 use serde_json::json;
 
 use crate::connector_kv::StoreKv;
-use crate::util::now_millis;
 use crate::web::state::AppState;
 
 /// Notifications per sending address and connector in five minutes.
@@ -35,7 +34,7 @@ pub async fn notify(
             &crate::keyspace::notify_limit(&settings.pairwise_secret, &entry.id, &address),
             NOTIFY_LIMIT_PER_ADDRESS,
             Duration::from_secs(300),
-            now_millis(),
+            state.now(),
         )
         .await
     {
@@ -52,7 +51,7 @@ pub async fn notify(
         }
     }
     let kv = StoreKv(state.store.clone());
-    match entry.connector.notify(&kv, &body, now_millis()).await {
+    match entry.connector.notify(&kv, &body, state.now()).await {
         Ok(()) => HttpResponse::NoContent().finish(),
         Err(ConnectorError::Unavailable(detail)) => {
             tracing::error!(connector = %entry.id, detail = %detail, "notification not stored");

@@ -9,7 +9,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::person::review::{self, Resolved};
-use crate::util::now_millis;
 use crate::web::state::AppState;
 
 /// Registers the routes.
@@ -32,7 +31,7 @@ fn bad_request(e: impl std::fmt::Display) -> HttpResponse {
 
 async fn audited_view(state: &AppState, id: &str, how: &str) -> HttpResponse {
     let row = AuditRow::new(
-        now_millis(),
+        state.now(),
         "admin",
         "admin.person_viewed",
         "admin-api",
@@ -140,7 +139,7 @@ async fn close(
         &id,
         body.action,
         operator,
-        now_millis(),
+        state.now(),
     )
     .await
     {
