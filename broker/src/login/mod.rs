@@ -478,3 +478,181 @@ mod tests {
             .expect("read"));
     }
 }
+
+/// A store whose reads of sessions fail (a blip of Redis) while everything else works.
+#[cfg(test)]
+mod blip {
+    use std::time::Duration;
+
+    use store::{Claimed, Millis, RateDecision, Rotation, Store, StoreError, StoreResult};
+
+    pub struct SessionReadsFail(pub store::embedded::EmbeddedStore);
+
+    #[async_trait::async_trait]
+    impl Store for SessionReadsFail {
+        async fn put(
+            &self,
+            k: &str,
+            v: &[u8],
+            ttl: Option<Duration>,
+            now: Millis,
+        ) -> StoreResult<()> {
+            self.0.put(k, v, ttl, now).await
+        }
+        async fn put_new(
+            &self,
+            k: &str,
+            v: &[u8],
+            ttl: Option<Duration>,
+            now: Millis,
+        ) -> StoreResult<bool> {
+            self.0.put_new(k, v, ttl, now).await
+        }
+        async fn get(&self, k: &str, now: Millis) -> StoreResult<Option<Vec<u8>>> {
+            if k.starts_with("sess:") {
+                return Err(StoreError::Unavailable("blip".into()));
+            }
+            self.0.get(k, now).await
+        }
+        async fn take(&self, k: &str, now: Millis) -> StoreResult<Option<Vec<u8>>> {
+            self.0.take(k, now).await
+        }
+        async fn swap(&self, k: &str, t: &[u8], now: Millis) -> StoreResult<Option<Vec<u8>>> {
+            self.0.swap(k, t, now).await
+        }
+        async fn delete(&self, k: &str, now: Millis) -> StoreResult<bool> {
+            self.0.delete(k, now).await
+        }
+        async fn rotate(
+            &self,
+            guard: &str,
+            old: &str,
+            tombstone: &[u8],
+            new: &str,
+            now: Millis,
+        ) -> StoreResult<Rotation> {
+            self.0.rotate(guard, old, tombstone, new, now).await
+        }
+        async fn hit_rate_limit(
+            &self,
+            k: &str,
+            limit: u64,
+            window: Duration,
+            now: Millis,
+        ) -> StoreResult<RateDecision> {
+            self.0.hit_rate_limit(k, limit, window, now).await
+        }
+        async fn add_member(
+            &self,
+            k: &str,
+            m: &str,
+            ttl: Duration,
+            now: Millis,
+        ) -> StoreResult<()> {
+            self.0.add_member(k, m, ttl, now).await
+        }
+        async fn members(&self, k: &str, now: Millis) -> StoreResult<Vec<String>> {
+            self.0.members(k, now).await
+        }
+        async fn enqueue(&self, q: &str, id: &str, v: &[u8], due: Millis) -> StoreResult<()> {
+            self.0.enqueue(q, id, v, due).await
+        }
+        async fn claim_due(
+            &self,
+            q: &str,
+            max: usize,
+            lease: Duration,
+            now: Millis,
+        ) -> StoreResult<Vec<Claimed>> {
+            self.0.claim_due(q, max, lease, now).await
+        }
+        async fn settle(
+            &self,
+            q: &str,
+            id: &str,
+            lease_until: Millis,
+            next: Option<(&[u8], Millis)>,
+        ) -> StoreResult<bool> {
+            self.0.settle(q, id, lease_until, next).await
+        }
+        async fn ping(&self) -> StoreResult<()> {
+            self.0.ping().await
+        }
+        async fn keys_with_prefix(&self, p: &str, now: Millis) -> StoreResult<Vec<String>> {
+            self.0.keys_with_prefix(p, now).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod blip_tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// After a store blip while the session is read, a successful login shows "try again
+    /// later" instead of opening a second session with a new `sid` (whose logout would
+    /// never reach the platforms of the first).
+    #[tokio::test]
+    async fn a_store_error_reading_the_session_is_never_taken_as_no_session() {
+        let dir = tempfile::tempdir().expect("dir");
+        let settings = Arc::new(crate::config::for_tests(dir.path(), ""));
+        let inner =
+            store::embedded::EmbeddedStore::open(&dir.path().join("t.redb")).expect("store");
+        let store: store::SharedStore = Arc::new(blip::SessionReadsFail(inner));
+        let records: records::SharedRecords = Arc::new(
+            records::embedded::EmbeddedRecords::open(&dir.path().join("r.redb")).expect("records"),
+        );
+        let now = crate::util::now_millis();
+        let mut state = Env::new(settings, store.clone(), records, now, "127.0.0.1".into());
+        state.browser_cookie = Some("b".repeat(32));
+        state.session_cookie = Some("an-existing-session-cookie".into());
+        let request = crate::oidc::authorize::AuthRequest {
+            client_id: "rp".into(),
+            redirect_uri: "https://rp.example/cb".into(),
+            scopes: vec!["openid".into()],
+            state: None,
+            nonce: None,
+            code_challenge: None,
+            prompt: vec![],
+            max_age: None,
+            login_hint: None,
+            lang: "en".into(),
+            min_level: Assurance::Low,
+            dpop_jkt: None,
+            response_mode: None,
+        };
+        let tx = LoginTx {
+            id: "tx-1".into(),
+            browser: Secret::new(sha256_b64("b".repeat(32).as_bytes())),
+            csrf: Secret::new("c"),
+            request,
+            stage: Stage::Choose,
+            attempts: 0,
+            pending: None,
+            notice: None,
+            link_skipped: false,
+        };
+        let chose = steps::Fields::from([("connector".to_string(), "tc".to_string())]);
+        steps::start(&state, tx, chose)
+            .await
+            .expect("the connector's form");
+        let tx = steps::load(&state, "tx-1", "en")
+            .await
+            .expect("saved with its step");
+        let answer = steps::Fields::from([
+            ("username".to_string(), "an".to_string()),
+            ("password".to_string(), "demo".to_string()),
+        ]);
+        state.now += 1;
+        match steps::step(&state, tx, answer).await {
+            Err(f) => assert_eq!(f.status, 503, "{f}"),
+            Ok(a) => panic!("a new session must not be opened: {a:?}"),
+        }
+        let sessions = store
+            .keys_with_prefix("sess:", now + 1)
+            .await
+            .expect("keys");
+        assert!(sessions.is_empty(), "no second session: {sessions:?}");
+    }
+}
