@@ -74,6 +74,21 @@ async fn a_code_works_once_and_its_replay_revokes_what_it_issued() {
     let refresh = first["refresh_token"].as_str().expect("refresh token");
     assert_eq!(introspect(&broker, access).await["active"], true);
     assert_eq!(introspect(&broker, refresh).await["active"], true);
+    // Another platform learns nothing of them: not active, no pairwise `sub`, no `sid`.
+    for token in [access, refresh] {
+        let (status, body) = post_form(
+            &broker,
+            "/introspect",
+            &[
+                ("token", token),
+                ("client_id", "rp-post"),
+                ("client_secret", POST_SECRET),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body, serde_json::json!({"active": false}), "{body}");
+    }
 
     let (status, second, _) =
         token_basic(&broker, "rp-basic", RP_SECRET, &redeem(&code, &verifier)).await;

@@ -75,6 +75,11 @@ pub async fn introspect(
             return Ok(inactive);
         };
         let f = keyspace::decode::<FamilyRecord>(&key, &bytes)?;
+        // RFC 7662 4: only the client a token was issued to learns anything of it; another
+        // platform would otherwise see its pairwise `sub` and `sid` and correlate citizens.
+        if f.grant.client_id != client.id {
+            return Ok(inactive);
+        }
         let mut answer = serde_json::json!({
             "active": true,
             "token_type": "refresh_token",
@@ -91,6 +96,8 @@ pub async fn introspect(
         return Ok(answer);
     }
     match check_access_token(settings, store, token, now).await? {
+        // As for refresh tokens: the client it was issued to, or the audience it was for.
+        Some((c, _)) if c.client_id != client.id && c.aud != client.id => Ok(inactive),
         Some((c, _)) => {
             let mut answer = serde_json::json!({
             "active": true,
