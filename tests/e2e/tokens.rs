@@ -456,3 +456,28 @@ async fn userinfo_bearer_errors_and_revocation() {
         (401, Some("invalid_client"))
     );
 }
+
+/// Malformed input gets a 400 with the spec's error, never a 500: a control character in a
+/// repeated parameter's name is echoed in the description, never into the header.
+#[tokio::test]
+async fn a_control_character_in_a_repeated_parameter_is_a_400() {
+    let broker = Broker::start(Options::default());
+    let resp = reqwest::Client::new()
+        .post(broker.url("/userinfo"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("a%01b=1&a%01b=2")
+        .send()
+        .await
+        .expect("userinfo");
+    assert_eq!(resp.status().as_u16(), 400);
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        challenge.contains("error=\"invalid_request\""),
+        "{challenge}"
+    );
+}

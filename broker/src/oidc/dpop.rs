@@ -137,13 +137,7 @@ pub fn challenge(algs: &[Algorithm]) -> String {
 
 /// An auth-param value: no quotes or backslashes inside, no control characters.
 fn quoted(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '"' | '\\' => '\'',
-            c if c.is_control() => ' ',
-            c => c,
-        })
-        .collect()
+    crate::protocol::error::header_safe(text)
 }
 
 /// Server-provided nonces (RFC 9449 8, 9), the same on every instance that shares the key.

@@ -67,7 +67,7 @@ impl OAuthError {
         } else {
             format!(
                 "Bearer realm=\"broker\", error=\"{error}\", error_description=\"{}\"",
-                d.replace('"', "'")
+                header_safe(&d)
             )
         };
         OAuthError {
@@ -116,5 +116,43 @@ impl From<StoreError> for OAuthError {
 impl std::fmt::Display for OAuthError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.error, self.error_description)
+    }
+}
+
+/// A text that can stand in a quoted header parameter (RFC 6750 3: `%x20-21 / %x23-5B /
+/// %x5D-7E`): anything else, such as a control character echoed from a malformed request,
+/// would make the header invalid and the answer a 500.
+pub fn header_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            ' '..='~' => c,
+            c if c.is_control() => ' ',
+            _ => '?',
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_hold_only_what_a_header_may() {
+        let e = OAuthError::bearer(
+            "invalid_request",
+            "parameter `a\u{1}\u{7f}é\"` is repeated",
+            400,
+        );
+        let challenge = e.www_authenticate.expect("challenge");
+        assert!(
+            challenge.bytes().all(|b| (0x20..=0x7e).contains(&b)),
+            "{challenge}"
+        );
+        assert!(
+            challenge.contains("parameter `a  ?'` is repeated"),
+            "{challenge}"
+        );
     }
 }
