@@ -133,6 +133,25 @@ pub struct ClientCredentials {
     pub authorization: Option<String>,
 }
 
+impl ClientCredentials {
+    /// The client these credentials authenticate, as its registration requires.
+    pub async fn client<'a>(
+        &self,
+        settings: &'a crate::config::Settings,
+        store: &dyn store::Store,
+        now: u64,
+    ) -> Result<&'a crate::config::Client, OAuthError> {
+        crate::oidc::client_auth::authenticate(
+            settings,
+            store,
+            self.authorization.as_deref(),
+            &self.params,
+            now,
+        )
+        .await
+    }
+}
+
 impl FromRequest for ClientCredentials {
     type Error = OAuthError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, OAuthError>>>>;

@@ -12,7 +12,7 @@ use super::extract::{
 use super::state::AppState;
 use crate::oidc::authorize::Refusal;
 use crate::oidc::dpop::{self, Scheme};
-use crate::oidc::{authorize, client_auth, introspect, jws, par, signed_response, token, userinfo};
+use crate::oidc::{authorize, introspect, jws, par, signed_response, token, userinfo};
 use crate::protocol::{parse_params, OAuthError};
 
 /// `GET /.well-known/openid-configuration`
@@ -118,14 +118,7 @@ pub async fn push(
     let settings = &state.settings();
     let store = state.store.as_ref();
     let now = state.now();
-    let client = client_auth::authenticate(
-        settings,
-        store,
-        credentials.authorization.as_deref(),
-        &credentials.params,
-        now,
-    )
-    .await?;
+    let client = credentials.client(settings, store, now).await?;
     let proof = dpop::at_endpoint(
         settings,
         store,
@@ -164,14 +157,7 @@ pub async fn token(
     let settings = &state.settings();
     let store = state.store.as_ref();
     let now = state.now();
-    let client = client_auth::authenticate(
-        settings,
-        store,
-        credentials.authorization.as_deref(),
-        &credentials.params,
-        now,
-    )
-    .await?;
+    let client = credentials.client(settings, store, now).await?;
     // The proof is checked before the code is used up or the refresh token rotated.
     let proof = dpop::at_endpoint(
         settings,
@@ -211,14 +197,7 @@ pub async fn revoke(
     let settings = &state.settings();
     let store = state.store.as_ref();
     let now = state.now();
-    let client = client_auth::authenticate(
-        settings,
-        store,
-        credentials.authorization.as_deref(),
-        &credentials.params,
-        now,
-    )
-    .await?;
+    let client = credentials.client(settings, store, now).await?;
     introspect::revoke(settings, store, client, &credentials.params, now).await?;
     Ok(HttpResponse::Ok().finish())
 }
@@ -232,14 +211,7 @@ pub async fn introspect(
     let settings = &state.settings();
     let store = state.store.as_ref();
     let now = state.now();
-    let client = client_auth::authenticate(
-        settings,
-        store,
-        credentials.authorization.as_deref(),
-        &credentials.params,
-        now,
-    )
-    .await?;
+    let client = credentials.client(settings, store, now).await?;
     let answer = introspect::introspect(settings, store, client, &credentials.params, now).await?;
     // RFC 9701: a signed answer when asked for, always for Message Signing clients.
     let accept = req
