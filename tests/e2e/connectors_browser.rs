@@ -10,36 +10,14 @@ use crate::sims;
 
 #[tokio::test]
 async fn bank_card_ctid_and_legacy_in_headless_chromium() {
-    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/js");
-    assert!(
-        js.join("node_modules/openid-client").exists()
-            && js.join("node_modules/playwright-core").exists(),
-        "run `npm ci` in tests/js first (scripts/test does it)"
-    );
-    assert!(
-        std::path::Path::new("/usr/bin/chromium").exists(),
-        "install Debian's chromium (scripts/test does it)"
-    );
+    let js = sims::require_browser_tests(&["openid-client", "playwright-core"]);
     let banks = sims::banks();
     let sms = sims::sms();
     let (key_dir, key_path) = sims::secret_file("hash-key-for-browser-tests-0123456789abcdef");
-    let ctid_port = free_port();
-    let ctid_url = format!("http://127.0.0.1:{ctid_port}");
-    let server = simulators::ctid::serve(
-        &format!("127.0.0.1:{ctid_port}"),
-        &ctid_url,
-        Some(crate::ctid::CTID_API_KEY.into()),
-    )
-    .expect("CTID simulator binds");
-    let ctid = sims::Sim::from_handle(ctid_url.clone(), server.handle());
-    tokio::spawn(server);
+    let ctid = sims::ctid();
     let ctid_key = key_dir.path().join("ctid.key");
     std::fs::write(&ctid_key, crate::ctid::CTID_API_KEY).expect("ctid key");
-    let legacy_port = free_port();
-    let server = simulators::legacy::serve(&format!("127.0.0.1:{legacy_port}"), None)
-        .expect("legacy simulator binds");
-    let legacy = sims::Sim::from_handle(format!("http://127.0.0.1:{legacy_port}"), server.handle());
-    tokio::spawn(server);
+    let legacy = sims::legacy();
 
     let rp_port = free_port();
     let extra = format!(

@@ -51,6 +51,44 @@ pub fn sms() -> Sim {
     spawn(server, port)
 }
 
+/// The simulated CTID service, expecting the tests' API key.
+pub fn ctid() -> Sim {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let server = simulators::ctid::serve(
+        &format!("127.0.0.1:{port}"),
+        &url,
+        Some(crate::ctid::CTID_API_KEY.into()),
+    )
+    .expect("CTID simulator binds");
+    spawn(server, port)
+}
+
+/// The simulated old portal's accounts API.
+pub fn legacy() -> Sim {
+    let port = free_port();
+    let server = simulators::legacy::serve(&format!("127.0.0.1:{port}"), None)
+        .expect("legacy simulator binds");
+    spawn(server, port)
+}
+
+/// Fails, never skips, when the browser tests cannot run: the npm `packages` of tests/js
+/// and Debian's Chromium must be installed (scripts/test installs both).
+pub fn require_browser_tests(packages: &[&str]) -> std::path::PathBuf {
+    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/js");
+    assert!(
+        packages
+            .iter()
+            .all(|p| js.join("node_modules").join(p).exists()),
+        "run `npm ci` in tests/js first (scripts/test does it)"
+    );
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "install Debian's chromium (scripts/test does it)"
+    );
+    js
+}
+
 /// Bearer token the bank simulator of the tests expects.
 pub const BANK_API_KEY: &str = "bank-api-key-for-tests";
 /// Bearer token the SMS simulator of the tests expects.
