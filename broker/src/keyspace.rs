@@ -137,9 +137,26 @@ pub fn notify_limit(secret: &[u8], connector: &str, client_address: &str) -> Str
     format!("rl:notify:{connector}:{}", address(secret, client_address))
 }
 
-/// Rate limit of citizen-ID linking attempts of one session.
-pub fn account_link_limit(sid: &str) -> String {
-    format!("rl:link:{sid}")
+/// Admin API calls from one address (its keyed hash, [`address`]).
+pub fn admin_calls_limit(address_tag: &str) -> String {
+    format!("rl:admin:calls:{address_tag}")
+}
+
+/// Wrong admin tokens from one address.
+pub fn admin_wrong_token_limit(address_tag: &str) -> String {
+    format!("rl:admin:wrong:{address_tag}")
+}
+
+/// An address refused by the admin API after too many wrong tokens.
+pub fn admin_blocked(address_tag: &str) -> String {
+    format!("rl:admin:blocked:{address_tag}")
+}
+
+/// Rate limit of population-registry checks by `scope` (`addr`, `person`, `number`); the
+/// value (an address, a person id, a citizen ID number) only as a keyed hash.
+pub fn registry_check_limit(secret: &[u8], scope: &str, value: &str) -> String {
+    let tag = hmac_b64(secret, &[b"registry", scope.as_bytes(), value.as_bytes()]);
+    format!("rl:registry:{scope}:{tag}")
 }
 
 /// Encodes a record; a failure is [`StoreError::Corrupt`], never an empty record.
@@ -210,7 +227,10 @@ mod tests {
         assert_eq!(pending_logout("i"), "logout:i");
         assert_eq!(revoked_access_token("j"), "revoked:j");
         assert_eq!(connector("otp:x"), "cx:otp:x");
-        assert_eq!(account_link_limit("sid"), "rl:link:sid");
+        assert_eq!(admin_blocked("t"), "rl:admin:blocked:t");
+        // Registry budgets name the number only by its keyed hash.
+        let key = registry_check_limit(b"k", "number", "079201001234");
+        assert!(key.starts_with("rl:registry:number:") && !key.contains("079201001234"));
         let d = sha256_b64(b"secret");
         assert_eq!(code("secret"), format!("code:{d}"));
         assert_eq!(refresh_token("F", "secret"), format!("rt:{{F}}:{d}"));

@@ -60,6 +60,27 @@ pub fn cookie_name(settings: &Settings) -> &'static str {
     }
 }
 
+/// The session id one platform sees (`sid` in its ID tokens, access tokens, introspection
+/// and logout messages): derived per client under a key of its own, so that two platforms
+/// of one SSO session cannot correlate the citizen through it, as pairwise `sub`s promise
+/// (OIDC Front-/Back-Channel Logout only need `sid` unique per issuer and session).
+pub fn client_sid(settings: &Settings, sid: &str, client_id: &str) -> String {
+    use base64::Engine;
+    let key = common::hash::KeyedHash::new(&settings.pairwise_secret).mac(&[b"client sid key"]);
+    let mac = common::hash::KeyedHash::new(&key).mac(&[client_id.as_bytes(), sid.as_bytes()]);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac[..18])
+}
+
+/// The name of the cookie that remembers the identity source this browser used last (an
+/// id of the configuration, nothing about the citizen), shown first on the choice.
+pub fn last_source_cookie_name(settings: &Settings) -> &'static str {
+    if settings.secure_cookies {
+        "__Host-broker_last_source"
+    } else {
+        "broker_last_source"
+    }
+}
+
 /// Name of the cookie that binds login transactions to one browser.
 pub fn browser_cookie_name(settings: &Settings) -> &'static str {
     if settings.secure_cookies {

@@ -872,6 +872,10 @@ impl TypedConnector for BankCard {
 
     /// Degraded for a few minutes after the SMS gateway or a bank's verification failed to
     /// answer, naming which (the contracts have no probe of their own).
+    fn parts(&self) -> Vec<String> {
+        self.banks.iter().map(|b| b.bank.id.clone()).collect()
+    }
+
     async fn health(&self) -> Health {
         let (sms, banks, _) = self.outages();
         let mut reasons: Vec<String> = sms

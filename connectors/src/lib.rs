@@ -425,6 +425,12 @@ pub trait Connector: Send + Sync {
         false
     }
 
+    /// The ids of the parts operators may put into maintenance one by one (the banks of
+    /// the bank-card connector); the default has none.
+    fn parts(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The public keys the source knows the broker by (a JWK set, for `private_key_jwt`),
     /// served at `/connectors/{id}/jwks` so the source can fetch them. The default has none.
     fn public_jwks(&self) -> Option<serde_json::Value> {
@@ -481,6 +487,11 @@ pub trait TypedConnector: Send + Sync {
     fn recently_unavailable(&self) -> bool {
         false
     }
+
+    /// See [`Connector::parts`].
+    fn parts(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The [`Connector`] of a [`TypedConnector`]: encodes its state on the way out and
@@ -527,6 +538,10 @@ impl<C: TypedConnector> Connector for Typed<C> {
     fn recently_unavailable(&self) -> bool {
         self.0.recently_unavailable()
     }
+
+    fn parts(&self) -> Vec<String> {
+        self.0.parts()
+    }
 }
 
 /// Keeps only the digits and ASCII letters of an identifier, upper-cased.
@@ -537,9 +552,44 @@ pub fn normalise_id(raw: &str) -> String {
         .collect()
 }
 
+/// Whether `raw` has the shape of a citizen ID number the broker knows, once normalised: a
+/// Vietnamese citizen ID card number (12 digits) or an old ID card number (9 digits), or a
+/// Chinese resident ID number (18 characters: 17 digits and a check digit or `X`; or 15
+/// digits on first-generation cards). A typo is caught here, before a registry check.
+pub fn plausible_id(raw: &str) -> bool {
+    let id = normalise_id(raw);
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    match id.len() {
+        9 | 12 | 15 => digits(&id),
+        18 => digits(&id[..17]) && (digits(&id[17..]) || &id[17..] == "X"),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn citizen_id_numbers_of_known_shapes_are_plausible() {
+        for ok in [
+            "079201001234",
+            "079 201 001 234",
+            "123456789",
+            "11010519491231002X",
+        ] {
+            assert!(plausible_id(ok), "{ok}");
+        }
+        for bad in [
+            "abc",
+            "",
+            "07920100123",
+            "1101051949123100Y2",
+            "0792010012345",
+        ] {
+            assert!(!plausible_id(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn assurance_orders_weakest_first() {

@@ -565,7 +565,7 @@ async fn guessing_the_code_is_stopped() {
     let bad = wrong_code(&code);
     assert!(problem(&flow.code(bad).await).contains("Attempts left"));
     let (status, text) = failure(&flow.code(bad).await);
-    assert_eq!(status, 502);
+    assert_eq!(status, 429, "paused for the citizen's safety: a 4xx");
     assert!(
         text.contains("Try again in") && text.contains("minutes"),
         "{text}"

@@ -158,7 +158,7 @@ async fn an_old_account_signs_in_through_the_old_systems_api() {
         None,
     )
     .await;
-    assert_eq!(status, 502);
+    assert_eq!(status, 403, "a closed account: a 4xx");
     assert!(
         body.contains("is closed") && body.contains("VNeID or a bank card"),
         "{body}"
@@ -253,7 +253,7 @@ async fn after_the_end_date_the_citizen_is_told_which_way_to_use() {
         )
         .await;
     let (status, _, body) = browser.follow(resp).await;
-    assert_eq!(status, 502);
+    assert_eq!(status, 403, "the transition ended: a 4xx");
     let message = sims::element_text(&body, "message").expect("message");
     let hint = sims::element_text(&body, "hint").expect("hint");
     assert!(message.contains("1/1/2020"), "{message}");
@@ -279,7 +279,7 @@ async fn failed_logins_are_throttled_per_account_and_per_address() {
         assert!(body.contains("not correct"), "{body}");
     }
     let (status, _, body) = sign_in(b, "nguyenvanan", "guess", Some("198.51.100.9")).await;
-    assert_eq!(status, 502);
+    assert_eq!(status, 429, "paused for the citizen's safety");
     assert!(
         body.contains("Too many failed sign-ins") && body.contains("minutes"),
         "{body}"

@@ -407,10 +407,10 @@ async fn the_account_page_without_a_session_says_what_to_do_in_every_language() 
     let broker = Broker::start(Options::default());
     let browser = Browser::new(&broker);
     for (lang, hint) in [
-        ("en", "Sign in to one of the services"),
-        ("vi", "Hãy đăng nhập vào một dịch vụ"),
-        ("zh", "请先登录使用本登录服务的任一服务"),
-        ("es", "Inicie sesión en uno de los servicios"),
+        ("en", "Sign in to see your account"),
+        ("vi", "Hãy đăng nhập để xem tài khoản"),
+        ("zh", "登录后即可查看您的账户"),
+        ("es", "Inicie sesión para ver su cuenta"),
     ] {
         let resp = browser
             .http

@@ -24,3 +24,4 @@ mod records_fault;
 mod sims;
 mod tokens;
 mod upstream_oidc;
+mod ways_on;

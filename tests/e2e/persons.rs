@@ -571,7 +571,8 @@ async fn a_weaker_session_is_stepped_up_for_a_platform_that_needs_high() {
     assert_eq!(first["acr"], "http://eidas.europa.eu/LoA/substantial");
 
     let (verifier, challenge) = pkce();
-    let choice = browser
+    // VNeID is the only way strong enough: the login goes straight to it.
+    let form = browser
         .login_page(
             browser
                 .authorize(&auth_params(
@@ -583,13 +584,14 @@ async fn a_weaker_session_is_stepped_up_for_a_platform_that_needs_high() {
                 .await,
         )
         .await;
-    assert!(choice.contains("use-vneid"), "VNeID offered");
     assert!(
-        !choice.contains("use-bank") && !choice.contains("use-test-citizens"),
-        "weaker ways hidden: {choice}"
+        form.contains("name=\"password\""),
+        "VNeID's own step: {form}"
     );
-    assert!(choice.contains("stronger proof of identity"));
-    let form = browser.choose(&choice, "vneid").await;
+    assert!(
+        !form.contains("use-bank") && !form.contains("use-test-citizens"),
+        "weaker ways hidden: {form}"
+    );
     let (_, location, _) = browser
         .follow(browser.submit_password(&form, "an", "pw").await)
         .await;
@@ -603,8 +605,22 @@ async fn a_weaker_session_is_stepped_up_for_a_platform_that_needs_high() {
     .await;
     assert_eq!(high["acr"], "http://eidas.europa.eu/LoA/high");
     assert_eq!(high["amr"], serde_json::json!(["face"]));
-    assert_eq!(high["sid"], first["sid"], "the same session, raised");
     assert!(high["auth_time"].as_u64() >= first["auth_time"].as_u64());
+    // The same session, raised: the first platform still sees its own session id.
+    let (verifier, challenge) = pkce();
+    let mut params = auth_params("rp-basic", "http://localhost:9/cb", "openid", &challenge);
+    params.push(("prompt", "none"));
+    let (_, location, _) = browser.follow(browser.authorize(&params).await).await;
+    let again = redeem(
+        &broker,
+        "rp-basic",
+        "http://localhost:9/cb",
+        &location.expect("code"),
+        &verifier,
+    )
+    .await;
+    assert_eq!(again["sid"], first["sid"], "the same session, raised");
+    assert_ne!(high["sid"], first["sid"], "each platform has its own sid");
 
     // prompt=none at a high platform with only a substantial session cannot be silent.
     let other = Browser::new(&broker);
@@ -701,10 +717,11 @@ async fn an_essential_acr_claim_asks_for_the_level_too() {
     let claims =
         r#"{"id_token":{"acr":{"essential":true,"values":["http://eidas.europa.eu/LoA/high"]}}}"#;
     params.push(("claims", claims));
-    let choice = browser.login_page(browser.authorize(&params).await).await;
+    // Only VNeID reaches the level asked: straight to it.
+    let form = browser.login_page(browser.authorize(&params).await).await;
     assert!(
-        choice.contains("use-vneid") && !choice.contains("use-bank"),
-        "{choice}"
+        form.contains("name=\"password\"") && !form.contains("use-bank"),
+        "{form}"
     );
     params.retain(|(k, _)| *k != "claims");
     params.push(("claims", "not json"));

@@ -503,6 +503,10 @@ pub struct ClientConfig {
     /// Exact post-logout redirect URIs.
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
+    /// The platform's home page: where "Back to the platform" goes when a login cannot
+    /// go on (default: the origin of the first redirect URI).
+    #[serde(default)]
+    pub home_url: Option<String>,
     /// Token endpoint authentication.
     #[serde(default)]
     pub auth_method: AuthMethod,

@@ -104,6 +104,8 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     /// Exact post-logout redirect URIs.
     pub post_logout_redirect_uris: Vec<String>,
+    /// Its home page (configured, else the origin of its first redirect URI).
+    pub home_url: String,
     /// Authentication at the token endpoint.
     pub auth: ClientAuth,
     /// Scopes it may receive.
@@ -158,6 +160,47 @@ impl Client {
     /// Whether this is a public client.
     pub fn is_public(&self) -> bool {
         matches!(self.auth, ClientAuth::None)
+    }
+}
+
+/// The `client_id` of the broker's own account page: a public relying party of the broker
+/// (PKCE, `openid` only), so that "Sign in" on the account page is an ordinary login.
+pub const ACCOUNT_CLIENT_ID: &str = "broker-account";
+
+/// The account page's path that receives its logins.
+pub const ACCOUNT_CALLBACK_PATH: &str = "/account/callback";
+
+fn account_client(issuer: &str, alg: SigningAlg) -> Client {
+    let names: LocalizedText = crate::i18n::LANGUAGES
+        .iter()
+        .map(|l| (l.to_string(), crate::i18n::Tr::new(l).get("account-title")))
+        .collect();
+    Client {
+        id: ACCOUNT_CLIENT_ID.to_string(),
+        name: names.get("en").cloned().unwrap_or_default(),
+        names,
+        redirect_uris: vec![format!("{issuer}{ACCOUNT_CALLBACK_PATH}")],
+        post_logout_redirect_uris: Vec::new(),
+        home_url: format!("{issuer}/account"),
+        auth: ClientAuth::None,
+        scopes: HashSet::from(["openid".to_string()]),
+        subject_type: SubjectType::Public,
+        sector: String::new(),
+        id_token_alg: alg,
+        min_assurance: Assurance::Low,
+        require_consent: false,
+        require_par: false,
+        require_citizen_id: false,
+        backchannel_logout_uri: None,
+        frontchannel_logout_uri: None,
+        dpop_bound_access_tokens: false,
+        require_dpop_nonce: false,
+        profile: None,
+        rotate_refresh_tokens: true,
+        require_signed_request_object: false,
+        userinfo_alg: None,
+        introspection_alg: alg,
+        authorization_alg: alg,
     }
 }
 
@@ -625,7 +668,22 @@ impl Validator {
         });
 
         let connectors = self.connectors(&raw, mode);
-        let clients = self.clients(&raw, &algs, &connectors);
+        let mut clients = self.clients(&raw, &algs, &connectors);
+        if let Some(i) = raw.clients.iter().position(|c| c.id == ACCOUNT_CLIENT_ID) {
+            self.report(
+                &format!("clients[{i}].id"),
+                format!(
+                    "`{ACCOUNT_CLIENT_ID}` is the broker's own account page: choose another id"
+                ),
+            );
+        }
+        let own_alg = algs
+            .iter()
+            .find(|a| **a == SigningAlg::ES256)
+            .or(algs.first());
+        if let Some(alg) = own_alg {
+            clients.insert(ACCOUNT_CLIENT_ID.to_string(), account_client(&issuer, *alg));
+        }
 
         Some(Settings {
             source: self
@@ -872,6 +930,7 @@ impl Validator {
             for (name, uri) in [
                 ("backchannel_logout_uri", &c.backchannel_logout_uri),
                 ("frontchannel_logout_uri", &c.frontchannel_logout_uri),
+                ("home_url", &c.home_url),
             ] {
                 if let Some(Err(reason)) = uri.as_deref().map(check_redirect_uri) {
                     self.report(&format!("{key}.{name}"), reason);
@@ -972,6 +1031,13 @@ impl Validator {
                     },
                     redirect_uris: c.redirect_uris.clone(),
                     post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+                    home_url: c.home_url.clone().unwrap_or_else(|| {
+                        c.redirect_uris
+                            .first()
+                            .and_then(|u| url::Url::parse(u).ok())
+                            .map(|u| format!("{}/", u.origin().ascii_serialization()))
+                            .unwrap_or_default()
+                    }),
                     auth,
                     scopes: c.scopes.iter().cloned().collect(),
                     subject_type: c.subject_type,

@@ -26,6 +26,8 @@ pub struct Env {
     pub session_cookie: Option<String>,
     /// The browser-binding cookie's secret, if sent.
     pub browser_cookie: Option<String>,
+    /// The identity source this browser used last, if it says.
+    pub last_source: Option<String>,
 }
 
 impl Env {
@@ -45,6 +47,7 @@ impl Env {
             address,
             session_cookie: None,
             browser_cookie: None,
+            last_source: None,
         }
     }
 
@@ -77,6 +80,8 @@ pub struct Answer {
     pub session_cookie: Option<String>,
     /// A browser-binding cookie secret to set (a browser seen for the first time).
     pub browser_cookie: Option<String>,
+    /// The identity source to remember as this browser's last.
+    pub last_source: Option<String>,
 }
 
 impl Answer {
@@ -91,6 +96,7 @@ impl Answer {
             to,
             session_cookie: None,
             browser_cookie: None,
+            last_source: None,
         }
     }
 }
@@ -104,6 +110,27 @@ pub struct Failure {
     pub status: u16,
     /// What to show.
     pub kind: FailureKind,
+    /// The button that goes on from the page, so no failure is a dead end.
+    pub action: Option<Box<Action>>,
+}
+
+/// A way on from a failure page: a link and its label (a message key with arguments).
+#[derive(Debug, Clone)]
+pub struct Action {
+    /// Where it goes.
+    pub href: String,
+    /// The label's message key (`button-other-way`, `button-back-to-platform`, …).
+    pub label: Message,
+}
+
+impl Action {
+    /// A link labelled with message `key`.
+    pub fn new(href: impl Into<String>, label: Message) -> Self {
+        Action {
+            href: href.into(),
+            label,
+        }
+    }
 }
 
 /// The kinds of failure pages.
@@ -116,12 +143,10 @@ pub enum FailureKind {
         /// Technical note for the platform's developers.
         detail: String,
     },
-    /// A failure with arguments and, when the login goes on, a way back.
+    /// A failure with arguments.
     Message {
         /// What to tell the citizen.
         message: Message,
-        /// Where the login goes on.
-        back: Option<String>,
     },
     /// The store or the records cannot be reached: "try again shortly".
     Unavailable,
@@ -142,16 +167,27 @@ impl Failure {
                 key: key.to_string(),
                 detail: detail.into(),
             },
+            action: None,
         }
     }
 
-    /// A failure with a message and, when the login goes on, a link back.
+    /// A failure with a message and, when the login goes on, a link back to the choice
+    /// of identity sources.
     pub fn message(lang: &str, status: u16, message: Message, back: Option<String>) -> Self {
         Failure {
             lang: lang.to_string(),
             status,
-            kind: FailureKind::Message { message, back },
+            kind: FailureKind::Message { message },
+            action: back.map(|b| Box::new(Action::new(b, Message::new("button-other-way")))),
         }
+    }
+
+    /// The same failure with `action` as its way on.
+    pub fn with_action(mut self, action: Option<Action>) -> Self {
+        if let Some(a) = action {
+            self.action = Some(Box::new(a));
+        }
+        self
     }
 
     /// The store failed: 503 "try again shortly"; the cause is logged here.
@@ -161,6 +197,7 @@ impl Failure {
             lang: lang.to_string(),
             status: 503,
             kind: FailureKind::Unavailable,
+            action: None,
         }
     }
 
@@ -170,6 +207,7 @@ impl Failure {
             lang: lang.to_string(),
             status: 429,
             kind: FailureKind::TooMany { retry_after },
+            action: None,
         }
     }
 }

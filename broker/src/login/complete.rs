@@ -249,6 +249,7 @@ pub async fn authenticated(
     };
     let mut answer = proceed(state, tx, &secret, session).await?;
     answer.session_cookie = Some(secret);
+    answer.last_source = Some(connector_id.to_string());
     Ok(answer)
 }
 
@@ -285,6 +286,7 @@ pub async fn proceed(state: &Env, mut tx: LoginTx, secret: &str, session: Sessio
                 problem: None,
                 name: claim("name"),
                 birthdate: claim("birthdate"),
+                exhausted: false,
             }));
         }
         if consent_needed(state, client, &tx.request, &session.person_id).await? {

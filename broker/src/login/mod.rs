@@ -9,7 +9,7 @@ mod answer;
 mod complete;
 pub mod steps;
 
-pub use answer::{Answer, Env, Failure, FailureKind, Outcome};
+pub use answer::{Action, Answer, Env, Failure, FailureKind, Outcome};
 
 use std::time::Duration;
 
@@ -57,6 +57,9 @@ pub enum Stage {
         name: String,
         /// Birth date to show again.
         birthdate: String,
+        /// No registry check is left in this login: only "Skip" goes on.
+        #[serde(default)]
+        exhausted: bool,
     },
     /// Telling the citizen something before going on (a suspended binding).
     Notice {
@@ -147,6 +150,49 @@ impl std::fmt::Debug for LoginTx {
     }
 }
 
+/// Registry checks per hour from one address, of one account, and of one citizen ID
+/// number: each check tells whether a number goes with a name and a birth date, so the
+/// registry must not become an oracle.
+const REGISTRY_CHECKS_PER_ADDRESS: u64 = 10;
+const REGISTRY_CHECKS_PER_ACCOUNT: u64 = 5;
+const REGISTRY_CHECKS_PER_NUMBER: u64 = 5;
+
+/// Counts one registry check against every budget it is part of (atomically, before the
+/// check); `Some(seconds)` when one of them is spent.
+pub async fn registry_check_budget(
+    store: &dyn store::Store,
+    secret: &[u8],
+    address: &str,
+    person_id: &str,
+    citizen_id: &str,
+    now: u64,
+) -> Result<Option<u64>, store::StoreError> {
+    let number = connectors::normalise_id(citizen_id);
+    let mut refused: Option<u64> = None;
+    for (scope, value, budget) in [
+        ("addr", address, REGISTRY_CHECKS_PER_ADDRESS),
+        ("person", person_id, REGISTRY_CHECKS_PER_ACCOUNT),
+        ("number", number.as_str(), REGISTRY_CHECKS_PER_NUMBER),
+    ] {
+        let d = store
+            .hit_rate_limit(
+                &keyspace::registry_check_limit(secret, scope, value),
+                budget,
+                Duration::from_secs(3600),
+                now,
+            )
+            .await?;
+        if !d.allowed {
+            let wait = d.retry_after.as_secs().max(1);
+            refused = Some(refused.map_or(wait, |w| w.max(wait)));
+        }
+    }
+    if refused.is_some() {
+        metrics::counter!("broker_rate_limited_total", "scope" => "registry_check").increment(1);
+    }
+    Ok(refused)
+}
+
 /// Most wrong answers in one login before it must start again.
 pub const MAX_ATTEMPTS: u32 = 5;
 
@@ -191,6 +237,60 @@ pub fn error_to_client(
             "redirect_uri is not a URL",
         )),
     }
+}
+
+/// A new login transaction id: random, then the client's id (base64url), so that the page
+/// of an expired or unknown login can still name its platform and offer the way back.
+fn new_tx_id(client_id: &str) -> String {
+    use base64::Engine;
+    let client = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(client_id);
+    format!("{}.{client}", random_token(24))
+}
+
+/// The client a login transaction id names, if it is one of ours.
+fn client_of_tx_id<'a>(settings: &'a crate::config::Settings, id: &str) -> Option<&'a Client> {
+    use base64::Engine;
+    let (_, client) = id.split_once('.')?;
+    let client = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(client)
+        .ok()?;
+    settings.clients.get(std::str::from_utf8(&client).ok()?)
+}
+
+/// "Back to <platform>": its home page, for a login that is gone (expired, unknown, or in
+/// another browser), when the transaction id still names the platform.
+pub fn platform_home(
+    settings: &crate::config::Settings,
+    tx_id: &str,
+    lang: &str,
+) -> Option<Action> {
+    let client = client_of_tx_id(settings, tx_id)?;
+    if client.home_url.is_empty() {
+        return None;
+    }
+    Some(Action::new(
+        client.home_url.clone(),
+        Message::new("button-back-to-platform").arg("platform", client.display_name(lang)),
+    ))
+}
+
+/// "Back to <platform>" for a login that ends here: the authorization error response, so
+/// the platform learns the login ended and can start a new one.
+pub fn back_to_platform(
+    settings: &crate::config::Settings,
+    req: &AuthRequest,
+    error: &OAuthError,
+) -> Option<Action> {
+    let url = crate::oidc::authorize::error_url(settings, req, error)?;
+    let name = settings
+        .clients
+        .get(req.client_id.as_str())
+        .map(|c| c.display_name(&req.lang).to_string())
+        .unwrap_or_default();
+    Some(Action::new(
+        url,
+        Message::new("button-back-to-platform").arg("platform", name),
+    ))
 }
 
 fn see_other(location: &str) -> Outcome {
@@ -270,7 +370,7 @@ pub async fn begin(
         _ => (random_token(32), true),
     };
     let tx = LoginTx {
-        id: random_token(24),
+        id: new_tx_id(&client.id),
         browser: Secret::new(sha256_b64(browser_secret.as_bytes())),
         csrf: Secret::new(random_token(24)),
         request,
@@ -286,12 +386,44 @@ pub async fn begin(
         Some((secret, s)) if !request_prompts_select(&tx) => {
             proceed(state, tx, secret, s.clone()).await
         }
-        _ => show_stage(state, &tx).await,
+        _ => match direct_source(settings, &tx) {
+            // One source to offer, or the one the platform hinted: straight to it. If it
+            // fails to start, the choice says what went wrong.
+            Some(id) => {
+                let fields = steps::Fields::from([("connector".to_string(), id)]);
+                let fallback = tx.clone();
+                match steps::start(state, tx, fields).await {
+                    Ok(answer) => Ok(answer),
+                    Err(_) => show_stage(state, &fallback).await,
+                }
+            }
+            None => show_stage(state, &tx).await,
+        },
     }?;
     if new_cookie {
         answer.browser_cookie = Some(browser_secret);
     }
     Ok(answer)
+}
+
+/// The source a new login goes straight to, skipping the choice: the one the platform's
+/// `idp_hint` names, if offered and enabled, or the only one offered.
+fn direct_source(settings: &crate::config::Settings, tx: &LoginTx) -> Option<String> {
+    if !matches!(tx.stage, Stage::Choose) {
+        return None;
+    }
+    let offered = eligible(settings, tx.request.min_level);
+    let enabled =
+        |c: &&&crate::config::ConnectorEntry| c.status == crate::config::ConnectorStatus::Enabled;
+    if let Some(hint) = tx.request.idp_hint.as_deref() {
+        if let Some(c) = offered.iter().filter(enabled).find(|c| c.id == hint) {
+            return Some(c.id.clone());
+        }
+    }
+    match offered.as_slice() {
+        [only] if only.status == crate::config::ConnectorStatus::Enabled => Some(only.id.clone()),
+        _ => None,
+    }
 }
 
 fn request_prompts_select(tx: &LoginTx) -> bool {
@@ -334,6 +466,7 @@ mod tests {
             min_level,
             dpop_jkt: None,
             response_mode: None,
+            idp_hint: None,
         }
     }
 
@@ -621,6 +754,7 @@ mod blip_tests {
             min_level: Assurance::Low,
             dpop_jkt: None,
             response_mode: None,
+            idp_hint: None,
         };
         let tx = LoginTx {
             id: "tx-1".into(),

@@ -10,8 +10,8 @@ use connectors::{ConnectorError, Context, Input, Message, Step};
 use super::complete::{authenticated, issue_code_response, proceed, record_consent};
 use super::error_to_client;
 use super::{
-    eligible, login_url, save_tx, see_other, show_stage, Env, Failure, LoginTx, Outcome, Stage,
-    View, MAX_ATTEMPTS,
+    back_to_platform, eligible, login_url, save_tx, see_other, show_stage, Action, Env, Failure,
+    LoginTx, Outcome, Stage, View, MAX_ATTEMPTS,
 };
 use crate::keyspace::{self, StepBudget};
 use crate::oidc::OAuthError;
@@ -44,13 +44,12 @@ pub async fn load(state: &Env, id: &str, lang: &str) -> Result<LoginTx, Failure>
         keyspace::get_json::<LoginTx>(state.store.as_ref(), &keyspace::login_tx(id), state.now)
             .await
             .map_err(|e| Failure::unavailable(lang, &e))?;
+    let home = || super::platform_home(&state.settings(), id, lang);
     let Some(tx) = tx else {
-        return Err(Failure::page(
-            lang,
-            400,
-            "error-login-expired",
-            "unknown or expired login",
-        ));
+        return Err(
+            Failure::page(lang, 400, "error-login-expired", "unknown or expired login")
+                .with_action(home()),
+        );
     };
     let bound = state
         .browser_cookie
@@ -62,7 +61,8 @@ pub async fn load(state: &Env, id: &str, lang: &str) -> Result<LoginTx, Failure>
             400,
             "error-other-browser",
             "the login was started in another browser",
-        ));
+        )
+        .with_action(home()));
     }
     Ok(tx)
 }
@@ -77,12 +77,15 @@ pub async fn load_post(
     let tx = load(state, id, lang).await?;
     let csrf_ok = fields.get("csrf").is_some_and(|c| tx.csrf.matches(c));
     if !csrf_ok {
+        // The login itself goes on: its current page has a fresh form.
+        let again = Action::new(login_url(state, &tx.id), Message::new("button-start-again"));
         return Err(Failure::page(
             &tx.request.lang,
             400,
             "error-form-expired",
             "missing or wrong CSRF token",
-        ));
+        )
+        .with_action(Some(again)));
     }
     Ok(tx)
 }
@@ -324,12 +327,18 @@ async fn advance(
                     .await;
                 metrics::counter!("broker_logins_total", "connector" => connector.to_string(), "outcome" => "too_many_attempts").increment(1);
                 tracing::warn!(target: "audit", event = "login.failed", connector, client = %tx.request.client_id, reason = "too_many_attempts", "login abandoned after too many wrong answers");
+                let ended = OAuthError::new("access_denied", "too many wrong answers");
                 return Err(Failure::message(
                     &lang,
                     429,
                     Message::new("error-too-many-attempts"),
                     None,
-                ));
+                )
+                .with_action(back_to_platform(
+                    &state.settings(),
+                    &tx.request,
+                    &ended,
+                )));
             }
             (*step, Some(message))
         }
@@ -337,7 +346,8 @@ async fn advance(
             let reference = random_token(6);
             metrics::counter!("broker_logins_total", "connector" => connector.to_string(), "outcome" => "failed").increment(1);
             tracing::warn!(target: "audit", event = "login.failed", connector, client = %tx.request.client_id, reason = %message.key, reference = %reference, detail = %detail, "login failed at the identity source");
-            return back_to_choice(state, tx, message, &reference).await;
+            let status = failed_status(&message.key);
+            return back_to_choice(state, tx, message, &reference, status).await;
         }
         Err(ConnectorError::Unavailable(detail)) => {
             let reference = random_token(6);
@@ -349,6 +359,7 @@ async fn advance(
                 tx,
                 Message::new("error-source-unavailable"),
                 &reference,
+                502,
             )
             .await;
         }
@@ -356,7 +367,7 @@ async fn advance(
             let reference = random_token(6);
             metrics::counter!("broker_logins_total", "connector" => connector.to_string(), "outcome" => "error").increment(1);
             tracing::error!(connector, reference = %reference, detail = %detail, "connector state invalid");
-            return back_to_choice(state, tx, Message::new("error-generic"), &reference).await;
+            return back_to_choice(state, tx, Message::new("error-generic"), &reference, 502).await;
         }
     };
     match step {
@@ -425,12 +436,27 @@ async fn advance(
     }
 }
 
+/// The status of a login the source ended: 4xx when it ended by the citizen's own doing
+/// (cancelled or refused in the app, too slow, too many tries, an account closed), 502
+/// only when the source failed (an answer that does not verify, a refused request), so
+/// that monitoring counts only those as server errors.
+fn failed_status(key: &str) -> u16 {
+    if key.ends_with("-invalid") || key.ends_with("-refused") {
+        502
+    } else if key.contains("locked") {
+        429
+    } else {
+        403
+    }
+}
+
 /// Shows a failure with a way back to the choice of identity sources.
 async fn back_to_choice(
     state: &Env,
     mut tx: LoginTx,
     message: Message,
     reference: &str,
+    status: u16,
 ) -> Outcome {
     tx.stage = Stage::Choose;
     if let Err(e) = save_tx(state, &tx).await {
@@ -439,7 +465,7 @@ async fn back_to_choice(
     let message = message.arg("reference", reference);
     Err(Failure::message(
         &tx.request.lang,
-        502,
+        status,
         message,
         Some(login_url(state, &tx.id)),
     ))
@@ -513,6 +539,17 @@ pub async fn account(state: &Env, mut tx: LoginTx, fields: Fields) -> Outcome {
             show_stage(state, &tx).await
         }
     }
+}
+
+/// `POST /login/{tx}/back`: "Choose another way" from a source's step: the source
+/// withdraws what it holds for the citizen, and the login goes back to the choice.
+pub async fn back(state: &Env, mut tx: LoginTx, _fields: Fields) -> Outcome {
+    abandon_step(state, &tx).await;
+    if matches!(tx.stage, Stage::Step { .. }) {
+        tx.stage = Stage::Choose;
+        tx.attempts = 0;
+    }
+    show_stage(state, &tx).await
 }
 
 /// `POST /login/{tx}/cancel`: the citizen gives up; the platform gets `access_denied`.
@@ -610,9 +647,9 @@ const MAX_LINK_ATTEMPTS: u32 = 3;
 
 /// `POST /login/{tx}/link`: a citizen ID number to check at the registry, or "Skip".
 pub async fn link(state: &Env, mut tx: LoginTx, fields: Fields) -> Outcome {
-    if !matches!(tx.stage, Stage::Link { .. }) {
+    let Stage::Link { exhausted, .. } = tx.stage else {
         return see_other(&login_url(state, &tx.id));
-    }
+    };
     let lang = tx.request.lang.clone();
     let (secret, mut session) = session_of(state, &lang).await?;
     let settings = state.settings();
@@ -640,6 +677,9 @@ pub async fn link(state: &Env, mut tx: LoginTx, fields: Fields) -> Outcome {
         tracing::info!(target: "audit", event = "link.skipped", sid = %session.sid, "citizen chose to link a citizen ID number later");
         return proceed(state, tx, &secret, session).await;
     }
+    if exhausted {
+        return see_other(&login_url(state, &tx.id));
+    }
     let field = |k: &str| {
         fields
             .get(k)
@@ -647,6 +687,38 @@ pub async fn link(state: &Env, mut tx: LoginTx, fields: Fields) -> Outcome {
             .unwrap_or_default()
     };
     let (citizen_id, name, birthdate) = (field("citizen_id"), field("name"), field("birthdate"));
+    // A typo is not an attempt: it never reaches the registry.
+    if !connectors::plausible_id(&citizen_id) {
+        tx.stage = Stage::Link {
+            problem: Some(Message::new("link-bad-format")),
+            name,
+            birthdate,
+            exhausted: false,
+        };
+        return show_stage(state, &tx).await;
+    }
+    match super::registry_check_budget(
+        state.store.as_ref(),
+        &settings.pairwise_secret,
+        &state.address,
+        &session.person_id,
+        &citizen_id,
+        state.now,
+    )
+    .await
+    {
+        Ok(None) => {}
+        Ok(Some(retry_after)) => {
+            let skip = (!required).then(|| {
+                Action::new(
+                    login_url(state, &tx.id),
+                    Message::new("button-back-to-form"),
+                )
+            });
+            return Err(Failure::too_many(&lang, retry_after).with_action(skip));
+        }
+        Err(e) => return Err(Failure::unavailable(&lang, &e)),
+    }
     let outcome = crate::person::link::link(
         &settings,
         state.records.as_ref(),
@@ -665,23 +737,32 @@ pub async fn link(state: &Env, mut tx: LoginTx, fields: Fields) -> Outcome {
         Err(e) => return Err(Failure::unavailable(&lang, &e)),
     };
     tx.attempts += 1;
-    if tx.attempts >= MAX_LINK_ATTEMPTS && problem != "link-unavailable" {
-        let _ = state
-            .store
-            .delete(&keyspace::login_tx(&tx.id), state.now)
-            .await;
+    let exhausted = tx.attempts >= MAX_LINK_ATTEMPTS && problem != "link-unavailable";
+    if exhausted {
         tracing::warn!(target: "audit", event = "link.failed", sid = %session.sid, reason = problem, "registry link abandoned after too many attempts");
-        return Err(Failure::message(
-            &lang,
-            429,
-            Message::new("link-too-many"),
-            None,
-        ));
+        if required {
+            // The platform needs a linked number: this login cannot go on.
+            let _ = state
+                .store
+                .delete(&keyspace::login_tx(&tx.id), state.now)
+                .await;
+            let ended =
+                OAuthError::new("access_denied", "the citizen ID number could not be linked");
+            return Err(
+                Failure::message(&lang, 429, Message::new("link-too-many"), None)
+                    .with_action(back_to_platform(&settings, &tx.request, &ended)),
+            );
+        }
     }
     tx.stage = Stage::Link {
-        problem: Some(Message::new(problem)),
+        problem: Some(Message::new(if exhausted {
+            "link-too-many-skip"
+        } else {
+            problem
+        })),
         name,
         birthdate,
+        exhausted,
     };
     show_stage(state, &tx).await
 }

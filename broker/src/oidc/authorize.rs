@@ -46,6 +46,10 @@ pub struct AuthRequest {
     /// `None` for `query`.
     #[serde(default)]
     pub response_mode: Option<String>,
+    /// `idp_hint`: the identity source the platform suggests (as FranceConnect's
+    /// `idp_hint` and Keycloak's `kc_idp_hint`); an unknown one is ignored.
+    #[serde(default)]
+    pub idp_hint: Option<String>,
 }
 
 impl AuthRequest {
@@ -206,6 +210,7 @@ pub fn admit<'a>(
                 min_level: Assurance::Low,
                 dpop_jkt: None,
                 response_mode: None,
+                idp_hint: None,
             };
             Err(error_url(settings, &partial, &e)
                 .map(Refusal::ToClient)
@@ -369,6 +374,10 @@ pub fn validate(
         min_level,
         dpop_jkt,
         response_mode,
+        idp_hint: get("idp_hint")
+            .or_else(|| get("kc_idp_hint"))
+            .filter(|h| h.len() <= 64)
+            .map(str::to_string),
     })
 }
 

@@ -230,7 +230,7 @@ pub fn mint(
         scope: scope.clone(),
         auth_time: grant.auth_time,
         acr: grant.acr.clone(),
-        sid: grant.sid.clone(),
+        sid: crate::session::client_sid(settings, &grant.sid, &client.id),
         fam: fid.to_string(),
         cnf: jkt.map(|j| Confirmation { jkt: j.to_string() }),
     };
@@ -249,7 +249,10 @@ pub fn mint(
     id.insert("auth_time".into(), grant.auth_time.into());
     id.insert("acr".into(), grant.acr.clone().into());
     id.insert("amr".into(), grant.amr.clone().into());
-    id.insert("sid".into(), grant.sid.clone().into());
+    id.insert(
+        "sid".into(),
+        crate::session::client_sid(settings, &grant.sid, &client.id).into(),
+    );
     if let Some(n) = nonce {
         id.insert("nonce".into(), n.into());
     }

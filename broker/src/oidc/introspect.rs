@@ -88,7 +88,7 @@ pub async fn introspect(
             "scope": f.grant.scopes.join(" "),
             "exp": f.expires / 1000,
             "iss": settings.issuer,
-            "sid": f.grant.sid,
+            "sid": crate::session::client_sid(settings, &f.grant.sid, &f.grant.client_id),
         });
         if let Some(jkt) = f.jkt {
             answer["cnf"] = serde_json::json!({ "jkt": jkt });

@@ -43,8 +43,14 @@ pub async fn end(
         .filter_map(|id| settings.clients.get(id))
     {
         if client.backchannel_logout_uri.is_some() {
-            if let Err(e) =
-                backchannel::enqueue(store, &client.id, &session.sid, &session.person_id, now).await
+            if let Err(e) = backchannel::enqueue(
+                store,
+                &client.id,
+                &session::client_sid(settings, &session.sid, &client.id),
+                &session.person_id,
+                now,
+            )
+            .await
             {
                 // The session is gone already; the platform's session may outlive it.
                 tracing::error!(client = %client.id, error = %e, "back-channel logout not enqueued");
@@ -54,7 +60,10 @@ pub async fn end(
             if let Ok(mut u) = url::Url::parse(uri) {
                 u.query_pairs_mut()
                     .append_pair("iss", &settings.issuer)
-                    .append_pair("sid", &session.sid);
+                    .append_pair(
+                        "sid",
+                        &session::client_sid(settings, &session.sid, &client.id),
+                    );
                 front.push(u.to_string());
             }
         }

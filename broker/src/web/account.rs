@@ -5,10 +5,14 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
+use connectors::Message;
+
+use crate::config::{ACCOUNT_CALLBACK_PATH, ACCOUNT_CLIENT_ID};
 use crate::i18n::Tr;
+use crate::login::Action;
 use crate::person::link::{link, LinkOutcome};
 use crate::session;
-use crate::util::ct_eq;
+use crate::util::{ct_eq, random_token, sha256_b64};
 use crate::web::pages;
 use crate::web::state::AppState;
 
@@ -19,6 +23,8 @@ struct AccountPage {
     name: String,
     id_status: String,
     ways: Vec<String>,
+    /// The platforms signed in to in this session.
+    platforms: Vec<String>,
     activity: Vec<String>,
     linked: bool,
     csrf: String,
@@ -38,7 +44,7 @@ fn csrf_for(state: &AppState, secret: &str) -> String {
 
 async fn render(req: &HttpRequest, state: &AppState, message: &str, problem: &str) -> HttpResponse {
     let lang = super::extract::lang_of(req);
-    let t = Tr::new(lang);
+    let t = Tr::new(lang).with_links(crate::i18n::language_links(lang, "/account"));
     let settings = state.settings();
     let store = state.store.as_ref();
     let (secret, session) = match session::current(
@@ -50,7 +56,7 @@ async fn render(req: &HttpRequest, state: &AppState, message: &str, problem: &st
     .await
     {
         Ok(Some(s)) => s,
-        Ok(None) => return pages::error_page(lang, 401, "account-no-session", ""),
+        Ok(None) => return not_signed_in(lang),
         Err(e) => return pages::unavailable_page(lang, &e),
     };
     let person =
@@ -104,10 +110,23 @@ async fn render(req: &HttpRequest, state: &AppState, message: &str, problem: &st
         .and_then(|v| v.as_str())
         .unwrap_or_default()
         .to_string();
+    let platforms = session
+        .clients
+        .iter()
+        .filter(|c| c.as_str() != ACCOUNT_CLIENT_ID)
+        .map(|c| {
+            settings
+                .clients
+                .get(c)
+                .map(|c| c.display_name(lang).to_string())
+                .unwrap_or_else(|| c.clone())
+        })
+        .collect();
     let page = AccountPage {
         name: session.display_name.clone(),
         id_status,
         ways,
+        platforms,
         activity,
         linked,
         csrf: csrf_for(state, &secret),
@@ -128,6 +147,106 @@ async fn render(req: &HttpRequest, state: &AppState, message: &str, problem: &st
         Ok(body) => pages::html(200, body),
         Err(_) => pages::error_page(lang, 500, "error-generic", ""),
     }
+}
+
+/// "You are not signed in", with "Sign in" (an ordinary login of the account page).
+fn not_signed_in(lang: &str) -> HttpResponse {
+    let action = Action::new(
+        format!("/account/signin?ui_locales={lang}"),
+        Message::new("button-sign-in"),
+    );
+    pages::message(
+        lang,
+        401,
+        &Message::new("account-no-session"),
+        Some(&action),
+    )
+}
+
+/// `GET /account/signin`: the account page signs the citizen in like any relying party,
+/// through `/authorize` (PKCE; the code comes back to [`callback`], which only uses it up:
+/// the login itself set the session).
+pub async fn sign_in(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let lang = super::extract::lang_of(&req);
+    let issuer = state.settings().issuer.clone();
+    let verifier = random_token(32);
+    let mut url = match url::Url::parse(&format!("{issuer}/authorize")) {
+        Ok(u) => u,
+        Err(_) => return pages::error_page(lang, 500, "error-generic", "issuer is not a URL"),
+    };
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", ACCOUNT_CLIENT_ID)
+        .append_pair("redirect_uri", &format!("{issuer}{ACCOUNT_CALLBACK_PATH}"))
+        .append_pair("scope", "openid")
+        .append_pair("state", &random_token(16))
+        .append_pair("code_challenge", &sha256_b64(verifier.as_bytes()))
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("ui_locales", lang);
+    HttpResponse::SeeOther()
+        .insert_header((actix_web::http::header::LOCATION, url.to_string()))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+/// `GET /account/callback`: back from signing in; the code is used up, never redeemed.
+pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let code = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned());
+    if let Some(code) = code {
+        let lang = super::extract::lang_of(&req);
+        if let Err(e) = state
+            .store
+            .take(&crate::keyspace::code(&code), state.now())
+            .await
+        {
+            return pages::unavailable_page(lang, &e);
+        }
+    }
+    HttpResponse::SeeOther()
+        .insert_header((actix_web::http::header::LOCATION, "/account"))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+/// `POST /account/logout`: "Sign out" on the account page ends the session everywhere,
+/// as a logout confirmed by the citizen does.
+pub async fn sign_out(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let lang = super::extract::lang_of(&req);
+    let settings = state.settings();
+    let (secret, session) = match session::current(
+        crate::web::extract::session_cookie(&req, &settings).as_deref(),
+        &settings,
+        state.store.as_ref(),
+        state.now(),
+    )
+    .await
+    {
+        Ok(Some(s)) => s,
+        Ok(None) => return not_signed_in(lang),
+        Err(e) => return pages::unavailable_page(lang, &e),
+    };
+    let csrf_ok = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "csrf")
+        .is_some_and(|(_, c)| ct_eq(c.as_bytes(), csrf_for(&state, &secret).as_bytes()));
+    if !csrf_ok {
+        let again = Action::new("/account", Message::new("button-account"));
+        return pages::failure(
+            &crate::login::Failure::page(
+                lang,
+                400,
+                "error-form-expired",
+                "missing or wrong CSRF token",
+            )
+            .with_action(Some(again)),
+        );
+    }
+    super::logout::log_out(&state, lang, &secret, session, None, None).await
 }
 
 /// `GET /account`
@@ -155,7 +274,7 @@ pub async fn update(
     .await
     {
         Ok(Some(s)) => s,
-        Ok(None) => return pages::error_page(lang, 401, "account-no-session", ""),
+        Ok(None) => return not_signed_in(lang),
         Err(e) => return pages::unavailable_page(lang, &e),
     };
     let csrf_ok = fields
@@ -169,20 +288,29 @@ pub async fn update(
             "missing or wrong CSRF token",
         );
     }
-    // Same limit as in a login: registry checks are guessable.
-    let key = crate::keyspace::account_link_limit(&session.sid);
-    match state
-        .store
-        .hit_rate_limit(&key, 5, std::time::Duration::from_secs(3600), state.now())
-        .await
+    let get = |k: &str| fields.get(k).cloned().unwrap_or_default();
+    if !connectors::plausible_id(&get("citizen_id")) {
+        return render(&req, &state, "", "link-bad-format").await;
+    }
+    // The same budgets as in a login: registry checks are guessable.
+    let address = super::extract::client_address(&req, settings.trust_forwarded_for);
+    match crate::login::registry_check_budget(
+        state.store.as_ref(),
+        &settings.pairwise_secret,
+        &address,
+        &session.person_id,
+        &get("citizen_id"),
+        state.now(),
+    )
+    .await
     {
-        Ok(d) if !d.allowed => {
-            return pages::too_many_requests(lang, d.retry_after.as_secs().max(1))
+        Ok(Some(retry_after)) => {
+            let back = Action::new("/account", Message::new("button-account"));
+            return pages::too_many_requests(lang, retry_after, Some(&back));
         }
-        Ok(_) => {}
+        Ok(None) => {}
         Err(e) => return pages::unavailable_page(lang, &e),
     }
-    let get = |k: &str| fields.get(k).cloned().unwrap_or_default();
     let outcome = link(
         &settings,
         state.records.as_ref(),

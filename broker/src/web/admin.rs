@@ -9,7 +9,11 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{ClientAuth, LocalizedText};
 use crate::maintenance;
+use std::time::Duration;
+
+use crate::keyspace;
 use crate::util::ct_eq;
+use crate::web::extract::client_address;
 use crate::web::state::AppState;
 
 /// Registers the admin routes.
@@ -42,6 +46,10 @@ pub(crate) enum Refused {
     Off,
     /// A wrong or missing token.
     Token,
+    /// Too many calls, or too many wrong tokens, from this address: wait this many seconds.
+    TooMany(u64),
+    /// The store that counts attempts cannot be reached.
+    Unavailable,
 }
 
 impl From<Refused> for HttpResponse {
@@ -51,15 +59,62 @@ impl From<Refused> for HttpResponse {
             Refused::Token => HttpResponse::Unauthorized()
                 .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"broker-admin\""))
                 .json(serde_json::json!({"error": "invalid_token"})),
+            Refused::TooMany(secs) => HttpResponse::TooManyRequests()
+                .insert_header((header::RETRY_AFTER, secs.to_string()))
+                .json(serde_json::json!({"error": "too_many_requests", "error_description": "too many admin calls or wrong tokens from this address"})),
+            Refused::Unavailable => HttpResponse::ServiceUnavailable()
+                .insert_header((header::RETRY_AFTER, "5"))
+                .json(serde_json::json!({"error": "temporarily_unavailable"})),
         }
     }
 }
 
+/// Admin calls per address and minute, counted before the token is checked, so that
+/// parallel guesses cannot pass the limit of wrong tokens below.
+const CALLS_PER_MINUTE: u64 = 120;
+/// Wrong tokens per address in 15 minutes; then the address is refused until the window
+/// ends, whatever token it sends.
+const WRONG_TOKENS: u64 = 10;
+const WRONG_TOKEN_WINDOW: Duration = Duration::from_secs(900);
+
 /// Checks the bearer token; a broker without an admin token has no admin API at all.
-pub(crate) fn check(req: &HttpRequest, state: &AppState) -> Result<(), Refused> {
-    let Some(expected) = state.settings().admin_token else {
+/// Calls and wrong tokens are counted per address (keyed-hashed in the store).
+pub(crate) async fn check(req: &HttpRequest, state: &AppState) -> Result<(), Refused> {
+    let settings = state.settings();
+    let Some(expected) = settings.admin_token else {
         return Err(Refused::Off);
     };
+    let address = keyspace::address(
+        &settings.pairwise_secret,
+        &client_address(req, settings.trust_forwarded_for),
+    );
+    let store = state.store.as_ref();
+    let now = state.now();
+    let unavailable = |e: store::StoreError| {
+        tracing::error!(error = %e, "store failure while checking an admin token");
+        Refused::Unavailable
+    };
+    let calls = store
+        .hit_rate_limit(
+            &keyspace::admin_calls_limit(&address),
+            CALLS_PER_MINUTE,
+            Duration::from_secs(60),
+            now,
+        )
+        .await
+        .map_err(unavailable)?;
+    if !calls.allowed {
+        return Err(Refused::TooMany(calls.retry_after.as_secs().max(1)));
+    }
+    let blocked = keyspace::admin_blocked(&address);
+    if store
+        .get(&blocked, now)
+        .await
+        .map_err(unavailable)?
+        .is_some()
+    {
+        return Err(Refused::TooMany(WRONG_TOKEN_WINDOW.as_secs()));
+    }
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -69,13 +124,32 @@ pub(crate) fn check(req: &HttpRequest, state: &AppState) -> Result<(), Refused> 
         Some(t) if ct_eq(&Sha256::digest(t.as_bytes()), &expected) => Ok(()),
         _ => {
             tracing::warn!(target: "audit", event = "admin.denied", "admin API call with a wrong or missing token");
+            let wrong = store
+                .hit_rate_limit(
+                    &keyspace::admin_wrong_token_limit(&address),
+                    WRONG_TOKENS,
+                    WRONG_TOKEN_WINDOW,
+                    now,
+                )
+                .await
+                .map_err(unavailable)?;
+            if !wrong.allowed {
+                let wait = wrong.retry_after.max(Duration::from_secs(1));
+                store
+                    .put(&blocked, b"1", Some(wait), now)
+                    .await
+                    .map_err(unavailable)?;
+                metrics::counter!("broker_rate_limited_total", "scope" => "admin_token")
+                    .increment(1);
+                return Err(Refused::TooMany(wait.as_secs()));
+            }
             Err(Refused::Token)
         }
     }
 }
 
 async fn connectors(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(r) = check(&req, &state) {
+    if let Err(r) = check(&req, &state).await {
         return r.into();
     }
     let settings = state.settings();
@@ -103,7 +177,7 @@ async fn connectors(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
 }
 
 async fn clients(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(r) = check(&req, &state) {
+    if let Err(r) = check(&req, &state).await {
         return r.into();
     }
     let settings = state.settings();
@@ -144,12 +218,23 @@ async fn put_maintenance(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    if let Err(r) = check(&req, &state) {
+    if let Err(r) = check(&req, &state).await {
         return r.into();
     }
-    let connector = path.split('/').next().unwrap_or_default();
-    if state.settings().connector(connector).is_none() {
+    let mut names = path.splitn(2, '/');
+    let connector = names.next().unwrap_or_default();
+    let settings = state.settings();
+    let Some(entry) = settings.connector(connector) else {
         return HttpResponse::NotFound().json(serde_json::json!({"error": "unknown connector"}));
+    };
+    if let Some(part) = names.next() {
+        let parts = entry.connector.parts();
+        if !parts.iter().any(|p| p == part) {
+            return HttpResponse::NotFound().json(serde_json::json!({
+                "error": "unknown part",
+                "error_description": format!("connector `{connector}` has no part `{part}`; its parts: {}", if parts.is_empty() { "none".to_string() } else { parts.join(", ") }),
+            }));
+        }
     }
     let body: MaintenanceBody =
         match serde_json::from_slice(&body) {
@@ -202,7 +287,7 @@ async fn end_maintenance(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> HttpResponse {
-    if let Err(r) = check(&req, &state) {
+    if let Err(r) = check(&req, &state).await {
         return r.into();
     }
     match maintenance::set(state.records.as_ref(), &path, None).await {

@@ -5,7 +5,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::login::{Failure, FailureKind};
+use crate::login::Failure;
 use crate::protocol::OAuthError;
 
 impl ResponseError for OAuthError {
@@ -85,16 +85,7 @@ impl ResponseError for PageError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        use super::pages;
-        let (lang, status) = (&self.0.lang, self.0.status);
-        match &self.0.kind {
-            FailureKind::Error { key, detail } => pages::error_page(lang, status, key, detail),
-            FailureKind::Message { message, back } => {
-                pages::failure_page(lang, status, message, back.as_deref())
-            }
-            FailureKind::Unavailable => pages::unavailable(lang),
-            FailureKind::TooMany { retry_after } => pages::too_many_requests(lang, *retry_after),
-        }
+        super::pages::failure(&self.0)
     }
 }
 

@@ -32,6 +32,9 @@ pub fn env_of(req: &HttpRequest, state: &AppState) -> Env {
     env.browser_cookie = req
         .cookie(session::browser_cookie_name(&settings))
         .map(|c| c.value().to_string());
+    env.last_source = req
+        .cookie(session::last_source_cookie_name(&settings))
+        .map(|c| c.value().to_string());
     env
 }
 
@@ -41,6 +44,7 @@ pub fn respond(state: &AppState, outcome: Outcome) -> Result<HttpResponse, PageE
         to,
         session_cookie,
         browser_cookie,
+        last_source,
     } = outcome?;
     let settings = state.settings();
     let mut resp = super::oidc::deliver(to);
@@ -52,6 +56,15 @@ pub fn respond(state: &AppState, outcome: Outcome) -> Result<HttpResponse, PageE
             // Adding a cookie fails only on a malformed name, and ours are constants.
             let _ = resp.add_cookie(&secure_cookie(&settings, name, value));
         }
+    }
+    if let Some(source) = last_source {
+        let mut cookie = secure_cookie(
+            &settings,
+            session::last_source_cookie_name(&settings),
+            source,
+        );
+        cookie.set_max_age(actix_web::cookie::time::Duration::days(365));
+        let _ = resp.add_cookie(&cookie);
     }
     Ok(resp)
 }
@@ -123,6 +136,10 @@ form_handler!(
     account
 );
 form_handler!(
+    /// `POST /login/{tx}/back`: "Choose another way", keeping the login.
+    back
+);
+form_handler!(
     /// `POST /login/{tx}/cancel`: the citizen gives up; the platform gets `access_denied`.
     cancel
 );
@@ -162,7 +179,17 @@ pub async fn show(
     path: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
     let env = env_of(&req, &state);
-    let tx = steps::load(&env, &path, lang_of(&req)).await?;
+    let mut tx = steps::load(&env, &path, lang_of(&req)).await?;
+    // The language menu: `?ui_locales=` switches this login's language and keeps it.
+    let asked = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "ui_locales")
+        .and_then(|(_, v)| crate::i18n::supported(&v));
+    if let Some(lang) = asked.filter(|l| *l != tx.request.lang) {
+        tx.request.lang = lang.to_string();
+        crate::login::save_tx(&env, &tx)
+            .await
+            .map_err(|e| PageError::unavailable(lang, &e))?;
+    }
     let page = Page::new(&state, &tx);
     let lang = tx.request.lang.as_str();
     Ok(match &tx.stage {
@@ -170,7 +197,26 @@ pub async fn show(
             let m = crate::maintenance::load(state.records.as_ref())
                 .await
                 .map_err(|e| PageError::unavailable(lang, &e))?;
-            page.choose(&eligible(&state.settings(), tx.request.min_level), &m)
+            page.choose(
+                &eligible(&state.settings(), tx.request.min_level),
+                &m,
+                env.last_source.as_deref(),
+            )
+        }
+        // Back from an upstream page (the browser's back button): the choice, where
+        // starting a source withdraws the upstream request.
+        Stage::Step {
+            view: crate::login::View::Redirect,
+            ..
+        } => {
+            let m = crate::maintenance::load(state.records.as_ref())
+                .await
+                .map_err(|e| PageError::unavailable(lang, &e))?;
+            page.choose(
+                &eligible(&state.settings(), tx.request.min_level),
+                &m,
+                env.last_source.as_deref(),
+            )
         }
         Stage::Step {
             connector, view, ..
@@ -196,13 +242,14 @@ pub async fn show(
             problem,
             name,
             birthdate,
+            exhausted,
         } => {
             let settings = state.settings();
             let required = settings
                 .clients
                 .get(tx.request.client_id.as_str())
                 .is_some_and(|c| c.require_citizen_id);
-            page.link(problem.as_ref(), name, birthdate, !required)
+            page.link(problem.as_ref(), name, birthdate, !required, *exhausted)
         }
         Stage::Notice { key } => page.notice(key),
         Stage::SelectAccount => {

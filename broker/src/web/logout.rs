@@ -17,10 +17,12 @@ use serde::{Deserialize, Serialize};
 use crate::config::Settings;
 use crate::i18n;
 use crate::keyspace;
+use crate::login::Action;
 use crate::session::{self, Session};
 use crate::util::{ct_eq, random_token, sha256_b64};
 use crate::web::pages;
 use crate::web::state::AppState;
+use connectors::Message;
 
 /// A logout waiting for the citizen's confirmation.
 #[derive(Debug, Serialize, Deserialize)]
@@ -136,7 +138,11 @@ pub async fn end_session(
     let trusted = hint
         .as_ref()
         .and_then(|h| h.sid.as_deref())
-        .is_some_and(|sid| ct_eq(sid.as_bytes(), session.sid.as_bytes()));
+        .zip(hint_client.as_deref())
+        .is_some_and(|(sid, client)| {
+            let expected = session::client_sid(settings, &session.sid, client);
+            ct_eq(sid.as_bytes(), expected.as_bytes())
+        });
     if trusted {
         return log_out(
             &state,
@@ -241,7 +247,7 @@ pub async fn confirm(
         );
     }
     if fields.get("decision").map(String::as_str) != Some("logout") {
-        return finish_kept(lang, pending.redirect.as_deref(), pending.state.as_deref());
+        return still_signed_in(settings, lang, pending.client_id.as_deref());
     }
     match session::current(
         crate::web::extract::session_cookie(&req, settings).as_deref(),
@@ -274,7 +280,7 @@ pub async fn confirm(
 }
 
 /// Ends a session everywhere and tells its platforms.
-async fn log_out(
+pub async fn log_out(
     state: &AppState,
     lang: &str,
     secret: &str,
@@ -328,13 +334,19 @@ fn finish(
     }
 }
 
-fn finish_kept(lang: &str, redirect: Option<&str>, logout_state: Option<&str>) -> HttpResponse {
-    match redirect {
-        Some(r) => HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, with_state(r, logout_state)))
-            .finish(),
-        None => pages::logged_out(lang, &[], None),
-    }
+/// The citizen chose to stay signed in. Nothing was logged out, so nothing goes to the
+/// `post_logout_redirect_uri` (RP-Initiated Logout 1.0 sends there only "after a logout
+/// has been performed"): a page says so, with a way back to the platform's home page,
+/// which learns nothing, or else to the account page.
+fn still_signed_in(settings: &Settings, lang: &str, client_id: Option<&str>) -> HttpResponse {
+    let action = match client_id.and_then(|id| settings.clients.get(id)) {
+        Some(c) if !c.home_url.is_empty() => Action::new(
+            c.home_url.clone(),
+            Message::new("button-back-to-platform").arg("platform", c.display_name(lang)),
+        ),
+        _ => Action::new("/account", Message::new("button-account")),
+    };
+    pages::message(lang, 200, &Message::new("logout-kept"), Some(&action))
 }
 
 fn with_state(uri: &str, logout_state: Option<&str>) -> String {

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod connector_public;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod login;
 pub mod logout;
 pub mod notify;
@@ -50,6 +51,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/login/{tx}/consent", web::post().to(login::consent))
     .route("/login/{tx}/account", web::post().to(login::account))
     .route("/login/{tx}/cancel", web::post().to(login::cancel))
+    .route("/login/{tx}/back", web::post().to(login::back))
     .route("/login/{tx}/claim", web::post().to(login::claim))
     .route("/login/{tx}/link", web::post().to(login::link))
     .route(
@@ -66,6 +68,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .configure(admin::routes)
     .route("/account", web::get().to(account::show))
     .route("/account/link", web::post().to(account::update))
+    .route("/account/signin", web::get().to(account::sign_in))
+    .route("/account/callback", web::get().to(account::callback))
+    .route("/account/logout", web::post().to(account::sign_out))
     .route(
         "/connectors/{id}/logo/{lang}",
         get_or_head().to(connector_public::logo),
@@ -229,13 +234,18 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
         state.clock.clone(),
         background.token(),
     ));
+    let inflight = web::Data::new(Arc::new(limits::InFlight::default()));
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(inflight.clone())
             .app_data(web::PayloadConfig::new(64 * 1024))
+            .wrap(actix_web::middleware::from_fn(limits::guard))
             .wrap(actix_web::middleware::from_fn(log_requests))
             .configure(routes)
     })
+    // A request head must arrive within 5 s; the body has its own deadline (limits.rs).
+    .client_request_timeout(std::time::Duration::from_secs(5))
     .shutdown_timeout(5);
     if let Some(n) = workers {
         server = server.workers(n);

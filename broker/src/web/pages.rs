@@ -8,7 +8,7 @@ use connectors::Message;
 
 use crate::config::ConnectorEntry;
 use crate::i18n::Tr;
-use crate::login::{LoginTx, View};
+use crate::login::{Action, Failure, FailureKind, LoginTx, View};
 use crate::web::state::AppState;
 use store::StoreError;
 
@@ -72,6 +72,21 @@ impl MessagePage {
             t,
         }
     }
+
+    /// A technical `detail` for support: logged with a reference shown on the page.
+    fn note(&mut self, key: &str, status: u16, detail: &str) {
+        if !detail.is_empty() {
+            let reference = crate::util::random_token(6);
+            tracing::info!(%reference, message = key, status, detail, "error page shown");
+            self.reference = reference;
+            self.detail = detail.to_string();
+        }
+    }
+
+    /// The button of a way on.
+    fn action_of(&self, a: &Action) -> (String, String) {
+        (a.href.clone(), self.t.with(&a.label.key, &a.label.args))
+    }
 }
 
 /// An error page: `key` names the message (its `-heading` and `-hint` variants are used
@@ -94,27 +109,49 @@ pub fn error_page_with_languages(
         key,
         &Default::default(),
     );
-    if !detail.is_empty() {
-        let reference = crate::util::random_token(6);
-        tracing::info!(%reference, message = key, status, detail, "error page shown");
-        page.reference = reference;
-        page.detail = detail.to_string();
-    }
+    page.note(key, status, detail);
     render(status, &page)
 }
 
-/// A failure at an identity source, with a link back to the choice page.
+/// A failure at an identity source, with a way on (back to the choice page, or to the
+/// platform).
 pub fn failure_page(
     lang: &str,
     status: u16,
     message: &Message,
-    back: Option<&str>,
+    action: Option<&Action>,
 ) -> HttpResponse {
     let t = Tr::new(lang);
     let mut page = MessagePage::new(t, &message.key, &message.args);
-    page.action = back.map(|b| (b.to_string(), page.t.get("button-other-way")));
+    page.action = action.map(|a| page.action_of(a));
     page.reference = message.args.get("reference").cloned().unwrap_or_default();
     render(status, &page)
+}
+
+/// A page with message `message` (its heading and hint when they exist) and a way on.
+pub fn message(
+    lang: &str,
+    status: u16,
+    message: &Message,
+    action: Option<&Action>,
+) -> HttpResponse {
+    failure_page(lang, status, message, action)
+}
+
+/// The page of a login [`Failure`], with its way on.
+pub fn failure(f: &Failure) -> HttpResponse {
+    let (lang, status, action) = (f.lang.as_str(), f.status, f.action.as_deref());
+    match &f.kind {
+        FailureKind::Error { key, detail } => {
+            let mut page = MessagePage::new(Tr::new(lang), key, &Default::default());
+            page.action = action.map(|a| page.action_of(a));
+            page.note(key, status, detail);
+            render(status, &page)
+        }
+        FailureKind::Message { message } => failure_page(lang, status, message, action),
+        FailureKind::Unavailable => unavailable(lang),
+        FailureKind::TooMany { retry_after } => too_many_requests(lang, *retry_after, action),
+    }
 }
 
 /// The store is unreachable: 503 with "try again shortly".
@@ -131,10 +168,10 @@ pub fn unavailable(lang: &str) -> HttpResponse {
     r
 }
 
-/// Too many attempts: 429 with `Retry-After`.
-pub fn too_many_requests(lang: &str, retry_after: u64) -> HttpResponse {
+/// Too many attempts: 429 with `Retry-After`, and a way on if there is one.
+pub fn too_many_requests(lang: &str, retry_after: u64, action: Option<&Action>) -> HttpResponse {
     let msg = Message::new("error-rate-limited").arg("minutes", retry_after.div_ceil(60));
-    let mut r = failure_page(lang, 429, &msg, None);
+    let mut r = failure_page(lang, 429, &msg, action);
     if let Ok(v) = header::HeaderValue::from_str(&retry_after.to_string()) {
         r.headers_mut().insert(header::RETRY_AFTER, v);
     }
@@ -210,6 +247,8 @@ struct Choice {
     logo: Option<String>,
     /// The source failed to answer in the last minutes.
     troubled: bool,
+    /// This browser used it last time.
+    last: bool,
     level: String,
     enabled: bool,
     notice: String,
@@ -433,6 +472,8 @@ struct LinkPage {
     name: String,
     birthdate: String,
     can_skip: bool,
+    /// No check left: the form is gone, "Skip" remains.
+    exhausted: bool,
     client_name: String,
     tx: String,
     csrf: String,
@@ -457,10 +498,15 @@ pub struct Page<'a> {
 impl<'a> Page<'a> {
     /// Pages for a transaction, in its language.
     pub fn new(state: &'a AppState, tx: &'a LoginTx) -> Self {
+        let lang = tx.request.lang.as_str();
         Page {
             settings: state.settings(),
             tx,
-            t: Tr::new(&tx.request.lang),
+            // The language menu reloads this login's page in another language.
+            t: Tr::new(lang).with_links(crate::i18n::language_links(
+                lang,
+                &format!("/login/{}", tx.id),
+            )),
         }
     }
 
@@ -477,7 +523,17 @@ impl<'a> Page<'a> {
         &self,
         entries: &[&ConnectorEntry],
         maintenance: &crate::maintenance::Maintenance,
+        last_source: Option<&str>,
     ) -> HttpResponse {
+        // The source this browser used last comes first.
+        let mut entries = entries.to_vec();
+        if let Some(i) = entries
+            .iter()
+            .position(|c| Some(c.id.as_str()) == last_source)
+        {
+            let last = entries.remove(i);
+            entries.insert(0, last);
+        }
         let choices: Vec<Choice> = entries
             .iter()
             .map(|c| (c, maintenance.effective(c)))
@@ -493,6 +549,7 @@ impl<'a> Page<'a> {
                 ),
                 logo: crate::config::assets::logo_url(&c.id, &c.logos, &self.tx.request.lang),
                 troubled: c.connector.recently_unavailable(),
+                last: Some(c.id.as_str()) == last_source,
                 level: self
                     .t
                     .get(&format!("level-{}", c.connector.assurance().as_str())),
@@ -670,6 +727,7 @@ impl<'a> Page<'a> {
         name: &str,
         birthdate: &str,
         can_skip: bool,
+        exhausted: bool,
     ) -> HttpResponse {
         render(
             200,
@@ -680,6 +738,7 @@ impl<'a> Page<'a> {
                 name: name.to_string(),
                 birthdate: birthdate.to_string(),
                 can_skip,
+                exhausted,
                 client_name: self.client_name(),
                 tx: self.tx.id.clone(),
                 csrf: self.tx.csrf.expose().to_string(),

@@ -57,7 +57,7 @@ struct LookupBody {
 
 /// `POST /admin/persons/lookup` with `{"citizen_id": "…"}`.
 async fn lookup(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
-    if let Err(r) = crate::web::admin::check(&req, &state) {
+    if let Err(r) = crate::web::admin::check(&req, &state).await {
         return r.into();
     }
     let body: LookupBody = match serde_json::from_slice(&body) {
@@ -82,7 +82,7 @@ async fn person(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> HttpResponse {
-    if let Err(r) = crate::web::admin::check(&req, &state) {
+    if let Err(r) = crate::web::admin::check(&req, &state).await {
         return r.into();
     }
     audited_view(&state, &id, "id").await
@@ -96,7 +96,7 @@ struct ListQuery {
 
 /// `GET /admin/reviews` (`?all=true` for closed items too).
 async fn reviews(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(r) = crate::web::admin::check(&req, &state) {
+    if let Err(r) = crate::web::admin::check(&req, &state).await {
         return r.into();
     }
     let query = match web::Query::<ListQuery>::from_query(req.query_string()) {
@@ -123,7 +123,7 @@ async fn close(
     id: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    if let Err(r) = crate::web::admin::check(&req, &state) {
+    if let Err(r) = crate::web::admin::check(&req, &state).await {
         return r.into();
     }
     let body: CloseBody = match serde_json::from_slice(&body) {
