@@ -12,6 +12,7 @@
 pub mod clock;
 pub mod config;
 pub mod connector_kv;
+pub mod csrf;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod i18n;

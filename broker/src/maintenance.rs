@@ -78,6 +78,7 @@ pub async fn set(
     records: &dyn Records,
     connector: &str,
     message: Option<LocalizedText>,
+    now: u64,
 ) -> StoreResult<()> {
     for attempt in 0..crate::util::ATTEMPTS {
         if attempt > 0 {
@@ -96,7 +97,7 @@ pub async fn set(
                 "admin.maintenance_off"
             };
             let row = records::AuditRow::new(
-                crate::util::now_millis(),
+                now,
                 "admin",
                 event,
                 "admin-api",

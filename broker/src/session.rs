@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
 use crate::keyspace;
-use crate::util::{now_millis, random_token};
+use crate::util::random_token;
 use store::{Store, StoreResult};
 
 /// A citizen's SSO session. Its `Debug` leaves out the citizen's name.
@@ -138,9 +138,9 @@ pub async fn save(
 }
 
 /// Ends a session.
-pub async fn end(store: &dyn Store, secret: &str) -> StoreResult<()> {
+pub async fn end(store: &dyn Store, secret: &str, now: u64) -> StoreResult<()> {
     store
-        .delete(&keyspace::session(secret), now_millis())
+        .delete(&keyspace::session(secret), now)
         .await
         .map(|_| ())
 }

@@ -363,7 +363,9 @@ async fn first_login(r: &dyn Records, number: &str, way_key: &str) -> String {
             Some(id) => person(r, id).await.expect("person of an index entry"),
             None => Person::new(&new_id()),
         };
-        if holder.is_none() {
+        // Decided on the person as read now: the holder read above may be stale (another
+        // login bound the number in between), and a number is listed once.
+        if !p.citizen_ids.iter().any(|c| c.key == number) {
             p.citizen_ids
                 .push(cid(number, Level::High, IdStatus::Active));
         }
@@ -374,7 +376,9 @@ async fn first_login(r: &dyn Records, number: &str, way_key: &str) -> String {
                 o.ways_in.retain(|w| w.key != way_key);
                 changes.persons.push(o);
             }
-            p.ways_in.push(way(way_key));
+            if !p.ways_in.iter().any(|w| w.key == way_key) {
+                p.ways_in.push(way(way_key));
+            }
         }
         let id = p.id.clone();
         changes.persons.push(p);

@@ -8,7 +8,7 @@ use crate::harness::*;
 use crate::sims;
 
 /// Pages the script walks in each language, times the four languages.
-const SCENARIOS: usize = 11 * 4;
+const SCENARIOS: usize = 14 * 4;
 
 /// The bank card's limits raised so that every language can be refused and sent a code
 /// with the same test card.

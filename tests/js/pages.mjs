@@ -52,6 +52,13 @@ const PAGES = [
     await start(p, lang);
     await p.locator(`#use-${TEST_ID}`).click();
     await p.locator('#f-username').waitFor();
+  }, async (p) => {
+    // A way back to the choice that keeps the login, beside cancelling it.
+    check(await p.locator('#cancel').isVisible(), 'cancelling the login stays possible');
+    await p.locator('#other-way').click();
+    await p.locator(`#use-${TEST_ID}`).waitFor();
+    await p.locator(`#use-${TEST_ID}`).click();
+    await p.locator('#f-username').waitFor();
   }],
   ['test account form after a wrong password', async (p, lang) => {
     await start(p, lang);
@@ -150,6 +157,31 @@ const PAGES = [
     check(await p.locator('#support summary').isVisible(), 'the "details for support" line is shown');
     check(((await p.locator('#reference').textContent()) || '').length > 0, 'with a reference');
   }],
+  ['account page without a session', async (p, lang) => {
+    await p.goto(`${h.issuer}/account?ui_locales=${lang}`);
+    await p.locator('#action').waitFor();
+  }, async (p) => {
+    const href = await p.locator('#action').getAttribute('href');
+    check(href && href.startsWith('/account/signin'), `"Sign in" goes to the account page's login: ${href}`);
+  }],
+  ['account page', async (p, lang) => {
+    await signIn(p, lang);
+    await p.goto(`${h.issuer}/account?ui_locales=${lang}`);
+    await p.locator('#sign-out').waitFor();
+  }, async (p, lang) => {
+    const platforms = await p.locator('#platforms').innerText();
+    check(platforms.includes(PLATFORM[lang]), `the platforms of this session: ${JSON.stringify(platforms)}`);
+    check(await p.locator('nav.languages a').count() === 4, 'a language menu');
+  }],
+  ['still signed in after "Stay signed in"', async (p, lang) => {
+    await signIn(p, lang);
+    await p.goto(`${h.issuer}/logout?ui_locales=${lang}`);
+    await p.locator('#stay').click();
+    await p.locator('#message').waitFor();
+  }, async (p) => {
+    check(await p.locator('#logged-out').count() === 0, 'not the logged-out page');
+    check(await p.locator('#action').count() === 1, 'a way on');
+  }],
   ['logged out', async (p, lang) => {
     await p.goto(`${h.issuer}/logout?ui_locales=${lang}`);
     await p.locator('#logged-out').waitFor();
@@ -174,6 +206,16 @@ const h = new Harness({
 async function start(p, lang) {
   await p.goto(`${h.rpOrigin}/login?ui_locales=${lang}`);
   await p.locator(`#use-${TEST_ID}`).waitFor();
+}
+
+/** Signs the test citizen in at the platform, in `lang`. */
+async function signIn(p, lang) {
+  await start(p, lang);
+  await p.locator(`#use-${TEST_ID}`).click();
+  await p.locator('#f-username').fill('an');
+  await p.locator('#f-password').fill('demo');
+  await p.locator('#submit').click();
+  await p.waitForURL((u) => u.origin === h.rpOrigin);
 }
 
 async function fillBank(p, phone) {

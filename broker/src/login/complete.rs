@@ -103,6 +103,7 @@ pub async fn issue_code_response(
                 &signed_in.0,
                 &client.id,
                 &signed_in.1,
+                state.now,
             )
             .await;
             match crate::oidc::authorize::authorization_response(
@@ -151,13 +152,20 @@ pub async fn authenticated(
     // person; then the strong identity joins it.
     let (connector_id, identity, claim) = match tx.pending.take() {
         Some(pending) => {
-            let proved =
-                match person::resolve(settings, records, connector_id, &identity, Claim::Ask).await
-                {
-                    Ok(Resolution::Found { person, .. }) => person.id == pending.weak.person,
-                    Ok(Resolution::Claim { .. }) => false,
-                    Err(e) => return Err(Failure::unavailable(&lang, &e)),
-                };
+            let proved = match person::resolve(
+                settings,
+                records,
+                connector_id,
+                &identity,
+                Claim::Ask,
+                state.now,
+            )
+            .await
+            {
+                Ok(Resolution::Found { person, .. }) => person.id == pending.weak.person,
+                Ok(Resolution::Claim { .. }) => false,
+                Err(e) => return Err(Failure::unavailable(&lang, &e)),
+            };
             if !proved {
                 tracing::warn!(target: "audit", event = "claim.failed", connector = connector_id, "the account signed in to is not the one linked to the number");
                 tx.pending = Some(pending);
@@ -180,27 +188,28 @@ pub async fn authenticated(
             "the identity source did not reach the requested level",
         ));
     }
-    let person = match person::resolve(settings, records, connector_id, &identity, claim).await {
-        Ok(Resolution::Found {
-            person,
-            suspended_other,
-        }) => {
-            if suspended_other {
-                tx.notice = Some("notice-binding-suspended".into());
+    let person =
+        match person::resolve(settings, records, connector_id, &identity, claim, state.now).await {
+            Ok(Resolution::Found {
+                person,
+                suspended_other,
+            }) => {
+                if suspended_other {
+                    tx.notice = Some("notice-binding-suspended".into());
+                }
+                person
             }
-            person
-        }
-        Ok(Resolution::Claim { weak }) => {
-            tx.pending = Some(PendingClaim {
-                connector: connector_id.to_string(),
-                identity,
-                weak,
-            });
-            tx.stage = Stage::Claim;
-            return show_stage(state, &tx).await;
-        }
-        Err(e) => return Err(Failure::unavailable(&lang, &e)),
-    };
+            Ok(Resolution::Claim { weak }) => {
+                tx.pending = Some(PendingClaim {
+                    connector: connector_id.to_string(),
+                    identity,
+                    weak,
+                });
+                tx.stage = Stage::Claim;
+                return show_stage(state, &tx).await;
+            }
+            Err(e) => return Err(Failure::unavailable(&lang, &e)),
+        };
     let now = state.now;
     // The same person keeps their session (and `sid`); anyone else gets a new one.
     let (secret, session) = match current {
@@ -284,8 +293,8 @@ pub async fn proceed(state: &Env, mut tx: LoginTx, secret: &str, session: Sessio
             };
             return Ok(Some(Stage::Link {
                 problem: None,
-                name: claim("name"),
-                birthdate: claim("birthdate"),
+                name: super::seal_value(&settings, &tx.id, "name", &claim("name")),
+                birthdate: super::seal_value(&settings, &tx.id, "birthdate", &claim("birthdate")),
                 exhausted: false,
             }));
         }

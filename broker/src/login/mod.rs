@@ -53,9 +53,9 @@ pub enum Stage {
     Link {
         /// What was wrong with the last answer.
         problem: Option<Message>,
-        /// Values to show again (never the number).
+        /// The name to show again (never the number), sealed ([`seal_value`]).
         name: String,
-        /// Birth date to show again.
+        /// The birth date to show again, sealed.
         birthdate: String,
         /// No registry check is left in this login: only "Skip" goes on.
         #[serde(default)]
@@ -104,15 +104,13 @@ pub enum View {
 }
 
 /// A login transaction. Its `Debug` shows where the login stands, never the values the
-/// citizen typed, the CSRF token or the request's hints.
+/// citizen typed or the request's hints. Its forms carry a [`crate::csrf`] token.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct LoginTx {
     /// Id (in URLs).
     pub id: String,
     /// Digest of the browser-binding cookie.
     pub browser: Secret,
-    /// CSRF token of this login's forms.
-    pub csrf: Secret,
     /// The authorization request.
     pub request: AuthRequest,
     /// Where the login stands.
@@ -148,6 +146,54 @@ impl std::fmt::Debug for LoginTx {
             .field("attempts", &self.attempts)
             .finish_non_exhaustive()
     }
+}
+
+/// The key that seals what a form shows again (a name, an ID number, a phone typed before
+/// an error) inside the stored login transaction: the store never holds them in clear.
+fn form_sealer(settings: &crate::config::Settings) -> common::seal::Sealer {
+    common::seal::Sealer::derive(
+        &common::hash::KeyedHash::new(&settings.pairwise_secret),
+        "login form values",
+    )
+}
+
+/// Seals the values of `form`'s fields, bound to the transaction and the field.
+pub fn seal_form_values(settings: &crate::config::Settings, tx_id: &str, form: &mut Form) {
+    for f in form.fields.iter_mut() {
+        f.value = seal_value(settings, tx_id, &f.name, &f.value);
+    }
+}
+
+/// Seals one value to show again, bound to the transaction and the field; empty stays
+/// empty, and a value that cannot be sealed is not shown again (the citizen types it anew).
+pub fn seal_value(
+    settings: &crate::config::Settings,
+    tx_id: &str,
+    field: &str,
+    value: &str,
+) -> String {
+    if value.is_empty() {
+        return String::new();
+    }
+    form_sealer(settings)
+        .seal(&format!("{tx_id}/{field}"), value.as_bytes())
+        .unwrap_or_default()
+}
+
+/// The value a form shows again, opened; empty when it was not sealed for this field.
+pub fn open_form_value(
+    settings: &crate::config::Settings,
+    tx_id: &str,
+    field: &str,
+    sealed: &str,
+) -> String {
+    if sealed.is_empty() {
+        return String::new();
+    }
+    form_sealer(settings)
+        .open(&format!("{tx_id}/{field}"), sealed)
+        .and_then(|v| String::from_utf8(v).ok())
+        .unwrap_or_default()
 }
 
 /// Registry checks per hour from one address, of one account, and of one citizen ID
@@ -227,8 +273,9 @@ pub fn error_to_client(
     settings: &crate::config::Settings,
     req: &AuthRequest,
     e: &OAuthError,
+    now: u64,
 ) -> Outcome {
-    match crate::oidc::authorize::error_url(settings, req, e) {
+    match crate::oidc::authorize::error_url(settings, req, e, now) {
         Some(url) => Ok(Answer::see_other(url)),
         None => Err(Failure::page(
             &req.lang,
@@ -280,8 +327,9 @@ pub fn back_to_platform(
     settings: &crate::config::Settings,
     req: &AuthRequest,
     error: &OAuthError,
+    now: u64,
 ) -> Option<Action> {
-    let url = crate::oidc::authorize::error_url(settings, req, error)?;
+    let url = crate::oidc::authorize::error_url(settings, req, error, now)?;
     let name = settings
         .clients
         .get(req.client_id.as_str())
@@ -353,7 +401,7 @@ pub async fn begin(
                 return issue_code_response(state, client, &request, secret, s.clone()).await
             }
         };
-        return error_to_client(settings, &request, &error);
+        return error_to_client(settings, &request, &error, state.now);
     }
     if let Some((secret, s)) = usable {
         if !consent && !link && !request.prompts(Prompt::SelectAccount) {
@@ -372,7 +420,6 @@ pub async fn begin(
     let tx = LoginTx {
         id: new_tx_id(&client.id),
         browser: Secret::new(sha256_b64(browser_secret.as_bytes())),
-        csrf: Secret::new(random_token(24)),
         request,
         stage,
         attempts: 0,
@@ -487,6 +534,34 @@ mod tests {
     }
 
     #[test]
+    fn values_a_form_shows_again_are_sealed_to_their_login_and_field() {
+        let dir = tempfile::tempdir().expect("dir");
+        let settings = crate::config::for_tests(dir.path(), "");
+        let mut field = connectors::Field::new("id_number", "l", "text", "off");
+        field.value = "110101199003074517".into();
+        let mut form = Form {
+            title: "t".into(),
+            intro: None,
+            fields: vec![field],
+            submit: "s".into(),
+            problem: None,
+            notice: None,
+            secondary: None,
+        };
+        seal_form_values(&settings, "tx-1", &mut form);
+        let sealed = form.fields[0].value.clone();
+        assert!(!sealed.is_empty() && !sealed.contains("110101199003074517"));
+        assert_eq!(
+            open_form_value(&settings, "tx-1", "id_number", &sealed),
+            "110101199003074517"
+        );
+        // Another login, another field, or a value changed in the store: nothing shown.
+        assert_eq!(open_form_value(&settings, "tx-2", "id_number", &sealed), "");
+        assert_eq!(open_form_value(&settings, "tx-1", "name", &sealed), "");
+        assert_eq!(open_form_value(&settings, "tx-1", "id_number", "x"), "");
+    }
+
+    #[test]
     fn a_session_is_reused_only_within_max_age_at_the_level_and_without_prompt_login() {
         let now = T0 / 1000;
         let s = session(now - 100, Assurance::Substantial);
@@ -536,7 +611,6 @@ mod tests {
         let tx = LoginTx {
             id: "tx-1".into(),
             browser: Secret::new(sha256_b64("b".repeat(32).as_bytes())),
-            csrf: Secret::new("c"),
             request: request(vec![], None, Assurance::Low),
             stage: Stage::Choose,
             attempts: 0,
@@ -759,7 +833,6 @@ mod blip_tests {
         let tx = LoginTx {
             id: "tx-1".into(),
             browser: Secret::new(sha256_b64("b".repeat(32).as_bytes())),
-            csrf: Secret::new("c"),
             request,
             stage: Stage::Choose,
             attempts: 0,

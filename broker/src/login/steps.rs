@@ -75,7 +75,12 @@ pub async fn load_post(
     lang: &str,
 ) -> Result<LoginTx, Failure> {
     let tx = load(state, id, lang).await?;
-    let csrf_ok = fields.get("csrf").is_some_and(|c| tx.csrf.matches(c));
+    let csrf_ok = crate::csrf::check(
+        &state.settings().pairwise_secret,
+        crate::csrf::Form::Login(&tx.id),
+        state.browser_cookie.as_deref(),
+        fields.get("csrf").map(String::as_str),
+    );
     if !csrf_ok {
         // The login itself goes on: its current page has a fresh form.
         let again = Action::new(login_url(state, &tx.id), Message::new("button-start-again"));
@@ -338,6 +343,7 @@ async fn advance(
                     &state.settings(),
                     &tx.request,
                     &ended,
+                    state.now,
                 )));
             }
             (*step, Some(message))
@@ -407,6 +413,7 @@ async fn advance(
             if problem.is_some() {
                 form.problem = problem;
             }
+            super::seal_form_values(&state.settings(), &tx.id, &mut form);
             tx.stage = Stage::Step {
                 connector: connector.into(),
                 state: s,
@@ -491,7 +498,7 @@ pub async fn consent(state: &Env, tx: LoginTx, fields: Fields) -> Outcome {
         .await;
     if fields.get("decision").map(String::as_str) != Some("allow") {
         let e = OAuthError::new("access_denied", "the citizen declined");
-        return error_to_client(settings, &tx.request, &e);
+        return error_to_client(settings, &tx.request, &e, state.now);
     }
     let Some((secret, s)) = state
         .session()
@@ -560,7 +567,7 @@ pub async fn cancel(state: &Env, tx: LoginTx, _fields: Fields) -> Outcome {
         .await;
     abandon_step(state, &tx).await;
     let e = OAuthError::new("access_denied", "the citizen cancelled the login");
-    error_to_client(&state.settings(), &tx.request, &e)
+    error_to_client(&state.settings(), &tx.request, &e, state.now)
 }
 
 /// The connector through which the older account of a weak binding can prove itself.
@@ -691,8 +698,8 @@ pub async fn link(state: &Env, mut tx: LoginTx, fields: Fields) -> Outcome {
     if !connectors::plausible_id(&citizen_id) {
         tx.stage = Stage::Link {
             problem: Some(Message::new("link-bad-format")),
-            name,
-            birthdate,
+            name: super::seal_value(&settings, &tx.id, "name", &name),
+            birthdate: super::seal_value(&settings, &tx.id, "birthdate", &birthdate),
             exhausted: false,
         };
         return show_stage(state, &tx).await;
@@ -726,6 +733,7 @@ pub async fn link(state: &Env, mut tx: LoginTx, fields: Fields) -> Outcome {
         &citizen_id,
         &name,
         &birthdate,
+        state.now,
     )
     .await;
     use crate::person::link::LinkOutcome;
@@ -750,7 +758,7 @@ pub async fn link(state: &Env, mut tx: LoginTx, fields: Fields) -> Outcome {
                 OAuthError::new("access_denied", "the citizen ID number could not be linked");
             return Err(
                 Failure::message(&lang, 429, Message::new("link-too-many"), None)
-                    .with_action(back_to_platform(&settings, &tx.request, &ended)),
+                    .with_action(back_to_platform(&settings, &tx.request, &ended, state.now)),
             );
         }
     }
@@ -760,8 +768,8 @@ pub async fn link(state: &Env, mut tx: LoginTx, fields: Fields) -> Outcome {
         } else {
             problem
         })),
-        name,
-        birthdate,
+        name: super::seal_value(&settings, &tx.id, "name", &name),
+        birthdate: super::seal_value(&settings, &tx.id, "birthdate", &birthdate),
         exhausted,
     };
     show_stage(state, &tx).await

@@ -11,7 +11,6 @@ use super::jarm::{Delivery, JwtResponseMode};
 use super::{OAuthError, Params};
 use crate::config::{Client, Settings};
 use crate::protocol::{ClientId, Prompt, RedirectUri, Secret};
-use crate::util::now_millis;
 
 /// A validated authorization request, kept with the login transaction. Its `Debug` shows
 /// no `state`, `nonce` or `login_hint`.
@@ -84,7 +83,12 @@ pub fn response_url(
 /// The URL that sends an OAuth error back to the client: a JARM response when the request
 /// asked for one (`form_post.jwt` errors go in the query, as `query.jwt`, since this is a
 /// redirect).
-pub fn error_url(settings: &Settings, req: &AuthRequest, e: &OAuthError) -> Option<String> {
+pub fn error_url(
+    settings: &Settings,
+    req: &AuthRequest,
+    e: &OAuthError,
+    now: u64,
+) -> Option<String> {
     let params = [
         ("error", e.error),
         ("error_description", e.error_description.as_str()),
@@ -94,7 +98,7 @@ pub fn error_url(settings: &Settings, req: &AuthRequest, e: &OAuthError) -> Opti
         if error_req.response_mode.as_deref() == Some("form_post.jwt") {
             error_req.response_mode = Some("query.jwt".into());
         }
-        return match authorization_response(settings, &error_req, &params, now_millis()) {
+        return match authorization_response(settings, &error_req, &params, now) {
             Some(Delivery::Redirect(url)) => Some(url),
             _ => None,
         };
@@ -212,7 +216,7 @@ pub fn admit<'a>(
                 response_mode: None,
                 idp_hint: None,
             };
-            Err(error_url(settings, &partial, &e)
+            Err(error_url(settings, &partial, &e, now)
                 .map(Refusal::ToClient)
                 .unwrap_or(page("error-bad-redirect", "redirect_uri is not a URL")))
         }

@@ -20,7 +20,7 @@ pub async fn end(
     session: &Session,
     now: u64,
 ) -> StoreResult<Vec<String>> {
-    session::end(store, secret).await?;
+    session::end(store, secret, now).await?;
     // Refresh tokens of the session die with it, except those granted offline_access.
     let families_key = keyspace::session_families(&session.sid);
     match store.members(&families_key, now).await {

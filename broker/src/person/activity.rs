@@ -3,19 +3,17 @@
 
 use records::{new_id, Activity, Records};
 
-use crate::util::now_millis;
-
 /// How many sign-ins the account page shows.
 pub const SHOWN: usize = 10;
 
 /// Records a sign-in; a failure is logged and does not stop the login it belongs to.
-pub async fn record(records: &dyn Records, person: &str, client: &str, connector: &str) {
+pub async fn record(records: &dyn Records, person: &str, client: &str, connector: &str, now: u64) {
     let activity = Activity {
         id: new_id(),
         person: person.to_string(),
         client: client.to_string(),
         connector: connector.to_string(),
-        at: now_millis(),
+        at: now,
     };
     if let Err(e) = records.record_activity(&activity).await {
         tracing::warn!(error = %e, "a sign-in could not be added to the recent activity");

@@ -9,7 +9,6 @@ use serde_json::json;
 use super::draft::{backoff, too_many_conflicts, Draft, ATTEMPTS};
 use super::resolve::{bind_id, RegistryAnswers};
 use crate::config::Settings;
-use crate::util::now_millis;
 use store::StoreResult;
 
 /// The outcome of a link attempt.
@@ -39,6 +38,7 @@ pub async fn link(
     citizen_id: &str,
     name: &str,
     birthdate: &str,
+    now: u64,
 ) -> StoreResult<LinkOutcome> {
     let Some(registry) = &settings.registry else {
         return Ok(LinkOutcome::Unavailable);
@@ -58,7 +58,6 @@ pub async fn link(
             backoff(attempt).await;
         }
         let mut draft = Draft::new(settings, records);
-        let now = now_millis();
         match draft.binding(&value).await? {
             Some(b) if b.person == person_id => return Ok(LinkOutcome::Linked),
             Some(b) => {

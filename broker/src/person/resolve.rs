@@ -9,7 +9,7 @@ use serde_json::json;
 use super::draft::{backoff, too_many_conflicts, Draft, ATTEMPTS};
 use super::{id_hash, Binding, IdStatus, Person};
 use crate::config::Settings;
-use crate::util::{now_millis, random_token};
+use crate::util::random_token;
 use store::StoreResult;
 
 /// What to do when the identity proves a number bound to another person through a weak
@@ -56,6 +56,7 @@ pub async fn resolve(
     connector: &str,
     identity: &Identity,
     claim: Claim,
+    now: u64,
 ) -> StoreResult<Resolution> {
     let mut registry = RegistryAnswers::default();
     for attempt in 0..ATTEMPTS {
@@ -63,7 +64,8 @@ pub async fn resolve(
             backoff(attempt).await;
         }
         let mut draft = Draft::new(settings, records);
-        let resolution = decide(&mut draft, &mut registry, connector, identity, &claim).await?;
+        let resolution =
+            decide(&mut draft, &mut registry, connector, identity, &claim, now).await?;
         let Resolution::Found {
             mut person,
             suspended_other,
@@ -108,9 +110,9 @@ async fn decide(
     connector: &str,
     identity: &Identity,
     claim: &Claim,
+    now: u64,
 ) -> StoreResult<Resolution> {
     let settings = draft.settings();
-    let now = now_millis();
     let ext_person = draft.way_in(connector, &identity.subject).await?;
     let proven = identity
         .citizen_id
@@ -349,6 +351,9 @@ mod tests {
     use records::SharedRecords;
     use std::sync::Arc;
 
+    /// The time of the logins in these tests (Unix ms).
+    const T: u64 = 1_800_000_000_000;
+
     fn identity(subject: &str, number: &str, assurance: Assurance) -> Identity {
         Identity {
             subject: subject.into(),
@@ -397,13 +402,14 @@ mod tests {
     ) {
         let number = "079201001234";
         let bank = identity("card-1", number, Assurance::Substantial);
-        let first = found(resolve(settings, records, "bank-card", &bank, Claim::Ask).await).await;
+        let first =
+            found(resolve(settings, records, "bank-card", &bank, Claim::Ask, T).await).await;
         let bound = binding(settings, records, number).await.expect("read");
         assert_eq!(bound.map(|b| b.level), Some(Assurance::Substantial));
 
         // The same number proven by a state credential: same person, binding now `high`.
         let ctid = identity("ctid-1", number, Assurance::High);
-        let second = found(resolve(settings, records, "ctid", &ctid, Claim::Ask).await).await;
+        let second = found(resolve(settings, records, "ctid", &ctid, Claim::Ask, T).await).await;
         assert_eq!(second.id, first.id);
         let bound = binding(settings, records, number)
             .await
@@ -455,7 +461,7 @@ mod tests {
                 } else {
                     ("ctid", identity("ctid-9", number, Assurance::High))
                 };
-                found(resolve(&settings, records.as_ref(), connector, &who, Claim::Ask).await)
+                found(resolve(&settings, records.as_ref(), connector, &who, Claim::Ask, T).await)
                     .await
                     .id
             }));

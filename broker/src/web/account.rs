@@ -33,13 +33,13 @@ struct AccountPage {
     birthdate: String,
 }
 
-/// The account page's CSRF token: a keyed hash of the session cookie under a key of its
-/// own, derived from the pairwise secret once per token, so the framing of pairwise
-/// subjects and index keys (`pairwise_b64`) is never reused for it.
+/// The account page's CSRF token, bound to the session cookie ([`crate::csrf`]).
 fn csrf_for(state: &AppState, secret: &str) -> String {
-    let key = common::hash::KeyedHash::new(&state.settings().pairwise_secret)
-        .mac(&[b"account-page csrf key"]);
-    common::hash::KeyedHash::new(&key).tag("account-csrf", secret)
+    crate::csrf::token(
+        &state.settings().pairwise_secret,
+        crate::csrf::Form::Account,
+        secret,
+    )
 }
 
 async fn render(req: &HttpRequest, state: &AppState, message: &str, problem: &str) -> HttpResponse {
@@ -318,6 +318,7 @@ pub async fn update(
         &get("citizen_id"),
         &get("name"),
         &get("birthdate"),
+        state.now(),
     )
     .await;
     match outcome {

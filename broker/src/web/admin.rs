@@ -249,7 +249,14 @@ async fn put_maintenance(
             "error_description": "message needs at least an English (`en`) text"
         }));
     }
-    match maintenance::set(state.records.as_ref(), &path, Some(body.message)).await {
+    match maintenance::set(
+        state.records.as_ref(),
+        &path,
+        Some(body.message),
+        state.now(),
+    )
+    .await
+    {
         Ok(()) => {
             tracing::info!(target: "audit", event = "admin.maintenance_on", connector = %path, "connector put into maintenance");
             HttpResponse::NoContent().finish()
@@ -290,7 +297,7 @@ async fn end_maintenance(
     if let Err(r) = check(&req, &state).await {
         return r.into();
     }
-    match maintenance::set(state.records.as_ref(), &path, None).await {
+    match maintenance::set(state.records.as_ref(), &path, None, state.now()).await {
         Ok(()) => {
             tracing::info!(target: "audit", event = "admin.maintenance_off", connector = %path, "connector taken out of maintenance");
             HttpResponse::NoContent().finish()

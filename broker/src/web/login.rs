@@ -190,7 +190,12 @@ pub async fn show(
             .await
             .map_err(|e| PageError::unavailable(lang, &e))?;
     }
-    let page = Page::new(&state, &tx);
+    // `load` checked that this browser holds the binding cookie.
+    let page = Page::new(
+        &state,
+        &tx,
+        env.browser_cookie.as_deref().unwrap_or_default(),
+    );
     let lang = tx.request.lang.as_str();
     Ok(match &tx.stage {
         Stage::Choose => {
@@ -249,7 +254,16 @@ pub async fn show(
                 .clients
                 .get(tx.request.client_id.as_str())
                 .is_some_and(|c| c.require_citizen_id);
-            page.link(problem.as_ref(), name, birthdate, !required, *exhausted)
+            let open = |field: &str, sealed: &str| {
+                crate::login::open_form_value(&settings, &tx.id, field, sealed)
+            };
+            page.link(
+                problem.as_ref(),
+                &open("name", name),
+                &open("birthdate", birthdate),
+                !required,
+                *exhausted,
+            )
         }
         Stage::Notice { key } => page.notice(key),
         Stage::SelectAccount => {

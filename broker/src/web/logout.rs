@@ -15,20 +15,20 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
+use crate::csrf;
 use crate::i18n;
 use crate::keyspace;
 use crate::login::Action;
 use crate::session::{self, Session};
-use crate::util::{ct_eq, random_token, sha256_b64};
+use crate::util::{ct_eq, random_token};
 use crate::web::pages;
 use crate::web::state::AppState;
 use connectors::Message;
 
-/// A logout waiting for the citizen's confirmation.
+/// A logout waiting for the citizen's confirmation (its form's token is bound to the
+/// session cookie: [`crate::csrf`]).
 #[derive(Debug, Serialize, Deserialize)]
 struct PendingLogout {
-    csrf: String,
-    browser: String,
     client_id: Option<String>,
     redirect: Option<String>,
     state: Option<String>,
@@ -156,14 +156,9 @@ pub async fn end_session(
     }
 
     // Not provably asked by a platform of this session: ask the citizen.
-    let browser = req
-        .cookie(session::browser_cookie_name(settings))
-        .map(|c| sha256_b64(c.value().as_bytes()))
-        .unwrap_or_default();
     let id = random_token(24);
+    let csrf = csrf::token(&settings.pairwise_secret, csrf::Form::Logout(&id), &secret);
     let pending = PendingLogout {
-        csrf: random_token(24),
-        browser,
         client_id,
         redirect,
         state: logout_state,
@@ -186,12 +181,17 @@ pub async fn end_session(
         .and_then(|c| settings.clients.get(c))
         .map(|c| c.name.clone())
         .unwrap_or_default();
+    let again = match req.query_string() {
+        "" => "/logout".to_string(),
+        q => format!("/logout?{q}"),
+    };
     pages::logout_confirm(
         lang,
         &id,
-        &pending.csrf,
+        &csrf,
         &session.display_name,
         &client_name,
+        &again,
     )
 }
 
@@ -227,18 +227,34 @@ pub async fn confirm(
         );
     };
     let lang = pending.lang.as_str();
-    let browser_ok = req
-        .cookie(session::browser_cookie_name(settings))
-        .is_some_and(|c| {
-            ct_eq(
-                sha256_b64(c.value().as_bytes()).as_bytes(),
-                pending.browser.as_bytes(),
-            )
-        });
-    let csrf_ok = fields
-        .get("csrf")
-        .is_some_and(|c| ct_eq(c.as_bytes(), pending.csrf.as_bytes()));
-    if !csrf_ok || !browser_ok {
+    let current = match session::current(
+        crate::web::extract::session_cookie(&req, settings).as_deref(),
+        settings,
+        state.store.as_ref(),
+        state.now(),
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => return pages::unavailable_page(lang, &e),
+    };
+    // The session is gone already: nothing is left to log out or to keep.
+    let Some((secret, session)) = current else {
+        return finish(
+            settings,
+            lang,
+            pending.redirect.as_deref(),
+            pending.state.as_deref(),
+            &[],
+        );
+    };
+    let csrf_ok = csrf::check(
+        &settings.pairwise_secret,
+        csrf::Form::Logout(&path),
+        Some(&secret),
+        fields.get("csrf").map(String::as_str),
+    );
+    if !csrf_ok {
         return pages::error_page(
             lang,
             400,
@@ -249,34 +265,15 @@ pub async fn confirm(
     if fields.get("decision").map(String::as_str) != Some("logout") {
         return still_signed_in(settings, lang, pending.client_id.as_deref());
     }
-    match session::current(
-        crate::web::extract::session_cookie(&req, settings).as_deref(),
-        settings,
-        state.store.as_ref(),
-        state.now(),
+    log_out(
+        &state,
+        lang,
+        &secret,
+        session,
+        pending.redirect.as_deref(),
+        pending.state.as_deref(),
     )
     .await
-    {
-        Ok(Some((secret, session))) => {
-            log_out(
-                &state,
-                lang,
-                &secret,
-                session,
-                pending.redirect.as_deref(),
-                pending.state.as_deref(),
-            )
-            .await
-        }
-        Ok(None) => finish(
-            settings,
-            lang,
-            pending.redirect.as_deref(),
-            pending.state.as_deref(),
-            &[],
-        ),
-        Err(e) => pages::unavailable_page(lang, &e),
-    }
 }
 
 /// Ends a session everywhere and tells its platforms.

@@ -188,18 +188,20 @@ struct LogoutConfirmPage {
     client_name: String,
 }
 
-/// "Do you want to log out?" for a logout request that cannot be trusted.
+/// "Do you want to log out?" for a logout request that cannot be trusted; its language
+/// menu asks again in another language (`again`: the request's path and query).
 pub fn logout_confirm(
     lang: &str,
     id: &str,
     csrf: &str,
     name: &str,
     client_name: &str,
+    again: &str,
 ) -> HttpResponse {
     render(
         200,
         &LogoutConfirmPage {
-            t: Tr::new(lang),
+            t: Tr::new(lang).with_links(crate::i18n::language_links(lang, again)),
             id: id.to_string(),
             csrf: csrf.to_string(),
             name: name.to_string(),
@@ -493,14 +495,23 @@ pub struct Page<'a> {
     settings: std::sync::Arc<crate::config::Settings>,
     tx: &'a LoginTx,
     t: Tr,
+    /// The CSRF token of this login's forms in this browser.
+    csrf: String,
 }
 
 impl<'a> Page<'a> {
-    /// Pages for a transaction, in its language.
-    pub fn new(state: &'a AppState, tx: &'a LoginTx) -> Self {
+    /// Pages for a transaction, in its language, for the browser holding `browser` (its
+    /// binding cookie).
+    pub fn new(state: &'a AppState, tx: &'a LoginTx, browser: &str) -> Self {
         let lang = tx.request.lang.as_str();
+        let settings = state.settings();
         Page {
-            settings: state.settings(),
+            csrf: crate::csrf::token(
+                &settings.pairwise_secret,
+                crate::csrf::Form::Login(&tx.id),
+                browser,
+            ),
+            settings,
             tx,
             // The language menu reloads this login's page in another language.
             t: Tr::new(lang).with_links(crate::i18n::language_links(
@@ -563,7 +574,7 @@ impl<'a> Page<'a> {
                 t: self.t.clone(),
                 client_name: self.client_name(),
                 tx: self.tx.id.clone(),
-                csrf: self.tx.csrf.expose().to_string(),
+                csrf: self.csrf.clone(),
                 any_logo: choices.iter().any(|c| c.logo.is_some()),
                 choices,
                 step_up: self.tx.request.min_level > connectors::Assurance::Low,
@@ -605,7 +616,7 @@ impl<'a> Page<'a> {
                     &FormPage {
                         source,
                         tx: self.tx.id.clone(),
-                        csrf: self.tx.csrf.expose().to_string(),
+                        csrf: self.csrf.clone(),
                         title: self.t.get(&form.title),
                         intro: form
                             .intro
@@ -621,7 +632,12 @@ impl<'a> Page<'a> {
                                 input_type: f.input_type.clone(),
                                 inputmode: input_mode(f),
                                 autocomplete: f.autocomplete.clone(),
-                                value: f.value.clone(),
+                                value: crate::login::open_form_value(
+                                    &self.settings,
+                                    &self.tx.id,
+                                    &f.name,
+                                    &f.value,
+                                ),
                             })
                             .collect(),
                         submit: self.t.get(&form.submit),
@@ -665,7 +681,7 @@ impl<'a> Page<'a> {
                 &WaitPage {
                     source,
                     tx: self.tx.id.clone(),
-                    csrf: self.tx.csrf.expose().to_string(),
+                    csrf: self.csrf.clone(),
                     instruction: self.t.with(&instruction.key, &instruction.args),
                     qr: qr.clone().unwrap_or_default(),
                     qr_svg: qr.as_deref().map(qr_data_uri).unwrap_or_default(),
@@ -699,7 +715,7 @@ impl<'a> Page<'a> {
                 t: self.t.clone(),
                 client_name: self.client_name(),
                 tx: self.tx.id.clone(),
-                csrf: self.tx.csrf.expose().to_string(),
+                csrf: self.csrf.clone(),
                 scopes,
             },
         )
@@ -714,7 +730,7 @@ impl<'a> Page<'a> {
                 intro: self.t.with("claim-intro", &args),
                 problem: problem.map(|k| self.t.get(k)).unwrap_or_default(),
                 tx: self.tx.id.clone(),
-                csrf: self.tx.csrf.expose().to_string(),
+                csrf: self.csrf.clone(),
                 t: self.t.clone(),
             },
         )
@@ -741,7 +757,7 @@ impl<'a> Page<'a> {
                 exhausted,
                 client_name: self.client_name(),
                 tx: self.tx.id.clone(),
-                csrf: self.tx.csrf.expose().to_string(),
+                csrf: self.csrf.clone(),
                 t: self.t.clone(),
             },
         )
@@ -754,7 +770,7 @@ impl<'a> Page<'a> {
             &NoticePage {
                 message: self.t.get(key),
                 tx: self.tx.id.clone(),
-                csrf: self.tx.csrf.expose().to_string(),
+                csrf: self.csrf.clone(),
                 t: self.t.clone(),
             },
         )
@@ -768,7 +784,7 @@ impl<'a> Page<'a> {
                 t: self.t.clone(),
                 client_name: self.client_name(),
                 tx: self.tx.id.clone(),
-                csrf: self.tx.csrf.expose().to_string(),
+                csrf: self.csrf.clone(),
                 name: name.to_string(),
             },
         )
