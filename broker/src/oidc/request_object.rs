@@ -2,9 +2,10 @@
 //! `/authorize`, with the limits of FAPI 2.0 Message Signing.
 //!
 //! The object is verified against the client's public keys ([`ClientKey`]: the `jwks` of
-//! its configuration, or the set its `jwks_uri` serves, through [`crate::config::ClientKeys`]); only the
-//! parameters inside it count (RFC 9101 5), and they come back as [`Params`] for the usual
-//! checks of an authorization request. Time is a parameter.
+//! its configuration, or the set its `jwks_uri` serves, through
+//! [`crate::config::ClientKeys`]); only the parameters inside it count (RFC 9101 5), and
+//! they come back as [`Params`] for the usual checks of an authorization request. Time is
+//! a parameter.
 
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
