@@ -251,11 +251,19 @@ impl RemoteJwks {
             Step::Refuse(why) => Err(KeysUnavailable(why)),
             Step::Fetch { unknown_kid } => {
                 let result = self.fetch().await;
-                if let Err(why) = &result {
+                let outcome = if let Err(why) = &result {
                     tracing::warn!(client = %self.client_id, reason = %why, "cannot fetch the client's jwks_uri");
+                    "failed"
                 } else {
                     tracing::info!(client = %self.client_id, unknown_kid, "fetched the client's jwks_uri");
-                }
+                    "fetched"
+                };
+                metrics::counter!(
+                    "broker_client_jwks_fetches_total",
+                    "client" => self.client_id.clone(),
+                    "outcome" => outcome
+                )
+                .increment(1);
                 let mut cache = self.cache();
                 cache.record(now, unknown_kid, result);
                 cache.settled(now)

@@ -325,6 +325,23 @@ file = "{}"
         "{} {location}",
         resp.status()
     );
+    // Operators count the fetches per client and outcome.
+    let metrics = reqwest::get(broker.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for (client, outcome) in [("rp-uri", "fetched"), ("rp-uri-down", "failed")] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("broker_client_jwks_fetches_total{")
+                    && l.contains(&format!("client=\"{client}\""))
+                    && l.contains(&format!("outcome=\"{outcome}\""))),
+            "{client} {outcome}:\n{metrics}"
+        );
+    }
     let logs = broker.settled_log_text().await;
     assert!(
         logs.contains("cannot fetch the client's jwks_uri"),
