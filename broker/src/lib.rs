@@ -9,6 +9,7 @@
 //! 4. foundations: the `connectors` crate, [`store`], [`keys`], [`pages`] and [`i18n`].
 #![forbid(unsafe_code)]
 
+pub mod client_keys;
 pub mod clock;
 pub mod config;
 pub mod connector_kv;

@@ -130,6 +130,10 @@ const COUNTERS: &[(&str, &str)] = &[
         "broker_config_reloads_total",
         "Configuration reloads, by outcome (applied, rejected).",
     ),
+    (
+        "broker_client_jwks_fetches_total",
+        "Fetches of clients' jwks_uri, by client and outcome (fetched, failed).",
+    ),
 ];
 const HISTOGRAMS: &[(&str, &str)] = &[
     (

@@ -344,3 +344,41 @@ fn a_fapi_client_that_contradicts_its_profile_is_refused() {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
 }
+
+#[test]
+fn jwks_uri_problems_are_reported_with_their_keys() {
+    let store = "[store]\nkind = \"embedded\"\npath = \"b.redb\"\n";
+    let client = |id: &str, lines: &str| {
+        format!("\n[[clients]]\nid = \"{id}\"\nname = \"{id}\"\nredirect_uris = [\"https://{id}.example/cb\"]\n{lines}\n")
+    };
+    let config = base_config(1, store, &jwks(), "")
+        + &client(
+            "rp-both",
+            &format!("auth_method = \"private_key_jwt\"\njwks = '{}'\njwks_uri = \"https://rp-both.example/jwks\"", jwks()),
+        )
+        + &client("rp-none", "auth_method = \"private_key_jwt\"")
+        + &client(
+            "rp-plain",
+            "auth_method = \"private_key_jwt\"\njwks_uri = \"http://rp-plain.example/jwks\"",
+        )
+        + &client(
+            "rp-secret",
+            "secret = { env = \"TEST_RP_SECRET\" }\njwks_uri = \"https://rp-secret.example/jwks\"",
+        )
+        + &client(
+            "rp-fapi-uri",
+            "auth_method = \"private_key_jwt\"\njwks_uri = \"https://rp-fapi-uri.example/jwks\"\nprofile = \"fapi2-security\"\nid_token_signed_response_alg = \"ES256\"",
+        );
+    let (ok, text) = check(&config);
+    assert!(!ok, "must fail:\n{text}");
+    for expected in [
+        "clients[\"rp-both\"].jwks_uri: give the client's keys once: either jwks or jwks_uri, not both",
+        "clients[\"rp-none\"].jwks: `private_key_jwt` needs the client's JWKS (jwks) or where it publishes it (jwks_uri)",
+        "clients[\"rp-plain\"].jwks_uri: `http://rp-plain.example/jwks` must use https (plain http only on localhost)",
+        "clients[\"rp-secret\"].jwks_uri: only a `private_key_jwt` client uses public keys, not `client_secret_basic`",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+    // A FAPI client whose keys are at an https jwks_uri fits its profile.
+    assert!(!text.contains("rp-fapi-uri"), "{text}");
+}

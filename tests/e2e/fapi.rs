@@ -199,11 +199,11 @@ async fn fapi2_flows_pass_against_the_reference_oidc_provider() {
 }
 
 /// The same script against the broker, both flows: Message Signing (a signed request object
-/// at PAR, JARM, signed UserInfo and introspection, ES256 as the broker has no PS256 key
-/// here) and the Security Profile (PAR, PKCE, private_key_jwt with PS256, DPoP with server
-/// nonces and the code bound to the key, iss in the response, UserInfo with DPoP, the
-/// bearer use of a bound token refused, client_secret_basic and requests without PAR
-/// refused).
+/// at PAR, JARM, signed UserInfo and introspection, all PS256 from the broker's PS256 key,
+/// the client's keys fetched from its `jwks_uri`) and the Security Profile (PAR, PKCE,
+/// private_key_jwt with PS256 against the registered `jwks`, DPoP with server nonces and
+/// the code bound to the key, iss in the response, UserInfo with DPoP, the bearer use of a
+/// bound token refused, client_secret_basic and requests without PAR refused).
 #[tokio::test]
 async fn fapi2_message_signing_and_security_profile_pass_against_the_broker() {
     require_tools();
@@ -212,6 +212,23 @@ async fn fapi2_message_signing_and_security_profile_pass_against_the_broker() {
     let keys = tempfile::tempdir().expect("temp dir");
     let ms = client_key(keys.path(), "fapi-ms", "fapi-ms-1", SigningAlg::ES256);
     let sp = client_key(keys.path(), "fapi-sp", "fapi-sp-1", SigningAlg::RS256);
+    // The Message Signing platform publishes its key set itself.
+    let ms_jwks = client_jwks(&ms, SigningAlg::ES256, "ES256");
+    let ms_fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = ms_fetches.clone();
+    let ms_jwks_port = crate::harness::http_stub(move |method, path, _| {
+        if method == "GET" && path == "/jwks.json" {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            ("200 OK", ms_jwks.clone())
+        } else {
+            ("404 Not Found", "{}".into())
+        }
+    });
+    // The broker signs with PS256 too: the Message Signing client's ID tokens, JARM
+    // responses, UserInfo and introspection answers.
+    let (_, ps_pem) = SigningKey::generate("ps-1", SigningAlg::PS256).expect("PS256 key");
+    let ps_file = keys.path().join("broker-ps.pem");
+    std::fs::write(&ps_file, ps_pem).expect("write the broker's PS256 key");
     let extra = format!(
         r#"
 [[clients]]
@@ -231,13 +248,18 @@ id = "fapi-ms"
 name = "Seal platform"
 redirect_uris = ["{redirect_uri}"]
 auth_method = "private_key_jwt"
-jwks = '{}'
+jwks_uri = "http://127.0.0.1:{ms_jwks_port}/jwks.json"
 profile = "fapi2-message-signing"
 scopes = ["openid", "profile", "offline_access"]
-id_token_signed_response_alg = "ES256"
-userinfo_signed_response_alg = "ES256"
+id_token_signed_response_alg = "PS256"
+userinfo_signed_response_alg = "PS256"
+
+[[keys]]
+kid = "ps-1"
+alg = "PS256"
+file = "{}"
 "#,
-        client_jwks(&ms, SigningAlg::ES256, "ES256")
+        ps_file.display()
     );
     let broker = Broker::start(Options {
         redis_prefix: Some(format!("fapi-js-{}:", rand::random::<u64>())),
@@ -252,7 +274,7 @@ userinfo_signed_response_alg = "ES256"
         .env("ISSUER", &broker.issuer)
         .env("RP_PORT", rp_port.to_string())
         .env("LOGIN", "broker")
-        .env("SIGNED_ALG", "ES256")
+        .env("SIGNED_ALG", "PS256")
         .env("USERNAME", "an")
         .env("PASSWORD", "demo")
         .env("SCREENSHOT_DIR", shots);
@@ -268,5 +290,26 @@ userinfo_signed_response_alg = "ES256"
         out.status.success() && stdout.contains(&format!("fapi e2e: {SCENARIOS} passed, 0 failed")),
         "the FAPI 2.0 flows failed against the broker:\n{stdout}\n{stderr}\nbroker log:\n{}",
         broker.log_text()
+    );
+    // The Message Signing client's keys came from its jwks_uri, fetched and then cached
+    // (the flow signs a dozen assertions and a request object with them).
+    let fetched = ms_fetches.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=3).contains(&fetched),
+        "{fetched} fetches of the jwks_uri"
+    );
+    // What openid-client verified was signed with the broker's PS256 key, published with
+    // its own kid and alg.
+    let published: serde_json::Value = reqwest::get(broker.url("/jwks"))
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("jwks json");
+    assert!(
+        published["keys"].as_array().is_some_and(|keys| keys
+            .iter()
+            .any(|k| k["kid"] == "ps-1" && k["alg"] == "PS256" && k["kty"] == "RSA")),
+        "{published}"
     );
 }

@@ -10,6 +10,7 @@ mod fapi;
 mod fapi_profile;
 mod harness;
 mod interop;
+mod jwks_uri;
 mod legacy;
 mod login_pages;
 mod logout;

@@ -516,6 +516,10 @@ pub struct ClientConfig {
     /// JWKS (JSON text) with the client's public keys, for `private_key_jwt`.
     #[serde(default)]
     pub jwks: Option<String>,
+    /// Where the client publishes its JWKS instead (https; http only on loopback): fetched
+    /// when needed, cached, fetched again on an unknown `kid`.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
     /// Scopes this client may receive.
     #[serde(default = "default_scopes")]
     pub scopes: Vec<String>,

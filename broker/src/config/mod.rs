@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use connectors::{catalogue, Assurance, Connector};
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use sha2::{Digest, Sha256};
 
 pub use file::{
@@ -76,21 +76,13 @@ pub enum ClientAuth {
     SecretBasic([u8; 32]),
     /// `client_secret_post` with the SHA-256 of the secret.
     SecretPost([u8; 32]),
-    /// `private_key_jwt` with the client's public keys.
-    PrivateKeyJwt(Vec<ClientKey>),
+    /// `private_key_jwt` with the client's public keys (registered, or from its `jwks_uri`).
+    PrivateKeyJwt(ClientKeys),
     /// A public client.
     None,
 }
 
-/// A public key of a client.
-pub struct ClientKey {
-    /// Its `kid`, if the JWKS names one.
-    pub kid: Option<String>,
-    /// The key.
-    pub key: DecodingKey,
-    /// The algorithm it is used with.
-    pub alg: Algorithm,
-}
+pub use crate::client_keys::{ClientKey, ClientKeys};
 
 /// A relying party, validated.
 pub struct Client {
@@ -1110,6 +1102,7 @@ impl Validator {
             auth_method: c.auth_method.as_str(),
             has_secret: c.secret.is_some(),
             key_algs: &key_algs,
+            keys_by_uri: c.jwks_uri.is_some(),
             response_algs: &[
                 (
                     "id_token_signed_response_alg",
@@ -1144,6 +1137,15 @@ impl Validator {
     }
 
     fn client_auth(&mut self, key: &str, c: &file::ClientConfig) -> Option<ClientAuth> {
+        if c.jwks_uri.is_some() && c.auth_method != AuthMethod::PrivateKeyJwt {
+            self.report(
+                &format!("{key}.jwks_uri"),
+                format!(
+                    "only a `private_key_jwt` client uses public keys, not `{}`: remove jwks_uri or change auth_method",
+                    c.auth_method.as_str()
+                ),
+            );
+        }
         let digest = |v: &mut Validator| -> Option<[u8; 32]> {
             match &c.secret {
                 None => {
@@ -1188,66 +1190,62 @@ impl Validator {
                 Some(ClientAuth::None)
             }
             AuthMethod::PrivateKeyJwt => {
-                let Some(text) = &c.jwks else {
-                    self.report(
-                        &format!("{key}.jwks"),
-                        "`private_key_jwt` needs the client's JWKS",
-                    );
-                    return None;
-                };
-                let set: JwkSet = match serde_json::from_str(text) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        self.report(&format!("{key}.jwks"), format!("is not a JWKS: {e}"));
+                let keys = match (&c.jwks, &c.jwks_uri) {
+                    (Some(_), Some(_)) => {
+                        self.report(
+                            &format!("{key}.jwks_uri"),
+                            "give the client's keys once: either jwks or jwks_uri, not both",
+                        );
                         return None;
                     }
-                };
-                let mut keys = Vec::new();
-                for (j, jwk) in set.keys.iter().enumerate() {
-                    let alg = jwk
-                        .common
-                        .key_algorithm
-                        .and_then(|a| a.to_string().parse::<Algorithm>().ok());
-                    let alg = match (alg, &jwk.algorithm) {
-                        (Some(a), _) => a,
-                        (None, jsonwebtoken::jwk::AlgorithmParameters::RSA(_)) => Algorithm::RS256,
-                        (None, jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_)) => {
-                            Algorithm::ES256
-                        }
-                        (None, jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_)) => {
-                            Algorithm::EdDSA
-                        }
-                        (None, _) => {
-                            self.report(
-                                &format!("{key}.jwks.keys[{j}]"),
-                                "symmetric keys are not accepted",
-                            );
-                            continue;
-                        }
-                    };
-                    if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+                    (None, None) => {
                         self.report(
-                            &format!("{key}.jwks.keys[{j}]"),
-                            "symmetric keys are not accepted",
+                            &format!("{key}.jwks"),
+                            "`private_key_jwt` needs the client's JWKS (jwks) or where it publishes it (jwks_uri)",
                         );
-                        continue;
+                        return None;
                     }
-                    match DecodingKey::from_jwk(jwk) {
-                        Ok(k) => keys.push(ClientKey {
-                            kid: jwk.common.key_id.clone(),
-                            key: k,
-                            alg,
-                        }),
-                        Err(e) => self.report(&format!("{key}.jwks.keys[{j}]"), e.to_string()),
+                    (None, Some(uri)) => {
+                        let mut problems = Vec::new();
+                        let remote = crate::client_keys::RemoteJwks::open(
+                            &c.id,
+                            uri,
+                            &format!("{key}.jwks_uri"),
+                            &mut problems,
+                        );
+                        for (k, reason) in problems {
+                            self.report(&k, reason);
+                        }
+                        ClientKeys::Remote(Box::new(remote?))
                     }
-                }
-                if keys.is_empty() {
-                    self.report(&format!("{key}.jwks"), "holds no usable public key");
-                    return None;
-                }
+                    (Some(text), None) => ClientKeys::Inline(self.inline_jwks(key, text)?.into()),
+                };
                 Some(ClientAuth::PrivateKeyJwt(keys))
             }
         }
+    }
+
+    /// The keys of a client's `jwks`, each problem reported.
+    fn inline_jwks(&mut self, key: &str, text: &str) -> Option<Vec<ClientKey>> {
+        let set: JwkSet = match serde_json::from_str(text) {
+            Ok(s) => s,
+            Err(e) => {
+                self.report(&format!("{key}.jwks"), format!("is not a JWKS: {e}"));
+                return None;
+            }
+        };
+        let mut keys = Vec::new();
+        for (j, jwk) in set.keys.iter().enumerate() {
+            match crate::client_keys::key_of_jwk(jwk) {
+                Ok(k) => keys.push(k),
+                Err(e) => self.report(&format!("{key}.jwks.keys[{j}]"), e),
+            }
+        }
+        if keys.is_empty() {
+            self.report(&format!("{key}.jwks"), "holds no usable public key");
+            return None;
+        }
+        Some(keys)
     }
 }
 

@@ -160,7 +160,7 @@ pub enum Refusal {
 
 /// Admits an authorization request: the client and its exact redirect URI first (errors
 /// on our own page), then every other parameter (errors back to the client).
-pub fn admit<'a>(
+pub async fn admit<'a>(
     settings: &'a Settings,
     params: &Params,
     lang: &str,
@@ -186,7 +186,7 @@ pub fn admit<'a>(
     let unpacked = if pushed {
         Ok(params.clone())
     } else {
-        super::request_object::effective_params(settings, client, params.clone(), now)
+        super::request_object::effective_params(settings, client, params.clone(), now).await
     };
     if let Ok(inner) = &unpacked {
         if inner.get("redirect_uri") != Some(redirect_uri) {
@@ -493,8 +493,8 @@ mod tests {
         assert!(!format!("{r:?}").contains("n-1"));
     }
 
-    #[test]
-    fn a_public_client_always_needs_pkce_and_unknown_clients_stay_on_our_page() {
+    #[tokio::test]
+    async fn a_public_client_always_needs_pkce_and_unknown_clients_stay_on_our_page() {
         let dir = tempfile::tempdir().expect("dir");
         let settings = crate::config::for_tests(dir.path(), "require_pkce = false\n");
         let spa = settings.clients.get("spa").expect("spa");
@@ -511,12 +511,12 @@ mod tests {
             &[("client_id", "nobody")][..],
             &[("redirect_uri", "https://rp.example/other")][..],
         ] {
-            match admit(&settings, &request(changes), "en", false, 0) {
+            match admit(&settings, &request(changes), "en", false, 0).await {
                 Err(Refusal::Page { .. }) => {}
                 other => panic!("{changes:?}: never a redirect, got {:?}", other.map(|_| ())),
             }
         }
-        match admit(&settings, &request(&[("scope", "profile")]), "en", false, 0) {
+        match admit(&settings, &request(&[("scope", "profile")]), "en", false, 0).await {
             Err(Refusal::ToClient(url)) => {
                 assert!(
                     url.starts_with("https://rp.example/cb?error=invalid_scope"),

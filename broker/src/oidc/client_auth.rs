@@ -10,7 +10,7 @@ use jsonwebtoken::Algorithm;
 use sha2::{Digest, Sha256};
 
 use super::{jws, OAuthError, Params};
-use crate::config::{Client, ClientAuth, Settings};
+use crate::config::{Client, ClientAuth, ClientKeys, Settings};
 use crate::util::ct_eq;
 use store::Store;
 
@@ -30,13 +30,14 @@ struct AssertionClaims {
     jti: String,
 }
 
-/// Verifies a `private_key_jwt` assertion (RFC 7523 3) against the client's registered
-/// keys: the header parsed by [`jws::parse`] so that RFC 9864's `Ed25519` label is read
-/// as EdDSA; `now` in Unix seconds. The error is for `invalid_client`.
-fn verify_assertion(
+/// Verifies a `private_key_jwt` assertion (RFC 7523 3) against the client's keys
+/// (registered, or fetched from its `jwks_uri`): the header parsed by [`jws::parse`]
+/// so that RFC 9864's `Ed25519` label is read as EdDSA; `now` in Unix seconds. The error
+/// is for `invalid_client`.
+async fn verify_assertion(
     settings: &Settings,
     client: &Client,
-    keys: &[crate::config::ClientKey],
+    keys: &ClientKeys,
     assertion: &str,
     now: u64,
 ) -> Result<AssertionClaims, String> {
@@ -44,6 +45,7 @@ fn verify_assertion(
     let name = token.header_str("alg").unwrap_or_default();
     let alg = jws::algorithm(name)
         .or_else(|| name.parse::<Algorithm>().ok())
+        .filter(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
         .ok_or_else(|| format!("client assertion alg `{name}` is not accepted"))?;
     if let Some(profile) = client.profile {
         if !profile.algorithms().contains(&alg) {
@@ -55,9 +57,14 @@ fn verify_assertion(
         }
     }
     let kid = token.header_str("kid");
+    // A client whose jwks_uri cannot be read cannot be authenticated (`invalid_client`).
+    let keys = keys
+        .for_signature(alg, kid, now * 1000)
+        .await
+        .map_err(|e| e.to_string())?;
     let verified = keys
         .iter()
-        .filter(|k| k.alg == alg && (kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid))
+        .filter(|k| k.fits(alg, kid))
         .any(|k| token.verify(&k.key, alg).is_ok());
     if !verified {
         return Err("client assertion is not signed by a registered key".into());
@@ -204,6 +211,7 @@ pub async fn authenticate<'a>(
                 ));
             }
             let claims = verify_assertion(settings, client, keys, assertion, now / 1000)
+                .await
                 .map_err(|why| OAuthError::invalid_client(why, false))?;
             let now_s = now / 1000;
             if claims.exp > now_s + MAX_ASSERTION_LIFETIME {

@@ -3,8 +3,8 @@
 //! fragment or an auto-submitted form (FAPI 2.0 Message Signing).
 //!
 //! Only the code flow is served, so `response_mode=jwt` means `query.jwt` (JARM).
-//! The caller picks the key (the client's `authorization_signed_response_alg`; PS256 plugs
-//! in through `KeySet::signer` once the key set has it) and sends what [`deliver`] gives.
+//! The caller picks the key (the client's `authorization_signed_response_alg`, RS256,
+//! PS256, ES256 or EdDSA, through `KeySet::signer`) and sends what [`deliver`] gives.
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};

@@ -79,7 +79,7 @@ pub async fn push(
             ));
         }
     }
-    let mut params = super::request_object::effective_params(settings, client, params, now)?;
+    let mut params = super::request_object::effective_params(settings, client, params, now).await?;
     if params.contains_key("request_uri") {
         return Err(OAuthError::invalid_request(
             "request_uri cannot be pushed (RFC 9126 2.1)",

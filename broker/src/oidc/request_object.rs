@@ -1,11 +1,11 @@
 //! Signed request objects (JAR, RFC 9101) in the `request` parameter of `/par` and
 //! `/authorize`, with the limits of FAPI 2.0 Message Signing.
 //!
-//! The object is verified against the client's registered public keys (the `jwks` of its
-//! configuration, [`ClientKey`]); only the parameters inside it count (RFC 9101 5), and
-//! they come back as [`Params`] for the usual checks of an authorization request. Time is a
-//! parameter. Fetching keys from a client's `jwks_uri` is not here yet: the caller passes
-//! whatever keys it has.
+//! The object is verified against the client's public keys ([`ClientKey`]: the `jwks` of
+//! its configuration, or the set its `jwks_uri` serves, through
+//! [`crate::config::ClientKeys`]); only the parameters inside it count (RFC 9101 5), and
+//! they come back as [`Params`] for the usual checks of an authorization request. Time is
+//! a parameter.
 
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
@@ -129,10 +129,7 @@ fn check_signature(
     keys: &[ClientKey],
 ) -> Result<(), RequestObjectError> {
     let kid = jws.header_str("kid");
-    let mut candidates = keys
-        .iter()
-        .filter(|k| k.alg == alg && (kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid))
-        .peekable();
+    let mut candidates = keys.iter().filter(|k| k.fits(alg, kid)).peekable();
     if candidates.peek().is_none() {
         return Err(refuse(
             "no key of this client is registered for the request object's alg and kid",
@@ -189,8 +186,9 @@ fn check_times(jws: &Jws<'_>, required: bool, now: u64) -> Result<(), RequestObj
 /// The authorization parameters of a request of `client` (at `/par` or `/authorize`):
 /// those inside its request object when it sent one (RFC 9101 5: the outer ones other
 /// than `client_id` are ignored), else the given ones; a client that must sign its
-/// requests is refused without one. `now` in Unix milliseconds.
-pub fn effective_params(
+/// requests is refused without one. The client's keys come from its registration or its
+/// `jwks_uri` (a fetch that fails is `invalid_request_object`). `now` in Unix milliseconds.
+pub async fn effective_params(
     settings: &crate::config::Settings,
     client: &crate::config::Client,
     params: Params,
@@ -205,21 +203,31 @@ pub fn effective_params(
         }
         return Ok(params);
     };
-    let keys: &[ClientKey] = match &client.auth {
-        crate::config::ClientAuth::PrivateKeyJwt(keys) => keys,
-        _ => &[],
-    };
-    if keys.is_empty() {
+    let crate::config::ClientAuth::PrivateKeyJwt(registered) = &client.auth else {
         return Err(OAuthError::new(
             RequestObjectError::CODE,
-            "register public keys (jwks) to sign request objects",
+            "register public keys (jwks or jwks_uri) to sign request objects",
         ));
-    }
+    };
+    let algorithms = super::dpop::algorithms_for(client);
+    // The keys for the object's alg and kid; a header that names none accepted is refused
+    // by the verification below, without a fetch.
+    let wanted = jws::parse(jwt).ok().and_then(|j| {
+        let alg = j.algorithm(algorithms).ok()?;
+        Some((alg, j.header_str("kid").map(str::to_string)))
+    });
+    let keys: std::sync::Arc<[ClientKey]> = match wanted {
+        Some((alg, kid)) => registered
+            .for_signature(alg, kid.as_deref(), now)
+            .await
+            .map_err(|e| OAuthError::new(RequestObjectError::CODE, e.to_string()))?,
+        None => Vec::new().into(),
+    };
     let check = RequestObjectCheck {
         issuer: &settings.issuer,
         client_id: &client.id,
-        keys,
-        algorithms: super::dpop::algorithms_for(client),
+        keys: &keys,
+        algorithms,
         require_exp_nbf: client.profile.is_some_and(|p| p.message_signing()),
     };
     verify_request_object(jwt, &check, now / 1000)

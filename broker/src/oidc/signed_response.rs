@@ -1,7 +1,7 @@
 //! Signed answers of the token introspection (RFC 9701) and UserInfo (OpenID Connect Core
 //! 5.3.2) endpoints, for clients that ask for them. The caller picks the key (the client's
-//! registered algorithm through `KeySet::signer`, where PS256 plugs in once the key set has
-//! it) and sends the JWT with the content type named here.
+//! registered algorithm, PS256 included, through `KeySet::signer`) and sends the JWT with
+//! the content type named here.
 
 use serde_json::{Map, Value};
 

@@ -65,6 +65,9 @@ pub struct Registration<'a> {
     /// The `alg` of each registered public key, in `jwks` order (`None`: an algorithm
     /// the broker does not know).
     pub key_algs: &'a [Option<Algorithm>],
+    /// Whether the keys are published at a `jwks_uri` (their algorithms are then checked
+    /// when they are used: a key for another algorithm never verifies anything).
+    pub keys_by_uri: bool,
     /// Signing algorithms the client registered for answers, with their configuration key
     /// (`id_token_signed_response_alg`, `authorization_signed_response_alg`, …).
     pub response_algs: &'a [(&'a str, &'a str)],
@@ -115,10 +118,10 @@ pub fn registration_problems(profile: FapiProfile, r: &Registration<'_>) -> Vec<
             ),
         ));
     }
-    if r.key_algs.is_empty() {
+    if r.key_algs.is_empty() && !r.keys_by_uri {
         out.push(problem(
             "jwks",
-            format!("a {name} client needs its public keys (jwks) for private_key_jwt"),
+            format!("a {name} client needs its public keys (jwks or jwks_uri) for private_key_jwt"),
         ));
     }
     for (i, alg) in r.key_algs.iter().enumerate() {
@@ -193,6 +196,7 @@ mod tests {
             auth_method: "private_key_jwt",
             has_secret: false,
             key_algs,
+            keys_by_uri: false,
             response_algs,
             require_par: None,
             require_signed_request_object: None,

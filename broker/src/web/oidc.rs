@@ -88,7 +88,8 @@ pub async fn authorize(
         );
         params = stored;
     }
-    let (client, request) = match authorize::admit(settings, &params, lang, pushed, state.now()) {
+    let admitted = authorize::admit(settings, &params, lang, pushed, state.now()).await;
+    let (client, request) = match admitted {
         Ok(admitted) => admitted,
         Err(Refusal::Page { key, detail }) => return Err(PageError::new(lang, 400, key, detail)),
         Err(Refusal::ToClient(url)) => return Ok(see_other(&url)),
