@@ -58,6 +58,38 @@ pub async fn run_all(records: Arc<dyn Records>, empty: Arc<dyn Records>) {
     concurrent_updates_lose_nothing(records.clone()).await;
     concurrent_sign_ins_are_all_recorded(records.clone()).await;
     export_import_round_trip(records.as_ref(), empty.as_ref()).await;
+    export_streams_and_stops_at_the_sinks_error(records.as_ref()).await;
+}
+
+/// `export_each` hands on every record `export` holds, and stops at the sink's first error,
+/// returning it (a full disk ends the export, not the records).
+pub async fn export_streams_and_stops_at_the_sinks_error(r: &dyn Records) {
+    let all = r.export().await.expect("export");
+    assert!(all.len() >= 3, "the suite's records are there");
+    let mut streamed = Vec::new();
+    let n = r
+        .export_each(&mut |e| {
+            streamed.push(e);
+            Ok(())
+        })
+        .await
+        .expect("export_each");
+    assert_eq!(n as usize, all.len());
+    assert_eq!(streamed, all);
+    let mut seen = 0;
+    let err = r
+        .export_each(&mut |_| {
+            seen += 1;
+            if seen == 2 {
+                Err(crate::RecordsError::Unavailable("disk full".into()))
+            } else {
+                Ok(())
+            }
+        })
+        .await
+        .expect_err("the sink's error");
+    assert!(err.to_string().contains("disk full"), "{err}");
+    assert_eq!(seen, 2, "nothing handed on after the error");
 }
 
 /// Many sign-ins at once (the embedded backend commits them in groups): each call returns

@@ -21,8 +21,8 @@ use redb::{
 };
 
 use crate::{
-    Activity, AuditRow, Binding, Changes, Commit, Consent, Entry, IdStatus, Millis, Person,
-    Records, RecordsError, RecordsResult, ReviewItem, Versioned,
+    Activity, AuditRow, Binding, Changes, Commit, Consent, Entry, ExportSink, IdStatus, Millis,
+    Person, Records, RecordsError, RecordsResult, ReviewItem, Versioned,
 };
 
 /// The schema version of the file this code writes.
@@ -42,6 +42,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 enum Fail {
     Db(redb::Error),
     Corrupt(String),
+    /// The receiver of an export went away (its sink failed; that error is the answer).
+    Stopped,
 }
 
 macro_rules! from_redb {
@@ -72,6 +74,7 @@ impl Fail {
     fn into_error(self, op: &str) -> RecordsError {
         match self {
             Fail::Corrupt(msg) => RecordsError::Corrupt(format!("redb {op}: {msg}")),
+            Fail::Stopped => RecordsError::Unavailable(format!("redb {op}: stopped")),
             Fail::Db(e @ (redb::Error::Corrupted(_) | redb::Error::UpgradeRequired(_))) => {
                 RecordsError::Corrupt(format!("redb {op}: {e}"))
             }
@@ -620,40 +623,54 @@ impl Records for EmbeddedRecords {
         .await
     }
 
-    async fn export(&self) -> RecordsResult<Vec<Entry>> {
-        self.read("export", |txn| {
-            let mut out = Vec::new();
+    async fn export_each(&self, sink: &mut ExportSink<'_>) -> RecordsResult<u64> {
+        // A read transaction is a snapshot; a blocking task walks it and hands the records
+        // over a bounded channel, so only a few are in memory at a time.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Entry>(256);
+        let db = Arc::clone(&self.db);
+        let producer = tokio::task::spawn_blocking(move || -> Result<(), Fail> {
+            let txn = db.begin_read()?;
+            let send = |e: Entry| tx.blocking_send(e).map_err(|_| Fail::Stopped);
             for item in txn.open_table(PERSONS)?.iter()? {
-                let (_, v) = item?;
-                out.push(Entry::Person(json(v.value())?));
+                send(Entry::Person(json(item?.1.value())?))?;
             }
             for item in txn.open_table(CONSENTS)?.iter()? {
-                let (_, v) = item?;
-                out.push(Entry::Consent(json(v.value())?));
+                send(Entry::Consent(json(item?.1.value())?))?;
             }
             for item in txn.open_table(SETTINGS)?.iter()? {
                 let (k, v) = item?;
                 let setting: Versioned = json(v.value())?;
-                out.push(Entry::Setting {
+                send(Entry::Setting {
                     name: k.value().to_string(),
                     value: setting.value,
-                });
+                })?;
             }
             for item in txn.open_table(REVIEWS)?.iter()? {
-                let (_, v) = item?;
-                out.push(Entry::Review(json(v.value())?));
+                send(Entry::Review(json(item?.1.value())?))?;
             }
             for item in txn.open_table(AUDIT)?.iter()? {
-                let (_, v) = item?;
-                out.push(Entry::Audit(json(v.value())?));
+                send(Entry::Audit(json(item?.1.value())?))?;
             }
             for item in txn.open_table(ACTIVITY)?.iter()? {
-                let (_, v) = item?;
-                out.push(Entry::Activity(json(v.value())?));
+                send(Entry::Activity(json(item?.1.value())?))?;
             }
-            Ok(out)
-        })
-        .await
+            Ok(())
+        });
+        let mut n = 0u64;
+        while let Some(entry) = rx.recv().await {
+            if let Err(e) = sink(entry) {
+                // The producer sees the channel closed and stops.
+                drop(rx);
+                let _ = producer.await;
+                return Err(e);
+            }
+            n += 1;
+        }
+        producer
+            .await
+            .map_err(|e| RecordsError::Unavailable(format!("redb export task failed: {e}")))?
+            .map_err(|f| f.into_error("export"))?;
+        Ok(n)
     }
 
     async fn import(&self, entries: Vec<Entry>, force: bool) -> RecordsResult<u64> {
