@@ -393,3 +393,32 @@ async fn copy<'a>(
     writer.finish().await.map_err(fail)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_rows_hold_keyed_hashes_and_sealed_values_only() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let g = Generated::new(secret, 42, 1_000_000).expect("generated");
+        let number = "900000000042";
+        for field in [&g.id, &g.cid_key, &g.cid_sealed, &g.way_key, &g.way_sealed] {
+            assert!(!field.contains(number), "{field} holds the number");
+        }
+        assert!(!g.claims.to_string().contains(number));
+        // As the broker keys and seals them, so the rows are like the ones it writes.
+        assert_eq!(
+            g.cid_key,
+            common::hash::pairwise_b64(secret, &[b"cid", number.as_bytes()])
+        );
+        assert_eq!(
+            broker::person::seal::open(secret, Kind::CitizenId, &g.cid_sealed).as_deref(),
+            Some(number)
+        );
+        assert_eq!(
+            broker::person::seal::open(secret, Kind::Subject, &g.way_sealed).as_deref(),
+            Some("scale-42")
+        );
+    }
+}
