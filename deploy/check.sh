@@ -8,9 +8,18 @@
 #   * `docker compose config -q`, if the docker CLI has the compose plugin (no engine needed);
 #   * `kubectl kustomize deploy/k8s`, if kubectl is installed (no cluster needed);
 #   * that deploy/Dockerfile builds the broker with --no-default-features (no demo);
+#   * that the deployments keep durable records in PostgreSQL: compose has a postgres service
+#     and a one-shot `migrate` service the brokers wait for, its broker.toml has
+#     `[records] kind = "postgres"` with the password from the environment; the k8s
+#     Deployment runs `broker migrate` in an init container with the broker's image and
+#     mounts, and the ConfigMap reads the password from the mounted `broker-db` Secret;
 #   * `broker check-config` of deploy/broker.compose.toml, of the ConfigMap's broker.toml and
 #     of config/broker.example.toml, with keys made by `broker keygen` in a temporary folder
-#     and exactly the environment variables compose.yaml and the k8s Secret provide.
+#     and exactly the environment variables (and the secret files) compose.yaml and the k8s
+#     Secrets provide;
+#   * `broker migrate` with deploy/broker.compose.toml's `[records]` against a temporary
+#     database of a local PostgreSQL (127.0.0.1:5432, trust authentication), twice (the
+#     second run must find the schema current); skipped when none answers.
 # Exits non-zero if any check fails; skipped checks are named.
 #
 # Usage: deploy/check.sh            (BROKER_BIN=path to use a built broker binary)
@@ -59,7 +68,7 @@ fi
 # ---- YAML syntax and structure -----------------------------------------------------------
 yaml_checks() {
     "$PY" - <<'EOF'
-import glob, sys, yaml
+import glob, sys, tomllib, yaml
 sys.excepthook = lambda t, v, tb: print(f"{t.__name__}: {v}", file=sys.stderr)
 
 problems = []
@@ -67,7 +76,7 @@ problems = []
 with open("deploy/compose.yaml") as f:
     compose = yaml.safe_load(f)
 services = compose.get("services", {})
-for name in ("broker1", "broker2", "redis", "nginx"):
+for name in ("broker1", "broker2", "migrate", "postgres", "redis", "nginx"):
     if name not in services:
         problems.append(f"compose.yaml: no service {name}")
 b1, b2 = services.get("broker1", {}), services.get("broker2", {})
@@ -79,6 +88,39 @@ for v in b1.get("volumes", []):
         problems.append(f"compose.yaml: broker volume {v} is not read-only")
 if "appendonly" not in " ".join(map(str, services.get("redis", {}).get("command", []))):
     problems.append("compose.yaml: redis runs without appendonly persistence")
+
+# PostgreSQL: the brokers start after `broker migrate` succeeded, which runs once PostgreSQL
+# is healthy, with the brokers' image, configuration, keys and environment.
+mig, pg = services.get("migrate", {}), services.get("postgres", {})
+for b in ("broker1", "broker2"):
+    dep = services.get(b, {}).get("depends_on", {})
+    if not isinstance(dep, dict) or dep.get("migrate", {}).get("condition") != "service_completed_successfully":
+        problems.append(f"compose.yaml: {b} does not wait for migrate (condition: service_completed_successfully)")
+if mig.get("command", [None])[0] != "migrate":
+    problems.append("compose.yaml: the migrate service does not run `broker migrate`")
+for key in ("image", "volumes", "environment", "user"):
+    if mig.get(key) != b1.get(key):
+        problems.append(f"compose.yaml: migrate and broker1 differ in {key}")
+if mig.get("restart") != "no":
+    problems.append("compose.yaml: the one-shot migrate service must have restart: \"no\"")
+if mig.get("depends_on", {}).get("postgres", {}).get("condition") != "service_healthy":
+    problems.append("compose.yaml: migrate does not wait for a healthy postgres")
+if not pg.get("healthcheck"):
+    problems.append("compose.yaml: postgres has no health check")
+if not any(str(v).endswith(":/var/lib/postgresql/data") for v in pg.get("volumes", [])):
+    problems.append("compose.yaml: postgres keeps its data in no volume")
+if "BROKER_DB_PASSWORD" not in str(pg.get("environment", {}).get("POSTGRES_PASSWORD", "")):
+    problems.append("compose.yaml: postgres's POSTGRES_PASSWORD is not BROKER_DB_PASSWORD")
+with open("deploy/broker.compose.toml", "rb") as f:
+    rec = tomllib.load(f).get("records", {})
+if rec.get("kind") != "postgres":
+    problems.append("broker.compose.toml: [records] kind is not \"postgres\" (each broker would keep persons of its own)")
+elif not str(rec.get("url", "")).startswith("postgres://postgres:"):
+    problems.append("broker.compose.toml: records.url is not the compose postgres service")
+elif rec.get("password") != {"env": "BROKER_DB_PASSWORD"}:
+    problems.append("broker.compose.toml: records.password is not { env = \"BROKER_DB_PASSWORD\" }")
+if "BROKER_DB_PASSWORD" not in b1.get("environment", {}):
+    problems.append("compose.yaml: the brokers do not get BROKER_DB_PASSWORD")
 nginx = open("deploy/nginx.conf").read()
 for upstream in ("broker1:8080", "broker2:8080"):
     if upstream not in nginx:
@@ -125,8 +167,32 @@ else:
     res = c.get("resources", {})
     if not res.get("requests") or not res.get("limits"):
         problems.append("k8s: resources need requests and limits")
+    # `broker migrate` before the broker, with the broker's image, secrets and mounts.
+    inits = [i for i in spec.get("initContainers", []) if i.get("args", [None])[0] == "migrate"]
+    if not inits:
+        problems.append("k8s: no init container runs `broker migrate`")
+    for i in inits:
+        if i.get("image") != c.get("image"):
+            problems.append("k8s: the migrate init container's image is not the broker's")
+        if i.get("envFrom") != c.get("envFrom"):
+            problems.append("k8s: the migrate init container's envFrom is not the broker's")
+        if i.get("volumeMounts") != c.get("volumeMounts"):
+            problems.append("k8s: the migrate init container's volumeMounts are not the broker's")
+        if not i.get("securityContext", {}).get("readOnlyRootFilesystem"):
+            problems.append("k8s: readOnlyRootFilesystem is not set on the migrate init container")
+    db_volumes = [v["name"] for v in spec.get("volumes", [])
+                  if v.get("secret", {}).get("secretName") == "broker-db"]
+    db_mounts = [m["mountPath"] for m in c.get("volumeMounts", []) if m.get("name") in db_volumes]
+    cm = kinds.get(("ConfigMap", "broker-config"))
+    if cm is not None:
+        rec = tomllib.loads(cm["data"]["broker.toml"]).get("records", {})
+        pw = rec.get("password", {}).get("file", "") if isinstance(rec.get("password"), dict) else ""
+        if rec.get("kind") != "postgres":
+            problems.append("k8s: the ConfigMap's [records] kind is not \"postgres\" (each replica would keep persons of its own)")
+        elif not any(pw.startswith(m.rstrip("/") + "/") for m in db_mounts):
+            problems.append("k8s: records.password is not a file of the mounted broker-db Secret")
 for needed in (("Service", "broker"), ("ConfigMap", "broker-config"),
-               ("Secret", "broker-env"), ("Secret", "broker-keys")):
+               ("Secret", "broker-env"), ("Secret", "broker-keys"), ("Secret", "broker-db")):
     if needed not in kinds:
         problems.append(f"k8s: no {needed[0]} {needed[1]}")
 
@@ -161,10 +227,11 @@ fi
 # ---- docker compose config ---------------------------------------------------------------
 rand_hex() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 # Values for the variables compose.yaml requires (its ${VAR:?} references).
-export BROKER_PAIRWISE_SECRET BROKER_REDIS_PASSWORD BROKER_CLIENT_SECRET_LOCAL_RP
+export BROKER_PAIRWISE_SECRET BROKER_REDIS_PASSWORD BROKER_CLIENT_SECRET_LOCAL_RP BROKER_DB_PASSWORD
 BROKER_PAIRWISE_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n')
 BROKER_REDIS_PASSWORD=$(rand_hex)
 BROKER_CLIENT_SECRET_LOCAL_RP=$(rand_hex)
+BROKER_DB_PASSWORD=$(rand_hex)
 
 COMPOSE=()
 if docker compose version >/dev/null 2>&1; then
@@ -286,6 +353,8 @@ if [ -n "$BROKER" ] && [ -x "$BROKER" ] && [ -n "$PY" ]; then
     # k8s: the ConfigMap with the variables of the broker-env Secret.
     if prepare "$TMP/k8s" && k8s_config "$TMP/k8s/broker.toml" && k8s_env_names >"$TMP/k8s.names"; then
         sed -i "s#/etc/broker/#$TMP/k8s/#g" "$TMP/k8s/broker.toml"
+        # The broker-db Secret, as its mount (/etc/broker/db) holds it.
+        mkdir -p "$TMP/k8s/db" && rand_hex >"$TMP/k8s/db/password"
         while IFS= read -r name; do
             case $name in
             BROKER_REDIS_URL) echo "$name=redis://:$BROKER_REDIS_PASSWORD@redis:6379/0" ;;
@@ -296,6 +365,32 @@ if [ -n "$BROKER" ] && [ -x "$BROKER" ] && [ -n "$PY" ]; then
             "$TMP/k8s/broker.toml" "$TMP/k8s.env"
     else
         fail "preparing keys and environment for the k8s ConfigMap"
+    fi
+
+    # broker migrate with the compose configuration's [records], on a temporary database of
+    # the local PostgreSQL (trust authentication: the password is not checked there).
+    PGURL_HOST=${BROKER_CHECK_PG_HOST:-127.0.0.1:5432}
+    if command -v psql >/dev/null &&
+        psql -h "${PGURL_HOST%:*}" -p "${PGURL_HOST##*:}" -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
+        db="deploy_check_$(rand_hex | head -c 12)"
+        psql -h "${PGURL_HOST%:*}" -p "${PGURL_HOST##*:}" -U postgres -d postgres -qc "CREATE DATABASE $db" >/dev/null
+        sed -e "s#postgres://postgres:5432/broker#postgres://$PGURL_HOST/$db#" \
+            -e 's#^user = "broker"#user = "postgres"#' \
+            "$TMP/compose/broker.toml" >"$TMP/compose/migrate.toml"
+        migrate_twice() {
+            local vars=() first second
+            while IFS= read -r line; do [ -n "$line" ] && vars+=("$line"); done <"$TMP/compose.env"
+            first=$(env -i PATH="$PATH" HOME="${HOME:-/}" "${vars[@]}" "$BROKER" migrate --config "$TMP/compose/migrate.toml" 2>&1) ||
+                { echo "first run: $first"; return 1; }
+            grep -q "applied migration" <<<"$first" || { echo "first run applied nothing: $first"; return 1; }
+            second=$(env -i PATH="$PATH" HOME="${HOME:-/}" "${vars[@]}" "$BROKER" migrate --config "$TMP/compose/migrate.toml" 2>&1) ||
+                { echo "second run: $second"; return 1; }
+            grep -q "already at version" <<<"$second" || { echo "second run: $second"; return 1; }
+        }
+        run "broker migrate with deploy/broker.compose.toml's [records] (local PostgreSQL, twice)" migrate_twice
+        psql -h "${PGURL_HOST%:*}" -p "${PGURL_HOST##*:}" -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $db" >/dev/null
+    else
+        skip "broker migrate: no PostgreSQL answers at $PGURL_HOST (user postgres, trust authentication)"
     fi
 
     # The annotated example, with the variables its header lists.

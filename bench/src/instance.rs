@@ -1,5 +1,6 @@
 //! Builds and starts the real `broker` binary with a configuration made for the benchmark
-//! (Redis store, RS256 and ES256 keys, test citizens, two confidential clients).
+//! (Redis store, RS256 and ES256 keys, test citizens, two confidential clients; records
+//! embedded in a temporary folder, or in PostgreSQL after `broker migrate`).
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
@@ -89,6 +90,21 @@ pub struct Launch<'a> {
     pub pin_cpu: Option<usize>,
     /// `BROKER_LOG` filter; `None` keeps the broker's default.
     pub log_filter: Option<&'a str>,
+    /// The `pairwise_secret` (also the key of the records' hashes and sealing).
+    pub pairwise_secret: &'a str,
+    /// Records in PostgreSQL (else embedded, in the temporary folder).
+    pub postgres: Option<PgRecords<'a>>,
+}
+
+/// `[records] kind = "postgres"` of a benchmark broker.
+#[derive(Clone, Copy)]
+pub struct PgRecords<'a> {
+    /// `postgres://host:port/database`.
+    pub url: &'a str,
+    /// Role.
+    pub user: &'a str,
+    /// Its password, if the server asks for one (given through an environment variable).
+    pub password: Option<&'a str>,
 }
 
 /// A running broker; killed on drop.
@@ -110,7 +126,24 @@ impl Drop for Broker {
     }
 }
 
-fn config_text(port: u16, prefix: &str) -> String {
+fn records_text(postgres: Option<PgRecords>) -> String {
+    match postgres {
+        None => "[records]\nkind = \"embedded\"\npath = \"records.redb\"\n".to_string(),
+        Some(pg) => format!(
+            "[records]\nkind = \"postgres\"\nurl = \"{}\"\nuser = \"{}\"\n{}pool_size = 16\n",
+            pg.url,
+            pg.user,
+            if pg.password.is_some() {
+                "password = { env = \"BENCH_PG_PASSWORD\" }\n"
+            } else {
+                ""
+            }
+        ),
+    }
+}
+
+fn config_text(port: u16, prefix: &str, postgres: Option<PgRecords>) -> String {
+    let records = records_text(postgres);
     let citizens: String = CITIZENS
         .iter()
         .enumerate()
@@ -138,6 +171,7 @@ kind = "redis"
 url = {{ env = "BENCH_REDIS_URL" }}
 prefix = "{prefix}"
 
+{records}
 [tokens]
 access_token_alg = "ES256"
 
@@ -158,6 +192,9 @@ name = {{ en = "Test citizens" }}
 
 [connectors.settings]
 assurance = "substantial"
+# 64 simulated browsers share four accounts: no per-account throttle of attempts in flight
+# (each counts before its check), the per-address one as by default.
+failed_logins = {{ per_id = 0, per_phone = 0, per_address = 30 }}
 {citizens}
 [[clients]]
 id = "{ES_CLIENT}"
@@ -212,6 +249,38 @@ fn drain(
     });
 }
 
+/// The environment variables the configuration refers to.
+fn broker_env<'a>(launch: &Launch<'a>) -> Vec<(&'static str, &'a str)> {
+    let mut env = vec![
+        ("BENCH_PAIRWISE", launch.pairwise_secret),
+        ("BENCH_CLIENT_SECRET", launch.client_secret),
+        ("BENCH_REDIS_URL", launch.redis_url),
+    ];
+    if let Some(p) = launch.postgres.and_then(|pg| pg.password) {
+        env.push(("BENCH_PG_PASSWORD", p));
+    }
+    env
+}
+
+/// `broker migrate --config CONFIG`: the records' schema, as an operator applies it.
+fn migrate(launch: &Launch, config: &Path) -> Result<(), String> {
+    let out = Command::new(launch.exe)
+        .arg("migrate")
+        .arg("--config")
+        .arg(config)
+        .env_remove("BROKER_CONFIG")
+        .envs(broker_env(launch))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {} migrate: {e}", launch.exe.display()))?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!("broker migrate failed ({}): {said}", out.status));
+    }
+    println!("broker migrate: {}", said.trim());
+    Ok(())
+}
+
 impl Broker {
     /// Writes the configuration and keys to a temporary folder, starts `broker serve
     /// --workers 1` and waits until it listens.
@@ -221,8 +290,11 @@ impl Broker {
         write_key(dir.path(), "es.pem", SigningAlg::ES256)?;
         let port = free_port()?;
         let config = dir.path().join("broker.toml");
-        std::fs::write(&config, config_text(port, launch.prefix))
+        std::fs::write(&config, config_text(port, launch.prefix, launch.postgres))
             .map_err(|e| format!("write config: {e}"))?;
+        if launch.postgres.is_some() {
+            migrate(launch, &config)?;
+        }
 
         let mut cmd = match launch.pin_cpu {
             Some(cpu) => {
@@ -239,9 +311,7 @@ impl Broker {
             .env_remove("BROKER_CONFIG")
             .env_remove("BROKER_LISTEN")
             .env_remove("BROKER_WORKERS")
-            .env("BENCH_PAIRWISE", crate::random_hex(32))
-            .env("BENCH_CLIENT_SECRET", launch.client_secret)
-            .env("BENCH_REDIS_URL", launch.redis_url)
+            .envs(broker_env(launch))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

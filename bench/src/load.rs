@@ -2,7 +2,7 @@
 //! deadline, on keep-alive HTTP connections to 127.0.0.1.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,28 @@ pub struct Target {
     pub secret: String,
     /// Source addresses for simulated browsers.
     pub addrs: Arc<SourceAddrs>,
+    /// Which of [`CITIZENS`] logged in at least once.
+    pub seen: Arc<Vec<AtomicBool>>,
+}
+
+impl Target {
+    /// A target with no citizen seen yet.
+    pub fn new(base: String, secret: String, addrs: Arc<SourceAddrs>) -> Target {
+        Target {
+            base,
+            secret,
+            addrs,
+            seen: Arc::new(CITIZENS.iter().map(|_| AtomicBool::new(false)).collect()),
+        }
+    }
+
+    /// How many distinct citizens logged in.
+    pub fn citizens_seen(&self) -> usize {
+        self.seen
+            .iter()
+            .filter(|s| s.load(Ordering::Relaxed))
+            .count()
+    }
 }
 
 /// The result of a scenario.
@@ -238,9 +260,15 @@ fn pkce() -> (String, String) {
 
 /// One interactive login with a fresh cookie jar: authorize, choice page, connector
 /// start, form page, password step. Returns the code and the PKCE verifier.
-async fn login(http: &Client, base: &str, client_id: &str) -> Result<(String, String), String> {
+async fn login(
+    http: &Client,
+    target: &Target,
+    client_id: &str,
+) -> Result<(String, String), String> {
+    let base = target.base.as_str();
     let (verifier, challenge) = pkce();
-    let (user, password) = CITIZENS[(rand::rng().next_u32() as usize) % CITIZENS.len()];
+    let who = (rand::rng().next_u32() as usize) % CITIZENS.len();
+    let (user, password) = CITIZENS[who];
     let mut jar = Jar::default();
     let mut authorize =
         url::Url::parse(&format!("{base}/authorize")).map_err(|e| format!("url: {e}"))?;
@@ -294,7 +322,12 @@ async fn login(http: &Client, base: &str, client_id: &str) -> Result<(String, St
             .map(|(_, v)| v.into_owned())
     };
     match param("code") {
-        Some(code) => Ok((code, verifier)),
+        Some(code) => {
+            if let Some(seen) = target.seen.get(who) {
+                seen.store(true, Ordering::Relaxed);
+            }
+            Ok((code, verifier))
+        }
         None => Err(format!(
             "step: redirect without code: {}",
             param("error_description")
@@ -472,7 +505,7 @@ async fn new_chain(
     client_id: &str,
     dpop: Option<&DpopKey>,
 ) -> Result<String, String> {
-    let (code, verifier) = login(browser.next()?, &target.base, client_id).await?;
+    let (code, verifier) = login(browser.next()?, target, client_id).await?;
     redeem(rp, target, client_id, &code, &verifier, dpop).await
 }
 
@@ -573,7 +606,7 @@ pub async fn logins(
                         break;
                     }
                 };
-                let (code, verifier) = match login(http, &target.base, client_id).await {
+                let (code, verifier) = match login(http, &target, client_id).await {
                     Ok(c) => c,
                     Err(e) => {
                         flows.err(e);

@@ -141,12 +141,13 @@ fn records_command(command: Command) -> ExitCode {
                 action: RecordsAction::Export { config, out },
             } => {
                 let settings = load_or_report(&config).map_err(Err)?;
-                let mut sink: Box<dyn std::io::Write> = match &out {
+                // Buffered: records are written line by line as they are read.
+                let mut sink: Box<dyn std::io::Write + Send> = match &out {
                     Some(path) => Box::new(std::io::BufWriter::new(
                         std::fs::File::create(path)
                             .map_err(|e| Ok(format!("{}: {e}", path.display())))?,
                     )),
-                    None => Box::new(std::io::stdout().lock()),
+                    None => Box::new(std::io::BufWriter::new(std::io::stdout())),
                 };
                 let n = broker::person::transfer::export(&settings, &mut sink)
                     .await

@@ -56,7 +56,76 @@ pub async fn run_all(records: Arc<dyn Records>, empty: Arc<dyn Records>) {
     reviews_open_once_and_close_once(records.as_ref()).await;
     concurrent_first_logins_make_one_person(records.clone()).await;
     concurrent_updates_lose_nothing(records.clone()).await;
+    concurrent_sign_ins_are_all_recorded(records.clone()).await;
     export_import_round_trip(records.as_ref(), empty.as_ref()).await;
+    export_streams_and_stops_at_the_sinks_error(records.as_ref()).await;
+}
+
+/// `export_each` hands on every record `export` holds, and stops at the sink's first error,
+/// returning it (a full disk ends the export, not the records).
+pub async fn export_streams_and_stops_at_the_sinks_error(r: &dyn Records) {
+    let all = r.export().await.expect("export");
+    assert!(all.len() >= 3, "the suite's records are there");
+    let mut streamed = Vec::new();
+    let n = r
+        .export_each(&mut |e| {
+            streamed.push(e);
+            Ok(())
+        })
+        .await
+        .expect("export_each");
+    assert_eq!(n as usize, all.len());
+    assert_eq!(streamed, all);
+    let mut seen = 0;
+    let err = r
+        .export_each(&mut |_| {
+            seen += 1;
+            if seen == 2 {
+                Err(crate::RecordsError::Unavailable("disk full".into()))
+            } else {
+                Ok(())
+            }
+        })
+        .await
+        .expect_err("the sink's error");
+    assert!(err.to_string().contains("disk full"), "{err}");
+    assert_eq!(seen, 2, "nothing handed on after the error");
+}
+
+/// Many sign-ins at once (the embedded backend commits them in groups): each call returns
+/// once its row is stored, and every row is there, once.
+pub async fn concurrent_sign_ins_are_all_recorded(r: Arc<dyn Records>) {
+    const N: u64 = 64;
+    let person = new_id();
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        let (r, person) = (r.clone(), person.clone());
+        tasks.push(tokio::spawn(async move {
+            let a = Activity {
+                id: new_id(),
+                person,
+                client: format!("rp-{i}"),
+                connector: "ctid".into(),
+                at: 1_000 + i,
+            };
+            r.record_activity(&a).await.expect("record");
+            // Returned: the row is readable now.
+            let recent = r.activity(&a.person, N as usize).await.expect("answer");
+            assert!(
+                recent.contains(&a),
+                "sign-in {i} not stored when its call returned"
+            );
+        }));
+    }
+    for t in tasks {
+        t.await.expect("sign-in task");
+    }
+    let all = r.activity(&person, 2 * N as usize).await.expect("answer");
+    assert_eq!(all.len() as u64, N, "every sign-in once");
+    let mut clients: Vec<_> = all.iter().map(|a| a.client.clone()).collect();
+    clients.sort();
+    clients.dedup();
+    assert_eq!(clients.len() as u64, N);
 }
 
 /// A person is created once (version 0 means "must not exist"), and every write names the

@@ -3,9 +3,17 @@
 //! index tables (`bindings`, `ways_in`) say which person holds a number or a way in, and a
 //! commit that would give one to a second person, or write a person at a stale version, is
 //! rolled back whole.
+//!
+//! Sign-ins ([`Records::record_activity`], one per code issued, so one per login) are
+//! committed in groups: redb has one writer at a time and each durable commit waits for
+//! `fdatasync`, so sign-ins that arrive while a commit is under way are queued and written
+//! together by the next one, which one background task runs. Each call still returns only
+//! once its row is durable (or with the error of its group's commit), so the guarantee is
+//! the one a commit of its own gives; concurrent logins share the `fdatasync`.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
@@ -13,8 +21,8 @@ use redb::{
 };
 
 use crate::{
-    Activity, AuditRow, Binding, Changes, Commit, Consent, Entry, IdStatus, Millis, Person,
-    Records, RecordsError, RecordsResult, ReviewItem, Versioned,
+    Activity, AuditRow, Binding, Changes, Commit, Consent, Entry, ExportSink, IdStatus, Millis,
+    Person, Records, RecordsError, RecordsResult, ReviewItem, Versioned,
 };
 
 /// The schema version of the file this code writes.
@@ -34,6 +42,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 enum Fail {
     Db(redb::Error),
     Corrupt(String),
+    /// The receiver of an export went away (its sink failed; that error is the answer).
+    Stopped,
 }
 
 macro_rules! from_redb {
@@ -64,6 +74,7 @@ impl Fail {
     fn into_error(self, op: &str) -> RecordsError {
         match self {
             Fail::Corrupt(msg) => RecordsError::Corrupt(format!("redb {op}: {msg}")),
+            Fail::Stopped => RecordsError::Unavailable(format!("redb {op}: stopped")),
             Fail::Db(e @ (redb::Error::Corrupted(_) | redb::Error::UpgradeRequired(_))) => {
                 RecordsError::Corrupt(format!("redb {op}: {e}"))
             }
@@ -79,6 +90,34 @@ impl Fail {
 #[derive(Clone)]
 pub struct EmbeddedRecords {
     db: Arc<Database>,
+    /// Sign-ins waiting for the next group commit.
+    sign_ins: Arc<Mutex<SignIns>>,
+    /// Write transactions committed since the file was opened.
+    commits: Arc<AtomicU64>,
+}
+
+/// Clears [`SignIns::running`] if the committing task ends without emptying the queue.
+struct RunningGuard(Option<Arc<Mutex<SignIns>>>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        if let Some(queue) = self.0.take() {
+            let mut queue = match queue.lock() {
+                Ok(q) => q,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            queue.running = false;
+        }
+    }
+}
+
+/// The queue of the sign-ins' group commit.
+#[derive(Default)]
+struct SignIns {
+    /// Rows waiting, each with whom to tell the outcome.
+    waiting: Vec<(Activity, tokio::sync::oneshot::Sender<RecordsResult<()>>)>,
+    /// Whether the committing task runs (it takes what waits until nothing does).
+    running: bool,
 }
 
 impl std::fmt::Debug for EmbeddedRecords {
@@ -133,11 +172,65 @@ impl EmbeddedRecords {
             })
         };
         match open().map_err(|f| f.into_error(&format!("open {}", path.display())))? {
-            Ok(db) => Ok(Self { db: Arc::new(db) }),
+            Ok(db) => Ok(Self {
+                db: Arc::new(db),
+                sign_ins: Arc::default(),
+                commits: Arc::default(),
+            }),
             Err(found) => Err(RecordsError::Schema(format!(
                 "{} has schema version {found}; this broker knows version {SCHEMA_VERSION}",
                 path.display()
             ))),
+        }
+    }
+
+    /// Write transactions committed through this handle (and its clones) since the file was
+    /// opened: what a login costs in durable commits (tests and the benchmark count them).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Commits the sign-ins waiting, group by group, until none waits (run by one task).
+    async fn commit_sign_ins(self) {
+        // Should this task end early (its runtime shutting down), the next sign-in starts
+        // another one (for the rows still waiting), and the rows of the group it held are answered
+        // with an error (their senders drop).
+        let mut guard = RunningGuard(Some(Arc::clone(&self.sign_ins)));
+        loop {
+            let group = {
+                let mut queue = match self.sign_ins.lock() {
+                    Ok(q) => q,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                if queue.waiting.is_empty() {
+                    queue.running = false;
+                    guard.0 = None;
+                    return;
+                }
+                std::mem::take(&mut queue.waiting)
+            };
+            let rows: Vec<Activity> = group.iter().map(|(a, _)| a.clone()).collect();
+            let result = self
+                .write("record_activity", move |txn| {
+                    let mut table = txn.open_table(ACTIVITY)?;
+                    for a in &rows {
+                        table.insert(
+                            (a.person.as_str(), a.at, a.id.as_str()),
+                            to_json(a)?.as_slice(),
+                        )?;
+                    }
+                    Ok((true, ()))
+                })
+                .await;
+            for (_, tell) in group {
+                let outcome = match &result {
+                    Ok(()) => Ok(()),
+                    Err(RecordsError::Corrupt(m)) => Err(RecordsError::Corrupt(m.clone())),
+                    Err(e) => Err(RecordsError::Unavailable(e.to_string())),
+                };
+                // The caller may have gone (its request was dropped): nothing to tell.
+                let _ = tell.send(outcome);
+            }
         }
     }
 
@@ -164,11 +257,13 @@ impl EmbeddedRecords {
         F: FnOnce(&WriteTransaction) -> Result<(bool, T), Fail> + Send + 'static,
     {
         let db = Arc::clone(&self.db);
+        let commits = Arc::clone(&self.commits);
         tokio::task::spawn_blocking(move || -> Result<T, Fail> {
             let txn = db.begin_write()?;
             let (keep, out) = f(&txn)?;
             if keep {
                 txn.commit()?;
+                commits.fetch_add(1, Ordering::Relaxed);
             } else {
                 txn.abort()?;
             }
@@ -438,15 +533,21 @@ impl Records for EmbeddedRecords {
     }
 
     async fn record_activity(&self, activity: &Activity) -> RecordsResult<()> {
-        let a = activity.clone();
-        self.write("record_activity", move |txn| {
-            txn.open_table(ACTIVITY)?.insert(
-                (a.person.as_str(), a.at, a.id.as_str()),
-                to_json(&a)?.as_slice(),
-            )?;
-            Ok((true, ()))
-        })
-        .await
+        let (tell, told) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut queue = match self.sign_ins.lock() {
+                Ok(q) => q,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            queue.waiting.push((activity.clone(), tell));
+            !std::mem::replace(&mut queue.running, true)
+        };
+        if start {
+            tokio::spawn(self.clone().commit_sign_ins());
+        }
+        told.await.map_err(|_| {
+            RecordsError::Unavailable("redb record_activity: the commit task ended".into())
+        })?
     }
 
     async fn activity(&self, person: &str, limit: usize) -> RecordsResult<Vec<Activity>> {
@@ -522,40 +623,54 @@ impl Records for EmbeddedRecords {
         .await
     }
 
-    async fn export(&self) -> RecordsResult<Vec<Entry>> {
-        self.read("export", |txn| {
-            let mut out = Vec::new();
+    async fn export_each(&self, sink: &mut ExportSink<'_>) -> RecordsResult<u64> {
+        // A read transaction is a snapshot; a blocking task walks it and hands the records
+        // over a bounded channel, so only a few are in memory at a time.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Entry>(256);
+        let db = Arc::clone(&self.db);
+        let producer = tokio::task::spawn_blocking(move || -> Result<(), Fail> {
+            let txn = db.begin_read()?;
+            let send = |e: Entry| tx.blocking_send(e).map_err(|_| Fail::Stopped);
             for item in txn.open_table(PERSONS)?.iter()? {
-                let (_, v) = item?;
-                out.push(Entry::Person(json(v.value())?));
+                send(Entry::Person(json(item?.1.value())?))?;
             }
             for item in txn.open_table(CONSENTS)?.iter()? {
-                let (_, v) = item?;
-                out.push(Entry::Consent(json(v.value())?));
+                send(Entry::Consent(json(item?.1.value())?))?;
             }
             for item in txn.open_table(SETTINGS)?.iter()? {
                 let (k, v) = item?;
                 let setting: Versioned = json(v.value())?;
-                out.push(Entry::Setting {
+                send(Entry::Setting {
                     name: k.value().to_string(),
                     value: setting.value,
-                });
+                })?;
             }
             for item in txn.open_table(REVIEWS)?.iter()? {
-                let (_, v) = item?;
-                out.push(Entry::Review(json(v.value())?));
+                send(Entry::Review(json(item?.1.value())?))?;
             }
             for item in txn.open_table(AUDIT)?.iter()? {
-                let (_, v) = item?;
-                out.push(Entry::Audit(json(v.value())?));
+                send(Entry::Audit(json(item?.1.value())?))?;
             }
             for item in txn.open_table(ACTIVITY)?.iter()? {
-                let (_, v) = item?;
-                out.push(Entry::Activity(json(v.value())?));
+                send(Entry::Activity(json(item?.1.value())?))?;
             }
-            Ok(out)
-        })
-        .await
+            Ok(())
+        });
+        let mut n = 0u64;
+        while let Some(entry) = rx.recv().await {
+            if let Err(e) = sink(entry) {
+                // The producer sees the channel closed and stops.
+                drop(rx);
+                let _ = producer.await;
+                return Err(e);
+            }
+            n += 1;
+        }
+        producer
+            .await
+            .map_err(|e| RecordsError::Unavailable(format!("redb export task failed: {e}")))?
+            .map_err(|f| f.into_error("export"))?;
+        Ok(n)
     }
 
     async fn import(&self, entries: Vec<Entry>, force: bool) -> RecordsResult<u64> {

@@ -113,14 +113,30 @@ pub trait Records: Send + Sync {
     /// Whether the backend answers (and its schema is the one this binary knows).
     async fn ping(&self) -> RecordsResult<()>;
 
-    /// Every record, for `broker records export`.
-    async fn export(&self) -> RecordsResult<Vec<Entry>>;
+    /// Every record, one at a time, to `sink` (`broker records export`): read from one
+    /// consistent snapshot and handed on as it is read, never all in memory. Stops at the
+    /// first error of the sink, and returns it. Returns how many records were handed on.
+    async fn export_each(&self, sink: &mut ExportSink<'_>) -> RecordsResult<u64>;
+
+    /// Every record, in memory (tests and small records; [`Records::export_each`] streams).
+    async fn export(&self) -> RecordsResult<Vec<Entry>> {
+        let mut out = Vec::new();
+        self.export_each(&mut |e| {
+            out.push(e);
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
 
     /// Adds exported records; refuses ([`RecordsError::NotEmpty`]) records that are not
     /// empty unless `force`, and then keeps what exists (a person, consent or setting already
     /// present is left as it is). Returns how many entries were written.
     async fn import(&self, entries: Vec<Entry>, force: bool) -> RecordsResult<u64>;
 }
+
+/// Where [`Records::export_each`] hands each record.
+pub type ExportSink<'a> = dyn FnMut(Entry) -> RecordsResult<()> + Send + 'a;
 
 /// Shared records handle.
 pub type SharedRecords = std::sync::Arc<dyn Records>;

@@ -20,10 +20,12 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use serde::Deserialize;
 use tokio_postgres::error::SqlState;
 
+use futures_util::StreamExt;
+
 use crate::{
-    Activity, AuditRow, Binding, Changes, CitizenId, Closed, Commit, Consent, Entry, IdStatus,
-    Level, Millis, Person, Records, RecordsError, RecordsResult, ReviewAction, ReviewItem,
-    ReviewKind, Versioned, WayIn,
+    Activity, AuditRow, Binding, Changes, CitizenId, Closed, Commit, Consent, Entry, ExportSink,
+    IdStatus, Level, Millis, Person, Records, RecordsError, RecordsResult, ReviewAction,
+    ReviewItem, ReviewKind, Versioned, WayIn,
 };
 
 /// The migrations this binary knows, in order; the last one is the schema it needs.
@@ -930,8 +932,44 @@ impl Records for PgRecords {
         self.check_schema().await
     }
 
-    async fn export(&self) -> RecordsResult<Vec<Entry>> {
-        self.op("export", async {
+    async fn export_each(&self, sink: &mut ExportSink<'_>) -> RecordsResult<u64> {
+        type Convert = fn(&tokio_postgres::Row) -> Result<Entry, Fail>;
+        let tables: [(String, Convert); 6] = [
+            (format!("{PERSON_SELECT} ORDER BY p.id"), |row| {
+                Ok(Entry::Person(person_of(row)?))
+            }),
+            (
+                "SELECT person_id, client_id, scopes, at FROM consents ORDER BY person_id, client_id".into(),
+                |row| {
+                    Ok(Entry::Consent(Consent {
+                        person: row.try_get(0)?,
+                        client: row.try_get(1)?,
+                        scopes: row.try_get(2)?,
+                        at: to_u64(row.try_get(3)?),
+                    }))
+                },
+            ),
+            ("SELECT name, value FROM settings ORDER BY name".into(), |row| {
+                Ok(Entry::Setting {
+                    name: row.try_get(0)?,
+                    value: row.try_get(1)?,
+                })
+            }),
+            (format!("{REVIEW_SELECT} ORDER BY created, id"), |row| {
+                Ok(Entry::Review(review_of(row)?))
+            }),
+            (
+                "SELECT id, at, actor, event, source, reference, detail FROM audit ORDER BY seq".into(),
+                |row| Ok(Entry::Audit(audit_of_row(row)?)),
+            ),
+            (
+                "SELECT id, person_id, client_id, connector, at FROM activity ORDER BY at, id".into(),
+                |row| Ok(Entry::Activity(activity_of_row(row)?)),
+            ),
+        ];
+        // Rows are streamed as they come (query_raw), so no deadline applies to the whole
+        // export: millions of rows take longer than any statement may during logins.
+        let result: Result<u64, Fail> = async {
             let mut client = self.pool.get().await?;
             // One snapshot for the whole export.
             let tx = client
@@ -940,46 +978,29 @@ impl Records for PgRecords {
                 .read_only(true)
                 .start()
                 .await?;
-            let mut out = Vec::new();
-            for row in tx.query(&format!("{PERSON_SELECT} ORDER BY p.id"), &[]).await? {
-                out.push(Entry::Person(person_of(&row)?));
-            }
-            for row in tx
-                .query("SELECT person_id, client_id, scopes, at FROM consents ORDER BY person_id, client_id", &[])
-                .await?
-            {
-                out.push(Entry::Consent(Consent {
-                    person: row.try_get(0)?,
-                    client: row.try_get(1)?,
-                    scopes: row.try_get(2)?,
-                    at: to_u64(row.try_get(3)?),
-                }));
-            }
-            for row in tx.query("SELECT name, value FROM settings ORDER BY name", &[]).await? {
-                out.push(Entry::Setting {
-                    name: row.try_get(0)?,
-                    value: row.try_get(1)?,
-                });
-            }
-            for row in tx.query(&format!("{REVIEW_SELECT} ORDER BY created, id"), &[]).await? {
-                out.push(Entry::Review(review_of(&row)?));
-            }
-            for row in tx
-                .query("SELECT id, at, actor, event, source, reference, detail FROM audit ORDER BY seq", &[])
-                .await?
-            {
-                out.push(Entry::Audit(audit_of_row(&row)?));
-            }
-            for row in tx
-                .query("SELECT id, person_id, client_id, connector, at FROM activity ORDER BY at, id", &[])
-                .await?
-            {
-                out.push(Entry::Activity(activity_of_row(&row)?));
+            tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
+            let mut n = 0u64;
+            for (sql, convert) in &tables {
+                let rows = tx
+                    .query_raw(sql.as_str(), std::iter::empty::<i32>())
+                    .await?;
+                let mut rows = std::pin::pin!(rows);
+                while let Some(row) = rows.next().await {
+                    sink(convert(&row?)?).map_err(Fail::Error)?;
+                    n += 1;
+                }
             }
             tx.commit().await?;
-            Ok(out)
-        })
-        .await
+            Ok(n)
+        }
+        .await;
+        match result {
+            Ok(n) => Ok(n),
+            Err(Fail::Error(e)) => Err(e),
+            Err(Fail::Conflict) => Err(RecordsError::Unavailable(
+                "postgres export: conflicting concurrent write".into(),
+            )),
+        }
     }
 
     async fn import(&self, entries: Vec<Entry>, force: bool) -> RecordsResult<u64> {

@@ -53,6 +53,39 @@ async fn embedded_records_survive_a_reopen() {
     );
 }
 
+/// Sign-ins that arrive while none is being committed are written by one commit: on a
+/// current-thread runtime every call below is queued before the committing task runs, so
+/// the 50 logins cost one `fdatasync`, not 50.
+#[tokio::test]
+async fn embedded_sign_ins_that_arrive_together_share_one_commit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let r = EmbeddedRecords::open(&dir.path().join("r.redb")).expect("open");
+    let person = records::new_id();
+    let rows: Vec<records::Activity> = (0..50)
+        .map(|i| records::Activity {
+            id: records::new_id(),
+            person: person.clone(),
+            client: format!("rp-{i}"),
+            connector: "ctid".into(),
+            at: 1_000 + i,
+        })
+        .collect();
+    let before = r.commits();
+    let results = futures_util::future::join_all(rows.iter().map(|a| r.record_activity(a))).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(
+        r.commits() - before,
+        1,
+        "50 sign-ins queued together, one commit"
+    );
+    assert_eq!(r.activity(&person, 100).await.expect("read").len(), 50);
+    // One more on its own: a commit of its own.
+    let mut alone = rows[0].clone();
+    alone.id = records::new_id();
+    r.record_activity(&alone).await.expect("record");
+    assert_eq!(r.commits() - before, 2);
+}
+
 #[tokio::test]
 async fn postgres_schema_is_checked_and_migrated_once() {
     let db = pg::TestDb::create_bare().await;

@@ -15,18 +15,29 @@ pub async fn migrate(settings: &Settings) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Writes every record to `out`, one JSON line each; returns how many.
-pub async fn export(settings: &Settings, out: &mut dyn Write) -> Result<u64, String> {
+/// Writes every record to `out`, one JSON line each, as it is read (the records are never
+/// all in memory); returns how many.
+pub async fn export(settings: &Settings, out: &mut (dyn Write + Send)) -> Result<u64, String> {
     let records = super::records::open(settings)
         .await
         .map_err(|e| e.to_string())?;
-    let entries = records.export().await.map_err(|e| e.to_string())?;
-    let mut n = 0;
-    for entry in &entries {
-        let line = serde_json::to_string(entry).map_err(|e| e.to_string())?;
-        writeln!(out, "{line}").map_err(|e| format!("cannot write: {e}"))?;
-        n += 1;
-    }
+    let n = records
+        .export_each(&mut |entry| {
+            serde_json::to_writer(&mut *out, &entry).map_err(|e| {
+                if e.is_io() {
+                    RecordsError::Unavailable(format!("cannot write: {e}"))
+                } else {
+                    RecordsError::Corrupt(format!("cannot encode a record: {e}"))
+                }
+            })?;
+            writeln!(out).map_err(|e| RecordsError::Unavailable(format!("cannot write: {e}")))
+        })
+        .await
+        .map_err(|e| match e {
+            // The sink's own words (a full disk, a closed pipe) say it best.
+            RecordsError::Unavailable(m) if m.starts_with("cannot write") => m,
+            other => other.to_string(),
+        })?;
     out.flush().map_err(|e| format!("cannot write: {e}"))?;
     Ok(n)
 }
