@@ -89,7 +89,8 @@ pub async fn set(
             Some(msg) => m.connectors.insert(connector.to_string(), msg.clone()),
             None => m.connectors.remove(connector),
         };
-        let value = serde_json::to_value(&m).unwrap_or_default();
+        let value = serde_json::to_value(&m)
+            .map_err(|e| store::StoreError::Corrupt(format!("cannot encode maintenance: {e}")))?;
         if records.set_setting(KEY, version, &value).await? {
             let event = if message.is_some() {
                 "admin.maintenance_on"

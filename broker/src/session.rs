@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
 use crate::keyspace;
+use crate::protocol::{PersonId, Sid};
 use crate::util::random_token;
 use store::{Store, StoreResult};
 
@@ -16,9 +17,9 @@ use store::{Store, StoreResult};
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Session {
     /// Public session id (`sid` claim); not the cookie secret.
-    pub sid: String,
+    pub sid: Sid,
     /// The person logged in.
-    pub person_id: String,
+    pub person_id: PersonId,
     /// Name to show on "continue as" pages.
     pub display_name: String,
     /// When the citizen last authenticated (Unix seconds).

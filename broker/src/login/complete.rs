@@ -67,7 +67,7 @@ pub async fn issue_code_response(
             session.clients.push(client.id.clone());
         }
         let grant = Grant {
-            client_id: client.id.clone(),
+            client_id: client.id.as_str().into(),
             sub: person::subject(settings, client, &session.person_id),
             person_id: session.person_id.clone(),
             scopes: request.scopes.clone(),
@@ -227,8 +227,8 @@ pub async fn authenticated(
         _ => (
             None,
             Session {
-                sid: random_token(16),
-                person_id: person.id.clone(),
+                sid: random_token(16).into(),
+                person_id: person.id.as_str().into(),
                 display_name: person.display_name(),
                 auth_time: now / 1000,
                 level: identity.assurance,

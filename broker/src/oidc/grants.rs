@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Client, Settings};
 use crate::keys::KeyError;
 use crate::keyspace;
-use crate::protocol::{RedirectUri, Secret};
+use crate::protocol::{ClientId, PersonId, RedirectUri, Secret, Sid};
 use crate::util::{random_token, sha256_b64};
 use store::{Store, StoreResult};
 
@@ -25,11 +25,11 @@ use store::{Store, StoreResult};
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Grant {
     /// The client.
-    pub client_id: String,
+    pub client_id: ClientId,
     /// The `sub` the client sees.
     pub sub: String,
     /// The person.
-    pub person_id: String,
+    pub person_id: PersonId,
     /// Granted scopes.
     pub scopes: Vec<String>,
     /// Claims released to the client (snapshot at login).
@@ -41,7 +41,7 @@ pub struct Grant {
     /// `amr` values.
     pub amr: Vec<String>,
     /// Browser session id.
-    pub sid: String,
+    pub sid: Sid,
 }
 
 impl std::fmt::Debug for Grant {
@@ -126,7 +126,7 @@ pub async fn issue_code(
     // FAPI 2.0: a code lives at most 60 seconds.
     let ttl = match settings
         .clients
-        .get(&record.grant.client_id)
+        .get(record.grant.client_id.as_str())
         .and_then(|c| c.profile)
     {
         Some(profile) => profile.code_ttl(settings.tokens.code_ttl),

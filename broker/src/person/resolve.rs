@@ -409,7 +409,8 @@ mod tests {
 
         // The same number proven by a state credential: same person, binding now `high`.
         let ctid = identity("ctid-1", number, Assurance::High);
-        let second = found(resolve(settings, records, "ctid", &ctid, Claim::Ask, T).await).await;
+        let second =
+            found(resolve(settings, records, "ctid", &ctid, Claim::Ask, T + 1).await).await;
         assert_eq!(second.id, first.id);
         let bound = binding(settings, records, number)
             .await
