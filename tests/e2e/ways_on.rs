@@ -167,6 +167,20 @@ citizens = [{ username = "an", password = "demo" }]
     let page = resp.text().await.expect("page");
     assert!(page.contains("This sign-in has ended"), "{page}");
     assert_eq!(action_href(&page).as_deref(), Some("http://localhost:9/"));
+    assert!(
+        page.contains(&format!("href=\"{tx}?ui_locales=vi\"")),
+        "a language menu on the failure page too: {page}"
+    );
+
+    // Even the page of an unknown address has one, and never links to another site.
+    let page = browser
+        .get(&broker.url("//evil.example/x"))
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(page.contains("href=\"/?ui_locales=vi\""), "{page}");
+    assert!(!page.contains("href=\"//evil.example"), "{page}");
 }
 
 #[tokio::test]

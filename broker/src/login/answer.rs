@@ -112,6 +112,8 @@ pub struct Failure {
     pub kind: FailureKind,
     /// The button that goes on from the page, so no failure is a dead end.
     pub action: Option<Box<Action>>,
+    /// The address its language menu links to, in each language (`ui_locales` set).
+    pub menu: Option<Box<str>>,
 }
 
 /// A way on from a failure page: a link and its label (a message key with arguments).
@@ -168,6 +170,7 @@ impl Failure {
                 detail: detail.into(),
             },
             action: None,
+            menu: None,
         }
     }
 
@@ -179,7 +182,14 @@ impl Failure {
             status,
             kind: FailureKind::Message { message },
             action: back.map(|b| Box::new(Action::new(b, Message::new("button-other-way")))),
+            menu: None,
         }
+    }
+
+    /// The same failure with a language menu that links to `path` in each language.
+    pub fn with_menu(mut self, path: &str) -> Self {
+        self.menu = Some(path.into());
+        self
     }
 
     /// The same failure with `action` as its way on.
@@ -198,6 +208,7 @@ impl Failure {
             status: 503,
             kind: FailureKind::Unavailable,
             action: None,
+            menu: None,
         }
     }
 
@@ -208,6 +219,7 @@ impl Failure {
             status: 429,
             kind: FailureKind::TooMany { retry_after },
             action: None,
+            menu: None,
         }
     }
 }

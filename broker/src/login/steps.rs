@@ -45,10 +45,12 @@ pub async fn load(state: &Env, id: &str, lang: &str) -> Result<LoginTx, Failure>
             .await
             .map_err(|e| Failure::unavailable(lang, &e))?;
     let home = || super::platform_home(&state.settings(), id, lang);
+    let menu = format!("/login/{id}");
     let Some(tx) = tx else {
         return Err(
             Failure::page(lang, 400, "error-login-expired", "unknown or expired login")
-                .with_action(home()),
+                .with_action(home())
+                .with_menu(&menu),
         );
     };
     let bound = state
@@ -62,7 +64,8 @@ pub async fn load(state: &Env, id: &str, lang: &str) -> Result<LoginTx, Failure>
             "error-other-browser",
             "the login was started in another browser",
         )
-        .with_action(home()));
+        .with_action(home())
+        .with_menu(&menu));
     }
     Ok(tx)
 }
@@ -475,7 +478,8 @@ async fn back_to_choice(
         status,
         message,
         Some(login_url(state, &tx.id)),
-    ))
+    )
+    .with_menu(&format!("/login/{}", tx.id)))
 }
 
 /// `POST /login/{tx}/consent`

@@ -117,7 +117,23 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|h| h.to_str().ok()),
     );
-    pages::error_page(lang, 404, "error-bad-request", "no such page")
+    // The menu links back to this address; never to `//host…`, which a browser would
+    // take for another site.
+    let path = match req.path() {
+        p if p.starts_with("//") || p.contains('\\') => "/",
+        p => p,
+    };
+    let again = match req.query_string() {
+        "" => path.to_string(),
+        q => format!("{path}?{q}"),
+    };
+    pages::error_page_with_languages(
+        lang,
+        404,
+        "error-bad-request",
+        "no such page",
+        crate::i18n::language_links(lang, &again),
+    )
 }
 
 /// Gives each request an id (the caller's `X-Request-Id` when it is sane) carried by every

@@ -91,7 +91,12 @@ pub async fn authorize(
     let admitted = authorize::admit(settings, &params, lang, pushed, state.now()).await;
     let (client, request) = match admitted {
         Ok(admitted) => admitted,
-        Err(Refusal::Page { key, detail }) => return Err(PageError::new(lang, 400, key, detail)),
+        Err(Refusal::Page { key, detail }) => {
+            let again = format!("/authorize?{}", req.query_string());
+            return Err(PageError(
+                crate::login::Failure::page(lang, 400, key, detail).with_menu(&again),
+            ));
+        }
         Err(Refusal::ToClient(url)) => return Ok(see_other(&url)),
     };
     let current = crate::session::current(

@@ -141,14 +141,27 @@ pub fn message(
 /// The page of a login [`Failure`], with its way on.
 pub fn failure(f: &Failure) -> HttpResponse {
     let (lang, status, action) = (f.lang.as_str(), f.status, f.action.as_deref());
+    let t = || {
+        let links = f
+            .menu
+            .as_deref()
+            .map(|path| crate::i18n::language_links(lang, path))
+            .unwrap_or_default();
+        Tr::new(lang).with_links(links)
+    };
     match &f.kind {
         FailureKind::Error { key, detail } => {
-            let mut page = MessagePage::new(Tr::new(lang), key, &Default::default());
+            let mut page = MessagePage::new(t(), key, &Default::default());
             page.action = action.map(|a| page.action_of(a));
             page.note(key, status, detail);
             render(status, &page)
         }
-        FailureKind::Message { message } => failure_page(lang, status, message, action),
+        FailureKind::Message { message } => {
+            let mut page = MessagePage::new(t(), &message.key, &message.args);
+            page.action = action.map(|a| page.action_of(a));
+            page.reference = message.args.get("reference").cloned().unwrap_or_default();
+            render(status, &page)
+        }
         FailureKind::Unavailable => unavailable(lang),
         FailureKind::TooMany { retry_after } => too_many_requests(lang, *retry_after, action),
     }
@@ -231,7 +244,8 @@ pub fn logged_out(lang: &str, frames: &[String], next: Option<&str>) -> HttpResp
         format!("{CSP}; frame-src {}", origins.join(" "))
     };
     let page = LoggedOutPage {
-        t: Tr::new(lang),
+        // Its language menu shows this page again (a logout without a session ends here).
+        t: Tr::new(lang).with_links(crate::i18n::language_links(lang, "/logout")),
         frames: frames.to_vec(),
         next: next.unwrap_or_default().to_string(),
     };
