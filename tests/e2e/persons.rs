@@ -2,6 +2,7 @@
 //! accounts through the population registry, conflicts, ID number changes, step-up.
 
 use crate::harness::*;
+use crate::sims;
 
 const AN_CCCD: &str = "079201001234";
 const AN_CMND: &str = "123456789";
@@ -327,6 +328,79 @@ async fn a_changed_id_number_keeps_the_sub() {
     )
     .await;
     assert_eq!(old["sub"], new["sub"]);
+}
+
+#[tokio::test]
+async fn a_typo_is_no_attempt_and_after_three_failed_checks_skip_remains() {
+    let broker = Broker::start(options(registry()));
+    let browser = Browser::new(&broker);
+    let (verifier, location) = basic_sign_in(&browser, "legacy", "an-old").await;
+    let page = page_at(&browser, location, "link page").await;
+    let csrf = hidden(&page, "csrf").expect("csrf");
+    let post = |fields: Vec<(&'static str, String)>| {
+        let browser = &browser;
+        let url = broker.url(&form_action(&page, "link"));
+        let csrf = csrf.clone();
+        async move {
+            let mut form: Vec<(&str, String)> = vec![("csrf", csrf)];
+            form.extend(fields);
+            let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (_, location, body) = browser.follow(browser.post(&url, &pairs).await).await;
+            (location, body)
+        }
+    };
+    let link = |number: &str, birthdate: &str| {
+        vec![
+            ("action", "link".to_string()),
+            ("citizen_id", number.to_string()),
+            ("name", "Nguyễn Văn An".to_string()),
+            ("birthdate", birthdate.to_string()),
+        ]
+    };
+    // Typos never reach the registry and do not count: five of them, then three checks.
+    for typo in ["abc", "12345", "0792010012", "07920100123X", "1"] {
+        let (location, _) = post(link(typo, "1990-03-15")).await;
+        let page = page_at(&browser, location, "link page").await;
+        let problem = sims::element_text(&page, "problem").expect("problem");
+        assert!(
+            problem.contains("does not look like a citizen ID number"),
+            "{problem}"
+        );
+        assert!(
+            page.contains("id=\"f-citizen_id\""),
+            "the form stays: {page}"
+        );
+        // What was typed is shown again (sealed in the store), never the number.
+        assert!(page.contains("value=\"Nguyễn Văn An\""), "{page}");
+    }
+    for attempt in 1..=3 {
+        let (location, _) = post(link(AN_CCCD, "1991-01-01")).await;
+        let page = page_at(&browser, location, "link page").await;
+        if attempt < 3 {
+            assert!(
+                page.contains("does not match the population database"),
+                "{page}"
+            );
+        } else {
+            assert!(page.contains("Continue without it"), "{page}");
+            assert!(
+                !page.contains("id=\"f-citizen_id\""),
+                "no check left: {page}"
+            );
+            assert!(page.contains("id=\"skip\""), "Skip remains: {page}");
+        }
+    }
+    // Skip goes on to the platform, without a number.
+    let (location, _) = post(vec![("action", "skip".to_string())]).await;
+    let claims = redeem(
+        &broker,
+        "rp-basic",
+        "http://localhost:9/cb",
+        &location.expect("code"),
+        &verifier,
+    )
+    .await;
+    assert!(claims.get("citizen_id").is_none());
 }
 
 #[tokio::test]
