@@ -149,6 +149,27 @@ async fn render(req: &HttpRequest, state: &AppState, message: &str, problem: &st
     }
 }
 
+/// The citizen's session, or the page to show instead ("not signed in", "try again").
+async fn signed_in(
+    req: &HttpRequest,
+    state: &AppState,
+    lang: &str,
+) -> Result<(String, crate::session::Session), HttpResponse> {
+    let settings = state.settings();
+    match session::current(
+        crate::web::extract::session_cookie(req, &settings).as_deref(),
+        &settings,
+        state.store.as_ref(),
+        state.now(),
+    )
+    .await
+    {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(not_signed_in(lang)),
+        Err(e) => Err(pages::unavailable_page(lang, &e)),
+    }
+}
+
 /// "You are not signed in", with "Sign in" (an ordinary login of the account page).
 fn not_signed_in(lang: &str) -> HttpResponse {
     let action = Action::new(
@@ -218,18 +239,9 @@ pub async fn sign_out(
     body: web::Bytes,
 ) -> HttpResponse {
     let lang = super::extract::lang_of(&req);
-    let settings = state.settings();
-    let (secret, session) = match session::current(
-        crate::web::extract::session_cookie(&req, &settings).as_deref(),
-        &settings,
-        state.store.as_ref(),
-        state.now(),
-    )
-    .await
-    {
-        Ok(Some(s)) => s,
-        Ok(None) => return not_signed_in(lang),
-        Err(e) => return pages::unavailable_page(lang, &e),
+    let (secret, session) = match signed_in(&req, &state, lang).await {
+        Ok(s) => s,
+        Err(page) => return page,
     };
     let csrf_ok = url::form_urlencoded::parse(&body)
         .find(|(k, _)| k == "csrf")
@@ -265,17 +277,9 @@ pub async fn update(
         .map(|(k, v)| (k.into_owned(), v.trim().to_string()))
         .collect();
     let settings = state.settings();
-    let (secret, session) = match session::current(
-        crate::web::extract::session_cookie(&req, &settings).as_deref(),
-        &settings,
-        state.store.as_ref(),
-        state.now(),
-    )
-    .await
-    {
-        Ok(Some(s)) => s,
-        Ok(None) => return not_signed_in(lang),
-        Err(e) => return pages::unavailable_page(lang, &e),
+    let (secret, session) = match signed_in(&req, &state, lang).await {
+        Ok(s) => s,
+        Err(page) => return page,
     };
     let csrf_ok = fields
         .get("csrf")

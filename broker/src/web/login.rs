@@ -198,19 +198,10 @@ pub async fn show(
     );
     let lang = tx.request.lang.as_str();
     Ok(match &tx.stage {
-        Stage::Choose => {
-            let m = crate::maintenance::load(state.records.as_ref())
-                .await
-                .map_err(|e| PageError::unavailable(lang, &e))?;
-            page.choose(
-                &eligible(&state.settings(), tx.request.min_level),
-                &m,
-                env.last_source.as_deref(),
-            )
-        }
-        // Back from an upstream page (the browser's back button): the choice, where
-        // starting a source withdraws the upstream request.
-        Stage::Step {
+        // Back from an upstream page (the browser's back button) shows the choice too:
+        // starting a source there withdraws the upstream request.
+        Stage::Choose
+        | Stage::Step {
             view: crate::login::View::Redirect,
             ..
         } => {
