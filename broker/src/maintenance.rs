@@ -1,7 +1,9 @@
 //! Maintenance set by operators at run time through the admin API, on top of the
-//! configuration: a connector (or, later, one bank of a connector) is shown greyed with a
-//! message per language. Kept in the records so every broker instance sees it at once;
-//! changes are compare-and-set, so two operators changing two connectors at once both win.
+//! configuration: a connector (or one bank of a connector) is shown greyed with a message
+//! per language. Kept in the records so every broker instance sees it: the instance that
+//! took the change at once, the others within [`CACHE_MS`] (a login reads the settings on
+//! two or three of its pages; each instance reuses what it read for that long). Changes
+//! are compare-and-set, so two operators changing two connectors at once both win.
 
 use std::collections::BTreeMap;
 
@@ -45,6 +47,44 @@ impl Maintenance {
             .iter()
             .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|p| (p.to_string(), v.clone())))
             .collect()
+    }
+}
+
+/// How long an instance reuses the maintenance settings it read, in milliseconds.
+pub const CACHE_MS: u64 = 1000;
+
+/// The maintenance settings an instance read last, and when (Unix ms).
+#[derive(Default)]
+pub struct Cache(std::sync::Mutex<Option<(u64, Maintenance)>>);
+
+impl Cache {
+    fn held(&self) -> std::sync::MutexGuard<'_, Option<(u64, Maintenance)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The settings as read at most [`CACHE_MS`] before `now`, else read now.
+    pub async fn load(&self, records: &dyn Records, now: u64) -> StoreResult<Maintenance> {
+        if let Some((at, m)) = self.held().as_ref() {
+            if now >= *at && now - *at < CACHE_MS {
+                return Ok(m.clone());
+            }
+        }
+        let m = load(records).await?;
+        *self.held() = Some((now, m.clone()));
+        Ok(m)
+    }
+
+    /// [`Cache::load`], with unreadable records meaning none (logged).
+    pub async fn load_or_none(&self, records: &dyn Records, now: u64) -> Maintenance {
+        self.load(records, now).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "maintenance settings unreadable");
+            Maintenance::default()
+        })
+    }
+
+    /// Forgets what was read: this instance changed the settings.
+    pub fn clear(&self) {
+        *self.held() = None;
     }
 }
 
@@ -112,4 +152,39 @@ pub async fn set(
     Err(StoreError::Unavailable(
         "maintenance settings changed concurrently too often".into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: u64 = 1_800_000_000_000;
+
+    #[tokio::test]
+    async fn an_instance_reuses_what_it_read_for_a_second_and_forgets_it_when_it_changes_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let records =
+            records::embedded::EmbeddedRecords::open(&dir.path().join("r.redb")).expect("records");
+        let message = || LocalizedText::from([("en".to_string(), "Upgrading".to_string())]);
+        let cache = Cache::default();
+        assert!(cache
+            .load(&records, T)
+            .await
+            .expect("read")
+            .connectors
+            .is_empty());
+        // Another instance puts a connector into maintenance.
+        set(&records, "tc", Some(message()), T).await.expect("set");
+        let within = cache.load(&records, T + CACHE_MS - 1).await.expect("read");
+        assert!(within.connectors.is_empty(), "reused within the second");
+        let after = cache.load(&records, T + CACHE_MS).await.expect("read");
+        assert!(after.connectors.contains_key("tc"), "read again after it");
+        // This instance takes it out of maintenance: it sees that at once.
+        set(&records, "tc", None, T + CACHE_MS + 1)
+            .await
+            .expect("set");
+        cache.clear();
+        let now = cache.load(&records, T + CACHE_MS + 2).await.expect("read");
+        assert!(now.connectors.is_empty());
+    }
 }

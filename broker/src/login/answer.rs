@@ -28,6 +28,8 @@ pub struct Env {
     pub browser_cookie: Option<String>,
     /// The identity source this browser used last, if it says.
     pub last_source: Option<String>,
+    /// The instance's maintenance settings, reused for a second.
+    pub maintenance: Arc<crate::maintenance::Cache>,
 }
 
 impl Env {
@@ -48,7 +50,20 @@ impl Env {
             session_cookie: None,
             browser_cookie: None,
             last_source: None,
+            maintenance: Arc::default(),
         }
+    }
+
+    /// The maintenance settings in force (read at most a second ago).
+    pub async fn maintenance(&self) -> store::StoreResult<crate::maintenance::Maintenance> {
+        self.maintenance.load(self.records.as_ref(), self.now).await
+    }
+
+    /// [`Env::maintenance`], or none when the records cannot be read (logged).
+    pub async fn maintenance_or_none(&self) -> crate::maintenance::Maintenance {
+        self.maintenance
+            .load_or_none(self.records.as_ref(), self.now)
+            .await
     }
 
     /// The configuration in force.

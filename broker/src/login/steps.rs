@@ -169,7 +169,7 @@ pub async fn start(state: &Env, mut tx: LoginTx, fields: Fields) -> Outcome {
             "unknown connector",
         ));
     };
-    let maintenance = match crate::maintenance::load(state.records.as_ref()).await {
+    let maintenance = match state.maintenance().await {
         Ok(m) => m,
         Err(e) => return Err(Failure::unavailable(&tx.request.lang, &e)),
     };
@@ -238,7 +238,7 @@ pub async fn step(state: &Env, tx: LoginTx, mut fields: Fields) -> Outcome {
         _ => Input::Form(fields),
     };
     let cb_state = random_token(24);
-    let maintenance = crate::maintenance::load_or_none(state.records.as_ref()).await;
+    let maintenance = state.maintenance_or_none().await;
     let ctx = context(state, &tx, &connector, &cb_state, &maintenance);
     let result = timed(&entry.id, entry.connector.resume(&ctx, step_state, input)).await;
     advance(state, tx, &connector, &cb_state, result).await
@@ -303,7 +303,7 @@ pub async fn callback(state: &Env, path: &str, params: Fields, lang: &str) -> Ou
         ));
     };
     let next_state = random_token(24);
-    let maintenance = crate::maintenance::load_or_none(state.records.as_ref()).await;
+    let maintenance = state.maintenance_or_none().await;
     let ctx = context(state, &tx, &connector, cb_state, &maintenance);
     let result = timed(
         &entry.id,
@@ -646,7 +646,7 @@ pub async fn claim(state: &Env, mut tx: LoginTx, fields: Fields) -> Outcome {
         ));
     };
     let cb_state = random_token(24);
-    let maintenance = crate::maintenance::load_or_none(state.records.as_ref()).await;
+    let maintenance = state.maintenance_or_none().await;
     let ctx = context(state, &tx, &entry.id, &cb_state, &maintenance);
     let result = timed(&entry.id, entry.connector.start(&ctx)).await;
     tx.attempts = 0;

@@ -258,6 +258,7 @@ async fn put_maintenance(
     .await
     {
         Ok(()) => {
+            state.maintenance.clear();
             tracing::info!(target: "audit", event = "admin.maintenance_on", connector = %path, "connector put into maintenance");
             HttpResponse::NoContent().finish()
         }
@@ -299,6 +300,7 @@ async fn end_maintenance(
     }
     match maintenance::set(state.records.as_ref(), &path, None, state.now()).await {
         Ok(()) => {
+            state.maintenance.clear();
             tracing::info!(target: "audit", event = "admin.maintenance_off", connector = %path, "connector taken out of maintenance");
             HttpResponse::NoContent().finish()
         }

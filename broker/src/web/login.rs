@@ -35,6 +35,7 @@ pub fn env_of(req: &HttpRequest, state: &AppState) -> Env {
     env.last_source = req
         .cookie(session::last_source_cookie_name(&settings))
         .map(|c| c.value().to_string());
+    env.maintenance = state.maintenance.clone();
     env
 }
 
@@ -205,7 +206,8 @@ pub async fn show(
             view: crate::login::View::Redirect,
             ..
         } => {
-            let m = crate::maintenance::load(state.records.as_ref())
+            let m = env
+                .maintenance()
                 .await
                 .map_err(|e| PageError::unavailable(lang, &e))?;
             page.choose(

@@ -237,6 +237,7 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
         records,
         http: state::http_client(),
         clock: std::sync::Arc::new(crate::clock::SystemClock),
+        maintenance: Arc::default(),
     });
     background.spawn(jobs::reload(
         state.live.clone(),

@@ -20,6 +20,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// The clock every flow reads.
     pub clock: crate::clock::SharedClock,
+    /// The maintenance settings this instance read last (cleared when it changes them).
+    pub maintenance: Arc<crate::maintenance::Cache>,
 }
 
 impl AppState {
