@@ -53,24 +53,33 @@ impl Maintenance {
 /// How long an instance reuses the maintenance settings it read, in milliseconds.
 pub const CACHE_MS: u64 = 1000;
 
-/// The maintenance settings an instance read last, and when (Unix ms).
+/// The maintenance settings an instance read last, and when (Unix ms), with a generation
+/// that [`Cache::clear`] raises so a read that started before a change never stores its
+/// older answer after it.
 #[derive(Default)]
-pub struct Cache(std::sync::Mutex<Option<(u64, Maintenance)>>);
+pub struct Cache(std::sync::Mutex<(u64, Option<(u64, Maintenance)>)>);
 
 impl Cache {
-    fn held(&self) -> std::sync::MutexGuard<'_, Option<(u64, Maintenance)>> {
+    fn held(&self) -> std::sync::MutexGuard<'_, (u64, Option<(u64, Maintenance)>)> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The settings as read at most [`CACHE_MS`] before `now`, else read now.
     pub async fn load(&self, records: &dyn Records, now: u64) -> StoreResult<Maintenance> {
-        if let Some((at, m)) = self.held().as_ref() {
-            if now >= *at && now - *at < CACHE_MS {
-                return Ok(m.clone());
+        let generation = {
+            let held = self.held();
+            if let Some((at, m)) = held.1.as_ref() {
+                if now >= *at && now - *at < CACHE_MS {
+                    return Ok(m.clone());
+                }
             }
-        }
+            held.0
+        };
         let m = load(records).await?;
-        *self.held() = Some((now, m.clone()));
+        let mut held = self.held();
+        if held.0 == generation {
+            held.1 = Some((now, m.clone()));
+        }
         Ok(m)
     }
 
@@ -84,7 +93,9 @@ impl Cache {
 
     /// Forgets what was read: this instance changed the settings.
     pub fn clear(&self) {
-        *self.held() = None;
+        let mut held = self.held();
+        held.0 += 1;
+        held.1 = None;
     }
 }
 

@@ -387,6 +387,35 @@ async fn guessing_the_admin_token_is_stopped_and_unknown_banks_are_refused() {
 }
 
 #[tokio::test]
+async fn a_hint_to_a_source_in_maintenance_shows_the_choice() {
+    let broker = Broker::start(Options {
+        top: "[admin]\ntoken = { env = \"TEST_ADMIN_TOKEN\" }\n".into(),
+        ..Options::default()
+    });
+    let resp = reqwest::Client::new()
+        .put(broker.url("/admin/connectors/test-citizens/maintenance"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"message": {"en": "Upgrading"}}))
+        .send()
+        .await
+        .expect("admin");
+    assert_eq!(resp.status().as_u16(), 204);
+    let browser = Browser::new(&broker);
+    let (_, challenge) = pkce();
+    let mut params = auth_params("rp-basic", "http://localhost:9/cb", "openid", &challenge);
+    params.push(("idp_hint", "test-citizens"));
+    let page = browser.login_page(browser.authorize(&params).await).await;
+    assert!(
+        page.contains("Upgrading"),
+        "the choice, with the notice: {page}"
+    );
+    assert!(
+        !page.contains("name=\"password\""),
+        "not the source's form: {page}"
+    );
+}
+
+#[tokio::test]
 async fn maintenance_of_an_unknown_part_is_refused() {
     let broker = Broker::start(Options {
         top: "[admin]\ntoken = { env = \"TEST_ADMIN_TOKEN\" }\n".into(),

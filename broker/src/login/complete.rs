@@ -291,6 +291,8 @@ pub async fn proceed(state: &Env, mut tx: LoginTx, secret: &str, session: Sessio
                     .unwrap_or_default()
                     .to_string()
             };
+            // The link step counts registry checks of its own, not the source's wrong answers.
+            tx.attempts = 0;
             return Ok(Some(Stage::Link {
                 problem: None,
                 name: super::seal_value(&settings, &tx.id, "name", &claim("name")),

@@ -215,11 +215,16 @@ pub async fn registry_check_budget(
 ) -> Result<Option<u64>, store::StoreError> {
     let number = connectors::normalise_id(citizen_id);
     let mut refused: Option<u64> = None;
+    // In this order, stopping at the first refusal: a caller over its own budgets spends
+    // nothing of the number's, which someone else may own.
     for (scope, value, budget) in [
         ("addr", address, REGISTRY_CHECKS_PER_ADDRESS),
         ("person", person_id, REGISTRY_CHECKS_PER_ACCOUNT),
         ("number", number.as_str(), REGISTRY_CHECKS_PER_NUMBER),
     ] {
+        if refused.is_some() {
+            break;
+        }
         let d = store
             .hit_rate_limit(
                 &keyspace::registry_check_limit(secret, scope, value),
@@ -433,9 +438,9 @@ pub async fn begin(
         Some((secret, s)) if !request_prompts_select(&tx) => {
             proceed(state, tx, secret, s.clone()).await
         }
-        _ => match direct_source(settings, &tx) {
+        _ => match direct_source(settings, &tx, &state.maintenance_or_none().await) {
             // One source to offer, or the one the platform hinted: straight to it. If it
-            // fails to start, the choice says what went wrong.
+            // fails to start, the choice is shown (choosing it again says what is wrong).
             Some(id) => {
                 let fields = steps::Fields::from([("connector".to_string(), id)]);
                 let fallback = tx.clone();
@@ -455,20 +460,26 @@ pub async fn begin(
 
 /// The source a new login goes straight to, skipping the choice: the one the platform's
 /// `idp_hint` names, if offered and enabled, or the only one offered.
-fn direct_source(settings: &crate::config::Settings, tx: &LoginTx) -> Option<String> {
+fn direct_source(
+    settings: &crate::config::Settings,
+    tx: &LoginTx,
+    maintenance: &crate::maintenance::Maintenance,
+) -> Option<String> {
     if !matches!(tx.stage, Stage::Choose) {
         return None;
     }
     let offered = eligible(settings, tx.request.min_level);
-    let enabled =
-        |c: &&&crate::config::ConnectorEntry| c.status == crate::config::ConnectorStatus::Enabled;
+    // Enabled now: neither configured otherwise nor put into maintenance by an operator.
+    let enabled = |c: &&&crate::config::ConnectorEntry| {
+        maintenance.effective(c).0 == crate::config::ConnectorStatus::Enabled
+    };
     if let Some(hint) = tx.request.idp_hint.as_deref() {
         if let Some(c) = offered.iter().filter(enabled).find(|c| c.id == hint) {
             return Some(c.id.clone());
         }
     }
     match offered.as_slice() {
-        [only] if only.status == crate::config::ConnectorStatus::Enabled => Some(only.id.clone()),
+        [only] if enabled(&only) => Some(only.id.clone()),
         _ => None,
     }
 }

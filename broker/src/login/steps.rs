@@ -748,7 +748,10 @@ pub async fn link(state: &Env, mut tx: LoginTx, fields: Fields) -> Outcome {
         Ok(LinkOutcome::Unavailable) => "link-unavailable",
         Err(e) => return Err(Failure::unavailable(&lang, &e)),
     };
-    tx.attempts += 1;
+    // A registry that cannot answer is not the citizen's try.
+    if problem != "link-unavailable" {
+        tx.attempts += 1;
+    }
     let exhausted = tx.attempts >= MAX_LINK_ATTEMPTS && problem != "link-unavailable";
     if exhausted {
         tracing::warn!(target: "audit", event = "link.failed", sid = %session.sid, reason = problem, "registry link abandoned after too many attempts");

@@ -185,8 +185,8 @@ fn not_signed_in(lang: &str) -> HttpResponse {
 }
 
 /// `GET /account/signin`: the account page signs the citizen in like any relying party,
-/// through `/authorize` (PKCE; the code comes back to [`callback`], which only uses it up:
-/// the login itself set the session).
+/// through `/authorize` (PKCE; the code comes back to [`callback`], which needs nothing of
+/// it: the login itself set the session).
 pub async fn sign_in(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let lang = super::extract::lang_of(&req);
     let issuer = state.settings().issuer.clone();
@@ -210,21 +210,10 @@ pub async fn sign_in(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
         .finish()
 }
 
-/// `GET /account/callback`: back from signing in; the code is used up, never redeemed.
-pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let code = url::form_urlencoded::parse(req.query_string().as_bytes())
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned());
-    if let Some(code) = code {
-        let lang = super::extract::lang_of(&req);
-        if let Err(e) = state
-            .store
-            .take(&crate::keyspace::code(&code), state.now())
-            .await
-        {
-            return pages::unavailable_page(lang, &e);
-        }
-    }
+/// `GET /account/callback`: back from signing in (the login set the session). The code is
+/// left alone: it is bound to a PKCE verifier nobody kept, so it cannot be redeemed, and
+/// expires within a minute; taking it here would let any page burn other platforms' codes.
+pub async fn callback() -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((actix_web::http::header::LOCATION, "/account"))
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))

@@ -69,8 +69,8 @@ impl From<Refused> for HttpResponse {
     }
 }
 
-/// Admin calls per address and minute, counted before the token is checked, so that
-/// parallel guesses cannot pass the limit of wrong tokens below.
+/// Admin calls per address and minute, counted before the token is checked: parallel
+/// guesses that all pass the block below before any is counted are bounded by this.
 const CALLS_PER_MINUTE: u64 = 120;
 /// Wrong tokens per address in 15 minutes; then the address is refused until the window
 /// ends, whatever token it sends.

@@ -92,7 +92,16 @@ pub async fn authorize(
     let (client, request) = match admitted {
         Ok(admitted) => admitted,
         Err(Refusal::Page { key, detail }) => {
-            let again = format!("/authorize?{}", req.query_string());
+            // The menu asks again in another language, without what must not be repeated
+            // (a used `request_uri`) or copied into the page (`request`, `login_hint`).
+            let kept: String = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(
+                    url::form_urlencoded::parse(req.query_string().as_bytes()).filter(|(k, _)| {
+                        !matches!(k.as_ref(), "request_uri" | "request" | "login_hint")
+                    }),
+                )
+                .finish();
+            let again = format!("/authorize?{kept}");
             return Err(PageError(
                 crate::login::Failure::page(lang, 400, key, detail).with_menu(&again),
             ));
