@@ -214,7 +214,6 @@ pub async fn registry_check_budget(
     now: u64,
 ) -> Result<Option<u64>, store::StoreError> {
     let number = connectors::normalise_id(citizen_id);
-    let mut refused: Option<u64> = None;
     // In this order, stopping at the first refusal: a caller over its own budgets spends
     // nothing of the number's, which someone else may own.
     for (scope, value, budget) in [
@@ -222,9 +221,6 @@ pub async fn registry_check_budget(
         ("person", person_id, REGISTRY_CHECKS_PER_ACCOUNT),
         ("number", number.as_str(), REGISTRY_CHECKS_PER_NUMBER),
     ] {
-        if refused.is_some() {
-            break;
-        }
         let d = store
             .hit_rate_limit(
                 &keyspace::registry_check_limit(secret, scope, value),
@@ -234,14 +230,12 @@ pub async fn registry_check_budget(
             )
             .await?;
         if !d.allowed {
-            let wait = d.retry_after.as_secs().max(1);
-            refused = Some(refused.map_or(wait, |w| w.max(wait)));
+            metrics::counter!("broker_rate_limited_total", "scope" => "registry_check")
+                .increment(1);
+            return Ok(Some(d.retry_after.as_secs().max(1)));
         }
     }
-    if refused.is_some() {
-        metrics::counter!("broker_rate_limited_total", "scope" => "registry_check").increment(1);
-    }
-    Ok(refused)
+    Ok(None)
 }
 
 /// Most wrong answers in one login before it must start again.

@@ -176,7 +176,7 @@ fn not_signed_in(lang: &str) -> HttpResponse {
         format!("/account/signin?ui_locales={lang}"),
         Message::new("button-sign-in"),
     );
-    pages::message(
+    pages::failure_page(
         lang,
         401,
         &Message::new("account-no-session"),

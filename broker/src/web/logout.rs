@@ -343,7 +343,7 @@ fn still_signed_in(settings: &Settings, lang: &str, client_id: Option<&str>) -> 
         ),
         _ => Action::new("/account", Message::new("button-account")),
     };
-    pages::message(lang, 200, &Message::new("logout-kept"), Some(&action))
+    pages::failure_page(lang, 200, &Message::new("logout-kept"), Some(&action))
 }
 
 fn with_state(uri: &str, logout_state: Option<&str>) -> String {

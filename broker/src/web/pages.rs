@@ -121,21 +121,15 @@ pub fn failure_page(
     message: &Message,
     action: Option<&Action>,
 ) -> HttpResponse {
-    let t = Tr::new(lang);
+    message_page(Tr::new(lang), status, message, action)
+}
+
+/// The page of `message` in `t`'s language, with its way on and the reference it carries.
+fn message_page(t: Tr, status: u16, message: &Message, action: Option<&Action>) -> HttpResponse {
     let mut page = MessagePage::new(t, &message.key, &message.args);
     page.action = action.map(|a| page.action_of(a));
     page.reference = message.args.get("reference").cloned().unwrap_or_default();
     render(status, &page)
-}
-
-/// A page with message `message` (its heading and hint when they exist) and a way on.
-pub fn message(
-    lang: &str,
-    status: u16,
-    message: &Message,
-    action: Option<&Action>,
-) -> HttpResponse {
-    failure_page(lang, status, message, action)
 }
 
 /// The page of a login [`Failure`], with its way on.
@@ -156,12 +150,7 @@ pub fn failure(f: &Failure) -> HttpResponse {
             page.note(key, status, detail);
             render(status, &page)
         }
-        FailureKind::Message { message } => {
-            let mut page = MessagePage::new(t(), &message.key, &message.args);
-            page.action = action.map(|a| page.action_of(a));
-            page.reference = message.args.get("reference").cloned().unwrap_or_default();
-            render(status, &page)
-        }
+        FailureKind::Message { message } => message_page(t(), status, message, action),
         FailureKind::Unavailable => unavailable(lang),
         FailureKind::TooMany { retry_after } => too_many_requests(lang, *retry_after, action),
     }
