@@ -401,6 +401,39 @@ async fn a_typo_is_no_attempt_and_after_three_failed_checks_skip_remains() {
     )
     .await;
     assert!(claims.get("citizen_id").is_none());
+
+    // The account's registry budget (5 an hour) counts the login's three checks: two more
+    // from the account page, then a refusal before the registry is asked.
+    let account = browser
+        .get(&broker.url("/account"))
+        .await
+        .text()
+        .await
+        .expect("account");
+    let csrf = hidden(&account, "csrf").expect("csrf");
+    let check = || async {
+        browser
+            .post(
+                &broker.url("/account/link"),
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("citizen_id", AN_CCCD),
+                    ("name", "Nguyễn Văn An"),
+                    ("birthdate", "1991-01-01"),
+                ],
+            )
+            .await
+    };
+    for _ in 0..2 {
+        let page = check().await.text().await.expect("page");
+        assert!(
+            page.contains("does not match the population database"),
+            "{page}"
+        );
+    }
+    let refused = check().await;
+    assert_eq!(refused.status().as_u16(), 429);
+    assert!(refused.headers().get("retry-after").is_some());
 }
 
 #[tokio::test]

@@ -12,6 +12,25 @@ fn action_href(html: &str) -> Option<String> {
     Some(html[start..end].replace("&amp;", "&").replace("&#38;", "&"))
 }
 
+/// A broker with the admin API on (`TEST_ADMIN_TOKEN`).
+fn admin_broker() -> Broker {
+    Broker::start(Options {
+        top: "[admin]\ntoken = { env = \"TEST_ADMIN_TOKEN\" }\n".into(),
+        ..Options::default()
+    })
+}
+
+/// `PUT` of a maintenance message ("Upgrading") at `path` of the admin API.
+async fn put_maintenance(broker: &Broker, path: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .put(broker.url(path))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"message": {"en": "Upgrading"}}))
+        .send()
+        .await
+        .expect("admin")
+}
+
 async fn silent(browser: &Browser, client: &str, redirect: &str) -> Callback {
     let (_, challenge) = pkce();
     let mut params = auth_params(client, redirect, "openid", &challenge);
@@ -349,10 +368,7 @@ async fn each_platform_sees_its_own_session_id() {
 
 #[tokio::test]
 async fn guessing_the_admin_token_is_stopped_and_unknown_banks_are_refused() {
-    let broker = Broker::start(Options {
-        top: "[admin]\ntoken = { env = \"TEST_ADMIN_TOKEN\" }\n".into(),
-        ..Options::default()
-    });
+    let broker = admin_broker();
     let http = reqwest::Client::new();
     let call = |token: &'static str| {
         let http = http.clone();
@@ -388,17 +404,8 @@ async fn guessing_the_admin_token_is_stopped_and_unknown_banks_are_refused() {
 
 #[tokio::test]
 async fn a_hint_to_a_source_in_maintenance_shows_the_choice() {
-    let broker = Broker::start(Options {
-        top: "[admin]\ntoken = { env = \"TEST_ADMIN_TOKEN\" }\n".into(),
-        ..Options::default()
-    });
-    let resp = reqwest::Client::new()
-        .put(broker.url("/admin/connectors/test-citizens/maintenance"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({"message": {"en": "Upgrading"}}))
-        .send()
-        .await
-        .expect("admin");
+    let broker = admin_broker();
+    let resp = put_maintenance(&broker, "/admin/connectors/test-citizens/maintenance").await;
     assert_eq!(resp.status().as_u16(), 204);
     let browser = Browser::new(&broker);
     let (_, challenge) = pkce();
@@ -417,17 +424,12 @@ async fn a_hint_to_a_source_in_maintenance_shows_the_choice() {
 
 #[tokio::test]
 async fn maintenance_of_an_unknown_part_is_refused() {
-    let broker = Broker::start(Options {
-        top: "[admin]\ntoken = { env = \"TEST_ADMIN_TOKEN\" }\n".into(),
-        ..Options::default()
-    });
-    let resp = reqwest::Client::new()
-        .put(broker.url("/admin/connectors/test-citizens/parts/no-such-bank/maintenance"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({"message": {"en": "Upgrading"}}))
-        .send()
-        .await
-        .expect("admin");
+    let broker = admin_broker();
+    let resp = put_maintenance(
+        &broker,
+        "/admin/connectors/test-citizens/parts/no-such-bank/maintenance",
+    )
+    .await;
     assert_eq!(resp.status().as_u16(), 404);
     let body: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(body["error"], "unknown part", "{body}");
