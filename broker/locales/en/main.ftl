@@ -206,3 +206,4 @@ button-sign-in = Sign in
 button-sign-out = Sign out everywhere
 account-platforms = Signed in now to
 account-platforms-none = No service yet in this session.
+logout-kept-hint = You can sign out later from the service, or from your account page.

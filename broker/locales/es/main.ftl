@@ -206,3 +206,4 @@ button-sign-in = Iniciar sesión
 button-sign-out = Cerrar sesión en todas partes
 account-platforms = Sesión iniciada ahora en
 account-platforms-none = Aún ningún servicio en esta sesión.
+logout-kept-hint = Puede cerrar la sesión más tarde desde el servicio o desde la página de su cuenta.

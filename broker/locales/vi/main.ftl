@@ -206,3 +206,4 @@ button-sign-in = Đăng nhập
 button-sign-out = Đăng xuất khỏi mọi nơi
 account-platforms = Đang đăng nhập vào
 account-platforms-none = Chưa có dịch vụ nào trong phiên này.
+logout-kept-hint = Bạn có thể đăng xuất sau từ dịch vụ, hoặc từ trang tài khoản của bạn.

@@ -206,3 +206,4 @@ button-sign-in = 登录
 button-sign-out = 从所有服务退出
 account-platforms = 当前已登录
 account-platforms-none = 本次会话尚未登录任何服务。
+logout-kept-hint = 您可以稍后在服务中或在您的账户页面退出登录。
