@@ -7,8 +7,8 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::{
-    new_id, Activity, AuditRow, Changes, CitizenId, Closed, Commit, Entry, IdStatus, Level, Person,
-    Records, ReviewAction, ReviewItem, ReviewKind, WayIn,
+    new_id, Activity, AuditQuery, AuditRow, Changes, CitizenId, Closed, Commit, Entry, IdStatus,
+    InstanceReport, Level, Person, Records, ReviewAction, ReviewItem, ReviewKind, WayIn,
 };
 
 fn cid(key: &str, level: Level, status: IdStatus) -> CitizenId {
@@ -58,6 +58,8 @@ pub async fn run_all(records: Arc<dyn Records>, empty: Arc<dyn Records>) {
     concurrent_updates_lose_nothing(records.clone()).await;
     concurrent_sign_ins_are_all_recorded(records.clone()).await;
     export_import_round_trip(records.as_ref(), empty.as_ref()).await;
+    configuration_versions_are_compare_and_set(records.clone()).await;
+    instances_and_recent_audit(records.as_ref()).await;
     export_streams_and_stops_at_the_sinks_error(records.as_ref()).await;
 }
 
@@ -585,4 +587,180 @@ pub async fn export_import_round_trip(r: &dyn Records, empty: &dyn Records) {
             }
         }
     }
+}
+
+/// Of publishers that read the same head, exactly one publishes; the others write nothing
+/// (not even their audit rows), and history keeps every version.
+pub async fn configuration_versions_are_compare_and_set(r: Arc<dyn Records>) {
+    let head = r.config_head().await.expect("records answer");
+    let mark = new_id();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (r, mark) = (r.clone(), mark.clone());
+        tasks.push(tokio::spawn(async move {
+            let row = AuditRow::new(
+                10,
+                "op",
+                "config.published",
+                "console",
+                &mark,
+                json!({ "i": i }),
+            );
+            r.publish_config(head, &format!("# {mark} {i}\n"), "op", "race", 10, &[row])
+                .await
+                .expect("records answer")
+        }));
+    }
+    let mut won = Vec::new();
+    for t in tasks {
+        if let Some(v) = t.await.expect("task") {
+            won.push(v);
+        }
+    }
+    assert_eq!(
+        won,
+        vec![head + 1],
+        "exactly one publisher of version {}",
+        head + 1
+    );
+    assert_eq!(r.config_head().await.expect("head"), head + 1);
+    let rows = r.audit_of(&mark).await.expect("audit");
+    assert_eq!(rows.len(), 1, "only the winner's audit row: {rows:?}");
+    let live = r
+        .config_version(None)
+        .await
+        .expect("live")
+        .expect("a version");
+    assert_eq!(live.version, head + 1);
+    assert!(live.document.contains(&mark));
+    // A stale publisher (and one ahead of the head) is refused.
+    assert_eq!(
+        r.publish_config(head, "# stale\n", "op", "", 11, &[])
+            .await
+            .expect("answer"),
+        None
+    );
+    assert_eq!(
+        r.publish_config(head + 5, "# ahead\n", "op", "", 11, &[])
+            .await
+            .expect("answer"),
+        None
+    );
+    let next = r
+        .publish_config(head + 1, "# next\n", "op2", "rollback", 12, &[])
+        .await
+        .expect("answer");
+    assert_eq!(next, Some(head + 2));
+    let history = r.config_history(2).await.expect("history");
+    assert_eq!(
+        history.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![head + 2, head + 1]
+    );
+    assert_eq!(history[0].author, "op2");
+    assert_eq!(history[0].note, "rollback");
+    let earlier = r
+        .config_version(Some(head + 1))
+        .await
+        .expect("answer")
+        .expect("kept");
+    assert_eq!(earlier.document, live.document);
+    assert_eq!(
+        r.config_version(Some(head + 1000)).await.expect("answer"),
+        None
+    );
+}
+
+/// An instance's report replaces its earlier one; audit rows list newest first, filtered.
+pub async fn instances_and_recent_audit(r: &dyn Records) {
+    let name = format!("host-{}", new_id());
+    for (version, problem) in [(1, ""), (2, "cannot open connector x")] {
+        r.report_instance(&InstanceReport {
+            instance: name.clone(),
+            version,
+            problem: problem.into(),
+            seen: 100 + version,
+        })
+        .await
+        .expect("records answer");
+    }
+    let mine: Vec<_> = r
+        .instances()
+        .await
+        .expect("instances")
+        .into_iter()
+        .filter(|i| i.instance == name)
+        .collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(
+        (mine[0].version, mine[0].problem.as_str()),
+        (2, "cannot open connector x")
+    );
+
+    let reference = new_id();
+    let actor = format!("op-{}", new_id());
+    let rows = [
+        AuditRow::new(
+            1_000,
+            &actor,
+            "config.published",
+            "console",
+            &reference,
+            json!({}),
+        ),
+        AuditRow::new(
+            2_000,
+            &actor,
+            "review.merged",
+            "console",
+            &reference,
+            json!({}),
+        ),
+        AuditRow::new(
+            3_000,
+            "someone-else",
+            "config_published",
+            "console",
+            &reference,
+            json!({}),
+        ),
+    ];
+    r.audit(&rows).await.expect("audit");
+    let all = r
+        .recent_audit(&AuditQuery {
+            reference: Some(reference.clone()),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("recent");
+    assert_eq!(
+        all.iter().map(|a| a.at).collect::<Vec<_>>(),
+        vec![3_000, 2_000, 1_000]
+    );
+    let config_only = r
+        .recent_audit(&AuditQuery {
+            reference: Some(reference.clone()),
+            event_prefix: Some("config.".into()),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("recent");
+    // `_` in a prefix is a character, not a wildcard.
+    assert_eq!(
+        config_only.iter().map(|a| a.at).collect::<Vec<_>>(),
+        vec![1_000]
+    );
+    let by_actor = r
+        .recent_audit(&AuditQuery {
+            actor: Some(actor.clone()),
+            limit: 1,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("recent");
+    assert_eq!(
+        by_actor.iter().map(|a| a.at).collect::<Vec<_>>(),
+        vec![2_000]
+    );
 }

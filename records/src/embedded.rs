@@ -21,8 +21,9 @@ use redb::{
 };
 
 use crate::{
-    Activity, AuditRow, Binding, Changes, Commit, Consent, Entry, ExportSink, IdStatus, Millis,
-    Person, Records, RecordsError, RecordsResult, ReviewItem, Versioned,
+    Activity, AuditQuery, AuditRow, Binding, Changes, Commit, ConfigVersion, Consent, Entry,
+    ExportSink, IdStatus, InstanceReport, Millis, Person, Records, RecordsError, RecordsResult,
+    ReviewItem, Versioned,
 };
 
 /// The schema version of the file this code writes.
@@ -37,6 +38,8 @@ const AUDIT: TableDefinition<(&str, u64, &str), &[u8]> = TableDefinition::new("a
 const ACTIVITY: TableDefinition<(&str, u64, &str), &[u8]> = TableDefinition::new("activity");
 const REVIEWS: TableDefinition<&str, &[u8]> = TableDefinition::new("reviews");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const CONFIG: TableDefinition<u64, &[u8]> = TableDefinition::new("config_versions");
+const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("config_instances");
 
 /// Failure inside a blocking closure.
 enum Fail {
@@ -165,6 +168,9 @@ impl EmbeddedRecords {
             txn.open_table(AUDIT)?;
             txn.open_table(ACTIVITY)?;
             txn.open_table(REVIEWS)?;
+            // Tables added later are created when missing: they change no earlier one.
+            txn.open_table(CONFIG)?;
+            txn.open_table(INSTANCES)?;
             txn.commit()?;
             Ok(match found {
                 Some(v) if v != SCHEMA_VERSION => Err(v),
@@ -611,6 +617,113 @@ impl Records for EmbeddedRecords {
                 Some(v) => Ok(Some(json(v.value())?)),
                 None => Ok(None),
             }
+        })
+        .await
+    }
+
+    async fn recent_audit(&self, query: &AuditQuery) -> RecordsResult<Vec<AuditRow>> {
+        let query = query.clone();
+        self.read("recent_audit", move |txn| {
+            // Keyed by reference: one node's audit is small enough to walk.
+            let mut out: Vec<AuditRow> = Vec::new();
+            for item in txn.open_table(AUDIT)?.iter()? {
+                let (_, v) = item?;
+                let row: AuditRow = json(v.value())?;
+                if query.matches(&row) {
+                    out.push(row);
+                }
+            }
+            out.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| b.id.cmp(&a.id)));
+            out.truncate(query.limit);
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn config_head(&self) -> RecordsResult<u64> {
+        self.read("config_head", |txn| {
+            Ok(txn
+                .open_table(CONFIG)?
+                .last()?
+                .map(|(k, _)| k.value())
+                .unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn config_version(&self, version: Option<u64>) -> RecordsResult<Option<ConfigVersion>> {
+        self.read("config_version", move |txn| {
+            let table = txn.open_table(CONFIG)?;
+            let found = match version {
+                Some(n) => table.get(n)?.map(|v| json(v.value())).transpose()?,
+                None => table.last()?.map(|(_, v)| json(v.value())).transpose()?,
+            };
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn config_history(&self, limit: usize) -> RecordsResult<Vec<ConfigVersion>> {
+        self.read("config_history", move |txn| {
+            let mut out = Vec::new();
+            for item in txn.open_table(CONFIG)?.iter()?.rev().take(limit) {
+                let (_, v) = item?;
+                out.push(json(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn publish_config(
+        &self,
+        expected: u64,
+        document: &str,
+        author: &str,
+        note: &str,
+        now: Millis,
+        audit: &[AuditRow],
+    ) -> RecordsResult<Option<u64>> {
+        let next = ConfigVersion {
+            version: expected + 1,
+            document: document.to_string(),
+            author: author.to_string(),
+            note: note.to_string(),
+            at: now,
+        };
+        let rows = audit.to_vec();
+        self.write("publish_config", move |txn| {
+            let mut table = txn.open_table(CONFIG)?;
+            let head = table.last()?.map(|(k, _)| k.value()).unwrap_or(0);
+            if head != expected {
+                return Ok((false, None));
+            }
+            table.insert(next.version, to_json(&next)?.as_slice())?;
+            drop(table);
+            insert_audit(txn, &rows)?;
+            Ok((true, Some(next.version)))
+        })
+        .await
+    }
+
+    async fn report_instance(&self, report: &InstanceReport) -> RecordsResult<()> {
+        let report = report.clone();
+        self.write("report_instance", move |txn| {
+            txn.open_table(INSTANCES)?
+                .insert(report.instance.as_str(), to_json(&report)?.as_slice())?;
+            Ok((true, ()))
+        })
+        .await
+    }
+
+    async fn instances(&self) -> RecordsResult<Vec<InstanceReport>> {
+        self.read("instances", |txn| {
+            let mut out = Vec::new();
+            for item in txn.open_table(INSTANCES)?.iter()? {
+                let (_, v) = item?;
+                out.push(json(v.value())?);
+            }
+            Ok(out)
         })
         .await
     }

@@ -110,6 +110,40 @@ pub trait Records: Send + Sync {
     /// One review item.
     async fn review(&self, id: &str) -> RecordsResult<Option<ReviewItem>>;
 
+    /// Audit rows, newest first, filtered (the console's audit view).
+    async fn recent_audit(&self, query: &AuditQuery) -> RecordsResult<Vec<AuditRow>>;
+
+    /// The newest configuration version's number (0: none published yet). Cheap: every
+    /// instance asks it every second.
+    async fn config_head(&self) -> RecordsResult<u64>;
+
+    /// One configuration version, or the newest (`None`).
+    async fn config_version(&self, version: Option<u64>) -> RecordsResult<Option<ConfigVersion>>;
+
+    /// The newest configuration versions, newest first.
+    async fn config_history(&self, limit: usize) -> RecordsResult<Vec<ConfigVersion>>;
+
+    /// Publishes `document` as version `expected + 1` if the newest version is still
+    /// `expected` (compare-and-set: of two operators who read the same version, one wins),
+    /// with its audit rows in the same transaction. Returns the new version, or `None` when
+    /// another was published meanwhile (nothing written). Retrying after a timeout is safe:
+    /// a publication that did land makes the retry's `expected` stale.
+    async fn publish_config(
+        &self,
+        expected: u64,
+        document: &str,
+        author: &str,
+        note: &str,
+        now: Millis,
+        audit: &[AuditRow],
+    ) -> RecordsResult<Option<u64>>;
+
+    /// Records what an instance runs (replacing its earlier report).
+    async fn report_instance(&self, report: &InstanceReport) -> RecordsResult<()>;
+
+    /// Every instance's last report.
+    async fn instances(&self) -> RecordsResult<Vec<InstanceReport>>;
+
     /// Whether the backend answers (and its schema is the one this binary knows).
     async fn ping(&self) -> RecordsResult<()>;
 

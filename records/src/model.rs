@@ -361,3 +361,57 @@ fn short_hash(parts: &[&str]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// One version of the configuration operators edit in the console (its connectors and
+/// clients, as TOML text; secrets in it are references, never values).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigVersion {
+    /// 1, 2, …: each publication takes the next one.
+    pub version: u64,
+    /// The TOML text.
+    pub document: String,
+    /// Who published it (an operator's name, `bootstrap` for the seed from the file).
+    pub author: String,
+    /// Why, in the operator's words (`rollback to 3`, …).
+    pub note: String,
+    /// When (Unix ms).
+    pub at: Millis,
+}
+
+/// What one broker instance runs, as it last said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceReport {
+    /// The instance (host name and process id).
+    pub instance: String,
+    /// The configuration version it runs.
+    pub version: u64,
+    /// Why it refused a newer version (empty: it refused none).
+    pub problem: String,
+    /// When it said so (Unix ms).
+    pub seen: Millis,
+}
+
+/// Which audit rows to list, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only rows of this actor.
+    pub actor: Option<String>,
+    /// Only rows whose event starts with this (`config.`, `review.`).
+    pub event_prefix: Option<String>,
+    /// Only rows of this reference.
+    pub reference: Option<String>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl AuditQuery {
+    /// Whether a row passes the filters.
+    pub fn matches(&self, row: &AuditRow) -> bool {
+        self.actor.as_deref().is_none_or(|a| row.actor == a)
+            && self
+                .event_prefix
+                .as_deref()
+                .is_none_or(|p| row.event.starts_with(p))
+            && self.reference.as_deref().is_none_or(|r| row.reference == r)
+    }
+}

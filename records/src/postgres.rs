@@ -23,13 +23,16 @@ use tokio_postgres::error::SqlState;
 use futures_util::StreamExt;
 
 use crate::{
-    Activity, AuditRow, Binding, Changes, CitizenId, Closed, Commit, Consent, Entry, ExportSink,
-    IdStatus, Level, Millis, Person, Records, RecordsError, RecordsResult, ReviewAction,
-    ReviewItem, ReviewKind, Versioned, WayIn,
+    Activity, AuditQuery, AuditRow, Binding, Changes, CitizenId, Closed, Commit, ConfigVersion,
+    Consent, Entry, ExportSink, IdStatus, InstanceReport, Level, Millis, Person, Records,
+    RecordsError, RecordsResult, ReviewAction, ReviewItem, ReviewKind, Versioned, WayIn,
 };
 
 /// The migrations this binary knows, in order; the last one is the schema it needs.
-pub const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_records.sql"))];
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/0001_records.sql")),
+    (2, include_str!("../migrations/0002_config.sql")),
+];
 
 /// The schema version this binary needs.
 pub fn schema_version() -> i32 {
@@ -585,6 +588,16 @@ async fn write_persons(
     Ok(())
 }
 
+fn config_of_row(row: &tokio_postgres::Row) -> Result<ConfigVersion, Fail> {
+    Ok(ConfigVersion {
+        version: to_u64(row.try_get(0)?),
+        document: row.try_get(1)?,
+        author: row.try_get(2)?,
+        note: row.try_get(3)?,
+        at: to_u64(row.try_get(4)?),
+    })
+}
+
 async fn write_audit(client: &impl GenericClient, rows: &[AuditRow]) -> Result<u64, Fail> {
     if rows.is_empty() {
         return Ok(0);
@@ -851,6 +864,157 @@ impl Records for PgRecords {
                 )
                 .await?;
             rows.iter().map(audit_of_row).collect()
+        })
+        .await
+    }
+
+    async fn recent_audit(&self, query: &AuditQuery) -> RecordsResult<Vec<AuditRow>> {
+        self.op("recent_audit", async {
+            let client = self.pool.get().await?;
+            let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+            let prefix = query.event_prefix.as_deref().map(|p| {
+                format!(
+                    "{}%",
+                    p.replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_")
+                )
+            });
+            let rows = client
+                .query(
+                    "SELECT id, at, actor, event, source, reference, detail FROM audit
+                     WHERE ($1::TEXT IS NULL OR actor = $1)
+                       AND ($2::TEXT IS NULL OR event LIKE $2)
+                       AND ($3::TEXT IS NULL OR reference = $3)
+                     ORDER BY at DESC, seq DESC LIMIT $4",
+                    &[&query.actor, &prefix, &query.reference, &limit],
+                )
+                .await?;
+            rows.iter().map(audit_of_row).collect()
+        })
+        .await
+    }
+
+    async fn config_head(&self) -> RecordsResult<u64> {
+        self.op("config_head", async {
+            let client = self.pool.get().await?;
+            let stmt = client
+                .prepare_cached("SELECT COALESCE(MAX(version), 0) FROM config_versions")
+                .await?;
+            let row = client.query_one(&stmt, &[]).await?;
+            Ok(to_u64(row.try_get(0)?))
+        })
+        .await
+    }
+
+    async fn config_version(&self, version: Option<u64>) -> RecordsResult<Option<ConfigVersion>> {
+        self.op("config_version", async {
+            let client = self.pool.get().await?;
+            let row = match version {
+                Some(n) => {
+                    client
+                        .query_opt(
+                            "SELECT version, document, author, note, at FROM config_versions WHERE version = $1",
+                            &[&to_i64(n)],
+                        )
+                        .await?
+                }
+                None => {
+                    client
+                        .query_opt(
+                            "SELECT version, document, author, note, at FROM config_versions ORDER BY version DESC LIMIT 1",
+                            &[],
+                        )
+                        .await?
+                }
+            };
+            row.as_ref().map(config_of_row).transpose()
+        })
+        .await
+    }
+
+    async fn config_history(&self, limit: usize) -> RecordsResult<Vec<ConfigVersion>> {
+        self.op("config_history", async {
+            let client = self.pool.get().await?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = client
+                .query(
+                    "SELECT version, document, author, note, at FROM config_versions ORDER BY version DESC LIMIT $1",
+                    &[&limit],
+                )
+                .await?;
+            rows.iter().map(config_of_row).collect()
+        })
+        .await
+    }
+
+    async fn publish_config(
+        &self,
+        expected: u64,
+        document: &str,
+        author: &str,
+        note: &str,
+        now: Millis,
+        audit: &[AuditRow],
+    ) -> RecordsResult<Option<u64>> {
+        self.op("publish_config", async {
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            // Two publishers that read the same head both try `head + 1`: the primary key
+            // lets one in; the other finds the row taken (or the head moved) and writes nothing.
+            let n = tx
+                .execute(
+                    "INSERT INTO config_versions (version, document, author, note, at)
+                     SELECT $1::BIGINT + 1, $2, $3, $4, $5::BIGINT
+                     WHERE (SELECT COALESCE(MAX(version), 0) FROM config_versions) = $1::BIGINT
+                     ON CONFLICT (version) DO NOTHING",
+                    &[&to_i64(expected), &document, &author, &note, &to_i64(now)],
+                )
+                .await?;
+            if n != 1 {
+                return Ok(None);
+            }
+            write_audit(&tx, audit).await?;
+            tx.commit().await?;
+            Ok(Some(expected + 1))
+        })
+        .await
+    }
+
+    async fn report_instance(&self, report: &InstanceReport) -> RecordsResult<()> {
+        self.op("report_instance", async {
+            let client = self.pool.get().await?;
+            client
+                .execute(
+                    "INSERT INTO config_instances (instance, version, problem, seen) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (instance) DO UPDATE SET version = EXCLUDED.version, problem = EXCLUDED.problem, seen = EXCLUDED.seen",
+                    &[&report.instance, &to_i64(report.version), &report.problem, &to_i64(report.seen)],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn instances(&self) -> RecordsResult<Vec<InstanceReport>> {
+        self.op("instances", async {
+            let client = self.pool.get().await?;
+            let rows = client
+                .query(
+                    "SELECT instance, version, problem, seen FROM config_instances ORDER BY instance",
+                    &[],
+                )
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(InstanceReport {
+                        instance: row.try_get(0)?,
+                        version: to_u64(row.try_get(1)?),
+                        problem: row.try_get(2)?,
+                        seen: to_u64(row.try_get(3)?),
+                    })
+                })
+                .collect()
         })
         .await
     }

@@ -99,7 +99,9 @@ async fn postgres_schema_is_checked_and_migrated_once() {
     let (x, y) = tokio::join!(r.migrate(), r.migrate());
     let mut applied = x.expect("migrate");
     applied.extend(y.expect("migrate"));
-    assert_eq!(applied, vec![records::postgres::schema_version()]);
+    let all: Vec<i32> = records::postgres::MIGRATIONS.iter().map(|(v, _)| *v).collect();
+    assert_eq!(applied, all, "every migration once, in order");
+    assert_eq!(all.last(), Some(&records::postgres::schema_version()));
     PgRecords::connect(&options)
         .await
         .expect("schema now current");
