@@ -130,7 +130,12 @@ pub async fn reload(live: LiveConfig, mut hangup: Option<Hangup>, shutdown: Canc
 /// Loads, validates and swaps in the configuration file; returns whether it was accepted.
 pub fn apply(live: &LiveConfig, why: &str) -> bool {
     let current = live.load().settings.clone();
-    match config::load(&current.source, current.mode) {
+    // With a console, the file is the bootstrap of the version in force.
+    let loaded = match &current.versioned {
+        Some(v) => config::versioned::open(&current.source, current.mode, v),
+        None => config::load(&current.source, current.mode),
+    };
+    match loaded {
         Ok(new) => {
             if new.listen != current.listen {
                 tracing::warn!("`listen` changed: it takes effect at the next restart");

@@ -31,4 +31,5 @@ pub mod session;
 pub mod stores;
 
 pub mod util;
+pub mod versions;
 pub mod web;

@@ -63,6 +63,9 @@ pub struct FileConfig {
     /// The Prometheus endpoint.
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// The operators' console.
+    #[serde(default)]
+    pub console: Option<ConsoleConfig>,
     /// Identity sources.
     #[serde(default)]
     pub connectors: Vec<ConnectorConfig>,
@@ -101,6 +104,60 @@ pub struct AdminConfig {
     /// Bearer token of the admin API (at least 32 bytes), from an environment variable or a
     /// file.
     pub token: SecretRef,
+}
+
+/// The operators' console (`/console`). With it, connectors and clients become versioned
+/// configuration in the records (seeded from this file on first start).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// The assurance an operator's sign-in must reach (`high` unless said otherwise, so a
+    /// password alone never opens the console).
+    #[serde(default = "default_console_assurance")]
+    pub min_assurance: Assurance,
+    /// Who may sign in, and with which role.
+    #[serde(default)]
+    pub operators: Vec<OperatorConfig>,
+}
+
+fn default_console_assurance() -> Assurance {
+    Assurance::High
+}
+
+/// One operator of the console, known by their citizen ID number (kept only as its keyed
+/// hash once read).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorConfig {
+    /// Shown in the console and in audit rows.
+    pub name: String,
+    /// The operator's citizen ID number.
+    pub citizen_id: String,
+    /// What they may do.
+    pub role: Role,
+}
+
+/// What an operator may do in the console and through the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Sees everything except secrets.
+    Viewer,
+    /// Also maintenance and the review queue.
+    Operator,
+    /// Also connectors and clients.
+    Admin,
+}
+
+impl Role {
+    /// The name in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
 }
 
 /// The Prometheus endpoint `/metrics`.

@@ -7,6 +7,7 @@ pub mod file;
 mod live;
 mod locate;
 pub mod records;
+pub mod versioned;
 mod wording;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -20,7 +21,7 @@ use jsonwebtoken::Algorithm;
 use sha2::{Digest, Sha256};
 
 pub use file::{
-    AcrConfig, AuthMethod, ConnectorStatus, FileConfig, LocalizedText, SecretRef, SessionConfig,
+    AcrConfig, Role, AuthMethod, ConnectorStatus, FileConfig, LocalizedText, SecretRef, SessionConfig,
     StoreConfig, SubjectType, TokenConfig,
 };
 
@@ -162,6 +163,30 @@ pub const ACCOUNT_CLIENT_ID: &str = "broker-account";
 /// The account page's path that receives its logins.
 pub const ACCOUNT_CALLBACK_PATH: &str = "/account/callback";
 
+/// The `client_id` of the operators' console: a public relying party of the broker whose
+/// logins must reach the console's assurance.
+pub const CONSOLE_CLIENT_ID: &str = "broker-console";
+
+/// The console's path that receives its logins.
+pub const CONSOLE_CALLBACK_PATH: &str = "/console/callback";
+
+/// The console's client: the account page's, with its own id, callback and floor.
+fn console_client(issuer: &str, alg: SigningAlg, floor: Assurance) -> Client {
+    let names: LocalizedText = crate::i18n::LANGUAGES
+        .iter()
+        .map(|l| (l.to_string(), crate::i18n::Tr::new(l).get("console-title")))
+        .collect();
+    Client {
+        id: CONSOLE_CLIENT_ID.to_string(),
+        name: names.get("en").cloned().unwrap_or_default(),
+        names,
+        redirect_uris: vec![format!("{issuer}{CONSOLE_CALLBACK_PATH}")],
+        home_url: format!("{issuer}/console"),
+        min_assurance: floor,
+        ..account_client(issuer, alg)
+    }
+}
+
 fn account_client(issuer: &str, alg: SigningAlg) -> Client {
     let names: LocalizedText = crate::i18n::LANGUAGES
         .iter()
@@ -262,6 +287,30 @@ pub struct Settings {
     pub admin_token: Option<[u8; 32]>,
     /// SHA-256 of the bearer token `/metrics` asks for; `None` leaves it open.
     pub metrics_token: Option<[u8; 32]>,
+    /// The operators' console; with it, connectors and clients are versioned in the records.
+    pub console: Option<Console>,
+    /// The configuration version of the records these connectors and clients come from
+    /// (`None`: from the file alone).
+    pub versioned: Option<Arc<::records::ConfigVersion>>,
+}
+
+/// The console's bootstrap settings.
+pub struct Console {
+    /// The assurance an operator's sign-in must reach.
+    pub min_assurance: Assurance,
+    /// Operators by the keyed hash of their citizen ID number.
+    pub operators: Vec<Operator>,
+}
+
+/// One operator.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    /// Their name (audit rows, the console's header).
+    pub name: String,
+    /// Keyed hash of their citizen ID number.
+    pub id_hash: String,
+    /// What they may do.
+    pub role: Role,
 }
 
 impl Settings {
@@ -284,6 +333,11 @@ impl Settings {
     /// The connector with this id.
     pub fn connector(&self, id: &str) -> Option<&ConnectorEntry> {
         self.connectors.iter().find(|c| c.id == id)
+    }
+
+    /// The configuration version in force (0: the file's own connectors and clients).
+    pub fn config_version(&self) -> u64 {
+        self.versioned.as_ref().map_or(0, |v| v.version)
     }
 
     /// The highest level any enabled connector reaches.
@@ -356,7 +410,9 @@ fn located(problems: Vec<Problem>, table: &toml::Table, text: &str) -> Vec<Probl
 }
 
 /// The top-level keys of a configuration file.
-const TOP_LEVEL_KEYS: [&str; 17] = [
+const TOP_LEVEL_KEYS: [&str; 19] = [
+    "records",
+    "console",
     "issuer",
     "listen",
     "audit_log",
@@ -475,6 +531,7 @@ fn shape_problems(v: &Validator, table: &toml::Table) -> Vec<Problem> {
             "acr" => check::<AcrConfig>(v, key, value, &mut out),
             "admin" => check::<file::AdminConfig>(v, key, value, &mut out),
             "metrics" => check::<file::MetricsConfig>(v, key, value, &mut out),
+            "console" => check::<file::ConsoleConfig>(v, key, value, &mut out),
             "registry" => check::<file::RegistryConfig>(v, key, value, &mut out),
             "keys" => each::<file::KeyConfig>(v, key, value, &mut out),
             "connectors" => each::<file::ConnectorConfig>(v, key, value, &mut out),
@@ -676,6 +733,19 @@ impl Validator {
         if let Some(alg) = own_alg {
             clients.insert(ACCOUNT_CLIENT_ID.to_string(), account_client(&issuer, *alg));
         }
+        if let Some(i) = raw.clients.iter().position(|c| c.id == CONSOLE_CLIENT_ID) {
+            self.report(
+                &format!("clients[{i}].id"),
+                format!("`{CONSOLE_CLIENT_ID}` is the broker's own console: choose another id"),
+            );
+        }
+        let console = raw.console.as_ref().map(|c| self.console(c, pairwise_secret.as_deref()));
+        if let (Some(c), Some(alg)) = (&console, own_alg) {
+            clients.insert(
+                CONSOLE_CLIENT_ID.to_string(),
+                console_client(&issuer, *alg, c.min_assurance),
+            );
+        }
 
         Some(Settings {
             source: self
@@ -703,7 +773,48 @@ impl Validator {
             registry,
             admin_token,
             metrics_token,
+            console,
+            versioned: None,
         })
+    }
+
+    /// The console's settings; operators' numbers are hashed at once.
+    fn console(&mut self, raw: &file::ConsoleConfig, secret: Option<&[u8]>) -> Console {
+        let mut operators = Vec::new();
+        for (i, o) in raw.operators.iter().enumerate() {
+            if o.name.trim().is_empty() {
+                self.report(&format!("console.operators[{i}].name"), "must not be empty");
+            }
+            if !connectors::plausible_id(o.citizen_id.trim()) {
+                self.report(
+                    &format!("console.operators[{i}].citizen_id"),
+                    "is not a citizen ID number (9 to 18 digits, the last may be X)",
+                );
+                continue;
+            }
+            if let Some(secret) = secret {
+                operators.push(Operator {
+                    name: o.name.trim().to_string(),
+                    // The key of the number's binding (`person::id_hash`), so a sign-in is
+                    // matched against it without the number.
+                    id_hash: common::hash::pairwise_b64(
+                        secret,
+                        &[b"cid", connectors::normalise_id(&o.citizen_id).as_bytes()],
+                    ),
+                    role: o.role,
+                });
+            }
+        }
+        if raw.min_assurance < Assurance::Substantial {
+            self.report(
+                "console.min_assurance",
+                "must be `substantial` or `high`: a console reached with a password alone is one stolen password away from every platform",
+            );
+        }
+        Console {
+            min_assurance: raw.min_assurance,
+            operators,
+        }
     }
 
     /// Checks the addresses of Redis Sentinel and Cluster stores and resolves their

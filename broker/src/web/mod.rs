@@ -226,6 +226,11 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
         settings.records.activity_retention,
     ));
     crate::observe::install_metrics();
+    let instance = Arc::new(crate::versions::Instance::new(&settings.listen));
+    let settings = match crate::versions::start(settings, &records, &instance, util::now_millis()).await {
+        Ok(s) => s,
+        Err(e) => return Err(std::io::Error::other(format!("configuration versions: {e}"))),
+    };
     let store: store::SharedStore = Arc::new(store::metered::MeteredStore::new(store));
     let listen = settings.listen.clone();
     let issuer = settings.issuer.clone();
@@ -238,7 +243,15 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
         http: state::http_client(),
         clock: std::sync::Arc::new(crate::clock::SystemClock),
         maintenance: Arc::default(),
+        instance: instance.clone(),
     });
+    background.spawn(crate::versions::follow(
+        state.live.clone(),
+        state.records.clone(),
+        instance,
+        state.clock.clone(),
+        background.token(),
+    ));
     background.spawn(jobs::reload(
         state.live.clone(),
         jobs::hangup_handler(),

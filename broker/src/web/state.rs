@@ -22,6 +22,8 @@ pub struct AppState {
     pub clock: crate::clock::SharedClock,
     /// The maintenance settings this instance read last (cleared when it changes them).
     pub maintenance: Arc<crate::maintenance::Cache>,
+    /// This process among the instances (configuration versions).
+    pub instance: Arc<crate::versions::Instance>,
 }
 
 impl AppState {

@@ -1,0 +1,282 @@
+//! Versioned configuration at run time: seeding version 1 from the file, publishing a
+//! checked version (compare-and-set), and every instance taking up the newest version
+//! within a second of its publication, or refusing it (keeping the last good one) and
+//! saying why, where the console shows it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use records::{AuditRow, ConfigVersion, InstanceReport, SharedRecords};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{versioned, Problem, Settings};
+use crate::jobs::LiveConfig;
+use store::{StoreError, StoreResult};
+
+/// How often an instance asks for the newest version.
+pub const POLL: Duration = Duration::from_secs(1);
+/// How often an instance reports what it runs, when nothing changes.
+const REPORT: Duration = Duration::from_secs(5);
+/// An instance whose report is older than this is gone (the console leaves it out).
+pub const GONE_AFTER_MS: u64 = 30_000;
+
+/// This process's name among the instances, and what it refused last.
+pub struct Instance {
+    /// Host name, listen address and process id.
+    pub name: String,
+    refused: Mutex<Option<(u64, String)>>,
+}
+
+impl Instance {
+    /// This process.
+    pub fn new(listen: &str) -> Instance {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+            })
+            .unwrap_or_else(|| "localhost".into());
+        Instance {
+            name: format!("{host} {listen} pid {}", std::process::id()),
+            refused: Mutex::new(None),
+        }
+    }
+
+    fn refused(&self) -> Option<(u64, String)> {
+        self.refused.lock().map(|r| r.clone()).unwrap_or(None)
+    }
+
+    fn set_refused(&self, r: Option<(u64, String)>) {
+        if let Ok(mut slot) = self.refused.lock() {
+            *slot = r;
+        }
+    }
+}
+
+/// At start, with a console: seeds version 1 from the file when there is none yet, and
+/// opens the newest version. A version this instance cannot open leaves it on the file's
+/// own connectors and clients (and the console says so).
+pub async fn start(
+    settings: Arc<Settings>,
+    records: &SharedRecords,
+    instance: &Instance,
+    now: u64,
+) -> Result<Arc<Settings>, String> {
+    if settings.console.is_none() {
+        return Ok(settings);
+    }
+    let mut head = records.config_head().await.map_err(|e| e.to_string())?;
+    if head == 0 {
+        let text = std::fs::read_to_string(&settings.source).map_err(|e| e.to_string())?;
+        let document = versioned::seed(&text)?;
+        let row = AuditRow::new(
+            now,
+            "system",
+            "config.seeded",
+            "bootstrap",
+            "config",
+            serde_json::json!({ "version": 1 }),
+        );
+        // Two instances starting at once both try; one seeds, the other reads its seed.
+        records
+            .publish_config(0, &document, "bootstrap", "seeded from the configuration file", now, &[row])
+            .await
+            .map_err(|e| e.to_string())?;
+        head = records.config_head().await.map_err(|e| e.to_string())?;
+    }
+    let Some(version) = records
+        .config_version(Some(head))
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(settings);
+    };
+    let version = Arc::new(version);
+    match versioned::open(&settings.source, settings.mode, &version) {
+        Ok(s) => {
+            tracing::info!(version = version.version, "configuration version in force");
+            Ok(Arc::new(s))
+        }
+        Err(problems) => {
+            let why = told(&problems);
+            tracing::error!(version = version.version, problems = %why, "configuration version refused; running the file's own connectors and clients");
+            instance.set_refused(Some((version.version, why)));
+            Ok(settings)
+        }
+    }
+}
+
+/// Problems in one line.
+pub fn told(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Swaps in a configuration (requests in flight keep theirs).
+fn swap(live: &LiveConfig, settings: Settings) {
+    let path = settings.source.clone();
+    live.store(Arc::new(crate::oidc::discovery::live(Arc::new(settings))));
+    crate::observe::config_applied(&path, true);
+}
+
+/// Takes up the newest version if it is newer than the one in force; returns whether the
+/// configuration changed.
+pub async fn catch_up(live: &LiveConfig, records: &SharedRecords, instance: &Instance) -> StoreResult<bool> {
+    let current = live.load().settings.clone();
+    if current.console.is_none() {
+        return Ok(false);
+    }
+    let head = records.config_head().await?;
+    let refused = instance.refused();
+    if head <= current.config_version() || refused.as_ref().is_some_and(|(v, _)| *v == head) {
+        return Ok(false);
+    }
+    let Some(version) = records.config_version(Some(head)).await? else {
+        return Ok(false);
+    };
+    let version = Arc::new(version);
+    match versioned::open(&current.source, current.mode, &version) {
+        Ok(settings) => {
+            swap(live, settings);
+            instance.set_refused(None);
+            tracing::info!(target: "audit", event = "config.applied", version = head, author = %version.author, "configuration version applied");
+            Ok(true)
+        }
+        Err(problems) => {
+            crate::observe::config_rejected();
+            let why = told(&problems);
+            tracing::error!(target: "audit", event = "config.refused", version = head, problems = %why, "configuration version refused on this instance; the last good one keeps running");
+            instance.set_refused(Some((head, why)));
+            Ok(false)
+        }
+    }
+}
+
+/// Says what this instance runs.
+pub async fn report(live: &LiveConfig, records: &SharedRecords, instance: &Instance, now: u64) -> StoreResult<()> {
+    let version = live.load().settings.config_version();
+    let problem = instance
+        .refused()
+        .map(|(v, why)| format!("refused version {v}: {why}"))
+        .unwrap_or_default();
+    records
+        .report_instance(&InstanceReport {
+            instance: instance.name.clone(),
+            version,
+            problem,
+            seen: now,
+        })
+        .await?;
+    Ok(())
+}
+
+/// Follows the newest version every second and reports every five, until `shutdown`.
+pub async fn follow(
+    live: LiveConfig,
+    records: SharedRecords,
+    instance: Arc<Instance>,
+    clock: crate::clock::SharedClock,
+    shutdown: CancellationToken,
+) {
+    if live.load().settings.console.is_none() {
+        return;
+    }
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut since_report = REPORT;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let changed = match catch_up(&live, &records, &instance).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "configuration versions cannot be read");
+                false
+            }
+        };
+        since_report += POLL;
+        if changed || since_report >= REPORT {
+            since_report = Duration::ZERO;
+            if let Err(e) = report(&live, &records, &instance, clock.now_millis()).await {
+                tracing::warn!(error = %e, "instance report not written");
+            }
+        }
+    }
+}
+
+/// The outcome of a publication.
+pub enum Published {
+    /// Published as this version and in force on this instance.
+    Live(u64),
+    /// The document has problems: nothing was published.
+    Refused(Vec<Problem>),
+    /// Another version was published since `expected`: nothing was published.
+    Conflict {
+        /// The newest version now.
+        head: u64,
+    },
+}
+
+/// Checks `document` like `check-config`, publishes it as `expected + 1` when the newest
+/// version is still `expected`, with its audit row, and takes it up here at once.
+#[allow(clippy::too_many_arguments)]
+pub async fn publish(
+    live: &LiveConfig,
+    records: &SharedRecords,
+    instance: &Instance,
+    expected: u64,
+    document: &str,
+    author: &str,
+    source: &str,
+    note: &str,
+    now: u64,
+) -> StoreResult<Published> {
+    let current = live.load().settings.clone();
+    if current.console.is_none() {
+        return Err(StoreError::Unavailable("no console: the configuration is the file".into()));
+    }
+    let draft = ConfigVersion {
+        version: expected + 1,
+        document: document.to_string(),
+        author: author.to_string(),
+        note: note.to_string(),
+        at: now,
+    };
+    let settings = match versioned::open(&current.source, current.mode, &Arc::new(draft.clone())) {
+        Ok(s) => s,
+        Err(problems) => return Ok(Published::Refused(problems)),
+    };
+    let row = AuditRow::new(
+        now,
+        author,
+        "config.published",
+        source,
+        "config",
+        serde_json::json!({ "version": expected + 1, "note": note }),
+    );
+    match records
+        .publish_config(expected, document, author, note, now, &[row])
+        .await?
+    {
+        Some(v) => {
+            tracing::info!(target: "audit", event = "config.published", version = v, author = %author, "configuration version published");
+            // Only if nothing newer came in between (another instance's publication).
+            if live.load().settings.config_version() < v {
+                swap(live, settings);
+            }
+            instance.set_refused(None);
+            Ok(Published::Live(v))
+        }
+        None => Ok(Published::Conflict {
+            head: records.config_head().await?,
+        }),
+    }
+}
