@@ -17,6 +17,8 @@ pub enum Form<'a> {
     Logout(&'a str),
     /// The account page's forms.
     Account,
+    /// The operators' console's forms.
+    Console,
 }
 
 impl Form<'_> {
@@ -25,6 +27,7 @@ impl Form<'_> {
             Form::Login(tx) => format!("login/{tx}"),
             Form::Logout(id) => format!("logout/{id}"),
             Form::Account => "account".to_string(),
+            Form::Console => "console".to_string(),
         }
     }
 }

@@ -161,6 +161,7 @@ pub async fn run(dir: &Path, rp_port: u16) -> std::io::Result<()> {
     println!("  CTID (simulated):      scan the QR code or open the app link, then choose a citizen and approve");
     println!("  Old portal accounts:   nguyenvanan, tranthilan, levanbinh / matkhau-cu (until 2027-06-30)");
     println!("  Population registry:   http://localhost:8087 (lan's old CMND 012345678 became 001195006789)");
+    println!("  Operators' console:    {issuer}/console  (sign in through VNeID: an / demo is admin, lan / demo is viewer)");
     println!();
     let rp = RelyingParty {
         issuer: issuer.clone(),

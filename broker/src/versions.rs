@@ -82,7 +82,14 @@ pub async fn start(
         );
         // Two instances starting at once both try; one seeds, the other reads its seed.
         records
-            .publish_config(0, &document, "bootstrap", "seeded from the configuration file", now, &[row])
+            .publish_config(
+                0,
+                &document,
+                "bootstrap",
+                "seeded from the configuration file",
+                now,
+                &[row],
+            )
             .await
             .map_err(|e| e.to_string())?;
         head = records.config_head().await.map_err(|e| e.to_string())?;
@@ -96,7 +103,9 @@ pub async fn start(
     };
     let version = Arc::new(version);
     match versioned::open(&settings.source, settings.mode, &version) {
-        Ok(s) => {
+        Ok(mut s) => {
+            // What the command line said (`--listen`) holds over the file.
+            s.listen = settings.listen.clone();
             tracing::info!(version = version.version, "configuration version in force");
             Ok(Arc::new(s))
         }
@@ -127,7 +136,11 @@ fn swap(live: &LiveConfig, settings: Settings) {
 
 /// Takes up the newest version if it is newer than the one in force; returns whether the
 /// configuration changed.
-pub async fn catch_up(live: &LiveConfig, records: &SharedRecords, instance: &Instance) -> StoreResult<bool> {
+pub async fn catch_up(
+    live: &LiveConfig,
+    records: &SharedRecords,
+    instance: &Instance,
+) -> StoreResult<bool> {
     let current = live.load().settings.clone();
     if current.console.is_none() {
         return Ok(false);
@@ -159,7 +172,12 @@ pub async fn catch_up(live: &LiveConfig, records: &SharedRecords, instance: &Ins
 }
 
 /// Says what this instance runs.
-pub async fn report(live: &LiveConfig, records: &SharedRecords, instance: &Instance, now: u64) -> StoreResult<()> {
+pub async fn report(
+    live: &LiveConfig,
+    records: &SharedRecords,
+    instance: &Instance,
+    now: u64,
+) -> StoreResult<()> {
     let version = live.load().settings.config_version();
     let problem = instance
         .refused()
@@ -241,7 +259,9 @@ pub async fn publish(
 ) -> StoreResult<Published> {
     let current = live.load().settings.clone();
     if current.console.is_none() {
-        return Err(StoreError::Unavailable("no console: the configuration is the file".into()));
+        return Err(StoreError::Unavailable(
+            "no console: the configuration is the file".into(),
+        ));
     }
     let draft = ConfigVersion {
         version: expected + 1,

@@ -99,7 +99,10 @@ async fn postgres_schema_is_checked_and_migrated_once() {
     let (x, y) = tokio::join!(r.migrate(), r.migrate());
     let mut applied = x.expect("migrate");
     applied.extend(y.expect("migrate"));
-    let all: Vec<i32> = records::postgres::MIGRATIONS.iter().map(|(v, _)| *v).collect();
+    let all: Vec<i32> = records::postgres::MIGRATIONS
+        .iter()
+        .map(|(v, _)| *v)
+        .collect();
     assert_eq!(applied, all, "every migration once, in order");
     assert_eq!(all.last(), Some(&records::postgres::schema_version()));
     PgRecords::connect(&options)

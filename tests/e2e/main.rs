@@ -4,6 +4,7 @@
 mod bank_card;
 mod check_config;
 mod connectors_browser;
+mod console;
 mod ctid;
 mod dpop;
 mod fapi;

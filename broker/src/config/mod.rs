@@ -21,8 +21,8 @@ use jsonwebtoken::Algorithm;
 use sha2::{Digest, Sha256};
 
 pub use file::{
-    AcrConfig, Role, AuthMethod, ConnectorStatus, FileConfig, LocalizedText, SecretRef, SessionConfig,
-    StoreConfig, SubjectType, TokenConfig,
+    AcrConfig, AuthMethod, ConnectorStatus, FileConfig, LocalizedText, Role, SecretRef,
+    SessionConfig, StoreConfig, SubjectType, TokenConfig,
 };
 
 pub use live::Live;
@@ -739,7 +739,10 @@ impl Validator {
                 format!("`{CONSOLE_CLIENT_ID}` is the broker's own console: choose another id"),
             );
         }
-        let console = raw.console.as_ref().map(|c| self.console(c, pairwise_secret.as_deref()));
+        let console = raw
+            .console
+            .as_ref()
+            .map(|c| self.console(c, pairwise_secret.as_deref()));
         if let (Some(c), Some(alg)) = (&console, own_alg) {
             clients.insert(
                 CONSOLE_CLIENT_ID.to_string(),

@@ -37,9 +37,12 @@ fn document_table(document: &str, label: &str) -> Result<toml::Table, Vec<Proble
     };
     let table: toml::Table = toml::from_str(document).map_err(|e| {
         let mut p = problem("", format!("is not valid TOML: {}", e.message()));
-        p.line = e
-            .span()
-            .map(|s| document[..s.start.min(document.len())].matches('\n').count() + 1);
+        p.line = e.span().map(|s| {
+            document[..s.start.min(document.len())]
+                .matches('\n')
+                .count()
+                + 1
+        });
         vec![p]
     })?;
     let foreign: Vec<Problem> = table
@@ -61,7 +64,12 @@ fn document_table(document: &str, label: &str) -> Result<toml::Table, Vec<Proble
 
 /// The file's bootstrap with the document's connectors and clients, as one configuration
 /// text.
-fn compose(file_text: &str, document: &str, label: &str, file: &str) -> Result<String, Vec<Problem>> {
+fn compose(
+    file_text: &str,
+    document: &str,
+    label: &str,
+    file: &str,
+) -> Result<String, Vec<Problem>> {
     let edited = document_table(document, label)?;
     let mut table: toml::Table = toml::from_str(file_text).map_err(|e| {
         vec![Problem {
@@ -71,7 +79,7 @@ fn compose(file_text: &str, document: &str, label: &str, file: &str) -> Result<S
             reason: format!("is not valid TOML: {}", e.message()),
         }]
     })?;
-    table.retain(|k, _| !EDITED_KEYS.iter().any(|e| *e == k));
+    table.retain(|k, _| !EDITED_KEYS.contains(&k));
     table.extend(edited);
     toml::to_string(&table).map_err(|e| {
         vec![Problem {
@@ -85,7 +93,12 @@ fn compose(file_text: &str, document: &str, label: &str, file: &str) -> Result<S
 
 /// Validates the file at `path` with `document` as its connectors and clients, as
 /// `check-config` would; problems of the document name `label` as their file.
-pub fn check(path: &Path, mode: Mode, document: &str, label: &str) -> Result<Settings, Vec<Problem>> {
+pub fn check(
+    path: &Path,
+    mode: Mode,
+    document: &str,
+    label: &str,
+) -> Result<Settings, Vec<Problem>> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         vec![Problem {
@@ -118,7 +131,11 @@ pub fn label(version: u64) -> String {
 }
 
 /// Opens a published version with the file at `path`.
-pub fn open(path: &Path, mode: Mode, version: &Arc<ConfigVersion>) -> Result<Settings, Vec<Problem>> {
+pub fn open(
+    path: &Path,
+    mode: Mode,
+    version: &Arc<ConfigVersion>,
+) -> Result<Settings, Vec<Problem>> {
     let mut settings = check(path, mode, &version.document, &label(version.version))?;
     settings.versioned = Some(version.clone());
     Ok(settings)
@@ -163,7 +180,8 @@ mod tests {
 
     #[test]
     fn the_seed_holds_only_connectors_and_clients() {
-        let text = "issuer = \"https://id\"\n[[connectors]]\nid = \"a\"\n[[clients]]\nid = \"rp\"\n";
+        let text =
+            "issuer = \"https://id\"\n[[connectors]]\nid = \"a\"\n[[clients]]\nid = \"rp\"\n";
         let seed = seed(text).expect("seed");
         let t: toml::Table = toml::from_str(&seed).expect("toml");
         assert_eq!(t.keys().collect::<Vec<_>>(), vec!["clients", "connectors"]);
@@ -171,7 +189,8 @@ mod tests {
 
     #[test]
     fn a_document_with_other_keys_is_refused_by_key() {
-        let err = document_table("issuer = \"x\"\n[[clients]]\nid = \"rp\"\n", DRAFT).expect_err("refused");
+        let err = document_table("issuer = \"x\"\n[[clients]]\nid = \"rp\"\n", DRAFT)
+            .expect_err("refused");
         assert_eq!(err.len(), 1);
         assert_eq!(err[0].key, "issuer");
         assert_eq!(err[0].file, DRAFT);

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod admin;
 pub mod connector_public;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod limits;
@@ -66,6 +67,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/notify/{connector}", web::post().to(notify::notify))
     .route("/metrics", web::get().to(prometheus::endpoint))
     .configure(admin::routes)
+    .configure(console::routes)
     .route("/account", web::get().to(account::show))
     .route("/account/link", web::post().to(account::update))
     .route("/account/signin", web::get().to(account::sign_in))
@@ -227,10 +229,15 @@ pub async fn run(settings: Settings, workers: Option<usize>) -> std::io::Result<
     ));
     crate::observe::install_metrics();
     let instance = Arc::new(crate::versions::Instance::new(&settings.listen));
-    let settings = match crate::versions::start(settings, &records, &instance, util::now_millis()).await {
-        Ok(s) => s,
-        Err(e) => return Err(std::io::Error::other(format!("configuration versions: {e}"))),
-    };
+    let settings =
+        match crate::versions::start(settings, &records, &instance, util::now_millis()).await {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(std::io::Error::other(format!(
+                    "configuration versions: {e}"
+                )))
+            }
+        };
     let store: store::SharedStore = Arc::new(store::metered::MeteredStore::new(store));
     let listen = settings.listen.clone();
     let issuer = settings.issuer.clone();

@@ -1,0 +1,451 @@
+//! The operators' console over HTTP, on two broker instances sharing Redis and PostgreSQL:
+//! who may open it (an operator at `high`, never a password alone), what each role may do,
+//! and configuration versions — checked before they go live, compare-and-set, live on the
+//! other instance within seconds, rolled back in one action.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+use crate::sims;
+use crate::upstream_oidc;
+
+/// `[console]`: An (079201001234 at VNeID) administers, Lan (001195006789) only views.
+pub const CONSOLE: &str = r#"
+[console]
+min_assurance = "high"
+
+[[console.operators]]
+name = "An Admin"
+citizen_id = "079201001234"
+role = "admin"
+
+[[console.operators]]
+name = "Lan Viewer"
+citizen_id = "001195006789"
+role = "viewer"
+"#;
+
+/// A connector the tests add through the console.
+const EXTRA: &str = r#"
+[[connectors]]
+id = "extra-citizens"
+type = "test-citizens"
+name = { en = "Extra citizens" }
+
+[connectors.settings]
+assurance = "substantial"
+
+[[connectors.settings.citizens]]
+username = "neu"
+password = "pw-neu"
+claims = { name = "Người Mới" }
+"#;
+
+/// An upstream provider without its issuer: refused with the key.
+const BROKEN: &str = r#"
+[[connectors]]
+id = "broken-idp"
+type = "oidc"
+name = { en = "Broken" }
+
+[connectors.settings]
+client_id = "x"
+"#;
+
+/// Undoes the HTML escaping of askama in a page's text.
+pub fn unescape(s: &str) -> String {
+    s.replace("&#34;", "\"")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The text between `start` and `end` in `html`.
+fn between<'a>(html: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = html.find(start)? + start.len();
+    let to = html[from..].find(end)?;
+    Some(&html[from..from + to])
+}
+
+/// Signs `browser` in to the console through VNeID as `username`; returns the overview.
+pub async fn console_sign_in(browser: &Browser, base: &str, username: &str) -> String {
+    let mut next = format!("{base}/console/signin?ui_locales=en");
+    for _ in 0..8 {
+        let (status, location, body) = browser.follow(browser.get(&next).await).await;
+        if status == 200 {
+            return body;
+        }
+        assert_eq!(status, 303, "{next}: {body}");
+        let location = location.expect("location");
+        let location = if location.starts_with('/') {
+            format!("{base}{location}")
+        } else {
+            location
+        };
+        next = if location.contains("/authorize?") && !location.contains("broker-console") {
+            // At the simulated VNeID: its page, then back to the broker.
+            upstream_oidc::at_simulator(&location, username, "login").await
+        } else {
+            location
+        };
+        // A choice page between several strong sources: take VNeID.
+        if next.contains("/login/") {
+            let (status, location, body) = browser.follow(browser.get(&next).await).await;
+            if status == 303 {
+                next = location.expect("location");
+                continue;
+            }
+            let tx = tx_path(&body).expect("tx");
+            let csrf = hidden(&body, "csrf").expect("csrf");
+            let resp = browser
+                .post(
+                    &format!("{base}{tx}/start"),
+                    &[("csrf", &csrf), ("connector", "vneid")],
+                )
+                .await;
+            let (_, location, _) = browser.follow(resp).await;
+            next = location.expect("to VNeID");
+        }
+    }
+    panic!("the console sign-in did not end at the console");
+}
+
+/// The console's CSRF token and the document and version of the configuration page.
+async fn config_page(browser: &Browser, base: &str) -> (String, String, u64) {
+    let html = browser
+        .get(&format!("{base}/console/config"))
+        .await
+        .text()
+        .await
+        .expect("page");
+    let csrf = hidden(&html, "csrf").expect("csrf");
+    let version = hidden(&html, "version")
+        .and_then(|v| v.parse().ok())
+        .expect("version");
+    let document =
+        unescape(between(&html, "spellcheck=\"false\">", "</textarea>").expect("textarea"));
+    (csrf, document, version)
+}
+
+/// The choice page as `broker` itself serves it (its redirects name the shared issuer,
+/// which is the other instance).
+async fn choice_html(broker: &Broker) -> String {
+    let browser = Browser::new(broker);
+    choice_on(&browser, broker).await.1
+}
+
+/// A new login's (transaction path, choice page) at `broker`.
+async fn choice_on(browser: &Browser, broker: &Broker) -> (String, String) {
+    let (_, challenge) = pkce();
+    let resp = browser
+        .authorize(&auth_params(
+            "rp-basic",
+            "http://localhost:9/cb",
+            "openid",
+            &challenge,
+        ))
+        .await;
+    let (status, location, body) = browser.follow(resp).await;
+    assert_eq!(status, 303, "{body}");
+    let location = location.expect("location");
+    let path = &location[location.find("/login/").expect("a login page")..];
+    let html = browser
+        .get(&broker.url(path))
+        .await
+        .text()
+        .await
+        .expect("page");
+    (path.to_string(), html)
+}
+
+/// Polls `broker`'s choice page until `pred` holds; returns how long it took.
+async fn until_choice(broker: &Broker, pred: impl Fn(&str) -> bool) -> Duration {
+    let started = Instant::now();
+    for _ in 0..300 {
+        if pred(&choice_html(broker).await) {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the other instance never showed the change");
+}
+
+#[tokio::test]
+async fn the_console_opens_at_high_for_operators_and_every_change_is_checked_live_and_undone() {
+    let broker_port = free_port();
+    let vneid_port = free_port();
+    let vneid_url = format!("http://127.0.0.1:{vneid_port}");
+    let _vneid = sims::spawn(
+        simulators::vneid::serve(
+            &format!("127.0.0.1:{vneid_port}"),
+            &vneid_url,
+            vec![simulators::vneid::Client {
+                id: "broker-e2e".into(),
+                secret: RP_SECRET.into(),
+                redirect_uris: vec![format!("http://127.0.0.1:{broker_port}/callback/vneid")],
+            }],
+        )
+        .expect("VNeID simulator binds"),
+        vneid_port,
+    );
+    let broker = Broker::start(Options {
+        port: Some(broker_port),
+        redis_prefix: Some(format!("console-{}", records::new_id())),
+        top: CONSOLE.to_string(),
+        extra: upstream_oidc::VNEID_CONNECTOR.replace("ISSUER", &vneid_url),
+        ..Options::default()
+    });
+    let twin = broker.twin();
+    let base = broker.base.clone();
+
+    // A password alone (test citizens: substantial) never opens the console.
+    let weak = Browser::new(&broker);
+    let (_, challenge) = pkce();
+    weak.login(
+        &auth_params("rp-basic", "http://localhost:9/cb", "openid", &challenge),
+        "an",
+        "demo",
+    )
+    .await;
+    let resp = weak.get(&format!("{base}/console")).await;
+    assert_eq!(resp.status().as_u16(), 403);
+    let body = resp.text().await.expect("page");
+    assert!(body.contains("not strong enough"), "{body}");
+    assert!(body.contains("/console/signin"), "a way on: {body}");
+    // Without any session: to the sign-in.
+    let (status, location, _) = Browser::new(&broker)
+        .follow(Browser::new(&broker).get(&format!("{base}/console")).await)
+        .await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (303, Some("/console/signin?ui_locales=en"))
+    );
+
+    // The same citizen steps up with VNeID (level 2 = high) and is the admin.
+    let overview = console_sign_in(&weak, &base, "an").await;
+    assert!(overview.contains("An Admin · admin"), "{overview}");
+    let admin = weak;
+
+    // Version 1 is the file's connectors and clients.
+    let (csrf, document, version) = config_page(&admin, &base).await;
+    assert_eq!(version, 1);
+    assert!(document.contains("id = \"rp-basic\""), "{document}");
+    assert!(document.contains("id = \"vneid\""), "{document}");
+
+    // A broken connector: every problem by key, nothing published.
+    let broken = format!("{document}\n{BROKEN}");
+    for path in ["/console/config/check", "/console/config/apply"] {
+        let resp = admin
+            .post(
+                &format!("{base}{path}"),
+                &[("csrf", &csrf), ("version", "1"), ("document", &broken)],
+            )
+            .await;
+        assert_eq!(resp.status().as_u16(), 422, "{path}");
+        let body = unescape(&resp.text().await.expect("page"));
+        assert!(
+            body.contains("connectors[\"broken-idp\"].settings"),
+            "{path}: {body}"
+        );
+        assert!(body.contains("nothing was applied"), "{body}");
+    }
+    assert_eq!(config_page(&admin, &base).await.2, 1, "nothing published");
+
+    // A wrong CSRF token changes nothing.
+    let resp = admin
+        .post(
+            &format!("{base}/console/config/apply"),
+            &[
+                ("csrf", "forged"),
+                ("version", "1"),
+                ("document", &document),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 400);
+
+    // A good change: checked (the difference shown), applied, live on the other instance.
+    let added = format!("{document}\n{EXTRA}");
+    let resp = admin
+        .post(
+            &format!("{base}/console/config/check"),
+            &[("csrf", &csrf), ("version", "1"), ("document", &added)],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let body = unescape(&resp.text().await.expect("page"));
+    assert!(body.contains("+ id = \"extra-citizens\""), "{body}");
+    assert!(!twin_has_extra(&twin).await, "a check publishes nothing");
+    let applied = Instant::now();
+    let resp = admin
+        .post(
+            &format!("{base}/console/config/apply"),
+            &[
+                ("csrf", &csrf),
+                ("version", "1"),
+                ("document", &added),
+                ("note", "extra citizens"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let body = resp.text().await.expect("page");
+    assert!(body.contains("Version 2 is published"), "{body}");
+    assert!(
+        choice_html(&broker).await.contains("Extra citizens"),
+        "in force where it was applied"
+    );
+    until_choice(&twin, |html| html.contains("Extra citizens")).await;
+    println!(
+        "configuration version 2: first seen on the other instance {} ms after apply",
+        applied.elapsed().as_millis()
+    );
+    // A citizen signs in through the new connector on the other instance, no restart.
+    let citizen = Browser::new(&twin);
+    let (_, choice) = choice_on(&citizen, &twin).await;
+    let resp = citizen
+        .post(
+            &twin.url(&format!("{}/start", tx_path(&choice).expect("tx"))),
+            &[
+                ("csrf", &hidden(&choice, "csrf").expect("csrf")),
+                ("connector", "extra-citizens"),
+            ],
+        )
+        .await;
+    let (status, _, body) = citizen.follow(resp).await;
+    assert_eq!(status, 303, "{body}");
+    let form = citizen
+        .get(&twin.url(&tx_path(&choice).expect("tx")))
+        .await
+        .text()
+        .await
+        .expect("form");
+    let (status, location, body) = citizen
+        .follow(citizen.submit_password(&form, "neu", "pw-neu").await)
+        .await;
+    assert_eq!(status, 303, "{body}");
+    assert!(location.expect("location").contains("code="));
+
+    // Someone who opened version 1 cannot overwrite version 2.
+    let resp = admin
+        .post(
+            &format!("{base}/console/config/apply"),
+            &[("csrf", &csrf), ("version", "1"), ("document", &document)],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 409);
+    assert!(resp
+        .text()
+        .await
+        .expect("page")
+        .contains("published version 2"));
+
+    // The viewer sees, and can change nothing (the forms are not there, the posts refused).
+    let viewer = Browser::new(&broker);
+    let overview = console_sign_in(&viewer, &base, "lan").await;
+    assert!(overview.contains("Lan Viewer · viewer"), "{overview}");
+    let html = viewer
+        .get(&format!("{base}/console/config"))
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(!html.contains("<textarea"), "no editor for a viewer");
+    assert!(!html.contains("pw-neu"), "passwords are masked for viewers");
+    // The lookup form is a viewer's: its token is the console's.
+    let reviews = viewer
+        .get(&format!("{base}/console/reviews"))
+        .await
+        .text()
+        .await
+        .expect("page");
+    let viewer_csrf = hidden(&reviews, "csrf").expect("csrf of the lookup form");
+    for (path, form) in [
+        (
+            "/console/config/apply",
+            vec![("version", "2"), ("document", document.as_str())],
+        ),
+        ("/console/history/1/rollback", vec![]),
+        (
+            "/console/maintenance",
+            vec![("key", "vneid"), ("action", "on"), ("message_en", "Down")],
+        ),
+    ] {
+        let mut form = form;
+        form.push(("csrf", viewer_csrf.as_str()));
+        let resp = viewer.post(&format!("{base}{path}"), &form).await;
+        assert_eq!(resp.status().as_u16(), 403, "{path}");
+    }
+
+    // Roll back to version 1 in one action: version 3, and the connector is gone there too.
+    let resp = admin
+        .post(
+            &format!("{base}/console/history/1/rollback"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let body = resp.text().await.expect("page");
+    assert!(body.contains("Version 3 brings back version 1"), "{body}");
+    until_choice(&twin, |html| !html.contains("Extra citizens")).await;
+    let (_, now, version) = config_page(&admin, &base).await;
+    assert_eq!((version, now), (3, document.clone()));
+
+    // Maintenance from the console: the other instance's citizens see the message.
+    let resp = admin
+        .post(
+            &format!("{base}/console/maintenance"),
+            &[
+                ("csrf", &csrf),
+                ("key", "test-citizens"),
+                ("action", "on"),
+                ("message_en", "Upgrading the test citizens"),
+                ("message_vi", "Đang nâng cấp"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    until_choice(&twin, |html| html.contains("Upgrading the test citizens")).await;
+
+    // Every action is in the audit view, with the operator's name.
+    let audit = admin
+        .get(&format!("{base}/console/audit?event=config."))
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(audit.contains("config.published"), "{audit}");
+    assert!(audit.contains("config.seeded"), "{audit}");
+    assert!(audit.contains("An Admin"), "{audit}");
+    assert!(
+        !audit.contains("console.maintenance_on"),
+        "filtered by event"
+    );
+    let audit = admin
+        .get(&format!("{base}/console/audit?actor=An+Admin"))
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(audit.contains("console.maintenance_on"), "{audit}");
+
+    // Both instances report the version they run.
+    let overview = admin
+        .get(&format!("{base}/console"))
+        .await
+        .text()
+        .await
+        .expect("page");
+    let rows = between(&overview, "<table id=\"instances\">", "</table>").expect("instances");
+    assert!(
+        rows.matches("<tr>").count() >= 3,
+        "a header and two instances: {rows}"
+    );
+    drop(twin);
+}
+
+async fn twin_has_extra(twin: &Broker) -> bool {
+    choice_html(twin).await.contains("Extra citizens")
+}
