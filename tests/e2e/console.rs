@@ -449,3 +449,210 @@ async fn the_console_opens_at_high_for_operators_and_every_change_is_checked_liv
 async fn twin_has_extra(twin: &Broker) -> bool {
     choice_html(twin).await.contains("Extra citizens")
 }
+
+#[tokio::test]
+async fn the_admin_api_publishes_checks_and_rolls_back_versions_as_the_console_does() {
+    let broker = Broker::start(Options {
+        top: format!("[admin]\ntoken = {{ env = \"TEST_ADMIN_TOKEN\" }}\n{CONSOLE}"),
+        ..Options::default()
+    });
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(broker.url(path)).bearer_auth(ADMIN_TOKEN).send();
+    let post = |path: &str, body: serde_json::Value| {
+        http.post(broker.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+    };
+
+    // The description of the API, and nothing without the token.
+    let spec: serde_json::Value = get("/admin/openapi.json")
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(spec["openapi"], "3.0.3");
+    for path in [
+        "/admin/config",
+        "/admin/config/rollback",
+        "/admin/instances",
+        "/admin/audit",
+        "/admin/reviews/{id}",
+    ] {
+        assert!(spec["paths"].get(path).is_some(), "{path} is described");
+    }
+    let anonymous = http
+        .get(broker.url("/admin/config"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(anonymous.status().as_u16(), 401);
+
+    let live: serde_json::Value = get("/admin/config")
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(live["version"], 1);
+    assert_eq!(live["author"], "bootstrap");
+    let document = live["document"].as_str().expect("document").to_string();
+
+    // Problems by key; nothing published.
+    let broken = format!("{document}{BROKEN}");
+    let resp = post(
+        "/admin/config/check",
+        serde_json::json!({ "document": broken }),
+    )
+    .await
+    .expect("POST");
+    assert_eq!(resp.status().as_u16(), 422);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_configuration");
+    assert!(
+        body["problems"]
+            .as_array()
+            .expect("problems")
+            .iter()
+            .any(|p| p["key"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("connectors[\"broken-idp\"]"))),
+        "{body}"
+    );
+    let resp = post(
+        "/admin/config",
+        serde_json::json!({ "expected": 1, "document": broken, "operator": "robot" }),
+    )
+    .await
+    .expect("POST");
+    assert_eq!(resp.status().as_u16(), 422);
+
+    // A good change: its difference, then published; a second publisher at 1 gets 409.
+    let added = format!("{document}{EXTRA}");
+    let body: serde_json::Value = post(
+        "/admin/config/check",
+        serde_json::json!({ "document": added, "expected": 1 }),
+    )
+    .await
+    .expect("POST")
+    .json()
+    .await
+    .expect("json");
+    assert!(
+        body["diff"]
+            .as_array()
+            .expect("diff")
+            .iter()
+            .any(|l| l == "+ id = \"extra-citizens\""),
+        "{body}"
+    );
+    let publications = futures_util::future::join_all((0..4).map(|i| {
+        post(
+            "/admin/config",
+            serde_json::json!({ "expected": 1, "document": added, "operator": format!("robot {i}") }),
+        )
+    }))
+    .await;
+    let statuses: Vec<u16> = publications
+        .iter()
+        .map(|r| r.as_ref().expect("POST").status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "one of four concurrent publishers: {statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert!(Browser::new(&broker)
+        .choice_page()
+        .await
+        .contains("Extra citizens"));
+
+    // Roll back: version 3 holds version 1's document.
+    let body: serde_json::Value = post(
+        "/admin/config/rollback",
+        serde_json::json!({ "to": 1, "operator": "robot" }),
+    )
+    .await
+    .expect("POST")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(body["version"], 3);
+    let three: serde_json::Value = get("/admin/config/versions/3")
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(three["document"].as_str(), Some(document.as_str()));
+    assert_eq!(three["note"], "rollback to version 1");
+    assert!(!Browser::new(&broker)
+        .choice_page()
+        .await
+        .contains("Extra citizens"));
+    let history: serde_json::Value = get("/admin/config/history")
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        history
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|v| v["version"].as_u64().unwrap_or(0))
+            .collect::<Vec<_>>(),
+        vec![3, 2, 1]
+    );
+
+    // This instance reports version 3; the audit names the automation.
+    let instances: serde_json::Value = get("/admin/instances")
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(instances["head"], 3);
+    let mut reported = false;
+    for _ in 0..100 {
+        let now: serde_json::Value = get("/admin/instances")
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("json");
+        if now["instances"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|i| i["version"] == 3))
+        {
+            reported = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reported, "the instance reports the version it runs");
+    let audit: serde_json::Value = get("/admin/audit?event=config.published")
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    let authors: Vec<&str> = audit
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["actor"].as_str())
+        .collect();
+    assert_eq!(authors.len(), 2, "{audit}");
+    assert!(
+        authors.iter().all(|a| a.ends_with("(admin API)")),
+        "{authors:?}"
+    );
+}

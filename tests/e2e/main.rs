@@ -5,6 +5,7 @@ mod bank_card;
 mod check_config;
 mod connectors_browser;
 mod console;
+mod console_browser;
 mod ctid;
 mod dpop;
 mod fapi;

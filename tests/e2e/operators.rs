@@ -218,12 +218,12 @@ async fn sigterm_stops_the_server_and_its_background_jobs() {
         .status()
         .expect("kill");
     assert!(status.success());
-    // The sweep of the embedded store, the reload watcher and the back-channel deliveries
-    // all return: `stop` logs only once every job has.
+    // The sweep of the embedded store, the reload watcher, the back-channel deliveries and
+    // the follower of configuration versions all return: `stop` logs only once every job has.
     assert!(
         broker.wait_for_log("background jobs stopped", 1),
         "{}",
         broker.log_text()
     );
-    assert!(broker.log_text().contains("jobs=3") || broker.log_text().contains("\"jobs\":3"));
+    assert!(broker.log_text().contains("jobs=4") || broker.log_text().contains("\"jobs\":4"));
 }

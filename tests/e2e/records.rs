@@ -170,9 +170,13 @@ async fn serve_refuses_an_unmigrated_database_until_broker_migrate() {
     let said = String::from_utf8_lossy(&migrated.stderr);
     assert!(migrated.status.success(), "{said}");
     assert!(said.contains("applied migration 1"), "{said}");
+    assert!(
+        said.contains("2"),
+        "the configuration versions' migration too: {said}"
+    );
     let again = broker_command(&config, &["migrate"]);
     let said = String::from_utf8_lossy(&again.stderr);
-    assert!(said.contains("already at version 1"), "{said}");
+    assert!(said.contains("already at version 2"), "{said}");
 
     drop(plain);
     let broker = Broker::start(Options {

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod admin_config;
 pub mod connector_public;
 pub mod console;
 pub mod error;
@@ -68,6 +69,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/metrics", web::get().to(prometheus::endpoint))
     .configure(admin::routes)
     .configure(console::routes)
+    .configure(admin_config::routes)
     .route("/account", web::get().to(account::show))
     .route("/account/link", web::post().to(account::update))
     .route("/account/signin", web::get().to(account::sign_in))
