@@ -6,17 +6,15 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
-use crate::config::{self, Live};
+use crate::config;
 use crate::util;
 use store::embedded::EmbeddedStore;
 use store::SharedStore;
 
-/// The configuration in force, swapped whole on reload.
-pub type LiveConfig = Arc<ArcSwap<Live>>;
+pub use crate::config::LiveConfig;
 
 /// Deletes expired records of the embedded store once a minute, until `shutdown`.
 pub async fn sweep(db: Arc<EmbeddedStore>, shutdown: CancellationToken) {

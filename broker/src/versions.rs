@@ -9,8 +9,8 @@ use std::time::Duration;
 use records::{AuditRow, ConfigVersion, InstanceReport, SharedRecords};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::LiveConfig;
 use crate::config::{versioned, Problem, Settings};
-use crate::jobs::LiveConfig;
 use store::{StoreError, StoreResult};
 
 /// How often an instance asks for the newest version.

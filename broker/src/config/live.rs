@@ -12,3 +12,6 @@ pub struct Live {
     /// The discovery document, serialised once per configuration.
     pub discovery: bytes::Bytes,
 }
+
+/// The configuration in force, swapped whole on reload or on a new version.
+pub type LiveConfig = Arc<arc_swap::ArcSwap<Live>>;

@@ -25,7 +25,7 @@ pub use file::{
     SessionConfig, StoreConfig, SubjectType, TokenConfig,
 };
 
-pub use live::Live;
+pub use live::{Live, LiveConfig};
 
 use crate::keys::{KeySet, SigningAlg, SigningKey};
 use crate::protocol::fapi::FapiProfile;

@@ -188,14 +188,13 @@ fn published(outcome: store::StoreResult<Published>) -> HttpResponse {
 }
 
 /// Who an automation call says it is, bounded (the audit row names them).
-fn operator_name(raw: &str) -> Result<String, HttpResponse> {
+fn operator_name(raw: &str) -> Option<String> {
     let name = raw.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(bad_request(
-            "`operator` must name who makes the change (1 to 100 characters)",
-        ));
-    }
-    Ok(format!("{name} (admin API)"))
+    (!name.is_empty() && name.chars().count() <= 100).then(|| format!("{name} (admin API)"))
+}
+
+fn unnamed() -> HttpResponse {
+    bad_request("`operator` must name who makes the change (1 to 100 characters)")
 }
 
 async fn publish_version(
@@ -210,9 +209,8 @@ async fn publish_version(
         Ok(b) => b,
         Err(e) => return bad_request(e),
     };
-    let author = match operator_name(&body.operator) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(author) = operator_name(&body.operator) else {
+        return unnamed();
     };
     published(
         publish(
@@ -245,9 +243,8 @@ async fn rollback(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes
         Ok(b) => b,
         Err(e) => return bad_request(e),
     };
-    let author = match operator_name(&body.operator) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(author) = operator_name(&body.operator) else {
+        return unnamed();
     };
     let (earlier, head) = match (
         state.records.config_version(Some(body.to)).await,

@@ -170,6 +170,25 @@ pub async fn render_overview(state: &AppState, f: Frame) -> HttpResponse {
             .ok()
             .map(|v| match v {
                 serde_json::Value::String(s) => s,
+                // `{"status": "degraded", "detail": …}`: the status, then what else it says.
+                serde_json::Value::Object(mut o) => {
+                    let status = o
+                        .remove("status")
+                        .and_then(|s| s.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    let rest: Vec<String> = o
+                        .into_iter()
+                        .map(|(k, v)| match v {
+                            serde_json::Value::String(s) => format!("{k}: {s}"),
+                            other => format!("{k}: {other}"),
+                        })
+                        .collect();
+                    if rest.is_empty() {
+                        status
+                    } else {
+                        format!("{status} ({})", rest.join(", "))
+                    }
+                }
                 other => other.to_string(),
             })
             .unwrap_or_default();
