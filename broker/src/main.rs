@@ -68,6 +68,11 @@ enum Command {
         #[command(subcommand)]
         action: RecordsAction,
     },
+    /// The configuration versions of the console.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Generate a signing key (PKCS#8 PEM) for the `keys` section.
     Keygen {
         /// Algorithm.
@@ -76,6 +81,23 @@ enum Command {
         /// Output file (created with mode 0600; never overwritten).
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Print the configuration in force (the bootstrap file with the newest version's
+    /// connectors and clients), or one version's document.
+    Export {
+        /// Configuration file (TOML), with `[console]`.
+        #[arg(long, short, env = "BROKER_CONFIG")]
+        config: PathBuf,
+        /// This version instead of the newest.
+        #[arg(long)]
+        version: Option<u64>,
+        /// Only the version's connectors and clients (what `/admin/config` publishes).
+        #[arg(long)]
+        document: bool,
     },
 }
 
@@ -192,6 +214,48 @@ fn records_command(command: Command) -> ExitCode {
                     m.persons + m.conflicts + m.consents + m.settings - m.written
                 ))
             }
+            Command::Config {
+                action:
+                    ConfigAction::Export {
+                        config,
+                        version,
+                        document,
+                    },
+            } => {
+                let settings = load_or_report(&config).map_err(Err)?;
+                if settings.console.is_none() {
+                    return Err(Ok(format!(
+                        "{}: no [console]: the connectors and clients are this file's own",
+                        config.display()
+                    )));
+                }
+                let records = broker::person::records::open(&settings)
+                    .await
+                    .map_err(|e| Ok(e.to_string()))?;
+                let found = records
+                    .config_version(version)
+                    .await
+                    .map_err(|e| Ok(e.to_string()))?
+                    .ok_or_else(|| {
+                        Ok(match version {
+                            Some(v) => format!("no configuration version {v}"),
+                            None => "no configuration version yet: `broker serve` seeds version 1 from the file".into(),
+                        })
+                    })?;
+                let text = if document {
+                    found.document.clone()
+                } else {
+                    config::versioned::export(&config, &found.document).map_err(|problems| {
+                        print_problems(&problems);
+                        Err(ExitCode::from(2))
+                    })?
+                };
+                print!("{text}");
+                Ok(format!(
+                    "configuration version {} ({} at {} ms, {})",
+                    found.version, found.author, found.at, found.note
+                ))
+            }
             _ => Ok(String::new()),
         }
     });
@@ -239,7 +303,9 @@ fn print_problems(problems: &[config::Problem]) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        command @ (Command::Migrate { .. } | Command::Records { .. }) => records_command(command),
+        command @ (Command::Migrate { .. } | Command::Records { .. } | Command::Config { .. }) => {
+            records_command(command)
+        }
         Command::CheckConfig { config } => match config::load(&config, Mode::Serve) {
             Ok(s) => {
                 println!(

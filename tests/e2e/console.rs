@@ -379,7 +379,76 @@ async fn the_console_opens_at_high_for_operators_and_every_change_is_checked_liv
         assert_eq!(resp.status().as_u16(), 403, "{path}");
     }
 
-    // Roll back to version 1 in one action: version 3, and the connector is gone there too.
+    // A new platform registered from the console: its secret shown once, kept as a digest,
+    // and good at the other instance's token endpoint at once.
+    let resp = admin
+        .post(
+            &format!("{base}/console/clients/register"),
+            &[
+                ("csrf", &csrf),
+                ("client_id", "new-platform"),
+                ("name", "New platform"),
+                ("redirect_uri", "https://platform.example.gov/cb"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let page = resp.text().await.expect("page");
+    let secret = between(&page, "<code id=\"client-secret\">", "</code>")
+        .expect("the secret, once")
+        .to_string();
+    let (_, now, version) = config_page(&admin, &base).await;
+    assert_eq!(version, 3);
+    assert!(now.contains("id = \"new-platform\""), "{now}");
+    assert!(!now.contains(&secret), "only the secret's digest is kept");
+    let mut registered = false;
+    for _ in 0..300 {
+        let resp = Browser::new(&twin)
+            .authorize(&auth_params(
+                "new-platform",
+                "https://platform.example.gov/cb",
+                "openid",
+                "x".repeat(43).as_str(),
+            ))
+            .await;
+        if resp.status().as_u16() == 303 {
+            registered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(registered, "the other instance knows the new platform");
+    let platform = Browser::new(&broker);
+    let (verifier, challenge) = pkce();
+    let callback = platform
+        .login(
+            &auth_params(
+                "new-platform",
+                "https://platform.example.gov/cb",
+                "openid",
+                &challenge,
+            ),
+            "lan",
+            "demo",
+        )
+        .await;
+    let code = callback.param("code").expect("code");
+    let (status, tokens, _) = token_basic(
+        &twin,
+        "new-platform",
+        &secret,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "https://platform.example.gov/cb"),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    assert!(tokens["id_token"].is_string());
+
+    // Roll back to version 1 in one action: version 4, and the connector is gone there too.
     let resp = admin
         .post(
             &format!("{base}/console/history/1/rollback"),
@@ -388,10 +457,10 @@ async fn the_console_opens_at_high_for_operators_and_every_change_is_checked_liv
         .await;
     assert_eq!(resp.status().as_u16(), 200);
     let body = resp.text().await.expect("page");
-    assert!(body.contains("Version 3 brings back version 1"), "{body}");
+    assert!(body.contains("Version 4 brings back version 1"), "{body}");
     until_choice(&twin, |html| !html.contains("Extra citizens")).await;
     let (_, now, version) = config_page(&admin, &base).await;
-    assert_eq!((version, now), (3, document.clone()));
+    assert_eq!((version, now), (4, document.clone()));
 
     // Maintenance from the console: the other instance's citizens see the message.
     let resp = admin
@@ -654,5 +723,58 @@ async fn the_admin_api_publishes_checks_and_rolls_back_versions_as_the_console_d
     assert!(
         authors.iter().all(|a| a.ends_with("(admin API)")),
         "{authors:?}"
+    );
+
+    // /readyz says which version this instance runs and that it does not lag.
+    let ready: serde_json::Value = http
+        .get(broker.url("/readyz"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        ready["config"],
+        serde_json::json!({"version": 3, "newest": 3, "lagging": false})
+    );
+
+    // `broker config export` prints the configuration in force as a file again (the
+    // embedded records are the running broker's until it stops).
+    let config = broker.config_path().to_path_buf();
+    let mut broker = broker;
+    broker.kill();
+    let out = crate::records::broker_command(&config, &["config", "export", "--document"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        document,
+        "version 3 is version 1's document"
+    );
+    let out = crate::records::broker_command(&config, &["config", "export"]);
+    let whole = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        whole.contains("issuer = ") && whole.contains("id = \"rp-basic\""),
+        "{whole}"
+    );
+    let exported = config.with_file_name("exported.toml");
+    std::fs::write(&exported, &whole).expect("write");
+    let checked = std::process::Command::new(env!("CARGO_BIN_EXE_broker"))
+        .arg("check-config")
+        .arg(&exported)
+        .env("TEST_PAIRWISE", PAIRWISE)
+        .env("TEST_RP_SECRET", RP_SECRET)
+        .env("TEST_POST_SECRET", POST_SECRET)
+        .env("TEST_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .expect("run the broker binary");
+    assert!(
+        checked.status.success(),
+        "the export is a valid configuration: {}",
+        String::from_utf8_lossy(&checked.stderr)
     );
 }

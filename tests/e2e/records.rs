@@ -131,7 +131,7 @@ async fn two_brokers_race_one_citizens_first_logins_and_agree_on_one_sub() {
     );
 }
 
-fn broker_command(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+pub fn broker_command(config: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_broker"))
         .args(args)
         .arg("--config")

@@ -91,6 +91,21 @@ fn compose(
     })
 }
 
+/// The whole configuration file a version makes with the bootstrap file at `path`
+/// (`broker config export`): usable as a file again, comments aside.
+pub fn export(path: &Path, document: &str) -> Result<String, Vec<Problem>> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Problem {
+            file: file.clone(),
+            line: None,
+            key: String::new(),
+            reason: format!("cannot read: {e}"),
+        }]
+    })?;
+    compose(&text, document, DRAFT, &file)
+}
+
 /// Validates the file at `path` with `document` as its connectors and clients, as
 /// `check-config` would; problems of the document name `label` as their file.
 pub fn check(

@@ -102,11 +102,21 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let (store, records) = futures_util::join!(state.store.ping(), state.records.ping());
     let report = |r: Result<(), String>| r.err().unwrap_or_else(|| "ready".into());
     let ready = store.is_ok() && records.is_ok();
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "status": if ready { "ready" } else { "unavailable" },
         "store": report(store.map_err(|e| e.to_string())),
         "records": report(records.map_err(|e| e.to_string())),
     });
+    // With a console: the configuration version this instance runs, and whether it lags.
+    let settings = state.settings();
+    if settings.console.is_some() {
+        let newest = state.records.config_head().await.ok();
+        body["config"] = serde_json::json!({
+            "version": settings.config_version(),
+            "newest": newest,
+            "lagging": newest.is_some_and(|n| n > settings.config_version()),
+        });
+    }
     if ready {
         HttpResponse::Ok().json(body)
     } else {

@@ -444,3 +444,130 @@ pub async fn close_review(
     }
     views::render_reviews(&state, f, None, false).await
 }
+
+#[derive(askama::Template)]
+#[template(path = "console/registered.html")]
+struct RegisteredPage {
+    f: Frame,
+    client_id: String,
+    secret: String,
+    version: u64,
+}
+
+/// The `[[clients]]` entry of a platform registered in the console: its secret kept only
+/// as its SHA-256.
+fn client_entry(id: &str, name: &str, redirect_uri: &str, secret: &str) -> String {
+    use sha2::Digest;
+    let digest: String = sha2::Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut client = toml::Table::new();
+    client.insert("id".into(), id.into());
+    client.insert("name".into(), name.into());
+    client.insert(
+        "redirect_uris".into(),
+        toml::Value::Array(vec![redirect_uri.into()]),
+    );
+    let mut reference = toml::Table::new();
+    reference.insert("sha256".into(), digest.into());
+    client.insert("secret".into(), toml::Value::Table(reference));
+    client.insert(
+        "scopes".into(),
+        toml::Value::Array(vec!["openid".into(), "profile".into()]),
+    );
+    let mut wrapper = toml::Table::new();
+    wrapper.insert(
+        "clients".into(),
+        toml::Value::Array(vec![toml::Value::Table(client)]),
+    );
+    toml::to_string(&wrapper).unwrap_or_default()
+}
+
+/// `POST /console/clients/register`: a new platform (`client_id`, `name`, `redirect_uri`)
+/// with a generated secret, published as the next version; the secret is shown this once
+/// and kept only as its digest.
+pub async fn register_client(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let fields = fields(&body);
+    let op = match allowed(&req, &state, &fields, Role::Admin).await {
+        Ok(o) => o,
+        Err(page) => return page,
+    };
+    let get = |k: &str| {
+        fields
+            .get(k)
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let (id, name, redirect) = (get("client_id"), get("name"), get("redirect_uri"));
+    let live = match state.records.config_version(None).await {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            return pages::error_page(op.lang, 409, "error-generic", "no configuration version")
+        }
+        Err(e) => return pages::unavailable_page(op.lang, &e.into()),
+    };
+    let mut page = config_page(&op, live.version, live.document.clone());
+    let id_ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !id_ok || name.is_empty() {
+        page.problems = vec![(
+            "clients[].id".into(),
+            page.f.t.get("console-register-bad-id"),
+        )];
+        page.f.problem = page.f.t.get("console-draft-refused");
+        return views::page(422, &page);
+    }
+    let secret = crate::util::random_token(32);
+    let document = format!(
+        "{}\n{}",
+        live.document.trim_end(),
+        client_entry(&id, &name, &redirect, &secret)
+    );
+    let outcome = publish(
+        &state.live,
+        &state.records,
+        &state.instance,
+        live.version,
+        &document,
+        &op.name,
+        "console",
+        &format!("platform {id} registered"),
+        state.now(),
+    )
+    .await;
+    match outcome {
+        Ok(Published::Live(version)) => views::page(
+            200,
+            &RegisteredPage {
+                f: Frame::new(&op, "config", "/console/config"),
+                client_id: id,
+                secret,
+                version,
+            },
+        ),
+        Ok(Published::Refused(problems)) => {
+            page.problems = problems
+                .iter()
+                .map(|p| (p.key.clone(), p.reason.clone()))
+                .collect();
+            page.f.problem = page.f.t.get("console-draft-refused");
+            views::page(422, &page)
+        }
+        Ok(Published::Conflict { head }) => {
+            page.f.problem = page.f.t.with(
+                "console-conflict",
+                &BTreeMap::from([("version".into(), head.to_string())]),
+            );
+            views::page(409, &page)
+        }
+        Err(e) => pages::unavailable_page(op.lang, &e),
+    }
+}

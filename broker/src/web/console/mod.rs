@@ -21,6 +21,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/console/config", web::get().to(views::config))
         .route("/console/config/check", web::post().to(actions::check))
         .route("/console/config/apply", web::post().to(actions::apply))
+        .route(
+            "/console/clients/register",
+            web::post().to(actions::register_client),
+        )
         .route("/console/history", web::get().to(views::history))
         .route(
             "/console/history/{version}/rollback",
