@@ -26,6 +26,7 @@ pub mod observe;
 pub mod oidc;
 pub mod person;
 pub mod protocol;
+pub mod recent_logins;
 
 pub mod session;
 pub mod stores;

@@ -500,6 +500,20 @@ async fn the_console_opens_at_high_for_operators_and_every_change_is_checked_liv
         .expect("page");
     assert!(audit.contains("console.maintenance_on"), "{audit}");
 
+    // The overview charts this instance's sign-ins per source and minute.
+    let overview = admin
+        .get(&format!("{base}/console"))
+        .await
+        .text()
+        .await
+        .expect("page");
+    let row = between(&overview, "<td>test-citizens</td>", "</tr>").expect("test citizens' row");
+    assert!(row.contains("<svg class=\"chart\""), "{row}");
+    assert!(
+        row.contains("2 signed in, 0 failed, 0 unavailable (0 % errors)"),
+        "an's and lan's password logins here: {row}"
+    );
+
     // Both instances report the version they run.
     let overview = admin
         .get(&format!("{base}/console"))

@@ -300,3 +300,6 @@ console-register-button = Register
 console-register-bad-id = The client id must be 1 to 64 letters, digits, - or _, and the platform needs a name.
 console-registered = Platform registered
 console-secret-once = Copy the secret now and give it to the platform's team over a safe channel: it is not shown again and cannot be recovered.
+console-last-minutes = Last 15 minutes
+console-chart = { $succeeded } signed in, { $failed } failed, { $unavailable } unavailable ({ $rate } % errors)
+console-charts-intro = Charts: sign-ins (blue) and failures (red) per minute on this instance; every instance's counts are in Prometheus as broker_logins_total.

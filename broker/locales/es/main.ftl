@@ -300,3 +300,6 @@ console-register-button = Registrar
 console-register-bad-id = El id de cliente debe tener de 1 a 64 letras, dígitos, - o _, y la plataforma necesita un nombre.
 console-registered = Plataforma registrada
 console-secret-once = Copie el secreto ahora y entréguelo al equipo de la plataforma por un canal seguro: no se mostrará de nuevo ni se puede recuperar.
+console-last-minutes = Últimos 15 minutos
+console-chart = { $succeeded } accesos, { $failed } fallidos, { $unavailable } no disponibles ({ $rate } % errores)
+console-charts-intro = Gráficos: accesos (azul) y fallos (rojo) por minuto en esta instancia; los de todas están en Prometheus como broker_logins_total.

@@ -300,3 +300,6 @@ console-register-button = Đăng ký
 console-register-bad-id = Mã khách phải gồm 1 đến 64 chữ cái, chữ số, - hoặc _, và nền tảng cần có tên.
 console-registered = Đã đăng ký nền tảng
 console-secret-once = Hãy sao chép mật khẩu ngay và gửi cho đội ngũ của nền tảng qua kênh an toàn: mật khẩu sẽ không hiển thị lại và không thể khôi phục.
+console-last-minutes = 15 phút gần nhất
+console-chart = { $succeeded } đăng nhập, { $failed } thất bại, { $unavailable } không khả dụng ({ $rate } % lỗi)
+console-charts-intro = Biểu đồ: số lần đăng nhập (xanh) và thất bại (đỏ) mỗi phút trên máy này; số liệu của mọi máy có trong Prometheus (broker_logins_total).

@@ -300,3 +300,6 @@ console-register-button = 注册
 console-register-bad-id = 客户端标识须为 1 到 64 个字母、数字、- 或 _，且平台需要名称。
 console-registered = 平台已注册
 console-secret-once = 请立即复制密钥，并通过安全渠道交给平台团队：它不会再次显示，也无法恢复。
+console-last-minutes = 最近 15 分钟
+console-chart = { $succeeded } 次登录成功，{ $failed } 次失败，{ $unavailable } 次不可用（错误率 { $rate } %）
+console-charts-intro = 图表：本实例每分钟的登录（蓝）与失败（红）；所有实例的计数见 Prometheus 的 broker_logins_total。

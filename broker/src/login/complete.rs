@@ -242,6 +242,7 @@ pub async fn authenticated(
         ),
     };
     metrics::counter!("broker_logins_total", "connector" => connector_id.to_string(), "outcome" => "success").increment(1);
+    crate::recent_logins::record(connector_id, "success", state.now);
     tracing::info!(
         target: "audit",
         event = "login.succeeded",

@@ -334,6 +334,7 @@ async fn advance(
                     .delete(&keyspace::login_tx(&tx.id), state.now)
                     .await;
                 metrics::counter!("broker_logins_total", "connector" => connector.to_string(), "outcome" => "too_many_attempts").increment(1);
+                crate::recent_logins::record(connector, "too_many_attempts", state.now);
                 tracing::warn!(target: "audit", event = "login.failed", connector, client = %tx.request.client_id, reason = "too_many_attempts", "login abandoned after too many wrong answers");
                 let ended = OAuthError::new("access_denied", "too many wrong answers");
                 return Err(Failure::message(
@@ -354,6 +355,7 @@ async fn advance(
         Err(ConnectorError::Failed { message, detail }) => {
             let reference = random_token(6);
             metrics::counter!("broker_logins_total", "connector" => connector.to_string(), "outcome" => "failed").increment(1);
+            crate::recent_logins::record(connector, "failed", state.now);
             tracing::warn!(target: "audit", event = "login.failed", connector, client = %tx.request.client_id, reason = %message.key, reference = %reference, detail = %detail, "login failed at the identity source");
             let status = failed_status(&message.key);
             return back_to_choice(state, tx, message, &reference, status).await;
@@ -361,6 +363,7 @@ async fn advance(
         Err(ConnectorError::Unavailable(detail)) => {
             let reference = random_token(6);
             metrics::counter!("broker_logins_total", "connector" => connector.to_string(), "outcome" => "unavailable").increment(1);
+            crate::recent_logins::record(connector, "unavailable", state.now);
             metrics::counter!("broker_connector_errors_total", "connector" => connector.to_string()).increment(1);
             tracing::error!(target: "audit", event = "login.failed", connector, client = %tx.request.client_id, reason = "source_unavailable", reference = %reference, detail = %detail, "identity source unavailable");
             return back_to_choice(
@@ -375,6 +378,7 @@ async fn advance(
         Err(ConnectorError::InvalidState(detail)) => {
             let reference = random_token(6);
             metrics::counter!("broker_logins_total", "connector" => connector.to_string(), "outcome" => "error").increment(1);
+            crate::recent_logins::record(connector, "error", state.now);
             tracing::error!(connector, reference = %reference, detail = %detail, "connector state invalid");
             return back_to_choice(state, tx, Message::new("error-generic"), &reference, 502).await;
         }

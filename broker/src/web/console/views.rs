@@ -97,8 +97,64 @@ pub struct InstanceRow {
     pub problem: String,
 }
 
+/// One minute's bar of a chart (SVG units; the failures stacked on the sign-ins).
+pub struct Bar {
+    pub x: u32,
+    pub y_ok: u32,
+    pub h_ok: u32,
+    pub y_bad: u32,
+    pub h_bad: u32,
+}
+
+/// Chart height in SVG units.
+const CHART_HEIGHT: u32 = 32;
+
+/// The bars of the last minutes of a source, and their summary in words.
+fn chart(t: &Tr, minutes: &[crate::recent_logins::Minute]) -> (Vec<Bar>, String) {
+    let total = |m: &crate::recent_logins::Minute| m.succeeded + m.failed + m.unavailable;
+    let max = minutes.iter().map(total).max().unwrap_or(0).max(1);
+    let bars = minutes
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let h_ok = m.succeeded * CHART_HEIGHT / max;
+            let h_bad = (m.failed + m.unavailable) * CHART_HEIGHT / max;
+            Bar {
+                x: i as u32 * 10,
+                y_ok: CHART_HEIGHT - h_ok,
+                h_ok,
+                y_bad: CHART_HEIGHT - h_ok - h_bad,
+                h_bad,
+            }
+        })
+        .collect();
+    let sum = |f: fn(&crate::recent_logins::Minute) -> u32| minutes.iter().map(f).sum::<u32>();
+    let (ok, failed, unavailable) = (
+        sum(|m| m.succeeded),
+        sum(|m| m.failed),
+        sum(|m| m.unavailable),
+    );
+    let all = ok + failed + unavailable;
+    let rate = if all == 0 {
+        0
+    } else {
+        (failed + unavailable) * 100 / all
+    };
+    let args = std::collections::BTreeMap::from([
+        ("succeeded".to_string(), ok.to_string()),
+        ("failed".to_string(), failed.to_string()),
+        ("unavailable".to_string(), unavailable.to_string()),
+        ("rate".to_string(), rate.to_string()),
+    ]);
+    (bars, t.with("console-chart", &args))
+}
+
 /// One connector on the overview.
 pub struct ConnectorRow {
+    /// Its last minutes on this instance.
+    pub bars: Vec<Bar>,
+    /// The same in words (the chart's text alternative, and shown beside it).
+    pub summary: String,
     pub id: String,
     pub kind: String,
     pub name: String,
@@ -192,7 +248,10 @@ pub async fn render_overview(state: &AppState, f: Frame) -> HttpResponse {
                 other => other.to_string(),
             })
             .unwrap_or_default();
+        let (bars, summary) = chart(&f.t, &crate::recent_logins::of(&c.id, now));
         connectors.push(ConnectorRow {
+            bars,
+            summary,
             id: c.id.clone(),
             kind: c.kind.clone(),
             name: f.t.pick(&c.name).to_string(),
