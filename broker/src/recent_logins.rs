@@ -80,7 +80,8 @@ mod tests {
 
     #[test]
     fn minutes_are_counted_and_forgotten_after_the_window() {
-        let t0 = 1_800_000_000_000 - 1_800_000_000_000 % 60_000;
+        // A minute's start.
+        let t0 = 1_800_000_040_000 - 1_800_000_040_000 % 60_000;
         record("test-recent", "success", t0);
         record("test-recent", "success", t0 + 1_000);
         record("test-recent", "failed", t0 + 2_000);

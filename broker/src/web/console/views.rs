@@ -135,11 +135,7 @@ fn chart(t: &Tr, minutes: &[crate::recent_logins::Minute]) -> (Vec<Bar>, String)
         sum(|m| m.unavailable),
     );
     let all = ok + failed + unavailable;
-    let rate = if all == 0 {
-        0
-    } else {
-        (failed + unavailable) * 100 / all
-    };
+    let rate = ((failed + unavailable) * 100).checked_div(all).unwrap_or(0);
     let args = std::collections::BTreeMap::from([
         ("succeeded".to_string(), ok.to_string()),
         ("failed".to_string(), failed.to_string()),
