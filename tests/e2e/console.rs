@@ -792,3 +792,110 @@ async fn the_admin_api_publishes_checks_and_rolls_back_versions_as_the_console_d
         String::from_utf8_lossy(&checked.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_version_an_instance_cannot_open_is_refused_there_kept_elsewhere_and_reported() {
+    // Two instances with files of their own in one set of records: a logo only the first
+    // has makes the new version fail to open on the second.
+    let db = records::testing::TestDb::create().await;
+    let top = format!("[admin]\ntoken = {{ env = \"TEST_ADMIN_TOKEN\" }}\n{CONSOLE}");
+    let first = Broker::start(Options {
+        records_url: Some(db.url()),
+        top: top.clone(),
+        ..Options::default()
+    });
+    let second = Broker::start(Options {
+        records_url: Some(db.url()),
+        top,
+        ..Options::default()
+    });
+    let logo = first.config_path().with_file_name("only-here.svg");
+    std::fs::write(
+        &logo,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 1 1\"/>",
+    )
+    .expect("logo");
+    let http = reqwest::Client::new();
+    let live: serde_json::Value = http
+        .get(first.url("/admin/config"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    let document = format!(
+        "{}{}",
+        live["document"].as_str().expect("document"),
+        EXTRA.replace(
+            "name = { en = \"Extra citizens\" }",
+            "name = { en = \"Extra citizens\" }\nlogo = { en = \"only-here.svg\" }"
+        )
+    );
+    let resp = http
+        .post(first.url("/admin/config"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({ "expected": live["version"], "document": document, "operator": "robot" }))
+        .send()
+        .await
+        .expect("POST");
+    let status = resp.status().as_u16();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap_or_default());
+    assert!(Browser::new(&first)
+        .choice_page()
+        .await
+        .contains("Extra citizens"));
+
+    // The second refuses it, keeps version 1, says so in /readyz and in its report.
+    let mut report = serde_json::Value::Null;
+    for _ in 0..200 {
+        let ready: serde_json::Value = http
+            .get(second.url("/readyz"))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("json");
+        let instances: serde_json::Value = http
+            .get(first.url("/admin/instances"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("json");
+        let refused = instances["instances"].as_array().and_then(|l| {
+            l.iter()
+                .find(|i| {
+                    i["problem"]
+                        .as_str()
+                        .is_some_and(|p| p.contains("refused version 2"))
+                })
+                .cloned()
+        });
+        if let (Some(r), true) = (refused, ready["config"]["lagging"] == true) {
+            assert_eq!(ready["config"]["version"], 1);
+            report = r;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        report["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("only-here.svg")),
+        "the reason: {report}"
+    );
+    assert_eq!(report["version"], 1);
+    assert!(
+        !Browser::new(&second)
+            .choice_page()
+            .await
+            .contains("Extra citizens"),
+        "the last good version runs there"
+    );
+    drop(db);
+}
