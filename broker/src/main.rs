@@ -185,13 +185,9 @@ fn records_command(command: Command) -> ExitCode {
                     },
             } => {
                 let settings = load_or_report(&config).map_err(Err)?;
-                let file = std::fs::File::open(&input)
-                    .map_err(|e| Ok(format!("{}: {e}", input.display())))?;
-                let mut reader = std::io::BufReader::new(file);
-                let (read, written) =
-                    broker::person::transfer::import(&settings, &mut reader, force)
-                        .await
-                        .map_err(Ok)?;
+                let (read, written) = broker::person::transfer::import(&settings, &input, force)
+                    .await
+                    .map_err(Ok)?;
                 Ok(format!(
                     "imported {written} of {read} records ({} already there)",
                     read - written

@@ -127,8 +127,10 @@ pub fn told(problems: &[Problem]) -> String {
         .join("; ")
 }
 
-/// Swaps in a configuration (requests in flight keep theirs).
-fn swap(live: &LiveConfig, settings: Settings) {
+/// Swaps in a configuration (requests in flight keep theirs), keeping the address this
+/// process listens on (the command line's `--listen` holds over the file).
+fn swap(live: &LiveConfig, mut settings: Settings) {
+    settings.listen = live.load().settings.listen.clone();
     let path = settings.source.clone();
     live.store(Arc::new(crate::oidc::discovery::live(Arc::new(settings))));
     crate::observe::config_applied(&path, true);

@@ -42,31 +42,70 @@ pub async fn export(settings: &Settings, out: &mut (dyn Write + Send)) -> Result
     Ok(n)
 }
 
-/// Reads exported lines and adds them to the records; refuses records that are not empty
-/// unless `force` (and then skips what exists). Returns (lines read, entries written).
+/// Entries written per call of [`records::Records::import`]: the file is never all in memory.
+const IMPORT_BATCH: usize = 10_000;
+
+/// Reads an exported file and adds its records; refuses records that are not empty unless
+/// `force` (and then skips what exists). The file is read twice: once to check every line
+/// (a bad line stops the import before anything is written), then in batches of
+/// [`IMPORT_BATCH`] entries. Returns (entries read, entries written).
 pub async fn import(
     settings: &Settings,
-    input: &mut dyn BufRead,
+    path: &std::path::Path,
     force: bool,
 ) -> Result<(u64, u64), String> {
-    let mut entries = Vec::new();
-    for (i, line) in input.lines().enumerate() {
-        let line = line.map_err(|e| format!("cannot read line {}: {e}", i + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let entry: Entry = serde_json::from_str(&line)
-            .map_err(|e| format!("line {}: not an exported record: {e}", i + 1))?;
-        entries.push(entry);
+    let open = || {
+        std::fs::File::open(path)
+            .map(std::io::BufReader::new)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let entries = |reader: std::io::BufReader<std::fs::File>| {
+        reader
+            .lines()
+            .enumerate()
+            .filter_map(|(i, line)| match line {
+                Err(e) => Some(Err(format!("cannot read line {}: {e}", i + 1))),
+                Ok(l) if l.trim().is_empty() => None,
+                Ok(l) => Some(
+                    serde_json::from_str::<Entry>(&l)
+                        .map_err(|e| format!("line {}: not an exported record: {e}", i + 1)),
+                ),
+            })
+    };
+    let mut read = 0u64;
+    for entry in entries(open()?) {
+        entry?;
+        read += 1;
     }
-    let read = entries.len() as u64;
     let records = super::records::open(settings)
         .await
         .map_err(|e| e.to_string())?;
-    match records.import(entries, force).await {
-        Ok(written) => Ok((read, written)),
-        Err(RecordsError::NotEmpty(m)) => Err(m),
-        Err(e) => Err(e.to_string()),
+    let mut written = 0u64;
+    let mut batch = Vec::with_capacity(IMPORT_BATCH.min(read as usize));
+    let mut first = true;
+    let mut lines = entries(open()?);
+    loop {
+        let next = lines.next().transpose()?;
+        if let Some(e) = next.as_ref() {
+            batch.push(e.clone());
+        }
+        if batch.len() == IMPORT_BATCH || (next.is_none() && (!batch.is_empty() || first)) {
+            // After the first batch the records are ours, no longer empty.
+            match records.import(std::mem::take(&mut batch), force || !first).await {
+                Ok(n) => written += n,
+                Err(RecordsError::NotEmpty(m)) => return Err(m),
+                Err(e) if first => return Err(e.to_string()),
+                Err(e) => {
+                    return Err(format!(
+                        "{e} after {written} entries were written: run the import again with --force (what is there is kept, nothing is duplicated)"
+                    ))
+                }
+            }
+            first = false;
+        }
+        if next.is_none() {
+            return Ok((read, written));
+        }
     }
 }
 
@@ -195,4 +234,57 @@ pub async fn move_from_store(settings: &Settings, force: bool) -> Result<Moved, 
         Err(e) => return Err(e.to_string()),
     };
     Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn audit_lines(n: usize) -> String {
+        (0..n)
+            .map(|i| {
+                let row = records::AuditRow::new(
+                    i as u64,
+                    "admin",
+                    "test.row",
+                    "test",
+                    "ref",
+                    serde_json::json!({}),
+                );
+                serde_json::to_string(&Entry::Audit(row)).expect("json") + "\n"
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_import_is_checked_whole_then_written_in_batches_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let settings = crate::config::for_tests(dir.path(), "");
+        let n = IMPORT_BATCH + 7;
+        let bad = dir.path().join("bad.ndjson");
+        std::fs::write(&bad, audit_lines(n) + "{\"type\": \"nonsense\"}\n").expect("write");
+        let err = import(&settings, &bad, false)
+            .await
+            .expect_err("a bad line");
+        assert!(err.contains(&format!("line {}", n + 1)), "{err}");
+        let good = dir.path().join("good.ndjson");
+        std::fs::write(&good, audit_lines(n)).expect("write");
+        // Nothing of the bad file was written: the good one goes into empty records.
+        assert_eq!(
+            import(&settings, &good, false).await,
+            Ok((n as u64, n as u64))
+        );
+        let again = import(&settings, &good, false)
+            .await
+            .expect_err("not empty");
+        assert!(
+            again.contains("not empty") || again.contains("force"),
+            "{again}"
+        );
+        assert_eq!(
+            import(&settings, &good, true).await,
+            Ok((n as u64, 0)),
+            "nothing twice"
+        );
+    }
 }
