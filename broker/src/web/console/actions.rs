@@ -97,6 +97,34 @@ async fn allowed(
     Ok(op)
 }
 
+/// The configuration page again, with why `outcome` published nothing: the problems by
+/// key (422), or the version published meanwhile (409).
+fn not_published(mut page: ConfigPage, outcome: Published) -> HttpResponse {
+    match outcome {
+        Published::Refused(problems) => {
+            page.problems = by_key(&problems);
+            page.f.problem = page.f.t.get("console-draft-refused");
+            views::page(422, &page)
+        }
+        Published::Conflict { head } => {
+            page.f.problem = page.f.t.with(
+                "console-conflict",
+                &BTreeMap::from([("version".into(), head.to_string())]),
+            );
+            views::page(409, &page)
+        }
+        Published::Live(_) => views::page(200, &page),
+    }
+}
+
+/// Problems as (key, reason), as the page shows them.
+fn by_key(problems: &[crate::config::Problem]) -> Vec<(String, String)> {
+    problems
+        .iter()
+        .map(|p| (p.key.clone(), p.reason.clone()))
+        .collect()
+}
+
 fn config_page(op: &Operator, version: u64, document: String) -> ConfigPage {
     ConfigPage {
         f: Frame::new(op, "config", "/console/config"),
@@ -129,10 +157,7 @@ pub async fn check(req: HttpRequest, state: web::Data<AppState>, body: web::Byte
     let mut page = config_page(&op, expected, document.clone());
     match versioned::check(&settings.source, settings.mode, &document, versioned::DRAFT) {
         Err(problems) => {
-            page.problems = problems
-                .iter()
-                .map(|p| (p.key.clone(), p.reason.clone()))
-                .collect();
+            page.problems = by_key(&problems);
             page.f.problem = page.f.t.get("console-draft-refused");
             views::page(422, &page)
         }
@@ -181,7 +206,7 @@ pub async fn apply(req: HttpRequest, state: web::Data<AppState>, body: web::Byte
         state.now(),
     )
     .await;
-    let mut page = config_page(&op, expected, document);
+    let page = config_page(&op, expected, document);
     match outcome {
         Ok(Published::Live(v)) => {
             let mut f = Frame::new(&op, "overview", "/console");
@@ -191,21 +216,7 @@ pub async fn apply(req: HttpRequest, state: web::Data<AppState>, body: web::Byte
             );
             views::render_overview(&state, f).await
         }
-        Ok(Published::Refused(problems)) => {
-            page.problems = problems
-                .iter()
-                .map(|p| (p.key.clone(), p.reason.clone()))
-                .collect();
-            page.f.problem = page.f.t.get("console-draft-refused");
-            views::page(422, &page)
-        }
-        Ok(Published::Conflict { head }) => {
-            page.f.problem = page.f.t.with(
-                "console-conflict",
-                &BTreeMap::from([("version".into(), head.to_string())]),
-            );
-            views::page(409, &page)
-        }
+        Ok(other) => not_published(page, other),
         Err(e) => pages::unavailable_page(op.lang, &e),
     }
 }
@@ -553,21 +564,7 @@ pub async fn register_client(
                 version,
             },
         ),
-        Ok(Published::Refused(problems)) => {
-            page.problems = problems
-                .iter()
-                .map(|p| (p.key.clone(), p.reason.clone()))
-                .collect();
-            page.f.problem = page.f.t.get("console-draft-refused");
-            views::page(422, &page)
-        }
-        Ok(Published::Conflict { head }) => {
-            page.f.problem = page.f.t.with(
-                "console-conflict",
-                &BTreeMap::from([("version".into(), head.to_string())]),
-            );
-            views::page(409, &page)
-        }
+        Ok(other) => not_published(page, other),
         Err(e) => pages::unavailable_page(op.lang, &e),
     }
 }
