@@ -66,7 +66,50 @@ pub fn client_address(req: &HttpRequest, trust_forwarded_for: bool) -> String {
         .flatten();
     forwarded
         .or_else(|| req.peer_addr().map(|a| a.ip().to_string()))
+        .map(|a| per_subscriber(&a))
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// The address per-address limits count: an IPv6 address by its /64 (one subscriber's
+/// network, where any of 2^64 addresses is theirs to pick), an IPv4-mapped one as IPv4,
+/// and an address given with a port without it.
+pub fn per_subscriber(address: &str) -> String {
+    use std::net::{IpAddr, SocketAddr};
+    let ip = address
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| address.parse::<SocketAddr>().ok().map(|s| s.ip()));
+    match ip {
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{net}/64")
+            }
+        },
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        None => address.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::per_subscriber;
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64_and_ports_are_dropped() {
+        assert_eq!(per_subscriber("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(
+            per_subscriber("2001:db8:1:2:ffff:ffff:ffff:ffff"),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(per_subscriber("[2001:db8:1:3::9]:443"), "2001:db8:1:3::/64");
+        assert_eq!(per_subscriber("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(per_subscriber("192.0.2.7:5000"), "192.0.2.7");
+        assert_eq!(per_subscriber("192.0.2.7"), "192.0.2.7");
+        assert_eq!(per_subscriber("unknown"), "unknown");
+    }
 }
 
 /// The session cookie's secret, if the browser sent one.
