@@ -93,25 +93,6 @@ pub fn per_subscriber(address: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod address_tests {
-    use super::per_subscriber;
-
-    #[test]
-    fn ipv6_addresses_count_by_their_64_and_ports_are_dropped() {
-        assert_eq!(per_subscriber("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
-        assert_eq!(
-            per_subscriber("2001:db8:1:2:ffff:ffff:ffff:ffff"),
-            "2001:db8:1:2::/64"
-        );
-        assert_eq!(per_subscriber("[2001:db8:1:3::9]:443"), "2001:db8:1:3::/64");
-        assert_eq!(per_subscriber("::ffff:192.0.2.7"), "192.0.2.7");
-        assert_eq!(per_subscriber("192.0.2.7:5000"), "192.0.2.7");
-        assert_eq!(per_subscriber("192.0.2.7"), "192.0.2.7");
-        assert_eq!(per_subscriber("unknown"), "unknown");
-    }
-}
-
 /// The session cookie's secret, if the browser sent one.
 pub struct SessionCookie(pub Option<String>);
 
@@ -247,5 +228,24 @@ impl FromRequest for DpopHeader {
                 .map_err(|_| OAuthError::new("invalid_dpop_proof", "the DPoP header is not ASCII")),
         };
         std::future::ready(result)
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::per_subscriber;
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64_and_ports_are_dropped() {
+        assert_eq!(per_subscriber("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(
+            per_subscriber("2001:db8:1:2:ffff:ffff:ffff:ffff"),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(per_subscriber("[2001:db8:1:3::9]:443"), "2001:db8:1:3::/64");
+        assert_eq!(per_subscriber("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(per_subscriber("192.0.2.7:5000"), "192.0.2.7");
+        assert_eq!(per_subscriber("192.0.2.7"), "192.0.2.7");
+        assert_eq!(per_subscriber("unknown"), "unknown");
     }
 }
