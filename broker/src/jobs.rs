@@ -143,8 +143,9 @@ pub fn apply(live: &LiveConfig, why: &str) -> bool {
             {
                 tracing::warn!("`store` changed: it takes effect at the next restart");
             }
-            live.store(Arc::new(crate::oidc::discovery::live(Arc::new(new))));
-            crate::observe::config_applied(&current.source, true);
+            // Not over a newer configuration version taken up meanwhile (it was opened
+            // with this file too).
+            crate::versions::swap_unless_older(live, new);
             tracing::info!(target: "audit", event = "config.reloaded", trigger = why, "configuration reloaded");
             true
         }

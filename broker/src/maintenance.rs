@@ -124,11 +124,30 @@ async fn load_versioned(records: &dyn Records) -> StoreResult<(u64, Maintenance)
     Ok((setting.version, m))
 }
 
-/// Puts a connector into maintenance (`Some(message)`) or takes it out (`None`).
+/// Who changes records from the outside, as their audit rows say.
+#[derive(Debug, Clone, Copy)]
+pub struct By<'a> {
+    /// The operator's name (`admin` for the admin API's token).
+    pub actor: &'a str,
+    /// `console` or `admin-api`.
+    pub source: &'a str,
+}
+
+impl By<'static> {
+    /// The admin API's token.
+    pub const ADMIN_API: By<'static> = By {
+        actor: "admin",
+        source: "admin-api",
+    };
+}
+
+/// Puts a connector into maintenance (`Some(message)`) or takes it out (`None`), with an
+/// audit row naming `by` and the message.
 pub async fn set(
     records: &dyn Records,
     connector: &str,
     message: Option<LocalizedText>,
+    by: By<'_>,
     now: u64,
 ) -> StoreResult<()> {
     for attempt in 0..crate::util::ATTEMPTS {
@@ -150,11 +169,11 @@ pub async fn set(
             };
             let row = records::AuditRow::new(
                 now,
-                "admin",
+                by.actor,
                 event,
-                "admin-api",
+                by.source,
                 connector,
-                serde_json::json!({"version": version + 1}),
+                serde_json::json!({"version": version + 1, "message": message}),
             );
             records.audit(&[row]).await?;
             return Ok(());
@@ -185,13 +204,15 @@ mod tests {
             .connectors
             .is_empty());
         // Another instance puts a connector into maintenance.
-        set(&records, "tc", Some(message()), T).await.expect("set");
+        set(&records, "tc", Some(message()), By::ADMIN_API, T)
+            .await
+            .expect("set");
         let within = cache.load(&records, T + CACHE_MS - 1).await.expect("read");
         assert!(within.connectors.is_empty(), "reused within the second");
         let after = cache.load(&records, T + CACHE_MS).await.expect("read");
         assert!(after.connectors.contains_key("tc"), "read again after it");
         // This instance takes it out of maintenance: it sees that at once.
-        set(&records, "tc", None, T + CACHE_MS + 1)
+        set(&records, "tc", None, By::ADMIN_API, T + CACHE_MS + 1)
             .await
             .expect("set");
         cache.clear();

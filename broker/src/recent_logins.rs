@@ -55,7 +55,7 @@ pub fn record(connector: &str, outcome: &str, now_millis: u64) {
 /// where nothing happened).
 pub fn of(connector: &str, now_millis: u64) -> Vec<Minute> {
     let now = now_millis / 60_000;
-    let first = now + 1 - MINUTES as u64;
+    let first = (now + 1).saturating_sub(MINUTES as u64);
     let seen: Vec<Minute> = RECENT
         .lock()
         .ok()

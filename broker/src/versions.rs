@@ -24,8 +24,13 @@ pub const GONE_AFTER_MS: u64 = 30_000;
 pub struct Instance {
     /// Host name, listen address and process id.
     pub name: String,
-    refused: Mutex<Option<(u64, String)>>,
+    /// The version refused, why, and when (it is tried again after [`RETRY_REFUSED`]: a
+    /// key file may have been put in place since).
+    refused: Mutex<Option<(u64, String, std::time::Instant)>>,
 }
+
+/// How long a refused version is left alone before this instance tries it again.
+const RETRY_REFUSED: Duration = Duration::from_secs(30);
 
 impl Instance {
     /// This process.
@@ -46,19 +51,30 @@ impl Instance {
     }
 
     fn refused(&self) -> Option<(u64, String)> {
-        self.refused.lock().map(|r| r.clone()).unwrap_or(None)
+        self.refused
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|(v, why, _)| (*v, why.clone())))
+    }
+
+    /// Whether `version` was refused here less than [`RETRY_REFUSED`] ago.
+    fn refused_lately(&self, version: u64) -> bool {
+        self.refused.lock().ok().is_some_and(|r| {
+            r.as_ref()
+                .is_some_and(|(v, _, at)| *v == version && at.elapsed() < RETRY_REFUSED)
+        })
     }
 
     fn set_refused(&self, r: Option<(u64, String)>) {
         if let Ok(mut slot) = self.refused.lock() {
-            *slot = r;
+            *slot = r.map(|(v, why)| (v, why, std::time::Instant::now()));
         }
     }
 }
 
 /// At start, with a console: seeds version 1 from the file when there is none yet, and
-/// opens the newest version. A version this instance cannot open leaves it on the file's
-/// own connectors and clients (and the console says so).
+/// opens the newest version that opens here (the newer ones are reported as refused); when
+/// none of the newest opens, the broker does not start.
 pub async fn start(
     settings: Arc<Settings>,
     records: &SharedRecords,
@@ -68,8 +84,7 @@ pub async fn start(
     if settings.console.is_none() {
         return Ok(settings);
     }
-    let mut head = records.config_head().await.map_err(|e| e.to_string())?;
-    if head == 0 {
+    if records.config_head().await.map_err(|e| e.to_string())? == 0 {
         let text = std::fs::read_to_string(&settings.source).map_err(|e| e.to_string())?;
         let document = versioned::seed(&text)?;
         let row = AuditRow::new(
@@ -92,31 +107,42 @@ pub async fn start(
             )
             .await
             .map_err(|e| e.to_string())?;
-        head = records.config_head().await.map_err(|e| e.to_string())?;
     }
-    let Some(version) = records
-        .config_version(Some(head))
+    // The newest version that opens here; never the file's own connectors and clients once
+    // versions exist (they may hold a platform removed since).
+    let history = records
+        .config_history(START_CANDIDATES)
         .await
-        .map_err(|e| e.to_string())?
-    else {
-        return Ok(settings);
-    };
-    let version = Arc::new(version);
-    match versioned::open(&settings.source, settings.mode, &version) {
-        Ok(mut s) => {
-            // What the command line said (`--listen`) holds over the file.
-            s.listen = settings.listen.clone();
-            tracing::info!(version = version.version, "configuration version in force");
-            Ok(Arc::new(s))
+        .map_err(|e| e.to_string())?;
+    let mut refused: Option<(u64, String)> = None;
+    for version in history {
+        let version = Arc::new(version);
+        match versioned::open(&settings.source, settings.mode, &version) {
+            Ok(mut s) => {
+                // What the command line said (`--listen`) holds over the file.
+                s.listen = settings.listen.clone();
+                tracing::info!(version = version.version, "configuration version in force");
+                if let Some((v, why)) = refused {
+                    tracing::error!(version = v, problems = %why, running = version.version, "the newest configuration version does not open here; an earlier one runs");
+                    instance.set_refused(Some((v, why)));
+                }
+                return Ok(Arc::new(s));
+            }
+            Err(problems) => {
+                refused.get_or_insert((version.version, told(&problems)));
+            }
         }
-        Err(problems) => {
-            let why = told(&problems);
-            tracing::error!(version = version.version, problems = %why, "configuration version refused; running the file's own connectors and clients");
-            instance.set_refused(Some((version.version, why)));
-            Ok(settings)
-        }
+    }
+    match refused {
+        Some((v, why)) => Err(format!(
+            "no configuration version of the records opens with this file (the newest, {v}: {why})"
+        )),
+        None => Ok(settings),
     }
 }
+
+/// How many of the newest versions start tries, newest first.
+const START_CANDIDATES: usize = 20;
 
 /// Problems in one line.
 pub fn told(problems: &[Problem]) -> String {
@@ -127,13 +153,28 @@ pub fn told(problems: &[Problem]) -> String {
         .join("; ")
 }
 
-/// Swaps in a configuration (requests in flight keep theirs), keeping the address this
-/// process listens on (the command line's `--listen` holds over the file).
-fn swap(live: &LiveConfig, mut settings: Settings) {
+/// Swaps in a configuration (requests in flight keep theirs) unless a newer configuration
+/// version is in force already: the follower, a publication and a file reload may open
+/// versions at the same time, and the last to finish must not undo a newer one. Keeps the
+/// address this process listens on (the command line's `--listen` holds over the file).
+/// Returns whether it swapped.
+pub fn swap_unless_older(live: &LiveConfig, mut settings: Settings) -> bool {
     settings.listen = live.load().settings.listen.clone();
     let path = settings.source.clone();
-    live.store(Arc::new(crate::oidc::discovery::live(Arc::new(settings))));
-    crate::observe::config_applied(&path, true);
+    let version = settings.config_version();
+    let new = Arc::new(crate::oidc::discovery::live(Arc::new(settings)));
+    let before = live.rcu(|current| {
+        if current.settings.config_version() > version {
+            current.clone()
+        } else {
+            new.clone()
+        }
+    });
+    let swapped = before.settings.config_version() <= version;
+    if swapped {
+        crate::observe::config_applied(&path, true);
+    }
+    swapped
 }
 
 /// Takes up the newest version if it is newer than the one in force; returns whether the
@@ -148,8 +189,7 @@ pub async fn catch_up(
         return Ok(false);
     }
     let head = records.config_head().await?;
-    let refused = instance.refused();
-    if head <= current.config_version() || refused.as_ref().is_some_and(|(v, _)| *v == head) {
+    if head <= current.config_version() || instance.refused_lately(head) {
         return Ok(false);
     }
     let Some(version) = records.config_version(Some(head)).await? else {
@@ -158,7 +198,9 @@ pub async fn catch_up(
     let version = Arc::new(version);
     match versioned::open(&current.source, current.mode, &version) {
         Ok(settings) => {
-            swap(live, settings);
+            if !swap_unless_older(live, settings) {
+                return Ok(false);
+            }
             instance.set_refused(None);
             tracing::info!(target: "audit", event = "config.applied", version = head, author = %version.author, "configuration version applied");
             Ok(true)
@@ -265,8 +307,17 @@ pub async fn publish(
             "no console: the configuration is the file".into(),
         ));
     }
+    // A version no store could take (the form's or the API's number is the caller's).
+    let Some(next) = expected
+        .checked_add(1)
+        .filter(|n| i64::try_from(*n).is_ok())
+    else {
+        return Ok(Published::Conflict {
+            head: records.config_head().await?,
+        });
+    };
     let draft = ConfigVersion {
-        version: expected + 1,
+        version: next,
         document: document.to_string(),
         author: author.to_string(),
         note: note.to_string(),
@@ -282,7 +333,7 @@ pub async fn publish(
         "config.published",
         source,
         "config",
-        serde_json::json!({ "version": expected + 1, "note": note }),
+        serde_json::json!({ "version": next, "note": note }),
     );
     match records
         .publish_config(expected, document, author, note, now, &[row])
@@ -290,10 +341,8 @@ pub async fn publish(
     {
         Some(v) => {
             tracing::info!(target: "audit", event = "config.published", version = v, author = %author, "configuration version published");
-            // Only if nothing newer came in between (another instance's publication).
-            if live.load().settings.config_version() < v {
-                swap(live, settings);
-            }
+            // Unless something newer came in between (another instance's publication).
+            swap_unless_older(live, settings);
             instance.set_refused(None);
             Ok(Published::Live(v))
         }

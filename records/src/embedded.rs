@@ -685,7 +685,7 @@ impl Records for EmbeddedRecords {
         audit: &[AuditRow],
     ) -> RecordsResult<Option<u64>> {
         let next = ConfigVersion {
-            version: expected + 1,
+            version: expected.saturating_add(1),
             document: document.to_string(),
             author: author.to_string(),
             note: note.to_string(),

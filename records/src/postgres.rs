@@ -957,6 +957,10 @@ impl Records for PgRecords {
         now: Millis,
         audit: &[AuditRow],
     ) -> RecordsResult<Option<u64>> {
+        // No version follows the largest BIGINT: nothing to publish, as for a stale head.
+        if i64::try_from(expected).map_or(true, |e| e == i64::MAX) {
+            return Ok(None);
+        }
         self.op("publish_config", async {
             let mut client = self.pool.get().await?;
             let tx = client.transaction().await?;
@@ -976,7 +980,7 @@ impl Records for PgRecords {
             }
             write_audit(&tx, audit).await?;
             tx.commit().await?;
-            Ok(Some(expected + 1))
+            Ok(Some(expected.saturating_add(1)))
         })
         .await
     }

@@ -489,7 +489,7 @@ async fn the_console_opens_at_high_for_operators_and_every_change_is_checked_liv
     assert!(audit.contains("config.seeded"), "{audit}");
     assert!(audit.contains("An Admin"), "{audit}");
     assert!(
-        !audit.contains("console.maintenance_on"),
+        !audit.contains("admin.maintenance_on"),
         "filtered by event"
     );
     let audit = admin
@@ -498,7 +498,7 @@ async fn the_console_opens_at_high_for_operators_and_every_change_is_checked_liv
         .text()
         .await
         .expect("page");
-    assert!(audit.contains("console.maintenance_on"), "{audit}");
+    assert!(audit.contains("admin.maintenance_on"), "{audit}");
 
     // The overview charts this instance's sign-ins per source and minute.
     let overview = admin

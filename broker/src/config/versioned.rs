@@ -156,11 +156,23 @@ pub fn open(
     Ok(settings)
 }
 
+/// Past this many cells of the common-subsequence table, [`diff`] does not pair lines.
+const MAX_DIFF_CELLS: usize = 4_000_000;
+
 /// A line-by-line difference of two documents (`-` removed, `+` added, ` ` kept), for the
 /// console's "what changes" view and the history.
 pub fn diff(old: &str, new: &str) -> Vec<(char, String)> {
     let a: Vec<&str> = old.lines().collect();
     let b: Vec<&str> = new.lines().collect();
+    // The table below is |a|·|b| cells: past a few million, every line of each is told as
+    // removed and added rather than paired (a bounded page, never an instance's memory).
+    if a.len().saturating_mul(b.len()) > MAX_DIFF_CELLS {
+        return a
+            .iter()
+            .map(|l| ('-', l.to_string()))
+            .chain(b.iter().map(|l| ('+', l.to_string())))
+            .collect();
+    }
     // Longest common subsequence: documents are a few hundred lines.
     let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
@@ -211,6 +223,17 @@ mod tests {
         assert_eq!(err[0].file, DRAFT);
         let err = document_table("[[clients]\n", DRAFT).expect_err("not toml");
         assert_eq!(err[0].line, Some(1));
+    }
+
+    #[test]
+    fn a_diff_of_huge_documents_is_bounded() {
+        let big: String = (0..3000).map(|i| format!("# {i}\n")).collect();
+        let d = diff(&big, &format!("{big}x\n"));
+        assert_eq!(
+            d.len(),
+            6001,
+            "every line removed and added, no table of 9 million cells"
+        );
     }
 
     #[test]

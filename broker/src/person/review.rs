@@ -117,7 +117,7 @@ pub enum Resolved {
     AlreadyClosed(ReviewItem),
 }
 
-/// Closes a review item with an operator's action:
+/// Closes a review item with an operator's action (audited as `by`):
 /// * `keep`: nothing changes;
 /// * `merge`: the other person's ways in and numbers join the holder (whose `sub` stays);
 /// * `release`: the holder's binding of the number is suspended, so the next proof binds it
@@ -127,6 +127,7 @@ pub async fn close(
     id: &str,
     action: ReviewAction,
     operator: &str,
+    by: crate::maintenance::By<'_>,
     now: u64,
 ) -> StoreResult<Resolved> {
     for attempt in 0..ATTEMPTS {
@@ -171,7 +172,7 @@ pub async fn close(
         let audit = [item.id.as_str(), item.holder.as_str(), item.other.as_str()]
             .iter()
             .map(|reference| {
-                AuditRow::new(now, "admin", event, "admin-api", reference, detail.clone())
+                AuditRow::new(now, by.actor, event, by.source, reference, detail.clone())
             })
             .collect();
         let closed = Closed {

@@ -253,6 +253,7 @@ async fn put_maintenance(
         state.records.as_ref(),
         &path,
         Some(body.message),
+        maintenance::By::ADMIN_API,
         state.now(),
     )
     .await
@@ -298,7 +299,15 @@ async fn end_maintenance(
     if let Err(r) = check(&req, &state).await {
         return r.into();
     }
-    match maintenance::set(state.records.as_ref(), &path, None, state.now()).await {
+    match maintenance::set(
+        state.records.as_ref(),
+        &path,
+        None,
+        maintenance::By::ADMIN_API,
+        state.now(),
+    )
+    .await
+    {
         Ok(()) => {
             state.maintenance.clear();
             tracing::info!(target: "audit", event = "admin.maintenance_off", connector = %path, "connector taken out of maintenance");

@@ -139,6 +139,7 @@ async fn close(
         &id,
         body.action,
         operator,
+        crate::maintenance::By::ADMIN_API,
         state.now(),
     )
     .await

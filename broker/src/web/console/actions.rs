@@ -86,7 +86,14 @@ async fn allowed(
         ));
     }
     if !op.may(needed) {
-        tracing::warn!(target: "audit", event = "console.refused", operator = %op.name, role = op.role.as_str(), "console action refused to the operator's role");
+        audit(
+            state,
+            &op,
+            "console.refused",
+            req.path(),
+            serde_json::json!({ "role": op.role.as_str(), "needed": needed.as_str() }),
+        )
+        .await;
         return Err(pages::error_page(
             op.lang,
             403,
@@ -261,7 +268,7 @@ pub async fn rollback(
         state.now(),
     )
     .await;
-    match outcome {
+    let status = match outcome {
         Ok(Published::Live(v)) => {
             f.notice = f.t.with(
                 "console-rolled-back",
@@ -270,6 +277,7 @@ pub async fn rollback(
                     ("target".into(), target.to_string()),
                 ]),
             );
+            200
         }
         Ok(Published::Refused(problems)) => {
             f.problem = format!(
@@ -277,16 +285,18 @@ pub async fn rollback(
                 f.t.get("console-draft-refused"),
                 crate::versions::told(&problems)
             );
+            422
         }
         Ok(Published::Conflict { head }) => {
             f.problem = f.t.with(
                 "console-conflict",
                 &BTreeMap::from([("version".into(), head.to_string())]),
             );
+            409
         }
         Err(e) => return pages::unavailable_page(op.lang, &e),
-    }
-    views::render_history(&state, f, true).await
+    };
+    views::render_history(&state, f, true, status).await
 }
 
 /// `POST /console/maintenance`: `key` (a connector, or `connector/part`), `action`
@@ -314,7 +324,7 @@ pub async fn maintenance(
         });
     if !known {
         f.problem = f.t.get("console-unknown-connector");
-        return views::render_maintenance(&state, f).await;
+        return views::render_maintenance(&state, f, 404).await;
     }
     let on = fields.get("action").map(String::as_str) == Some("on");
     let message: LocalizedText = crate::i18n::LANGUAGES
@@ -326,27 +336,30 @@ pub async fn maintenance(
         .collect();
     if on && !message.contains_key("en") {
         f.problem = f.t.get("console-maintenance-needs-en");
-        return views::render_maintenance(&state, f).await;
+        return views::render_maintenance(&state, f, 422).await;
     }
-    let now = state.now();
-    let result =
-        crate::maintenance::set(state.records.as_ref(), &key, on.then_some(message), now).await;
+    let by = crate::maintenance::By {
+        actor: &op.name,
+        source: "console",
+    };
+    let result = crate::maintenance::set(
+        state.records.as_ref(),
+        &key,
+        on.then_some(message),
+        by,
+        state.now(),
+    )
+    .await;
     if let Err(e) = result {
         return pages::unavailable_page(op.lang, &e);
     }
     state.maintenance.clear();
-    let event = if on {
-        "console.maintenance_on"
-    } else {
-        "console.maintenance_off"
-    };
-    audit(&state, &op, event, &key, serde_json::json!({})).await;
     f.notice = f.t.get(if on {
         "console-maintenance-on"
     } else {
         "console-maintenance-off"
     });
-    views::render_maintenance(&state, f).await
+    views::render_maintenance(&state, f, 200).await
 }
 
 /// An audit row of a console action (in the records and on the audit log stream).
@@ -421,7 +434,7 @@ pub async fn lookup(
             .collect(),
         id: p.id,
     });
-    views::render_reviews(&state, f, person, true).await
+    views::render_reviews(&state, f, person, true, 200).await
 }
 
 /// `POST /console/reviews/{id}/close`: `action` = `keep`, `merge` or `release`.
@@ -443,17 +456,39 @@ pub async fn close_review(
         Some("release") => records::ReviewAction::Release,
         _ => {
             f.problem = f.t.get("console-review-action");
-            return views::render_reviews(&state, f, None, false).await;
+            return views::render_reviews(&state, f, None, false, 422).await;
         }
     };
     use crate::person::review::{close, Resolved};
-    match close(state.records.as_ref(), &path, action, &op.name, state.now()).await {
-        Ok(Resolved::Done(_)) => f.notice = f.t.get("console-review-closed"),
-        Ok(Resolved::AlreadyClosed(_)) => f.problem = f.t.get("console-review-already-closed"),
-        Ok(Resolved::NotFound) => f.problem = f.t.get("console-review-unknown"),
+    let by = crate::maintenance::By {
+        actor: &op.name,
+        source: "console",
+    };
+    let status = match close(
+        state.records.as_ref(),
+        &path,
+        action,
+        &op.name,
+        by,
+        state.now(),
+    )
+    .await
+    {
+        Ok(Resolved::Done(_)) => {
+            f.notice = f.t.get("console-review-closed");
+            200
+        }
+        Ok(Resolved::AlreadyClosed(_)) => {
+            f.problem = f.t.get("console-review-already-closed");
+            409
+        }
+        Ok(Resolved::NotFound) => {
+            f.problem = f.t.get("console-review-unknown");
+            404
+        }
         Err(e) => return pages::unavailable_page(op.lang, &e),
-    }
-    views::render_reviews(&state, f, None, false).await
+    };
+    views::render_reviews(&state, f, None, false, status).await
 }
 
 #[derive(askama::Template)]

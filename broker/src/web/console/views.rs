@@ -314,20 +314,80 @@ pub struct ConfigPage {
     pub kinds: Vec<String>,
 }
 
-/// Masks what a viewer must not see of a document: the values of `password` keys (the
-/// test citizens'; every real secret is a reference).
+/// Keys whose values a viewer never sees (test citizens' and old accounts' passwords, their
+/// hashes and ID numbers); under `claims`, every value (names, phones, birth dates).
+const HIDDEN_KEYS: [&str; 4] = ["password", "password_hash", "citizen_id", "claims"];
+
+/// What a viewer sees of a document: its TOML with [`HIDDEN_KEYS`] masked at any depth,
+/// however they are written (inline tables, quoted keys, multi-line strings); nothing at all
+/// if it does not parse.
 pub fn masked(document: &str) -> String {
-    document
-        .lines()
-        .map(|l| match l.trim_start().strip_prefix("password") {
-            Some(rest) if rest.trim_start().starts_with('=') => {
-                let indent = &l[..l.len() - l.trim_start().len()];
-                format!("{indent}password = \"••••••\"")
+    fn hide(v: &mut toml::Value) {
+        match v {
+            toml::Value::Table(t) => t.iter_mut().for_each(|(_, v)| hide(v)),
+            toml::Value::Array(a) => a.iter_mut().for_each(hide),
+            other => *other = toml::Value::String("••••••".into()),
+        }
+    }
+    fn walk(v: &mut toml::Value) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t.iter_mut() {
+                    if HIDDEN_KEYS.contains(&k.as_str()) {
+                        hide(v);
+                    } else {
+                        walk(v);
+                    }
+                }
             }
-            _ => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+            toml::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let Ok(table) = toml::from_str::<toml::Table>(document) else {
+        return String::new();
+    };
+    let mut value = toml::Value::Table(table);
+    walk(&mut value);
+    toml::to_string(&value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::masked;
+
+    #[test]
+    fn a_viewer_sees_no_password_hash_id_number_or_claim_however_written() {
+        let doc = r#"
+[[connectors]]
+id = "tc"
+citizens = [{ username = "an", password = "demo", citizen_id = "079201001234" }]
+[connectors.settings]
+"password" = """
+multi
+line"""
+[[connectors.settings.accounts]]
+password_hash = "$argon2id$v=19$secret"
+claims = { name = "Nguyễn Văn An", phone_number = "+84901234567" }
+"#;
+        let shown = masked(doc);
+        for secret in [
+            "demo",
+            "079201001234",
+            "argon2id",
+            "multi",
+            "Nguyễn",
+            "+8490",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shown: {shown}");
+        }
+        assert!(shown.contains("username = \"an\""), "{shown}");
+        assert_eq!(
+            masked("[[connectors]\n"),
+            "",
+            "nothing when it does not parse"
+        );
+    }
 }
 
 /// `GET /console/config` (`?add=TYPE` appends a template of that connector type).
@@ -394,12 +454,13 @@ pub async fn history(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
         &state,
         Frame::new(&op, "history", "/console/history"),
         op.may(Role::Admin),
+        200,
     )
     .await
 }
 
 /// The history page with `f`'s notice or problem.
-pub async fn render_history(state: &AppState, f: Frame, admin: bool) -> HttpResponse {
+pub async fn render_history(state: &AppState, f: Frame, admin: bool, status: u16) -> HttpResponse {
     let list = match state.records.config_history(21).await {
         Ok(l) => l,
         Err(e) => return pages::unavailable_page(f.t.lang, &e.into()),
@@ -428,7 +489,7 @@ pub async fn render_history(state: &AppState, f: Frame, admin: bool) -> HttpResp
             }
         })
         .collect();
-    page(200, &HistoryPage { f, versions })
+    page(status, &HistoryPage { f, versions })
 }
 
 /// One connector or part on the maintenance page.
@@ -457,12 +518,13 @@ pub async fn maintenance(req: HttpRequest, state: web::Data<AppState>) -> HttpRe
     render_maintenance(
         &state,
         Frame::new(&op, "maintenance", "/console/maintenance"),
+        200,
     )
     .await
 }
 
 /// The maintenance page with `f`'s notice or problem.
-pub async fn render_maintenance(state: &AppState, f: Frame) -> HttpResponse {
+pub async fn render_maintenance(state: &AppState, f: Frame, status: u16) -> HttpResponse {
     let settings = state.settings();
     let m = match crate::maintenance::load(state.records.as_ref()).await {
         Ok(m) => m,
@@ -493,7 +555,7 @@ pub async fn render_maintenance(state: &AppState, f: Frame) -> HttpResponse {
             rows.push(row(format!("{}/{part}", c.id), format!("{name} · {part}")));
         }
     }
-    page(200, &MaintenancePage { f, rows })
+    page(status, &MaintenancePage { f, rows })
 }
 
 /// One review item.
@@ -532,6 +594,7 @@ pub async fn reviews(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
         Frame::new(&op, "reviews", "/console/reviews"),
         None,
         false,
+        200,
     )
     .await
 }
@@ -542,6 +605,7 @@ pub async fn render_reviews(
     f: Frame,
     person: Option<PersonRow>,
     searched: bool,
+    status: u16,
 ) -> HttpResponse {
     let items = match state.records.reviews(false).await {
         Ok(i) => i,
@@ -558,7 +622,7 @@ pub async fn render_reviews(
         })
         .collect();
     page(
-        200,
+        status,
         &ReviewsPage {
             f,
             items,
