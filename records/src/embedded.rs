@@ -390,7 +390,8 @@ fn holds_records(txn: &WriteTransaction) -> Result<bool, Fail> {
     Ok(!txn.open_table(PERSONS)?.is_empty()?
         || !txn.open_table(CONSENTS)?.is_empty()?
         || !txn.open_table(SETTINGS)?.is_empty()?
-        || !txn.open_table(AUDIT)?.is_empty()?)
+        || !txn.open_table(AUDIT)?.is_empty()?
+        || !txn.open_table(CONFIG)?.is_empty()?)
 }
 
 #[async_trait::async_trait]
@@ -767,6 +768,9 @@ impl Records for EmbeddedRecords {
             for item in txn.open_table(ACTIVITY)?.iter()? {
                 send(Entry::Activity(json(item?.1.value())?))?;
             }
+            for item in txn.open_table(CONFIG)?.iter()? {
+                send(Entry::ConfigVersion(json(item?.1.value())?))?;
+            }
             Ok(())
         });
         let mut n = 0u64;
@@ -875,6 +879,14 @@ fn import_one(txn: &WriteTransaction, entry: &Entry) -> Result<bool, Fail> {
                 return Ok(false);
             }
             table.insert(item.id.as_str(), to_json(item)?.as_slice())?;
+            Ok(true)
+        }
+        Entry::ConfigVersion(v) => {
+            let mut table = txn.open_table(CONFIG)?;
+            if table.get(v.version)?.is_some() {
+                return Ok(false);
+            }
+            table.insert(v.version, to_json(v)?.as_slice())?;
             Ok(true)
         }
     }

@@ -339,6 +339,8 @@ pub enum Entry {
     Activity(Activity),
     /// A review item.
     Review(ReviewItem),
+    /// A configuration version (the console's connectors and clients).
+    ConfigVersion(ConfigVersion),
 }
 
 /// A random id (22 characters, URL-safe).

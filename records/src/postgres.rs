@@ -1102,7 +1102,7 @@ impl Records for PgRecords {
 
     async fn export_each(&self, sink: &mut ExportSink<'_>) -> RecordsResult<u64> {
         type Convert = fn(&tokio_postgres::Row) -> Result<Entry, Fail>;
-        let tables: [(String, Convert); 6] = [
+        let tables: [(String, Convert); 7] = [
             (format!("{PERSON_SELECT} ORDER BY p.id"), |row| {
                 Ok(Entry::Person(person_of(row)?))
             }),
@@ -1133,6 +1133,10 @@ impl Records for PgRecords {
             (
                 "SELECT id, person_id, client_id, connector, at FROM activity ORDER BY at, id".into(),
                 |row| Ok(Entry::Activity(activity_of_row(row)?)),
+            ),
+            (
+                "SELECT version, document, author, note, at FROM config_versions ORDER BY version".into(),
+                |row| Ok(Entry::ConfigVersion(config_of_row(row)?)),
             ),
         ];
         // Rows are streamed as they come (query_raw), so no deadline applies to the whole
@@ -1184,7 +1188,8 @@ impl Records for PgRecords {
             let row = tx
                 .query_one(
                     "SELECT EXISTS (SELECT 1 FROM persons) OR EXISTS (SELECT 1 FROM consents)
-                     OR EXISTS (SELECT 1 FROM settings) OR EXISTS (SELECT 1 FROM audit)",
+                     OR EXISTS (SELECT 1 FROM settings) OR EXISTS (SELECT 1 FROM audit)
+                     OR EXISTS (SELECT 1 FROM config_versions)",
                     &[],
                 )
                 .await?;
@@ -1258,6 +1263,13 @@ impl Records for PgRecords {
                             )
                             .await?;
                         n
+                    }
+                    Entry::ConfigVersion(v) => {
+                        tx.execute(
+                            "INSERT INTO config_versions (version, document, author, note, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                            &[&to_i64(v.version), &v.document, &v.author, &v.note, &to_i64(v.at)],
+                        )
+                        .await?
                     }
                 };
             }

@@ -488,10 +488,7 @@ async fn the_console_opens_at_high_for_operators_and_every_change_is_checked_liv
     assert!(audit.contains("config.published"), "{audit}");
     assert!(audit.contains("config.seeded"), "{audit}");
     assert!(audit.contains("An Admin"), "{audit}");
-    assert!(
-        !audit.contains("admin.maintenance_on"),
-        "filtered by event"
-    );
+    assert!(!audit.contains("admin.maintenance_on"), "filtered by event");
     let audit = admin
         .get(&format!("{base}/console/audit?actor=An+Admin"))
         .await

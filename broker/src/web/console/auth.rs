@@ -81,11 +81,20 @@ pub async fn operator(req: &HttpRequest, state: &AppState) -> Result<Operator, H
             Ok(p) => p,
             Err(e) => return Err(pages::unavailable_page(lang, &e)),
         };
-    let hash = person
-        .as_ref()
-        .and_then(|p| p.citizen_id())
-        .map(|id| crate::person::id_hash(&settings, id));
-    let Some(found) = hash.and_then(|h| console.operators.iter().find(|o| o.id_hash == h)) else {
+    // An operator's number, actively bound to this person at the console's level at least
+    // (a number bound only through a weak source does not make an operator).
+    let found = person.as_ref().and_then(|p| {
+        p.citizen_ids
+            .iter()
+            .filter(|c| {
+                c.status == crate::person::IdStatus::Active && c.level >= console.min_assurance
+            })
+            .find_map(|c| {
+                let hash = crate::person::id_hash(&settings, &c.value);
+                console.operators.iter().find(|o| o.id_hash == hash)
+            })
+    });
+    let Some(found) = found else {
         let account = Action::new(
             format!("/account?ui_locales={lang}"),
             Message::new("button-account"),
