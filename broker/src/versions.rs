@@ -246,9 +246,8 @@ pub async fn follow(
     clock: crate::clock::SharedClock,
     shutdown: CancellationToken,
 ) {
-    if live.load().settings.console.is_none() {
-        return;
-    }
+    // Runs without a console too: one added by a reload is followed from then on (a
+    // broker without one asks the records nothing).
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut since_report = REPORT;
@@ -265,6 +264,9 @@ pub async fn follow(
             }
         };
         since_report += POLL;
+        if live.load().settings.console.is_none() {
+            continue;
+        }
         if changed || since_report >= REPORT {
             since_report = Duration::ZERO;
             if let Err(e) = report(&live, &records, &instance, clock.now_millis()).await {
