@@ -276,6 +276,48 @@ pub async fn follow(
     }
 }
 
+/// The upstream providers (`oidc`) that `document` adds or changes against `before`, each
+/// asked for its discovery document (within its own timeout): one that cannot be read is a
+/// problem of its `issuer`, so a mistyped provider is refused before it goes live.
+pub async fn probe_new_providers(
+    before: &str,
+    document: &str,
+    settings: &Settings,
+) -> Vec<Problem> {
+    let entries = |text: &str| -> Vec<toml::Value> {
+        toml::from_str::<toml::Table>(text)
+            .ok()
+            .and_then(|mut t| t.remove("connectors"))
+            .and_then(|c| match c {
+                toml::Value::Array(a) => Some(a),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    let old = entries(before);
+    let mut problems = Vec::new();
+    for entry in entries(document) {
+        let id = entry.get("id").and_then(|v| v.as_str()).unwrap_or_default();
+        let is_oidc =
+            entry.get("type").and_then(|v| v.as_str()) == Some(connectors::catalogue::OIDC);
+        if !is_oidc || old.iter().any(|o| *o == entry) {
+            continue;
+        }
+        let Some(opened) = settings.connector(id) else {
+            continue;
+        };
+        if let connectors::Health::Down { reason } = opened.connector.health().await {
+            problems.push(Problem {
+                file: versioned::DRAFT.to_string(),
+                line: None,
+                key: format!("connectors[\"{id}\"].settings.issuer"),
+                reason: format!("its discovery document cannot be read: {reason}"),
+            });
+        }
+    }
+    problems
+}
+
 /// The outcome of a publication.
 pub enum Published {
     /// Published as this version and in force on this instance.
@@ -329,6 +371,15 @@ pub async fn publish(
         Ok(s) => s,
         Err(problems) => return Ok(Published::Refused(problems)),
     };
+    let before = current
+        .versioned
+        .as_ref()
+        .map(|v| v.document.as_str())
+        .unwrap_or_default();
+    let unreachable = probe_new_providers(before, document, &settings).await;
+    if !unreachable.is_empty() {
+        return Ok(Published::Refused(unreachable));
+    }
     let row = AuditRow::new(
         now,
         author,

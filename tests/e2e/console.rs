@@ -608,6 +608,37 @@ async fn the_admin_api_publishes_checks_and_rolls_back_versions_as_the_console_d
     .expect("POST");
     assert_eq!(resp.status().as_u16(), 422);
 
+    // An upstream provider whose discovery cannot be read (nothing listens there) is
+    // refused at its issuer, at Check and at publication.
+    let dead = format!(
+        "{document}\n[[connectors]]\nid = \"dead-idp\"\ntype = \"oidc\"\nname = {{ en = \"Dead\" }}\n\n[connectors.settings]\nissuer = \"http://127.0.0.1:{}\"\nclient_id = \"x\"\nclient_secret = {{ env = \"TEST_RP_SECRET\" }}\ntimeout_ms = 2000\n",
+        free_port()
+    );
+    for (path, body) in [
+        (
+            "/admin/config/check",
+            serde_json::json!({ "document": dead }),
+        ),
+        (
+            "/admin/config",
+            serde_json::json!({ "expected": 1, "document": dead, "operator": "robot" }),
+        ),
+    ] {
+        let resp = post(path, body).await.expect("POST");
+        assert_eq!(resp.status().as_u16(), 422, "{path}");
+        let body: serde_json::Value = resp.json().await.expect("json");
+        assert_eq!(
+            body["problems"][0]["key"], "connectors[\"dead-idp\"].settings.issuer",
+            "{body}"
+        );
+        assert!(
+            body["problems"][0]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("discovery")),
+            "{body}"
+        );
+    }
+
     // A good change: its difference, then published; a second publisher at 1 gets 409.
     let added = format!("{document}{EXTRA}");
     let body: serde_json::Value = post(

@@ -144,18 +144,23 @@ async fn check(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -
         Err(e) => return bad_request(e),
     };
     let settings = state.settings();
-    if let Err(list) = versioned::check(
+    let opened = match versioned::check(
         &settings.source,
         settings.mode,
         &body.document,
         versioned::DRAFT,
     ) {
-        return problems(&list);
-    }
+        Ok(s) => s,
+        Err(list) => return problems(&list),
+    };
     let before = match state.records.config_version(body.expected).await {
         Ok(v) => v.map(|v| v.document).unwrap_or_default(),
         Err(e) => return unavailable(e),
     };
+    let unreachable = crate::versions::probe_new_providers(&before, &body.document, &opened).await;
+    if !unreachable.is_empty() {
+        return problems(&unreachable);
+    }
     let diff: Vec<String> = versioned::diff(&before, &body.document)
         .into_iter()
         .filter(|(c, _)| *c != ' ')

@@ -168,11 +168,18 @@ pub async fn check(req: HttpRequest, state: web::Data<AppState>, body: web::Byte
             page.f.problem = page.f.t.get("console-draft-refused");
             views::page(422, &page)
         }
-        Ok(_) => {
+        Ok(opened) => {
             let before = match state.records.config_version(Some(expected)).await {
                 Ok(v) => v.map(|v| v.document).unwrap_or_default(),
                 Err(e) => return pages::unavailable_page(op.lang, &e.into()),
             };
+            let unreachable =
+                crate::versions::probe_new_providers(&before, &document, &opened).await;
+            if !unreachable.is_empty() {
+                page.problems = by_key(&unreachable);
+                page.f.problem = page.f.t.get("console-draft-refused");
+                return views::page(422, &page);
+            }
             page.diff = versioned::diff(&before, &document);
             page.f.notice = page.f.t.get("console-draft-ok");
             views::page(200, &page)
