@@ -300,7 +300,7 @@ pub async fn probe_new_providers(
         let id = entry.get("id").and_then(|v| v.as_str()).unwrap_or_default();
         let is_oidc =
             entry.get("type").and_then(|v| v.as_str()) == Some(connectors::catalogue::OIDC);
-        if !is_oidc || old.iter().any(|o| *o == entry) {
+        if !is_oidc || old.contains(&entry) {
             continue;
         }
         let Some(opened) = settings.connector(id) else {
