@@ -519,9 +519,10 @@ fn bench(
         }
     );
     println!(
-        "broker: {} serve --workers 1, log filter {}",
+        "broker: {} serve --workers 1, log filter {}, MIMALLOC_PURGE_DELAY={}",
         exe.display(),
-        args.broker_log.as_deref().unwrap_or("default (info)")
+        args.broker_log.as_deref().unwrap_or("default (info)"),
+        instance::purge_delay()
     );
 
     let (costs, where_) = match pinned {
