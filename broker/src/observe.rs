@@ -63,6 +63,7 @@ pub fn init_logging(format: LogFormat, audit_log: Option<&Path>) -> Result<LogGu
         // The same lines as the stock format without colours, made with less work.
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_ansi(false)
+            .fmt_fields(PlainFields)
             .event_format(PlainLine)
             .with_writer(writer)
             .boxed(),
@@ -141,6 +142,132 @@ where
         }
         ctx.format_fields(writer.by_ref(), event)?;
         writer.write_char('\n')
+    }
+}
+
+/// The fields of [`PlainLine`]s (and of their spans): what tracing-subscriber's default
+/// field formatter writes without colours, `name=value` with a space between, but numbers,
+/// booleans and `%`/`?` values written straight to the line instead of through its styling
+/// layer. Messages and errors (escaped, with their sources) are left to the default
+/// formatter.
+struct PlainFields;
+
+struct PlainVisitor<'a> {
+    writer: tracing_subscriber::fmt::format::Writer<'a>,
+    is_empty: bool,
+    result: std::fmt::Result,
+}
+
+impl<'a> tracing_subscriber::field::MakeVisitor<tracing_subscriber::fmt::format::Writer<'a>>
+    for PlainFields
+{
+    type Visitor = PlainVisitor<'a>;
+
+    fn make_visitor(
+        &self,
+        writer: tracing_subscriber::fmt::format::Writer<'a>,
+    ) -> PlainVisitor<'a> {
+        PlainVisitor {
+            writer,
+            is_empty: true,
+            result: Ok(()),
+        }
+    }
+}
+
+impl PlainVisitor<'_> {
+    /// `name=value` (after a space unless first), as the default formatter writes a field
+    /// that is not the message; `None` for what it must write itself.
+    fn plain(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) -> bool {
+        let name = field.name();
+        if self.result.is_err() || name.starts_with("log.") {
+            // Skipped, as the default formatter skips log metadata.
+            return true;
+        }
+        if name == "message" {
+            return false;
+        }
+        let name = name.strip_prefix("r#").unwrap_or(name);
+        if !self.is_empty {
+            self.result = self.writer.write_char(' ');
+        }
+        self.is_empty = false;
+        if self.result.is_ok() {
+            self.result = write!(self.writer, "{name}={value:?}");
+        }
+        true
+    }
+
+    /// The default formatter's own handling of one field.
+    fn by_default(
+        &mut self,
+        record: impl FnOnce(&mut tracing_subscriber::fmt::format::DefaultVisitor<'_>),
+    ) {
+        use tracing_subscriber::field::VisitOutput as _;
+        if self.result.is_err() {
+            return;
+        }
+        let mut visitor = tracing_subscriber::fmt::format::DefaultVisitor::new(
+            self.writer.by_ref(),
+            self.is_empty,
+        );
+        record(&mut visitor);
+        self.result = visitor.finish();
+        self.is_empty = false;
+    }
+}
+
+impl tracing::field::Visit for PlainVisitor<'_> {
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        if !self.plain(field, &value) {
+            self.by_default(|v| v.record_u64(field, value));
+        }
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        if !self.plain(field, &value) {
+            self.by_default(|v| v.record_i64(field, value));
+        }
+    }
+
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        if !self.plain(field, &value) {
+            self.by_default(|v| v.record_bool(field, value));
+        }
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if !self.plain(field, &value) {
+            self.by_default(|v| v.record_str(field, value));
+        }
+    }
+
+    fn record_error(
+        &mut self,
+        field: &tracing::field::Field,
+        value: &(dyn std::error::Error + 'static),
+    ) {
+        if !field.name().starts_with("log.") {
+            self.by_default(|v| v.record_error(field, value));
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if !self.plain(field, value) {
+            self.by_default(|v| v.record_debug(field, value));
+        }
+    }
+}
+
+impl tracing_subscriber::field::VisitOutput<std::fmt::Result> for PlainVisitor<'_> {
+    fn finish(self) -> std::fmt::Result {
+        self.result
+    }
+}
+
+impl tracing_subscriber::field::VisitFmt for PlainVisitor<'_> {
+    fn writer(&mut self) -> &mut dyn std::fmt::Write {
+        &mut self.writer
     }
 }
 
@@ -469,6 +596,16 @@ mod tests {
             let span = tracing::info_span!("request", id = %"abc-1");
             span.in_scope(|| {
                 tracing::info!(method = %"POST", route = %"/token", status = 200u16, ms = 3u64, "request");
+                let e = std::io::Error::other("disk \x1b[31mred");
+                tracing::warn!(
+                    ok = true,
+                    delta = -4i64,
+                    r#type = "kind \"q\"",
+                    ratio = 0.5f64,
+                    error = &e as &(dyn std::error::Error + 'static),
+                    "a \x1b[2J message"
+                );
+                tracing::info!(first = 1u64);
                 tracing::warn!(target: "audit", event = "refresh.reused", client = %"rp", "refresh token reused; \"quoted\"");
             });
             tracing::error!(detail = ?"x\ny", "outside any span");
@@ -489,6 +626,7 @@ mod tests {
         let plain = lines_of(|b| {
             tracing_subscriber::fmt::layer()
                 .with_ansi(false)
+                .fmt_fields(PlainFields)
                 .event_format(PlainLine)
                 .with_writer(move || b.clone())
                 .boxed()
@@ -500,7 +638,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(strip(&plain), strip(&stock));
-        assert_eq!(plain.lines().count(), 3);
+        assert_eq!(plain.lines().count(), 5);
         assert!(plain.lines().all(|l| l.as_bytes().get(26) == Some(&b'Z')));
     }
 }
