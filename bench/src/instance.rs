@@ -249,6 +249,11 @@ fn drain(
     });
 }
 
+/// `MIMALLOC_PURGE_DELAY` of the brokers: this environment's, else `0` (deploy/Dockerfile's).
+pub fn purge_delay() -> String {
+    std::env::var("MIMALLOC_PURGE_DELAY").unwrap_or_else(|_| "0".into())
+}
+
 /// The environment variables the configuration refers to.
 fn broker_env<'a>(launch: &Launch<'a>) -> Vec<(&'static str, &'a str)> {
     let mut env = vec![
@@ -319,6 +324,9 @@ impl Broker {
             Some(f) => cmd.env("BROKER_LOG", f),
             None => cmd.env_remove("BROKER_LOG"),
         };
+        // As deploy/Dockerfile runs it: mimalloc gives freed pages back at once (its default
+        // keeps them a second). A value in this environment is passed on instead.
+        cmd.env("MIMALLOC_PURGE_DELAY", purge_delay());
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", launch.exe.display()))?;

@@ -487,8 +487,19 @@ pub async fn get(
     let addr = target
         .base
         .strip_prefix("http://")
-        .ok_or("the broker is not on plain http")?
-        .to_string();
+        .ok_or("the broker is not on plain http")?;
+    get_at(addr, path, concurrency, duration).await
+}
+
+/// GETs `path` from the server at `addr` (`ip:port`) in `concurrency` keep-alive loops
+/// ([`crate::raw_get`]), as [`get`] does from the broker.
+pub async fn get_at(
+    addr: &str,
+    path: &str,
+    concurrency: usize,
+    duration: Duration,
+) -> Result<Outcome, String> {
+    let addr = addr.to_string();
     let deadline = Instant::now() + duration;
     run(concurrency, |_| {
         let (addr, path) = (addr.clone(), path.to_string());

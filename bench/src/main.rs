@@ -15,10 +15,17 @@
 //! again after N generated persons were loaded ([`pg::load_persons`]), p50 and p99 compared
 //! (issue #13: within 10 %). Login scenarios also print what the broker keeps in Redis.
 //!
+//! `hello` (run with discovery and JWKS) is their reference: an actix-web hello handler
+//! served by this program ([`hello`]), one worker on the broker's core, loaded by the same
+//! loop. At the end the shares issue #17 asks for are printed beside their targets, each
+//! met or not met: refresh grants against signing alone, logins against ES256 signing,
+//! discovery and JWKS against hello, and the broker's peak memory.
+//!
 //! `cargo run --release -p bench -- [--seconds N] [--concurrency N] [--broker PATH]
 //! [--only a,b] [--no-pin] [--no-poll-idle] [--broker-log FILTER] [--scale-persons N]`
 #![forbid(unsafe_code)]
 
+mod hello;
 mod instance;
 mod load;
 mod own_redis;
@@ -38,6 +45,11 @@ use load::{Outcome, SourceAddrs, Target};
 use rand::RngCore;
 use redis::Commands as _;
 
+// The allocator of the broker, so the hello reference (this program re-run as
+// `--hello-server`) allocates as the broker does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Set in the re-executed (pinned) process: `BROKER_CPU,BENCH_CPU`.
 const PINNED_ENV: &str = "BENCH_PINNED_CPUS";
 /// Internal argument: measure signing only, in a process pinned to the broker's core.
@@ -49,8 +61,22 @@ const RS256_TARGET_SHARE: f64 = 0.80;
 const PG_LOGIN_TARGET_SHARE: f64 = 0.80;
 /// Issue #13: with the persons loaded, login p50 and p99 within this much of the empty run.
 const SCALE_TOLERANCE: f64 = 0.10;
+/// Issue #17: refresh grants with ES256 tokens, as a share of ES256 signatures/s alone.
+const ES256_REFRESH_TARGET_SHARE: f64 = 0.30;
+/// Issue #17: the RS256 refresh grant, as a share of RSA signing alone.
+const RS256_TARGET_SHARE_17: f64 = 0.85;
+/// Issue #17: whole logins, as a share of ES256 signatures/s alone.
+const LOGIN_TARGET_SHARE: f64 = 0.05;
+/// Issue #17: discovery and JWKS, as a share of the actix-web hello handler.
+const STATIC_TARGET_SHARE: f64 = 0.50;
+/// Issue #17: the broker's peak memory (VmHWM) under the benchmark, in MiB.
+const PEAK_MEMORY_TARGET_MIB: f64 = 64.0;
 
 const SCENARIOS: &[(&str, &str)] = &[
+    (
+        "hello",
+        "GET / of an actix-web hello handler (one worker on the broker's core; runs with discovery and JWKS, their reference)",
+    ),
     ("discovery", "GET /.well-known/openid-configuration"),
     ("jwks", "GET /jwks"),
     (
@@ -91,6 +117,8 @@ struct Args {
     scale_persons: Option<u64>,
     /// Internal: print the in-process signing rates and exit (run pinned to the broker's core).
     signing_only: bool,
+    /// Internal: serve the hello reference until killed.
+    hello_server: bool,
 }
 
 const USAGE: &str = "\
@@ -100,8 +128,9 @@ usage: bench [--seconds N] [--concurrency N] [--broker PATH] [--only a,b,...] [-
   --seconds N        duration of each scenario (default 10)
   --concurrency N    concurrent request loops (default 64)
   --broker PATH      broker executable (default: cargo build --release -p broker)
-  --only LIST        scenarios to run: discovery, jwks, refresh-es256, refresh-rs256, refresh-dpop,
-                     login, login-postgres, login-scale (default: all but login-scale)
+  --only LIST        scenarios to run: hello, discovery, jwks, refresh-es256, refresh-rs256,
+                     refresh-dpop, login, login-postgres, login-scale (default: all but
+                     login-scale; hello runs whenever discovery or jwks does)
   --no-pin           do not pin the broker and the load generator to separate cores
   --no-poll-idle     let idle CPUs halt (by default, while it runs, the benchmark asks
                      the kernel for polling idle CPUs through /dev/cpu_dma_latency)
@@ -128,6 +157,7 @@ fn parse_args() -> Result<Args, String> {
         broker_log: None,
         scale_persons: None,
         signing_only: false,
+        hello_server: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -173,6 +203,7 @@ fn parse_args() -> Result<Args, String> {
                 );
             }
             SIGNING_ONLY => args.signing_only = true,
+            hello::SERVE_ARG => args.hello_server = true,
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument `{other}`\n\n{USAGE}")),
         }
@@ -193,6 +224,10 @@ impl Args {
     /// `--scale-persons`).
     fn runs(&self, name: &str) -> bool {
         match &self.only {
+            // The reference of the static endpoints comes with them.
+            Some(list) if name == "hello" => list
+                .iter()
+                .any(|s| matches!(s.as_str(), "hello" | "discovery" | "jwks")),
             Some(list) => list.iter().any(|s| s == name),
             None => name != "login-scale" || self.scale_persons.is_some(),
         }
@@ -230,6 +265,10 @@ fn real_main() -> Result<ExitCode, String> {
         for (label, per_sec) in signing_costs()? {
             println!("{label}\t{per_sec}");
         }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.hello_server {
+        hello::serve()?;
         return Ok(ExitCode::SUCCESS);
     }
     let pinned = std::env::var(PINNED_ENV).ok().and_then(|v| {
@@ -480,9 +519,10 @@ fn bench(
         }
     );
     println!(
-        "broker: {} serve --workers 1, log filter {}",
+        "broker: {} serve --workers 1, log filter {}, MIMALLOC_PURGE_DELAY={}",
         exe.display(),
-        args.broker_log.as_deref().unwrap_or("default (info)")
+        args.broker_log.as_deref().unwrap_or("default (info)"),
+        instance::purge_delay()
     );
 
     let (costs, where_) = match pinned {
@@ -499,6 +539,10 @@ fn bench(
     let rsa_alone = costs
         .iter()
         .find(|(label, _)| label.starts_with("RS256"))
+        .map(|&(_, per_sec)| per_sec);
+    let es_alone = costs
+        .iter()
+        .find(|(label, _)| label.starts_with("ES256"))
         .map(|&(_, per_sec)| per_sec);
 
     let secret = random_hex(24);
@@ -523,6 +567,14 @@ fn bench(
         pairwise_secret: &pairwise,
         postgres: None,
     })?;
+    // The hello reference, on the broker's core too (idle until its scenario runs).
+    let hello_server = if args.runs("hello") {
+        let self_exe =
+            std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+        Some(hello::Hello::start(&self_exe, pinned.map(|(b, _)| b))?)
+    } else {
+        None
+    };
     let addrs = Arc::new(SourceAddrs::new());
     let target = Target::new(broker.base.clone(), secret.clone(), addrs.clone());
     println!(
@@ -571,6 +623,8 @@ fn bench(
     };
     let mut total_errors = 0;
     let mut login_rate: Option<f64> = None;
+    // Rates by scenario, for the shares of issue #17.
+    let mut rates: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
     for (name, _) in SCENARIOS {
         if !args.runs(name) {
             continue;
@@ -595,12 +649,21 @@ fn bench(
         }
         let logins = *name == "login";
         let memory_before = logins.then(|| RedisSnapshot::take(&mut redis_con, &prefix));
+        // For `hello` the broker column is the hello server's CPU.
+        let served_by = match (*name, hello_server.as_ref()) {
+            ("hello", Some(h)) => h.pid,
+            _ => broker.pid,
+        };
         let meter = sys::CpuMeter::start(
             ticks,
-            &[Some(broker.pid), redis_pid, Some(std::process::id())],
+            &[Some(served_by), redis_pid, Some(std::process::id())],
         );
         let result = runtime.block_on(async {
             match *name {
+                "hello" => match hello_server.as_ref() {
+                    Some(h) => load::get_at(&h.addr, hello::PATH, conc, duration).await,
+                    None => Err("the hello server is not running".into()),
+                },
                 "discovery" => {
                     load::get(&target, "/.well-known/openid-configuration", conc, duration).await
                 }
@@ -626,8 +689,18 @@ fn bench(
         let secs = outcome.elapsed.as_secs_f64();
         let mut main = outcome.main;
         let rate = run.line(name, &mut main, secs, Some(&cpu));
+        rates.insert(*name, rate);
         if logins {
             login_rate = Some(rate);
+        }
+        if let ("discovery" | "jwks", Some(&hello_rate)) = (*name, rates.get("hello")) {
+            let share = rate / hello_rate;
+            println!(
+                "  = {:.1} % of the actix-web hello ({hello_rate:.0}/s; target {:.0} %: {})",
+                share * 100.0,
+                STATIC_TARGET_SHARE * 100.0,
+                met(share >= STATIC_TARGET_SHARE)
+            );
         }
         if let ("refresh-rs256", Some(rsa)) = (*name, rsa_alone) {
             let share = rate / rsa;
@@ -690,7 +763,10 @@ fn bench(
         kb("VmHWM").unwrap_or_else(|| "?".into()),
         kb("VmRSS").unwrap_or_else(|| "?".into())
     );
+    let peak_mib = sys::status_kb(broker.pid, "VmHWM").map(|k| k as f64 / 1024.0);
+    print_targets(&rates, es_alone, rsa_alone, peak_mib);
     drop(broker);
+    drop(hello_server);
     match redis_cleanup(&mut redis_con, &prefix) {
         Ok(n) => println!("\nredis: deleted {n} keys under {prefix}"),
         Err(e) => println!("\nredis: could not delete the keys under {prefix}: {e}"),
@@ -700,6 +776,74 @@ fn bench(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The shares issue #17 asks for, each beside its target: met, not met, or not measured.
+fn print_targets(
+    rates: &std::collections::HashMap<&str, f64>,
+    es_alone: Option<f64>,
+    rsa_alone: Option<f64>,
+    peak_mib: Option<f64>,
+) {
+    println!("\n== issue #17: shares of what this machine measured in this run");
+    let share = |label: &str, scenario: &str, base: Option<f64>, of: &str, target: f64| {
+        let what = format!("{label:<14} ≥ {:>3.0} % of {of}", target * 100.0);
+        match (rates.get(scenario), base) {
+            (Some(&rate), Some(base)) if base > 0.0 => {
+                let s = rate / base;
+                println!(
+                    "{what:<52} {:>6.1} %  ({rate:.0}/s of {base:.0}/s)  {}",
+                    s * 100.0,
+                    met(s >= target)
+                );
+            }
+            _ => println!("{what:<52}      -    not measured in this run"),
+        }
+    };
+    share(
+        "refresh-es256",
+        "refresh-es256",
+        es_alone,
+        "ES256 signing alone",
+        ES256_REFRESH_TARGET_SHARE,
+    );
+    share(
+        "refresh-rs256",
+        "refresh-rs256",
+        rsa_alone,
+        "RSA signing alone",
+        RS256_TARGET_SHARE_17,
+    );
+    share(
+        "login",
+        "login",
+        es_alone,
+        "ES256 signing alone",
+        LOGIN_TARGET_SHARE,
+    );
+    let hello = rates.get("hello").copied();
+    share(
+        "discovery",
+        "discovery",
+        hello,
+        "the actix-web hello",
+        STATIC_TARGET_SHARE,
+    );
+    share(
+        "jwks",
+        "jwks",
+        hello,
+        "the actix-web hello",
+        STATIC_TARGET_SHARE,
+    );
+    let what = format!("{:<14} ≤ {PEAK_MEMORY_TARGET_MIB:.0} MiB", "peak memory");
+    match peak_mib {
+        Some(mib) => println!(
+            "{what:<52} {mib:>6.1} MiB (VmHWM of the broker, all scenarios)  {}",
+            met(mib <= PEAK_MEMORY_TARGET_MIB)
+        ),
+        None => println!("{what:<52}      -    cannot read the broker's VmHWM"),
+    }
 }
 
 fn met(yes: bool) -> &'static str {

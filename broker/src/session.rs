@@ -67,9 +67,16 @@ pub fn cookie_name(settings: &Settings) -> &'static str {
 /// (OIDC Front-/Back-Channel Logout only need `sid` unique per issuer and session).
 pub fn client_sid(settings: &Settings, sid: &str, client_id: &str) -> String {
     use base64::Engine;
-    let key = common::hash::KeyedHash::new(&settings.pairwise_secret).mac(&[b"client sid key"]);
-    let mac = common::hash::KeyedHash::new(&key).mac(&[client_id.as_bytes(), sid.as_bytes()]);
+    let mac = settings
+        .client_sid_key
+        .mac(&[client_id.as_bytes(), sid.as_bytes()]);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac[..18])
+}
+
+/// The keyed hash of [`client_sid`] under a pairwise secret (made once per configuration).
+pub fn client_sid_key(pairwise_secret: &[u8]) -> common::hash::KeyedHash {
+    let key = common::hash::KeyedHash::new(pairwise_secret).mac(&[b"client sid key"]);
+    common::hash::KeyedHash::new(&key)
 }
 
 /// The name of the cookie that remembers the identity source this browser used last (an
@@ -149,6 +156,23 @@ pub async fn end(store: &dyn Store, secret: &str, now: u64) -> StoreResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_sid_key_made_once_gives_the_sids_made_before() {
+        use base64::Engine;
+        let secret = b"0123456789abcdef0123456789abcdef";
+        // What each call derived before the key was kept in the configuration.
+        let key = common::hash::KeyedHash::new(secret).mac(&[b"client sid key"]);
+        let before = common::hash::KeyedHash::new(&key).mac(&[b"rp", b"sid-1"]);
+        let now = client_sid_key(secret).mac(&[b"rp", b"sid-1"]);
+        assert_eq!(now, before);
+        assert_eq!(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(&now[..18])
+                .len(),
+            24
+        );
+    }
 
     const T0: u64 = 1_800_000_000_000;
 

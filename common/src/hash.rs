@@ -22,9 +22,11 @@ fn hmac(key: &[u8]) -> Hmac<Sha256> {
 }
 
 /// HMAC-SHA256 under a secret key: stable, not reversible, and useless without the key.
+/// The keyed state (the key's inner and outer blocks) is made once, so each MAC hashes only
+/// its parts.
 #[derive(Clone)]
 pub struct KeyedHash {
-    key: Vec<u8>,
+    keyed: Hmac<Sha256>,
 }
 
 impl std::fmt::Debug for KeyedHash {
@@ -36,13 +38,13 @@ impl std::fmt::Debug for KeyedHash {
 impl KeyedHash {
     /// A hasher with this key.
     pub fn new(key: &[u8]) -> Self {
-        KeyedHash { key: key.to_vec() }
+        KeyedHash { keyed: hmac(key) }
     }
 
     /// The raw MAC of the parts, each prefixed with its length (8 bytes, big-endian) so
     /// `("ab","c")` differs from `("a","bc")`.
     pub fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
-        let mut mac = hmac(&self.key);
+        let mut mac = self.keyed.clone();
         for p in parts {
             mac.update(&(p.len() as u64).to_be_bytes());
             mac.update(p);

@@ -26,6 +26,11 @@ use crate::{
     ReviewItem, Versioned,
 };
 
+/// redb's page cache for the records file. Its default (1 GiB) let the cache grow with the file
+/// under load (most of the broker's memory in the benchmark); the operating system's page
+/// cache keeps the file's pages too, so a small one costs few reads.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 /// The schema version of the file this code writes.
 pub const SCHEMA_VERSION: u64 = 1;
 
@@ -150,7 +155,9 @@ impl EmbeddedRecords {
             })?;
         }
         let open = || -> Result<Result<Database, u64>, Fail> {
-            let db = Database::create(path)?;
+            let db = redb::Builder::new()
+                .set_cache_size(CACHE_BYTES)
+                .create(path)?;
             let txn = db.begin_write()?;
             let found = {
                 let mut meta = txn.open_table(META)?;

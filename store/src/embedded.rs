@@ -25,6 +25,11 @@ use super::{expiry, Claimed, Millis, RateDecision, Rotation, Store, StoreError, 
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("queues");
 
+/// redb's page cache for the store file. Its default (1 GiB) let the cache grow with the file
+/// under load (most of the broker's memory in the benchmark); the operating system's page
+/// cache keeps the file's pages too, so a small one costs few reads.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Separates a queue's name from an item's id in [`QUEUES`] keys.
 const QUEUE_SEP: char = '\u{1f}';
 
@@ -161,7 +166,9 @@ impl EmbeddedStore {
             })?;
         }
         let open = || -> Result<Database, Fail> {
-            let db = Database::create(path)?;
+            let db = redb::Builder::new()
+                .set_cache_size(CACHE_BYTES)
+                .create(path)?;
             // Create the table up front so read transactions can always open it.
             let txn = db.begin_write()?;
             txn.open_table(RECORDS)?;

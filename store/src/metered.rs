@@ -17,13 +17,35 @@ impl MeteredStore {
     }
 }
 
+thread_local! {
+    /// `broker_store_seconds{op}` handles registered by this thread, by operation.
+    static SECONDS: std::cell::RefCell<Vec<(&'static str, metrics::Histogram)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Records the time of one operation; the histogram of each operation is registered once
+/// per thread, not looked up in the registry at every call.
+fn record(op: &'static str, seconds: f64) {
+    SECONDS.with(|cell| {
+        let mut handles = cell.borrow_mut();
+        match handles.iter().find(|(name, _)| *name == op) {
+            Some((_, h)) => h.record(seconds),
+            None => {
+                let h = metrics::histogram!("broker_store_seconds", "op" => op);
+                h.record(seconds);
+                handles.push((op, h));
+            }
+        }
+    });
+}
+
 async fn timed<T>(
     op: &'static str,
     fut: impl std::future::Future<Output = StoreResult<T>>,
 ) -> StoreResult<T> {
     let started = Instant::now();
     let out = fut.await;
-    metrics::histogram!("broker_store_seconds", "op" => op).record(started.elapsed().as_secs_f64());
+    record(op, started.elapsed().as_secs_f64());
     if out.is_err() {
         metrics::counter!("broker_store_errors_total", "op" => op).increment(1);
     }

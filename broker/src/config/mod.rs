@@ -261,6 +261,9 @@ pub struct Settings {
     pub keys: KeySet,
     /// Secret of pairwise subjects.
     pub pairwise_secret: Vec<u8>,
+    /// The keyed hash of per-client `sid`s, derived from `pairwise_secret` once per
+    /// configuration (see `session::client_sid`).
+    pub client_sid_key: common::hash::KeyedHash,
     /// Token lifetimes.
     pub tokens: TokenConfig,
     /// Session settings.
@@ -762,6 +765,9 @@ impl Validator {
             redis_password,
             redis_sentinel_password,
             keys,
+            client_sid_key: crate::session::client_sid_key(
+                pairwise_secret.as_deref().unwrap_or_default(),
+            ),
             pairwise_secret: pairwise_secret.unwrap_or_default(),
             tokens: raw.tokens,
             session: raw.session,

@@ -110,9 +110,27 @@ pub fn refresh_key(token: &str) -> Option<(String, String)> {
     Some((fid.to_string(), keyspace::refresh_token(fid, secret)))
 }
 
-/// A new refresh token of a family.
-pub fn new_refresh_token(fid: &str) -> String {
-    format!("{fid}.{}", random_token(32))
+/// The mark at the start of the secret part of a refresh token whose family is bound to no
+/// DPoP key: `{fid}.u.{secret}`. A random secret is base64url, which has no `.`, so no
+/// unmarked token (a bound family's, or one issued before the mark existed) looks marked.
+/// The store key is the digest of the whole secret part, so the mark cannot be added to a
+/// bound family's token: the changed token finds no record.
+const UNBOUND_MARK: &str = "u.";
+
+/// A new refresh token of a family; `unbound` when the family has no DPoP key (RFC 9449
+/// 5), which the token then says: its grants need not read the record before rotating to
+/// learn whether a proof is required.
+pub fn new_refresh_token(fid: &str, unbound: bool) -> String {
+    let mark = if unbound { UNBOUND_MARK } else { "" };
+    format!("{fid}.{mark}{}", random_token(32))
+}
+
+/// Whether a refresh token carries the mark of a family bound to no DPoP key. An unmarked
+/// one may be bound (or older than the mark): its record says.
+pub fn marked_unbound(token: &str) -> bool {
+    token
+        .split_once('.')
+        .is_some_and(|(_, secret)| secret.starts_with(UNBOUND_MARK))
 }
 
 /// Stores a code record and returns the code.
@@ -215,6 +233,8 @@ pub fn mint(
 ) -> Result<TokenResponse, KeyError> {
     let now = now_ms / 1000;
     let scope = grant.scopes.join(" ");
+    // One keyed hash for both tokens.
+    let sid = crate::session::client_sid(settings, &grant.sid, &client.id);
     let at_key = settings
         .keys
         .signer(settings.tokens.access_token_alg)
@@ -230,7 +250,7 @@ pub fn mint(
         scope: scope.clone(),
         auth_time: grant.auth_time,
         acr: grant.acr.clone(),
-        sid: crate::session::client_sid(settings, &grant.sid, &client.id),
+        sid: sid.clone(),
         fam: fid.to_string(),
         cnf: jkt.map(|j| Confirmation { jkt: j.to_string() }),
     };
@@ -249,10 +269,7 @@ pub fn mint(
     id.insert("auth_time".into(), grant.auth_time.into());
     id.insert("acr".into(), grant.acr.clone().into());
     id.insert("amr".into(), grant.amr.clone().into());
-    id.insert(
-        "sid".into(),
-        crate::session::client_sid(settings, &grant.sid, &client.id).into(),
-    );
+    id.insert("sid".into(), sid.into());
     if let Some(n) = nonce {
         id.insert("nonce".into(), n.into());
     }

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use super::dpop::{check_code_binding, Proof};
 use super::grants::{
-    family_of_code, mint, new_refresh_token, refresh_key, CodeRecord, FamilyRecord, TokenResponse,
-    TOMBSTONE,
+    family_of_code, marked_unbound, mint, new_refresh_token, refresh_key, CodeRecord, FamilyRecord,
+    TokenResponse, TOMBSTONE,
 };
 use super::{OAuthError, Params};
 use crate::config::{Client, Settings};
@@ -130,7 +130,7 @@ async fn authorization_code(
             )
             .await?;
     }
-    let refresh_token = new_refresh_token(&fid);
+    let refresh_token = new_refresh_token(&fid, jkt.is_none());
     if let Some((_, key)) = refresh_key(&refresh_token) {
         store.put(&key, &family_bytes, Some(ttl), now).await?;
     }
@@ -165,16 +165,22 @@ async fn refresh(
         return Err(OAuthError::invalid_grant("the refresh token is invalid"));
     };
     // A bound refresh token without its key's proof is refused before it is rotated, so a
-    // stolen one can neither be used nor burn the family.
-    if let Some(bytes) = store.get(&old_key, now).await? {
-        if bytes != TOMBSTONE {
-            if let Ok(f) = serde_json::from_slice::<FamilyRecord>(&bytes) {
-                check_refresh_binding(&f, proof)?;
+    // stolen one can neither be used nor burn the family. A token marked unbound needs no
+    // read for that: its family has no key (and the mark cannot be forged, see
+    // `grants::marked_unbound`); an unmarked one is read first.
+    let mut unbound = marked_unbound(token);
+    if !unbound {
+        if let Some(bytes) = store.get(&old_key, now).await? {
+            if bytes != TOMBSTONE {
+                if let Ok(f) = serde_json::from_slice::<FamilyRecord>(&bytes) {
+                    check_refresh_binding(&f, proof)?;
+                    unbound = f.jkt.is_none();
+                }
             }
         }
     }
     let (family, next_token) = if client.rotate_refresh_tokens {
-        let (family, new_token) = rotate(store, client, &fid, &old_key, now).await?;
+        let (family, new_token) = rotate(store, client, &fid, &old_key, unbound, now).await?;
         (family, new_token)
     } else {
         // No rotation (FAPI 2.0 Security Profile): the same token is used again; the
@@ -235,14 +241,16 @@ async fn refresh(
 
 /// Rotates a refresh token in one atomic store operation: the new token inherits the old
 /// one's record and the family's absolute expiry; reuse of a rotated one revokes the family.
+/// `unbound`: the family is known to have no DPoP key, so the new token is marked so.
 async fn rotate(
     store: &dyn Store,
     client: &Client,
     fid: &str,
     old_key: &str,
+    unbound: bool,
     now: u64,
 ) -> Result<(FamilyRecord, String), OAuthError> {
-    let new_token = new_refresh_token(fid);
+    let new_token = new_refresh_token(fid, unbound);
     let Some((_, new_key)) = refresh_key(&new_token) else {
         return Err(OAuthError::server_error("cannot make a refresh token"));
     };
@@ -397,6 +405,97 @@ mod tests {
             .err()
             .expect("the family's absolute end holds");
         assert_eq!(e.error, "invalid_grant");
+    }
+
+    fn proof(jkt: &str) -> Proof {
+        Proof {
+            jkt: jkt.into(),
+            jti: "jti".into(),
+            iat: T0 / 1000,
+            next_nonce: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_an_unbound_family_s_tokens_are_marked_and_the_mark_cannot_be_forged() {
+        let dir = tempfile::tempdir().expect("dir");
+        let settings = crate::config::for_tests(dir.path(), "");
+        let store =
+            store::embedded::EmbeddedStore::open(&dir.path().join("t.redb")).expect("store");
+        let rp = settings.clients.get("rp").expect("rp");
+
+        // Unbound: every token of the family says so, through the rotations.
+        let code = issue_code(&settings, &store, &record(), T0)
+            .await
+            .expect("code");
+        let tokens = grant(&settings, &store, rp, &redeem(&code), None, T0 + 1)
+            .await
+            .unwrap_or_else(|e| panic!("redeemed: {e}"));
+        let rt = tokens.refresh_token.expect("refresh token");
+        assert!(marked_unbound(&rt), "an unbound family's token is marked");
+        let next = grant(&settings, &store, rp, &refresh(&rt), None, T0 + 2)
+            .await
+            .unwrap_or_else(|e| panic!("refreshed: {e}"));
+        let rt2 = next.refresh_token.expect("rotated");
+        assert!(marked_unbound(&rt2), "and so is its rotation");
+        // Reuse of the rotated one still revokes the family.
+        let e = grant(&settings, &store, rp, &refresh(&rt), None, T0 + 3)
+            .await
+            .err()
+            .expect("reuse refused");
+        assert_eq!(e.error, "invalid_grant");
+        let e = grant(&settings, &store, rp, &refresh(&rt2), None, T0 + 4)
+            .await
+            .err()
+            .expect("the family is revoked");
+        assert_eq!(e.error, "invalid_grant");
+
+        // Bound to a DPoP key: unmarked, so each refresh reads the record first.
+        let mut bound = record();
+        bound.dpop_jkt = Some("key-1".into());
+        let code = issue_code(&settings, &store, &bound, T0)
+            .await
+            .expect("code");
+        let tokens = grant(
+            &settings,
+            &store,
+            rp,
+            &redeem(&code),
+            Some(&proof("key-1")),
+            T0 + 1,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("redeemed with the key: {e}"));
+        let rt = tokens.refresh_token.expect("refresh token");
+        assert!(!marked_unbound(&rt), "a bound family's token is not marked");
+        // The mark added by a thief finds nothing, and burns nothing.
+        let (fid, secret) = rt.split_once('.').expect("fid.secret");
+        let forged = format!("{fid}.u.{secret}");
+        assert!(marked_unbound(&forged));
+        let e = grant(&settings, &store, rp, &refresh(&forged), None, T0 + 2)
+            .await
+            .err()
+            .expect("a forged mark is refused");
+        assert_eq!(e.error, "invalid_grant");
+        // Without a proof, or with another key: refused before rotating.
+        for other in [None, Some(proof("key-2"))] {
+            let e = grant(&settings, &store, rp, &refresh(&rt), other.as_ref(), T0 + 3)
+                .await
+                .err()
+                .expect("refused without the family's key");
+            assert_eq!(e.error, "invalid_grant");
+        }
+        let next = grant(
+            &settings,
+            &store,
+            rp,
+            &refresh(&rt),
+            Some(&proof("key-1")),
+            T0 + 4,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the rightful client still refreshes: {e}"));
+        assert!(!marked_unbound(&next.refresh_token.expect("rotated")));
     }
 
     #[tokio::test]

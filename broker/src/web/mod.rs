@@ -186,10 +186,7 @@ async fn log_requests(
         res.headers_mut()
             .insert(header::HeaderName::from_static("x-request-id"), v);
     }
-    metrics::counter!("broker_http_requests_total", "route" => route.clone(), "status" => status.to_string())
-        .increment(1);
-    metrics::histogram!("broker_http_request_seconds", "route" => route.clone())
-        .record(elapsed.as_secs_f64());
+    crate::observe::record_request(&route, status, elapsed.as_secs_f64());
     span.in_scope(|| {
         tracing::info!(
             method = %method,
