@@ -9,10 +9,18 @@ pub fn in_words(key: &str, reason: &str) -> String {
     let field = last_name(key);
     if let Some(rest) = reason.strip_prefix("invalid type: ") {
         if let Some((found, expected)) = rest.split_once(", expected ") {
-            return format!(
-                "must be {}, found {}",
-                expected_in_words(field, expected),
+            // A citizen ID number or a password written as the wrong type: its kind only,
+            // never the value (problems go to terminals and logs).
+            let leaf = key.rsplit('.').next().unwrap_or(key);
+            let leaf = leaf.split('[').next().unwrap_or(leaf);
+            let found = if PRIVATE_FIELDS.contains(&leaf) {
+                kind_of(found)
+            } else {
                 found_in_words(found)
+            };
+            return format!(
+                "must be {}, found {found}",
+                expected_in_words(field, expected)
             );
         }
     }
@@ -99,6 +107,28 @@ fn expected_in_words(field: &str, expected: &str) -> String {
     }
 }
 
+/// Fields whose values a problem never repeats.
+const PRIVATE_FIELDS: [&str; 4] = ["citizen_id", "password", "password_hash", "card_number"];
+
+/// What kind of value serde found, without the value.
+fn kind_of(found: &str) -> String {
+    let found = found.trim();
+    let kind = if found.starts_with("integer") || found.starts_with("floating point") {
+        "a number"
+    } else if found.starts_with("string") {
+        "a text"
+    } else if found.starts_with("boolean") {
+        "true or false"
+    } else if found == "sequence" {
+        "a list"
+    } else if found == "map" {
+        "a table"
+    } else {
+        "another kind of value"
+    };
+    kind.to_string()
+}
+
 fn found_in_words(found: &str) -> String {
     let found = found.trim();
     if let Some(s) = found.strip_prefix("string ") {
@@ -180,6 +210,17 @@ fn distance(a: &str, b: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_citizen_id_number_of_the_wrong_type_is_not_repeated() {
+        let told = in_words(
+            "console.operators[0].citizen_id",
+            "invalid type: integer `79201001234`, expected a string",
+        );
+        assert!(!told.contains("79201001234"), "{told}");
+        assert!(told.contains("found a number"), "{told}");
+    }
+
     use super::*;
 
     #[test]
