@@ -469,26 +469,35 @@ async fn slow_bodies_end_and_one_address_cannot_hold_every_connection() {
     );
 
     // 64 unfinished requests from one address are held; then even a bodiless request of
-    // that address is refused at once, until some finish.
-    let mut held = Vec::new();
-    for _ in 0..64 {
-        let mut s = tokio::net::TcpStream::connect(&addr)
-            .await
-            .expect("connect");
-        s.write_all(head.as_bytes()).await.expect("write");
-        held.push(s);
-    }
+    // that address is refused at once, until some finish. The held requests reach the
+    // server in their own time, and each is answered once the body deadline (10 s) passes:
+    // ask until all are counted, within 8 s of holding them, on a loaded machine holding a
+    // fresh set again (at most three times).
     let http = reqwest::Client::new();
     let mut refused = None;
-    // The held requests reach the server in their own time: ask until all are counted.
-    for _ in 0..10_000 {
-        let resp = http
-            .get(broker.url("/healthz"))
-            .send()
-            .await
-            .expect("healthz");
-        if resp.status().as_u16() == 429 {
-            refused = Some(resp);
+    for _ in 0..3 {
+        let mut held = Vec::new();
+        for _ in 0..64 {
+            let mut s = tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect");
+            s.write_all(head.as_bytes()).await.expect("write");
+            held.push(s);
+        }
+        let since = std::time::Instant::now();
+        while since.elapsed() < std::time::Duration::from_secs(8) {
+            let resp = http
+                .get(broker.url("/healthz"))
+                .send()
+                .await
+                .expect("healthz");
+            if resp.status().as_u16() == 429 {
+                refused = Some(resp);
+                break;
+            }
+        }
+        drop(held);
+        if refused.is_some() {
             break;
         }
     }
@@ -500,5 +509,4 @@ async fn slow_bodies_end_and_one_address_cannot_hold_every_connection() {
             .and_then(|v| v.to_str().ok()),
         Some("1")
     );
-    drop(held);
 }
