@@ -73,12 +73,6 @@ pub fn client_sid(settings: &Settings, sid: &str, client_id: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac[..18])
 }
 
-/// The keyed hash of [`client_sid`] under a pairwise secret (made once per configuration).
-pub fn client_sid_key(pairwise_secret: &[u8]) -> common::hash::KeyedHash {
-    let key = common::hash::KeyedHash::new(pairwise_secret).mac(&[b"client sid key"]);
-    common::hash::KeyedHash::new(&key)
-}
-
 /// The name of the cookie that remembers the identity source this browser used last (an
 /// id of the configuration, nothing about the citizen), shown first on the choice.
 pub fn last_source_cookie_name(settings: &Settings) -> &'static str {
@@ -164,7 +158,7 @@ mod tests {
         // What each call derived before the key was kept in the configuration.
         let key = common::hash::KeyedHash::new(secret).mac(&[b"client sid key"]);
         let before = common::hash::KeyedHash::new(&key).mac(&[b"rp", b"sid-1"]);
-        let now = client_sid_key(secret).mac(&[b"rp", b"sid-1"]);
+        let now = crate::config::client_sid_key(secret).mac(&[b"rp", b"sid-1"]);
         assert_eq!(now, before);
         assert_eq!(
             base64::engine::general_purpose::URL_SAFE_NO_PAD

@@ -239,6 +239,13 @@ pub struct ConnectorEntry {
     pub connector: Arc<dyn Connector>,
 }
 
+/// The keyed hash of `session::client_sid` under a pairwise secret (made once per
+/// configuration).
+pub fn client_sid_key(pairwise_secret: &[u8]) -> common::hash::KeyedHash {
+    let key = common::hash::KeyedHash::new(pairwise_secret).mac(&[b"client sid key"]);
+    common::hash::KeyedHash::new(&key)
+}
+
 /// The validated configuration the broker runs with.
 pub struct Settings {
     /// Where it came from.
@@ -262,7 +269,7 @@ pub struct Settings {
     /// Secret of pairwise subjects.
     pub pairwise_secret: Vec<u8>,
     /// The keyed hash of per-client `sid`s, derived from `pairwise_secret` once per
-    /// configuration (see `session::client_sid`).
+    /// configuration (see `session::client_sid` and [`client_sid_key`]).
     pub client_sid_key: common::hash::KeyedHash,
     /// Token lifetimes.
     pub tokens: TokenConfig,
@@ -765,9 +772,7 @@ impl Validator {
             redis_password,
             redis_sentinel_password,
             keys,
-            client_sid_key: crate::session::client_sid_key(
-                pairwise_secret.as_deref().unwrap_or_default(),
-            ),
+            client_sid_key: client_sid_key(pairwise_secret.as_deref().unwrap_or_default()),
             pairwise_secret: pairwise_secret.unwrap_or_default(),
             tokens: raw.tokens,
             session: raw.session,
