@@ -1012,6 +1012,7 @@ impl Run<'_> {
         duration: Duration,
     ) -> Result<LoginRun, String> {
         let pids = self.runtime.block_on(pb.db.backend_pids(&pb.admin));
+        let work_before = self.runtime.block_on(pb.db.work(&pb.admin));
         let backends = pg::BackendCpu::start(&pids);
         let meter = sys::CpuMeter::start(
             self.ticks,
@@ -1030,6 +1031,7 @@ impl Run<'_> {
         let cpu = meter.finish();
         let pids = self.runtime.block_on(pb.db.backend_pids(&pb.admin));
         let pg_cpu = backends.finish(self.ticks, &pids);
+        let work_after = self.runtime.block_on(pb.db.work(&pb.admin));
         let outcome = match result {
             Ok(o) => o,
             Err(e) => {
@@ -1052,6 +1054,10 @@ impl Run<'_> {
             "  postgres backends     {:>29.0}% of one core ({} connections of the broker's pool)",
             pg_cpu,
             pids.len()
+        );
+        println!(
+            "  postgres per login    {} (pg_stat_database; flushed once a second)",
+            work_before.per_login(&work_after, main.lat_us.len() as u64)
         );
         for s in main.samples.iter().take(3) {
             println!("    error: {s}");

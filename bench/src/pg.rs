@@ -131,6 +131,36 @@ impl PgDatabase {
             .unwrap_or_default()
     }
 
+    /// The database's cumulative work counters (`pg_stat_database`): what the broker's
+    /// statements cost it, to be divided by the logins between two snapshots.
+    pub async fn work(&self, client: &Client) -> DbWork {
+        // Statistics are flushed by each backend at most once a second; a fresh snapshot
+        // is asked for so two reads in one session see different values.
+        let _ = client
+            .batch_execute("SELECT pg_stat_clear_snapshot()")
+            .await;
+        let row = client
+            .query_opt(
+                "SELECT xact_commit, xact_rollback, tup_returned, tup_fetched, tup_inserted, tup_updated, tup_deleted FROM pg_stat_database WHERE datname = $1",
+                &[&self.name],
+            )
+            .await
+            .ok()
+            .flatten();
+        let get = |i: usize| {
+            row.as_ref()
+                .and_then(|r| r.try_get::<_, i64>(i).ok())
+                .unwrap_or(0)
+        };
+        DbWork {
+            commits: get(0),
+            rollbacks: get(1),
+            returned: get(2),
+            fetched: get(3),
+            written: get(4) + get(5) + get(6),
+        }
+    }
+
     async fn drop_now(server: &PgServer, name: &str) -> Result<(), String> {
         let admin = server.connect("postgres").await?;
         admin
@@ -157,6 +187,37 @@ impl Drop for PgDatabase {
             Ok(Err(e)) => println!("postgres: could not drop database {}: {e}", self.name),
             Err(_) => println!("postgres: could not drop database {}", self.name),
         }
+    }
+}
+
+/// A snapshot of a database's work counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DbWork {
+    /// Transactions committed (each statement outside a transaction is one).
+    pub commits: i64,
+    /// Transactions rolled back.
+    pub rollbacks: i64,
+    /// Rows read by scans.
+    pub returned: i64,
+    /// Rows fetched through indexes.
+    pub fetched: i64,
+    /// Rows inserted, updated or deleted.
+    pub written: i64,
+}
+
+impl DbWork {
+    /// The line per login between `self` (earlier) and `later`.
+    pub fn per_login(&self, later: &DbWork, logins: u64) -> String {
+        let n = logins.max(1) as f64;
+        let per = |a: i64, b: i64| (b - a) as f64 / n;
+        format!(
+            "{:.2} commits, {:.2} rollbacks, {:.1} rows fetched, {:.1} rows scanned, {:.2} rows written",
+            per(self.commits, later.commits),
+            per(self.rollbacks, later.rollbacks),
+            per(self.fetched, later.fetched),
+            per(self.returned, later.returned),
+            per(self.written, later.written),
+        )
     }
 }
 

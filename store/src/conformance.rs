@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::join_all;
 
-use super::{Claimed, Millis, Rotation, Store, StoreResult};
+use super::{Claimed, Millis, Rotation, SingleUse, Store, StoreResult};
 
 const TTL: Duration = Duration::from_secs(60);
 const TOMBSTONE: &[u8] = b"\x00used";
@@ -30,6 +30,8 @@ pub async fn run_all(store: &dyn Store) {
     sets(store, &keys).await;
     concurrent_take(store, &keys).await;
     concurrent_rotate(store, &keys).await;
+    rotate_single_use(store, &keys).await;
+    concurrent_single_use(store, &keys).await;
     queue(store, &keys).await;
     queue_batches(store, &keys).await;
     concurrent_claims(store, &keys).await;
@@ -748,6 +750,113 @@ async fn concurrent_rotate(store: &dyn Store, keys: &Keys) {
         }
     }
     expect_eq("new keys written by concurrent rotations", written, 1);
+}
+
+fn single_use(key: &str) -> SingleUse<'_> {
+    SingleUse { key, ttl: TTL }
+}
+
+async fn rotate_single_use(store: &dyn Store, keys: &Keys) {
+    let now = real_now();
+    let guard = keys.key("su-family");
+    let (r1, r2, r3) = (keys.key("su-1"), keys.key("su-2"), keys.key("su-3"));
+    let (m1, m2, m3) = (keys.key("su-m1"), keys.key("su-m2"), keys.key("su-m3"));
+    let use_once = |old: &str, new: &str, marker: &str| {
+        let (old, new, marker) = (old.to_string(), new.to_string(), marker.to_string());
+        let guard = guard.clone();
+        async move {
+            ok(
+                "rotate_single_use",
+                store
+                    .rotate_single_use(&guard, &old, TOMBSTONE, &new, single_use(&marker), now)
+                    .await,
+            )
+        }
+    };
+    ok(
+        "put guard",
+        store.put(&guard, b"family", Some(TTL), now).await,
+    );
+    ok("put", store.put(&r1, b"token-1", Some(TTL), now).await);
+    expect_eq(
+        "rotation behind a fresh marker",
+        use_once(&r1, &r2, &m1).await,
+        Rotation::Rotated(b"token-1".to_vec()),
+    );
+    expect_eq(
+        "the marker is written",
+        ok("get", store.get(&m1, now).await).is_some(),
+        true,
+    );
+    expect_eq(
+        "a used marker with the new token",
+        use_once(&r2, &r3, &m1).await,
+        Rotation::Replayed,
+    );
+    expect_eq(
+        "a replay writes no new key",
+        ok("get", store.get(&r3, now).await),
+        None,
+    );
+    expect_eq(
+        "a replay leaves the token live",
+        ok("get", store.get(&r2, now).await),
+        some(b"token-1"),
+    );
+    expect_eq(
+        "the old token behind a fresh marker",
+        use_once(&r1, &r3, &m2).await,
+        Rotation::Reused(TOMBSTONE.to_vec()),
+    );
+    expect_eq(
+        "a reuse uses up its marker too",
+        use_once(&r2, &r3, &m2).await,
+        Rotation::Replayed,
+    );
+    let unknown = keys.key("su-unknown");
+    expect_eq(
+        "an unknown token behind a fresh marker",
+        use_once(&unknown, &r3, &m3).await,
+        Rotation::Missing,
+    );
+    expect_eq(
+        "a missing token uses up its marker too",
+        ok("get", store.get(&m3, now).await).is_some(),
+        true,
+    );
+}
+
+/// One proof sent many times at once with one token: one rotation, the others replays.
+async fn concurrent_single_use(store: &dyn Store, keys: &Keys) {
+    let now = real_now();
+    let guard = keys.key("sur-family");
+    let old = keys.key("sur-old");
+    let marker = keys.key("sur-marker");
+    ok(
+        "put guard",
+        store.put(&guard, b"family", Some(TTL), now).await,
+    );
+    ok("put", store.put(&old, b"token", Some(TTL), now).await);
+    let news: Vec<String> = (0..20).map(|i| keys.key(&format!("sur-new-{i}"))).collect();
+    let results = join_all(news.iter().map(|new| {
+        store.rotate_single_use(&guard, &old, TOMBSTONE, new, single_use(&marker), now)
+    }))
+    .await;
+    let results: Vec<Rotation> = results
+        .into_iter()
+        .map(|r| ok("concurrent rotate_single_use", r))
+        .collect();
+    let rotated = results
+        .iter()
+        .filter(|r| matches!(r, Rotation::Rotated(_)))
+        .count();
+    let replayed = results.iter().filter(|r| **r == Rotation::Replayed).count();
+    expect_eq("concurrent single-use rotations that won", rotated, 1);
+    expect_eq(
+        "concurrent single-use rotations refused as replays",
+        replayed,
+        19,
+    );
 }
 
 async fn queue(store: &dyn Store, keys: &Keys) {

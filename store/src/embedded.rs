@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition};
 
-use super::{expiry, Claimed, Millis, RateDecision, Rotation, Store, StoreError, StoreResult};
+use super::{
+    expiry, Claimed, Millis, RateDecision, Rotation, SingleUse, Store, StoreError, StoreResult,
+};
 
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("queues");
@@ -410,6 +412,45 @@ impl Store for EmbeddedStore {
             }
             t.insert(old.as_str(), encode(expires, &tombstone).as_slice())?;
             // The new key inherits the old value and its absolute expiry (0 stays durable).
+            t.insert(new.as_str(), encode(expires, &value).as_slice())?;
+            Ok((Rotation::Rotated(value), Commit::Durable))
+        })
+        .await
+    }
+
+    async fn rotate_single_use(
+        &self,
+        guard: &str,
+        old: &str,
+        tombstone: &[u8],
+        new: &str,
+        once: SingleUse<'_>,
+        now: Millis,
+    ) -> StoreResult<Rotation> {
+        let guard = guard.to_owned();
+        let old = old.to_owned();
+        let new = new.to_owned();
+        let once_ttl = once.ttl;
+        let once = once.key.to_owned();
+        let once_raw = encode(stored_expiry(Some(once_ttl), now), b"1");
+        let tombstone = tombstone.to_vec();
+        self.write("rotate", move |t| {
+            if live_value(t, &once, now)?.is_some() {
+                return Ok((Rotation::Replayed, Commit::Abort));
+            }
+            t.insert(once.as_str(), once_raw.as_slice())?;
+            // The marker is used up whatever follows; only a rotation needs the durable commit.
+            let marked = commit_for(Some(once_ttl));
+            if live_value(t, &guard, now)?.is_none() {
+                return Ok((Rotation::Missing, marked));
+            }
+            let Some((expires, value)) = live_value(t, &old, now)? else {
+                return Ok((Rotation::Missing, marked));
+            };
+            if value == tombstone {
+                return Ok((Rotation::Reused(value), marked));
+            }
+            t.insert(old.as_str(), encode(expires, &tombstone).as_slice())?;
             t.insert(new.as_str(), encode(expires, &value).as_slice())?;
             Ok((Rotation::Rotated(value), Commit::Durable))
         })

@@ -46,6 +46,18 @@ pub enum Rotation {
     Reused(Vec<u8>),
     /// The old key does not exist or expired, or the guard key is gone (family revoked).
     Missing,
+    /// [`Store::rotate_single_use`] only: its single-use marker was written before (a
+    /// replayed request); nothing was written.
+    Replayed,
+}
+
+/// The single-use marker of [`Store::rotate_single_use`].
+#[derive(Debug, Clone, Copy)]
+pub struct SingleUse<'a> {
+    /// Its key.
+    pub key: &'a str,
+    /// How long it is kept.
+    pub ttl: Duration,
 }
 
 /// What [`Store::hit_rate_limit`] decided.
@@ -127,6 +139,28 @@ pub trait Store: Send + Sync {
         new: &str,
         now: Millis,
     ) -> StoreResult<Rotation>;
+
+    /// [`Store::rotate`] behind a single-use marker: `once` (a DPoP proof's `jti`, say) is
+    /// written with its `ttl` if it holds nothing live, then the rotation runs; if it holds
+    /// something already, returns [`Rotation::Replayed`] and writes nothing. The marker is
+    /// used up whatever the rotation's outcome, as a separate `put_new` before it would.
+    ///
+    /// This default takes two steps (what a store whose keys live apart must do); a store
+    /// that can, does both in one atomic step, and a request's round trip.
+    async fn rotate_single_use(
+        &self,
+        guard: &str,
+        old: &str,
+        tombstone: &[u8],
+        new: &str,
+        once: SingleUse<'_>,
+        now: Millis,
+    ) -> StoreResult<Rotation> {
+        if !self.put_new(once.key, b"1", Some(once.ttl), now).await? {
+            return Ok(Rotation::Replayed);
+        }
+        self.rotate(guard, old, tombstone, new, now).await
+    }
 
     /// Counts a hit against `key` in a fixed window of `window` and tells whether it is
     /// within `limit` hits.

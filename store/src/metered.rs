@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Claimed, Millis, RateDecision, Rotation, SharedStore, Store, StoreResult};
+use super::{Claimed, Millis, RateDecision, Rotation, SharedStore, SingleUse, Store, StoreResult};
 
 /// Wraps a store with metrics.
 pub struct MeteredStore {
@@ -99,6 +99,23 @@ impl Store for MeteredStore {
         now: Millis,
     ) -> StoreResult<Rotation> {
         timed("rotate", self.inner.rotate(guard, old, tombstone, new, now)).await
+    }
+
+    async fn rotate_single_use(
+        &self,
+        guard: &str,
+        old: &str,
+        tombstone: &[u8],
+        new: &str,
+        once: SingleUse<'_>,
+        now: Millis,
+    ) -> StoreResult<Rotation> {
+        timed(
+            "rotate",
+            self.inner
+                .rotate_single_use(guard, old, tombstone, new, once, now),
+        )
+        .await
     }
 
     async fn hit_rate_limit(

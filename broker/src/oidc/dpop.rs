@@ -321,12 +321,54 @@ pub async fn verify_proof(
     c: &ProofCheck<'_>,
     now: Millis,
 ) -> Result<Proof, DpopError> {
-    let checked = check_proof(proof, c, now / 1000)?;
-    let key = crate::keyspace::dpop_jti(&checked.jkt, &checked.jti);
-    if !store.put_new(&key, b"1", Some(JTI_TTL), now).await? {
-        return Err(invalid("the DPoP proof was already used (jti replay)"));
+    Unspent(check_proof(proof, c, now / 1000)?)
+        .spend(store, now)
+        .await
+}
+
+/// A proof that passed every check but its single use: it is used up by [`Unspent::spend`],
+/// or by a store operation that writes [`Unspent::marker`] atomically with its own work
+/// (the refresh grant's rotation: one round trip instead of two).
+#[must_use = "a proof counts only once its jti is used up"]
+#[derive(Debug)]
+pub struct Unspent(Proof);
+
+impl Unspent {
+    /// The proof (not yet used up).
+    pub fn proof(&self) -> &Proof {
+        &self.0
     }
-    Ok(checked)
+
+    /// The replay cache's key of the proof (per key, so two clients' identifiers never
+    /// collide) and how long it is kept.
+    pub fn marker(&self) -> (String, Duration) {
+        (crate::keyspace::dpop_jti(&self.0.jkt, &self.0.jti), JTI_TTL)
+    }
+
+    /// Uses up the proof's `jti` (one atomic `put_new`, on Redis shared by every instance).
+    pub async fn spend(self, store: &dyn Store, now: Millis) -> Result<Proof, DpopError> {
+        let (key, ttl) = self.marker();
+        if !store.put_new(&key, b"1", Some(ttl), now).await? {
+            return Err(replayed());
+        }
+        Ok(self.0)
+    }
+
+    /// The proof, once a store operation wrote its marker.
+    pub fn spent(self) -> Proof {
+        self.0
+    }
+
+    /// A proof as if checked (unit tests of what comes after the check).
+    #[cfg(test)]
+    pub fn for_tests(proof: Proof) -> Unspent {
+        Unspent(proof)
+    }
+}
+
+/// The refusal of a proof whose `jti` was used before.
+pub fn replayed() -> DpopError {
+    invalid("the DPoP proof was already used (jti replay)")
 }
 
 /// The public key in the proof's header, checked against the algorithm, and its
@@ -534,6 +576,21 @@ pub async fn at_endpoint(
     required: bool,
     now: Millis,
 ) -> Result<Option<Proof>, DpopError> {
+    match checked_at_endpoint(settings, client, header, path, required, now)? {
+        Some(unspent) => unspent.spend(store, now).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// [`at_endpoint`] without the single use: the caller spends the proof (see [`Unspent`]).
+pub fn checked_at_endpoint(
+    settings: &crate::config::Settings,
+    client: &crate::config::Client,
+    header: Option<&str>,
+    path: &str,
+    required: bool,
+    now: Millis,
+) -> Result<Option<Unspent>, DpopError> {
     let Some(proof) = header else {
         return if required {
             Err(invalid("this client must send a DPoP proof (RFC 9449)"))
@@ -550,7 +607,7 @@ pub async fn at_endpoint(
         nonces: &server_nonces(settings),
         require_nonce: client.require_dpop_nonce,
     };
-    verify_proof(store, proof, &check, now).await.map(Some)
+    check_proof(proof, &check, now / 1000).map(|p| Some(Unspent(p)))
 }
 
 impl DpopError {

@@ -112,25 +112,79 @@ pub fn refresh_key(token: &str) -> Option<(String, String)> {
 
 /// The mark at the start of the secret part of a refresh token whose family is bound to no
 /// DPoP key: `{fid}.u.{secret}`. A random secret is base64url, which has no `.`, so no
-/// unmarked token (a bound family's, or one issued before the mark existed) looks marked.
-/// The store key is the digest of the whole secret part, so the mark cannot be added to a
-/// bound family's token: the changed token finds no record.
+/// unmarked token (one issued before the marks existed) looks marked. The store key is the
+/// digest of the whole secret part, so a mark cannot be changed: the changed token finds no
+/// record.
 const UNBOUND_MARK: &str = "u.";
 
-/// A new refresh token of a family; `unbound` when the family has no DPoP key (RFC 9449
-/// 5), which the token then says: its grants need not read the record before rotating to
-/// learn whether a proof is required.
-pub fn new_refresh_token(fid: &str, unbound: bool) -> String {
-    let mark = if unbound { UNBOUND_MARK } else { "" };
-    format!("{fid}.{mark}{}", random_token(32))
+/// The mark of a refresh token whose family is bound to a DPoP key (RFC 9449 5):
+/// `{fid}.b.{secret}.{tag}`, the tag a keyed hash of the family, the secret and the key's
+/// thumbprint. A grant learns from the token alone whether its proof is of the right key,
+/// so it refuses a stolen token before touching the store (the family is not burnt) and
+/// rotates a good one in one store operation.
+const BOUND_MARK: &str = "b.";
+
+/// What a refresh token says of its family's DPoP key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// The family has no key.
+    Unbound,
+    /// The family is bound to a key; [`bound_to`] tells which.
+    Bound,
+    /// A token issued before the marks: its record says.
+    Unmarked,
 }
 
-/// Whether a refresh token carries the mark of a family bound to no DPoP key. An unmarked
-/// one may be bound (or older than the mark): its record says.
-pub fn marked_unbound(token: &str) -> bool {
-    token
-        .split_once('.')
-        .is_some_and(|(_, secret)| secret.starts_with(UNBOUND_MARK))
+/// A new refresh token of a family, marked with the family's DPoP key (`jkt`) or its lack.
+pub fn new_refresh_token(settings: &Settings, fid: &str, jkt: Option<&str>) -> String {
+    let secret = random_token(32);
+    match jkt {
+        None => format!("{fid}.{UNBOUND_MARK}{secret}"),
+        Some(jkt) => format!(
+            "{fid}.{BOUND_MARK}{secret}.{}",
+            binding_tag(settings, fid, &secret, jkt)
+        ),
+    }
+}
+
+/// The tag of a bound family's token: only the broker can make one (the key is derived from
+/// the pairwise secret, with a label of its own).
+fn binding_tag(settings: &Settings, fid: &str, secret: &str, jkt: &str) -> String {
+    common::hash::pairwise_b64(
+        &settings.pairwise_secret,
+        &[
+            b"broker refresh token binding v1",
+            fid.as_bytes(),
+            secret.as_bytes(),
+            jkt.as_bytes(),
+        ],
+    )
+}
+
+/// The mark of a refresh token.
+pub fn mark(token: &str) -> Mark {
+    match token.split_once('.') {
+        Some((_, rest)) if rest.starts_with(UNBOUND_MARK) => Mark::Unbound,
+        Some((_, rest)) if rest.starts_with(BOUND_MARK) => Mark::Bound,
+        _ => Mark::Unmarked,
+    }
+}
+
+/// Whether a bound family's token is bound to the key with thumbprint `jkt`.
+pub fn bound_to(settings: &Settings, token: &str, jkt: &str) -> bool {
+    let Some((fid, rest)) = token.split_once('.') else {
+        return false;
+    };
+    let Some((secret, tag)) = rest
+        .strip_prefix(BOUND_MARK)
+        .and_then(|r| r.split_once('.'))
+    else {
+        return false;
+    };
+    crate::util::ct_eq(
+        tag.as_bytes(),
+        binding_tag(settings, fid, secret, jkt).as_bytes(),
+    )
 }
 
 /// Stores a code record and returns the code.

@@ -2,31 +2,33 @@
 
 use std::time::Duration;
 
-use super::dpop::{check_code_binding, Proof};
+use super::dpop::{self, check_code_binding, Proof, Unspent};
 use super::grants::{
-    family_of_code, marked_unbound, mint, new_refresh_token, refresh_key, CodeRecord, FamilyRecord,
-    TokenResponse, TOMBSTONE,
+    bound_to, family_of_code, mark, mint, new_refresh_token, refresh_key, CodeRecord, FamilyRecord,
+    Mark, TokenResponse, TOMBSTONE,
 };
 use super::{OAuthError, Params};
 use crate::config::{Client, Settings};
 use crate::keyspace;
 use crate::util::{ct_eq, sha256_b64};
-use store::{Rotation, Store};
+use store::{Rotation, SingleUse, Store};
 
 /// Answers a token request of an authenticated client: the `authorization_code` and
-/// `refresh_token` grants. `proof` is the request's DPoP proof, already verified: the
-/// tokens are bound to its key.
+/// `refresh_token` grants. `proof` is the request's DPoP proof, checked but not yet used
+/// up (a refresh rotation uses it up in its own store operation): the tokens are bound to
+/// its key.
 pub async fn grant(
     settings: &Settings,
     store: &dyn Store,
     client: &Client,
     params: &Params,
-    proof: Option<&Proof>,
+    proof: Option<Unspent>,
     now: u64,
 ) -> Result<TokenResponse, OAuthError> {
     match params.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
-            authorization_code(settings, store, client, params, proof, now).await
+            let proof = spend(store, proof, now).await?;
+            authorization_code(settings, store, client, params, proof.as_ref(), now).await
         }
         Some("refresh_token") => refresh(settings, store, client, params, proof, now).await,
         Some(other) => Err(OAuthError::new(
@@ -34,6 +36,22 @@ pub async fn grant(
             format!("grant_type `{other}` is not supported"),
         )),
         None => Err(OAuthError::invalid_request("grant_type is missing")),
+    }
+}
+
+/// Uses up a proof's `jti` on its own.
+async fn spend(
+    store: &dyn Store,
+    proof: Option<Unspent>,
+    now: u64,
+) -> Result<Option<Proof>, OAuthError> {
+    match proof {
+        Some(unspent) => unspent
+            .spend(store, now)
+            .await
+            .map(Some)
+            .map_err(|e| e.at_endpoint()),
+        None => Ok(None),
     }
 }
 
@@ -130,7 +148,7 @@ async fn authorization_code(
             )
             .await?;
     }
-    let refresh_token = new_refresh_token(&fid, jkt.is_none());
+    let refresh_token = new_refresh_token(settings, &fid, jkt.as_deref());
     if let Some((_, key)) = refresh_key(&refresh_token) {
         store.put(&key, &family_bytes, Some(ttl), now).await?;
     }
@@ -155,7 +173,7 @@ async fn refresh(
     store: &dyn Store,
     client: &Client,
     params: &Params,
-    proof: Option<&Proof>,
+    proof: Option<Unspent>,
     now: u64,
 ) -> Result<TokenResponse, OAuthError> {
     let token = params
@@ -165,23 +183,55 @@ async fn refresh(
         return Err(OAuthError::invalid_grant("the refresh token is invalid"));
     };
     // A bound refresh token without its key's proof is refused before it is rotated, so a
-    // stolen one can neither be used nor burn the family. A token marked unbound needs no
-    // read for that: its family has no key (and the mark cannot be forged, see
-    // `grants::marked_unbound`); an unmarked one is read first.
-    let mut unbound = marked_unbound(token);
-    if !unbound {
+    // stolen one can neither be used nor burn the family. A marked token says whether its
+    // family is bound, and to which key (see `grants::Mark`), so that needs no read; an
+    // unmarked one's record is read first. `family_key`: the family's DPoP key, once known.
+    let proof_jkt = proof.as_ref().map(|p| p.proof().jkt.as_str());
+    let mut family_key: Option<Option<String>> = match (mark(token), proof_jkt) {
+        (Mark::Unbound, _) => Some(None),
+        (Mark::Bound, Some(jkt)) if bound_to(settings, token, jkt) => Some(Some(jkt.to_string())),
+        (Mark::Bound, Some(_)) => {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token is bound to another DPoP key",
+            ))
+        }
+        (Mark::Bound, None) => {
+            return Err(OAuthError::invalid_grant(
+                "this refresh token is bound to a DPoP key: send a DPoP proof",
+            ))
+        }
+        (Mark::Unmarked, _) => None,
+    };
+    // A rotation of a marked token uses the proof up in its own store operation; otherwise
+    // it is used up now, before anything else is read or written.
+    let (proof, unspent) = if family_key.is_some() && client.rotate_refresh_tokens {
+        (proof.as_ref().map(|u| u.proof().clone()), proof)
+    } else {
+        (spend(store, proof, now).await?, None)
+    };
+    let proof = proof.as_ref();
+    if family_key.is_none() {
         if let Some(bytes) = store.get(&old_key, now).await? {
             if bytes != TOMBSTONE {
                 if let Ok(f) = serde_json::from_slice::<FamilyRecord>(&bytes) {
                     check_refresh_binding(&f, proof)?;
-                    unbound = f.jkt.is_none();
+                    family_key = Some(f.jkt);
                 }
             }
         }
     }
     let (family, next_token) = if client.rotate_refresh_tokens {
-        let (family, new_token) = rotate(store, client, &fid, &old_key, unbound, now).await?;
-        (family, new_token)
+        let new_jkt = family_key.flatten();
+        rotate(
+            settings,
+            store,
+            client,
+            (&fid, &old_key),
+            new_jkt.as_deref(),
+            unspent,
+            now,
+        )
+        .await?
     } else {
         // No rotation (FAPI 2.0 Security Profile): the same token is used again; the
         // family still dies on revocation, code replay and logout.
@@ -241,30 +291,43 @@ async fn refresh(
 
 /// Rotates a refresh token in one atomic store operation: the new token inherits the old
 /// one's record and the family's absolute expiry; reuse of a rotated one revokes the family.
-/// `unbound`: the family is known to have no DPoP key, so the new token is marked so.
+/// `jkt`: the family's DPoP key (the new token is marked with it). `unspent`: a proof whose
+/// `jti` the same store operation uses up (a replay then changes nothing).
 async fn rotate(
+    settings: &Settings,
     store: &dyn Store,
     client: &Client,
-    fid: &str,
-    old_key: &str,
-    unbound: bool,
+    (fid, old_key): (&str, &str),
+    jkt: Option<&str>,
+    unspent: Option<Unspent>,
     now: u64,
 ) -> Result<(FamilyRecord, String), OAuthError> {
-    let new_token = new_refresh_token(fid, unbound);
+    let new_token = new_refresh_token(settings, fid, jkt);
     let Some((_, new_key)) = refresh_key(&new_token) else {
         return Err(OAuthError::server_error("cannot make a refresh token"));
     };
-    // One atomic store operation: the new token inherits the old one's record and the
-    // family's absolute expiry.
-    let outcome = store
-        .rotate(&keyspace::family(fid), old_key, TOMBSTONE, &new_key, now)
-        .await?;
+    let family_key = keyspace::family(fid);
+    let outcome = match &unspent {
+        Some(proof) => {
+            let (key, ttl) = proof.marker();
+            let marker = SingleUse { key: &key, ttl };
+            store
+                .rotate_single_use(&family_key, old_key, TOMBSTONE, &new_key, marker, now)
+                .await?
+        }
+        None => {
+            store
+                .rotate(&family_key, old_key, TOMBSTONE, &new_key, now)
+                .await?
+        }
+    };
     let family: FamilyRecord = match outcome {
         Rotation::Rotated(bytes) => serde_json::from_slice(&bytes)
             .map_err(|_| OAuthError::server_error("stored token is unreadable"))?,
+        Rotation::Replayed => return Err(dpop::replayed().at_endpoint()),
         Rotation::Reused(_) => {
             // RFC 9700 4.14.2: reuse of a rotated token revokes the whole family.
-            store.delete(&keyspace::family(fid), now).await?;
+            store.delete(&family_key, now).await?;
             tracing::warn!(target: "audit", event = "refresh.reused", client = %client.id, "refresh token reused; its family is revoked");
             return Err(OAuthError::invalid_grant(
                 "the refresh token was already used",
@@ -276,6 +339,8 @@ async fn rotate(
             ))
         }
     };
+    // The store operation used the proof up.
+    drop(unspent.map(Unspent::spent));
     Ok((family, new_token))
 }
 
@@ -407,17 +472,18 @@ mod tests {
         assert_eq!(e.error, "invalid_grant");
     }
 
-    fn proof(jkt: &str) -> Proof {
-        Proof {
+    /// A checked proof of key `jkt`, with a jti of its own unless one is given.
+    fn proof(jkt: &str, jti: Option<&str>) -> Option<Unspent> {
+        Some(Unspent::for_tests(Proof {
             jkt: jkt.into(),
-            jti: "jti".into(),
+            jti: jti.map_or_else(|| crate::util::random_token(8), str::to_string),
             iat: T0 / 1000,
             next_nonce: None,
-        }
+        }))
     }
 
     #[tokio::test]
-    async fn only_an_unbound_family_s_tokens_are_marked_and_the_mark_cannot_be_forged() {
+    async fn a_refresh_token_says_whether_and_to_which_key_its_family_is_bound() {
         let dir = tempfile::tempdir().expect("dir");
         let settings = crate::config::for_tests(dir.path(), "");
         let store =
@@ -432,12 +498,16 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("redeemed: {e}"));
         let rt = tokens.refresh_token.expect("refresh token");
-        assert!(marked_unbound(&rt), "an unbound family's token is marked");
+        assert_eq!(
+            mark(&rt),
+            Mark::Unbound,
+            "an unbound family's token is marked"
+        );
         let next = grant(&settings, &store, rp, &refresh(&rt), None, T0 + 2)
             .await
             .unwrap_or_else(|e| panic!("refreshed: {e}"));
         let rt2 = next.refresh_token.expect("rotated");
-        assert!(marked_unbound(&rt2), "and so is its rotation");
+        assert_eq!(mark(&rt2), Mark::Unbound, "and so is its rotation");
         // Reuse of the rotated one still revokes the family.
         let e = grant(&settings, &store, rp, &refresh(&rt), None, T0 + 3)
             .await
@@ -450,7 +520,7 @@ mod tests {
             .expect("the family is revoked");
         assert_eq!(e.error, "invalid_grant");
 
-        // Bound to a DPoP key: unmarked, so each refresh reads the record first.
+        // Bound to a DPoP key: the token is marked with it.
         let mut bound = record();
         bound.dpop_jkt = Some("key-1".into());
         let code = issue_code(&settings, &store, &bound, T0)
@@ -461,25 +531,28 @@ mod tests {
             &store,
             rp,
             &redeem(&code),
-            Some(&proof("key-1")),
+            proof("key-1", None),
             T0 + 1,
         )
         .await
         .unwrap_or_else(|e| panic!("redeemed with the key: {e}"));
         let rt = tokens.refresh_token.expect("refresh token");
-        assert!(!marked_unbound(&rt), "a bound family's token is not marked");
-        // The mark added by a thief finds nothing, and burns nothing.
-        let (fid, secret) = rt.split_once('.').expect("fid.secret");
+        assert_eq!(mark(&rt), Mark::Bound);
+        assert!(bound_to(&settings, &rt, "key-1"));
+        assert!(!bound_to(&settings, &rt, "key-2"));
+        // A mark changed by a thief finds nothing, and burns nothing.
+        let (fid, rest) = rt.split_once('.').expect("fid.secret");
+        let secret = rest.strip_prefix("b.").expect("bound mark");
         let forged = format!("{fid}.u.{secret}");
-        assert!(marked_unbound(&forged));
+        assert_eq!(mark(&forged), Mark::Unbound);
         let e = grant(&settings, &store, rp, &refresh(&forged), None, T0 + 2)
             .await
             .err()
             .expect("a forged mark is refused");
         assert_eq!(e.error, "invalid_grant");
         // Without a proof, or with another key: refused before rotating.
-        for other in [None, Some(proof("key-2"))] {
-            let e = grant(&settings, &store, rp, &refresh(&rt), other.as_ref(), T0 + 3)
+        for other in [None, proof("key-2", None)] {
+            let e = grant(&settings, &store, rp, &refresh(&rt), other, T0 + 3)
                 .await
                 .err()
                 .expect("refused without the family's key");
@@ -490,12 +563,85 @@ mod tests {
             &store,
             rp,
             &refresh(&rt),
-            Some(&proof("key-1")),
+            proof("key-1", Some("once")),
             T0 + 4,
         )
         .await
         .unwrap_or_else(|e| panic!("the rightful client still refreshes: {e}"));
-        assert!(!marked_unbound(&next.refresh_token.expect("rotated")));
+        let rt2 = next.refresh_token.expect("rotated");
+        assert!(
+            bound_to(&settings, &rt2, "key-1"),
+            "the rotation keeps the key"
+        );
+        // The same proof again (its jti used up by the rotation) changes nothing.
+        let e = grant(
+            &settings,
+            &store,
+            rp,
+            &refresh(&rt2),
+            proof("key-1", Some("once")),
+            T0 + 5,
+        )
+        .await
+        .err()
+        .expect("a replayed proof is refused");
+        assert_eq!(e.error, "invalid_dpop_proof");
+        let next = grant(
+            &settings,
+            &store,
+            rp,
+            &refresh(&rt2),
+            proof("key-1", None),
+            T0 + 6,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the replay burnt nothing: {e}"));
+        assert!(next.refresh_token.is_some());
+
+        // A token issued before the marks (`{fid}.{secret}`) is read first, and its
+        // rotation is marked.
+        let fid = "f".repeat(22);
+        let old = format!("{fid}.{}", crate::util::random_token(32));
+        let (_, old_key) = refresh_key(&old).expect("key");
+        let family = FamilyRecord {
+            grant: record().grant,
+            expires: T0 + 3_600_000,
+            jkt: Some("key-1".into()),
+        };
+        let bytes = serde_json::to_vec(&family).expect("json");
+        store
+            .put(&keyspace::family(&fid), &bytes, None, T0)
+            .await
+            .expect("family");
+        store.put(&old_key, &bytes, None, T0).await.expect("token");
+        assert_eq!(mark(&old), Mark::Unmarked);
+        let e = grant(
+            &settings,
+            &store,
+            rp,
+            &refresh(&old),
+            proof("key-2", None),
+            T0 + 7,
+        )
+        .await
+        .err()
+        .expect("another key is refused");
+        assert_eq!(e.error, "invalid_grant");
+        let next = grant(
+            &settings,
+            &store,
+            rp,
+            &refresh(&old),
+            proof("key-1", None),
+            T0 + 8,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("an older token refreshes: {e}"));
+        assert!(bound_to(
+            &settings,
+            &next.refresh_token.expect("rotated"),
+            "key-1"
+        ));
     }
 
     #[tokio::test]

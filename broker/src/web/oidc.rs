@@ -173,29 +173,21 @@ pub async fn token(
     let store = state.store.as_ref();
     let now = state.now();
     let client = credentials.client(settings, store, now).await?;
-    // The proof is checked before the code is used up or the refresh token rotated.
-    let proof = dpop::at_endpoint(
+    // The proof is checked before the code is used up or the refresh token rotated; the
+    // grant uses it up.
+    let proof = dpop::checked_at_endpoint(
         settings,
-        store,
         client,
         proof.0.as_deref(),
         "/token",
         client.dpop_bound_access_tokens,
         now,
     )
-    .await
     .map_err(|e| e.at_endpoint())?;
-    let response = token::grant(
-        settings,
-        store,
-        client,
-        &credentials.params,
-        proof.as_ref(),
-        now,
-    )
-    .await?;
+    let next_nonce = proof.as_ref().and_then(|p| p.proof().next_nonce.clone());
+    let response = token::grant(settings, store, client, &credentials.params, proof, now).await?;
     let mut http = no_store_json(&response);
-    if let Some(nonce) = proof.and_then(|p| p.next_nonce) {
+    if let Some(nonce) = next_nonce {
         if let Ok(value) = header::HeaderValue::from_str(&nonce) {
             http.headers_mut()
                 .insert(header::HeaderName::from_static("dpop-nonce"), value);

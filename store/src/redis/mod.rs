@@ -26,7 +26,9 @@ use ::redis::{Cmd, ErrorKind, RedisError, RedisResult, Script, ScriptInvocation,
 
 pub use sentinel::SentinelOptions;
 
-use super::{expiry, Claimed, Millis, RateDecision, Rotation, Store, StoreError, StoreResult};
+use super::{
+    expiry, Claimed, Millis, RateDecision, Rotation, SingleUse, Store, StoreError, StoreResult,
+};
 
 /// KEYS: guard, old, new. ARGV: tombstone.
 /// Returns {0} missing, {1, old value} rotated, {2, old value} reused.
@@ -34,6 +36,25 @@ use super::{expiry, Claimed, Millis, RateDecision, Rotation, Store, StoreError, 
 /// is frozen while a script runs), or no expiry if the old key has none. A plain `SET`
 /// drops any expiry a previous `new` record had.
 const ROTATE_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
+local old = redis.call('GET', KEYS[2])
+if not old then return {0} end
+if old == ARGV[1] then return {2, old} end
+local at = redis.call('PEXPIRETIME', KEYS[2])
+redis.call('SET', KEYS[2], ARGV[1], 'KEEPTTL')
+if at > 0 then
+  redis.call('SET', KEYS[3], old, 'PXAT', at)
+else
+  redis.call('SET', KEYS[3], old)
+end
+return {1, old}
+";
+
+/// [`ROTATE_LUA`] behind a single-use marker. KEYS: guard, old, new, marker. ARGV:
+/// tombstone, the marker's expiry (PXAT millis). Returns {3} when the marker existed
+/// (nothing written), else as [`ROTATE_LUA`] (the marker then written).
+const ROTATE_SINGLE_USE_LUA: &str = r"
+if not redis.call('SET', KEYS[4], '1', 'NX', 'PXAT', ARGV[2]) then return {3} end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
 local old = redis.call('GET', KEYS[2])
 if not old then return {0} end
@@ -222,6 +243,7 @@ pub struct RedisStore {
     prefix: String,
     op_timeout: Duration,
     rotate: Script,
+    rotate_single_use: Script,
     rate: Script,
     add_member: Script,
     enqueue: Script,
@@ -382,6 +404,7 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             op_timeout,
             rotate: Script::new(ROTATE_LUA),
+            rotate_single_use: Script::new(ROTATE_SINGLE_USE_LUA),
             rate: Script::new(RATE_LUA),
             add_member: Script::new(ADD_MEMBER_LUA),
             enqueue: Script::new(ENQUEUE_LUA),
@@ -448,6 +471,30 @@ impl RedisStore {
     async fn script(&self, op: &str, invocation: ScriptInvocation<'_>) -> StoreResult<Value> {
         self.exec(op, Call::Script(invocation), Retry::OnlyIfRefused)
             .await
+    }
+}
+
+/// The reply of [`ROTATE_LUA`] or [`ROTATE_SINGLE_USE_LUA`].
+fn rotation(reply: Value) -> StoreResult<Rotation> {
+    let Value::Array(items) = reply else {
+        return Err(corrupt("rotate", "expected an array"));
+    };
+    let mut items = items.into_iter();
+    let status = match items.next() {
+        Some(v) => int("rotate", &v)?,
+        None => return Err(corrupt("rotate", "empty array")),
+    };
+    let mut old_value = || match items.next().map(|v| bytes_opt("rotate", v)) {
+        Some(Ok(Some(b))) => Ok(b),
+        Some(Err(e)) => Err(e),
+        _ => Err(corrupt("rotate", "missing old value")),
+    };
+    match status {
+        0 => Ok(Rotation::Missing),
+        1 => Ok(Rotation::Rotated(old_value()?)),
+        2 => Ok(Rotation::Reused(old_value()?)),
+        3 => Ok(Rotation::Replayed),
+        _ => Err(corrupt("rotate", "unknown status")),
     }
 }
 
@@ -536,26 +583,33 @@ impl Store for RedisStore {
             .key(self.key(old))
             .key(self.key(new))
             .arg(tombstone);
-        let reply = self.script("rotate", call).await?;
-        let Value::Array(items) = reply else {
-            return Err(corrupt("rotate", "expected an array"));
-        };
-        let mut items = items.into_iter();
-        let status = match items.next() {
-            Some(v) => int("rotate", &v)?,
-            None => return Err(corrupt("rotate", "empty array")),
-        };
-        let mut old_value = || match items.next().map(|v| bytes_opt("rotate", v)) {
-            Some(Ok(Some(b))) => Ok(b),
-            Some(Err(e)) => Err(e),
-            _ => Err(corrupt("rotate", "missing old value")),
-        };
-        match status {
-            0 => Ok(Rotation::Missing),
-            1 => Ok(Rotation::Rotated(old_value()?)),
-            2 => Ok(Rotation::Reused(old_value()?)),
-            _ => Err(corrupt("rotate", "unknown status")),
+        rotation(self.script("rotate", call).await?)
+    }
+
+    async fn rotate_single_use(
+        &self,
+        guard: &str,
+        old: &str,
+        tombstone: &[u8],
+        new: &str,
+        once: SingleUse<'_>,
+        now: Millis,
+    ) -> StoreResult<Rotation> {
+        if matches!(self.backend, Backend::Cluster(_)) {
+            // The marker's key is not in the family's slot: two steps.
+            if !self.put_new(once.key, b"1", Some(once.ttl), now).await? {
+                return Ok(Rotation::Replayed);
+            }
+            return self.rotate(guard, old, tombstone, new, now).await;
         }
+        let mut call = self.rotate_single_use.prepare_invoke();
+        call.key(self.key(guard))
+            .key(self.key(old))
+            .key(self.key(new))
+            .key(self.key(once.key))
+            .arg(tombstone)
+            .arg(pxat(once.ttl, now));
+        rotation(self.script("rotate", call).await?)
     }
 
     async fn hit_rate_limit(
