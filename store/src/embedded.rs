@@ -289,6 +289,29 @@ fn queue_key(queue: &str, id: &str) -> String {
 }
 
 /// Commit level for writing a record with this TTL.
+/// [`Store::rotate`] inside a write transaction; `keys`: guard, old, new. Writes only when
+/// it answers [`Rotation::Rotated`].
+fn rotate_in(
+    t: &mut Table<&'static str, &'static [u8]>,
+    [guard, old, new]: &[String; 3],
+    tombstone: &[u8],
+    now: Millis,
+) -> Result<Rotation, Fail> {
+    if live_value(t, guard, now)?.is_none() {
+        return Ok(Rotation::Missing);
+    }
+    let Some((expires, value)) = live_value(t, old, now)? else {
+        return Ok(Rotation::Missing);
+    };
+    if value == tombstone {
+        return Ok(Rotation::Reused(value));
+    }
+    t.insert(old.as_str(), encode(expires, tombstone).as_slice())?;
+    // The new key inherits the old value and its absolute expiry (0 stays durable).
+    t.insert(new.as_str(), encode(expires, &value).as_slice())?;
+    Ok(Rotation::Rotated(value))
+}
+
 fn commit_for(ttl: Option<Duration>) -> Commit {
     if ttl.is_some() {
         Commit::Fast
@@ -396,24 +419,15 @@ impl Store for EmbeddedStore {
         new: &str,
         now: Millis,
     ) -> StoreResult<Rotation> {
-        let guard = guard.to_owned();
-        let old = old.to_owned();
-        let new = new.to_owned();
+        let keys = [guard.to_owned(), old.to_owned(), new.to_owned()];
         let tombstone = tombstone.to_vec();
         self.write("rotate", move |t| {
-            if live_value(t, &guard, now)?.is_none() {
-                return Ok((Rotation::Missing, Commit::Abort));
-            }
-            let Some((expires, value)) = live_value(t, &old, now)? else {
-                return Ok((Rotation::Missing, Commit::Abort));
+            let rotation = rotate_in(t, &keys, &tombstone, now)?;
+            let commit = match rotation {
+                Rotation::Rotated(_) => Commit::Durable,
+                _ => Commit::Abort,
             };
-            if value == tombstone {
-                return Ok((Rotation::Reused(value), Commit::Abort));
-            }
-            t.insert(old.as_str(), encode(expires, &tombstone).as_slice())?;
-            // The new key inherits the old value and its absolute expiry (0 stays durable).
-            t.insert(new.as_str(), encode(expires, &value).as_slice())?;
-            Ok((Rotation::Rotated(value), Commit::Durable))
+            Ok((rotation, commit))
         })
         .await
     }
@@ -427,9 +441,7 @@ impl Store for EmbeddedStore {
         once: SingleUse<'_>,
         now: Millis,
     ) -> StoreResult<Rotation> {
-        let guard = guard.to_owned();
-        let old = old.to_owned();
-        let new = new.to_owned();
+        let keys = [guard.to_owned(), old.to_owned(), new.to_owned()];
         let once_ttl = once.ttl;
         let once = once.key.to_owned();
         let once_raw = encode(stored_expiry(Some(once_ttl), now), b"1");
@@ -439,20 +451,13 @@ impl Store for EmbeddedStore {
                 return Ok((Rotation::Replayed, Commit::Abort));
             }
             t.insert(once.as_str(), once_raw.as_slice())?;
+            let rotation = rotate_in(t, &keys, &tombstone, now)?;
             // The marker is used up whatever follows; only a rotation needs the durable commit.
-            let marked = commit_for(Some(once_ttl));
-            if live_value(t, &guard, now)?.is_none() {
-                return Ok((Rotation::Missing, marked));
-            }
-            let Some((expires, value)) = live_value(t, &old, now)? else {
-                return Ok((Rotation::Missing, marked));
+            let commit = match rotation {
+                Rotation::Rotated(_) => Commit::Durable,
+                _ => commit_for(Some(once_ttl)),
             };
-            if value == tombstone {
-                return Ok((Rotation::Reused(value), marked));
-            }
-            t.insert(old.as_str(), encode(expires, &tombstone).as_slice())?;
-            t.insert(new.as_str(), encode(expires, &value).as_slice())?;
-            Ok((Rotation::Rotated(value), Commit::Durable))
+            Ok((rotation, commit))
         })
         .await
     }

@@ -30,12 +30,14 @@ use super::{
     expiry, Claimed, Millis, RateDecision, Rotation, SingleUse, Store, StoreError, StoreResult,
 };
 
-/// KEYS: guard, old, new. ARGV: tombstone.
+/// The body of the rotation scripts. KEYS: guard, old, new. ARGV[1]: tombstone.
 /// Returns {0} missing, {1, old value} rotated, {2, old value} reused.
 /// `new` gets the old value and the old key's absolute expiry (`PEXPIRETIME`, exact; time
 /// is frozen while a script runs), or no expiry if the old key has none. A plain `SET`
 /// drops any expiry a previous `new` record had.
-const ROTATE_LUA: &str = r"
+macro_rules! rotate_lua {
+    () => {
+        r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
 local old = redis.call('GET', KEYS[2])
 if not old then return {0} end
@@ -48,26 +50,20 @@ else
   redis.call('SET', KEYS[3], old)
 end
 return {1, old}
-";
+"
+    };
+}
 
-/// [`ROTATE_LUA`] behind a single-use marker. KEYS: guard, old, new, marker. ARGV:
+/// [`Store::rotate`]: KEYS guard, old, new; ARGV tombstone.
+const ROTATE_LUA: &str = rotate_lua!();
+
+/// The rotation behind a single-use marker. KEYS: guard, old, new, marker. ARGV:
 /// tombstone, the marker's expiry (PXAT millis). Returns {3} when the marker existed
 /// (nothing written), else as [`ROTATE_LUA`] (the marker then written).
-const ROTATE_SINGLE_USE_LUA: &str = r"
-if not redis.call('SET', KEYS[4], '1', 'NX', 'PXAT', ARGV[2]) then return {3} end
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
-local old = redis.call('GET', KEYS[2])
-if not old then return {0} end
-if old == ARGV[1] then return {2, old} end
-local at = redis.call('PEXPIRETIME', KEYS[2])
-redis.call('SET', KEYS[2], ARGV[1], 'KEEPTTL')
-if at > 0 then
-  redis.call('SET', KEYS[3], old, 'PXAT', at)
-else
-  redis.call('SET', KEYS[3], old)
-end
-return {1, old}
-";
+const ROTATE_SINGLE_USE_LUA: &str = concat!(
+    "if not redis.call('SET', KEYS[4], '1', 'NX', 'PXAT', ARGV[2]) then return {3} end",
+    rotate_lua!()
+);
 
 /// KEYS: window counter. ARGV: window end (PEXPIREAT millis). Returns the count.
 /// The expiry is set on every hit so a counter can never be left without one.
