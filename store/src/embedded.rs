@@ -288,7 +288,6 @@ fn queue_key(queue: &str, id: &str) -> String {
     format!("{queue}{QUEUE_SEP}{id}")
 }
 
-/// Commit level for writing a record with this TTL.
 /// [`Store::rotate`] inside a write transaction; `keys`: guard, old, new. Writes only when
 /// it answers [`Rotation::Rotated`].
 fn rotate_in(
@@ -312,6 +311,7 @@ fn rotate_in(
     Ok(Rotation::Rotated(value))
 }
 
+/// Commit level for writing a record with this TTL.
 fn commit_for(ttl: Option<Duration>) -> Commit {
     if ttl.is_some() {
         Commit::Fast
@@ -446,7 +446,7 @@ impl Store for EmbeddedStore {
         let once = once.key.to_owned();
         let once_raw = encode(stored_expiry(Some(once_ttl), now), b"1");
         let tombstone = tombstone.to_vec();
-        self.write("rotate", move |t| {
+        self.write("rotate_single_use", move |t| {
             if live_value(t, &once, now)?.is_some() {
                 return Ok((Rotation::Replayed, Commit::Abort));
             }

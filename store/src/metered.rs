@@ -111,7 +111,7 @@ impl Store for MeteredStore {
         now: Millis,
     ) -> StoreResult<Rotation> {
         timed(
-            "rotate",
+            "rotate_single_use",
             self.inner
                 .rotate_single_use(guard, old, tombstone, new, once, now),
         )

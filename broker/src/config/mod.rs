@@ -242,7 +242,13 @@ pub struct ConnectorEntry {
 /// The keyed hash of `session::client_sid` under a pairwise secret (made once per
 /// configuration).
 pub fn client_sid_key(pairwise_secret: &[u8]) -> common::hash::KeyedHash {
-    let key = common::hash::KeyedHash::new(pairwise_secret).mac(&[b"client sid key"]);
+    derived_key(pairwise_secret, b"client sid key")
+}
+
+/// A keyed hash with a key of its own for one purpose (`label`), derived from the pairwise
+/// secret: what one purpose's MACs show says nothing of another's.
+pub fn derived_key(pairwise_secret: &[u8], label: &[u8]) -> common::hash::KeyedHash {
+    let key = common::hash::KeyedHash::new(pairwise_secret).mac(&[label]);
     common::hash::KeyedHash::new(&key)
 }
 
@@ -271,6 +277,9 @@ pub struct Settings {
     /// The keyed hash of per-client `sid`s, derived from `pairwise_secret` once per
     /// configuration (see `session::client_sid` and [`client_sid_key`]).
     pub client_sid_key: common::hash::KeyedHash,
+    /// The keyed hash that ties a DPoP-bound family's refresh tokens to its key (see
+    /// `oidc::grants::Mark`), made once per configuration.
+    pub refresh_binding_key: common::hash::KeyedHash,
     /// Token lifetimes.
     pub tokens: TokenConfig,
     /// Session settings.
@@ -773,6 +782,10 @@ impl Validator {
             redis_sentinel_password,
             keys,
             client_sid_key: client_sid_key(pairwise_secret.as_deref().unwrap_or_default()),
+            refresh_binding_key: derived_key(
+                pairwise_secret.as_deref().unwrap_or_default(),
+                b"refresh token binding key",
+            ),
             pairwise_secret: pairwise_secret.unwrap_or_default(),
             tokens: raw.tokens,
             session: raw.session,

@@ -147,18 +147,15 @@ pub fn new_refresh_token(settings: &Settings, fid: &str, jkt: Option<&str>) -> S
     }
 }
 
-/// The tag of a bound family's token: only the broker can make one (the key is derived from
-/// the pairwise secret, with a label of its own).
+/// The tag of a bound family's token: only the broker can make one (its key is derived
+/// from the pairwise secret for this purpose alone; the parts are length-prefixed).
 fn binding_tag(settings: &Settings, fid: &str, secret: &str, jkt: &str) -> String {
-    common::hash::pairwise_b64(
-        &settings.pairwise_secret,
-        &[
-            b"broker refresh token binding v1",
-            fid.as_bytes(),
-            secret.as_bytes(),
-            jkt.as_bytes(),
-        ],
-    )
+    use base64::Engine;
+    let mac =
+        settings
+            .refresh_binding_key
+            .mac(&[fid.as_bytes(), secret.as_bytes(), jkt.as_bytes()]);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac)
 }
 
 /// The mark of a refresh token.

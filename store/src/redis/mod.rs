@@ -605,7 +605,7 @@ impl Store for RedisStore {
             .key(self.key(once.key))
             .arg(tombstone)
             .arg(pxat(once.ttl, now));
-        rotation(self.script("rotate", call).await?)
+        rotation(self.script("rotate_single_use", call).await?)
     }
 
     async fn hit_rate_limit(
