@@ -156,10 +156,7 @@ pub trait Store: Send + Sync {
         once: SingleUse<'_>,
         now: Millis,
     ) -> StoreResult<Rotation> {
-        if !self.put_new(once.key, b"1", Some(once.ttl), now).await? {
-            return Ok(Rotation::Replayed);
-        }
-        self.rotate(guard, old, tombstone, new, now).await
+        rotate_in_two_steps(self, guard, old, tombstone, new, once, now).await
     }
 
     /// Counts a hit against `key` in a fixed window of `window` and tells whether it is
@@ -229,4 +226,21 @@ pub type SharedStore = Arc<dyn Store>;
 /// Expiry time for a TTL, in Unix milliseconds.
 pub fn expiry(ttl: Option<Duration>, now: Millis) -> Option<Millis> {
     ttl.map(|t| now.saturating_add(t.as_millis() as u64))
+}
+
+/// [`Store::rotate_single_use`] as two operations: the marker's `put_new`, then the rotation
+/// (the default, and what a store does whose marker and family live apart).
+pub async fn rotate_in_two_steps<S: Store + ?Sized>(
+    store: &S,
+    guard: &str,
+    old: &str,
+    tombstone: &[u8],
+    new: &str,
+    once: SingleUse<'_>,
+    now: Millis,
+) -> StoreResult<Rotation> {
+    if !store.put_new(once.key, b"1", Some(once.ttl), now).await? {
+        return Ok(Rotation::Replayed);
+    }
+    store.rotate(guard, old, tombstone, new, now).await
 }

@@ -354,11 +354,6 @@ impl Unspent {
         Ok(self.0)
     }
 
-    /// The proof, once a store operation wrote its marker.
-    pub fn spent(self) -> Proof {
-        self.0
-    }
-
     /// A proof as if checked (unit tests of what comes after the check).
     #[cfg(test)]
     pub fn for_tests(proof: Proof) -> Unspent {

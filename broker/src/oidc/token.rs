@@ -204,12 +204,12 @@ async fn refresh(
     };
     // A rotation of a marked token uses the proof up in its own store operation; otherwise
     // it is used up now, before anything else is read or written.
-    let (proof, unspent) = if family_key.is_some() && client.rotate_refresh_tokens {
-        (proof.as_ref().map(|u| u.proof().clone()), proof)
+    let (spent, unspent) = if family_key.is_some() && client.rotate_refresh_tokens {
+        (None, proof)
     } else {
         (spend(store, proof, now).await?, None)
     };
-    let proof = proof.as_ref();
+    let proof = spent.as_ref().or(unspent.as_ref().map(Unspent::proof));
     if family_key.is_none() {
         if let Some(bytes) = store.get(&old_key, now).await? {
             if bytes != TOMBSTONE {
@@ -228,7 +228,7 @@ async fn refresh(
             client,
             (&fid, &old_key),
             new_jkt.as_deref(),
-            unspent,
+            unspent.as_ref(),
             now,
         )
         .await?
@@ -299,7 +299,7 @@ async fn rotate(
     client: &Client,
     (fid, old_key): (&str, &str),
     jkt: Option<&str>,
-    unspent: Option<Unspent>,
+    unspent: Option<&Unspent>,
     now: u64,
 ) -> Result<(FamilyRecord, String), OAuthError> {
     let new_token = new_refresh_token(settings, fid, jkt);
@@ -307,7 +307,7 @@ async fn rotate(
         return Err(OAuthError::server_error("cannot make a refresh token"));
     };
     let family_key = keyspace::family(fid);
-    let outcome = match &unspent {
+    let outcome = match unspent {
         Some(proof) => {
             let (key, ttl) = proof.marker();
             let marker = SingleUse { key: &key, ttl };
@@ -339,8 +339,6 @@ async fn rotate(
             ))
         }
     };
-    // The store operation used the proof up.
-    drop(unspent.map(Unspent::spent));
     Ok((family, new_token))
 }
 

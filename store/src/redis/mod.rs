@@ -593,10 +593,7 @@ impl Store for RedisStore {
     ) -> StoreResult<Rotation> {
         if matches!(self.backend, Backend::Cluster(_)) {
             // The marker's key is not in the family's slot: two steps.
-            if !self.put_new(once.key, b"1", Some(once.ttl), now).await? {
-                return Ok(Rotation::Replayed);
-            }
-            return self.rotate(guard, old, tombstone, new, now).await;
+            return super::rotate_in_two_steps(self, guard, old, tombstone, new, once, now).await;
         }
         let mut call = self.rotate_single_use.prepare_invoke();
         call.key(self.key(guard))
