@@ -26,12 +26,18 @@ pub enum LogFormat {
 /// Keeps the log writer thread running; dropping it writes out what is buffered.
 pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
 
+/// Lines the log queue holds before loggers wait. tracing-appender's default (128k) let a
+/// reader that falls behind under load (a pipe to a busy collector) grow the broker by tens
+/// of MiB (issue #17: the benchmark's peak memory doubled with the run's length); 8k lines
+/// are still most of a second of the broker's lines at full load.
+const LOG_QUEUE_LINES: usize = 8 * 1024;
+
 /// Installs the process-wide logger. `BROKER_LOG` sets the filter (default `info`).
 ///
 /// Lines go to standard output through a writer thread that batches them: under load one
 /// `write` carries many lines instead of one system call per request line. A line reaches
 /// the output as soon as the thread finds its queue empty; when a slow reader lets the
-/// queue fill up (128k lines), loggers wait rather than drop lines. Keep the guard until
+/// queue fill up ([`LOG_QUEUE_LINES`]), loggers wait rather than drop lines. Keep the guard until
 /// the process ends: dropping it writes out the queue (tracing-appender gives that at most
 /// a second). The audit file is written synchronously.
 pub fn init_logging(format: LogFormat, audit_log: Option<&Path>) -> Result<LogGuard, String> {
@@ -41,6 +47,7 @@ pub fn init_logging(format: LogFormat, audit_log: Option<&Path>) -> Result<LogGu
     };
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
         .thread_name("broker-log")
         .finish(std::io::BufWriter::with_capacity(
             64 * 1024,

@@ -94,7 +94,7 @@ pub async fn export_streams_and_stops_at_the_sinks_error(r: &dyn Records) {
     assert_eq!(seen, 2, "nothing handed on after the error");
 }
 
-/// Many sign-ins at once (the embedded backend commits them in groups): each call returns
+/// Many sign-ins at once (both backends write them in groups): each call returns
 /// once its row is stored, and every row is there, once.
 pub async fn concurrent_sign_ins_are_all_recorded(r: Arc<dyn Records>) {
     const N: u64 = 64;
@@ -248,6 +248,17 @@ pub async fn a_way_in_leads_to_one_person(r: &dyn Records) {
     let pb = person(r, &b).await.expect("b");
     assert_eq!(pb.ways_in, vec![way(&key)]);
     assert!(r.way_in(&new_id()).await.expect("answer").is_none());
+    // Read whole through its way in: the same person, at the same version.
+    assert_eq!(
+        r.person_by_way_in(&key).await.expect("answer"),
+        Some(pb),
+        "the way in's person, whole"
+    );
+    assert!(r
+        .person_by_way_in(&new_id())
+        .await
+        .expect("answer")
+        .is_none());
 }
 
 /// A change set with one failing precondition writes nothing: not its other persons, not

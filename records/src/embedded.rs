@@ -5,21 +5,19 @@
 //! rolled back whole.
 //!
 //! Sign-ins ([`Records::record_activity`], one per code issued, so one per login) are
-//! committed in groups: redb has one writer at a time and each durable commit waits for
-//! `fdatasync`, so sign-ins that arrive while a commit is under way are queued and written
-//! together by the next one, which one background task runs. Each call still returns only
-//! once its row is durable (or with the error of its group's commit), so the guarantee is
-//! the one a commit of its own gives; concurrent logins share the `fdatasync`.
+//! committed in groups ([`crate::group_commit`]): redb has one writer at a time and each
+//! durable commit waits for `fdatasync`, so concurrent logins share one.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
     WriteTransaction,
 };
 
+use crate::group_commit::GroupCommit;
 use crate::{
     Activity, AuditQuery, AuditRow, Binding, Changes, Commit, ConfigVersion, Consent, Entry,
     ExportSink, IdStatus, InstanceReport, Millis, Person, Records, RecordsError, RecordsResult,
@@ -99,33 +97,9 @@ impl Fail {
 pub struct EmbeddedRecords {
     db: Arc<Database>,
     /// Sign-ins waiting for the next group commit.
-    sign_ins: Arc<Mutex<SignIns>>,
+    sign_ins: GroupCommit<Activity>,
     /// Write transactions committed since the file was opened.
     commits: Arc<AtomicU64>,
-}
-
-/// Clears [`SignIns::running`] if the committing task ends without emptying the queue.
-struct RunningGuard(Option<Arc<Mutex<SignIns>>>);
-
-impl Drop for RunningGuard {
-    fn drop(&mut self) {
-        if let Some(queue) = self.0.take() {
-            let mut queue = match queue.lock() {
-                Ok(q) => q,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            queue.running = false;
-        }
-    }
-}
-
-/// The queue of the sign-ins' group commit.
-#[derive(Default)]
-struct SignIns {
-    /// Rows waiting, each with whom to tell the outcome.
-    waiting: Vec<(Activity, tokio::sync::oneshot::Sender<RecordsResult<()>>)>,
-    /// Whether the committing task runs (it takes what waits until nothing does).
-    running: bool,
 }
 
 impl std::fmt::Debug for EmbeddedRecords {
@@ -187,7 +161,7 @@ impl EmbeddedRecords {
         match open().map_err(|f| f.into_error(&format!("open {}", path.display())))? {
             Ok(db) => Ok(Self {
                 db: Arc::new(db),
-                sign_ins: Arc::default(),
+                sign_ins: GroupCommit::default(),
                 commits: Arc::default(),
             }),
             Err(found) => Err(RecordsError::Schema(format!(
@@ -201,50 +175,6 @@ impl EmbeddedRecords {
     /// opened: what a login costs in durable commits (tests and the benchmark count them).
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
-    }
-
-    /// Commits the sign-ins waiting, group by group, until none waits (run by one task).
-    async fn commit_sign_ins(self) {
-        // Should this task end early (its runtime shutting down), the next sign-in starts
-        // another one (for the rows still waiting), and the rows of the group it held are answered
-        // with an error (their senders drop).
-        let mut guard = RunningGuard(Some(Arc::clone(&self.sign_ins)));
-        loop {
-            let group = {
-                let mut queue = match self.sign_ins.lock() {
-                    Ok(q) => q,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
-                if queue.waiting.is_empty() {
-                    queue.running = false;
-                    guard.0 = None;
-                    return;
-                }
-                std::mem::take(&mut queue.waiting)
-            };
-            let rows: Vec<Activity> = group.iter().map(|(a, _)| a.clone()).collect();
-            let result = self
-                .write("record_activity", move |txn| {
-                    let mut table = txn.open_table(ACTIVITY)?;
-                    for a in &rows {
-                        table.insert(
-                            (a.person.as_str(), a.at, a.id.as_str()),
-                            to_json(a)?.as_slice(),
-                        )?;
-                    }
-                    Ok((true, ()))
-                })
-                .await;
-            for (_, tell) in group {
-                let outcome = match &result {
-                    Ok(()) => Ok(()),
-                    Err(RecordsError::Corrupt(m)) => Err(RecordsError::Corrupt(m.clone())),
-                    Err(e) => Err(RecordsError::Unavailable(e.to_string())),
-                };
-                // The caller may have gone (its request was dropped): nothing to tell.
-                let _ = tell.send(outcome);
-            }
-        }
     }
 
     async fn read<T, F>(&self, op: &'static str, f: F) -> RecordsResult<T>
@@ -434,6 +364,17 @@ impl Records for EmbeddedRecords {
         .await
     }
 
+    async fn person_by_way_in(&self, key: &str) -> RecordsResult<Option<Person>> {
+        let key = key.to_string();
+        self.read("person_by_way_in", move |txn| {
+            match txn.open_table(WAYS)?.get(key.as_str())? {
+                Some(id) => read_person(&txn.open_table(PERSONS)?, id.value()),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
     async fn commit(&self, changes: Changes) -> RecordsResult<Commit> {
         if changes.is_empty() {
             return Ok(Commit::Done);
@@ -547,21 +488,26 @@ impl Records for EmbeddedRecords {
     }
 
     async fn record_activity(&self, activity: &Activity) -> RecordsResult<()> {
-        let (tell, told) = tokio::sync::oneshot::channel();
-        let start = {
-            let mut queue = match self.sign_ins.lock() {
-                Ok(q) => q,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            queue.waiting.push((activity.clone(), tell));
-            !std::mem::replace(&mut queue.running, true)
+        let this = self.clone();
+        let write = move |rows: Vec<Activity>| {
+            let this = this.clone();
+            async move {
+                this.write("record_activity", move |txn| {
+                    let mut table = txn.open_table(ACTIVITY)?;
+                    for a in &rows {
+                        table.insert(
+                            (a.person.as_str(), a.at, a.id.as_str()),
+                            to_json(a)?.as_slice(),
+                        )?;
+                    }
+                    Ok((true, ()))
+                })
+                .await
+            }
         };
-        if start {
-            tokio::spawn(self.clone().commit_sign_ins());
-        }
-        told.await.map_err(|_| {
-            RecordsError::Unavailable("redb record_activity: the commit task ended".into())
-        })?
+        self.sign_ins
+            .submit(activity.clone(), "redb record_activity", write)
+            .await
     }
 
     async fn activity(&self, person: &str, limit: usize) -> RecordsResult<Vec<Activity>> {

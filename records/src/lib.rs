@@ -16,6 +16,7 @@
 //! itself sealed (encrypted) by them.
 
 pub mod embedded;
+mod group_commit;
 mod model;
 pub mod postgres;
 
@@ -60,6 +61,15 @@ pub trait Records: Send + Sync {
 
     /// The person a way in leads to, by its keyed hash.
     async fn way_in(&self, key: &str) -> RecordsResult<Option<String>>;
+
+    /// The person a way in leads to, whole: [`Records::way_in`] and [`Records::person`] in
+    /// one read (one statement on PostgreSQL, where this is the returning citizen's login).
+    async fn person_by_way_in(&self, key: &str) -> RecordsResult<Option<Person>> {
+        match self.way_in(key).await? {
+            Some(id) => self.person(&id).await,
+            None => Ok(None),
+        }
+    }
 
     /// Commits a change set atomically: every person at the version it was read at (0: it
     /// must not exist yet), no active binding or way in of another person taken, every

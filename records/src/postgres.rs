@@ -22,6 +22,7 @@ use tokio_postgres::error::SqlState;
 
 use futures_util::StreamExt;
 
+use crate::group_commit::GroupCommit;
 use crate::{
     Activity, AuditQuery, AuditRow, Binding, Changes, CitizenId, Closed, Commit, ConfigVersion,
     Consent, Entry, ExportSink, IdStatus, InstanceReport, Level, Millis, Person, Records,
@@ -103,6 +104,8 @@ pub struct PgRecords {
     pool: Pool,
     /// Bound of one whole operation, client side.
     deadline: Duration,
+    /// Sign-ins waiting for the next group insert.
+    sign_ins: GroupCommit<Activity>,
 }
 
 impl std::fmt::Debug for PgRecords {
@@ -224,7 +227,11 @@ impl PgRecords {
             .build()
             .map_err(|e| RecordsError::Unavailable(format!("postgres pool: {e}")))?;
         let deadline = options.acquire_timeout * 2 + options.statement_timeout * 2;
-        Ok(PgRecords { pool, deadline })
+        Ok(PgRecords {
+            pool,
+            deadline,
+            sign_ins: GroupCommit::default(),
+        })
     }
 
     /// Connects and checks that the schema is the one this binary knows.
@@ -261,6 +268,36 @@ impl PgRecords {
                 "postgres {op}: conflicting concurrent write"
             ))),
         }
+    }
+
+    /// Inserts a group of sign-ins in one statement (one transaction, one WAL flush).
+    async fn insert_sign_ins(&self, rows: Vec<Activity>) -> RecordsResult<()> {
+        self.op("record_activity", async {
+            let client = self.pool.get().await?;
+            let stmt = client
+                .prepare_cached(
+                    "INSERT INTO activity (id, person_id, client_id, connector, at) \
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .await?;
+            let column = |f: fn(&Activity) -> &str| rows.iter().map(f).collect::<Vec<_>>();
+            let at: Vec<i64> = rows.iter().map(|a| to_i64(a.at)).collect();
+            client
+                .execute(
+                    &stmt,
+                    &[
+                        &column(|a| &a.id),
+                        &column(|a| &a.person),
+                        &column(|a| &a.client),
+                        &column(|a| &a.connector),
+                        &at,
+                    ],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Runs `pg_sleep` on one pooled connection, for tests of timeouts.
@@ -356,15 +393,20 @@ impl PgRecords {
     }
 }
 
-/// How a person is read in one statement.
-const PERSON_SELECT: &str = "SELECT p.id, p.version, p.claims, p.updated,
+/// A whole person in one row (its numbers and ways in as JSON arrays); a macro, so that
+/// the statements that filter it stay literals.
+macro_rules! person_select {
+    () => {
+        "SELECT p.id, p.version, p.claims, p.updated,
   COALESCE((SELECT json_agg(json_build_object('key', c.key, 'sealed', c.sealed, 'level', c.level,
       'source', c.source, 'at', c.at, 'active', c.active) ORDER BY c.pos)
     FROM citizen_ids c WHERE c.person_id = p.id), '[]'::json),
   COALESCE((SELECT json_agg(json_build_object('key', w.key, 'connector', w.connector,
       'sealed_subject', w.sealed_subject, 'at', w.at) ORDER BY w.pos)
     FROM ways_in w WHERE w.person_id = p.id), '[]'::json)
-FROM persons p";
+FROM persons p"
+    };
+}
 
 #[derive(Deserialize)]
 struct IdRow {
@@ -681,9 +723,26 @@ impl Records for PgRecords {
         self.op("person", async {
             let client = self.pool.get().await?;
             let stmt = client
-                .prepare_cached(&format!("{PERSON_SELECT} WHERE p.id = $1"))
+                .prepare_cached(concat!(person_select!(), " WHERE p.id = $1"))
                 .await?;
             match client.query_opt(&stmt, &[&id]).await? {
+                Some(row) => Ok(Some(person_of(&row)?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn person_by_way_in(&self, key: &str) -> RecordsResult<Option<Person>> {
+        self.op("person_by_way_in", async {
+            let client = self.pool.get().await?;
+            let stmt = client
+                .prepare_cached(concat!(
+                    person_select!(),
+                    " JOIN ways_in wi ON wi.person_id = p.id WHERE wi.key = $1"
+                ))
+                .await?;
+            match client.query_opt(&stmt, &[&key]).await? {
                 Some(row) => Ok(Some(person_of(&row)?)),
                 None => Ok(None),
             }
@@ -1023,23 +1082,15 @@ impl Records for PgRecords {
         .await
     }
 
-    async fn record_activity(&self, a: &Activity) -> RecordsResult<()> {
-        self.op("record_activity", async {
-            let client = self.pool.get().await?;
-            let stmt = client
-                .prepare_cached(
-                    "INSERT INTO activity (id, person_id, client_id, connector, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
-                )
-                .await?;
-            client
-                .execute(
-                    &stmt,
-                    &[&a.id, &a.person, &a.client, &a.connector, &to_i64(a.at)],
-                )
-                .await?;
-            Ok(())
-        })
-        .await
+    async fn record_activity(&self, activity: &Activity) -> RecordsResult<()> {
+        let this = self.clone();
+        let write = move |rows: Vec<Activity>| {
+            let this = this.clone();
+            async move { this.insert_sign_ins(rows).await }
+        };
+        self.sign_ins
+            .submit(activity.clone(), "postgres record_activity", write)
+            .await
     }
 
     async fn activity(&self, person: &str, limit: usize) -> RecordsResult<Vec<Activity>> {
@@ -1103,7 +1154,7 @@ impl Records for PgRecords {
     async fn export_each(&self, sink: &mut ExportSink<'_>) -> RecordsResult<u64> {
         type Convert = fn(&tokio_postgres::Row) -> Result<Entry, Fail>;
         let tables: [(String, Convert); 7] = [
-            (format!("{PERSON_SELECT} ORDER BY p.id"), |row| {
+            (concat!(person_select!(), " ORDER BY p.id").to_string(), |row| {
                 Ok(Entry::Person(person_of(row)?))
             }),
             (

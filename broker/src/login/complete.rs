@@ -12,6 +12,36 @@ use crate::session::{self, Session};
 use crate::util::random_token;
 use store::StoreError;
 
+/// The session's person, read from the records at most once per request: the steps that
+/// end a login (the ID link, the code's claims) share one read, and the login that just
+/// resolved the person hands it on instead of reading it again.
+#[derive(Default)]
+pub struct SessionPerson(Option<Option<person::Person>>);
+
+impl SessionPerson {
+    /// A person the caller has just read or written at its current version.
+    pub fn known(person: person::Person) -> Self {
+        Self(Some(Some(person)))
+    }
+
+    /// The person `id` (the session's), read now unless known already.
+    pub async fn get(
+        &mut self,
+        state: &Env,
+        id: &str,
+    ) -> Result<Option<&person::Person>, StoreError> {
+        let stale = match &self.0 {
+            Some(p) => p.as_ref().is_some_and(|p| p.id != id),
+            None => true,
+        };
+        if stale {
+            let settings = state.settings();
+            self.0 = Some(person::load(&settings, state.records.as_ref(), id).await?);
+        }
+        Ok(self.0.as_ref().and_then(Option::as_ref))
+    }
+}
+
 /// Whether the citizen must be asked before this client gets a login.
 pub async fn consent_needed(
     state: &Env,
@@ -53,14 +83,15 @@ pub async fn issue_code_response(
     request: &AuthRequest,
     session_secret: &str,
     mut session: Session,
+    mut known: SessionPerson,
 ) -> Outcome {
     let settings = &state.settings();
     let store = state.store.as_ref();
     let signed_in = (session.person_id.clone(), session.connector.clone());
     let result = async {
-        let person = person::load(settings, state.records.as_ref(), &session.person_id).await?;
-        let claims = person
-            .as_ref()
+        let claims = known
+            .get(state, &session.person_id)
+            .await?
             .map(|p| person::released_claims(p, &request.scopes))
             .unwrap_or_default();
         if !session.clients.contains(&client.id) {
@@ -257,7 +288,7 @@ pub async fn authenticated(
         Ok(s) => s,
         Err(e) => return Err(Failure::unavailable(&lang, &e)),
     };
-    let mut answer = proceed(state, tx, &secret, session).await?;
+    let mut answer = proceed(state, tx, &secret, session, SessionPerson::known(person)).await?;
     answer.session_cookie = Some(secret);
     answer.last_source = Some(connector_id.to_string());
     Ok(answer)
@@ -265,7 +296,13 @@ pub async fn authenticated(
 
 /// After authentication: a notice, the citizen ID link, consent, then the code — each step
 /// shown only when needed.
-pub async fn proceed(state: &Env, mut tx: LoginTx, secret: &str, session: Session) -> Outcome {
+pub async fn proceed(
+    state: &Env,
+    mut tx: LoginTx,
+    secret: &str,
+    session: Session,
+    mut known: SessionPerson,
+) -> Outcome {
     let settings = state.settings();
     let store = state.store.as_ref();
     let lang = tx.request.lang.clone();
@@ -281,12 +318,10 @@ pub async fn proceed(state: &Env, mut tx: LoginTx, secret: &str, session: Sessio
         if let Some(key) = tx.notice.take() {
             return Ok(Some(Stage::Notice { key }));
         }
-        if link_needed(state, client, &session, tx.link_skipped).await? {
-            let person =
-                person::load(&settings, state.records.as_ref(), &session.person_id).await?;
+        if link_needed(state, client, &session, tx.link_skipped, &mut known).await? {
+            let person = known.get(state, &session.person_id).await?;
             let claim = |k: &str| {
                 person
-                    .as_ref()
                     .and_then(|p| p.claims.get(k))
                     .and_then(|v| v.as_str())
                     .unwrap_or_default()
@@ -319,7 +354,7 @@ pub async fn proceed(state: &Env, mut tx: LoginTx, secret: &str, session: Sessio
             {
                 return Err(Failure::unavailable(&lang, &e));
             }
-            issue_code_response(state, client, &tx.request, secret, session).await
+            issue_code_response(state, client, &tx.request, secret, session, known).await
         }
         Err(e) => Err(Failure::unavailable(&lang, &e)),
     }
@@ -332,6 +367,7 @@ pub async fn link_needed(
     client: &Client,
     session: &Session,
     skipped_now: bool,
+    known: &mut SessionPerson,
 ) -> Result<bool, StoreError> {
     let settings = state.settings();
     if settings.registry.is_none() && !client.require_citizen_id {
@@ -340,6 +376,6 @@ pub async fn link_needed(
     if !client.require_citizen_id && (skipped_now || session.link_skipped) {
         return Ok(false);
     }
-    let person = person::load(&settings, state.records.as_ref(), &session.person_id).await?;
-    Ok(person.as_ref().and_then(|p| p.citizen_id()).is_none())
+    let person = known.get(state, &session.person_id).await?;
+    Ok(person.and_then(|p| p.citizen_id()).is_none())
 }

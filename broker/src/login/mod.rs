@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::protocol::{Prompt, Secret};
 
-pub use complete::{consent_needed, issue_code_response, proceed};
+pub use complete::{consent_needed, issue_code_response, proceed, SessionPerson};
 
 use crate::config::Client;
 use crate::keyspace;
@@ -372,12 +372,13 @@ pub async fn begin(
         .as_ref()
         .filter(|(_, s)| session_satisfies(&request, s, now_s));
     // What a usable session still needs before a code: consent, or a linked number.
+    let mut known = complete::SessionPerson::default();
     let (consent, link) = match usable {
         Some((_, s)) => {
             let needs = async {
                 let consent = consent_needed(state, client, &request, &s.person_id).await?;
                 let link = client.require_citizen_id
-                    && complete::link_needed(state, client, s, false).await?;
+                    && complete::link_needed(state, client, s, false, &mut known).await?;
                 Ok::<_, store::StoreError>((consent, link))
             };
             match needs.await {
@@ -397,14 +398,14 @@ pub async fn begin(
             ),
             Some(_) if consent => OAuthError::new("consent_required", "the citizen must consent"),
             Some((secret, s)) => {
-                return issue_code_response(state, client, &request, secret, s.clone()).await
+                return issue_code_response(state, client, &request, secret, s.clone(), known).await
             }
         };
         return error_to_client(settings, &request, &error, state.now);
     }
     if let Some((secret, s)) = usable {
         if !consent && !link && !request.prompts(Prompt::SelectAccount) {
-            return issue_code_response(state, client, &request, secret, s.clone()).await;
+            return issue_code_response(state, client, &request, secret, s.clone(), known).await;
         }
     }
 
@@ -430,7 +431,7 @@ pub async fn begin(
     let mut answer = match usable {
         // Signed in, but consent or a linked number is missing: straight to that step.
         Some((secret, s)) if !request_prompts_select(&tx) => {
-            proceed(state, tx, secret, s.clone()).await
+            proceed(state, tx, secret, s.clone(), known).await
         }
         _ => match direct_source(settings, &tx, &state.maintenance_or_none().await) {
             // One source to offer, or the one the platform hinted: straight to it. If it
@@ -674,20 +675,38 @@ mod tests {
         );
         // No registry to check a number, and the platform does not require one: no question.
         let rp = settings.clients.get("rp").expect("rp");
-        assert!(!complete::link_needed(&state, rp, &s, false)
-            .await
-            .expect("read"));
+        assert!(!complete::link_needed(
+            &state,
+            rp,
+            &s,
+            false,
+            &mut complete::SessionPerson::default()
+        )
+        .await
+        .expect("read"));
         // A platform that requires one asks, and "Skip" does not count for it.
         if let Some(rp) = settings.clients.get_mut("rp") {
             rp.require_citizen_id = true;
         }
         let rp = settings.clients.get("rp").expect("rp");
-        assert!(complete::link_needed(&state, rp, &s, false)
-            .await
-            .expect("read"));
-        assert!(complete::link_needed(&state, rp, &s, true)
-            .await
-            .expect("read"));
+        assert!(complete::link_needed(
+            &state,
+            rp,
+            &s,
+            false,
+            &mut complete::SessionPerson::default()
+        )
+        .await
+        .expect("read"));
+        assert!(complete::link_needed(
+            &state,
+            rp,
+            &s,
+            true,
+            &mut complete::SessionPerson::default()
+        )
+        .await
+        .expect("read"));
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use connectors::{ConnectorError, Context, Input, Message, Step};
 
-use super::complete::{authenticated, issue_code_response, proceed, record_consent};
+use super::complete::{authenticated, issue_code_response, proceed, record_consent, SessionPerson};
 use super::error_to_client;
 use super::{
     back_to_platform, eligible, login_url, save_tx, see_other, show_stage, Action, Env, Failure,
@@ -523,7 +523,15 @@ pub async fn consent(state: &Env, tx: LoginTx, fields: Fields) -> Outcome {
     if let Err(e) = record_consent(state, client, &tx.request, &s.person_id).await {
         return Err(Failure::unavailable(&tx.request.lang, &e));
     }
-    issue_code_response(state, client, &tx.request, &secret, s).await
+    issue_code_response(
+        state,
+        client,
+        &tx.request,
+        &secret,
+        s,
+        SessionPerson::default(),
+    )
+    .await
 }
 
 /// `POST /login/{tx}/account`: continue with the current session, or use another account.
@@ -547,7 +555,7 @@ pub async fn account(state: &Env, mut tx: LoginTx, fields: Fields) -> Outcome {
     match (fields.get("choice").map(String::as_str), current) {
         (Some("continue"), Some((secret, s))) => {
             let _ = client;
-            proceed(state, tx, &secret, s).await
+            proceed(state, tx, &secret, s, SessionPerson::default()).await
         }
         _ => {
             tx.stage = Stage::Choose;
@@ -690,7 +698,7 @@ pub async fn link(state: &Env, mut tx: LoginTx, fields: Fields) -> Outcome {
             return Err(Failure::unavailable(&lang, &e));
         }
         tracing::info!(target: "audit", event = "link.skipped", sid = %session.sid, "citizen chose to link a citizen ID number later");
-        return proceed(state, tx, &secret, session).await;
+        return proceed(state, tx, &secret, session, SessionPerson::default()).await;
     }
     if exhausted {
         return see_other(&login_url(state, &tx.id));
@@ -746,7 +754,9 @@ pub async fn link(state: &Env, mut tx: LoginTx, fields: Fields) -> Outcome {
     .await;
     use crate::person::link::LinkOutcome;
     let problem = match outcome {
-        Ok(LinkOutcome::Linked) => return proceed(state, tx, &secret, session).await,
+        Ok(LinkOutcome::Linked) => {
+            return proceed(state, tx, &secret, session, SessionPerson::default()).await
+        }
         Ok(LinkOutcome::Mismatch) => "link-mismatch",
         Ok(LinkOutcome::TakenByAnother) => "link-taken",
         Ok(LinkOutcome::Unavailable) => "link-unavailable",
@@ -792,5 +802,5 @@ pub async fn continue_login(state: &Env, tx: LoginTx, _fields: Fields) -> Outcom
         return see_other(&login_url(state, &tx.id));
     }
     let (secret, session) = session_of(state, &tx.request.lang).await?;
-    proceed(state, tx, &secret, session).await
+    proceed(state, tx, &secret, session, SessionPerson::default()).await
 }

@@ -210,11 +210,19 @@ async fn refresh(
         (spend(store, proof, now).await?, None)
     };
     let proof = spent.as_ref().or(unspent.as_ref().map(Unspent::proof));
-    if family_key.is_none() {
+    let asked: Option<Vec<String>> = params
+        .get("scope")
+        .map(|s| s.split_whitespace().map(str::to_string).collect());
+    // A scope the grant does not hold is refused before a rotation, which would otherwise
+    // leave the client with a used-up token and no new one (a rare request: one read more).
+    if family_key.is_none() || (asked.is_some() && client.rotate_refresh_tokens) {
         if let Some(bytes) = store.get(&old_key, now).await? {
             if bytes != TOMBSTONE {
                 if let Ok(f) = serde_json::from_slice::<FamilyRecord>(&bytes) {
                     check_refresh_binding(&f, proof)?;
+                    if let Some(asked) = &asked {
+                        check_narrowing(&f.grant.scopes, asked)?;
+                    }
                     family_key = Some(f.jkt);
                 }
             }
@@ -258,14 +266,8 @@ async fn refresh(
     check_refresh_binding(&family, proof)?;
     let jkt = proof.map(|p| p.jkt.clone());
     let mut grant = family.grant;
-    if let Some(scope) = params.get("scope") {
-        let asked: Vec<String> = scope.split_whitespace().map(str::to_string).collect();
-        if asked.iter().any(|s| !grant.scopes.contains(s)) {
-            return Err(OAuthError::new(
-                "invalid_scope",
-                "a refresh may only narrow the granted scopes",
-            ));
-        }
+    if let Some(asked) = asked {
+        check_narrowing(&grant.scopes, &asked)?;
         grant.claims.retain(|name, _| {
             crate::config::SCOPES
                 .iter()
@@ -340,6 +342,17 @@ async fn rotate(
         }
     };
     Ok((family, new_token))
+}
+
+/// A refresh may narrow the granted scopes, never widen them (RFC 6749 section 6).
+fn check_narrowing(granted: &[String], asked: &[String]) -> Result<(), OAuthError> {
+    if asked.iter().any(|s| !granted.contains(s)) {
+        return Err(OAuthError::new(
+            "invalid_scope",
+            "a refresh may only narrow the granted scopes",
+        ));
+    }
+    Ok(())
 }
 
 /// A refresh token of a bound family is used only with a proof of the family's key.
@@ -468,6 +481,38 @@ mod tests {
             .err()
             .expect("the family's absolute end holds");
         assert_eq!(e.error, "invalid_grant");
+    }
+
+    #[tokio::test]
+    async fn a_refresh_asking_for_more_scopes_is_refused_and_leaves_the_token_usable() {
+        let dir = tempfile::tempdir().expect("dir");
+        let settings = crate::config::for_tests(dir.path(), "");
+        let store =
+            store::embedded::EmbeddedStore::open(&dir.path().join("t.redb")).expect("store");
+        let rp = settings.clients.get("rp").expect("rp");
+        assert!(rp.rotate_refresh_tokens, "the test client rotates");
+        let code = issue_code(&settings, &store, &record(), T0)
+            .await
+            .expect("code");
+        let tokens = grant(&settings, &store, rp, &redeem(&code), None, T0 + 1)
+            .await
+            .unwrap_or_else(|e| panic!("redeemed: {e}"));
+        let rt = tokens.refresh_token.expect("refresh token");
+
+        let mut wider = refresh(&rt);
+        wider.insert("scope".into(), "openid profile".into());
+        let e = grant(&settings, &store, rp, &wider, None, T0 + 2)
+            .await
+            .err()
+            .expect("a wider scope is refused");
+        assert_eq!(e.error, "invalid_scope");
+        // Nothing was rotated: the same token still refreshes, narrowed to what was granted.
+        let mut same = refresh(&rt);
+        same.insert("scope".into(), "openid".into());
+        let next = grant(&settings, &store, rp, &same, None, T0 + 3)
+            .await
+            .unwrap_or_else(|e| panic!("the token survived the refused refresh: {e}"));
+        assert!(next.refresh_token.is_some_and(|t| t != rt), "rotated now");
     }
 
     /// A checked proof of key `jkt`, with a jti of its own unless one is given.

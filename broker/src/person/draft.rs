@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use records::{AuditRow, Changes, Commit, Records, ReviewItem};
 
-use super::{binding, link_hash, load, to_record, Binding, IdStatus, Person};
+use super::{binding, from_record, link_hash, load, to_record, Binding, IdStatus, Person};
 use crate::config::Settings;
 use store::{StoreError, StoreResult};
 
@@ -96,7 +96,22 @@ impl<'a> Draft<'a> {
         let read = match self.bindings.get(value) {
             Some(known) => known.clone(),
             None => {
-                let read = binding(self.settings, self.records, value).await?;
+                // A person read holding the number actively is its binding (the records keep
+                // one active holder per number, read with the person): no read more.
+                let held = self.read.values().flatten().find_map(|p| {
+                    p.citizen_ids
+                        .iter()
+                        .find(|c| c.value == value && c.status == IdStatus::Active)
+                        .map(|c| Binding {
+                            person: p.id.clone(),
+                            level: c.level,
+                            source: c.source.clone(),
+                        })
+                });
+                let read = match held {
+                    Some(b) => Some(b),
+                    None => binding(self.settings, self.records, value).await?,
+                };
                 self.bindings.insert(value.to_string(), read.clone());
                 read
             }
@@ -108,12 +123,17 @@ impl<'a> Draft<'a> {
         }
     }
 
-    /// The person a way in leads to.
-    pub async fn way_in(&self, connector: &str, subject: &str) -> StoreResult<Option<String>> {
-        Ok(self
-            .records
-            .way_in(&link_hash(self.settings, connector, subject))
-            .await?)
+    /// The person a way in leads to, read whole with it (and remembered, so a returning
+    /// citizen's login reads the records once).
+    pub async fn way_in(&mut self, connector: &str, subject: &str) -> StoreResult<Option<String>> {
+        let key = link_hash(self.settings, connector, subject);
+        let Some(record) = self.records.person_by_way_in(&key).await? else {
+            return Ok(None);
+        };
+        let person = from_record(self.settings, record)?;
+        let id = person.id.clone();
+        self.read.entry(id.clone()).or_insert(Some(person));
+        Ok(Some(id))
     }
 
     /// Adds an audit row, and the audit log line written once it is committed.
