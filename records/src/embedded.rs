@@ -100,6 +100,32 @@ pub struct EmbeddedRecords {
     sign_ins: GroupCommit<Activity>,
     /// Write transactions committed since the file was opened.
     commits: Arc<AtomicU64>,
+    /// The thread every write transaction runs on.
+    writer: std::sync::mpsc::Sender<WriteJob>,
+}
+
+/// A write transaction for the writer thread, with whom to tell its outcome.
+type WriteJob = Box<dyn FnOnce() + Send>;
+
+/// Starts the thread that runs every write transaction, one after another. redb has one
+/// writer at a time, so one thread loses nothing; blocking-pool threads instead pile up
+/// (a task that spawns its next write as soon as the last one returns often finds no pool
+/// thread idle yet, so the pool starts another: 64 of them under the benchmark, each with
+/// an allocator heap of its own, doubled the broker's peak memory, issue #17). The thread
+/// ends when the last handle is dropped; the jobs, not the thread, hold the database.
+fn start_writer() -> RecordsResult<std::sync::mpsc::Sender<WriteJob>> {
+    let (jobs, queue) = std::sync::mpsc::channel::<WriteJob>();
+    std::thread::Builder::new()
+        .name("records-writer".into())
+        .spawn(move || {
+            for job in queue {
+                // A panicking write answers its caller with an error (its sender drops)
+                // and leaves the thread to the next one.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            }
+        })
+        .map_err(|e| RecordsError::Unavailable(format!("cannot start the records writer: {e}")))?;
+    Ok(jobs)
 }
 
 impl std::fmt::Debug for EmbeddedRecords {
@@ -163,6 +189,7 @@ impl EmbeddedRecords {
                 db: Arc::new(db),
                 sign_ins: GroupCommit::default(),
                 commits: Arc::default(),
+                writer: start_writer()?,
             }),
             Err(found) => Err(RecordsError::Schema(format!(
                 "{} has schema version {found}; this broker knows version {SCHEMA_VERSION}",
@@ -177,6 +204,25 @@ impl EmbeddedRecords {
         self.commits.load(Ordering::Relaxed)
     }
 
+    /// A point read (a few B-tree lookups, mostly in redb's cache) on the caller's thread:
+    /// cheaper than the hand-off to a blocking thread and back, and it starts none of the
+    /// blocking pool's threads (each with an allocator heap of its own) that a burst of
+    /// logins would otherwise start (issue #17: 40 of them doubled the benchmark's peak
+    /// memory). Scans ([`Self::read`]) and commits ([`Self::write`], `fdatasync`) stay on
+    /// blocking threads.
+    fn lookup<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, Fail>,
+    ) -> RecordsResult<T> {
+        self.db
+            .begin_read()
+            .map_err(Fail::from)
+            .and_then(|txn| f(&txn))
+            .map_err(|f| f.into_error(op))
+    }
+
+    /// A read that may walk a table, on a blocking thread.
     async fn read<T, F>(&self, op: &'static str, f: F) -> RecordsResult<T>
     where
         T: Send + 'static,
@@ -192,8 +238,8 @@ impl EmbeddedRecords {
         .map_err(|f| f.into_error(op))
     }
 
-    /// Runs `f` in one write transaction, committed (durably) when it returns `Ok((true, _))`
-    /// and rolled back otherwise.
+    /// Runs `f` in one write transaction on the writer thread, committed (durably) when it
+    /// returns `Ok((true, _))` and rolled back otherwise.
     async fn write<T, F>(&self, op: &'static str, f: F) -> RecordsResult<T>
     where
         T: Send + 'static,
@@ -201,20 +247,27 @@ impl EmbeddedRecords {
     {
         let db = Arc::clone(&self.db);
         let commits = Arc::clone(&self.commits);
-        tokio::task::spawn_blocking(move || -> Result<T, Fail> {
-            let txn = db.begin_write()?;
-            let (keep, out) = f(&txn)?;
-            if keep {
-                txn.commit()?;
-                commits.fetch_add(1, Ordering::Relaxed);
-            } else {
-                txn.abort()?;
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|e| RecordsError::Unavailable(format!("redb {op} task failed: {e}")))?
-        .map_err(|f| f.into_error(op))
+        let (tell, told) = tokio::sync::oneshot::channel();
+        let job: WriteJob = Box::new(move || {
+            let run = || -> Result<T, Fail> {
+                let txn = db.begin_write()?;
+                let (keep, out) = f(&txn)?;
+                if keep {
+                    txn.commit()?;
+                    commits.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    txn.abort()?;
+                }
+                Ok(out)
+            };
+            // The caller may have gone (its request was dropped): nothing to tell.
+            let _ = tell.send(run());
+        });
+        let gone = || RecordsError::Unavailable(format!("redb {op}: the writer thread ended"));
+        self.writer.send(job).map_err(|_| gone())?;
+        told.await
+            .map_err(|_| gone())?
+            .map_err(|f| f.into_error(op))
     }
 }
 
@@ -335,44 +388,38 @@ fn holds_records(txn: &WriteTransaction) -> Result<bool, Fail> {
 impl Records for EmbeddedRecords {
     async fn person(&self, id: &str) -> RecordsResult<Option<Person>> {
         let id = id.to_string();
-        self.read("person", move |txn| {
-            read_person(&txn.open_table(PERSONS)?, &id)
-        })
-        .await
+        self.lookup("person", |txn| read_person(&txn.open_table(PERSONS)?, &id))
     }
 
     async fn binding(&self, key: &str) -> RecordsResult<Option<Binding>> {
         let key = key.to_string();
-        self.read("binding", move |txn| {
+        self.lookup("binding", |txn| {
             let Some(owner) = txn.open_table(BINDINGS)?.get(key.as_str())? else {
                 return Ok(None);
             };
             let person = read_person(&txn.open_table(PERSONS)?, owner.value())?;
             Ok(person.and_then(|p| p.binding(&key)))
         })
-        .await
     }
 
     async fn way_in(&self, key: &str) -> RecordsResult<Option<String>> {
         let key = key.to_string();
-        self.read("way_in", move |txn| {
+        self.lookup("way_in", |txn| {
             Ok(txn
                 .open_table(WAYS)?
                 .get(key.as_str())?
                 .map(|v| v.value().to_string()))
         })
-        .await
     }
 
     async fn person_by_way_in(&self, key: &str) -> RecordsResult<Option<Person>> {
         let key = key.to_string();
-        self.read("person_by_way_in", move |txn| {
+        self.lookup("person_by_way_in", |txn| {
             match txn.open_table(WAYS)?.get(key.as_str())? {
                 Some(id) => read_person(&txn.open_table(PERSONS)?, id.value()),
                 None => Ok(None),
             }
         })
-        .await
     }
 
     async fn commit(&self, changes: Changes) -> RecordsResult<Commit> {
@@ -388,7 +435,7 @@ impl Records for EmbeddedRecords {
 
     async fn consent(&self, person: &str, client: &str) -> RecordsResult<Option<Vec<String>>> {
         let (person, client) = (person.to_string(), client.to_string());
-        self.read("consent", move |txn| {
+        self.lookup("consent", |txn| {
             match txn
                 .open_table(CONSENTS)?
                 .get((person.as_str(), client.as_str()))?
@@ -397,7 +444,6 @@ impl Records for EmbeddedRecords {
                 None => Ok(None),
             }
         })
-        .await
     }
 
     async fn put_consent(
@@ -425,7 +471,7 @@ impl Records for EmbeddedRecords {
 
     async fn setting(&self, name: &str) -> RecordsResult<Versioned> {
         let name = name.to_string();
-        self.read("setting", move |txn| {
+        self.lookup("setting", |txn| {
             match txn.open_table(SETTINGS)?.get(name.as_str())? {
                 Some(v) => json(v.value()),
                 None => Ok(Versioned {
@@ -434,7 +480,6 @@ impl Records for EmbeddedRecords {
                 }),
             }
         })
-        .await
     }
 
     async fn set_setting(
@@ -566,13 +611,12 @@ impl Records for EmbeddedRecords {
 
     async fn review(&self, id: &str) -> RecordsResult<Option<ReviewItem>> {
         let id = id.to_string();
-        self.read("review", move |txn| {
+        self.lookup("review", |txn| {
             match txn.open_table(REVIEWS)?.get(id.as_str())? {
                 Some(v) => Ok(Some(json(v.value())?)),
                 None => Ok(None),
             }
         })
-        .await
     }
 
     async fn recent_audit(&self, query: &AuditQuery) -> RecordsResult<Vec<AuditRow>> {
@@ -595,18 +639,17 @@ impl Records for EmbeddedRecords {
     }
 
     async fn config_head(&self) -> RecordsResult<u64> {
-        self.read("config_head", |txn| {
+        self.lookup("config_head", |txn| {
             Ok(txn
                 .open_table(CONFIG)?
                 .last()?
                 .map(|(k, _)| k.value())
                 .unwrap_or(0))
         })
-        .await
     }
 
     async fn config_version(&self, version: Option<u64>) -> RecordsResult<Option<ConfigVersion>> {
-        self.read("config_version", move |txn| {
+        self.lookup("config_version", |txn| {
             let table = txn.open_table(CONFIG)?;
             let found = match version {
                 Some(n) => table.get(n)?.map(|v| json(v.value())).transpose()?,
@@ -614,7 +657,6 @@ impl Records for EmbeddedRecords {
             };
             Ok(found)
         })
-        .await
     }
 
     async fn config_history(&self, limit: usize) -> RecordsResult<Vec<ConfigVersion>> {
@@ -683,11 +725,10 @@ impl Records for EmbeddedRecords {
     }
 
     async fn ping(&self) -> RecordsResult<()> {
-        self.read("ping", |txn| {
+        self.lookup("ping", |txn| {
             txn.open_table(META)?;
             Ok(())
         })
-        .await
     }
 
     async fn export_each(&self, sink: &mut ExportSink<'_>) -> RecordsResult<u64> {
