@@ -208,8 +208,8 @@ impl EmbeddedRecords {
     /// cheaper than the hand-off to a blocking thread and back, and it starts none of the
     /// blocking pool's threads (each with an allocator heap of its own) that a burst of
     /// logins would otherwise start (issue #17: 40 of them doubled the benchmark's peak
-    /// memory). Scans ([`Self::read`]) and commits ([`Self::write`], `fdatasync`) stay on
-    /// blocking threads.
+    /// memory). Scans ([`Self::read`]) stay on blocking threads, and commits
+    /// ([`Self::write`], `fdatasync`) run on the writer thread.
     fn lookup<T>(
         &self,
         op: &'static str,
@@ -260,10 +260,18 @@ impl EmbeddedRecords {
                 }
                 Ok(out)
             };
+            let out = run();
+            // Let go of the database before answering: a caller that then drops its handle
+            // and opens the file again must find it closed.
+            drop((db, commits));
             // The caller may have gone (its request was dropped): nothing to tell.
-            let _ = tell.send(run());
+            let _ = tell.send(out);
         });
-        let gone = || RecordsError::Unavailable(format!("redb {op}: the writer thread ended"));
+        let gone = || {
+            RecordsError::Unavailable(format!(
+                "redb {op}: the write panicked or the writer thread ended"
+            ))
+        };
         self.writer.send(job).map_err(|_| gone())?;
         told.await
             .map_err(|_| gone())?

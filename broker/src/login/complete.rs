@@ -16,12 +16,12 @@ use store::StoreError;
 /// end a login (the ID link, the code's claims) share one read, and the login that just
 /// resolved the person hands it on instead of reading it again.
 #[derive(Default)]
-pub struct SessionPerson(Option<Option<person::Person>>);
+pub struct SessionPerson(Option<(String, Option<person::Person>)>);
 
 impl SessionPerson {
     /// A person the caller has just read or written at its current version.
     pub fn known(person: person::Person) -> Self {
-        Self(Some(Some(person)))
+        Self(Some((person.id.clone(), Some(person))))
     }
 
     /// The person `id` (the session's), read now unless known already.
@@ -30,15 +30,12 @@ impl SessionPerson {
         state: &Env,
         id: &str,
     ) -> Result<Option<&person::Person>, StoreError> {
-        let stale = match &self.0 {
-            Some(p) => p.as_ref().is_some_and(|p| p.id != id),
-            None => true,
-        };
-        if stale {
+        if self.0.as_ref().is_none_or(|(known, _)| known != id) {
             let settings = state.settings();
-            self.0 = Some(person::load(&settings, state.records.as_ref(), id).await?);
+            let read = person::load(&settings, state.records.as_ref(), id).await?;
+            self.0 = Some((id.to_string(), read));
         }
-        Ok(self.0.as_ref().and_then(Option::as_ref))
+        Ok(self.0.as_ref().and_then(|(_, p)| p.as_ref()))
     }
 }
 

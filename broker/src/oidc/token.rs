@@ -220,7 +220,8 @@ async fn refresh(
             if bytes != TOMBSTONE {
                 if let Ok(f) = serde_json::from_slice::<FamilyRecord>(&bytes) {
                     check_refresh_binding(&f, proof)?;
-                    if let Some(asked) = &asked {
+                    // Another client's token goes on to the rotation, which revokes it.
+                    if let (Some(asked), true) = (&asked, f.grant.client_id == client.id) {
                         check_narrowing(&f.grant.scopes, asked)?;
                     }
                     family_key = Some(f.jkt);
