@@ -406,6 +406,16 @@ mod tests {
         }
     }
 
+    /// Test settings and an embedded store in a directory of their own (kept while the
+    /// first value lives).
+    fn fixture() -> (tempfile::TempDir, Settings, store::embedded::EmbeddedStore) {
+        let dir = tempfile::tempdir().expect("dir");
+        let settings = crate::config::for_tests(dir.path(), "");
+        let store =
+            store::embedded::EmbeddedStore::open(&dir.path().join("t.redb")).expect("store");
+        (dir, settings, store)
+    }
+
     fn redeem(code: &str) -> Params {
         [
             ("grant_type", "authorization_code"),
@@ -427,10 +437,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_code_lives_code_ttl_and_a_family_refresh_token_ttl_whatever_the_rotations() {
-        let dir = tempfile::tempdir().expect("dir");
-        let settings = crate::config::for_tests(dir.path(), "");
-        let store =
-            store::embedded::EmbeddedStore::open(&dir.path().join("t.redb")).expect("store");
+        let (_dir, settings, store) = fixture();
         let rp = settings.clients.get("rp").expect("rp");
         let code_ttl = settings.tokens.code_ttl * 1000;
 
@@ -486,10 +493,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refresh_asking_for_more_scopes_is_refused_and_leaves_the_token_usable() {
-        let dir = tempfile::tempdir().expect("dir");
-        let settings = crate::config::for_tests(dir.path(), "");
-        let store =
-            store::embedded::EmbeddedStore::open(&dir.path().join("t.redb")).expect("store");
+        let (_dir, settings, store) = fixture();
         let rp = settings.clients.get("rp").expect("rp");
         assert!(rp.rotate_refresh_tokens, "the test client rotates");
         let code = issue_code(&settings, &store, &record(), T0)
@@ -528,10 +532,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refresh_token_says_whether_and_to_which_key_its_family_is_bound() {
-        let dir = tempfile::tempdir().expect("dir");
-        let settings = crate::config::for_tests(dir.path(), "");
-        let store =
-            store::embedded::EmbeddedStore::open(&dir.path().join("t.redb")).expect("store");
+        let (_dir, settings, store) = fixture();
         let rp = settings.clients.get("rp").expect("rp");
 
         // Unbound: every token of the family says so, through the rotations.
@@ -690,10 +691,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_code_replayed_in_time_revokes_what_it_issued() {
-        let dir = tempfile::tempdir().expect("dir");
-        let settings = crate::config::for_tests(dir.path(), "");
-        let store =
-            store::embedded::EmbeddedStore::open(&dir.path().join("t.redb")).expect("store");
+        let (_dir, settings, store) = fixture();
         let rp = settings.clients.get("rp").expect("rp");
         let code = issue_code(&settings, &store, &record(), T0)
             .await
