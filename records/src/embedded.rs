@@ -17,6 +17,8 @@ use redb::{
     WriteTransaction,
 };
 
+use store::writer_thread::WriterThread;
+
 use crate::group_commit::GroupCommit;
 use crate::{
     Activity, AuditQuery, AuditRow, Binding, Changes, Commit, ConfigVersion, Consent, Entry,
@@ -100,32 +102,8 @@ pub struct EmbeddedRecords {
     sign_ins: GroupCommit<Activity>,
     /// Write transactions committed since the file was opened.
     commits: Arc<AtomicU64>,
-    /// The thread every write transaction runs on.
-    writer: std::sync::mpsc::Sender<WriteJob>,
-}
-
-/// A write transaction for the writer thread, with whom to tell its outcome.
-type WriteJob = Box<dyn FnOnce() + Send>;
-
-/// Starts the thread that runs every write transaction, one after another. redb has one
-/// writer at a time, so one thread loses nothing; blocking-pool threads instead pile up
-/// (a task that spawns its next write as soon as the last one returns often finds no pool
-/// thread idle yet, so the pool starts another: 64 of them under the benchmark, each with
-/// an allocator heap of its own, doubled the broker's peak memory, issue #17). The thread
-/// ends when the last handle is dropped; the jobs, not the thread, hold the database.
-fn start_writer() -> RecordsResult<std::sync::mpsc::Sender<WriteJob>> {
-    let (jobs, queue) = std::sync::mpsc::channel::<WriteJob>();
-    std::thread::Builder::new()
-        .name("records-writer".into())
-        .spawn(move || {
-            for job in queue {
-                // A panicking write answers its caller with an error (its sender drops)
-                // and leaves the thread to the next one.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-            }
-        })
-        .map_err(|e| RecordsError::Unavailable(format!("cannot start the records writer: {e}")))?;
-    Ok(jobs)
+    /// The thread every write transaction runs on (see [`WriterThread`]).
+    writer: WriterThread,
 }
 
 impl std::fmt::Debug for EmbeddedRecords {
@@ -189,7 +167,9 @@ impl EmbeddedRecords {
                 db: Arc::new(db),
                 sign_ins: GroupCommit::default(),
                 commits: Arc::default(),
-                writer: start_writer()?,
+                writer: WriterThread::start("records-writer").map_err(|e| {
+                    RecordsError::Unavailable(format!("cannot start the records writer: {e}"))
+                })?,
             }),
             Err(found) => Err(RecordsError::Schema(format!(
                 "{} has schema version {found}; this broker knows version {SCHEMA_VERSION}",
@@ -247,35 +227,23 @@ impl EmbeddedRecords {
     {
         let db = Arc::clone(&self.db);
         let commits = Arc::clone(&self.commits);
-        let (tell, told) = tokio::sync::oneshot::channel();
-        let job: WriteJob = Box::new(move || {
-            let run = || -> Result<T, Fail> {
-                let txn = db.begin_write()?;
-                let (keep, out) = f(&txn)?;
-                if keep {
-                    txn.commit()?;
-                    commits.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    txn.abort()?;
-                }
-                Ok(out)
-            };
-            let out = run();
-            // Let go of the database before answering: a caller that then drops its handle
-            // and opens the file again must find it closed.
-            drop((db, commits));
-            // The caller may have gone (its request was dropped): nothing to tell.
-            let _ = tell.send(out);
-        });
-        let gone = || {
-            RecordsError::Unavailable(format!(
-                "redb {op}: the write panicked or the writer thread ended"
-            ))
+        let run = move || -> Result<T, Fail> {
+            let txn = db.begin_write()?;
+            let (keep, out) = f(&txn)?;
+            if keep {
+                txn.commit()?;
+                commits.fetch_add(1, Ordering::Relaxed);
+            } else {
+                txn.abort()?;
+            }
+            Ok(out)
         };
-        self.writer.send(job).map_err(|_| gone())?;
-        told.await
-            .map_err(|_| gone())?
-            .map_err(|f| f.into_error(op))
+        match self.writer.run(run).await {
+            Some(result) => result.map_err(|f| f.into_error(op)),
+            None => Err(RecordsError::Unavailable(format!(
+                "redb {op}: the write panicked or the writer thread ended"
+            ))),
+        }
     }
 }
 

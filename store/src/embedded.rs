@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition};
 
+use crate::writer_thread::WriterThread;
+
 use super::{
     expiry, Claimed, Millis, RateDecision, Rotation, SingleUse, Store, StoreError, StoreResult,
 };
@@ -42,6 +44,8 @@ const PREFIX: usize = 8;
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    /// The thread every write transaction runs on (see [`WriterThread`]).
+    writer: WriterThread,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -179,7 +183,12 @@ impl EmbeddedStore {
             Ok(db)
         };
         let db = open().map_err(|f| f.into_store_error(&format!("open {}", path.display())))?;
-        Ok(Self { db: Arc::new(db) })
+        let writer = WriterThread::start("store-writer")
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the store writer: {e}")))?;
+        Ok(Self {
+            db: Arc::new(db),
+            writer,
+        })
     }
 
     /// Deletes every expired record and returns how many. The commit is durable, which also
@@ -190,12 +199,13 @@ impl EmbeddedStore {
         sweep_db(&self.db, now).map_err(|f| f.into_store_error("sweep"))
     }
 
-    /// [`Self::sweep`] on the blocking thread pool.
+    /// [`Self::sweep`] on the writer thread.
     pub async fn sweep_async(&self, now: Millis) -> StoreResult<usize> {
         let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || sweep_db(&db, now))
+        self.writer
+            .run(move || sweep_db(&db, now))
             .await
-            .map_err(|e| StoreError::Unavailable(format!("redb sweep task failed: {e}")))?
+            .ok_or_else(|| writer_gone("sweep"))?
             .map_err(|f| f.into_store_error("sweep"))
     }
 
@@ -218,7 +228,7 @@ impl EmbeddedStore {
         .map_err(|f| f.into_store_error(op))
     }
 
-    /// Runs `f` in one write transaction on the blocking pool and ends it as `f` says.
+    /// Runs `f` in one write transaction on the writer thread and ends it as `f` says.
     async fn write<T, F>(&self, op: &'static str, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
@@ -243,7 +253,7 @@ impl EmbeddedStore {
             + 'static,
     {
         let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || -> Result<T, Fail> {
+        let run = move || -> Result<T, Fail> {
             let mut txn = db.begin_write()?;
             let (out, commit) = {
                 let mut table = txn.open_table(table)?;
@@ -258,11 +268,20 @@ impl EmbeddedStore {
                 Commit::Durable => txn.commit()?,
             }
             Ok(out)
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("redb {op} task failed: {e}")))?
-        .map_err(|f| f.into_store_error(op))
+        };
+        self.writer
+            .run(run)
+            .await
+            .ok_or_else(|| writer_gone(op))?
+            .map_err(|f| f.into_store_error(op))
     }
+}
+
+/// The error of a write whose job panicked or whose thread is gone.
+fn writer_gone(op: &str) -> StoreError {
+    StoreError::Unavailable(format!(
+        "redb {op}: the write panicked or the writer thread ended"
+    ))
 }
 
 fn sweep_db(db: &Database, now: Millis) -> Result<usize, Fail> {

@@ -15,6 +15,7 @@ pub mod conformance;
 pub mod embedded;
 pub mod metered;
 pub mod redis;
+pub mod writer_thread;
 
 use std::sync::Arc;
 use std::time::Duration;
