@@ -88,15 +88,36 @@ where
         };
         let (items, replies): (Vec<T>, Vec<Reply>) = group.into_iter().unzip();
         let result = write(items).await;
-        for reply in replies {
-            let outcome = match &result {
-                Ok(()) => Ok(()),
-                Err(RecordsError::Corrupt(m)) => Err(RecordsError::Corrupt(m.clone())),
-                Err(e) => Err(RecordsError::Unavailable(e.to_string())),
-            };
-            // The caller may have gone (its request was dropped): nothing to tell.
-            let _ = reply.send(outcome);
+        let last = {
+            let mut queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let last = queue.waiting.is_empty();
+            if last {
+                queue.running = false;
+                guard.0 = None;
+            }
+            last
+        };
+        if last {
+            // Let go of what the writer holds (a database handle) before answering: a
+            // caller that then drops its own handle and opens the file again finds it closed.
+            drop(write);
+            answer(replies, &result);
+            return;
         }
+        answer(replies, &result);
+    }
+}
+
+/// Tells each caller of a group its outcome.
+fn answer(replies: Vec<Reply>, result: &RecordsResult<()>) {
+    for reply in replies {
+        let outcome = match result {
+            Ok(()) => Ok(()),
+            Err(RecordsError::Corrupt(m)) => Err(RecordsError::Corrupt(m.clone())),
+            Err(e) => Err(RecordsError::Unavailable(e.to_string())),
+        };
+        // The caller may have gone (its request was dropped): nothing to tell.
+        let _ = reply.send(outcome);
     }
 }
 
