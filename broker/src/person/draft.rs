@@ -81,16 +81,8 @@ impl<'a> Draft<'a> {
     /// meanwhile; then this draft's own binding of it is refused at the commit).
     pub async fn binding(&mut self, value: &str) -> StoreResult<Option<Binding>> {
         for p in &self.staged {
-            if let Some(c) = p
-                .citizen_ids
-                .iter()
-                .find(|c| c.value == value && c.status == IdStatus::Active)
-            {
-                return Ok(Some(Binding {
-                    person: p.id.clone(),
-                    level: c.level,
-                    source: c.source.clone(),
-                }));
+            if let Some(b) = active_binding(p, value) {
+                return Ok(Some(b));
             }
         }
         let read = match self.bindings.get(value) {
@@ -98,16 +90,11 @@ impl<'a> Draft<'a> {
             None => {
                 // A person read holding the number actively is its binding (the records keep
                 // one active holder per number, read with the person): no read more.
-                let held = self.read.values().flatten().find_map(|p| {
-                    p.citizen_ids
-                        .iter()
-                        .find(|c| c.value == value && c.status == IdStatus::Active)
-                        .map(|c| Binding {
-                            person: p.id.clone(),
-                            level: c.level,
-                            source: c.source.clone(),
-                        })
-                });
+                let held = self
+                    .read
+                    .values()
+                    .flatten()
+                    .find_map(|p| active_binding(p, value));
                 let read = match held {
                     Some(b) => Some(b),
                     None => binding(self.settings, self.records, value).await?,
@@ -167,6 +154,18 @@ impl<'a> Draft<'a> {
         }
         Ok(outcome)
     }
+}
+
+/// The binding a person's active holding of a number makes.
+fn active_binding(p: &Person, value: &str) -> Option<Binding> {
+    p.citizen_ids
+        .iter()
+        .find(|c| c.value == value && c.status == IdStatus::Active)
+        .map(|c| Binding {
+            person: p.id.clone(),
+            level: c.level,
+            source: c.source.clone(),
+        })
 }
 
 /// The error of a resolution that lost [`ATTEMPTS`] races in a row.
