@@ -458,7 +458,7 @@ fn without_query(u: &str) -> Option<url::Url> {
 /// parser normalises scheme and host case, default ports and dot segments).
 fn same_target(htu: &str, expected: &str) -> bool {
     // The common case, the very URL the broker publishes, needs no parsing.
-    if htu == expected && !expected.contains(['?', '#']) {
+    if htu == expected {
         return true;
     }
     match (without_query(htu), without_query(expected)) {
