@@ -13,6 +13,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::KeyPair;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::write::EncoderStringWriter;
 use base64::Engine;
 use jsonwebtoken::jwk::{
     AlgorithmParameters, Jwk, KeyAlgorithm, PublicKeyUse, RSAKeyParameters, RSAKeyType,
@@ -114,6 +115,25 @@ pub struct SigningKey {
     signer: Signer,
     decoding: DecodingKey,
     jwk: Jwk,
+    /// The encoded header for each of [`COMMON_TYPS`], made once: a token's header
+    /// differs only in `typ`.
+    headers: Vec<String>,
+}
+
+/// The `typ` values the broker signs most (ID and access tokens, logout tokens, signed
+/// responses), whose encoded headers are made when the key is loaded.
+const COMMON_TYPS: [&str; 5] = [
+    "JWT",
+    "at+jwt",
+    "logout+jwt",
+    "token-introspection+jwt",
+    "oauth-authz-resp+jwt",
+];
+
+/// The base64url encoding of `{"alg":…,"kid":…,"typ":…}`.
+fn encoded_header(alg: SigningAlg, kid: &str, typ: &str) -> String {
+    let header = serde_json::json!({"alg": alg.as_str(), "kid": kid, "typ": typ});
+    URL_SAFE_NO_PAD.encode(header.to_string())
 }
 
 /// An operator-readable reason for a key aws-lc refused (its own names are terse).
@@ -205,6 +225,10 @@ impl SigningKey {
             signer,
             decoding,
             jwk,
+            headers: COMMON_TYPS
+                .iter()
+                .map(|typ| encoded_header(alg, kid, typ))
+                .collect(),
         })
     }
 
@@ -258,13 +282,16 @@ impl SigningKey {
 
     /// Signs `claims` as a compact JWS with header `typ` (`JWT`, `at+jwt`, `logout+jwt`).
     pub fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, KeyError> {
-        let header = serde_json::json!({"alg": self.alg.as_str(), "kid": self.kid, "typ": typ});
-        let header = serde_json::to_vec(&header).map_err(|_| KeyError::Sign)?;
-        let body = serde_json::to_vec(claims).map_err(|_| KeyError::Sign)?;
-        let mut out = String::with_capacity(512);
-        URL_SAFE_NO_PAD.encode_string(header, &mut out);
+        let mut out = String::with_capacity(640);
+        match COMMON_TYPS.iter().position(|t| *t == typ) {
+            Some(i) => out.push_str(&self.headers[i]),
+            None => out.push_str(&encoded_header(self.alg, &self.kid, typ)),
+        }
         out.push('.');
-        URL_SAFE_NO_PAD.encode_string(body, &mut out);
+        // The claims are encoded as they are serialised, without an intermediate buffer.
+        let mut body = EncoderStringWriter::from_consumer(out, &URL_SAFE_NO_PAD);
+        serde_json::to_writer(&mut body, claims).map_err(|_| KeyError::Sign)?;
+        let mut out = body.into_inner();
         let sig = self.sign_bytes(out.as_bytes())?;
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(sig, &mut out);
@@ -346,5 +373,24 @@ mod tests {
             jsonwebtoken::decode::<serde_json::Value>(&relabelled, as_rs.decoding_key(), &v)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn headers_made_once_equal_headers_made_per_token() {
+        // A kid that needs JSON escaping, a common typ and an uncommon one.
+        let (key, _) = SigningKey::generate("k\"1", SigningAlg::ES256).expect("generate");
+        for typ in ["JWT", "at+jwt", "secevent+jwt"] {
+            let token = key.sign(typ, &serde_json::json!({"n": 1})).expect("sign");
+            let header = token.split('.').next().expect("header");
+            let decoded: serde_json::Value =
+                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).expect("b64"))
+                    .expect("json");
+            assert_eq!(
+                decoded,
+                serde_json::json!({"alg": "ES256", "kid": "k\"1", "typ": typ})
+            );
+            let body = token.split('.').nth(1).expect("body");
+            assert_eq!(URL_SAFE_NO_PAD.decode(body).expect("b64"), br#"{"n":1}"#);
+        }
     }
 }

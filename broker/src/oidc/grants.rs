@@ -230,17 +230,18 @@ pub struct TokenResponse {
     pub scope: String,
 }
 
-/// Claims of an access token (RFC 9068).
+/// Claims of an access token (RFC 9068). `S` is `String` when a token is read and `&str`
+/// when one is minted, which then borrows from the grant instead of copying it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AccessClaims {
+pub struct AccessClaims<S = String> {
     /// Issuer.
-    pub iss: String,
+    pub iss: S,
     /// Subject.
-    pub sub: String,
+    pub sub: S,
     /// Audience: the client.
-    pub aud: String,
+    pub aud: S,
     /// The client.
-    pub client_id: String,
+    pub client_id: S,
     /// Expiry.
     pub exp: u64,
     /// Issued at.
@@ -248,25 +249,82 @@ pub struct AccessClaims {
     /// Token id.
     pub jti: String,
     /// Scopes, space separated.
-    pub scope: String,
+    pub scope: S,
     /// Authentication time.
     pub auth_time: u64,
     /// `acr`.
-    pub acr: String,
+    pub acr: S,
     /// Session id.
-    pub sid: String,
+    pub sid: S,
     /// Family id, for revocation checks.
-    pub fam: String,
+    pub fam: S,
     /// Confirmation (RFC 9449 6.1): the thumbprint of the DPoP key the token is bound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cnf: Option<Confirmation>,
+    pub cnf: Option<Confirmation<S>>,
 }
 
 /// The `cnf` claim of a DPoP-bound token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Confirmation {
+pub struct Confirmation<S = String> {
     /// RFC 7638 SHA-256 thumbprint of the key.
-    pub jkt: String,
+    pub jkt: S,
+}
+
+/// Claims an ID token carries beside the released ones; a released claim of the same name
+/// is left out (the protocol's value wins).
+const ID_TOKEN_CLAIMS: [&str; 11] = [
+    "iss",
+    "sub",
+    "aud",
+    "azp",
+    "exp",
+    "iat",
+    "auth_time",
+    "acr",
+    "amr",
+    "sid",
+    "nonce",
+];
+
+/// The claims of an ID token, serialised straight from the grant.
+struct IdClaims<'a> {
+    released: &'a BTreeMap<String, serde_json::Value>,
+    iss: &'a str,
+    sub: &'a str,
+    client_id: &'a str,
+    exp: u64,
+    iat: u64,
+    auth_time: u64,
+    acr: &'a str,
+    amr: &'a [String],
+    sid: &'a str,
+    nonce: Option<&'a str>,
+}
+
+impl Serialize for IdClaims<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for (name, value) in self.released {
+            if !ID_TOKEN_CLAIMS.contains(&name.as_str()) {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        map.serialize_entry("iss", self.iss)?;
+        map.serialize_entry("sub", self.sub)?;
+        map.serialize_entry("aud", self.client_id)?;
+        map.serialize_entry("azp", self.client_id)?;
+        map.serialize_entry("exp", &self.exp)?;
+        map.serialize_entry("iat", &self.iat)?;
+        map.serialize_entry("auth_time", &self.auth_time)?;
+        map.serialize_entry("acr", self.acr)?;
+        map.serialize_entry("amr", self.amr)?;
+        map.serialize_entry("sid", self.sid)?;
+        if let Some(nonce) = self.nonce {
+            map.serialize_entry("nonce", nonce)?;
+        }
+        map.end()
+    }
 }
 
 /// Mints the access token and ID token of a grant; with `jkt`, the access token is bound
@@ -290,40 +348,36 @@ pub fn mint(
         .keys
         .signer(settings.tokens.access_token_alg)
         .ok_or(KeyError::Sign)?;
-    let access = AccessClaims {
-        iss: settings.issuer.clone(),
-        sub: grant.sub.clone(),
-        aud: client.id.clone(),
-        client_id: client.id.clone(),
+    let access = AccessClaims::<&str> {
+        iss: &settings.issuer,
+        sub: &grant.sub,
+        aud: &client.id,
+        client_id: &client.id,
         exp: now + settings.tokens.access_token_ttl,
         iat: now,
         jti: random_token(16),
-        scope: scope.clone(),
+        scope: &scope,
         auth_time: grant.auth_time,
-        acr: grant.acr.clone(),
-        sid: sid.clone(),
-        fam: fid.to_string(),
-        cnf: jkt.map(|j| Confirmation { jkt: j.to_string() }),
+        acr: &grant.acr,
+        sid: &sid,
+        fam: fid,
+        cnf: jkt.map(|jkt| Confirmation { jkt }),
     };
     let access_token = at_key.sign("at+jwt", &access)?;
 
-    let mut id = serde_json::Map::new();
-    for (k, v) in &grant.claims {
-        id.insert(k.clone(), v.clone());
-    }
-    id.insert("iss".into(), settings.issuer.clone().into());
-    id.insert("sub".into(), grant.sub.clone().into());
-    id.insert("aud".into(), client.id.clone().into());
-    id.insert("azp".into(), client.id.clone().into());
-    id.insert("exp".into(), (now + settings.tokens.id_token_ttl).into());
-    id.insert("iat".into(), now.into());
-    id.insert("auth_time".into(), grant.auth_time.into());
-    id.insert("acr".into(), grant.acr.clone().into());
-    id.insert("amr".into(), grant.amr.clone().into());
-    id.insert("sid".into(), sid.into());
-    if let Some(n) = nonce {
-        id.insert("nonce".into(), n.into());
-    }
+    let id = IdClaims {
+        released: &grant.claims,
+        iss: &settings.issuer,
+        sub: &grant.sub,
+        client_id: &client.id,
+        exp: now + settings.tokens.id_token_ttl,
+        iat: now,
+        auth_time: grant.auth_time,
+        acr: &grant.acr,
+        amr: &grant.amr,
+        sid: &sid,
+        nonce,
+    };
     let id_key = settings
         .keys
         .signer(client.id_token_alg)
@@ -338,4 +392,45 @@ pub fn mint(
         refresh_token,
         scope,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_token_claims_carry_released_claims_and_the_protocol_wins_a_clash() {
+        let released = BTreeMap::from([
+            ("name".to_string(), serde_json::json!("Citizen An")),
+            ("sub".to_string(), serde_json::json!("forged")),
+            ("nonce".to_string(), serde_json::json!("forged")),
+        ]);
+        let amr = vec!["pwd".to_string()];
+        let claims = |nonce| IdClaims {
+            released: &released,
+            iss: "https://id.example",
+            sub: "s1",
+            client_id: "rp",
+            exp: 20,
+            iat: 10,
+            auth_time: 5,
+            acr: "substantial",
+            amr: &amr,
+            sid: "sid1",
+            nonce,
+        };
+        let json = serde_json::to_value(claims(Some("n1"))).expect("serialises");
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "name": "Citizen An", "iss": "https://id.example", "sub": "s1", "aud": "rp",
+                "azp": "rp", "exp": 20, "iat": 10, "auth_time": 5, "acr": "substantial",
+                "amr": ["pwd"], "sid": "sid1", "nonce": "n1",
+            })
+        );
+        // Without a nonce of its own (a refresh), a released `nonce` is still not sent.
+        let json = serde_json::to_value(claims(None)).expect("serialises");
+        assert!(json.get("nonce").is_none());
+        assert_eq!(json["sub"], "s1");
+    }
 }
