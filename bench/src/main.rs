@@ -61,6 +61,8 @@ const RS256_TARGET_SHARE: f64 = 0.80;
 const PG_LOGIN_TARGET_SHARE: f64 = 0.80;
 /// Issue #13: with the persons loaded, login p50 and p99 within this much of the empty run.
 const SCALE_TOLERANCE: f64 = 0.10;
+/// Issue #15: DPoP-bound refresh grants per second (ES256 proof, ES256 tokens).
+const DPOP_REFRESH_TARGET: f64 = 10_000.0;
 /// Issue #17: refresh grants with ES256 tokens, as a share of ES256 signatures/s alone.
 const ES256_REFRESH_TARGET_SHARE: f64 = 0.30;
 /// Issue #17: the RS256 refresh grant, as a share of RSA signing alone.
@@ -460,7 +462,47 @@ fn signing_costs() -> Result<Vec<(String, f64)>, String> {
             n as f64 / started.elapsed().as_secs_f64(),
         ));
     }
+    out.push((ES256_VERIFY.to_string(), es256_verifications()?));
     Ok(out)
+}
+
+/// Label of the ES256 verification rate among the signing costs.
+const ES256_VERIFY: &str = "ES256 verification";
+
+/// ES256 verifications per second as the broker checks a DPoP proof: the key made from the
+/// proof's `jwk` (`x`, `y`), then the signature verified with `jsonwebtoken`'s aws-lc.
+fn es256_verifications() -> Result<f64, String> {
+    use jsonwebtoken::jwk::AlgorithmParameters;
+    let (key, _) = broker::keys::SigningKey::generate("proof", broker::keys::SigningAlg::ES256)?;
+    let AlgorithmParameters::EllipticCurve(ec) = &key.jwk().algorithm else {
+        return Err("an ES256 key without EC parameters".into());
+    };
+    let claims = serde_json::json!({
+        "jti": "0123456789abcdef0123456789abcdef", "htm": "POST",
+        "htu": "http://127.0.0.1:8080/token", "iat": 1_800_000_000u64,
+    });
+    let proof = key.sign("dpop+jwt", &claims).map_err(|e| e.to_string())?;
+    let (input, signature) = proof.rsplit_once('.').ok_or("a JWS without a signature")?;
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < Duration::from_secs(2) {
+        for _ in 0..8 {
+            let public = jsonwebtoken::DecodingKey::from_ec_components(&ec.x, &ec.y)
+                .map_err(|e| e.to_string())?;
+            let ok = jsonwebtoken::crypto::verify(
+                signature,
+                input.as_bytes(),
+                &public,
+                jsonwebtoken::Algorithm::ES256,
+            )
+            .map_err(|e| e.to_string())?;
+            if !ok {
+                return Err("the ES256 signature made here does not verify".into());
+            }
+        }
+        n += 8;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
 fn pct(v: Option<f64>) -> String {
@@ -531,8 +573,13 @@ fn bench(
     };
     println!("\n== signing alone ({where_}, {{header}}.{{claims}} JWT of an ID token, one thread)");
     for (label, per_sec) in &costs {
+        let what = if label == ES256_VERIFY {
+            "verifications/s"
+        } else {
+            "signatures/s"
+        };
         println!(
-            "{label:<18} {per_sec:>9.0} signatures/s   {:>7.1} µs each",
+            "{label:<18} {per_sec:>9.0} {what:<15} {:>7.1} µs each",
             1e6 / per_sec
         );
     }
@@ -542,8 +589,15 @@ fn bench(
         .map(|&(_, per_sec)| per_sec);
     let es_alone = costs
         .iter()
-        .find(|(label, _)| label.starts_with("ES256"))
+        .find(|(label, _)| label.starts_with("ES256 ("))
         .map(|&(_, per_sec)| per_sec);
+    // What a DPoP-bound refresh grant could reach if its cryptography were all it did:
+    // one ES256 verification (the proof) and two ES256 signatures (the tokens).
+    let dpop_ceiling = costs
+        .iter()
+        .find(|(label, _)| label == ES256_VERIFY)
+        .zip(es_alone)
+        .map(|(&(_, verify), sign)| 1.0 / (1.0 / verify + 2.0 / sign));
 
     let secret = random_hex(24);
     let pairwise = random_hex(32);
@@ -709,6 +763,19 @@ fn bench(
                 share * 100.0,
                 RS256_TARGET_SHARE * 100.0,
                 met(share >= RS256_TARGET_SHARE)
+            );
+        }
+        if let ("refresh-dpop", Some(ceiling)) = (*name, dpop_ceiling) {
+            println!(
+                "  = {:.1} % of its cryptography alone (1 ES256 verification + 2 ES256 signatures: {ceiling:.0}/s); \
+                 issue #15 target {DPOP_REFRESH_TARGET:.0}/s: {}{}",
+                rate / ceiling * 100.0,
+                met(rate >= DPOP_REFRESH_TARGET),
+                if ceiling < DPOP_REFRESH_TARGET {
+                    " (beyond this machine: the cryptography alone is slower)"
+                } else {
+                    ""
+                }
             );
         }
         let mut token = outcome.token;
