@@ -135,7 +135,7 @@ pub fn apply(live: &LiveConfig, why: &str) -> bool {
     };
     match loaded {
         Ok(new) => {
-            if new.listen != current.listen {
+            if new.file_listen != current.file_listen {
                 tracing::warn!("`listen` changed: it takes effect at the next restart");
             }
             if std::mem::discriminant(&new.store) != std::mem::discriminant(&current.store)

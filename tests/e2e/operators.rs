@@ -68,6 +68,59 @@ async fn reload_applies_a_good_configuration_and_keeps_the_last_good_one() {
 }
 
 #[tokio::test]
+async fn a_reload_warns_of_a_changed_listen_only_when_the_file_changed_it() {
+    let broker = Broker::start(Options::default());
+    let path = broker.config_path().to_path_buf();
+    let original = std::fs::read_to_string(&path).expect("config");
+    let hangup = || {
+        let status = Command::new("kill")
+            .args(["-HUP", &broker.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    let warnings = || broker.log_text().matches("`listen` changed").count();
+
+    // The file's `listen` moves: that takes effect at the next restart, and says so.
+    let port = original
+        .lines()
+        .find_map(|l| l.strip_prefix("listen = \"127.0.0.1:"))
+        .map(|rest| rest.trim_end_matches('"'))
+        .expect("the test configuration has a listen line");
+    let moved = original.replace(
+        &format!("listen = \"127.0.0.1:{port}"),
+        "listen = \"127.0.0.1:9",
+    );
+    std::fs::write(&path, &moved).expect("write");
+    hangup();
+    assert!(
+        broker.wait_for_log("configuration reloaded", 1),
+        "{}",
+        broker.log_text()
+    );
+    assert_eq!(warnings(), 1, "{}", broker.log_text());
+
+    // Another edit leaves the file's `listen` as it was: no warning, although this process
+    // still listens where it started.
+    std::fs::write(&path, format!("{moved}\n# another edit\n")).expect("write");
+    hangup();
+    assert!(
+        broker.wait_for_log("configuration reloaded", 2),
+        "{}",
+        broker.log_text()
+    );
+    assert_eq!(warnings(), 1, "{}", broker.log_text());
+    let resp = reqwest::get(broker.url("/.well-known/openid-configuration"))
+        .await
+        .expect("discovery");
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "it still listens where it started"
+    );
+}
+
+#[tokio::test]
 async fn admin_api_is_off_by_default() {
     let broker = Broker::start(Options::default());
     let resp = reqwest::Client::new()

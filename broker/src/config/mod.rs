@@ -258,8 +258,10 @@ pub struct Settings {
     pub source: PathBuf,
     /// Issuer URL without a trailing slash.
     pub issuer: String,
-    /// Listen address.
+    /// Where this process listens (the command line's `--listen` holds over the file).
     pub listen: String,
+    /// The file's `listen`, which a reload compares (a `--listen` is not a change).
+    pub file_listen: String,
     /// Store selection (opened by the server).
     pub store: StoreConfig,
     /// Where the durable records live (opened by the server).
@@ -774,6 +776,7 @@ impl Validator {
                 .base
                 .join(Path::new(&self.file).file_name().unwrap_or_default()),
             issuer,
+            file_listen: raw.listen.clone(),
             listen: raw.listen,
             store: raw.store,
             records,
