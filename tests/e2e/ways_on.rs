@@ -92,6 +92,29 @@ secret = { env = "TEST_RP_SECRET" }
         Some("http://localhost:9/welcome"),
         "back to the platform's home, which learns nothing: {page}"
     );
+    // Its language menu leads to the same page by GET, in the language chosen, with the
+    // same way on; the session is untouched.
+    let link = "/logout/kept?client_id=rp-home&#38;ui_locales=vi";
+    assert!(page.contains(link), "a language menu: {page}");
+    let resp = browser.get(&broker.url(&link.replace("&#38;", "&"))).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let page = resp.text().await.expect("page");
+    assert!(page.contains("Bạn vẫn đang đăng nhập"), "{page}");
+    assert!(page.contains("lang=\"vi\""), "{page}");
+    assert_eq!(
+        action_href(&page).as_deref(),
+        Some("http://localhost:9/welcome"),
+        "{page}"
+    );
+    // An id that is no registered client leads to the account page and is not repeated.
+    let page = browser
+        .get(&broker.url("/logout/kept?client_id=%3Cnobody%3E"))
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert_eq!(action_href(&page).as_deref(), Some("/account"), "{page}");
+    assert!(!page.contains("nobody"), "{page}");
     assert!(silent(&browser, "rp-home", "http://localhost:9/home-cb")
         .await
         .param("code")

@@ -334,16 +334,46 @@ fn finish(
 /// The citizen chose to stay signed in. Nothing was logged out, so nothing goes to the
 /// `post_logout_redirect_uri` (RP-Initiated Logout 1.0 sends there only "after a logout
 /// has been performed"): a page says so, with a way back to the platform's home page,
-/// which learns nothing, or else to the account page.
+/// which learns nothing, or else to the account page. Its language menu leads to
+/// [`kept`], the same page by `GET` (this one answers the confirmation's `POST`).
 fn still_signed_in(settings: &Settings, lang: &str, client_id: Option<&str>) -> HttpResponse {
-    let action = match client_id.and_then(|id| settings.clients.get(id)) {
+    let client = client_id.and_then(|id| settings.clients.get(id));
+    let action = match client {
         Some(c) if !c.home_url.is_empty() => Action::new(
             c.home_url.clone(),
             Message::new("button-back-to-platform").arg("platform", c.display_name(lang)),
         ),
         _ => Action::new("/account", Message::new("button-account")),
     };
-    pages::failure_page(lang, 200, &Message::new("logout-kept"), Some(&action))
+    // Only a registered client's id goes into the menu's links.
+    let again = match client {
+        Some(c) => {
+            let mut q = url::form_urlencoded::Serializer::new(String::new());
+            q.append_pair("client_id", c.id.as_str());
+            format!("/logout/kept?{}", q.finish())
+        }
+        None => "/logout/kept".to_string(),
+    };
+    pages::failure_page_with_languages(
+        lang,
+        200,
+        &Message::new("logout-kept"),
+        Some(&action),
+        crate::i18n::language_links(lang, &again),
+    )
+}
+
+/// `GET /logout/kept`: the page of a citizen who stayed signed in, in the language the
+/// menu chose. It changes nothing and says nothing about any session.
+pub async fn kept(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let client_id = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "client_id")
+        .map(|(_, v)| v.into_owned());
+    still_signed_in(
+        &state.settings(),
+        super::extract::lang_of(&req),
+        client_id.as_deref(),
+    )
 }
 
 fn with_state(uri: &str, logout_state: Option<&str>) -> String {

@@ -63,6 +63,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/callback/{connector}", web::get().to(login::callback))
     .route("/logout", web::get().to(logout::end_session))
     .route("/logout", web::post().to(logout::end_session))
+    .route("/logout/kept", get_or_head().to(logout::kept))
     .route("/logout/{id}", web::post().to(logout::confirm))
     .route("/assets/wait.js", get_or_head().to(pages::wait_script))
     .route("/notify/{connector}", web::post().to(notify::notify))

@@ -124,6 +124,17 @@ pub fn failure_page(
     message_page(Tr::new(lang), status, message, action)
 }
 
+/// [`failure_page`] with a language menu (see [`crate::i18n::language_links`]).
+pub fn failure_page_with_languages(
+    lang: &str,
+    status: u16,
+    message: &Message,
+    action: Option<&Action>,
+    languages: Vec<crate::i18n::LanguageLink>,
+) -> HttpResponse {
+    message_page(Tr::new(lang).with_links(languages), status, message, action)
+}
+
 /// The page of `message` in `t`'s language, with its way on and the reference it carries.
 fn message_page(t: Tr, status: u16, message: &Message, action: Option<&Action>) -> HttpResponse {
     let mut page = MessagePage::new(t, &message.key, &message.args);
