@@ -434,7 +434,8 @@ fn signing_costs_on(cpu: usize) -> Result<Vec<(String, f64)>, String> {
         .collect()
 }
 
-/// In-process cost of one JWT signature (header + claims + signature), for ~2 s each.
+/// In-process cost of one JWT signature (header + claims + signature), for ~2 s each, and
+/// of one ES256 verification of a DPoP proof.
 fn signing_costs() -> Result<Vec<(String, f64)>, String> {
     let claims = serde_json::json!({
         "iss": "https://id.example.gov", "sub": "pairwise-subject-0123456789abcdef",
@@ -571,7 +572,7 @@ fn bench(
         Some((b, _)) => (signing_costs_on(b)?, format!("on the broker's CPU {b}")),
         None => (signing_costs()?, "in this process".to_string()),
     };
-    println!("\n== signing alone ({where_}, {{header}}.{{claims}} JWT of an ID token, one thread)");
+    println!("\n== signing alone ({where_}, {{header}}.{{claims}} JWT of an ID token, one thread; and an ES256 verification of a DPoP proof)");
     for (label, per_sec) in &costs {
         let what = if label == ES256_VERIFY {
             "verifications/s"

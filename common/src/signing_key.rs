@@ -105,7 +105,8 @@ enum Signer {
     Ed(Ed25519KeyPair),
 }
 
-/// One signing key.
+/// One signing key. `kid` and `alg` are read, never written after loading: the encoded
+/// headers are made from them once.
 pub struct SigningKey {
     /// Key id published in the JWKS and set in token headers.
     pub kid: String,
@@ -119,15 +120,10 @@ pub struct SigningKey {
     headers: Vec<String>,
 }
 
-/// The `typ` values the broker signs most (ID and access tokens, logout tokens, signed
-/// responses), whose encoded headers are made when the key is loaded.
-const COMMON_TYPS: [&str; 5] = [
-    "JWT",
-    "at+jwt",
-    "logout+jwt",
-    "token-introspection+jwt",
-    "oauth-authz-resp+jwt",
-];
+/// The `typ` values the broker signs (ID tokens, JARM responses and signed UserInfo as
+/// `JWT`; access tokens; logout tokens; signed introspection), whose encoded headers are
+/// made when the key is loaded. Another `typ` gets its header made per token.
+const COMMON_TYPS: [&str; 4] = ["JWT", "at+jwt", "logout+jwt", "token-introspection+jwt"];
 
 /// The base64url encoding of `{"alg":…,"kid":…,"typ":…}`.
 fn encoded_header(alg: SigningAlg, kid: &str, typ: &str) -> String {

@@ -100,15 +100,36 @@ async fn a_reload_warns_of_a_changed_listen_only_when_the_file_changed_it() {
     );
     assert_eq!(warnings(), 1, "{}", broker.log_text());
 
-    // Another edit leaves the file's `listen` as it was: no warning, although this process
-    // still listens where it started.
-    std::fs::write(&path, format!("{moved}\n# another edit\n")).expect("write");
-    hangup();
-    assert!(
-        broker.wait_for_log("configuration reloaded", 2),
-        "{}",
-        broker.log_text()
+    // Another edit (a new platform) leaves the file's `listen` as it was: no warning,
+    // although this process still listens where it started. The file watcher may reload
+    // an edit as well as SIGHUP, so the edit is known applied once the platform is served.
+    let second = format!(
+        "{moved}\n[[clients]]\nid = \"rp-second\"\nname = \"Second\"\nredirect_uris = [\"http://localhost:9/second-cb\"]\nsecret = {{ env = \"TEST_RP_SECRET\" }}\n"
     );
+    std::fs::write(&path, second).expect("write");
+    hangup();
+    let authorize = broker.url(
+        "/authorize?client_id=rp-second&redirect_uri=http://localhost:9/second-cb&response_type=code&scope=openid&state=s&nonce=n&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+    );
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let mut served = false;
+    for _ in 0..300 {
+        let status = client
+            .get(&authorize)
+            .send()
+            .await
+            .expect("authorize")
+            .status();
+        if status.is_success() || status.is_redirection() {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(served, "the second edit was applied: {}", broker.log_text());
     assert_eq!(warnings(), 1, "{}", broker.log_text());
     let resp = reqwest::get(broker.url("/.well-known/openid-configuration"))
         .await
