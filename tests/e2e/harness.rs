@@ -378,6 +378,15 @@ impl Broker {
         self.child.id()
     }
 
+    /// Sends SIGHUP: "reload the configuration file".
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -HUP {}", self.pid());
+    }
+
     /// Waits (bounded) until a log line contains `needle`; returns whether it did.
     pub fn wait_for_log(&self, needle: &str, occurrences: usize) -> bool {
         for _ in 0..300 {

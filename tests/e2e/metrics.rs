@@ -114,13 +114,7 @@ async fn metrics_are_described_histograms_behind_a_token_and_follow_reloads() {
     let original = std::fs::read_to_string(&path).expect("config");
     let added = format!("{original}\n[[clients]]\nid = \"rp-new\"\nname = \"New\"\nredirect_uris = [\"http://localhost:9/new\"]\nsecret = {{ env = \"TEST_RP_SECRET\" }}\n");
     std::fs::write(&path, &added).expect("write");
-    let hup = |pid: u32| {
-        Command::new("kill")
-            .args(["-HUP", &pid.to_string()])
-            .status()
-            .expect("kill")
-    };
-    assert!(hup(broker.pid()).success());
+    broker.hangup();
     assert!(
         broker.wait_for_log("configuration reloaded", 1),
         "{}",
@@ -145,7 +139,7 @@ async fn metrics_are_described_histograms_behind_a_token_and_follow_reloads() {
     );
 
     std::fs::write(&path, added.replace("http://localhost:9/new", "ftp://x")).expect("write");
-    assert!(hup(broker.pid()).success());
+    broker.hangup();
     assert!(
         broker.wait_for_log("configuration rejected; the last good", 1),
         "{}",

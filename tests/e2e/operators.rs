@@ -15,11 +15,7 @@ async fn reload_applies_a_good_configuration_and_keeps_the_last_good_one() {
         "{original}\n[[clients]]\nid = \"rp-new\"\nname = \"New platform\"\nredirect_uris = [\"http://localhost:9/new-cb\"]\nsecret = {{ env = \"TEST_RP_SECRET\" }}\n"
     );
     std::fs::write(&path, &added).expect("write");
-    let status = Command::new("kill")
-        .args(["-HUP", &broker.pid().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    broker.hangup();
     assert!(
         broker.wait_for_log("configuration reloaded", 1),
         "{}",
@@ -72,13 +68,6 @@ async fn a_reload_warns_of_a_changed_listen_only_when_the_file_changed_it() {
     let broker = Broker::start(Options::default());
     let path = broker.config_path().to_path_buf();
     let original = std::fs::read_to_string(&path).expect("config");
-    let hangup = || {
-        let status = Command::new("kill")
-            .args(["-HUP", &broker.pid().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    };
     let warnings = || broker.log_text().matches("`listen` changed").count();
 
     // The file's `listen` moves: that takes effect at the next restart, and says so.
@@ -92,7 +81,7 @@ async fn a_reload_warns_of_a_changed_listen_only_when_the_file_changed_it() {
         "listen = \"127.0.0.1:9",
     );
     std::fs::write(&path, &moved).expect("write");
-    hangup();
+    broker.hangup();
     assert!(
         broker.wait_for_log("configuration reloaded", 1),
         "{}",
@@ -107,23 +96,19 @@ async fn a_reload_warns_of_a_changed_listen_only_when_the_file_changed_it() {
         "{moved}\n[[clients]]\nid = \"rp-second\"\nname = \"Second\"\nredirect_uris = [\"http://localhost:9/second-cb\"]\nsecret = {{ env = \"TEST_RP_SECRET\" }}\n"
     );
     std::fs::write(&path, second).expect("write");
-    hangup();
-    let authorize = broker.url(
-        "/authorize?client_id=rp-second&redirect_uri=http://localhost:9/second-cb&response_type=code&scope=openid&state=s&nonce=n&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+    broker.hangup();
+    let browser = Browser::new(&broker);
+    let (_, challenge) = pkce();
+    let params = auth_params(
+        "rp-second",
+        "http://localhost:9/second-cb",
+        "openid",
+        &challenge,
     );
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
     let mut served = false;
     for _ in 0..300 {
-        let status = client
-            .get(&authorize)
-            .send()
-            .await
-            .expect("authorize")
-            .status();
-        if status.is_success() || status.is_redirection() {
+        // An unknown client gets an error page; a known one the redirect to its login.
+        if browser.authorize(&params).await.status().is_redirection() {
             served = true;
             break;
         }
