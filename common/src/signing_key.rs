@@ -117,7 +117,7 @@ pub struct SigningKey {
     jwk: Jwk,
     /// The encoded header for each of [`COMMON_TYPS`], made once: a token's header
     /// differs only in `typ`.
-    headers: Vec<String>,
+    headers: [String; COMMON_TYPS.len()],
 }
 
 /// The `typ` values the broker signs (ID tokens, JARM responses and signed UserInfo as
@@ -220,10 +220,7 @@ impl SigningKey {
             signer,
             decoding,
             jwk,
-            headers: COMMON_TYPS
-                .iter()
-                .map(|typ| encoded_header(alg, kid, typ))
-                .collect(),
+            headers: COMMON_TYPS.map(|typ| encoded_header(alg, kid, typ)),
         })
     }
 
