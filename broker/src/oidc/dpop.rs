@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::jws::{self, alg_names, Jws};
+use super::proof_keys;
 use crate::util::{ct_eq, sha256_b64};
 use common::hash::pairwise_b64 as hmac_b64;
 use store::{Millis, Store, StoreError};
@@ -236,8 +237,11 @@ pub fn check_proof(proof: &str, c: &ProofCheck<'_>, now: u64) -> Result<Proof, D
         .algorithm(c.algorithms)
         .map_err(|e| invalid(e.to_string()))?;
     let (key, jkt) = proof_key(&jws, alg)?;
-    jws.verify(&key, alg)
-        .map_err(|_| invalid("the DPoP proof's signature does not verify with its jwk"))?;
+    match &key {
+        ProofKey::Parsed(key) => jws.verify_parsed(key),
+        ProofKey::Decoding(key) => jws.verify(key, alg),
+    }
+    .map_err(|_| invalid("the DPoP proof's signature does not verify with its jwk"))?;
 
     // Claims (RFC 9449 4.2, 4.3).
     let jti = jws
@@ -365,9 +369,17 @@ pub fn replayed() -> DpopError {
     invalid("the DPoP proof was already used (jti replay)")
 }
 
+/// A proof's public key, ready to verify with.
+enum ProofKey {
+    /// P-256 or Ed25519, from [`proof_keys`] (parsed once per key).
+    Parsed(std::sync::Arc<aws_lc_rs::signature::ParsedPublicKey>),
+    /// RSA, through `jsonwebtoken`.
+    Decoding(DecodingKey),
+}
+
 /// The public key in the proof's header, checked against the algorithm, and its
 /// thumbprint.
-fn proof_key(jws: &Jws<'_>, alg: Algorithm) -> Result<(DecodingKey, String), DpopError> {
+fn proof_key(jws: &Jws<'_>, alg: Algorithm) -> Result<(ProofKey, String), DpopError> {
     let Some(Value::Object(jwk)) = jws.header.get("jwk") else {
         return Err(invalid("the DPoP proof has no jwk in its header"));
     };
@@ -405,14 +417,18 @@ fn proof_key(jws: &Jws<'_>, alg: Algorithm) -> Result<(DecodingKey, String), Dpo
     // The key straight from its members (kty and crv are checked above): no copy of the
     // JWK into `jsonwebtoken`'s own type on every proof.
     let member = |name: &str| jwk.get(name).and_then(Value::as_str);
-    let key = match (kty, member("x"), member("y"), member("n"), member("e")) {
-        (Some("EC"), Some(x), Some(y), _, _) => DecodingKey::from_ec_components(x, y),
-        (Some("OKP"), Some(x), _, _, _) => DecodingKey::from_ed_components(x),
-        (Some("RSA"), _, _, Some(n), Some(e)) => DecodingKey::from_rsa_components(n, e),
+    let not_a_key = || invalid("the DPoP proof's jwk is not a valid public key");
+    let members = match (kty, member("x"), member("y"), member("n"), member("e")) {
+        (Some("EC"), Some(x), Some(y), _, _) => proof_keys::Members::P256 { x, y },
+        (Some("OKP"), Some(x), _, _, _) => proof_keys::Members::Ed25519 { x },
+        (Some("RSA"), _, _, Some(n), Some(e)) => {
+            let key = DecodingKey::from_rsa_components(n, e).map_err(|_| not_a_key())?;
+            return Ok((ProofKey::Decoding(key), thumbprint));
+        }
         _ => return Err(invalid("the DPoP proof's jwk is not a valid JWK")),
-    }
-    .map_err(|_| invalid("the DPoP proof's jwk is not a valid public key"))?;
-    Ok((key, thumbprint))
+    };
+    let key = proof_keys::parsed(&thumbprint, members).ok_or_else(not_a_key)?;
+    Ok((ProofKey::Parsed(key), thumbprint))
 }
 
 /// RFC 7638 SHA-256 thumbprint of a public JWK: the required members only, in

@@ -12,6 +12,7 @@ pub mod jarm;
 pub mod jws;
 pub mod logout;
 pub mod par;
+pub mod proof_keys;
 pub mod request_object;
 pub mod signed_response;
 pub mod token;
