@@ -97,12 +97,15 @@ impl From<PageError> for HttpResponse {
 
 /// A JSON response that must not be cached (tokens, introspection).
 pub fn no_store_json<T: Serialize>(body: &T) -> HttpResponse {
-    // Sized for a token response (two signed tokens and a refresh token), so the body is
-    // written once rather than grown from serde_json's default 128 bytes.
-    let mut json = Vec::with_capacity(2048);
+    let mut json = Vec::with_capacity(1024);
     if serde_json::to_writer(&mut json, body).is_err() {
         return HttpResponse::InternalServerError().finish();
     }
+    no_store_json_bytes(json)
+}
+
+/// [`no_store_json`] of a body already written as JSON (the token response).
+pub fn no_store_json_bytes(json: Vec<u8>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))

@@ -5,7 +5,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::error::{no_store_json, PageError};
+use super::error::{no_store_json, no_store_json_bytes, PageError};
 use super::extract::{
     accept_language, BrowserParams, ClientAddress, ClientCredentials, DpopHeader, SessionCookie,
 };
@@ -186,7 +186,7 @@ pub async fn token(
     .map_err(|e| e.at_endpoint())?;
     let next_nonce = proof.as_ref().and_then(|p| p.proof().next_nonce.clone());
     let response = token::grant(settings, store, client, &credentials.params, proof, now).await?;
-    let mut http = no_store_json(&response);
+    let mut http = no_store_json_bytes(response.to_json());
     if let Some(nonce) = next_nonce {
         if let Ok(value) = header::HeaderValue::from_str(&nonce) {
             http.headers_mut()
