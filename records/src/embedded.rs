@@ -40,6 +40,9 @@ const WAYS: TableDefinition<&str, &str> = TableDefinition::new("ways_in");
 const CONSENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("consents");
 const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 const AUDIT: TableDefinition<(&str, u64, &str), &[u8]> = TableDefinition::new("audit");
+/// The audit rows newest last: (`at`, `id`) -> `reference`, so the console's recent audit
+/// reads from the end instead of walking every row.
+const AUDIT_RECENT: TableDefinition<(u64, &str), &str> = TableDefinition::new("audit_recent");
 const ACTIVITY: TableDefinition<(&str, u64, &str), &[u8]> = TableDefinition::new("activity");
 const REVIEWS: TableDefinition<&str, &[u8]> = TableDefinition::new("reviews");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -156,6 +159,7 @@ impl EmbeddedRecords {
             // Tables added later are created when missing: they change no earlier one.
             txn.open_table(CONFIG)?;
             txn.open_table(INSTANCES)?;
+            index_audit_rows(&txn)?;
             txn.commit()?;
             Ok(match found {
                 Some(v) if v != SCHEMA_VERSION => Err(v),
@@ -342,11 +346,29 @@ fn apply(txn: &WriteTransaction, changes: &Changes) -> Result<bool, Fail> {
 
 fn insert_audit(txn: &WriteTransaction, rows: &[AuditRow]) -> Result<(), Fail> {
     let mut audit = txn.open_table(AUDIT)?;
+    let mut recent = txn.open_table(AUDIT_RECENT)?;
     for row in rows {
         audit.insert(
             (row.reference.as_str(), row.at, row.id.as_str()),
             to_json(row)?.as_slice(),
         )?;
+        recent.insert((row.at, row.id.as_str()), row.reference.as_str())?;
+    }
+    Ok(())
+}
+
+/// Fills [`AUDIT_RECENT`] in a file written before it existed (once: afterwards every
+/// audit row is written to both tables in one transaction, so their sizes agree).
+fn index_audit_rows(txn: &WriteTransaction) -> Result<(), Fail> {
+    let audit = txn.open_table(AUDIT)?;
+    let mut recent = txn.open_table(AUDIT_RECENT)?;
+    if recent.len()? == audit.len()? {
+        return Ok(());
+    }
+    for item in audit.iter()? {
+        let (key, _) = item?;
+        let (reference, at, id) = key.value();
+        recent.insert((at, id), reference)?;
     }
     Ok(())
 }
@@ -598,17 +620,35 @@ impl Records for EmbeddedRecords {
     async fn recent_audit(&self, query: &AuditQuery) -> RecordsResult<Vec<AuditRow>> {
         let query = query.clone();
         self.read("recent_audit", move |txn| {
-            // Keyed by reference: one node's audit is small enough to walk.
+            let audit = txn.open_table(AUDIT)?;
             let mut out: Vec<AuditRow> = Vec::new();
-            for item in txn.open_table(AUDIT)?.iter()? {
-                let (_, v) = item?;
+            if let Some(r) = query.reference.as_deref() {
+                // One reference's rows are few: read them all, newest first.
+                for item in audit.range((r, 0, "")..=(r, u64::MAX, "\u{10ffff}"))? {
+                    let row: AuditRow = json(item?.1.value())?;
+                    if query.matches(&row) {
+                        out.push(row);
+                    }
+                }
+                out.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| b.id.cmp(&a.id)));
+                out.truncate(query.limit);
+                return Ok(out);
+            }
+            // Newest first from the time index, until `limit` rows match.
+            for item in txn.open_table(AUDIT_RECENT)?.iter()?.rev() {
+                if out.len() >= query.limit {
+                    break;
+                }
+                let (key, reference) = item?;
+                let (at, id) = key.value();
+                let Some(v) = audit.get((reference.value(), at, id))? else {
+                    return Err(Fail::Corrupt(format!("audit row {id} is missing")));
+                };
                 let row: AuditRow = json(v.value())?;
                 if query.matches(&row) {
                     out.push(row);
                 }
             }
-            out.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| b.id.cmp(&a.id)));
-            out.truncate(query.limit);
             Ok(out)
         })
         .await
@@ -826,12 +866,11 @@ fn import_one(txn: &WriteTransaction, entry: &Entry) -> Result<bool, Fail> {
             Ok(true)
         }
         Entry::Audit(row) => {
-            let mut table = txn.open_table(AUDIT)?;
             let key = (row.reference.as_str(), row.at, row.id.as_str());
-            if table.get(key)?.is_some() {
+            if txn.open_table(AUDIT)?.get(key)?.is_some() {
                 return Ok(false);
             }
-            table.insert(key, to_json(row)?.as_slice())?;
+            insert_audit(txn, std::slice::from_ref(row))?;
             Ok(true)
         }
         Entry::Activity(a) => {

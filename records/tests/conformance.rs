@@ -164,3 +164,52 @@ async fn postgres_pool_exhaustion_is_unavailable_not_a_hang() {
     drop(r);
     drop(db);
 }
+
+/// The recent audit reads newest first from a time index; a file written before the index
+/// existed is indexed when it is opened.
+#[tokio::test]
+async fn embedded_recent_audit_reads_the_time_index_and_old_files_get_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("r.redb");
+    let actor = format!("op-{}", records::new_id());
+    let newest = |rows: Vec<records::AuditRow>| rows.iter().map(|a| a.at).collect::<Vec<_>>();
+    let query = records::AuditQuery {
+        actor: Some(actor.clone()),
+        limit: 5,
+        ..records::AuditQuery::default()
+    };
+    {
+        let r = EmbeddedRecords::open(&path).expect("open");
+        // Each row under a reference of its own, written oldest last: only time orders them.
+        let rows: Vec<records::AuditRow> = (1..=30u64)
+            .rev()
+            .map(|at| {
+                records::AuditRow::new(
+                    at,
+                    &actor,
+                    "config.published",
+                    "console",
+                    &records::new_id(),
+                    serde_json::json!({}),
+                )
+            })
+            .collect();
+        r.audit(&rows).await.expect("audit");
+        let recent = r.recent_audit(&query).await.expect("recent");
+        assert_eq!(newest(recent), vec![30, 29, 28, 27, 26]);
+    }
+    {
+        // As a file of the release before the index: the index table is not there.
+        let db = redb::Database::open(&path).expect("raw open");
+        let txn = db.begin_write().expect("write");
+        assert!(txn
+            .delete_table(redb::TableDefinition::<(u64, &str), &str>::new(
+                "audit_recent"
+            ))
+            .expect("delete"));
+        txn.commit().expect("commit");
+    }
+    let r = EmbeddedRecords::open(&path).expect("reopen");
+    let recent = r.recent_audit(&query).await.expect("recent");
+    assert_eq!(newest(recent), vec![30, 29, 28, 27, 26]);
+}
