@@ -712,6 +712,28 @@ pub async fn instances_and_recent_audit(r: &dyn Records) {
         (mine[0].version, mine[0].problem.as_str()),
         (2, "cannot open connector x")
     );
+    // A report a week newer than this one (another instance, after restarts) forgets it;
+    // one just inside the week does not.
+    let later = format!("host-{}", new_id());
+    let names = |list: Vec<InstanceReport>| -> Vec<String> {
+        list.into_iter().map(|i| i.instance).collect()
+    };
+    for (seen, kept) in [
+        (102 + crate::INSTANCE_FORGOTTEN_AFTER_MS, true),
+        (103 + crate::INSTANCE_FORGOTTEN_AFTER_MS, false),
+    ] {
+        r.report_instance(&InstanceReport {
+            instance: later.clone(),
+            version: 2,
+            problem: String::new(),
+            seen,
+        })
+        .await
+        .expect("records answer");
+        let listed = names(r.instances().await.expect("instances"));
+        assert!(listed.contains(&later));
+        assert_eq!(listed.contains(&name), kept, "seen {seen}: {listed:?}");
+    }
 
     let reference = new_id();
     let actor = format!("op-{}", new_id());

@@ -23,7 +23,7 @@ use crate::group_commit::GroupCommit;
 use crate::{
     Activity, AuditQuery, AuditRow, Binding, Changes, Commit, ConfigVersion, Consent, Entry,
     ExportSink, IdStatus, InstanceReport, Millis, Person, Records, RecordsError, RecordsResult,
-    ReviewItem, Versioned,
+    ReviewItem, Versioned, INSTANCE_FORGOTTEN_AFTER_MS,
 };
 
 /// redb's page cache for the records file. Its default (1 GiB) let the cache grow with the file
@@ -721,8 +721,13 @@ impl Records for EmbeddedRecords {
     async fn report_instance(&self, report: &InstanceReport) -> RecordsResult<()> {
         let report = report.clone();
         self.write("report_instance", move |txn| {
-            txn.open_table(INSTANCES)?
-                .insert(report.instance.as_str(), to_json(&report)?.as_slice())?;
+            let mut table = txn.open_table(INSTANCES)?;
+            let oldest = report.seen.saturating_sub(INSTANCE_FORGOTTEN_AFTER_MS);
+            // A report that does not parse is kept: the listing says it is corrupt.
+            table.retain(|_, v| {
+                serde_json::from_slice::<InstanceReport>(v).map_or(true, |r| r.seen >= oldest)
+            })?;
+            table.insert(report.instance.as_str(), to_json(&report)?.as_slice())?;
             Ok((true, ()))
         })
         .await

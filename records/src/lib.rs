@@ -148,7 +148,8 @@ pub trait Records: Send + Sync {
         audit: &[AuditRow],
     ) -> RecordsResult<Option<u64>>;
 
-    /// Records what an instance runs (replacing its earlier report).
+    /// Records what an instance runs (replacing its earlier report), and deletes the reports
+    /// [`INSTANCE_FORGOTTEN_AFTER_MS`] older than this one.
     async fn report_instance(&self, report: &InstanceReport) -> RecordsResult<()>;
 
     /// Every instance's last report.

@@ -380,6 +380,11 @@ pub struct ConfigVersion {
     pub at: Millis,
 }
 
+/// A report older than this, compared with a newer report of any instance, is deleted by
+/// that report: instances are named by host and process, so every restart adds one, and
+/// the table would otherwise keep every process a deployment ever ran.
+pub const INSTANCE_FORGOTTEN_AFTER_MS: Millis = 7 * 24 * 60 * 60 * 1000;
+
 /// What one broker instance runs, as it last said.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceReport {

@@ -27,6 +27,7 @@ use crate::{
     Activity, AuditQuery, AuditRow, Binding, Changes, CitizenId, Closed, Commit, ConfigVersion,
     Consent, Entry, ExportSink, IdStatus, InstanceReport, Level, Millis, Person, Records,
     RecordsError, RecordsResult, ReviewAction, ReviewItem, ReviewKind, Versioned, WayIn,
+    INSTANCE_FORGOTTEN_AFTER_MS,
 };
 
 /// The migrations this binary knows, in order; the last one is the schema it needs.
@@ -1049,9 +1050,16 @@ impl Records for PgRecords {
             let client = self.pool.get().await?;
             client
                 .execute(
-                    "INSERT INTO config_instances (instance, version, problem, seen) VALUES ($1, $2, $3, $4)
+                    "WITH forgotten AS (DELETE FROM config_instances WHERE seen < $5)
+                     INSERT INTO config_instances (instance, version, problem, seen) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (instance) DO UPDATE SET version = EXCLUDED.version, problem = EXCLUDED.problem, seen = EXCLUDED.seen",
-                    &[&report.instance, &to_i64(report.version), &report.problem, &to_i64(report.seen)],
+                    &[
+                        &report.instance,
+                        &to_i64(report.version),
+                        &report.problem,
+                        &to_i64(report.seen),
+                        &to_i64(report.seen.saturating_sub(INSTANCE_FORGOTTEN_AFTER_MS)),
+                    ],
                 )
                 .await?;
             Ok(())
