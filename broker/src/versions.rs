@@ -276,6 +276,41 @@ pub async fn follow(
     }
 }
 
+/// What "Check" (the console's and `POST /admin/config/check`) finds in a draft.
+#[derive(Debug)]
+pub enum DraftCheck {
+    /// Its problems by key: those `check-config` finds (the whole bootstrap with the draft's
+    /// connectors and clients), or else the upstream providers it adds or changes whose
+    /// discovery document cannot be read.
+    Refused(Vec<Problem>),
+    /// Its lines against the version it was edited from (see [`versioned::diff`]).
+    Changes(Vec<(char, String)>),
+}
+
+/// Checks `document` as a draft edited from version `edited_from` (`None`: the newest).
+pub async fn check_draft(
+    settings: &Settings,
+    records: &SharedRecords,
+    document: &str,
+    edited_from: Option<u64>,
+) -> Result<DraftCheck, records::RecordsError> {
+    let opened = match versioned::check(&settings.source, settings.mode, document, versioned::DRAFT)
+    {
+        Ok(opened) => opened,
+        Err(problems) => return Ok(DraftCheck::Refused(problems)),
+    };
+    let before = records
+        .config_version(edited_from)
+        .await?
+        .map(|v| v.document)
+        .unwrap_or_default();
+    let unreachable = probe_new_providers(&before, document, &opened).await;
+    if !unreachable.is_empty() {
+        return Ok(DraftCheck::Refused(unreachable));
+    }
+    Ok(DraftCheck::Changes(versioned::diff(&before, document)))
+}
+
 /// The upstream providers (`oidc`) that `document` adds or changes against `before`, each
 /// asked for its discovery document (within its own timeout): one that cannot be read is a
 /// problem of its `issuer`, so a mistyped provider is refused before it goes live.

@@ -6,8 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::config::versioned;
-use crate::versions::{publish, Published};
+use crate::versions::{check_draft, publish, DraftCheck, Published};
 use crate::web::state::AppState;
 
 /// The OpenAPI 3 description of the admin API.
@@ -143,30 +142,25 @@ async fn check(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -
         Ok(b) => b,
         Err(e) => return bad_request(e),
     };
-    let settings = state.settings();
-    let opened = match versioned::check(
-        &settings.source,
-        settings.mode,
+    let checked = check_draft(
+        &state.settings(),
+        &state.records,
         &body.document,
-        versioned::DRAFT,
-    ) {
-        Ok(s) => s,
-        Err(list) => return problems(&list),
-    };
-    let before = match state.records.config_version(body.expected).await {
-        Ok(v) => v.map(|v| v.document).unwrap_or_default(),
-        Err(e) => return unavailable(e),
-    };
-    let unreachable = crate::versions::probe_new_providers(&before, &body.document, &opened).await;
-    if !unreachable.is_empty() {
-        return problems(&unreachable);
+        body.expected,
+    )
+    .await;
+    match checked {
+        Ok(DraftCheck::Refused(list)) => problems(&list),
+        Ok(DraftCheck::Changes(lines)) => {
+            let diff: Vec<String> = lines
+                .into_iter()
+                .filter(|(c, _)| *c != ' ')
+                .map(|(c, l)| format!("{c} {l}"))
+                .collect();
+            HttpResponse::Ok().json(json!({"ok": true, "diff": diff}))
+        }
+        Err(e) => unavailable(e),
     }
-    let diff: Vec<String> = versioned::diff(&before, &body.document)
-        .into_iter()
-        .filter(|(c, _)| *c != ' ')
-        .map(|(c, l)| format!("{c} {l}"))
-        .collect();
-    HttpResponse::Ok().json(json!({"ok": true, "diff": diff}))
 }
 
 #[derive(Deserialize)]

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::config::{versioned, LocalizedText, Role};
-use crate::versions::{publish, Published};
+use crate::config::{LocalizedText, Role};
+use crate::versions::{check_draft, publish, DraftCheck, Published};
 use crate::web::pages;
 use crate::web::state::AppState;
 
@@ -160,30 +160,20 @@ pub async fn check(req: HttpRequest, state: web::Data<AppState>, body: web::Byte
         .get("version")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let settings = state.settings();
-    let mut page = config_page(&op, expected, document.clone());
-    match versioned::check(&settings.source, settings.mode, &document, versioned::DRAFT) {
-        Err(problems) => {
+    let checked = check_draft(&state.settings(), &state.records, &document, Some(expected)).await;
+    let mut page = config_page(&op, expected, document);
+    match checked {
+        Ok(DraftCheck::Refused(problems)) => {
             page.problems = by_key(&problems);
             page.f.problem = page.f.t.get("console-draft-refused");
             views::page(422, &page)
         }
-        Ok(opened) => {
-            let before = match state.records.config_version(Some(expected)).await {
-                Ok(v) => v.map(|v| v.document).unwrap_or_default(),
-                Err(e) => return pages::unavailable_page(op.lang, &e.into()),
-            };
-            let unreachable =
-                crate::versions::probe_new_providers(&before, &document, &opened).await;
-            if !unreachable.is_empty() {
-                page.problems = by_key(&unreachable);
-                page.f.problem = page.f.t.get("console-draft-refused");
-                return views::page(422, &page);
-            }
-            page.diff = versioned::diff(&before, &document);
+        Ok(DraftCheck::Changes(diff)) => {
+            page.diff = diff;
             page.f.notice = page.f.t.get("console-draft-ok");
             views::page(200, &page)
         }
+        Err(e) => pages::unavailable_page(op.lang, &e.into()),
     }
 }
 
