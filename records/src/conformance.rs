@@ -734,6 +734,24 @@ pub async fn instances_and_recent_audit(r: &dyn Records) {
         assert!(listed.contains(&later));
         assert_eq!(listed.contains(&name), kept, "seen {seen}: {listed:?}");
     }
+    // An instance back after more than a week under the same name (a container's pid 1)
+    // keeps its new report.
+    let back = 200 + 3 * crate::INSTANCE_FORGOTTEN_AFTER_MS;
+    r.report_instance(&InstanceReport {
+        instance: later.clone(),
+        version: 3,
+        problem: String::new(),
+        seen: back,
+    })
+    .await
+    .expect("records answer");
+    let listed = r.instances().await.expect("instances");
+    assert!(
+        listed
+            .iter()
+            .any(|i| i.instance == later && i.seen == back && i.version == 3),
+        "{listed:?}"
+    );
 
     let reference = new_id();
     let actor = format!("op-{}", new_id());

@@ -40,9 +40,11 @@ const WAYS: TableDefinition<&str, &str> = TableDefinition::new("ways_in");
 const CONSENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("consents");
 const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 const AUDIT: TableDefinition<(&str, u64, &str), &[u8]> = TableDefinition::new("audit");
-/// The audit rows newest last: (`at`, `id`) -> `reference`, so the console's recent audit
-/// reads from the end instead of walking every row.
-const AUDIT_RECENT: TableDefinition<(u64, &str), &str> = TableDefinition::new("audit_recent");
+/// The audit rows newest last: (`at`, `id`, `reference`) -> (`actor`, `event`), so the
+/// console's recent audit reads from the end instead of walking every row, and skips rows of
+/// other actors or events without reading them.
+const AUDIT_RECENT: TableDefinition<(u64, &str, &str), (&str, &str)> =
+    TableDefinition::new("audit_recent");
 const ACTIVITY: TableDefinition<(&str, u64, &str), &[u8]> = TableDefinition::new("activity");
 const REVIEWS: TableDefinition<&str, &[u8]> = TableDefinition::new("reviews");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -159,7 +161,10 @@ impl EmbeddedRecords {
             // Tables added later are created when missing: they change no earlier one.
             txn.open_table(CONFIG)?;
             txn.open_table(INSTANCES)?;
-            index_audit_rows(&txn)?;
+            // Only in a file of this schema (a newer one is refused below, untouched).
+            if found.is_none_or(|v| v == SCHEMA_VERSION) {
+                index_audit_rows(&txn)?;
+            }
             txn.commit()?;
             Ok(match found {
                 Some(v) if v != SCHEMA_VERSION => Err(v),
@@ -352,7 +357,10 @@ fn insert_audit(txn: &WriteTransaction, rows: &[AuditRow]) -> Result<(), Fail> {
             (row.reference.as_str(), row.at, row.id.as_str()),
             to_json(row)?.as_slice(),
         )?;
-        recent.insert((row.at, row.id.as_str()), row.reference.as_str())?;
+        recent.insert(
+            (row.at, row.id.as_str(), row.reference.as_str()),
+            (row.actor.as_str(), row.event.as_str()),
+        )?;
     }
     Ok(())
 }
@@ -366,9 +374,13 @@ fn index_audit_rows(txn: &WriteTransaction) -> Result<(), Fail> {
         return Ok(());
     }
     for item in audit.iter()? {
-        let (key, _) = item?;
+        let (key, v) = item?;
         let (reference, at, id) = key.value();
-        recent.insert((at, id), reference)?;
+        let row: AuditRow = json(v.value())?;
+        recent.insert(
+            (at, id, reference),
+            (row.actor.as_str(), row.event.as_str()),
+        )?;
     }
     Ok(())
 }
@@ -639,9 +651,18 @@ impl Records for EmbeddedRecords {
                 if out.len() >= query.limit {
                     break;
                 }
-                let (key, reference) = item?;
-                let (at, id) = key.value();
-                let Some(v) = audit.get((reference.value(), at, id))? else {
+                let (key, who) = item?;
+                let (at, id, reference) = key.value();
+                let (actor, event) = who.value();
+                let wanted = query.actor.as_deref().is_none_or(|a| actor == a)
+                    && query
+                        .event_prefix
+                        .as_deref()
+                        .is_none_or(|p| event.starts_with(p));
+                if !wanted {
+                    continue;
+                }
+                let Some(v) = audit.get((reference, at, id))? else {
                     return Err(Fail::Corrupt(format!("audit row {id} is missing")));
                 };
                 let row: AuditRow = json(v.value())?;

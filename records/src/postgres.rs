@@ -1050,7 +1050,13 @@ impl Records for PgRecords {
             let client = self.pool.get().await?;
             client
                 .execute(
-                    "WITH forgotten AS (DELETE FROM config_instances WHERE seen < $5)
+                    // Others' reports older than a week by the reporter's clock and by the
+                    // database's (an instance whose clock runs ahead forgets no one early);
+                    // its own row is the upsert's alone (one statement never both deletes
+                    // and updates a row).
+                    "WITH forgotten AS (DELETE FROM config_instances
+                       WHERE instance <> $1
+                         AND seen < LEAST($5, (EXTRACT(EPOCH FROM now()) * 1000)::BIGINT - $6))
                      INSERT INTO config_instances (instance, version, problem, seen) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (instance) DO UPDATE SET version = EXCLUDED.version, problem = EXCLUDED.problem, seen = EXCLUDED.seen",
                     &[
@@ -1059,6 +1065,7 @@ impl Records for PgRecords {
                         &report.problem,
                         &to_i64(report.seen),
                         &to_i64(report.seen.saturating_sub(INSTANCE_FORGOTTEN_AFTER_MS)),
+                        &to_i64(INSTANCE_FORGOTTEN_AFTER_MS),
                     ],
                 )
                 .await?;

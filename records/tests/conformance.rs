@@ -195,17 +195,39 @@ async fn embedded_recent_audit_reads_the_time_index_and_old_files_get_one() {
             })
             .collect();
         r.audit(&rows).await.expect("audit");
+        // Newer rows of someone else, skipped by the actor filter.
+        let others: Vec<records::AuditRow> = (31..=40u64)
+            .map(|at| {
+                records::AuditRow::new(
+                    at,
+                    "someone-else",
+                    "config.published",
+                    "console",
+                    &records::new_id(),
+                    serde_json::json!({}),
+                )
+            })
+            .collect();
+        r.audit(&others).await.expect("audit");
         let recent = r.recent_audit(&query).await.expect("recent");
         assert_eq!(newest(recent), vec![30, 29, 28, 27, 26]);
+        let anyone = records::AuditQuery {
+            limit: 3,
+            ..records::AuditQuery::default()
+        };
+        assert_eq!(
+            newest(r.recent_audit(&anyone).await.expect("recent")),
+            vec![40, 39, 38]
+        );
     }
     {
         // As a file of the release before the index: the index table is not there.
         let db = redb::Database::open(&path).expect("raw open");
         let txn = db.begin_write().expect("write");
         assert!(txn
-            .delete_table(redb::TableDefinition::<(u64, &str), &str>::new(
-                "audit_recent"
-            ))
+            .delete_table(
+                redb::TableDefinition::<(u64, &str, &str), (&str, &str)>::new("audit_recent")
+            )
             .expect("delete"));
         txn.commit().expect("commit");
     }
