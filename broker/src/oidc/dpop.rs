@@ -20,7 +20,8 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::jws::{self, alg_names, Jws};
+use super::dpop_proof::{self, JwkMember, Member, ProofClaims, ProofHeader};
+use super::jws::{self, alg_names, JwsError};
 use super::proof_keys;
 use crate::util::{ct_eq, sha256_b64};
 use common::hash::pairwise_b64 as hmac_b64;
@@ -42,8 +43,6 @@ pub const JTI_TTL: Duration = Duration::from_secs(PROOF_MAX_AGE_SECS + PROOF_MAX
 /// Longest accepted `jti` (they are random identifiers; this keeps the replay cache small).
 pub const MAX_JTI_LEN: usize = 256;
 
-/// Members that only a private JWK has (RFC 7518 6.2.2, 6.3.2, 6.4; RFC 8037 2).
-const PRIVATE_JWK_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 /// RSA keys below this modulus size are refused.
 const MIN_RSA_BITS: usize = 2048;
 
@@ -229,33 +228,52 @@ fn invalid(d: impl Into<String>) -> DpopError {
 
 /// Checks a proof without its replay check (see [`verify_proof`]); `now` in Unix seconds.
 pub fn check_proof(proof: &str, c: &ProofCheck<'_>, now: u64) -> Result<Proof, DpopError> {
-    let jws = jws::parse(proof).map_err(|e| invalid(format!("malformed DPoP proof: {e}")))?;
-    if !jws.typ_is(PROOF_TYP) {
+    let malformed = |e: JwsError| invalid(format!("malformed DPoP proof: {e}"));
+    let not_object = |what: &str| {
+        malformed(JwsError::Malformed(format!(
+            "the {what} is not a JSON object (each member once)"
+        )))
+    };
+    let parts = jws::split(proof).map_err(malformed)?;
+    let header_json = jws::decode_part(parts.header, "JWS header").map_err(malformed)?;
+    let claims_json = jws::decode_part(parts.payload, "JWT payload").map_err(malformed)?;
+    let header: ProofHeader<'_> =
+        dpop_proof::object(&header_json).ok_or_else(|| not_object("JWS header"))?;
+    let claims: ProofClaims<'_> =
+        dpop_proof::object(&claims_json).ok_or_else(|| not_object("JWT payload"))?;
+    // RFC 7515 4.1.11: extensions marked critical that we do not understand are refused.
+    if header.crit.present() {
+        return Err(malformed(JwsError::Malformed(
+            "critical header extensions (crit) are not supported".into(),
+        )));
+    }
+    if !jws::media_type_is(header.typ.text(), PROOF_TYP) {
         return Err(invalid("the DPoP proof's typ must be dpop+jwt"));
     }
-    let alg = jws
-        .algorithm(c.algorithms)
+    let alg = jws::accepted_algorithm(header.alg.text(), c.algorithms)
         .map_err(|e| invalid(e.to_string()))?;
-    let (key, jkt) = proof_key(&jws, alg)?;
+    let (key, jkt) = proof_key(&header.jwk, alg)?;
     match &key {
-        ProofKey::Parsed(key) => jws.verify_parsed(key),
-        ProofKey::Decoding(key) => jws.verify(key, alg),
+        ProofKey::Parsed(key) => jws::verify_with_parsed(parts.signing_input, parts.signature, key),
+        ProofKey::Decoding(key) => jws::verify_with(parts.signing_input, parts.signature, key, alg),
     }
     .map_err(|_| invalid("the DPoP proof's signature does not verify with its jwk"))?;
 
     // Claims (RFC 9449 4.2, 4.3).
-    let jti = jws
-        .str_claim("jti")
+    let jti = claims
+        .jti
+        .text()
         .filter(|j| !j.is_empty())
         .ok_or_else(|| invalid("the DPoP proof has no jti"))?;
     if jti.len() > MAX_JTI_LEN {
         return Err(invalid("the DPoP proof's jti is too long"));
     }
-    if jws.str_claim("htm") != Some(c.method) {
+    if claims.htm.text() != Some(c.method) {
         return Err(invalid(format!("the DPoP proof's htm is not {}", c.method)));
     }
-    let htu = jws
-        .str_claim("htu")
+    let htu = claims
+        .htu
+        .text()
         .ok_or_else(|| invalid("the DPoP proof has no htu"))?;
     if !same_target(htu, c.url) {
         return Err(invalid(format!(
@@ -263,10 +281,13 @@ pub fn check_proof(proof: &str, c: &ProofCheck<'_>, now: u64) -> Result<Proof, D
             without_query(c.url).map(String::from).unwrap_or_default()
         )));
     }
-    let iat = jws
-        .time_claim("iat")
-        .map_err(|e| invalid(e.to_string()))?
-        .ok_or_else(|| invalid("the DPoP proof has no iat"))?;
+    // A NumericDate in whole seconds (RFC 7519 2: fractions allowed, dropped here).
+    let iat = match claims.iat {
+        Member::Absent => return Err(invalid("the DPoP proof has no iat")),
+        Member::Integer(n) => n,
+        Member::Float(f) if f.is_finite() && f >= 0.0 => f as u64,
+        _ => return Err(invalid("`iat` is not a NumericDate")),
+    };
     if iat > now + PROOF_MAX_AHEAD_SECS {
         return Err(invalid("the DPoP proof's iat is in the future"));
     }
@@ -274,7 +295,7 @@ pub fn check_proof(proof: &str, c: &ProofCheck<'_>, now: u64) -> Result<Proof, D
         return Err(invalid("the DPoP proof is too old (iat)"));
     }
     if let Some(token) = c.access_token {
-        match jws.str_claim("ath") {
+        match claims.ath.text() {
             None => return Err(invalid("the DPoP proof has no ath for the access token")),
             Some(ath) if !ct_eq(ath.as_bytes(), access_token_hash(token).as_bytes()) => {
                 return Err(invalid(
@@ -287,15 +308,15 @@ pub fn check_proof(proof: &str, c: &ProofCheck<'_>, now: u64) -> Result<Proof, D
 
     // Server nonce (RFC 9449 8, 9): checked last, so that a client told to use a nonce
     // has a proof that is otherwise right.
-    let next_nonce = match jws.claims.get("nonce") {
-        None if c.require_nonce => {
+    let next_nonce = match &claims.nonce {
+        Member::Absent if c.require_nonce => {
             return Err(DpopError::UseNonce {
                 why: "a DPoP nonce is required: use the one in the DPoP-Nonce header",
                 nonce: c.nonces.current(now),
             })
         }
-        None => None,
-        Some(Value::String(n)) => match c.nonces.check(n, now) {
+        Member::Absent => None,
+        Member::Text(n) => match c.nonces.check(n, now) {
             NonceState::Current => None,
             NonceState::Adjacent => Some(c.nonces.current(now)),
             NonceState::Unknown => {
@@ -305,7 +326,7 @@ pub fn check_proof(proof: &str, c: &ProofCheck<'_>, now: u64) -> Result<Proof, D
                 })
             }
         },
-        Some(_) => return Err(invalid("the DPoP proof's nonce is not a string")),
+        _ => return Err(invalid("the DPoP proof's nonce is not a string")),
     };
     Ok(Proof {
         jkt,
@@ -379,17 +400,17 @@ enum ProofKey {
 
 /// The public key in the proof's header, checked against the algorithm, and its
 /// thumbprint.
-fn proof_key(jws: &Jws<'_>, alg: Algorithm) -> Result<(ProofKey, String), DpopError> {
-    let Some(Value::Object(jwk)) = jws.header.get("jwk") else {
+fn proof_key(jwk: &JwkMember<'_>, alg: Algorithm) -> Result<(ProofKey, String), DpopError> {
+    let JwkMember::Key(jwk) = jwk else {
         return Err(invalid("the DPoP proof has no jwk in its header"));
     };
-    if let Some(m) = PRIVATE_JWK_MEMBERS.iter().find(|m| jwk.contains_key(**m)) {
+    if let Some(m) = jwk.private_member() {
         return Err(invalid(format!(
             "the DPoP proof's jwk holds a private or symmetric key member ({m})"
         )));
     }
-    let kty = jwk.get("kty").and_then(Value::as_str);
-    let crv = jwk.get("crv").and_then(Value::as_str);
+    let kty = jwk.kty.text();
+    let crv = jwk.crv.text();
     let fits = match alg {
         Algorithm::ES256 => kty == Some("EC") && crv == Some("P-256"),
         Algorithm::PS256 | Algorithm::RS256 => kty == Some("RSA"),
@@ -399,10 +420,9 @@ fn proof_key(jws: &Jws<'_>, alg: Algorithm) -> Result<(ProofKey, String), DpopEr
     if !fits {
         return Err(invalid("the DPoP proof's jwk is not a key for its alg"));
     }
+    let (x, y, n, e) = (jwk.x.text(), jwk.y.text(), jwk.n.text(), jwk.e.text());
     if kty == Some("RSA") {
-        let n = jwk
-            .get("n")
-            .and_then(Value::as_str)
+        let n = n
             .and_then(|n| URL_SAFE_NO_PAD.decode(n).ok())
             .ok_or_else(|| invalid("the DPoP proof's RSA jwk has no valid n"))?;
         let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
@@ -412,13 +432,17 @@ fn proof_key(jws: &Jws<'_>, alg: Algorithm) -> Result<(ProofKey, String), DpopEr
             ));
         }
     }
+    // The thumbprint's members (RFC 7638 3.2), in lexicographic order.
+    let required: &[(&str, Option<&str>)] = match kty {
+        Some("EC") => &[("crv", crv), ("kty", kty), ("x", x), ("y", y)],
+        Some("RSA") => &[("e", e), ("kty", kty), ("n", n)],
+        _ => &[("crv", crv), ("kty", kty), ("x", x)],
+    };
     let thumbprint =
-        jwk_thumbprint(jwk).ok_or_else(|| invalid("the DPoP proof's jwk is incomplete"))?;
-    // The key straight from its members (kty and crv are checked above): no copy of the
-    // JWK into `jsonwebtoken`'s own type on every proof.
-    let member = |name: &str| jwk.get(name).and_then(Value::as_str);
+        thumbprint_of(required).ok_or_else(|| invalid("the DPoP proof's jwk is incomplete"))?;
+    // The key straight from its members (kty and crv are checked above).
     let not_a_key = || invalid("the DPoP proof's jwk is not a valid public key");
-    let members = match (kty, member("x"), member("y"), member("n"), member("e")) {
+    let members = match (kty, x, y, n, e) {
         (Some("EC"), Some(x), Some(y), _, _) => proof_keys::Members::P256 { x, y },
         (Some("OKP"), Some(x), _, _, _) => proof_keys::Members::Ed25519 { x },
         (Some("RSA"), _, _, Some(n), Some(e)) => {
@@ -434,28 +458,37 @@ fn proof_key(jws: &Jws<'_>, alg: Algorithm) -> Result<(ProofKey, String), DpopEr
 /// RFC 7638 SHA-256 thumbprint of a public JWK: the required members only, in
 /// lexicographic order, without whitespace. `None` when a required member is missing.
 pub fn jwk_thumbprint(jwk: &Map<String, Value>) -> Option<String> {
-    let required: &[&str] = match jwk.get("kty").and_then(Value::as_str)? {
+    let names: &[&str] = match jwk.get("kty").and_then(Value::as_str)? {
         "EC" => &["crv", "kty", "x", "y"],
         "RSA" => &["e", "kty", "n"],
         "OKP" => &["crv", "kty", "x"],
         _ => return None,
     };
-    // `required` is in lexicographic order; each value is written as a JSON string
-    // (escaped by serde_json), so the text is the canonical form.
-    let mut canonical = String::with_capacity(160);
-    canonical.push('{');
-    for (i, name) in required.iter().enumerate() {
+    let members: Vec<(&str, Option<&str>)> = names
+        .iter()
+        .map(|name| (*name, jwk.get(*name).and_then(Value::as_str)))
+        .collect();
+    thumbprint_of(&members)
+}
+
+/// The thumbprint of the required `members` of a JWK, given in lexicographic order; `None`
+/// when one is missing (or not a string).
+fn thumbprint_of(members: &[(&str, Option<&str>)]) -> Option<String> {
+    // Each value is written as a JSON string (escaped by serde_json), so the text is the
+    // canonical form.
+    let mut canonical = Vec::with_capacity(192);
+    canonical.push(b'{');
+    for (i, (name, value)) in members.iter().enumerate() {
         if i > 0 {
-            canonical.push(',');
+            canonical.push(b',');
         }
-        let value = jwk.get(*name)?.as_str()?;
-        canonical.push('"');
-        canonical.push_str(name);
-        canonical.push_str("\":");
-        canonical.push_str(&serde_json::to_string(value).ok()?);
+        canonical.push(b'"');
+        canonical.extend_from_slice(name.as_bytes());
+        canonical.extend_from_slice(b"\":");
+        serde_json::to_writer(&mut canonical, (*value)?).ok()?;
     }
-    canonical.push('}');
-    Some(URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes())))
+    canonical.push(b'}');
+    Some(URL_SAFE_NO_PAD.encode(Sha256::digest(&canonical)))
 }
 
 /// `ath`: base64url SHA-256 of the access token (RFC 9449 4.2).
@@ -843,6 +876,15 @@ mod tests {
                 check(&n),
             ),
             ("bad signature", "signature", bad_signature, check(&n)),
+            (
+                "claims as an array (the members in order)",
+                "not a JSON object",
+                key.sign(
+                    &header(&key, "ES256"),
+                    &json!(["jti-array", "POST", URL, NOW]),
+                ),
+                check(&n),
+            ),
             (
                 "signed by another key than its jwk",
                 "signature",

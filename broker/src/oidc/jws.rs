@@ -51,10 +51,98 @@ pub struct Jws<'a> {
     signature: &'a str,
 }
 
-fn decode_object(part: &str, what: &str) -> Result<Map<String, Value>, JwsError> {
-    let bytes = URL_SAFE_NO_PAD
+/// A compact JWS cut into its base64url parts, nothing decoded yet.
+#[derive(Debug, Clone, Copy)]
+pub struct Compact<'a> {
+    /// The protected header.
+    pub header: &'a str,
+    /// The payload.
+    pub payload: &'a str,
+    /// The signature.
+    pub signature: &'a str,
+    /// What the signature is over: `header.payload`.
+    pub signing_input: &'a str,
+}
+
+/// Cuts a compact JWS into its three parts (refusing one too long, a JWE, anything else).
+pub fn split(token: &str) -> Result<Compact<'_>, JwsError> {
+    if token.len() > MAX_JWS_LEN {
+        return Err(JwsError::Malformed(format!(
+            "the JWT is longer than {MAX_JWS_LEN} bytes"
+        )));
+    }
+    let mut parts = token.split('.');
+    let (header, payload, signature) = (parts.next(), parts.next(), parts.next());
+    let (Some(header), Some(payload), Some(signature)) = (header, payload, signature) else {
+        return Err(JwsError::Malformed("not a compact JWS".into()));
+    };
+    match parts.count() {
+        0 => {}
+        2 => {
+            return Err(JwsError::Malformed(
+                "encrypted JWTs (JWE) are not supported".into(),
+            ))
+        }
+        _ => return Err(JwsError::Malformed("not a compact JWS".into())),
+    }
+    Ok(Compact {
+        header,
+        payload,
+        signature,
+        signing_input: &token[..header.len() + 1 + payload.len()],
+    })
+}
+
+/// The bytes of a base64url part (`what` names it in the error).
+pub fn decode_part(part: &str, what: &str) -> Result<Vec<u8>, JwsError> {
+    URL_SAFE_NO_PAD
         .decode(part)
-        .map_err(|_| JwsError::Malformed(format!("the {what} is not base64url")))?;
+        .map_err(|_| JwsError::Malformed(format!("the {what} is not base64url")))
+}
+
+/// `name` if it is one of `accepted`; `none` and HMAC never are.
+pub fn accepted_algorithm(
+    name: Option<&str>,
+    accepted: &[Algorithm],
+) -> Result<Algorithm, JwsError> {
+    let name = name.ok_or_else(|| JwsError::Malformed("the JWS header has no alg".into()))?;
+    match algorithm(name) {
+        Some(a) if accepted.contains(&a) => Ok(a),
+        _ => Err(JwsError::Algorithm(format!(
+            "alg `{name}` is not accepted (use {})",
+            alg_names(accepted).join(", ")
+        ))),
+    }
+}
+
+/// Whether a `typ` is `expected` (a media type: case-insensitive, the `application/`
+/// prefix optional, RFC 7515 4.1.9).
+pub fn media_type_is(typ: Option<&str>, expected: &str) -> bool {
+    typ.is_some_and(|t| {
+        let t = t.to_ascii_lowercase();
+        t.strip_prefix("application/").unwrap_or(&t) == expected
+    })
+}
+
+/// Verifies the base64url `signature` over `signing_input` with `key` under `alg`. A key of
+/// another type than the algorithm needs does not verify.
+pub fn verify_with(
+    signing_input: &str,
+    signature: &str,
+    key: &DecodingKey,
+    alg: Algorithm,
+) -> Result<(), JwsError> {
+    if signature.is_empty() {
+        return Err(JwsError::Signature);
+    }
+    match jsonwebtoken::crypto::verify(signature, signing_input.as_bytes(), key, alg) {
+        Ok(true) => Ok(()),
+        _ => Err(JwsError::Signature),
+    }
+}
+
+fn decode_object(part: &str, what: &str) -> Result<Map<String, Value>, JwsError> {
+    let bytes = decode_part(part, what)?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(m)) => Ok(m),
         _ => Err(JwsError::Malformed(format!(
@@ -81,35 +169,20 @@ pub fn verify_with_parsed(
 
 /// Parses a compact JWS (three base64url parts, header and payload JSON objects).
 pub fn parse(token: &str) -> Result<Jws<'_>, JwsError> {
-    if token.len() > MAX_JWS_LEN {
-        return Err(JwsError::Malformed(format!(
-            "the JWT is longer than {MAX_JWS_LEN} bytes"
-        )));
-    }
-    let parts: Vec<&str> = token.split('.').collect();
-    match parts.len() {
-        3 => {}
-        5 => {
-            return Err(JwsError::Malformed(
-                "encrypted JWTs (JWE) are not supported".into(),
-            ))
-        }
-        _ => return Err(JwsError::Malformed("not a compact JWS".into())),
-    }
-    let header = decode_object(parts[0], "JWS header")?;
-    let claims = decode_object(parts[1], "JWT payload")?;
+    let parts = split(token)?;
+    let header = decode_object(parts.header, "JWS header")?;
+    let claims = decode_object(parts.payload, "JWT payload")?;
     // RFC 7515 4.1.11: extensions marked critical that we do not understand are refused.
     if header.contains_key("crit") {
         return Err(JwsError::Malformed(
             "critical header extensions (crit) are not supported".into(),
         ));
     }
-    let signing_input = &token[..parts[0].len() + 1 + parts[1].len()];
     Ok(Jws {
         header,
         claims,
-        signing_input,
-        signature: parts[2],
+        signing_input: parts.signing_input,
+        signature: parts.signature,
     })
 }
 
@@ -121,38 +194,19 @@ impl Jws<'_> {
 
     /// The `alg` of the header if it is one of `accepted`; `none` and HMAC never are.
     pub fn algorithm(&self, accepted: &[Algorithm]) -> Result<Algorithm, JwsError> {
-        let name = self
-            .header_str("alg")
-            .ok_or_else(|| JwsError::Malformed("the JWS header has no alg".into()))?;
-        match algorithm(name) {
-            Some(a) if accepted.contains(&a) => Ok(a),
-            _ => Err(JwsError::Algorithm(format!(
-                "alg `{name}` is not accepted (use {})",
-                alg_names(accepted).join(", ")
-            ))),
-        }
+        accepted_algorithm(self.header_str("alg"), accepted)
     }
 
     /// Whether the header's `typ` is `expected` (a media type: case-insensitive, the
     /// `application/` prefix optional, RFC 7515 4.1.9).
     pub fn typ_is(&self, expected: &str) -> bool {
-        self.header_str("typ").is_some_and(|t| {
-            let t = t.to_ascii_lowercase();
-            t.strip_prefix("application/").unwrap_or(&t) == expected
-        })
+        media_type_is(self.header_str("typ"), expected)
     }
 
     /// Verifies the signature with `key` under `alg`. A key of another type than the
     /// algorithm needs does not verify.
     pub fn verify(&self, key: &DecodingKey, alg: Algorithm) -> Result<(), JwsError> {
-        if self.signature.is_empty() {
-            return Err(JwsError::Signature);
-        }
-        match jsonwebtoken::crypto::verify(self.signature, self.signing_input.as_bytes(), key, alg)
-        {
-            Ok(true) => Ok(()),
-            _ => Err(JwsError::Signature),
-        }
+        verify_with(self.signing_input, self.signature, key, alg)
     }
 
     /// Verifies the signature with an already parsed key (its algorithm is the key's: the

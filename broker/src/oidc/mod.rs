@@ -6,6 +6,7 @@ pub mod backchannel;
 pub mod client_auth;
 pub mod discovery;
 pub mod dpop;
+pub mod dpop_proof;
 pub mod grants;
 pub mod introspect;
 pub mod jarm;
