@@ -471,7 +471,7 @@ fn signing_costs() -> Result<Vec<(String, f64)>, String> {
 const ES256_VERIFY: &str = "ES256 verification";
 
 /// ES256 verifications per second as the broker checks a DPoP proof of a key it has seen:
-/// the key found by its thumbprint ([`broker::oidc::proof_keys`]), then the broker's own
+/// the key found in the memo ([`broker::oidc::proof_keys`]), then the broker's own
 /// verification ([`broker::oidc::jws::verify_with_parsed`]).
 fn es256_verifications() -> Result<f64, String> {
     use jsonwebtoken::jwk::AlgorithmParameters;
@@ -490,7 +490,7 @@ fn es256_verifications() -> Result<f64, String> {
     while started.elapsed() < Duration::from_secs(2) {
         for _ in 0..8 {
             let members = broker::oidc::proof_keys::Members::P256 { x: &ec.x, y: &ec.y };
-            let public = broker::oidc::proof_keys::parsed("bench-proof-key", members)
+            let public = broker::oidc::proof_keys::parsed(members)
                 .ok_or("the ES256 key made here does not parse")?;
             broker::oidc::jws::verify_with_parsed(input, signature, &public)
                 .map_err(|_| "the ES256 signature made here does not verify")?;

@@ -451,7 +451,7 @@ fn proof_key(jwk: &JwkMember<'_>, alg: Algorithm) -> Result<(ProofKey, String), 
         }
         _ => return Err(invalid("the DPoP proof's jwk is not a valid JWK")),
     };
-    let key = proof_keys::parsed(&thumbprint, members).ok_or_else(not_a_key)?;
+    let key = proof_keys::parsed(members).ok_or_else(not_a_key)?;
     Ok((ProofKey::Parsed(key), thumbprint))
 }
 
@@ -764,6 +764,13 @@ mod tests {
                 .expect("thumbprint");
             assert_eq!(p.jkt, expected, "{jose}");
             assert_eq!(p.next_nonce, None);
+            // The key is remembered now: a proof naming it but signed by another key is
+            // still refused.
+            let other = TestKey::generate("other", alg);
+            let forged = other.sign(&header(&key, jose), &claims(NOW));
+            let (code, why) = refused(check_proof(&forged, &check(&n), NOW));
+            assert_eq!(code, "invalid_dpop_proof", "{jose}");
+            assert!(why.contains("signature"), "{jose}: {why}");
         }
     }
 

@@ -1,6 +1,8 @@
-//! Compact JWS sent by clients (DPoP proofs, request objects): parsed once, the algorithm
-//! checked against an allow-list of asymmetric algorithms, the signature verified with
-//! `jsonwebtoken`'s crypto (aws-lc). Plain data in, plain data out: no HTTP here.
+//! Compact JWS sent by clients (DPoP proofs, request objects): cut and parsed once, the
+//! algorithm checked against an allow-list of asymmetric algorithms, the signature verified
+//! with `jsonwebtoken`'s crypto (aws-lc), or with an aws-lc key parsed beforehand (DPoP's
+//! P-256 and Ed25519 keys, [`super::proof_keys`]). DPoP proofs use the parts here with a
+//! typed parse of their own ([`super::dpop_proof`]). Plain data in, plain data out: no HTTP.
 //!
 //! Parsing is done here rather than through `jsonwebtoken::decode` because the callers need
 //! the raw header (`typ`, the embedded `jwk`, private key members to refuse, RFC 9864's

@@ -95,7 +95,8 @@ impl From<PageError> for HttpResponse {
     }
 }
 
-/// A JSON response that must not be cached (tokens, introspection).
+/// A JSON response that must not be cached (introspection; the token response is written by
+/// [`crate::oidc::grants::TokenResponse::to_json`] and sent with [`no_store_json_bytes`]).
 pub fn no_store_json<T: Serialize>(body: &T) -> HttpResponse {
     let mut json = Vec::with_capacity(1024);
     if serde_json::to_writer(&mut json, body).is_err() {
