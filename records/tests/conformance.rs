@@ -180,35 +180,30 @@ async fn embedded_recent_audit_reads_the_time_index_and_old_files_get_one() {
     };
     {
         let r = EmbeddedRecords::open(&path).expect("open");
-        // Each row under a reference of its own, written oldest last: only time orders them.
-        let rows: Vec<records::AuditRow> = (1..=30u64)
-            .rev()
-            .map(|at| {
-                records::AuditRow::new(
-                    at,
-                    &actor,
-                    "config.published",
-                    "console",
-                    &records::new_id(),
-                    serde_json::json!({}),
-                )
-            })
-            .collect();
-        r.audit(&rows).await.expect("audit");
-        // Newer rows of someone else, skipped by the actor filter.
-        let others: Vec<records::AuditRow> = (31..=40u64)
-            .map(|at| {
-                records::AuditRow::new(
-                    at,
-                    "someone-else",
-                    "config.published",
-                    "console",
-                    &records::new_id(),
-                    serde_json::json!({}),
-                )
-            })
-            .collect();
-        r.audit(&others).await.expect("audit");
+        // Each row under a reference of its own: only time orders them.
+        let rows = |ats: Vec<u64>, by: &str| -> Vec<records::AuditRow> {
+            ats.into_iter()
+                .map(|at| {
+                    let reference = records::new_id();
+                    let detail = serde_json::json!({});
+                    records::AuditRow::new(
+                        at,
+                        by,
+                        "config.published",
+                        "console",
+                        &reference,
+                        detail,
+                    )
+                })
+                .collect()
+        };
+        // Written oldest last, then newer rows of someone else (skipped by the actor filter).
+        r.audit(&rows((1..=30).rev().collect(), &actor))
+            .await
+            .expect("audit");
+        r.audit(&rows((31..=40).collect(), "someone-else"))
+            .await
+            .expect("audit");
         let recent = r.recent_audit(&query).await.expect("recent");
         assert_eq!(newest(recent), vec![30, 29, 28, 27, 26]);
         let anyone = records::AuditQuery {
