@@ -4,22 +4,25 @@
 //! allocations a grant, this a handful. The checks themselves are in [`super::dpop`].
 //!
 //! A member of the wrong type is kept as [`Member::Other`], not an error, so each check
-//! refuses it with its own reason (as `"typ": 1` gets "typ must be dpop+jwt"). A member
-//! given twice makes the proof malformed (RFC 7515 4: refused rather than the last kept).
+//! refuses it with its own reason (as `"typ": 1` gets "typ must be dpop+jwt"). A member the
+//! checks read, given twice, makes the proof malformed (RFC 7515 4: refused rather than the
+//! last kept). Members skipped are checked for JSON syntax and UTF-8 only (not for lone
+//! surrogate escapes or number range): the signature covers them and nothing reads them.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-/// `json` read as `T` if it is a JSON object (serde's derived structs would take an array
-/// too, its elements as the members in order).
+/// `json` read as `T` if it is a JSON object in UTF-8 (serde's derived structs would take
+/// an array too, its elements as the members in order; and skipped strings are not checked
+/// for UTF-8 by serde_json, so the whole text is here).
 pub fn object<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Option<T> {
-    let first = json.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') {
+    let text = std::str::from_utf8(json).ok()?;
+    if !text.trim_start().starts_with('{') {
         return None;
     }
-    serde_json::from_slice(json).ok()
+    serde_json::from_str(text).ok()
 }
 
 /// One member of a JSON object, as the checks need it.
@@ -281,5 +284,9 @@ mod tests {
             "an array"
         );
         assert!(object::<ProofClaims<'_>>(b" {} ").is_some());
+        assert!(
+            object::<ProofClaims<'_>>(b"{\"skipped\":\"\xff\"}").is_none(),
+            "invalid UTF-8 in a member nobody reads"
+        );
     }
 }
