@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
@@ -58,49 +59,66 @@ impl Member<'_> {
 
 impl<'de: 'a, 'a> Deserialize<'de> for Member<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(MemberVisitor)
+        d.deserialize_any(JsonVisitor::<Member<'de>>(PhantomData))
     }
 }
 
-struct MemberVisitor;
+/// What a member becomes, from a value that is not an object or from an object.
+trait FromJson<'de>: Sized {
+    fn from_value(value: Member<'de>) -> Self;
+    fn from_object<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
+}
 
-impl<'de> Visitor<'de> for MemberVisitor {
-    type Value = Member<'de>;
+impl<'de> FromJson<'de> for Member<'de> {
+    fn from_value(value: Member<'de>) -> Self {
+        value
+    }
+    fn from_object<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Member::Other)
+    }
+}
+
+/// Reads any JSON value as a [`Member`], or an object as `T` wants it.
+struct JsonVisitor<T>(PhantomData<T>);
+
+impl<'de, T: FromJson<'de>> Visitor<'de> for JsonVisitor<T> {
+    type Value = T;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Member::Text(Cow::Borrowed(v)))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<T, E> {
+        Ok(T::from_value(Member::Text(Cow::Borrowed(v))))
     }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Member::Text(Cow::Owned(v.to_string())))
+    fn visit_str<E>(self, v: &str) -> Result<T, E> {
+        Ok(T::from_value(Member::Text(Cow::Owned(v.to_string()))))
     }
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Member::Text(Cow::Owned(v)))
+    fn visit_string<E>(self, v: String) -> Result<T, E> {
+        Ok(T::from_value(Member::Text(Cow::Owned(v))))
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Member::Integer(v))
+    fn visit_u64<E>(self, v: u64) -> Result<T, E> {
+        Ok(T::from_value(Member::Integer(v)))
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(u64::try_from(v).map_or(Member::Float(v as f64), Member::Integer))
+    fn visit_i64<E>(self, v: i64) -> Result<T, E> {
+        let member = u64::try_from(v).map_or(Member::Float(v as f64), Member::Integer);
+        Ok(T::from_value(member))
     }
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Member::Float(v))
+    fn visit_f64<E>(self, v: f64) -> Result<T, E> {
+        Ok(T::from_value(Member::Float(v)))
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Member::Other)
+    fn visit_bool<E>(self, _: bool) -> Result<T, E> {
+        Ok(T::from_value(Member::Other))
     }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Member::Other)
+    fn visit_unit<E>(self) -> Result<T, E> {
+        Ok(T::from_value(Member::Other))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Member::Other)
+        Ok(T::from_value(Member::Other))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Member::Other)
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::from_object(map)
     }
 }
 
@@ -167,45 +185,19 @@ pub enum JwkMember<'a> {
     Key(Box<ProofJwk<'a>>),
 }
 
+impl<'de> FromJson<'de> for JwkMember<'de> {
+    fn from_value(_: Member<'de>) -> Self {
+        JwkMember::Missing
+    }
+    fn from_object<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let key = ProofJwk::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        Ok(JwkMember::Key(Box::new(key)))
+    }
+}
+
 impl<'de: 'a, 'a> Deserialize<'de> for JwkMember<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct JwkVisitor;
-        impl<'de> Visitor<'de> for JwkVisitor {
-            type Value = JwkMember<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                let key = ProofJwk::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(JwkMember::Key(Box::new(key)))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(JwkMember::Missing)
-            }
-            fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Self::Value, E> {
-                Ok(JwkMember::Missing)
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(JwkMember::Missing)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(JwkMember::Missing)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(JwkMember::Missing)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(JwkMember::Missing)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(JwkMember::Missing)
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(JwkMember::Missing)
-            }
-        }
-        d.deserialize_any(JwkVisitor)
+        d.deserialize_any(JsonVisitor::<JwkMember<'de>>(PhantomData))
     }
 }
 
