@@ -153,8 +153,10 @@ fn decode_object(part: &str, what: &str) -> Result<Map<String, Value>, JwsError>
     }
 }
 
-/// Verifies the base64url `signature` of a compact JWS's `signing_input` with a parsed key
-/// ([`Jws::verify_parsed`]; public so that the benchmark times exactly this).
+/// Verifies the base64url `signature` of a compact JWS's `signing_input` with an already
+/// parsed key (its algorithm is the key's: the caller has checked that it is the header's).
+/// Signatures longer than 512 bytes (RSA 4096) are refused unread. Public so that the
+/// benchmark times exactly this.
 pub fn verify_with_parsed(
     signing_input: &str,
     signature: &str,
@@ -209,16 +211,6 @@ impl Jws<'_> {
     /// algorithm needs does not verify.
     pub fn verify(&self, key: &DecodingKey, alg: Algorithm) -> Result<(), JwsError> {
         verify_with(self.signing_input, self.signature, key, alg)
-    }
-
-    /// Verifies the signature with an already parsed key (its algorithm is the key's: the
-    /// caller has checked that it is the header's). Signatures longer than 512 bytes (RSA
-    /// 4096) are refused unread.
-    pub fn verify_parsed(
-        &self,
-        key: &aws_lc_rs::signature::ParsedPublicKey,
-    ) -> Result<(), JwsError> {
-        verify_with_parsed(self.signing_input, self.signature, key)
     }
 
     /// A NumericDate claim in whole seconds (RFC 7519 2: fractions allowed, dropped here).
