@@ -32,25 +32,27 @@ impl Form<'_> {
     }
 }
 
-fn key(secret: &[u8]) -> KeyedHash {
-    KeyedHash::new(&KeyedHash::new(secret).mac(&[b"csrf key"]))
+/// The key of the tokens, derived from the pairwise secret (made once per configuration:
+/// `Settings::csrf_key`).
+pub fn key(pairwise_secret: &[u8]) -> KeyedHash {
+    crate::config::derived_key(pairwise_secret, b"csrf key")
 }
 
 /// The token of `form` in the browser that holds `binding`.
-pub fn token(secret: &[u8], form: Form<'_>, binding: &str) -> String {
-    key(secret).tag(&form.label(), binding)
+pub fn token(key: &KeyedHash, form: Form<'_>, binding: &str) -> String {
+    key.tag(&form.label(), binding)
 }
 
 /// Whether `presented` is the token of `form` for the browser secret `binding`; never
 /// without a binding (an empty one is no secret).
 pub fn check(
-    secret: &[u8],
+    key: &KeyedHash,
     form: Form<'_>,
     binding: Option<&str>,
     presented: Option<&str>,
 ) -> bool {
     match (binding.filter(|b| !b.is_empty()), presented) {
-        (Some(b), Some(p)) => ct_eq(token(secret, form, b).as_bytes(), p.as_bytes()),
+        (Some(b), Some(p)) => ct_eq(token(key, form, b).as_bytes(), p.as_bytes()),
         _ => false,
     }
 }
@@ -61,7 +63,7 @@ mod tests {
 
     #[test]
     fn a_token_is_good_for_its_form_in_its_browser_only() {
-        let s = b"pairwise secret";
+        let s = &key(b"pairwise secret");
         let t = token(s, Form::Login("tx-1"), "browser-a");
         assert!(check(s, Form::Login("tx-1"), Some("browser-a"), Some(&t)));
         assert!(!check(s, Form::Login("tx-2"), Some("browser-a"), Some(&t)));
@@ -75,11 +77,21 @@ mod tests {
             Some(&token(s, Form::Login("tx-1"), ""))
         ));
         assert!(!check(
-            b"other secret",
+            &key(b"other secret"),
             Form::Login("tx-1"),
             Some("browser-a"),
             Some(&t)
         ));
         assert!(!check(s, Form::Account, Some("browser-a"), None));
+    }
+
+    #[test]
+    fn tokens_are_those_of_the_key_derived_per_call_before() {
+        // Forms shown before the key was made once per configuration stay good.
+        let secret = b"pairwise secret";
+        let per_call = KeyedHash::new(&KeyedHash::new(secret).mac(&[b"csrf key"]));
+        let mac = per_call.mac(&[b"login/tx-1", b"browser-a"]);
+        let hex: String = mac.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        assert_eq!(token(&key(secret), Form::Login("tx-1"), "browser-a"), hex);
     }
 }

@@ -54,8 +54,14 @@ impl KeyedHash {
 
     /// A short hex tag (128 bits) of a labelled value, for store keys and log correlation.
     pub fn tag(&self, label: &str, value: &str) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mac = self.mac(&[label.as_bytes(), value.as_bytes()]);
-        mac.iter().take(16).map(|b| format!("{b:02x}")).collect()
+        let mut hex = String::with_capacity(32);
+        for b in &mac[..16] {
+            hex.push(char::from(HEX[usize::from(b >> 4)]));
+            hex.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        hex
     }
 }
 

@@ -282,6 +282,8 @@ pub struct Settings {
     /// The keyed hash that ties a DPoP-bound family's refresh tokens to its key (see
     /// `oidc::grants::Mark`), made once per configuration.
     pub refresh_binding_key: common::hash::KeyedHash,
+    /// The key of the forms' CSRF tokens (see `csrf`), made once per configuration.
+    pub csrf_key: common::hash::KeyedHash,
     /// Token lifetimes.
     pub tokens: TokenConfig,
     /// Session settings.
@@ -789,6 +791,7 @@ impl Validator {
                 pairwise_secret.as_deref().unwrap_or_default(),
                 b"refresh token binding key",
             ),
+            csrf_key: crate::csrf::key(pairwise_secret.as_deref().unwrap_or_default()),
             pairwise_secret: pairwise_secret.unwrap_or_default(),
             tokens: raw.tokens,
             session: raw.session,

@@ -79,7 +79,7 @@ pub async fn load_post(
 ) -> Result<LoginTx, Failure> {
     let tx = load(state, id, lang).await?;
     let csrf_ok = crate::csrf::check(
-        &state.settings().pairwise_secret,
+        &state.settings().csrf_key,
         crate::csrf::Form::Login(&tx.id),
         state.browser_cookie.as_deref(),
         fields.get("csrf").map(String::as_str),

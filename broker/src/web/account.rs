@@ -36,7 +36,7 @@ struct AccountPage {
 /// The account page's CSRF token, bound to the session cookie ([`crate::csrf`]).
 fn csrf_for(state: &AppState, secret: &str) -> String {
     crate::csrf::token(
-        &state.settings().pairwise_secret,
+        &state.settings().csrf_key,
         crate::csrf::Form::Account,
         secret,
     )

@@ -157,7 +157,7 @@ pub async fn end_session(
 
     // Not provably asked by a platform of this session: ask the citizen.
     let id = random_token(24);
-    let csrf = csrf::token(&settings.pairwise_secret, csrf::Form::Logout(&id), &secret);
+    let csrf = csrf::token(&settings.csrf_key, csrf::Form::Logout(&id), &secret);
     let pending = PendingLogout {
         client_id,
         redirect,
@@ -249,7 +249,7 @@ pub async fn confirm(
         );
     };
     let csrf_ok = csrf::check(
-        &settings.pairwise_secret,
+        &settings.csrf_key,
         csrf::Form::Logout(&path),
         Some(&secret),
         fields.get("csrf").map(String::as_str),

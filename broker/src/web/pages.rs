@@ -521,7 +521,7 @@ impl<'a> Page<'a> {
         let settings = state.settings();
         Page {
             csrf: crate::csrf::token(
-                &settings.pairwise_secret,
+                &settings.csrf_key,
                 crate::csrf::Form::Login(&tx.id),
                 browser,
             ),

@@ -117,7 +117,7 @@ pub async fn operator(req: &HttpRequest, state: &AppState) -> Result<Operator, H
 /// The console's CSRF token for a session.
 pub fn csrf_for(settings: &Settings, session_secret: &str) -> String {
     crate::csrf::token(
-        &settings.pairwise_secret,
+        &settings.csrf_key,
         crate::csrf::Form::Console,
         session_secret,
     )
@@ -126,7 +126,7 @@ pub fn csrf_for(settings: &Settings, session_secret: &str) -> String {
 /// Whether a form's token is the console's for this request's session.
 pub fn csrf_ok(req: &HttpRequest, settings: &Settings, presented: Option<&str>) -> bool {
     crate::csrf::check(
-        &settings.pairwise_secret,
+        &settings.csrf_key,
         crate::csrf::Form::Console,
         crate::web::extract::session_cookie(req, settings).as_deref(),
         presented,
