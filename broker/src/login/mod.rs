@@ -8,6 +8,7 @@
 mod answer;
 mod complete;
 pub mod steps;
+mod stored;
 
 pub use answer::{Action, Answer, Env, Failure, FailureKind, Outcome};
 
@@ -29,7 +30,11 @@ use crate::util::{random_token, sha256_b64};
 
 /// Where a login stands.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "stage", rename_all = "snake_case")]
+#[serde(
+    tag = "stage",
+    rename_all = "snake_case",
+    try_from = "stored::StoredStage"
+)]
 pub enum Stage {
     /// Choosing an identity source.
     Choose,
@@ -81,7 +86,11 @@ pub struct PendingClaim {
 
 /// What a connector step shows.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(
+    tag = "kind",
+    rename_all = "snake_case",
+    try_from = "stored::StoredView"
+)]
 pub enum View {
     /// A form.
     Form {
