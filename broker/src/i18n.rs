@@ -6,7 +6,6 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use fluent_templates::fluent_bundle::FluentValue;
-use fluent_templates::Loader;
 use unic_langid::LanguageIdentifier;
 
 fluent_templates::static_loader! {
@@ -186,23 +185,41 @@ impl Tr {
         self
     }
 
+    /// The message of `key` in this language, else in English. `self.id` is always one of
+    /// the loaded languages, so this is the loader's own fallback chain without negotiating
+    /// the chain again for every message of a page.
+    fn lookup(
+        &self,
+        key: &str,
+        args: Option<&HashMap<Cow<'static, str>, FluentValue<'static>>>,
+    ) -> Option<String> {
+        let fallback = LOCALES.fallback();
+        LOCALES
+            .lookup_single_language(&self.id, key, args)
+            .ok()
+            .or_else(|| {
+                (self.id != *fallback)
+                    .then(|| LOCALES.lookup_single_language(fallback, key, args).ok())
+                    .flatten()
+            })
+    }
+
     /// The message of `key`.
     pub fn get(&self, key: &str) -> String {
-        LOCALES.lookup(&self.id, key)
+        self.lookup(key, None)
+            .unwrap_or_else(|| format!("Unknown localization key: {key:?}"))
     }
 
     /// The message of `key`, if there is one (in this language or English).
     pub fn try_get(&self, key: &str) -> Option<String> {
-        LOCALES.try_lookup(&self.id, key)
+        self.lookup(key, None)
     }
 
     /// The message of `key` with named arguments, if there is one.
     pub fn try_with(&self, key: &str, args: &BTreeMap<String, String>) -> Option<String> {
         // Whether the message exists, whatever its arguments.
-        let exists = LOCALES
-            .try_lookup_with_args(&self.id, key, &self.fluent_args(args))
-            .is_some()
-            || LOCALES.try_lookup(&self.id, key).is_some();
+        let exists = self.lookup(key, Some(&self.fluent_args(args))).is_some()
+            || self.lookup(key, None).is_some();
         exists.then(|| self.with(key, args))
     }
 
@@ -225,7 +242,8 @@ impl Tr {
     /// The message of `key` with named arguments; an argument named `date` (or ending in
     /// `_date`) holding an ISO date is written as people of this language write dates.
     pub fn with(&self, key: &str, args: &BTreeMap<String, String>) -> String {
-        LOCALES.lookup_with_args(&self.id, key, &self.fluent_args(args))
+        self.lookup(key, Some(&self.fluent_args(args)))
+            .unwrap_or_else(|| format!("Unknown localization key: {key:?}"))
     }
 
     /// Text of an operator-written per-language map, falling back to English, then any.
@@ -237,6 +255,7 @@ impl Tr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fluent_templates::Loader;
 
     #[test]
     fn ui_locales_win_over_accept_language() {
@@ -298,5 +317,34 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn messages_are_the_loaders_own_lookups() {
+        let english = include_str!("../locales/en/main.ftl");
+        let keys: Vec<&str> = english
+            .lines()
+            .filter_map(|l| l.split_once(" = ").map(|(k, _)| k.trim()))
+            .filter(|k| !k.is_empty() && !k.starts_with('#') && !k.starts_with(' '))
+            .collect();
+        assert!(keys.len() > 50, "{} keys", keys.len());
+        let args = BTreeMap::from([("count".to_string(), "3".to_string())]);
+        for lang in LANGUAGES {
+            let tr = Tr::new(lang);
+            for key in keys.iter().copied().chain(["no-such-key"]) {
+                assert_eq!(tr.get(key), LOCALES.lookup(&tr.id, key), "{lang} {key}");
+                assert_eq!(
+                    tr.try_get(key),
+                    LOCALES.try_lookup(&tr.id, key),
+                    "{lang} {key}"
+                );
+                assert_eq!(
+                    tr.with(key, &args),
+                    LOCALES.lookup_with_args(&tr.id, key, &tr.fluent_args(&args)),
+                    "{lang} {key}"
+                );
+            }
+        }
+        assert_eq!(Tr::new("vi").try_get("no-such-key"), None);
     }
 }
