@@ -12,7 +12,7 @@
 use std::pin::pin;
 use std::time::{Duration, Instant};
 
-use broker::person::seal::{seal, Kind};
+use broker::person::seal::{seal, Kind, SealKey};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls};
@@ -289,11 +289,12 @@ pub async fn load_persons(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0);
+    let seal_key = SealKey::new(secret);
     let mut done = 0u64;
     while done < n {
         let count = CHUNK.min(n - done);
         let rows: Vec<Generated> = (done..done + count)
-            .map(|i| Generated::new(secret, i, now_ms))
+            .map(|i| Generated::new(secret, &seal_key, i, now_ms))
             .collect::<Result<_, _>>()?;
         copy_chunk(&client, &rows).await?;
         done += count;
@@ -327,13 +328,13 @@ struct Generated {
 }
 
 impl Generated {
-    fn new(secret: &[u8], i: u64, now_ms: i64) -> Result<Generated, String> {
+    fn new(secret: &[u8], seal_key: &SealKey, i: u64, now_ms: i64) -> Result<Generated, String> {
         // A 12-digit number of its own (never one of the benchmark's citizens, which start
         // with 0), and a subject at the connector.
         let number = format!("9{:011}", i % 100_000_000_000);
         let subject = format!("scale-{i}");
         let sealed = |kind, value: &str| {
-            seal(secret, kind, value).ok_or_else(|| "cannot seal a generated value".to_string())
+            seal(seal_key, kind, value).ok_or_else(|| "cannot seal a generated value".to_string())
         };
         let at = now_ms - i64::try_from(i % 86_400_000).unwrap_or(0);
         Ok(Generated {
@@ -462,7 +463,8 @@ mod tests {
     #[test]
     fn generated_rows_hold_keyed_hashes_and_sealed_values_only() {
         let secret = b"0123456789abcdef0123456789abcdef";
-        let g = Generated::new(secret, 42, 1_000_000).expect("generated");
+        let seal_key = SealKey::new(secret);
+        let g = Generated::new(secret, &seal_key, 42, 1_000_000).expect("generated");
         let number = "900000000042";
         for field in [&g.id, &g.cid_key, &g.cid_sealed, &g.way_key, &g.way_sealed] {
             assert!(!field.contains(number), "{field} holds the number");
@@ -474,11 +476,11 @@ mod tests {
             common::hash::pairwise_b64(secret, &[b"cid", number.as_bytes()])
         );
         assert_eq!(
-            broker::person::seal::open(secret, Kind::CitizenId, &g.cid_sealed).as_deref(),
+            broker::person::seal::open(&seal_key, Kind::CitizenId, &g.cid_sealed).as_deref(),
             Some(number)
         );
         assert_eq!(
-            broker::person::seal::open(secret, Kind::Subject, &g.way_sealed).as_deref(),
+            broker::person::seal::open(&seal_key, Kind::Subject, &g.way_sealed).as_deref(),
             Some("scale-42")
         );
     }

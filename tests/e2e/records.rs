@@ -204,11 +204,12 @@ fn stored_person(
 ) -> records::Person {
     use broker::person::seal::{seal, Kind};
     let secret = PAIRWISE.as_bytes();
+    let seal_key = broker::person::seal::SealKey::new(secret);
     let subject = format!("{connector}-subject");
     let mut p = records::Person::new(&records::new_id());
     p.citizen_ids.push(records::CitizenId {
         key: common::hash::pairwise_b64(secret, &[b"cid", number.as_bytes()]),
-        sealed: seal(secret, Kind::CitizenId, number).expect("seal"),
+        sealed: seal(&seal_key, Kind::CitizenId, number).expect("seal"),
         level,
         source: connector.into(),
         at: 1,
@@ -220,7 +221,7 @@ fn stored_person(
             &[b"ext", connector.as_bytes(), subject.as_bytes()],
         ),
         connector: connector.into(),
-        sealed_subject: seal(secret, Kind::Subject, &subject).expect("seal"),
+        sealed_subject: seal(&seal_key, Kind::Subject, &subject).expect("seal"),
         at: 1,
     });
     p

@@ -284,6 +284,9 @@ pub struct Settings {
     pub refresh_binding_key: common::hash::KeyedHash,
     /// The key of the forms' CSRF tokens (see `csrf`), made once per configuration.
     pub csrf_key: common::hash::KeyedHash,
+    /// The key that seals citizen-ID numbers and subjects in the records (see
+    /// `person::seal`), made once per configuration.
+    pub seal_key: crate::person::seal::SealKey,
     /// Token lifetimes.
     pub tokens: TokenConfig,
     /// Session settings.
@@ -792,6 +795,9 @@ impl Validator {
                 b"refresh token binding key",
             ),
             csrf_key: crate::csrf::key(pairwise_secret.as_deref().unwrap_or_default()),
+            seal_key: crate::person::seal::SealKey::new(
+                pairwise_secret.as_deref().unwrap_or_default(),
+            ),
             pairwise_secret: pairwise_secret.unwrap_or_default(),
             tokens: raw.tokens,
             session: raw.session,

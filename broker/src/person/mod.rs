@@ -247,7 +247,7 @@ impl From<::records::Binding> for Binding {
 
 /// The stored form of a person: hashes for keys, numbers and subjects sealed.
 pub fn to_record(settings: &Settings, p: &Person) -> StoreResult<::records::Person> {
-    let secret = &settings.pairwise_secret;
+    let secret = &settings.seal_key;
     let sealing = || StoreError::Corrupt("cannot seal a value".into());
     let mut citizen_ids = Vec::with_capacity(p.citizen_ids.len());
     for c in &p.citizen_ids {
@@ -285,7 +285,7 @@ pub fn to_record(settings: &Settings, p: &Person) -> StoreResult<::records::Pers
 
 /// A person from its stored form.
 pub fn from_record(settings: &Settings, r: ::records::Person) -> StoreResult<Person> {
-    let secret = &settings.pairwise_secret;
+    let secret = &settings.seal_key;
     let unsealable = |what: &str| {
         StoreError::Corrupt(format!(
             "a sealed {what} of person {} does not open (was pairwise_secret changed?)",

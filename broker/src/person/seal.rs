@@ -30,6 +30,23 @@ impl Kind {
 
 const PREFIX: &str = "v1.";
 
+/// The sealing key, derived once per configuration (`Settings::seal_key`): HKDF and the
+/// AES-GCM key schedule cost more than sealing or opening one value.
+pub struct SealKey(Option<LessSafeKey>);
+
+impl SealKey {
+    /// The key of `pairwise_secret`.
+    pub fn new(secret: &[u8]) -> SealKey {
+        SealKey(key(secret))
+    }
+}
+
+impl std::fmt::Debug for SealKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealKey(..)")
+    }
+}
+
 fn key(secret: &[u8]) -> Option<LessSafeKey> {
     let prk = Salt::new(HKDF_SHA256, b"broker records sealing").extract(secret);
     let okm = prk.expand(&[b"records-seal-v1"], &AES_256_GCM).ok()?;
@@ -41,8 +58,8 @@ fn key(secret: &[u8]) -> Option<LessSafeKey> {
 }
 
 /// Seals a value: `v1.` and base64url of nonce, ciphertext and tag.
-pub fn seal(secret: &[u8], kind: Kind, value: &str) -> Option<String> {
-    let key = key(secret)?;
+pub fn seal(key: &SealKey, kind: Kind, value: &str) -> Option<String> {
+    let key = key.0.as_ref()?;
     let mut nonce = [0u8; NONCE_LEN];
     aws_lc_rs::rand::fill(&mut nonce).ok()?;
     let mut data = value.as_bytes().to_vec();
@@ -59,12 +76,13 @@ pub fn seal(secret: &[u8], kind: Kind, value: &str) -> Option<String> {
 
 /// Opens a sealed value; `None` if it was sealed with another key or as another kind, or
 /// was altered.
-pub fn open(secret: &[u8], kind: Kind, sealed: &str) -> Option<String> {
+pub fn open(key: &SealKey, kind: Kind, sealed: &str) -> Option<String> {
+    let key = key.0.as_ref()?;
     let raw = URL_SAFE_NO_PAD.decode(sealed.strip_prefix(PREFIX)?).ok()?;
     let (nonce, data) = raw.split_at_checked(NONCE_LEN)?;
     let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
     let mut data = data.to_vec();
-    let plain = key(secret)?
+    let plain = key
         .open_in_place(nonce, Aad::from(kind.aad()), &mut data)
         .ok()?;
     String::from_utf8(plain.to_vec()).ok()
@@ -76,7 +94,7 @@ mod tests {
 
     #[test]
     fn sealed_values_open_only_with_their_key_and_kind() {
-        let secret = b"0123456789abcdef0123456789abcdef";
+        let secret = &SealKey::new(b"0123456789abcdef0123456789abcdef");
         let sealed = seal(secret, Kind::CitizenId, "079201001234").expect("sealed");
         assert!(!sealed.contains("079201001234"));
         assert_ne!(
@@ -91,7 +109,7 @@ mod tests {
         assert_eq!(open(secret, Kind::Subject, &sealed), None);
         assert_eq!(
             open(
-                b"another secret of 32 bytes.......",
+                &SealKey::new(b"another secret of 32 bytes......."),
                 Kind::CitizenId,
                 &sealed
             ),
