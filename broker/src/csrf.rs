@@ -32,13 +32,8 @@ impl Form<'_> {
     }
 }
 
-/// The key of the tokens, derived from the pairwise secret (made once per configuration:
-/// `Settings::csrf_key`).
-pub fn key(pairwise_secret: &[u8]) -> KeyedHash {
-    crate::config::derived_key(pairwise_secret, b"csrf key")
-}
-
-/// The token of `form` in the browser that holds `binding`.
+/// The token of `form` in the browser that holds `binding`, under `key`
+/// (`Settings::csrf_key`, derived from the pairwise secret with the label `csrf key`).
 pub fn token(key: &KeyedHash, form: Form<'_>, binding: &str) -> String {
     key.tag(&form.label(), binding)
 }
@@ -60,6 +55,11 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The key as the configuration derives it (`Settings::csrf_key`).
+    fn key(pairwise_secret: &[u8]) -> KeyedHash {
+        crate::config::derived_key(pairwise_secret, b"csrf key")
+    }
 
     #[test]
     fn a_token_is_good_for_its_form_in_its_browser_only() {

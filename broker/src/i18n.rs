@@ -297,14 +297,18 @@ mod tests {
         );
     }
 
-    #[test]
-    fn every_language_has_every_key() {
-        let english = include_str!("../locales/en/main.ftl");
-        let keys: Vec<&str> = english
+    /// The message keys of the English file.
+    fn english_keys() -> Vec<&'static str> {
+        include_str!("../locales/en/main.ftl")
             .lines()
             .filter_map(|l| l.split_once(" = ").map(|(k, _)| k.trim()))
             .filter(|k| !k.is_empty() && !k.starts_with('#') && !k.starts_with(' '))
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn every_language_has_every_key() {
+        let keys = english_keys();
         for (lang, text) in [
             ("vi", include_str!("../locales/vi/main.ftl")),
             ("zh", include_str!("../locales/zh/main.ftl")),
@@ -321,12 +325,7 @@ mod tests {
 
     #[test]
     fn messages_are_the_loaders_own_lookups() {
-        let english = include_str!("../locales/en/main.ftl");
-        let keys: Vec<&str> = english
-            .lines()
-            .filter_map(|l| l.split_once(" = ").map(|(k, _)| k.trim()))
-            .filter(|k| !k.is_empty() && !k.starts_with('#') && !k.starts_with(' '))
-            .collect();
+        let keys = english_keys();
         assert!(keys.len() > 50, "{} keys", keys.len());
         let args = BTreeMap::from([("count".to_string(), "3".to_string())]);
         for lang in LANGUAGES {

@@ -18,6 +18,7 @@ pub mod hash;
 pub mod http;
 pub mod localized;
 pub mod outage;
+pub mod records_seal;
 pub mod seal;
 pub mod secret;
 pub mod signing_key;

@@ -286,7 +286,7 @@ pub struct Settings {
     pub csrf_key: common::hash::KeyedHash,
     /// The key that seals citizen-ID numbers and subjects in the records (see
     /// `person::seal`), made once per configuration.
-    pub seal_key: crate::person::seal::SealKey,
+    pub seal_key: common::records_seal::SealKey,
     /// Token lifetimes.
     pub tokens: TokenConfig,
     /// Session settings.
@@ -794,8 +794,8 @@ impl Validator {
                 pairwise_secret.as_deref().unwrap_or_default(),
                 b"refresh token binding key",
             ),
-            csrf_key: crate::csrf::key(pairwise_secret.as_deref().unwrap_or_default()),
-            seal_key: crate::person::seal::SealKey::new(
+            csrf_key: derived_key(pairwise_secret.as_deref().unwrap_or_default(), b"csrf key"),
+            seal_key: common::records_seal::SealKey::new(
                 pairwise_secret.as_deref().unwrap_or_default(),
             ),
             pairwise_secret: pairwise_secret.unwrap_or_default(),

@@ -27,7 +27,9 @@ pub mod link;
 pub mod records;
 pub mod resolve;
 pub mod review;
-pub mod seal;
+/// The records' sealing of numbers and subjects (in `common`, so the configuration can hold
+/// its key).
+pub use common::records_seal as seal;
 pub mod transfer;
 
 use std::collections::BTreeMap;

@@ -30,7 +30,7 @@ impl Kind {
 
 const PREFIX: &str = "v1.";
 
-/// The sealing key, derived once per configuration (`Settings::seal_key`): HKDF and the
+/// The sealing key, derived once per configuration (the broker's `Settings::seal_key`): HKDF and the
 /// AES-GCM key schedule cost more than sealing or opening one value.
 pub struct SealKey(Option<LessSafeKey>);
 
