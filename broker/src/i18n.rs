@@ -342,6 +342,16 @@ mod tests {
                     LOCALES.lookup_with_args(&tr.id, key, &tr.fluent_args(&args)),
                     "{lang} {key}"
                 );
+                let fluent_args = tr.fluent_args(&args);
+                let exists = LOCALES
+                    .try_lookup_with_args(&tr.id, key, &fluent_args)
+                    .is_some()
+                    || LOCALES.try_lookup(&tr.id, key).is_some();
+                assert_eq!(
+                    tr.try_with(key, &args),
+                    exists.then(|| LOCALES.lookup_with_args(&tr.id, key, &fluent_args)),
+                    "{lang} {key}"
+                );
             }
         }
         assert_eq!(Tr::new("vi").try_get("no-such-key"), None);

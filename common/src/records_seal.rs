@@ -30,8 +30,8 @@ impl Kind {
 
 const PREFIX: &str = "v1.";
 
-/// The sealing key, derived once per configuration (the broker's `Settings::seal_key`): HKDF and the
-/// AES-GCM key schedule cost more than sealing or opening one value.
+/// The sealing key, derived once per configuration (the broker's `Settings::seal_key`):
+/// HKDF and the AES-GCM key schedule cost more than sealing or opening one value.
 pub struct SealKey(Option<LessSafeKey>);
 
 impl SealKey {
@@ -119,5 +119,30 @@ mod tests {
         altered.pop();
         altered.push(if sealed.ends_with('A') { 'B' } else { 'A' });
         assert_eq!(open(secret, Kind::CitizenId, &altered), None);
+    }
+
+    #[test]
+    fn values_sealed_before_still_open() {
+        // Sealed under this secret when the key was derived per value: every number and
+        // subject already in the records must keep opening.
+        let key = SealKey::new(b"0123456789abcdef0123456789abcdef");
+        assert_eq!(
+            open(
+                &key,
+                Kind::CitizenId,
+                "v1.aPLO26LjURBM476ltvAZcmKa2AkkZx83gjqUMAFDzar6iWQFBDZuPQ"
+            )
+            .as_deref(),
+            Some("079201001234")
+        );
+        assert_eq!(
+            open(
+                &key,
+                Kind::Subject,
+                "v1.h_sWMsHCOVbNROkEp8xC7R61N3qZGPN58ogm3rOzjbeUmwblqShIitHW_A"
+            )
+            .as_deref(),
+            Some("vneid-subject-1")
+        );
     }
 }

@@ -4,7 +4,9 @@
 //! serde reads such an enum by first copying the whole object, nested objects included, into
 //! a buffer of its own and then reading that again: every page of a login paid for it. The
 //! flat structs below read the same JSON in one pass, whatever the order of its members, and
-//! then check that the variant has what it needs.
+//! then check that the variant has what it needs. Two forms the derived reading took and the
+//! broker never writes no longer read: an array instead of an object, and members of another
+//! variant with the wrong type.
 
 use connectors::{Form, Message, StepState};
 use serde::Deserialize;
@@ -12,7 +14,7 @@ use serde::Deserialize;
 use super::{Stage, View};
 
 #[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", variant_identifier)]
 enum StageKind {
     Choose,
     Step,
@@ -28,9 +30,9 @@ enum StageKind {
 pub(super) struct StoredStage {
     stage: StageKind,
     connector: Option<String>,
-    // `null` is a connector state like any other, so a missing one reads as `null` too.
-    #[serde(default)]
-    state: StepState,
+    // Missing is `None`; `null` is a connector state like any other (`Some(Null)`).
+    #[serde(default, deserialize_with = "present")]
+    state: Option<StepState>,
     view: Option<View>,
     problem: Option<Message>,
     name: Option<String>,
@@ -38,6 +40,10 @@ pub(super) struct StoredStage {
     #[serde(default)]
     exhausted: bool,
     key: Option<String>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<StepState>, D::Error> {
+    StepState::deserialize(d).map(Some)
 }
 
 fn required<T>(value: Option<T>, stage: &str, member: &str) -> Result<T, String> {
@@ -52,7 +58,7 @@ impl TryFrom<StoredStage> for Stage {
             StageKind::Choose => Stage::Choose,
             StageKind::Step => Stage::Step {
                 connector: required(s.connector, "step", "connector")?,
-                state: s.state,
+                state: required(s.state, "step", "state")?,
                 view: required(s.view, "step", "view")?,
             },
             StageKind::Consent => Stage::Consent,
@@ -72,7 +78,7 @@ impl TryFrom<StoredStage> for Stage {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", variant_identifier)]
 enum ViewKind {
     Form,
     Wait,
@@ -249,6 +255,8 @@ mod tests {
     fn a_variant_without_what_it_needs_is_refused() {
         for bad in [
             json!({"stage": "step", "state": {}}),
+            json!({"stage": "step", "connector": "c", "view": {"kind": "redirect"}}),
+            json!({"stage": {"choose": null}}),
             json!({"stage": "notice"}),
             json!({"stage": "link", "name": "n"}),
             json!({"stage": "nowhere"}),
@@ -261,5 +269,6 @@ mod tests {
         }
         assert!(serde_json::from_value::<View>(json!({"kind": "form"})).is_err());
         assert!(serde_json::from_value::<View>(json!({"kind": "wait"})).is_err());
+        assert!(serde_json::from_value::<View>(json!({"kind": {"redirect": null}})).is_err());
     }
 }

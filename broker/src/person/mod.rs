@@ -249,13 +249,13 @@ impl From<::records::Binding> for Binding {
 
 /// The stored form of a person: hashes for keys, numbers and subjects sealed.
 pub fn to_record(settings: &Settings, p: &Person) -> StoreResult<::records::Person> {
-    let secret = &settings.seal_key;
+    let seal_key = &settings.seal_key;
     let sealing = || StoreError::Corrupt("cannot seal a value".into());
     let mut citizen_ids = Vec::with_capacity(p.citizen_ids.len());
     for c in &p.citizen_ids {
         citizen_ids.push(::records::CitizenId {
             key: id_hash(settings, &c.value),
-            sealed: seal::seal(secret, seal::Kind::CitizenId, &c.value).ok_or_else(sealing)?,
+            sealed: seal::seal(seal_key, seal::Kind::CitizenId, &c.value).ok_or_else(sealing)?,
             level: level_of(c.level),
             source: c.source.clone(),
             at: c.at,
@@ -270,7 +270,7 @@ pub fn to_record(settings: &Settings, p: &Person) -> StoreResult<::records::Pers
         ways_in.push(::records::WayIn {
             key: link_hash(settings, &l.connector, &l.subject),
             connector: l.connector.clone(),
-            sealed_subject: seal::seal(secret, seal::Kind::Subject, &l.subject)
+            sealed_subject: seal::seal(seal_key, seal::Kind::Subject, &l.subject)
                 .ok_or_else(sealing)?,
             at: l.at,
         });
@@ -287,7 +287,7 @@ pub fn to_record(settings: &Settings, p: &Person) -> StoreResult<::records::Pers
 
 /// A person from its stored form.
 pub fn from_record(settings: &Settings, r: ::records::Person) -> StoreResult<Person> {
-    let secret = &settings.seal_key;
+    let seal_key = &settings.seal_key;
     let unsealable = |what: &str| {
         StoreError::Corrupt(format!(
             "a sealed {what} of person {} does not open (was pairwise_secret changed?)",
@@ -297,7 +297,7 @@ pub fn from_record(settings: &Settings, r: ::records::Person) -> StoreResult<Per
     let mut citizen_ids = Vec::with_capacity(r.citizen_ids.len());
     for c in &r.citizen_ids {
         citizen_ids.push(CitizenIdRecord {
-            value: seal::open(secret, seal::Kind::CitizenId, &c.sealed)
+            value: seal::open(seal_key, seal::Kind::CitizenId, &c.sealed)
                 .ok_or_else(|| unsealable("number"))?,
             level: assurance_of(c.level),
             source: c.source.clone(),
@@ -312,7 +312,7 @@ pub fn from_record(settings: &Settings, r: ::records::Person) -> StoreResult<Per
     for w in &r.ways_in {
         links.push(LinkRecord {
             connector: w.connector.clone(),
-            subject: seal::open(secret, seal::Kind::Subject, &w.sealed_subject)
+            subject: seal::open(seal_key, seal::Kind::Subject, &w.sealed_subject)
                 .ok_or_else(|| unsealable("subject"))?,
             at: w.at,
         });
