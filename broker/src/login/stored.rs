@@ -122,11 +122,11 @@ mod tests {
 
     fn form() -> Form {
         Form {
-            title: "title-password".into(),
+            title: "test-citizens-title".into(),
             intro: None,
             fields: vec![connectors::Field::new(
                 "username",
-                "label-username",
+                "field-username",
                 "text",
                 "username",
             )],
@@ -171,7 +171,7 @@ mod tests {
                 exhausted: true,
             },
             Stage::Notice {
-                key: "notice-suspended".into(),
+                key: "notice-title".into(),
             },
         ]
     }
