@@ -206,8 +206,7 @@ impl Tr {
 
     /// The message of `key`.
     pub fn get(&self, key: &str) -> String {
-        self.lookup(key, None)
-            .unwrap_or_else(|| format!("Unknown localization key: {key:?}"))
+        self.lookup(key, None).unwrap_or_else(|| unknown(key))
     }
 
     /// The message of `key`, if there is one (in this language or English).
@@ -217,10 +216,9 @@ impl Tr {
 
     /// The message of `key` with named arguments, if there is one.
     pub fn try_with(&self, key: &str, args: &BTreeMap<String, String>) -> Option<String> {
-        // Whether the message exists, whatever its arguments.
-        let exists = self.lookup(key, Some(&self.fluent_args(args))).is_some()
-            || self.lookup(key, None).is_some();
-        exists.then(|| self.with(key, args))
+        // A message that exists but does not take these arguments reads as unknown.
+        self.lookup(key, Some(&self.fluent_args(args)))
+            .or_else(|| self.lookup(key, None).map(|_| unknown(key)))
     }
 
     fn fluent_args(
@@ -243,13 +241,18 @@ impl Tr {
     /// `_date`) holding an ISO date is written as people of this language write dates.
     pub fn with(&self, key: &str, args: &BTreeMap<String, String>) -> String {
         self.lookup(key, Some(&self.fluent_args(args)))
-            .unwrap_or_else(|| format!("Unknown localization key: {key:?}"))
+            .unwrap_or_else(|| unknown(key))
     }
 
     /// Text of an operator-written per-language map, falling back to English, then any.
     pub fn pick<'a>(&self, text: &'a BTreeMap<String, String>) -> &'a str {
         common::localized::pick(text, self.lang)
     }
+}
+
+/// What the loader shows for a message it does not have.
+fn unknown(key: &str) -> String {
+    format!("Unknown localization key: {key:?}")
 }
 
 #[cfg(test)]
