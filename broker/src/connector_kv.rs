@@ -65,4 +65,8 @@ impl KeyValue for StoreKv {
             retry_after: d.retry_after,
         })
     }
+
+    async fn hits(&self, k: &str, window: Duration, now: u64) -> Result<u64, KvError> {
+        self.0.rate_count(&key(k), window, now).await.map_err(err)
+    }
 }

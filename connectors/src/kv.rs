@@ -55,6 +55,10 @@ pub trait KeyValue: Send + Sync {
 
     /// Counts a hit against `key` in a fixed window and tells whether it is within `limit`.
     async fn hit(&self, key: &str, limit: u64, window: Duration, now: u64) -> Result<Hit, KvError>;
+
+    /// The hits [`KeyValue::hit`] counted against `key` in the window that holds `now`,
+    /// without counting one (0 when there were none).
+    async fn hits(&self, key: &str, window: Duration, now: u64) -> Result<u64, KvError>;
 }
 
 impl fmt::Debug for dyn KeyValue {
@@ -144,6 +148,15 @@ impl KeyValue for MemoryKv {
             }
         }))
     }
+
+    async fn hits(&self, key: &str, _window: Duration, now: u64) -> Result<u64, KvError> {
+        Ok(self.with(|m| {
+            m.get(key)
+                .filter(|(_, exp)| *exp > now)
+                .and_then(|(v, _)| <[u8; 8]>::try_from(v.as_slice()).ok())
+                .map_or(0, u64::from_be_bytes)
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +180,13 @@ mod tests {
             assert_eq!((h.count, h.allowed), (i, i <= 2));
             assert_eq!(h.retry_after, Duration::from_secs(10));
         }
+        assert_eq!(
+            kv.hits("r", ttl, 2_000).await.ok(),
+            Some(3),
+            "read, not counted"
+        );
+        assert_eq!(kv.hits("r", ttl, 2_000).await.ok(), Some(3));
+        assert_eq!(kv.hits("never", ttl, 2_000).await.ok(), Some(0));
         let h = kv.hit("r", 2, ttl, 11_000).await.expect("hit");
         assert_eq!((h.count, h.allowed), (1, true), "a new window");
     }

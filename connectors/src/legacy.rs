@@ -499,7 +499,7 @@ impl TypedConnector for LegacyAccounts {
         };
         match self.check(username, password).await? {
             Checked::Ok(identity) => {
-                attempt.succeeded(kv, now).await.map_err(kv_err)?;
+                attempt.succeeded(kv).await.map_err(kv_err)?;
                 tracing::info!(account = %self.hasher.tag("id", &account), "old portal account signed in");
                 Ok(Step::Done(identity))
             }

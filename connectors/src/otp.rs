@@ -298,21 +298,21 @@ impl Guard {
 #[derive(Debug)]
 #[must_use = "a success must be recorded, or it counts as a failure"]
 pub struct Attempt {
-    /// (successes key, what is left of the attempts window) per limited dimension.
-    counters: Vec<(String, Duration)>,
+    /// The successes counter of each limited dimension.
+    successes: Vec<String>,
+    /// The window the attempts are counted in.
+    window: Duration,
+    /// When the attempt was counted: its success is given back in that same window.
+    counted_at: u64,
 }
 
 impl Attempt {
-    /// Records that the checked answer was right: this attempt no longer counts.
-    pub async fn succeeded(self, kv: &dyn KeyValue, now: u64) -> Result<(), KvError> {
-        for (key, window_left) in &self.counters {
-            // Read and write, not atomic: two right answers at once may be counted as one,
-            // which errs on the safe side (one fewer attempt). The count lives as long as
-            // the attempts window it offsets.
-            let n = read_count(kv, key, now).await?;
-            let ttl = (*window_left).max(Duration::from_millis(1));
-            kv.put(key, (n + 1).to_string().as_bytes(), ttl, now)
-                .await?;
+    /// Records that the checked answer was right: this attempt no longer counts. One atomic
+    /// increment per dimension, in the window the attempt was counted in, so two right
+    /// answers at once are both given back.
+    pub async fn succeeded(self, kv: &dyn KeyValue) -> Result<(), KvError> {
+        for key in &self.successes {
+            kv.hit(key, UNLIMITED, self.window, self.counted_at).await?;
         }
         Ok(())
     }
@@ -331,6 +331,12 @@ async fn read_count(kv: &dyn KeyValue, key: &str, now: u64) -> Result<u64, KvErr
 const UNLIMITED: u64 = u32::MAX as u64;
 
 impl Guard {
+    /// Where versions before 2026-12-04 counted successes (a read, then a write). Such a
+    /// count lives at most one window after an upgrade, and is given back until it ends.
+    fn legacy_successes(&self, action: &str, dim: &str, tag: &str) -> String {
+        format!("{}:rl:{action}-ok:{dim}:{tag}", self.prefix)
+    }
+
     fn limit_of(dim: &str, limits: PerDimension) -> u64 {
         match dim {
             "id" => limits.per_id,
@@ -354,7 +360,7 @@ impl Guard {
         window: Duration,
         now: u64,
     ) -> Result<Result<Attempt, Duration>, KvError> {
-        let mut counters = Vec::new();
+        let mut successes = Vec::new();
         let mut longest: Option<Duration> = None;
         for (dim, tag) in &self.dims {
             let limit = Self::limit_of(dim, limits);
@@ -362,10 +368,15 @@ impl Guard {
                 continue;
             }
             let attempts = format!("{}:rl:{action}:{dim}:{tag}", self.prefix);
-            let successes = format!("{}:rl:{action}-ok:{dim}:{tag}", self.prefix);
+            let given_back = format!("{}:rl:{action}-right:{dim}:{tag}", self.prefix);
             let hit = kv.hit(&attempts, UNLIMITED, window, now).await?;
-            let forgiven = read_count(kv, &successes, now).await?;
-            if hit.count.saturating_sub(forgiven) > limit {
+            // Successes only lower the count: within the limit they need not be read.
+            let over = hit.count > limit
+                && hit.count.saturating_sub(
+                    kv.hits(&given_back, window, now).await?
+                        + read_count(kv, &self.legacy_successes(action, dim, tag), now).await?,
+                ) > limit;
+            if over {
                 let wait = hit.retry_after.max(Duration::from_secs(1));
                 let until = now.saturating_add(ms(wait));
                 kv.put(
@@ -377,11 +388,15 @@ impl Guard {
                 .await?;
                 longest = Some(longest.map_or(wait, |l| l.max(wait)));
             }
-            counters.push((successes, hit.retry_after));
+            successes.push(given_back);
         }
         Ok(match longest {
             Some(wait) => Err(wait),
-            None => Ok(Attempt { counters }),
+            None => Ok(Attempt {
+                successes,
+                window,
+                counted_at: now,
+            }),
         })
     }
 }
@@ -483,6 +498,69 @@ mod tests {
             Some(Some(Duration::from_secs(45)))
         );
         assert_eq!(c.start_cooldown(&kv, "f", 60_000).await.ok(), Some(None));
+    }
+
+    fn id_only(per_id: u64) -> PerDimension {
+        PerDimension {
+            per_id,
+            per_phone: 0,
+            per_address: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn right_answers_are_given_back_and_only_failures_lock() {
+        let kv = MemoryKv::default();
+        let h = KeyedHash::new(b"k");
+        let w = Duration::from_secs(60);
+        let g = Guard::new(&h, "t", &[("id", "ID1")]);
+        for t in 0..5 {
+            let right = g
+                .attempt(&kv, "failed", id_only(2), w, t)
+                .await
+                .expect("kv");
+            right
+                .expect("right answers never reach the limit")
+                .succeeded(&kv)
+                .await
+                .expect("kv");
+        }
+        for t in 5..7 {
+            let wrong = g
+                .attempt(&kv, "failed", id_only(2), w, t)
+                .await
+                .expect("kv");
+            assert!(wrong.is_ok(), "failure {} of 2 is allowed", t - 4);
+        }
+        let third = g
+            .attempt(&kv, "failed", id_only(2), w, 7)
+            .await
+            .expect("kv");
+        assert!(third.is_err(), "the third failure is over the limit");
+        assert!(g.locked(&kv, 8).await.expect("kv").is_some(), "and locks");
+    }
+
+    #[tokio::test]
+    async fn successes_counted_by_earlier_versions_are_given_back() {
+        let kv = MemoryKv::default();
+        let h = KeyedHash::new(b"k");
+        let w = Duration::from_secs(60);
+        let g = Guard::new(&h, "t", &[("id", "ID1")]);
+        let legacy = format!("t:rl:failed-ok:id:{}", h.tag("id", "ID1"));
+        kv.put(&legacy, b"3", w, 0).await.expect("put");
+        // Five attempts of which three were right (counted the old way): two failures.
+        for t in 0..5 {
+            let a = g
+                .attempt(&kv, "failed", id_only(2), w, t)
+                .await
+                .expect("kv");
+            assert!(a.is_ok(), "attempt {t} is within the limit");
+        }
+        let a = g
+            .attempt(&kv, "failed", id_only(2), w, 5)
+            .await
+            .expect("kv");
+        assert!(a.is_err(), "the third failure is over the limit");
     }
 
     #[tokio::test]

@@ -233,7 +233,7 @@ impl TypedConnector for TestCitizens {
         };
         match self.find(username, password) {
             Some(c) => {
-                attempt.succeeded(kv, now).await.map_err(kv_err)?;
+                attempt.succeeded(kv).await.map_err(kv_err)?;
                 Ok(Step::Done(Identity {
                     subject: c.username.clone(),
                     citizen_id: c.citizen_id.as_deref().map(|v| CitizenId {

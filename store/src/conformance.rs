@@ -671,7 +671,26 @@ async fn rate_limit(store: &dyn Store, keys: &Keys) {
         "conformance: retry_after must be the rest of the window: {d:?}"
     );
 
+    expect_eq(
+        "rate_count reads the window's hits without counting one",
+        ok("rate_count", store.rate_count(&k, window, start + 11).await),
+        limit + 1,
+    );
+    expect_eq(
+        "rate_count again",
+        ok("rate_count", store.rate_count(&k, window, start + 12).await),
+        limit + 1,
+    );
+
     let other = keys.key("rate-other");
+    expect_eq(
+        "rate_count of a key never hit",
+        ok(
+            "rate_count",
+            store.rate_count(&other, window, start + 10).await,
+        ),
+        0,
+    );
     let d = ok(
         "hit_rate_limit",
         store
@@ -691,6 +710,11 @@ async fn rate_limit(store: &dyn Store, keys: &Keys) {
     assert!(
         d.allowed && d.count == 1,
         "conformance: a new window starts fresh: {d:?}"
+    );
+    expect_eq(
+        "rate_count in the new window",
+        ok("rate_count", store.rate_count(&k, window, next + 6).await),
+        1,
     );
     expect_eq(
         "retry_after in the new window",

@@ -159,6 +159,14 @@ fn live_value(
     }
 }
 
+/// A rate counter's value: its count, big-endian.
+fn rate_counter(raw: &[u8]) -> Result<u64, Fail> {
+    let bytes: [u8; 8] = raw
+        .try_into()
+        .map_err(|_| Fail::Corrupt(format!("rate counter of {} bytes", raw.len())))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the database file, creating its parent directory if missing.
     /// Blocking; call it at startup, before serving.
@@ -488,19 +496,11 @@ impl Store for EmbeddedStore {
         window: Duration,
         now: Millis,
     ) -> StoreResult<RateDecision> {
-        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
-        let window_end = (now / window_ms)
-            .saturating_add(1)
-            .saturating_mul(window_ms);
-        let key = format!("{key}:{}", now / window_ms);
+        let (index, window_end) = crate::rate_window(window, now);
+        let key = format!("{key}:{index}");
         self.write("hit_rate_limit", move |t| {
             let previous = match live_value(t, &key, now)? {
-                Some((_, raw)) => {
-                    let bytes: [u8; 8] = raw.as_slice().try_into().map_err(|_| {
-                        Fail::Corrupt(format!("rate counter of {} bytes", raw.len()))
-                    })?;
-                    u64::from_be_bytes(bytes)
-                }
+                Some((_, raw)) => rate_counter(&raw)?,
                 None => 0,
             };
             let count = previous.saturating_add(1);
@@ -514,6 +514,15 @@ impl Store for EmbeddedStore {
                 retry_after: Duration::from_millis(window_end.saturating_sub(now)),
             };
             Ok((decision, Commit::Fast))
+        })
+        .await
+    }
+
+    async fn rate_count(&self, key: &str, window: Duration, now: Millis) -> StoreResult<u64> {
+        let key = format!("{key}:{}", crate::rate_window(window, now).0);
+        self.read("rate_count", move |t| match live_value(t, &key, now)? {
+            Some((_, raw)) => rate_counter(&raw),
+            None => Ok(0),
         })
         .await
     }

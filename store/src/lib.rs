@@ -170,6 +170,10 @@ pub trait Store: Send + Sync {
         now: Millis,
     ) -> StoreResult<RateDecision>;
 
+    /// The hits [`Store::hit_rate_limit`] counted against `key` in the window of `window`
+    /// that holds `now`, without counting one (0 when there were none).
+    async fn rate_count(&self, key: &str, window: Duration, now: Millis) -> StoreResult<u64>;
+
     /// Adds `member` to the set at `key` (created if missing) and sets the set's expiry to
     /// `now + ttl`, in one atomic step. Used to index what a session must revoke at logout.
     async fn add_member(
@@ -223,6 +227,14 @@ pub trait Store: Send + Sync {
 
 /// A shared store handle.
 pub type SharedStore = Arc<dyn Store>;
+
+/// The fixed window of `window` that holds `now`: its index (rate counters are kept per
+/// index, `{key}:{index}`) and when it ends (Unix ms).
+pub fn rate_window(window: Duration, now: Millis) -> (u64, Millis) {
+    let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+    let index = now / window_ms;
+    (index, index.saturating_add(1).saturating_mul(window_ms))
+}
 
 /// Expiry time for a TTL, in Unix milliseconds.
 pub fn expiry(ttl: Option<Duration>, now: Millis) -> Option<Millis> {

@@ -132,6 +132,10 @@ impl Store for MeteredStore {
         .await
     }
 
+    async fn rate_count(&self, key: &str, window: Duration, now: Millis) -> StoreResult<u64> {
+        timed("rate_count", self.inner.rate_count(key, window, now)).await
+    }
+
     async fn add_member(
         &self,
         key: &str,

@@ -782,6 +782,9 @@ mod blip {
         ) -> StoreResult<RateDecision> {
             self.0.hit_rate_limit(k, limit, window, now).await
         }
+        async fn rate_count(&self, k: &str, window: Duration, now: Millis) -> StoreResult<u64> {
+            self.0.rate_count(k, window, now).await
+        }
         async fn add_member(
             &self,
             k: &str,

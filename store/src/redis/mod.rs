@@ -612,9 +612,7 @@ impl Store for RedisStore {
         window: Duration,
         now: Millis,
     ) -> StoreResult<RateDecision> {
-        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
-        let index = now / window_ms;
-        let window_end = index.saturating_add(1).saturating_mul(window_ms);
+        let (index, window_end) = crate::rate_window(window, now);
         let mut call = self.rate.prepare_invoke();
         call.key(self.key(&format!("{key}:{index}")))
             .arg(window_end);
@@ -626,6 +624,18 @@ impl Store for RedisStore {
             count,
             retry_after: Duration::from_millis(window_end.saturating_sub(now)),
         })
+    }
+
+    async fn rate_count(&self, key: &str, window: Duration, now: Millis) -> StoreResult<u64> {
+        let mut cmd = ::redis::cmd("GET");
+        cmd.arg(self.key(&format!("{key}:{}", crate::rate_window(window, now).0)));
+        match bytes_opt("rate_count", self.read("rate_count", cmd).await?)? {
+            None => Ok(0),
+            Some(raw) => std::str::from_utf8(&raw)
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| corrupt("rate_count", "a count that is not a number")),
+        }
     }
 
     async fn add_member(
