@@ -164,7 +164,6 @@ pub async fn authenticated(
     decision: Claim,
 ) -> Outcome {
     let settings = &state.settings();
-    let store = state.store.as_ref();
     let records = state.records.as_ref();
     let lang = tx.request.lang.clone();
     let Some(client) = settings.clients.get(tx.request.client_id.as_str()) else {
@@ -281,29 +280,62 @@ pub async fn authenticated(
         sid = %session.sid,
         "citizen authenticated"
     );
-    let secret = match session::save(settings, store, secret, session.clone(), state.now).await {
-        Ok(s) => s,
-        Err(e) => return Err(Failure::unavailable(&lang, &e)),
-    };
-    let mut answer = proceed(state, tx, &secret, session, SessionPerson::known(person)).await?;
+    // Written once, by whatever comes next: the code's response (which adds the client to
+    // it) or the stage shown before it.
+    let secret = secret.unwrap_or_else(|| random_token(32));
+    let known = SessionPerson::known(person);
+    let mut answer = proceed_unsaved(state, tx, &secret, session, known).await?;
     answer.session_cookie = Some(secret);
     answer.last_source = Some(connector_id.to_string());
     Ok(answer)
 }
 
 /// After authentication: a notice, the citizen ID link, consent, then the code — each step
-/// shown only when needed.
+/// shown only when needed. `session` is saved already.
 pub async fn proceed(
+    state: &Env,
+    tx: LoginTx,
+    secret: &str,
+    session: Session,
+    known: SessionPerson,
+) -> Outcome {
+    proceed_with(state, tx, secret, session, known, false).await
+}
+
+/// [`proceed`] with a session not saved yet: it is saved with the code (one write), or
+/// before whatever else comes next.
+async fn proceed_unsaved(
+    state: &Env,
+    tx: LoginTx,
+    secret: &str,
+    session: Session,
+    known: SessionPerson,
+) -> Outcome {
+    proceed_with(state, tx, secret, session, known, true).await
+}
+
+async fn proceed_with(
     state: &Env,
     mut tx: LoginTx,
     secret: &str,
     session: Session,
     mut known: SessionPerson,
+    unsaved: bool,
 ) -> Outcome {
     let settings = state.settings();
     let store = state.store.as_ref();
     let lang = tx.request.lang.clone();
+    let save = |session: &Session| {
+        session::save(
+            &settings,
+            store,
+            Some(secret.to_string()),
+            session.clone(),
+            state.now,
+        )
+    };
     let Some(client) = settings.clients.get(tx.request.client_id.as_str()) else {
+        keep_signed_in(unsaved, save(&session)).await;
         return Err(Failure::page(
             &lang,
             400,
@@ -341,6 +373,11 @@ pub async fn proceed(
     .await;
     match next {
         Ok(Some(stage)) => {
+            if unsaved {
+                if let Err(e) = save(&session).await {
+                    return Err(Failure::unavailable(&lang, &e));
+                }
+            }
             tx.stage = stage;
             show_stage(state, &tx).await
         }
@@ -349,11 +386,28 @@ pub async fn proceed(
                 .delete(&crate::keyspace::login_tx(&tx.id), state.now)
                 .await
             {
+                keep_signed_in(unsaved, save(&session)).await;
                 return Err(Failure::unavailable(&lang, &e));
             }
             issue_code_response(state, client, &tx.request, secret, session, known).await
         }
-        Err(e) => Err(Failure::unavailable(&lang, &e)),
+        Err(e) => {
+            keep_signed_in(unsaved, save(&session)).await;
+            Err(Failure::unavailable(&lang, &e))
+        }
+    }
+}
+
+/// On a failure after authentication, saves a session not saved yet if the store still
+/// can (the records may be what failed): the citizen stays signed in for their retry.
+async fn keep_signed_in(
+    unsaved: bool,
+    save: impl std::future::Future<Output = Result<String, StoreError>>,
+) {
+    if unsaved {
+        if let Err(e) = save.await {
+            tracing::warn!(error = %e, "the session could not be saved after a failure either");
+        }
     }
 }
 

@@ -719,17 +719,46 @@ mod tests {
     }
 }
 
-/// A store whose reads of sessions fail (a blip of Redis) while everything else works.
+/// A store that watches sessions: their reads can fail (a blip of Redis) while everything
+/// else works, and their writes are counted.
 #[cfg(test)]
 mod blip {
     use std::time::Duration;
 
     use store::{Claimed, Millis, RateDecision, Rotation, Store, StoreError, StoreResult};
 
-    pub struct SessionReadsFail(pub store::embedded::EmbeddedStore);
+    pub struct WatchedSessions(pub store::embedded::EmbeddedStore, pub Watch);
+
+    /// What the store does with sessions besides storing them.
+    #[derive(Default)]
+    pub struct Watch {
+        /// Reads of sessions fail.
+        pub reads_fail: bool,
+        /// Writes of sessions, counted.
+        pub writes: std::sync::atomic::AtomicUsize,
+    }
+
+    impl WatchedSessions {
+        pub fn new(inner: store::embedded::EmbeddedStore) -> Self {
+            let watch = Watch {
+                reads_fail: true,
+                ..Watch::default()
+            };
+            WatchedSessions(inner, watch)
+        }
+
+        /// A store that only counts the writes of sessions.
+        pub fn counting(inner: store::embedded::EmbeddedStore) -> Self {
+            WatchedSessions(inner, Watch::default())
+        }
+
+        pub fn session_writes(&self) -> usize {
+            self.1.writes.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
 
     #[async_trait::async_trait]
-    impl Store for SessionReadsFail {
+    impl Store for WatchedSessions {
         async fn put(
             &self,
             k: &str,
@@ -737,6 +766,11 @@ mod blip {
             ttl: Option<Duration>,
             now: Millis,
         ) -> StoreResult<()> {
+            if k.starts_with("sess:") {
+                self.1
+                    .writes
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
             self.0.put(k, v, ttl, now).await
         }
         async fn put_new(
@@ -749,7 +783,7 @@ mod blip {
             self.0.put_new(k, v, ttl, now).await
         }
         async fn get(&self, k: &str, now: Millis) -> StoreResult<Option<Vec<u8>>> {
-            if k.starts_with("sess:") {
+            if self.1.reads_fail && k.starts_with("sess:") {
                 return Err(StoreError::Unavailable("blip".into()));
             }
             self.0.get(k, now).await
@@ -831,25 +865,22 @@ mod blip {
 mod blip_tests {
     use std::sync::Arc;
 
+    use store::Store as _;
+
     use super::*;
 
-    /// After a store blip while the session is read, a successful login shows "try again
-    /// later" instead of opening a second session with a new `sid` (whose logout would
-    /// never reach the platforms of the first).
-    #[tokio::test]
-    async fn a_store_error_reading_the_session_is_never_taken_as_no_session() {
-        let dir = tempfile::tempdir().expect("dir");
-        let settings = Arc::new(crate::config::for_tests(dir.path(), ""));
-        let inner =
-            store::embedded::EmbeddedStore::open(&dir.path().join("t.redb")).expect("store");
-        let store: store::SharedStore = Arc::new(blip::SessionReadsFail(inner));
+    /// A login of `rp` at its connector's form, on `store`, and the password step's answer.
+    async fn at_the_password_step(
+        settings: crate::config::Settings,
+        store: store::SharedStore,
+        dir: &std::path::Path,
+        now: u64,
+    ) -> (Env, LoginTx, steps::Fields) {
         let records: records::SharedRecords = Arc::new(
-            records::embedded::EmbeddedRecords::open(&dir.path().join("r.redb")).expect("records"),
+            records::embedded::EmbeddedRecords::open(&dir.join("r.redb")).expect("records"),
         );
-        let now = crate::util::now_millis();
-        let mut state = Env::new(settings, store.clone(), records, now, "127.0.0.1".into());
+        let mut state = Env::new(Arc::new(settings), store, records, now, "127.0.0.1".into());
         state.browser_cookie = Some("b".repeat(32));
-        state.session_cookie = Some("an-existing-session-cookie".into());
         let request = crate::oidc::authorize::AuthRequest {
             client_id: "rp".into(),
             redirect_uri: "https://rp.example/cb".into(),
@@ -888,6 +919,29 @@ mod blip_tests {
             ("password".to_string(), "demo".to_string()),
         ]);
         state.now += 1;
+        (state, tx, answer)
+    }
+
+    fn watched(
+        dir: &std::path::Path,
+        watched: fn(store::embedded::EmbeddedStore) -> blip::WatchedSessions,
+    ) -> Arc<blip::WatchedSessions> {
+        let inner = store::embedded::EmbeddedStore::open(&dir.join("t.redb")).expect("store");
+        Arc::new(watched(inner))
+    }
+
+    /// After a store blip while the session is read, a successful login shows "try again
+    /// later" instead of opening a second session with a new `sid` (whose logout would
+    /// never reach the platforms of the first).
+    #[tokio::test]
+    async fn a_store_error_reading_the_session_is_never_taken_as_no_session() {
+        let dir = tempfile::tempdir().expect("dir");
+        let settings = crate::config::for_tests(dir.path(), "");
+        let store = watched(dir.path(), blip::WatchedSessions::new);
+        let now = crate::util::now_millis();
+        let (mut state, tx, answer) =
+            at_the_password_step(settings, store.clone(), dir.path(), now).await;
+        state.session_cookie = Some("an-existing-session-cookie".into());
         match steps::step(&state, tx, answer).await {
             Err(f) => assert_eq!(f.status, 503, "{f}"),
             Ok(a) => panic!("a new session must not be opened: {a:?}"),
@@ -897,5 +951,37 @@ mod blip_tests {
             .await
             .expect("keys");
         assert!(sessions.is_empty(), "no second session: {sessions:?}");
+    }
+
+    /// A login straight to the code writes its new session once (with the platform in it);
+    /// one that stops at a page first (consent) has its session saved before that page.
+    #[tokio::test]
+    async fn a_new_session_is_written_once_and_before_any_page() {
+        for consent in [false, true] {
+            let dir = tempfile::tempdir().expect("dir");
+            let mut settings = crate::config::for_tests(dir.path(), "");
+            if let Some(rp) = settings.clients.get_mut("rp") {
+                rp.require_consent = consent;
+            }
+            let store = watched(dir.path(), blip::WatchedSessions::counting);
+            let now = crate::util::now_millis();
+            let (state, tx, answer) =
+                at_the_password_step(settings, store.clone(), dir.path(), now).await;
+            let answer = steps::step(&state, tx, answer).await.expect("signed in");
+            let secret = answer.session_cookie.clone().expect("a session cookie");
+            assert_eq!(store.session_writes(), 1, "consent {consent}: {answer:?}");
+            let saved = crate::session::current(
+                Some(&secret),
+                &state.settings(),
+                store.as_ref(),
+                state.now,
+            )
+            .await
+            .expect("read")
+            .expect("the session is saved");
+            let platforms: Vec<&str> = saved.1.clients.iter().map(|c| c.as_str()).collect();
+            let expected: &[&str] = if consent { &[] } else { &["rp"] };
+            assert_eq!(platforms, expected, "consent {consent}");
+        }
     }
 }
