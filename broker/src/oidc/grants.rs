@@ -101,6 +101,17 @@ pub fn family_of_code(code: &str) -> String {
     sha256_b64(format!("family:{code}").as_bytes())[..22].to_string()
 }
 
+/// The mark at the start of a code bound to no DPoP key: `u.{secret}`. Redeeming it needs
+/// no read of its record before using it up (there is no key to check a proof against
+/// first). A random code is base64url, without `.`, so no other code looks marked, and the
+/// store key is the digest of the whole code, so the mark can be neither added nor removed.
+const UNBOUND_CODE_MARK: &str = "u.";
+
+/// Whether a code says it is bound to no DPoP key (see [`UNBOUND_CODE_MARK`]).
+pub fn code_is_unbound(code: &str) -> bool {
+    code.starts_with(UNBOUND_CODE_MARK)
+}
+
 /// Family id and store key of a refresh token `{fid}.{secret}`; `None` when malformed.
 pub fn refresh_key(token: &str) -> Option<(String, String)> {
     let (fid, secret) = token.split_once('.')?;
@@ -191,7 +202,10 @@ pub async fn issue_code(
     record: &CodeRecord,
     now: u64,
 ) -> StoreResult<String> {
-    let code = random_token(32);
+    let code = match record.dpop_jkt {
+        None => format!("{UNBOUND_CODE_MARK}{}", random_token(32)),
+        Some(_) => random_token(32),
+    };
     // FAPI 2.0: a code lives at most 60 seconds.
     let ttl = match settings
         .clients

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use super::dpop::{self, check_code_binding, Proof, Unspent};
 use super::grants::{
-    bound_to, family_of_code, mark, mint, new_refresh_token, refresh_key, CodeRecord, FamilyRecord,
-    Mark, TokenResponse, TOMBSTONE,
+    bound_to, code_is_unbound, family_of_code, mark, mint, new_refresh_token, refresh_key,
+    CodeRecord, FamilyRecord, Mark, TokenResponse, TOMBSTONE,
 };
 use super::{OAuthError, Params};
 use crate::config::{Client, Settings};
@@ -68,12 +68,15 @@ async fn authorization_code(
         .ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
     let fid = family_of_code(code);
     // A code bound to a DPoP key (RFC 9449 10) is refused with another key before it is
-    // used up: a thief's attempt must not burn the rightful client's code.
-    if let Some(bytes) = store.get(&keyspace::code(code), now).await? {
-        if bytes != TOMBSTONE {
-            if let Ok(r) = serde_json::from_slice::<CodeRecord>(&bytes) {
-                check_code_binding(r.dpop_jkt.as_deref(), proof)
-                    .map_err(OAuthError::invalid_grant)?;
+    // used up: a thief's attempt must not burn the rightful client's code. A code marked
+    // unbound has nothing to check first.
+    if !code_is_unbound(code) {
+        if let Some(bytes) = store.get(&keyspace::code(code), now).await? {
+            if bytes != TOMBSTONE {
+                if let Ok(r) = serde_json::from_slice::<CodeRecord>(&bytes) {
+                    check_code_binding(r.dpop_jkt.as_deref(), proof)
+                        .map_err(OAuthError::invalid_grant)?;
+                }
             }
         }
     }
@@ -463,6 +466,14 @@ mod tests {
         let code = issue_code(&settings, &store, &record(), T0)
             .await
             .expect("code");
+        assert!(code_is_unbound(&code), "a code without dpop_jkt says so");
+        // Without its mark it is another code, which does not exist.
+        let stripped = code.strip_prefix("u.").expect("marked");
+        let e = grant(&settings, &store, rp, &redeem(stripped), None, T0 + 1)
+            .await
+            .err()
+            .expect("an unmarked copy finds no code");
+        assert_eq!(e.error, "invalid_grant");
         let tokens = grant(
             &settings,
             &store,
@@ -571,6 +582,23 @@ mod tests {
         let code = issue_code(&settings, &store, &bound, T0)
             .await
             .expect("code");
+        assert!(!code_is_unbound(&code), "a bound code is not marked unbound");
+        // With another key, or none, the code is refused and not used up.
+        for other in [None, proof("key-2", None)] {
+            let e = grant(&settings, &store, rp, &redeem(&code), other, T0 + 1)
+                .await
+                .err()
+                .expect("a bound code needs its key");
+            assert_eq!(e.error, "invalid_grant");
+        }
+        // Marked unbound by a thief, it finds nothing.
+        let forged = format!("u.{code}");
+        assert!(code_is_unbound(&forged));
+        let e = grant(&settings, &store, rp, &redeem(&forged), None, T0 + 1)
+            .await
+            .err()
+            .expect("a forged mark finds no code");
+        assert_eq!(e.error, "invalid_grant");
         let tokens = grant(
             &settings,
             &store,
