@@ -18,6 +18,7 @@ pub async fn run_all(store: &dyn Store) {
     let keys = Keys::new();
     ping(store).await;
     put_get(store, &keys).await;
+    put_many(store, &keys).await;
     expiry(store, &keys).await;
     durable(store, &keys).await;
     put_new(store, &keys).await;
@@ -125,6 +126,54 @@ async fn put_get(store: &dyn Store, keys: &Keys) {
         ok("get", store.get(&k, now).await),
         some(b""),
     );
+}
+
+async fn put_many(store: &dyn Store, keys: &Keys) {
+    let (a, b) = (keys.key("many-a"), keys.key("many-b"));
+    let now = real_now();
+    ok("put", store.put(&a, b"older", Some(TTL), now).await);
+    ok(
+        "put_many",
+        store.put_many(&[&a, &b], b"both", Some(TTL), now).await,
+    );
+    for k in [&a, &b] {
+        expect_eq(
+            "get after put_many",
+            ok("get", store.get(k, now).await),
+            some(b"both"),
+        );
+    }
+    // Written a minute ago with a one-second lifetime: both are gone.
+    ok(
+        "put_many",
+        store
+            .put_many(
+                &[&a, &b],
+                b"short",
+                Some(Duration::from_secs(1)),
+                now - 60_000,
+            )
+            .await,
+    );
+    for k in [&a, &b] {
+        expect_eq(
+            "put_many's values expire together",
+            ok("get", store.get(k, now).await),
+            None,
+        );
+    }
+    ok(
+        "put_many",
+        store.put_many(&[&a, &b], b"kept", None, now).await,
+    );
+    for k in [&a, &b] {
+        expect_eq(
+            "put_many without a lifetime is durable",
+            ok("get", store.get(k, now + 86_400_000).await),
+            some(b"kept"),
+        );
+        ok("delete", store.delete(k, now).await);
+    }
 }
 
 async fn expiry(store: &dyn Store, keys: &Keys) {

@@ -365,6 +365,24 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn put_many(
+        &self,
+        keys: &[&str],
+        value: &[u8],
+        ttl: Option<Duration>,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        let raw = encode(stored_expiry(ttl, now), value);
+        self.write("put_many", move |t| {
+            for key in &keys {
+                t.insert(key.as_str(), raw.as_slice())?;
+            }
+            Ok(((), commit_for(ttl)))
+        })
+        .await
+    }
+
     async fn put_new(
         &self,
         key: &str,

@@ -98,6 +98,16 @@ pub trait Store: Send + Sync {
         now: Millis,
     ) -> StoreResult<()>;
 
+    /// Writes the same value under each of `keys` with one lifetime, in one atomic step (a
+    /// record and its index, say). On Redis Cluster the keys must share a `{hash-tag}`.
+    async fn put_many(
+        &self,
+        keys: &[&str],
+        value: &[u8],
+        ttl: Option<Duration>,
+        now: Millis,
+    ) -> StoreResult<()>;
+
     /// Writes a value only if the key holds nothing live. Returns whether it was written.
     async fn put_new(
         &self,

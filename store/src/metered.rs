@@ -64,6 +64,16 @@ impl Store for MeteredStore {
         timed("put", self.inner.put(key, value, ttl, now)).await
     }
 
+    async fn put_many(
+        &self,
+        keys: &[&str],
+        value: &[u8],
+        ttl: Option<Duration>,
+        now: Millis,
+    ) -> StoreResult<()> {
+        timed("put_many", self.inner.put_many(keys, value, ttl, now)).await
+    }
+
     async fn put_new(
         &self,
         key: &str,

@@ -773,6 +773,15 @@ mod blip {
             }
             self.0.put(k, v, ttl, now).await
         }
+        async fn put_many(
+            &self,
+            keys: &[&str],
+            v: &[u8],
+            ttl: Option<Duration>,
+            now: Millis,
+        ) -> StoreResult<()> {
+            self.0.put_many(keys, v, ttl, now).await
+        }
         async fn put_new(
             &self,
             k: &str,

@@ -136,8 +136,13 @@ async fn authorization_code(
     let ttl = Duration::from_secs(settings.tokens.refresh_token_ttl);
     let family_key = keyspace::family(&fid);
     let family_bytes = keyspace::encode(&family_key, &family)?;
+    let refresh_token = new_refresh_token(settings, &fid, jkt.as_deref());
+    let Some((_, token_key)) = refresh_key(&refresh_token) else {
+        return Err(OAuthError::server_error("a new refresh token is malformed"));
+    };
+    // The family and its first token in one write (one hash tag, one slot).
     store
-        .put(&family_key, &family_bytes, Some(ttl), now)
+        .put_many(&[&family_key, &token_key], &family_bytes, Some(ttl), now)
         .await?;
     if !record.grant.offline() {
         // Logout of the session revokes this family; `offline_access` outlives the session.
@@ -150,10 +155,6 @@ async fn authorization_code(
                 now,
             )
             .await?;
-    }
-    let refresh_token = new_refresh_token(settings, &fid, jkt.as_deref());
-    if let Some((_, key)) = refresh_key(&refresh_token) {
-        store.put(&key, &family_bytes, Some(ttl), now).await?;
     }
     let response = mint(
         settings,
@@ -582,7 +583,10 @@ mod tests {
         let code = issue_code(&settings, &store, &bound, T0)
             .await
             .expect("code");
-        assert!(!code_is_unbound(&code), "a bound code is not marked unbound");
+        assert!(
+            !code_is_unbound(&code),
+            "a bound code is not marked unbound"
+        );
         // With another key, or none, the code is refused and not used up.
         for other in [None, proof("key-2", None)] {
             let e = grant(&settings, &store, rp, &redeem(&code), other, T0 + 1)

@@ -65,6 +65,18 @@ const ROTATE_SINGLE_USE_LUA: &str = concat!(
     rotate_lua!()
 );
 
+/// KEYS: where to write. ARGV: the value, its expiry (PXAT millis) or '' for none.
+const PUT_MANY_LUA: &str = r"
+for _, key in ipairs(KEYS) do
+  if ARGV[2] == '' then
+    redis.call('SET', key, ARGV[1])
+  else
+    redis.call('SET', key, ARGV[1], 'PXAT', ARGV[2])
+  end
+end
+return 1
+";
+
 /// KEYS: window counter. ARGV: window end (PEXPIREAT millis). Returns the count.
 /// The expiry is set on every hit so a counter can never be left without one.
 const RATE_LUA: &str = r"
@@ -241,6 +253,7 @@ pub struct RedisStore {
     rotate: Script,
     rotate_single_use: Script,
     rate: Script,
+    put_many: Script,
     add_member: Script,
     enqueue: Script,
     claim: Script,
@@ -402,6 +415,7 @@ impl RedisStore {
             rotate: Script::new(ROTATE_LUA),
             rotate_single_use: Script::new(ROTATE_SINGLE_USE_LUA),
             rate: Script::new(RATE_LUA),
+            put_many: Script::new(PUT_MANY_LUA),
             add_member: Script::new(ADD_MEMBER_LUA),
             enqueue: Script::new(ENQUEUE_LUA),
             claim: Script::new(CLAIM_LUA),
@@ -514,6 +528,25 @@ impl Store for RedisStore {
         } else {
             Err(corrupt("put", "SET answered nil"))
         }
+    }
+
+    async fn put_many(
+        &self,
+        keys: &[&str],
+        value: &[u8],
+        ttl: Option<Duration>,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let mut call = self.put_many.prepare_invoke();
+        for key in keys {
+            call.key(self.key(key));
+        }
+        call.arg(value);
+        match ttl {
+            Some(ttl) => call.arg(pxat(ttl, now)),
+            None => call.arg(""),
+        };
+        self.script("put_many", call).await.map(|_| ())
     }
 
     async fn put_new(
