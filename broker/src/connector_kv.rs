@@ -45,6 +45,12 @@ impl KeyValue for StoreKv {
         self.0.get(&key(k), now).await.map_err(err)
     }
 
+    async fn get_many(&self, keys: &[&str], now: u64) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        let keys: Vec<String> = keys.iter().map(|k| key(k)).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        self.0.get_many(&keys, now).await.map_err(err)
+    }
+
     async fn take(&self, k: &str, now: u64) -> Result<Option<Vec<u8>>, KvError> {
         self.0.take(&key(k), now).await.map_err(err)
     }

@@ -47,6 +47,9 @@ pub trait KeyValue: Send + Sync {
     /// Reads a live value.
     async fn get(&self, key: &str, now: u64) -> Result<Option<Vec<u8>>, KvError>;
 
+    /// Reads several live values in one step, in the order of `keys`.
+    async fn get_many(&self, keys: &[&str], now: u64) -> Result<Vec<Option<Vec<u8>>>, KvError>;
+
     /// Reads and deletes a live value in one atomic step.
     async fn take(&self, key: &str, now: u64) -> Result<Option<Vec<u8>>, KvError>;
 
@@ -118,6 +121,14 @@ impl KeyValue for MemoryKv {
                 .filter(|(_, exp)| *exp > now)
                 .map(|(v, _)| v.clone())
         }))
+    }
+
+    async fn get_many(&self, keys: &[&str], now: u64) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            values.push(self.get(key, now).await?);
+        }
+        Ok(values)
     }
 
     async fn take(&self, key: &str, now: u64) -> Result<Option<Vec<u8>>, KvError> {

@@ -231,19 +231,23 @@ impl Guard {
         format!("{}:lock:{dim}:{tag}", self.prefix)
     }
 
-    /// The time left on the longest lock of any dimension, if one is locked.
+    /// The time left on the longest lock of any dimension, if one is locked (the locks of
+    /// every dimension read in one step).
     pub async fn locked(&self, kv: &dyn KeyValue, now: u64) -> Result<Option<Duration>, KvError> {
-        let mut longest: Option<u64> = None;
-        for (dim, tag) in &self.dims {
-            let until = kv
-                .get(&self.lock_key(dim, tag), now)
-                .await?
-                .and_then(|v| String::from_utf8(v).ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if let Some(u) = until.filter(|u| *u > now) {
-                longest = Some(longest.map_or(u, |l| l.max(u)));
-            }
-        }
+        let keys: Vec<String> = self
+            .dims
+            .iter()
+            .map(|(dim, tag)| self.lock_key(dim, tag))
+            .collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let longest = kv
+            .get_many(&keys, now)
+            .await?
+            .into_iter()
+            .flatten()
+            .filter_map(|v| std::str::from_utf8(&v).ok()?.parse::<u64>().ok())
+            .filter(|until| *until > now)
+            .max();
         Ok(longest.map(|u| Duration::from_millis(u.saturating_sub(now))))
     }
 

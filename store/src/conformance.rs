@@ -19,6 +19,7 @@ pub async fn run_all(store: &dyn Store) {
     ping(store).await;
     put_get(store, &keys).await;
     put_many(store, &keys).await;
+    get_many(store, &keys).await;
     expiry(store, &keys).await;
     durable(store, &keys).await;
     put_new(store, &keys).await;
@@ -172,6 +173,33 @@ async fn put_many(store: &dyn Store, keys: &Keys) {
             ok("get", store.get(k, now + 86_400_000).await),
             some(b"kept"),
         );
+        ok("delete", store.delete(k, now).await);
+    }
+}
+
+async fn get_many(store: &dyn Store, keys: &Keys) {
+    // Three hash tags: on Redis Cluster the keys lie in different slots.
+    let [a, b, c] = ["a", "b", "c"].map(|t| format!("{{{}-many-{t}}}:k", keys.run));
+    let now = real_now();
+    ok("put", store.put(&a, b"one", Some(TTL), now).await);
+    ok("put", store.put(&c, b"three", Some(TTL), now).await);
+    ok(
+        "put",
+        store
+            .put(&b, b"gone", Some(Duration::from_secs(1)), now - 60_000)
+            .await,
+    );
+    expect_eq(
+        "get_many in the order of the keys, nothing for a missing or expired key",
+        ok("get_many", store.get_many(&[&c, &b, &a, &c], now).await),
+        vec![some(b"three"), None, some(b"one"), some(b"three")],
+    );
+    expect_eq(
+        "get_many of no keys",
+        ok("get_many", store.get_many(&[], now).await),
+        Vec::new(),
+    );
+    for k in [&a, &b, &c] {
         ok("delete", store.delete(k, now).await);
     }
 }

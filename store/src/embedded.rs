@@ -411,6 +411,16 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn get_many(&self, keys: &[&str], now: Millis) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        self.read("get_many", move |t| {
+            keys.iter()
+                .map(|key| Ok(live_value(t, key, now)?.map(|(_, v)| v)))
+                .collect()
+        })
+        .await
+    }
+
     async fn take(&self, key: &str, now: Millis) -> StoreResult<Option<Vec<u8>>> {
         let key = key.to_owned();
         self.write("take", move |t| match live_value(t, &key, now)? {

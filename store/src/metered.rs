@@ -88,6 +88,10 @@ impl Store for MeteredStore {
         timed("get", self.inner.get(key, now)).await
     }
 
+    async fn get_many(&self, keys: &[&str], now: Millis) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        timed("get_many", self.inner.get_many(keys, now)).await
+    }
+
     async fn take(&self, key: &str, now: Millis) -> StoreResult<Option<Vec<u8>>> {
         timed("take", self.inner.take(key, now)).await
     }

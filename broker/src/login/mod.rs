@@ -797,6 +797,12 @@ mod blip {
             }
             self.0.get(k, now).await
         }
+        async fn get_many(&self, keys: &[&str], now: Millis) -> StoreResult<Vec<Option<Vec<u8>>>> {
+            if self.1.reads_fail && keys.iter().any(|k| k.starts_with("sess:")) {
+                return Err(StoreError::Unavailable("blip".into()));
+            }
+            self.0.get_many(keys, now).await
+        }
         async fn take(&self, k: &str, now: Millis) -> StoreResult<Option<Vec<u8>>> {
             self.0.take(k, now).await
         }

@@ -571,6 +571,24 @@ impl Store for RedisStore {
         bytes_opt("get", self.read("get", cmd).await?)
     }
 
+    async fn get_many(&self, keys: &[&str], _now: Millis) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // On Redis Cluster the client splits an MGET by slot and joins the answers.
+        let mut cmd = ::redis::cmd("MGET");
+        for key in keys {
+            cmd.arg(self.key(key));
+        }
+        match self.read("get_many", cmd).await? {
+            Value::Array(items) if items.len() == keys.len() => items
+                .into_iter()
+                .map(|v| bytes_opt("get_many", v))
+                .collect(),
+            _ => Err(corrupt("get_many", "expected one answer per key")),
+        }
+    }
+
     async fn take(&self, key: &str, _now: Millis) -> StoreResult<Option<Vec<u8>>> {
         let mut cmd = ::redis::cmd("GETDEL");
         cmd.arg(self.key(key));
