@@ -287,6 +287,9 @@ pub struct Settings {
     /// The key that seals citizen-ID numbers and subjects in the records (see
     /// `person::seal`), made once per configuration.
     pub seal_key: common::records_seal::SealKey,
+    /// The sealer of values a login's form shows again (see `login::seal_value`), made
+    /// once per configuration.
+    pub form_sealer: common::seal::Sealer,
     /// Token lifetimes.
     pub tokens: TokenConfig,
     /// Session settings.
@@ -797,6 +800,10 @@ impl Validator {
             csrf_key: derived_key(pairwise_secret.as_deref().unwrap_or_default(), b"csrf key"),
             seal_key: common::records_seal::SealKey::new(
                 pairwise_secret.as_deref().unwrap_or_default(),
+            ),
+            form_sealer: common::seal::Sealer::derive(
+                &common::hash::KeyedHash::new(pairwise_secret.as_deref().unwrap_or_default()),
+                "login form values",
             ),
             pairwise_secret: pairwise_secret.unwrap_or_default(),
             tokens: raw.tokens,

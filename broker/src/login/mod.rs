@@ -159,13 +159,6 @@ impl std::fmt::Debug for LoginTx {
 
 /// The key that seals what a form shows again (a name, an ID number, a phone typed before
 /// an error) inside the stored login transaction: the store never holds them in clear.
-fn form_sealer(settings: &crate::config::Settings) -> common::seal::Sealer {
-    common::seal::Sealer::derive(
-        &common::hash::KeyedHash::new(&settings.pairwise_secret),
-        "login form values",
-    )
-}
-
 /// Seals the values of `form`'s fields, bound to the transaction and the field.
 pub fn seal_form_values(settings: &crate::config::Settings, tx_id: &str, form: &mut Form) {
     for f in form.fields.iter_mut() {
@@ -184,7 +177,8 @@ pub fn seal_value(
     if value.is_empty() {
         return String::new();
     }
-    form_sealer(settings)
+    settings
+        .form_sealer
         .seal(&format!("{tx_id}/{field}"), value.as_bytes())
         .unwrap_or_default()
 }
@@ -199,7 +193,8 @@ pub fn open_form_value(
     if sealed.is_empty() {
         return String::new();
     }
-    form_sealer(settings)
+    settings
+        .form_sealer
         .open(&format!("{tx_id}/{field}"), sealed)
         .and_then(|v| String::from_utf8(v).ok())
         .unwrap_or_default()
@@ -568,6 +563,19 @@ mod tests {
         assert!(!sealed.is_empty() && !sealed.contains("110101199003074517"));
         assert_eq!(
             open_form_value(&settings, "tx-1", "id_number", &sealed),
+            "110101199003074517"
+        );
+        // Sealed as every earlier version did (the key derived for each use) it opens too:
+        // logins under way across an upgrade keep their values.
+        let per_use = common::seal::Sealer::derive(
+            &common::hash::KeyedHash::new(&settings.pairwise_secret),
+            "login form values",
+        );
+        let earlier = per_use
+            .seal("tx-1/id_number", b"110101199003074517")
+            .expect("sealed");
+        assert_eq!(
+            open_form_value(&settings, "tx-1", "id_number", &earlier),
             "110101199003074517"
         );
         // Another login, another field, or a value changed in the store: nothing shown.
