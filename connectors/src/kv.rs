@@ -71,7 +71,9 @@ impl fmt::Debug for dyn KeyValue {
 }
 
 /// An in-memory [`KeyValue`] for unit tests and single-process tools. Not shared between
-/// processes: the broker never uses it for citizens.
+/// processes: the broker never uses it for citizens. Its [`KeyValue::hit`] window starts at
+/// the first hit, where the broker's store aligns windows to multiples of their length
+/// (the guard's behaviour at a window's end is tested on the store, in the broker).
 #[derive(Default)]
 pub struct MemoryKv {
     // key -> (value, expiry in Unix ms)

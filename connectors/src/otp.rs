@@ -232,7 +232,7 @@ impl Guard {
     }
 
     /// The time left on the longest lock of any dimension, if one is locked (the locks of
-    /// every dimension read in one step).
+    /// every dimension read with one call: one round trip, one per node on Redis Cluster).
     pub async fn locked(&self, kv: &dyn KeyValue, now: u64) -> Result<Option<Duration>, KvError> {
         let keys: Vec<String> = self
             .dims
@@ -336,7 +336,9 @@ const UNLIMITED: u64 = u32::MAX as u64;
 
 impl Guard {
     /// Where versions before 2026-12-04 counted successes (a read, then a write). Such a
-    /// count lives at most one window after an upgrade, and is given back until it ends.
+    /// count lives at most one window after an upgrade and is given back until it ends; it
+    /// is read on every attempt over the limit (one more read then) until a later release
+    /// drops it, when every instance has run this version for a window.
     fn legacy_successes(&self, action: &str, dim: &str, tag: &str) -> String {
         format!("{}:rl:{action}-ok:{dim}:{tag}", self.prefix)
     }
@@ -377,8 +379,9 @@ impl Guard {
             // Successes only lower the count: within the limit they need not be read.
             let over = hit.count > limit
                 && hit.count.saturating_sub(
-                    kv.hits(&given_back, window, now).await?
-                        + read_count(kv, &self.legacy_successes(action, dim, tag), now).await?,
+                    kv.hits(&given_back, window, now).await?.saturating_add(
+                        read_count(kv, &self.legacy_successes(action, dim, tag), now).await?,
+                    ),
                 ) > limit;
             if over {
                 let wait = hit.retry_after.max(Duration::from_secs(1));

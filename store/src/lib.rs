@@ -120,8 +120,9 @@ pub trait Store: Send + Sync {
     /// Reads a live value.
     async fn get(&self, key: &str, now: Millis) -> StoreResult<Option<Vec<u8>>>;
 
-    /// Reads several live values in one step (one round trip), in the order of `keys`. The
-    /// keys need not share a hash tag.
+    /// Reads several live values with one call (one round trip; on Redis Cluster one per
+    /// node, and not atomic across them), in the order of `keys`. The keys need not share a
+    /// hash tag.
     async fn get_many(&self, keys: &[&str], now: Millis) -> StoreResult<Vec<Option<Vec<u8>>>>;
 
     /// Reads and deletes a live value in one atomic step (single-use records).

@@ -154,7 +154,8 @@ pub async fn issue_code_response(
 }
 
 /// A connector finished: resolve the person (asking about an older account when the
-/// binding rules need it), open or raise the session, then go on with [`proceed`].
+/// binding rules need it), open or raise the session, then go on as [`proceed`] does (the
+/// session is saved by what comes next, once).
 pub async fn authenticated(
     state: &Env,
     mut tx: LoginTx,
@@ -282,9 +283,14 @@ pub async fn authenticated(
     );
     // Written once, by whatever comes next: the code's response (which adds the client to
     // it) or the stage shown before it.
+    let pending = if secret.is_some() {
+        Pending::Raised
+    } else {
+        Pending::New
+    };
     let secret = secret.unwrap_or_else(|| random_token(32));
     let known = SessionPerson::known(person);
-    let mut answer = proceed_unsaved(state, tx, &secret, session, known).await?;
+    let mut answer = proceed_with(state, tx, &secret, session, known, pending).await?;
     answer.session_cookie = Some(secret);
     answer.last_source = Some(connector_id.to_string());
     Ok(answer)
@@ -299,19 +305,19 @@ pub async fn proceed(
     session: Session,
     known: SessionPerson,
 ) -> Outcome {
-    proceed_with(state, tx, secret, session, known, false).await
+    proceed_with(state, tx, secret, session, known, Pending::Saved).await
 }
 
-/// [`proceed`] with a session not saved yet: it is saved with the code (one write), or
-/// before whatever else comes next.
-async fn proceed_unsaved(
-    state: &Env,
-    tx: LoginTx,
-    secret: &str,
-    session: Session,
-    known: SessionPerson,
-) -> Outcome {
-    proceed_with(state, tx, secret, session, known, true).await
+/// Whether the session [`proceed_with`] goes on with is in the store yet. One not saved
+/// yet is saved with the code (one write), or before whatever page comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    /// Saved already.
+    Saved,
+    /// Not saved yet: the session of the browser's cookie, raised by this login.
+    Raised,
+    /// Not saved yet: a new session, whose cookie the browser gets only with the answer.
+    New,
 }
 
 async fn proceed_with(
@@ -320,7 +326,7 @@ async fn proceed_with(
     secret: &str,
     session: Session,
     mut known: SessionPerson,
-    unsaved: bool,
+    pending: Pending,
 ) -> Outcome {
     let settings = state.settings();
     let store = state.store.as_ref();
@@ -335,7 +341,7 @@ async fn proceed_with(
         )
     };
     let Some(client) = settings.clients.get(tx.request.client_id.as_str()) else {
-        keep_signed_in(unsaved, save(&session)).await;
+        keep_signed_in(pending, save(&session)).await;
         return Err(Failure::page(
             &lang,
             400,
@@ -373,7 +379,7 @@ async fn proceed_with(
     .await;
     match next {
         Ok(Some(stage)) => {
-            if unsaved {
+            if pending != Pending::Saved {
                 if let Err(e) = save(&session).await {
                     return Err(Failure::unavailable(&lang, &e));
                 }
@@ -386,25 +392,33 @@ async fn proceed_with(
                 .delete(&crate::keyspace::login_tx(&tx.id), state.now)
                 .await
             {
-                keep_signed_in(unsaved, save(&session)).await;
+                keep_signed_in(pending, save(&session)).await;
                 return Err(Failure::unavailable(&lang, &e));
             }
-            issue_code_response(state, client, &tx.request, secret, session, known).await
+            let kept = (pending == Pending::Raised).then(|| session.clone());
+            let answer =
+                issue_code_response(state, client, &tx.request, secret, session, known).await;
+            if let (Err(_), Some(session)) = (&answer, kept) {
+                keep_signed_in(pending, save(&session)).await;
+            }
+            answer
         }
         Err(e) => {
-            keep_signed_in(unsaved, save(&session)).await;
+            keep_signed_in(pending, save(&session)).await;
             Err(Failure::unavailable(&lang, &e))
         }
     }
 }
 
-/// On a failure after authentication, saves a session not saved yet if the store still
-/// can (the records may be what failed): the citizen stays signed in for their retry.
+/// On a failure after authentication, saves the raised session of the browser's cookie if
+/// the store still can (the records may be what failed): the citizen keeps it for their
+/// retry. A new session is not saved: a failure's answer sets no cookie, so nobody could
+/// use it.
 async fn keep_signed_in(
-    unsaved: bool,
+    pending: Pending,
     save: impl std::future::Future<Output = Result<String, StoreError>>,
 ) {
-    if unsaved {
+    if pending == Pending::Raised {
         if let Err(e) = save.await {
             tracing::warn!(error = %e, "the session could not be saved after a failure either");
         }

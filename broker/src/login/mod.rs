@@ -788,6 +788,10 @@ mod blip {
             ttl: Option<Duration>,
             now: Millis,
         ) -> StoreResult<()> {
+            let sessions = keys.iter().filter(|k| k.starts_with("sess:")).count();
+            self.1
+                .writes
+                .fetch_add(sessions, std::sync::atomic::Ordering::SeqCst);
             self.0.put_many(keys, v, ttl, now).await
         }
         async fn put_new(
