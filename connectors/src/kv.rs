@@ -47,7 +47,8 @@ pub trait KeyValue: Send + Sync {
     /// Reads a live value.
     async fn get(&self, key: &str, now: u64) -> Result<Option<Vec<u8>>, KvError>;
 
-    /// Reads several live values in one step, in the order of `keys`.
+    /// Reads several live values with one call of the store (one round trip), in the order
+    /// of `keys`.
     async fn get_many(&self, keys: &[&str], now: u64) -> Result<Vec<Option<Vec<u8>>>, KvError>;
 
     /// Reads and deletes a live value in one atomic step.

@@ -524,8 +524,7 @@ impl Store for EmbeddedStore {
         window: Duration,
         now: Millis,
     ) -> StoreResult<RateDecision> {
-        let (index, window_end) = crate::rate_window(window, now);
-        let key = format!("{key}:{index}");
+        let (key, window_end) = crate::rate_window(key, window, now);
         self.write("hit_rate_limit", move |t| {
             let previous = match live_value(t, &key, now)? {
                 Some((_, raw)) => rate_counter(&raw)?,
@@ -547,7 +546,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn rate_count(&self, key: &str, window: Duration, now: Millis) -> StoreResult<u64> {
-        let key = format!("{key}:{}", crate::rate_window(window, now).0);
+        let (key, _) = crate::rate_window(key, window, now);
         self.read("rate_count", move |t| match live_value(t, &key, now)? {
             Some((_, raw)) => rate_counter(&raw),
             None => Ok(0),

@@ -243,12 +243,15 @@ pub trait Store: Send + Sync {
 /// A shared store handle.
 pub type SharedStore = Arc<dyn Store>;
 
-/// The fixed window of `window` that holds `now`: its index (rate counters are kept per
-/// index, `{key}:{index}`) and when it ends (Unix ms).
-pub fn rate_window(window: Duration, now: Millis) -> (u64, Millis) {
+/// The counter of `key` in the fixed window of `window` that holds `now` (a stored format:
+/// `{key}:{index of the window}`), and when that window ends (Unix ms).
+pub fn rate_window(key: &str, window: Duration, now: Millis) -> (String, Millis) {
     let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
     let index = now / window_ms;
-    (index, index.saturating_add(1).saturating_mul(window_ms))
+    (
+        format!("{key}:{index}"),
+        index.saturating_add(1).saturating_mul(window_ms),
+    )
 }
 
 /// Expiry time for a TTL, in Unix milliseconds.

@@ -663,10 +663,9 @@ impl Store for RedisStore {
         window: Duration,
         now: Millis,
     ) -> StoreResult<RateDecision> {
-        let (index, window_end) = crate::rate_window(window, now);
+        let (counter, window_end) = crate::rate_window(key, window, now);
         let mut call = self.rate.prepare_invoke();
-        call.key(self.key(&format!("{key}:{index}")))
-            .arg(window_end);
+        call.key(self.key(&counter)).arg(window_end);
         let reply = self.script("hit_rate_limit", call).await?;
         let count = u64::try_from(int("hit_rate_limit", &reply)?)
             .map_err(|_| corrupt("hit_rate_limit", "negative count"))?;
@@ -679,7 +678,7 @@ impl Store for RedisStore {
 
     async fn rate_count(&self, key: &str, window: Duration, now: Millis) -> StoreResult<u64> {
         let mut cmd = ::redis::cmd("GET");
-        cmd.arg(self.key(&format!("{key}:{}", crate::rate_window(window, now).0)));
+        cmd.arg(self.key(&crate::rate_window(key, window, now).0));
         match bytes_opt("rate_count", self.read("rate_count", cmd).await?)? {
             None => Ok(0),
             Some(raw) => std::str::from_utf8(&raw)
